@@ -1,0 +1,153 @@
+/* hr_spec.c: parsing of backend spec strings ("pymalloc:preset=3.11,pool=4K"). */
+#include "hr_common.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *hr_domain_name(int domain)
+{
+    static const char *const names[] = {"raw", "mem", "obj", "native"};
+    return domain >= 0 && domain < HR_DOMAIN_COUNT ? names[domain] : "?";
+}
+
+int hr_spec_parse(hr_spec_t *spec, const char *text, const char *what, hr_err_t *err)
+{
+    memset(spec, 0, sizeof *spec);
+    size_t n = strlen(text);
+    if (n == 0)
+        return hr_err_set(err, HR_EUSAGE, "empty %s spec", what);
+    if (n >= sizeof spec->storage)
+        return hr_err_set(err, HR_EUSAGE, "%s spec '%s' is too long", what, text);
+    memcpy(spec->storage, text, n + 1);
+    char *colon = strchr(spec->storage, ':');
+    spec->name = spec->storage;
+    if (colon)
+        *colon = '\0';
+    if (spec->name[0] == '\0')
+        return hr_err_set(err, HR_EUSAGE, "%s spec '%s' has no name before ':'", what, text);
+    if (!colon)
+        return HR_OK;
+    char *p = colon + 1;
+    while (*p) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        if (*p == '\0')
+            return hr_err_set(err, HR_EUSAGE, "%s spec '%s' has an empty parameter", what, text);
+        if (spec->nparams == HR_SPEC_MAX_PARAMS)
+            return hr_err_set(err, HR_EUSAGE, "%s spec '%s' has more than %d parameters", what,
+                              text, HR_SPEC_MAX_PARAMS);
+        hr_spec_param_t *sp = &spec->params[spec->nparams++];
+        char *eq = strchr(p, '=');
+        if (eq) {
+            *eq = '\0';
+            if (*p == '\0' || eq[1] == '\0')
+                return hr_err_set(err, HR_EUSAGE, "%s spec '%s': parameter needs key=value", what,
+                                  text);
+            sp->key = p;
+            sp->value = eq + 1;
+        } else {
+            sp->value = p;
+        }
+        if (!comma)
+            break;
+        p = comma + 1;
+        if (*p == '\0')
+            return hr_err_set(err, HR_EUSAGE, "%s spec '%s' ends with ','", what, text);
+    }
+    return HR_OK;
+}
+
+const char *hr_spec_get(hr_spec_t *spec, const char *key)
+{
+    const char *v = NULL;
+    for (int i = 0; i < spec->nparams; i++) /* the last occurrence wins */
+        if (spec->params[i].key && strcmp(spec->params[i].key, key) == 0) {
+            spec->params[i].used = 1;
+            v = spec->params[i].value;
+        }
+    return v;
+}
+
+const char *hr_spec_positional(hr_spec_t *spec, int i)
+{
+    for (int k = 0; k < spec->nparams; k++)
+        if (!spec->params[k].key && i-- == 0) {
+            spec->params[k].used = 1;
+            return spec->params[k].value;
+        }
+    return NULL;
+}
+
+int hr_spec_check_unused(const hr_spec_t *spec, const char *what, hr_err_t *err)
+{
+    for (int i = 0; i < spec->nparams; i++) {
+        const hr_spec_param_t *sp = &spec->params[i];
+        if (sp->used)
+            continue;
+        if (sp->key)
+            return hr_err_set(err, HR_EUSAGE, "%s '%s' has no parameter '%s'", what, spec->name,
+                              sp->key);
+        return hr_err_set(err, HR_EUSAGE, "%s '%s' takes no positional value '%s'", what,
+                          spec->name, sp->value);
+    }
+    return HR_OK;
+}
+
+int hr_parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return HR_EUSAGE;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return HR_EUSAGE;
+    *out = v;
+    return HR_OK;
+}
+
+int hr_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return HR_EUSAGE;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return HR_EUSAGE;
+    unsigned shift = 0;
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: return HR_EUSAGE;
+    }
+    if (*end == 'i' && shift) /* accept KiB-style "Ki" */
+        end++;
+    if ((*end == 'B' || *end == 'b') && shift)
+        end++;
+    if (*end || (shift && v > (UINT64_MAX >> shift)))
+        return HR_EUSAGE;
+    *out = (uint64_t)v << shift;
+    return HR_OK;
+}
+
+int hr_parse_double(const char *s, double *out)
+{
+    if (!s || !*s)
+        return HR_EUSAGE;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || end == s)
+        return HR_EUSAGE;
+    if (*end == 'x' || *end == 'X')
+        end++;
+    if (*end)
+        return HR_EUSAGE;
+    *out = v;
+    return HR_OK;
+}

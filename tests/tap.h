@@ -1,0 +1,42 @@
+/* tap.h: a tiny Test Anything Protocol helper for the C unit tests (meson runs them as 'tap'). */
+#ifndef HR_TAP_H
+#define HR_TAP_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int tap_n, tap_failed;
+
+#define TAP_OK(cond, ...) tap_ok_((cond) != 0, __FILE__, __LINE__, __VA_ARGS__)
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+static inline int tap_ok_(int ok, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    tap_n++;
+    printf("%sok %d - ", ok ? "" : "not ", tap_n);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    if (!ok) {
+        tap_failed++;
+        printf("#   failed at %s:%d\n", file, line);
+    }
+    fflush(stdout);
+    return ok;
+}
+
+#define TAP_DIAG(...) (printf("# "), printf(__VA_ARGS__), printf("\n"))
+
+/* Print the plan and return the process exit status. */
+static inline int tap_done(void)
+{
+    printf("1..%d\n", tap_n);
+    return tap_failed ? 1 : 0;
+}
+
+#endif
