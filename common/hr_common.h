@@ -134,7 +134,6 @@ char *hr_fmt_thousands(char *buf, size_t cap, uint64_t n);
 /* Monotonic clock in nanoseconds. */
 uint64_t hr_now_ns(void);
 
-#endif /* HR_COMMON_H */
 
 /* {====================================================================
  * Memory domains: CPython's PEP 445 domains plus "native" (malloc from any program).
@@ -182,3 +181,5 @@ int hr_parse_u64(const char *s, uint64_t *out);
 int hr_parse_double(const char *s, double *out);
 /* Fail with HR_EUSAGE naming the first parameter no backend function asked for. */
 int hr_spec_check_unused(const hr_spec_t *spec, const char *what, hr_err_t *err);
+
+#endif /* HR_COMMON_H */

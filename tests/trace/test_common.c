@@ -1,0 +1,89 @@
+/* test_common.c: varints, CRC-32, spec strings and size parsing. */
+#include "hr_common.h"
+#include "tap.h"
+
+#include <string.h>
+
+int main(void)
+{
+    /* Varints: every boundary round-trips, lengths are minimal, overlong/overflow rejected. */
+    uint64_t vals[] = {0, 1, 127, 128, 255, 16383, 16384, (1ull << 32) - 1, 1ull << 32,
+                       (1ull << 63) - 1, 1ull << 63, UINT64_MAX};
+    int ok = 1;
+    for (size_t i = 0; i < HR_ARRAY_LEN(vals); i++) {
+        uint8_t buf[HR_VARINT_MAX];
+        size_t n = hr_varint_put(buf, vals[i]);
+        size_t want = 1;
+        for (uint64_t v = vals[i]; v >= 128; v >>= 7)
+            want++;
+        const uint8_t *p = buf;
+        uint64_t back = 0;
+        ok &= n == want && hr_varint_get(&p, buf + n, &back) == 1 && back == vals[i] &&
+              p == buf + n;
+        p = buf; /* every strict prefix is "incomplete" */
+        for (size_t k = 0; k < n; k++) {
+            p = buf;
+            ok &= hr_varint_get(&p, buf + k, &back) == 0;
+        }
+    }
+    TAP_OK(ok, "varints round-trip at every boundary, prefixes are incomplete");
+    uint8_t over[11] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0};
+    const uint8_t *p = over;
+    uint64_t v;
+    TAP_OK(hr_varint_get(&p, over + 11, &v) == -1, "a 10-byte varint above 2^64 is rejected");
+    uint8_t longer[11] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00};
+    p = longer;
+    TAP_OK(hr_varint_get(&p, longer + 11, &v) == -1, "an 11-byte varint is rejected");
+
+    TAP_OK(hr_crc32(0, "123456789", 9) == 0xCBF43926u, "CRC-32 check value");
+    TAP_OK(hr_crc32(hr_crc32(0, "1234", 4), "56789", 5) == 0xCBF43926u, "CRC-32 is incremental");
+
+    hr_spec_t s;
+    hr_err_t err = {0};
+    TAP_OK(hr_spec_parse(&s, "pymalloc:preset=3.11,pool=4K", "allocator", &err) == 0 &&
+               strcmp(s.name, "pymalloc") == 0 && s.nparams == 2,
+           "spec with key=value parameters parses");
+    TAP_OK(strcmp(hr_spec_get(&s, "pool"), "4K") == 0 && hr_spec_get(&s, "arena") == NULL,
+           "hr_spec_get finds present keys only");
+    hr_err_clear(&err);
+    TAP_OK(hr_spec_check_unused(&s, "allocator", &err) == HR_EUSAGE &&
+               strstr(err.msg, "'preset'") != NULL,
+           "an unused parameter is reported by name: %s", err.msg);
+    TAP_OK(hr_spec_parse(&s, "generational:700,10,10", "collector", &err) == 0 &&
+               strcmp(hr_spec_positional(&s, 2), "10") == 0 && !hr_spec_positional(&s, 3),
+           "positional values");
+    hr_err_clear(&err);
+    TAP_OK(hr_spec_parse(&s, "x:a=", "allocator", &err) == HR_EUSAGE, "empty value rejected: %s",
+           err.msg);
+    hr_err_clear(&err);
+    TAP_OK(hr_spec_parse(&s, ":a=1", "allocator", &err) == HR_EUSAGE, "missing name rejected");
+    hr_err_clear(&err);
+    TAP_OK(hr_spec_parse(&s, "x:a=1,", "allocator", &err) == HR_EUSAGE, "trailing comma rejected");
+
+    uint64_t sz;
+    TAP_OK(hr_parse_size("256K", &sz) == 0 && sz == 256 * 1024, "256K");
+    TAP_OK(hr_parse_size("1MiB", &sz) == 0 && sz == 1 << 20, "1MiB");
+    TAP_OK(hr_parse_size("16", &sz) == 0 && sz == 16, "16");
+    TAP_OK(hr_parse_size("-1", &sz) != 0 && hr_parse_size("4Q", &sz) != 0 &&
+               hr_parse_size("", &sz) != 0 && hr_parse_size("99999999999999999999", &sz) != 0 &&
+               hr_parse_size("17179869184G", &sz) != 0,
+           "bad sizes rejected (negative, unknown suffix, empty, overflow)");
+    double d;
+    TAP_OK(hr_parse_double("2x", &d) == 0 && d == 2.0 && hr_parse_double("x", &d) != 0,
+           "factors");
+
+    hr_err_clear(&err);
+    hr_err_set(&err, HR_EFORMAT, "first");
+    hr_err_set(&err, HR_EIO, "second");
+    hr_err_prefix(&err, "file: ");
+    TAP_OK(err.code == HR_EFORMAT && strcmp(err.msg, "file: first") == 0,
+           "the first error wins and can be prefixed");
+    TAP_OK(hr_exit_status(HR_EUSAGE) == 1 && hr_exit_status(HR_EFORMAT) == 2 &&
+               hr_exit_status(HR_ETRUNC) == 2 && hr_exit_status(HR_EIO) == 3,
+           "exit statuses: usage 1, bad input 2, other 3");
+    char t[32];
+    TAP_OK(strcmp(hr_fmt_thousands(t, sizeof t, 1234567), "1,234,567") == 0 &&
+               strcmp(hr_fmt_thousands(t, sizeof t, 12), "12") == 0,
+           "thousands separators");
+    return tap_done();
+}

@@ -1,0 +1,500 @@
+/* test_trace.c: trace format v1: round trips, frames, truncation, bit flips, crafted bad input. */
+#include "hr_gen.h"
+#include "hr_trace.h"
+#include "tap.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+static char tmpdir[256];
+
+static const char *tmp_path(const char *name)
+{
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+    return buf[k];
+}
+
+static void slurp(const char *path, hr_buf_t *b)
+{
+    hr_buf_init(b);
+    hr_err_t err = {0};
+    if (hr_read_file(path, b, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(99);
+    }
+}
+
+static void spit(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(p, 1, n, f) != n || fclose(f)) {
+        perror(path);
+        exit(99);
+    }
+}
+
+/* Read a whole trace from memory, formatting every event as text into *text (if not NULL).
+ * Returns the reader's code; *events and *skipped report what was delivered. */
+typedef struct result {
+    int rc;
+    uint64_t events, frames, skipped;
+    int cut_short, complete;
+    hr_err_t err;
+} result_t;
+
+static result_t read_mem(const void *data, size_t len, int partial, hr_buf_t *text)
+{
+    result_t res = {0};
+    hr_trace_read_opts_t o = {.partial = partial};
+    hr_trace_reader_t *r;
+    res.rc = hr_trace_open_mem(&r, data, len, "mem.hrt", &o, &res.err);
+    if (res.rc)
+        return res;
+    if (text)
+        hr_trace_format_header(text, hr_trace_header(r));
+    hr_event_t evs[333]; /* an odd batch size crosses frame boundaries at odd places */
+    for (;;) {
+        size_t n;
+        res.rc = hr_trace_read(r, evs, HR_ARRAY_LEN(evs), &n, &res.err);
+        if (res.rc || n == 0)
+            break;
+        for (size_t i = 0; text && i < n; i++)
+            hr_trace_format_event(text, &evs[i]);
+    }
+    const hr_trace_status_t *st = hr_trace_status(r);
+    res.events = st->events, res.frames = st->frames, res.skipped = st->skipped;
+    res.cut_short = st->cut_short, res.complete = st->complete;
+    hr_trace_close(r);
+    return res;
+}
+
+static result_t read_file_text(const char *path, hr_buf_t *text)
+{
+    hr_buf_t b;
+    slurp(path, &b);
+    result_t res = read_mem(b.data, b.len, 0, text);
+    hr_buf_free(&b);
+    return res;
+}
+
+/* {==== Writing every event kind through the API ==== */
+
+static int write_all_kinds(const char *path, size_t frame_target, int repeat)
+{
+    hr_trace_header_t h;
+    hr_trace_header_init(&h, HR_KIND_GRAPH);
+    hr_trace_header_set(&h, "producer", "test_trace");
+    hr_trace_header_set(&h, "odd_value", "quote \" backslash \\ newline \n tab \t byte \x01 utf8 \xc3\xa9");
+    hr_trace_write_opts_t o = {.frame_target = frame_target, .atomic = 1};
+    hr_trace_writer_t *w;
+    hr_err_t err = {0};
+    int rc = hr_trace_writer_open(&w, path, &h, &o, &err);
+    hr_trace_header_free(&h);
+    if (rc)
+        return rc;
+    for (int k = 0; k < repeat && !rc; k++) {
+        uint64_t a, b, c, d;
+        if (k == 0) {
+            rc |= hr_trace_put_string(w, HR_OP_TYPE, 0, "list", 4, &err);
+            rc |= hr_trace_put_string(w, HR_OP_TYPE, 1, "na\0me", 5, &err);
+        }
+        rc |= hr_trace_put_alloc(w, 56, HR_DOMAIN_OBJ, HR_F_OBJECT | HR_F_GC | HR_F_TYPED, 0, &a, &err);
+        rc |= hr_trace_put_alloc(w, 0, HR_DOMAIN_RAW, 0, 0, &b, &err);
+        rc |= hr_trace_put_alloc(w, 1u << 20, HR_DOMAIN_MEM, HR_F_ZERO, 0, &c, &err);
+        hr_event_t al = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_NATIVE, .flags = HR_F_ALIGNED | HR_F_TYPED,
+                         .align_log2 = 12, .tag = 1, .a = hr_trace_writer_next_id(w), .b = 4096};
+        d = al.a;
+        rc |= hr_trace_write(w, &al, &err);
+        rc |= hr_trace_put_alloc(w, 24, HR_DOMAIN_OBJ, HR_F_OBJECT, 0, NULL, &err);
+        rc |= hr_trace_put_link(w, HR_OP_LINK, a, a + 4, &err);
+        rc |= hr_trace_put_link(w, HR_OP_LINK, a, a, &err);
+        rc |= hr_trace_put_id(w, HR_OP_INCREF, a, &err);
+        rc |= hr_trace_put_id(w, HR_OP_DECREF, a, &err);
+        rc |= hr_trace_put_realloc(w, b, 1000, &err);
+        rc |= hr_trace_put_realloc(w, a, 64, &err);
+        rc |= hr_trace_put_id(w, HR_OP_FREE, b, &err);
+        rc |= hr_trace_put_id(w, HR_OP_FREE, c, &err);
+        rc |= hr_trace_put_id(w, HR_OP_FREE, d, &err);
+        rc |= hr_trace_put_link(w, HR_OP_UNLINK, a, a + 4, &err);
+        rc |= hr_trace_put_id(w, HR_OP_DECREF, a + 4, &err);
+        rc |= hr_trace_put_id(w, HR_OP_DIED, a + 4, &err);
+        hr_event_t facts[] = {
+            {.op = HR_OP_ARENA_MAP, .a = 0x7f1234560000ull + (uint64_t)k * 0x100000, .b = 1 << 20},
+            {.op = HR_OP_GC_BEGIN, .tag = 2},
+            {.op = HR_OP_GC_END, .tag = 2, .a = 17, .b = 1},
+            {.op = HR_OP_ARENA_UNMAP, .a = 0x7f1234560000ull, .b = 1 << 20},
+        };
+        for (size_t i = 0; i < HR_ARRAY_LEN(facts); i++)
+            rc |= hr_trace_write(w, &facts[i], &err);
+        rc |= hr_trace_put_string(w, HR_OP_STATS, HR_STATS_PYMALLOC, "line 1\nline 2\n", 14, &err);
+        rc |= hr_trace_put_string(w, HR_OP_STATS, 7, "x", 1, &err);
+        rc |= hr_trace_put_string(w, HR_OP_PHASE, 0, "phase \"one\"", 11, &err);
+        rc |= hr_trace_put_string(w, HR_OP_UNKNOWN, 0x9f, "\x01\x02\x03", 3, &err);
+    }
+    if (rc) {
+        fprintf(stderr, "write_all_kinds: %s\n", err.msg);
+        hr_trace_writer_abort(w);
+        return rc;
+    }
+    return hr_trace_writer_close(w, &err);
+}
+
+static void test_api_roundtrip(void)
+{
+    size_t targets[] = {64, 300, 0};
+    for (size_t t = 0; t < HR_ARRAY_LEN(targets); t++) {
+        const char *p1 = tmp_path("all.hrt"), *p2 = tmp_path("all2.hrt"), *pt = tmp_path("all.txt");
+        int rc = write_all_kinds(p1, targets[t], 50);
+        hr_buf_t text, text2;
+        hr_buf_init(&text);
+        hr_buf_init(&text2);
+        result_t r1 = read_file_text(p1, &text);
+        TAP_OK(rc == 0 && r1.rc == 0 && r1.complete && r1.events == 2 + 50 * 25 && r1.skipped == 50,
+               "every event kind written and read back (frame target %zu: %llu frames, rc %d %s)",
+               targets[t], (unsigned long long)r1.frames, r1.rc, r1.err.msg);
+        if (targets[t] == 64)
+            TAP_OK(r1.frames > 100, "a small frame target makes many frames (%llu)",
+                   (unsigned long long)r1.frames);
+        /* text -> binary -> text is the identity */
+        spit(pt, text.data, text.len);
+        hr_err_t err = {0};
+        hr_trace_write_opts_t o = {.frame_target = targets[t], .atomic = 1};
+        rc = hr_trace_pack_text(pt, p2, &o, &err);
+        result_t r2 = read_file_text(p2, &text2);
+        TAP_OK(rc == 0 && r2.rc == 0 && text.len == text2.len &&
+                   memcmp(text.data, text2.data, text.len) == 0,
+               "text of it packs back to the same text (%s)", err.msg);
+        hr_buf_t b1, b2;
+        slurp(p1, &b1);
+        slurp(p2, &b2);
+        /* the writer's header differs only if metadata did; here both are equal, so the
+         * binaries must be byte-identical too */
+        TAP_OK(b1.len == b2.len && memcmp(b1.data, b2.data, b1.len) == 0,
+               "binary -> text -> binary is byte-identical");
+        hr_buf_free(&b1), hr_buf_free(&b2), hr_buf_free(&text), hr_buf_free(&text2);
+    }
+}
+
+static void test_generated_million(void)
+{
+    const char *specs[] = {"random:events=1000000,kind=graph,seed=7", "churn:events=1000000,seed=3"};
+    for (size_t i = 0; i < HR_ARRAY_LEN(specs); i++) {
+        const char *p1 = tmp_path("gen.hrt"), *p2 = tmp_path("gen2.hrt");
+        hr_err_t err = {0};
+        int rc = hr_gen_run(specs[i], p1, NULL, &err);
+        hr_buf_t text, text2, bin;
+        hr_buf_init(&text);
+        hr_buf_init(&text2);
+        slurp(p1, &bin);
+        result_t r1 = read_mem(bin.data, bin.len, 0, &text);
+        rc |= hr_trace_pack_buf("gen.txt", (const char *)text.data, text.len, p2,
+                                &(hr_trace_write_opts_t){.atomic = 1}, &err);
+        result_t r2 = read_file_text(p2, &text2);
+        TAP_OK(rc == 0 && r1.rc == 0 && r2.rc == 0 && r1.events >= 1000000 &&
+                   text.len == text2.len && memcmp(text.data, text2.data, text.len) == 0,
+               "%s: %llu events round-trip text -> binary -> text (%.3f bytes/event) %s", specs[i],
+               (unsigned long long)r1.events, (double)bin.len / (double)r1.events, err.msg);
+        hr_buf_free(&text), hr_buf_free(&text2), hr_buf_free(&bin);
+    }
+    /* determinism: the same seed gives the same bytes */
+    hr_err_t err = {0};
+    hr_gen_run("random:events=5000,seed=9", tmp_path("d1.hrt"), NULL, &err);
+    hr_gen_run("random:events=5000,seed=9", tmp_path("d2.hrt"), NULL, &err);
+    hr_buf_t a, b;
+    slurp(tmp_path("d1.hrt"), &a);
+    slurp(tmp_path("d2.hrt"), &b);
+    TAP_OK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0, "generators are deterministic");
+    hr_buf_free(&a), hr_buf_free(&b);
+}
+
+/* {==== Truncation: every cut point ==== */
+
+static void test_truncation(void)
+{
+    const char *p = tmp_path("cut.hrt");
+    hr_err_t err = {0};
+    hr_gen_run("random:events=5000,kind=graph,seed=11", p, &(hr_trace_write_opts_t){.frame_target = 512}, &err);
+    hr_buf_t bin;
+    slurp(p, &bin);
+    /* frame ends and the events before them, read one frame per call */
+    uint64_t ends[4096], evs_at[4096];
+    size_t nf = 0;
+    {
+        hr_trace_reader_t *r;
+        hr_trace_open_mem(&r, bin.data, bin.len, "cut", NULL, &err);
+        static hr_event_t evs[100000];
+        size_t n;
+        while (hr_trace_read(r, evs, HR_ARRAY_LEN(evs), &n, &err) == 0 && n > 0) {
+            ends[nf] = hr_trace_status(r)->file_bytes;
+            evs_at[nf++] = hr_trace_status(r)->events;
+        }
+        hr_trace_close(r);
+    }
+    TAP_OK(nf > 20, "trace for cut tests has %zu frames", nf);
+    int ok = 1, okp = 1, bad_msgs = 0;
+    size_t checked = 0;
+    for (size_t cut = 0; cut < bin.len; cut++) {
+        uint64_t expect = 0;
+        for (size_t f = 0; f < nf; f++)
+            if (ends[f] <= cut)
+                expect = evs_at[f];
+        result_t r = read_mem(bin.data, cut, 0, NULL);
+        result_t rp = read_mem(bin.data, cut, 1, NULL);
+        checked++;
+        if (r.rc != HR_ETRUNC && !(cut < 30 && (r.rc == HR_EFORMAT))) {
+            ok = 0;
+            TAP_DIAG("cut at %zu: rc %d %s", cut, r.rc, r.err.msg);
+        }
+        if (r.events != expect)
+            ok = 0;
+        if (cut > 200 && (!strstr(r.err.msg, "cut short") || !strstr(r.err.msg, "mem.hrt")))
+            bad_msgs++;
+        if (cut > 200 && (rp.rc != 0 || !rp.cut_short || rp.events != expect))
+            okp = 0;
+    }
+    TAP_OK(ok, "each of %zu cut points: error 'cut short', every complete frame delivered", checked);
+    TAP_OK(bad_msgs == 0, "cut-short messages name the file and say 'cut short'");
+    TAP_OK(okp, "partial mode: each cut ends cleanly after the last complete frame");
+    result_t full = read_mem(bin.data, bin.len, 0, NULL);
+    TAP_OK(full.rc == 0 && full.complete, "the uncut trace is complete");
+    hr_buf_free(&bin);
+}
+
+/* {==== Bit flips: never a crash, never a silently different result ==== */
+
+static void test_bit_flips(void)
+{
+    const char *p = tmp_path("flip.hrt");
+    hr_err_t err = {0};
+    hr_gen_run("random:events=150,kind=graph,seed=5", p, &(hr_trace_write_opts_t){.frame_target = 256}, &err);
+    hr_buf_t bin, ref;
+    slurp(p, &bin);
+    hr_buf_init(&ref);
+    read_mem(bin.data, bin.len, 0, &ref);
+    size_t flips = 0, detected = 0, benign = 0, wrong = 0;
+    for (size_t i = 0; i < bin.len; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            bin.data[i] ^= (uint8_t)(1u << bit);
+            hr_buf_t text;
+            hr_buf_init(&text);
+            result_t r = read_mem(bin.data, bin.len, 0, &text);
+            flips++;
+            if (r.rc != 0)
+                detected++;
+            else if (text.len == ref.len && memcmp(text.data, ref.data, ref.len) == 0)
+                benign++; /* e.g. a zstd window-size bit: same verified content */
+            else {
+                wrong++;
+                if (wrong < 5)
+                    TAP_DIAG("flip of byte %zu bit %d read without error but differently", i, bit);
+            }
+            hr_buf_free(&text);
+            bin.data[i] ^= (uint8_t)(1u << bit);
+        }
+    TAP_OK(wrong == 0, "%zu single-bit flips: %zu detected, %zu harmless (same content), %zu wrong",
+           flips, detected, benign, wrong);
+    TAP_OK(detected > flips * 95 / 100, "at least 95%% of flips are reported as errors");
+    hr_buf_free(&bin), hr_buf_free(&ref);
+}
+
+/* {==== Crafted bad input ==== */
+
+/* A header taken from a real trace (kind graph or alloc), then raw frames built by hand. */
+static size_t header_of(int kind, hr_buf_t *out)
+{
+    const char *p = tmp_path("hdr.hrt");
+    hr_trace_header_t h;
+    hr_trace_header_init(&h, kind);
+    hr_trace_writer_t *w;
+    hr_err_t err = {0};
+    hr_trace_writer_open(&w, p, &h, NULL, &err);
+    hr_trace_writer_close(w, &err);
+    hr_buf_t b;
+    slurp(p, &b);
+    size_t hl = 8 + (b.data[4] | (size_t)b.data[5] << 8);
+    hr_buf_init(out);
+    hr_buf_append(out, b.data, hl);
+    hr_buf_free(&b);
+    return hl;
+}
+
+static void add_frame(hr_buf_t *out, const uint8_t *payload, size_t n, int checksum)
+{
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, checksum);
+    size_t bound = ZSTD_compressBound(n);
+    hr_buf_reserve(out, bound);
+    size_t z = ZSTD_compress2(c, out->data + out->len, bound, payload, n);
+    out->len += z;
+    ZSTD_freeCCtx(c);
+}
+
+static result_t craft(int kind, const uint8_t *payload, size_t n)
+{
+    hr_buf_t b;
+    header_of(kind, &b);
+    add_frame(&b, payload, n, 1);
+    result_t r = read_mem(b.data, b.len, 0, NULL);
+    hr_buf_free(&b);
+    return r;
+}
+
+#define CRAFT(kind, ...)                                                                           \
+    __extension__({                                                                                \
+        static const uint8_t pl_[] = {__VA_ARGS__};                                               \
+        craft(kind, pl_, sizeof pl_);                                                              \
+    })
+
+static void expect(result_t r, int code, const char *needle, const char *what)
+{
+    TAP_OK(r.rc == code && strstr(r.err.msg, needle) != NULL, "%s: %s", what, r.err.msg);
+}
+
+static void test_crafted(void)
+{
+    /* FRAME(0, 0, 0, 0) ... END(events, ids, types) */
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x20, 0x00, 0x01, 1, 0, 0), HR_EFORMAT,
+           "never allocated", "free with no id allocated");
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x12, 16, 0x20, 0x01, 0x01, 2, 1, 0), HR_EFORMAT,
+           "never allocated", "free of an id beyond the newest");
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x12, 16, 0x20, 0x00, 0x20, 0x00, 0x01, 3, 1, 0),
+           HR_EFORMAT, "event 2: free of id 0 that is not live (double free)", "double free");
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x12, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0x01, 1, 1, 0),
+           HR_EFORMAT, "size overflow", "size above 2^47");
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f),
+           HR_EFORMAT, "malformed varint", "size varint beyond 64 bits");
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x7e, 0x01, 0, 0, 0), HR_EVERSION,
+           "unknown opcode 0x7e", "unknown core opcode");
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x12, 16, 0x30, 0), HR_EFORMAT, "allocation-only trace",
+           "incref in an allocation-only trace");
+    expect(CRAFT(HR_KIND_GRAPH, 0x02, 0, 0, 0, 0, 0x12, 16, 0x30, 0x00, 0x01, 2, 1, 0), HR_EFORMAT,
+           "not an object", "incref of a plain block");
+    expect(CRAFT(HR_KIND_GRAPH, 0x02, 0, 0, 0, 0, 0x16, 16, 0x02, 0x20, 0x00, 0x01, 2, 1, 0), HR_EFORMAT,
+           "explicit free of object 0", "explicit free of an object in a graph trace");
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x16, 16, 0x08, 3, 0x01, 1, 1, 0), HR_EFORMAT,
+           "type 3 but only 0 types", "alloc naming an undefined type");
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x12, 16, 0x01, 5, 1, 0), HR_EFORMAT,
+           "end record says 5 events", "end record with wrong totals");
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x01, 0, 0, 0, 0x12), HR_EFORMAT,
+           "garbage after the end record inside the last frame", "bytes after END in its frame");
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 1, 0, 0, 0, 0x01, 0, 0, 0), HR_EFORMAT,
+           "missing, repeated or out of order", "frame numbered 1 comes first");
+    expect(CRAFT(HR_KIND_ALLOC, 0x12, 16), HR_EFORMAT, "does not start with a frame record",
+           "payload without a FRAME record");
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x12, 16), HR_ETRUNC, "cut short",
+           "no END record");
+    {
+        result_t r = CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x12, 16, 0x9f, 3, 1, 2, 3, 0x20, 0, 0x01, 3, 1, 0);
+        TAP_OK(r.rc == 0 && r.events == 3 && r.skipped == 1,
+               "an unknown sized record is skipped and counted (%s)", r.err.msg);
+    }
+    hr_buf_t b;
+    /* a frame without checksum */
+    header_of(HR_KIND_ALLOC, &b);
+    static const uint8_t end0[] = {0x02, 0, 0, 0, 0, 0x01, 0, 0, 0};
+    add_frame(&b, end0, sizeof end0, 0);
+    expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT, "carry a checksum", "frame without checksum");
+    hr_buf_free(&b);
+    /* garbage after the end of the file, and a second valid frame after END */
+    header_of(HR_KIND_ALLOC, &b);
+    add_frame(&b, end0, sizeof end0, 1);
+    size_t good = b.len;
+    hr_buf_append(&b, "xyz", 3);
+    expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT, "garbage after the end of the trace",
+           "bytes after the last frame");
+    b.len = good;
+    add_frame(&b, end0, sizeof end0, 1);
+    expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT, "garbage after the end", "a frame after END");
+    hr_buf_free(&b);
+    /* a foreign skippable frame between data frames is skipped */
+    header_of(HR_KIND_ALLOC, &b);
+    static const uint8_t f0[] = {0x02, 0, 0, 0, 0, 0x12, 16};
+    static const uint8_t f1[] = {0x02, 1, 1, 1, 0, 0x20, 0, 0x01, 2, 1, 0};
+    add_frame(&b, f0, sizeof f0, 1);
+    static const uint8_t skip[] = {0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 'a', 'b', 'c'};
+    hr_buf_append(&b, skip, sizeof skip);
+    add_frame(&b, f1, sizeof f1, 1);
+    result_t r = read_mem(b.data, b.len, 0, NULL);
+    TAP_OK(r.rc == 0 && r.events == 2 && r.frames == 2 && r.skipped == 1,
+           "a foreign skippable frame between data frames is skipped (%s)", r.err.msg);
+    /* a repeated frame */
+    size_t hl = header_of(HR_KIND_ALLOC, &b);
+    (void)hl;
+    add_frame(&b, f0, sizeof f0, 1);
+    add_frame(&b, f0, sizeof f0, 1);
+    expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT, "frame 1 at byte", "a repeated frame");
+    hr_buf_free(&b);
+    /* wrong magic, empty file, unknown version (with a valid CRC), bad header CRC */
+    expect(read_mem("hello, world, this is text", 26, 0, NULL), HR_EFORMAT,
+           "byte 0: wrong magic, not a heapreplay trace", "wrong magic");
+    expect(read_mem("", 0, 0, NULL), HR_EFORMAT, "empty file", "empty file");
+    hl = header_of(HR_KIND_ALLOC, &b);
+    add_frame(&b, end0, sizeof end0, 1);
+    b.data[16] = 2; /* version 2 */
+    uint32_t crc = hr_crc32(0, b.data + 8, hl - 12);
+    b.data[hl - 4] = (uint8_t)crc, b.data[hl - 3] = (uint8_t)(crc >> 8);
+    b.data[hl - 2] = (uint8_t)(crc >> 16), b.data[hl - 1] = (uint8_t)(crc >> 24);
+    expect(read_mem(b.data, b.len, 0, NULL), HR_EVERSION, "version 2, this heapreplay reads version 1",
+           "unknown version");
+    b.data[16] = 1; /* now the CRC no longer matches */
+    expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT, "header checksum mismatch", "bad header CRC");
+    hr_buf_free(&b);
+
+    /* The writer refuses what the reader would reject, and writes nothing for it. */
+    hr_trace_header_t h;
+    hr_trace_header_init(&h, HR_KIND_ALLOC);
+    hr_trace_writer_t *w;
+    hr_err_t err = {0};
+    hr_trace_writer_open(&w, tmp_path("refuse.hrt"), &h, &(hr_trace_write_opts_t){.atomic = 1}, &err);
+    uint64_t id;
+    hr_trace_put_alloc(w, 8, HR_DOMAIN_MEM, 0, 0, &id, &err);
+    hr_trace_put_id(w, HR_OP_FREE, id, &err);
+    hr_err_clear(&err);
+    int rc = hr_trace_put_id(w, HR_OP_FREE, id, &err);
+    TAP_OK(rc == HR_EFORMAT && strstr(err.msg, "double free"), "the writer refuses a double free: %s", err.msg);
+    hr_err_clear(&err);
+    rc = hr_trace_put_alloc(w, HR_TRACE_MAX_SIZE + 1, HR_DOMAIN_MEM, 0, 0, &id, &err);
+    TAP_OK(rc == HR_EFORMAT && strstr(err.msg, "size overflow"), "the writer refuses a size overflow");
+    hr_err_clear(&err);
+    rc = hr_trace_writer_close(w, &err);
+    result_t rr = read_file_text(tmp_path("refuse.hrt"), NULL);
+    TAP_OK(rc == 0 && rr.rc == 0 && rr.events == 2, "the trace holds only the accepted events");
+    hr_trace_header_free(&h);
+
+    /* Atomic writes never clobber an existing file on failure. */
+    spit(tmp_path("keep.hrt"), "precious", 8);
+    spit(tmp_path("bad.txt"), "heapreplay-trace 1 alloc\nalloc 0 8 mem\nfree 1\n", 45);
+    hr_err_clear(&err);
+    rc = hr_trace_pack_text(tmp_path("bad.txt"), tmp_path("keep.hrt"), &(hr_trace_write_opts_t){.atomic = 1}, &err);
+    hr_buf_t kept;
+    slurp(tmp_path("keep.hrt"), &kept);
+    TAP_OK(rc == HR_EFORMAT && kept.len == 8 && memcmp(kept.data, "precious", 8) == 0 &&
+               strstr(err.msg, "bad.txt:3 (byte 39), event 1: free of id 1 that was never allocated"),
+           "a failed pack leaves the existing output untouched: %s", err.msg);
+    hr_buf_free(&kept);
+    char leftover[600];
+    snprintf(leftover, sizeof leftover, "%s.tmp.%ld", tmp_path("keep.hrt"), (long)getpid());
+    TAP_OK(access(leftover, F_OK) != 0, "and no temporary file is left behind");
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/hr_test_trace.XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return 99;
+    test_api_roundtrip();
+    test_crafted();
+    test_truncation();
+    test_bit_flips();
+    test_generated_million();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        TAP_DIAG("could not remove %s", tmpdir);
+    return tap_done();
+}

@@ -1,0 +1,34 @@
+/* hr_gen.h: synthetic trace generators: one vtable, a registry, deterministic for a given seed. */
+#ifndef HR_GEN_H
+#define HR_GEN_H
+
+#include "hr_trace.h"
+
+typedef struct hr_gen_vt {
+    const char *name;    /* "random", "churn", ... */
+    const char *summary; /* one line */
+    const char *params;  /* one line: "events=N seed=S kind=alloc|graph" */
+    /* Write the generated events to w (whose header the caller made with kind_of()). The spec
+     * holds key=value parameters; the generator marks what it uses. */
+    int (*run)(hr_trace_writer_t *w, hr_spec_t *spec, hr_err_t *err);
+    /* The trace kind this spec produces. */
+    int (*kind_of)(hr_spec_t *spec);
+} hr_gen_vt;
+
+const hr_gen_vt *const *hr_gen_registry(void); /* NULL-terminated */
+const hr_gen_vt *hr_gen_by_name(const char *name);
+
+/* Generate `spec` ("name:k=v,...") into out_path (written atomically). */
+int hr_gen_run(const char *spec, const char *out_path, const hr_trace_write_opts_t *opts,
+               hr_err_t *err);
+
+/* Deterministic PRNG (splitmix64 seeding a xoshiro-style state) for generators and tests. */
+typedef struct hr_rng {
+    uint64_t s[4];
+} hr_rng_t;
+void hr_rng_seed(hr_rng_t *r, uint64_t seed);
+uint64_t hr_rng_next(hr_rng_t *r);
+/* Uniform in [0, n). n > 0. */
+uint64_t hr_rng_below(hr_rng_t *r, uint64_t n);
+
+#endif

@@ -1,0 +1,394 @@
+/* trace_writer.c: encodes events into frame payloads and writes them as checksummed zstd frames.
+ *
+ * Frame life cycle: the first event after a flush opens a frame by writing its FRAME record; events
+ * are appended to `payload`; when the payload reaches the frame target (or on flush/close) it is
+ * compressed as one zstd frame (content size + checksum) and written out with write(2), so the
+ * file always ends at a frame boundary except while a write is in flight.
+ */
+#include "hr_trace.h"
+#include "trace_wire.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+struct hr_trace_writer {
+    int fd;
+    char *path;          /* owned: final path */
+    char *tmp_path;      /* owned: path written while atomic, else NULL */
+    hr_trace_check_t chk;
+    hr_buf_t payload;    /* payload of the open frame */
+    hr_buf_t zout;       /* compressed frame */
+    ZSTD_CCtx *cctx;
+    size_t frame_target;
+    uint64_t frames;     /* frames written */
+    uint64_t events;     /* events accepted */
+    int frame_open;      /* a FRAME record has been written to payload */
+};
+
+static int write_all(hr_trace_writer_t *w, const void *p, size_t n, hr_err_t *err)
+{
+    const uint8_t *s = p;
+    while (n) {
+        ssize_t k = write(w->fd, s, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return hr_err_set(err, HR_EIO, "%s: write failed: %s", w->path, strerror(errno));
+        }
+        s += k;
+        n -= (size_t)k;
+    }
+    return HR_OK;
+}
+
+static int put_varint(hr_buf_t *b, uint64_t v)
+{
+    if (hr_buf_reserve(b, HR_VARINT_MAX))
+        return HR_ENOMEM;
+    b->len += hr_varint_put(b->data + b->len, v);
+    return HR_OK;
+}
+
+static int encode_header(hr_buf_t *out, const hr_trace_header_t *h)
+{
+    hr_buf_t p;
+    hr_buf_init(&p);
+    uint8_t fixed[4] = {HR_TRACE_VERSION & 0xff, HR_TRACE_VERSION >> 8, (uint8_t)h->kind, 0};
+    int rc = hr_buf_append(&p, HR_HEADER_TAG, HR_HEADER_TAG_LEN);
+    rc |= hr_buf_append(&p, fixed, 4);
+    rc |= put_varint(&p, (uint64_t)h->nmeta);
+    for (int i = 0; i < h->nmeta; i++) {
+        size_t kl = strlen(h->meta[i].key), vl = strlen(h->meta[i].value);
+        rc |= put_varint(&p, kl);
+        rc |= hr_buf_append(&p, h->meta[i].key, kl);
+        rc |= put_varint(&p, vl);
+        rc |= hr_buf_append(&p, h->meta[i].value, vl);
+    }
+    uint8_t crc[4];
+    hr_put_le32(crc, hr_crc32(0, p.data, p.len));
+    rc |= hr_buf_append(&p, crc, 4);
+    uint8_t skip[8];
+    hr_put_le32(skip, HR_HEADER_SKIP_MAGIC);
+    hr_put_le32(skip + 4, (uint32_t)p.len);
+    rc |= hr_buf_append(out, skip, 8);
+    rc |= hr_buf_append(out, p.data, p.len);
+    hr_buf_free(&p);
+    return rc ? HR_ENOMEM : HR_OK;
+}
+
+int hr_trace_writer_open(hr_trace_writer_t **out, const char *path, const hr_trace_header_t *h,
+                         const hr_trace_write_opts_t *opts, hr_err_t *err)
+{
+    *out = NULL;
+    hr_trace_write_opts_t o = opts ? *opts : (hr_trace_write_opts_t){0};
+    if (h->kind != HR_KIND_ALLOC && h->kind != HR_KIND_GRAPH)
+        return hr_err_set(err, HR_EUSAGE, "%s: unknown trace kind %d", path, h->kind);
+    hr_trace_writer_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return hr_err_set(err, HR_ENOMEM, "out of memory");
+    w->fd = -1;
+    w->frame_target = o.frame_target ? o.frame_target : HR_TRACE_FRAME_TARGET;
+    if (w->frame_target > HR_TRACE_FRAME_LIMIT / 2)
+        w->frame_target = HR_TRACE_FRAME_LIMIT / 2;
+    hr_trace_check_init(&w->chk, h->kind);
+    w->path = strdup(path);
+    w->cctx = ZSTD_createCCtx();
+    int rc = HR_OK;
+    if (!w->path || !w->cctx) {
+        rc = hr_err_set(err, HR_ENOMEM, "out of memory");
+        goto fail;
+    }
+    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, o.level ? o.level : 3);
+    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_contentSizeFlag, 1);
+    const char *target = path;
+    if (o.atomic) {
+        size_t n = strlen(path) + 32;
+        w->tmp_path = malloc(n);
+        if (!w->tmp_path) {
+            rc = hr_err_set(err, HR_ENOMEM, "out of memory");
+            goto fail;
+        }
+        snprintf(w->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+        target = w->tmp_path;
+    }
+    w->fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (w->fd < 0) {
+        rc = hr_err_set(err, HR_EIO, "%s: cannot create: %s", target, strerror(errno));
+        goto fail;
+    }
+    hr_buf_t hb;
+    hr_buf_init(&hb);
+    if (encode_header(&hb, h)) {
+        hr_buf_free(&hb);
+        rc = hr_err_set(err, HR_ENOMEM, "out of memory");
+        goto fail;
+    }
+    rc = write_all(w, hb.data, hb.len, err);
+    hr_buf_free(&hb);
+    if (rc)
+        goto fail;
+    if (hr_buf_reserve(&w->payload, w->frame_target + 4096)) {
+        rc = hr_err_set(err, HR_ENOMEM, "out of memory");
+        goto fail;
+    }
+    *out = w;
+    return HR_OK;
+fail:
+    hr_trace_writer_abort(w);
+    return rc;
+}
+
+static int open_frame(hr_trace_writer_t *w)
+{
+    uint8_t *p;
+    if (hr_buf_reserve(&w->payload, 1 + 4 * HR_VARINT_MAX))
+        return HR_ENOMEM;
+    p = w->payload.data + w->payload.len;
+    size_t n = 0;
+    p[n++] = HR_W_FRAME;
+    n += hr_varint_put(p + n, w->frames);
+    n += hr_varint_put(p + n, w->events);
+    n += hr_varint_put(p + n, w->chk.next_id);
+    n += hr_varint_put(p + n, w->chk.ntypes);
+    w->payload.len += n;
+    w->frame_open = 1;
+    return HR_OK;
+}
+
+static int emit_frame(hr_trace_writer_t *w, hr_err_t *err)
+{
+    size_t bound = ZSTD_compressBound(w->payload.len);
+    w->zout.len = 0;
+    if (hr_buf_reserve(&w->zout, bound))
+        return hr_err_set(err, HR_ENOMEM, "out of memory compressing a frame");
+    size_t z = ZSTD_compress2(w->cctx, w->zout.data, bound, w->payload.data, w->payload.len);
+    if (ZSTD_isError(z))
+        return hr_err_set(err, HR_EINTERNAL, "%s: zstd: %s", w->path, ZSTD_getErrorName(z));
+    int rc = write_all(w, w->zout.data, z, err);
+    if (rc)
+        return rc;
+    w->frames++;
+    w->payload.len = 0;
+    w->frame_open = 0;
+    return HR_OK;
+}
+
+int hr_trace_writer_flush(hr_trace_writer_t *w, hr_err_t *err)
+{
+    return w->frame_open ? emit_frame(w, err) : HR_OK;
+}
+
+/* Encode ev at the end of the payload. `newest` is the id deltas are taken from. */
+static int encode_event(hr_buf_t *b, const hr_event_t *ev, uint64_t newest)
+{
+    size_t slen = 0;
+    if (ev->op == HR_OP_TYPE || ev->op == HR_OP_STATS || ev->op == HR_OP_PHASE ||
+        ev->op == HR_OP_UNKNOWN)
+        slen = (size_t)ev->a;
+    if (hr_buf_reserve(b, 1 + 5 * HR_VARINT_MAX + slen))
+        return HR_ENOMEM;
+    uint8_t *p = b->data + b->len, tmp[4 * HR_VARINT_MAX];
+    size_t n = 0, t = 0;
+    switch (ev->op) {
+    case HR_OP_ALLOC:
+        if (ev->flags == 0) {
+            p[n++] = (uint8_t)(HR_W_ALLOC + ev->domain);
+            n += hr_varint_put(p + n, ev->b);
+        } else {
+            p[n++] = (uint8_t)(HR_W_ALLOC_FLAGS + ev->domain);
+            n += hr_varint_put(p + n, ev->b);
+            n += hr_varint_put(p + n, ev->flags);
+            if (ev->flags & HR_F_TYPED)
+                n += hr_varint_put(p + n, ev->tag);
+            if (ev->flags & HR_F_ALIGNED)
+                n += hr_varint_put(p + n, ev->align_log2);
+        }
+        break;
+    case HR_OP_FREE: p[n++] = HR_W_FREE; n += hr_varint_put(p + n, newest - ev->a); break;
+    case HR_OP_INCREF: p[n++] = HR_W_INCREF; n += hr_varint_put(p + n, newest - ev->a); break;
+    case HR_OP_DECREF: p[n++] = HR_W_DECREF; n += hr_varint_put(p + n, newest - ev->a); break;
+    case HR_OP_DIED: p[n++] = HR_W_DIED; n += hr_varint_put(p + n, newest - ev->a); break;
+    case HR_OP_REALLOC:
+        p[n++] = HR_W_REALLOC;
+        n += hr_varint_put(p + n, newest - ev->a);
+        n += hr_varint_put(p + n, ev->b);
+        break;
+    case HR_OP_LINK:
+    case HR_OP_UNLINK:
+        p[n++] = ev->op == HR_OP_LINK ? HR_W_LINK : HR_W_UNLINK;
+        n += hr_varint_put(p + n, newest - ev->a);
+        n += hr_varint_put(p + n, newest - ev->b);
+        break;
+    case HR_OP_TYPE:
+        p[n++] = HR_W_TYPE;
+        n += hr_varint_put(p + n, ev->tag);
+        n += hr_varint_put(p + n, ev->a);
+        memcpy(p + n, ev->str, slen);
+        n += slen;
+        break;
+    /* Sized records: opcode, payload length, payload. */
+    case HR_OP_ARENA_MAP:
+    case HR_OP_ARENA_UNMAP:
+        t = hr_varint_put(tmp, ev->a);
+        t += hr_varint_put(tmp + t, ev->b);
+        p[n++] = ev->op == HR_OP_ARENA_MAP ? HR_W_ARENA_MAP : HR_W_ARENA_UNMAP;
+        goto sized;
+    case HR_OP_GC_BEGIN:
+        t = hr_varint_put(tmp, ev->tag);
+        p[n++] = HR_W_GC_BEGIN;
+        goto sized;
+    case HR_OP_GC_END:
+        t = hr_varint_put(tmp, ev->tag);
+        t += hr_varint_put(tmp + t, ev->a);
+        t += hr_varint_put(tmp + t, ev->b);
+        p[n++] = HR_W_GC_END;
+    sized:
+        n += hr_varint_put(p + n, t);
+        memcpy(p + n, tmp, t);
+        n += t;
+        break;
+    case HR_OP_STATS:
+        t = hr_varint_put(tmp, ev->tag);
+        p[n++] = HR_W_STATS;
+        n += hr_varint_put(p + n, t + slen);
+        memcpy(p + n, tmp, t);
+        n += t;
+        memcpy(p + n, ev->str, slen);
+        n += slen;
+        break;
+    case HR_OP_PHASE:
+    case HR_OP_UNKNOWN:
+        p[n++] = ev->op == HR_OP_PHASE ? HR_W_PHASE : (uint8_t)ev->tag;
+        n += hr_varint_put(p + n, slen);
+        memcpy(p + n, ev->str, slen);
+        n += slen;
+        break;
+    default:
+        return HR_EUSAGE;
+    }
+    b->len += n;
+    return HR_OK;
+}
+
+int hr_trace_write(hr_trace_writer_t *w, const hr_event_t *ev, hr_err_t *err)
+{
+    uint64_t newest = w->chk.next_id - 1; /* wraps when no id exists; deltas are then unused */
+    if (ev->op == HR_OP_UNKNOWN && hr_wire_sized_known(ev->tag))
+        return hr_err_set(err, HR_EFORMAT, "unknown record uses the known opcode 0x%x", ev->tag);
+    /* The FRAME record states the counts before this event, so open the frame first. */
+    if (!w->frame_open && open_frame(w))
+        return hr_err_set(err, HR_ENOMEM, "out of memory");
+    int rc = hr_trace_check_event(&w->chk, ev, err);
+    if (rc)
+        return rc;
+    if (encode_event(&w->payload, ev, newest))
+        return hr_err_set(err, HR_ENOMEM, "out of memory encoding an event");
+    w->events++;
+    if (w->payload.len >= w->frame_target)
+        return emit_frame(w, err);
+    return HR_OK;
+}
+
+uint64_t hr_trace_writer_next_id(const hr_trace_writer_t *w) { return w->chk.next_id; }
+uint64_t hr_trace_writer_events(const hr_trace_writer_t *w) { return w->events; }
+const hr_trace_check_t *hr_trace_writer_check(const hr_trace_writer_t *w) { return &w->chk; }
+
+int hr_trace_writer_close(hr_trace_writer_t *w, hr_err_t *err)
+{
+    int rc = HR_OK;
+    if (!w->frame_open && open_frame(w))
+        rc = hr_err_set(err, HR_ENOMEM, "out of memory");
+    if (!rc) {
+        uint8_t *p;
+        if (hr_buf_reserve(&w->payload, 1 + 3 * HR_VARINT_MAX)) {
+            rc = hr_err_set(err, HR_ENOMEM, "out of memory");
+        } else {
+            p = w->payload.data + w->payload.len;
+            size_t n = 0;
+            p[n++] = HR_W_END;
+            n += hr_varint_put(p + n, w->events);
+            n += hr_varint_put(p + n, w->chk.next_id);
+            n += hr_varint_put(p + n, w->chk.ntypes);
+            w->payload.len += n;
+            rc = emit_frame(w, err);
+        }
+    }
+    if (!rc && fsync(w->fd) != 0 && errno != EINVAL && errno != EROFS)
+        rc = hr_err_set(err, HR_EIO, "%s: fsync failed: %s", w->path, strerror(errno));
+    if (close(w->fd) != 0 && !rc)
+        rc = hr_err_set(err, HR_EIO, "%s: close failed: %s", w->path, strerror(errno));
+    w->fd = -1;
+    if (!rc && w->tmp_path) {
+        if (rename(w->tmp_path, w->path) != 0)
+            rc = hr_err_set(err, HR_EIO, "%s: cannot rename into place: %s", w->path,
+                            strerror(errno));
+        else {
+            free(w->tmp_path);
+            w->tmp_path = NULL;
+        }
+    }
+    hr_trace_writer_abort(w); /* frees; removes the temporary file only if still there */
+    return rc;
+}
+
+void hr_trace_writer_abort(hr_trace_writer_t *w)
+{
+    if (!w)
+        return;
+    if (w->fd >= 0)
+        close(w->fd);
+    if (w->tmp_path) {
+        unlink(w->tmp_path);
+        free(w->tmp_path);
+    }
+    free(w->path);
+    hr_trace_check_free(&w->chk);
+    hr_buf_free(&w->payload);
+    hr_buf_free(&w->zout);
+    ZSTD_freeCCtx(w->cctx);
+    free(w);
+}
+
+/* {==== Convenience encoders ==== */
+
+int hr_trace_put_alloc(hr_trace_writer_t *w, uint64_t size, int domain, int flags, uint32_t type,
+                       uint64_t *id, hr_err_t *err)
+{
+    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = (uint8_t)domain, .flags = (uint8_t)flags,
+                     .tag = type, .a = w->chk.next_id, .b = size};
+    if (id)
+        *id = w->chk.next_id;
+    return hr_trace_write(w, &ev, err);
+}
+
+int hr_trace_put_id(hr_trace_writer_t *w, int op, uint64_t id, hr_err_t *err)
+{
+    hr_event_t ev = {.op = (uint8_t)op, .a = id};
+    return hr_trace_write(w, &ev, err);
+}
+
+int hr_trace_put_realloc(hr_trace_writer_t *w, uint64_t id, uint64_t size, hr_err_t *err)
+{
+    hr_event_t ev = {.op = HR_OP_REALLOC, .a = id, .b = size};
+    return hr_trace_write(w, &ev, err);
+}
+
+int hr_trace_put_link(hr_trace_writer_t *w, int op, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    hr_event_t ev = {.op = (uint8_t)op, .a = src, .b = dst};
+    return hr_trace_write(w, &ev, err);
+}
+
+int hr_trace_put_string(hr_trace_writer_t *w, int op, uint32_t tag, const char *s, size_t len,
+                        hr_err_t *err)
+{
+    hr_event_t ev = {.op = (uint8_t)op, .tag = tag, .a = len};
+    ev.str = (const uint8_t *)s;
+    return hr_trace_write(w, &ev, err);
+}
