@@ -1,5 +1,6 @@
 /* trace_check.c: the validity rules every event passes, shared by the reader and the writer. */
 #include "hr_trace.h"
+#include "trace_internal.h"
 #include "trace_wire.h"
 
 #include <stdlib.h>
@@ -101,17 +102,10 @@ void hr_trace_check_free(hr_trace_check_t *c)
 
 int hr_trace_check_state(const hr_trace_check_t *c, uint64_t id)
 {
-    if (id >= c->next_id)
-        return HR_ID_FREED;
-    return (c->state[id >> 2] >> ((id & 3) * 2)) & 3;
+    return id < c->next_id ? hr_chk_get(c, id) : HR_ID_FREED;
 }
 
-static inline void set_state(hr_trace_check_t *c, uint64_t id, int s)
-{
-    uint8_t *p = &c->state[id >> 2];
-    unsigned sh = (unsigned)(id & 3) * 2;
-    *p = (uint8_t)((*p & ~(3u << sh)) | ((unsigned)s << sh));
-}
+#define set_state hr_chk_set /* the bitmap helpers live in trace_internal.h */
 
 static int grow_state(hr_trace_check_t *c, hr_err_t *err)
 {
@@ -171,7 +165,7 @@ int hr_trace_check_event(hr_trace_check_t *c, const hr_event_t *ev, hr_err_t *er
         if ((ev->flags & HR_F_ALIGNED) && (ev->align_log2 < 4 || ev->align_log2 > 30))
             return hr_err_set(err, HR_EFORMAT, "alloc alignment 2^%u outside 2^4 .. 2^30",
                               ev->align_log2);
-        if ((c->next_id >> 2) >= c->state_cap && (rc = grow_state(c, err)))
+        if (!hr_chk_has_room(c) && (rc = grow_state(c, err)))
             return rc;
         set_state(c, c->next_id, (ev->flags & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
         c->next_id++;

@@ -18,6 +18,7 @@
  *   FAILED   an error was reported; every later call repeats it
  */
 #include "hr_trace.h"
+#include "trace_internal.h"
 #include "trace_wire.h"
 
 #include <errno.h>
@@ -47,6 +48,7 @@ struct hr_trace_reader {
     ZSTD_DCtx *dctx;
     hr_buf_t frame;             /* decoded payload of the current frame */
     size_t fpos;                /* decode position in frame */
+    uint64_t prev;              /* the id the last id-naming event named (per frame) */
     uint64_t frame_off;         /* file offset of the current frame */
     hr_buf_t type_names;        /* concatenated type names */
     uint64_t *type_off;         /* owned: type_off[i] = start of name i; type_off[ntypes] = end */
@@ -442,6 +444,7 @@ static int load_frame(hr_trace_reader_t *r, hr_err_t *err)
                     (unsigned long long)v[3], (unsigned long long)r->st.events,
                     (unsigned long long)r->chk.next_id, (unsigned long long)r->chk.ntypes);
     r->fpos = (size_t)(p - r->frame.data);
+    r->prev = r->chk.next_id - 1;
     r->st.frames++;
     r->state = ST_IN_FRAME;
     return HR_OK;
@@ -480,6 +483,17 @@ static int fail_at(hr_trace_reader_t *r, hr_err_t *err, int code, size_t payload
             goto bad_varint;                                                                       \
     } while (0)
 
+/* Decode an id operand (see hr_wire_id_operand) into `dst`; ids that do not exist yet (or would
+ * be negative) go to bad_id with the candidate in `bad`. */
+#define GETID(dst, from_prev)                                                                      \
+    do {                                                                                           \
+        GETV(x);                                                                                   \
+        bad = (from_prev) ? (int64_t)(prev + (uint64_t)hr_unzigzag(x)) : (int64_t)(newest - x);   \
+        if (HR_UNLIKELY(bad < 0 || (uint64_t)bad >= chk->next_id))                                 \
+            goto bad_id;                                                                           \
+        (dst) = (uint64_t)bad;                                                                     \
+    } while (0)
+
 int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_out, hr_err_t *err)
 {
     size_t n = 0;
@@ -487,6 +501,7 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
     int rc;
     if (r->state == ST_FAILED)
         return hr_err_set(err, r->fail.code, "%s", r->fail.msg);
+    hr_trace_check_t *chk = &r->chk;
     while (n < cap && r->state != ST_DONE) {
         if (r->state == ST_BETWEEN) {
             if (n > 0)
@@ -496,25 +511,33 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
             continue;
         }
         const uint8_t *base = r->frame.data, *p = base + r->fpos, *end = base + r->frame.len;
-        hr_err_t cerr;
+        uint64_t prev = r->prev;
         while (n < cap && p < end) {
             const uint8_t *start = p;
             hr_event_t *ev = &evs[n];
-            uint64_t newest = r->chk.next_id - 1, x, y;
+            uint64_t newest = chk->next_id - 1, x, y;
+            int64_t bad = 0;
             unsigned op = *p++;
-            ev->domain = 0, ev->flags = 0, ev->align_log2 = 0, ev->tag = 0, ev->b = 0;
+            ev->op = 0, ev->domain = 0, ev->flags = 0, ev->align_log2 = 0, ev->tag = 0, ev->b = 0;
             switch (op) {
             case HR_W_ALLOC + 0: case HR_W_ALLOC + 1: case HR_W_ALLOC + 2: case HR_W_ALLOC + 3:
                 ev->op = HR_OP_ALLOC;
                 ev->domain = (uint8_t)(op - HR_W_ALLOC);
-                ev->a = r->chk.next_id;
+                ev->a = chk->next_id;
                 GETV(ev->b);
+                /* fast path: a plain block; anything unusual goes through the checker */
+                if (HR_LIKELY(ev->b <= HR_TRACE_MAX_SIZE && hr_chk_has_room(chk))) {
+                    hr_chk_set(chk, chk->next_id++, HR_ID_BLOCK);
+                    prev = ev->a;
+                    n++;
+                    continue;
+                }
                 break;
             case HR_W_ALLOC_FLAGS + 0: case HR_W_ALLOC_FLAGS + 1:
             case HR_W_ALLOC_FLAGS + 2: case HR_W_ALLOC_FLAGS + 3:
                 ev->op = HR_OP_ALLOC;
                 ev->domain = (uint8_t)(op - HR_W_ALLOC_FLAGS);
-                ev->a = r->chk.next_id;
+                ev->a = chk->next_id;
                 GETV(ev->b);
                 GETV(x);
                 if (x > 0xff)
@@ -533,33 +556,43 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                     ev->align_log2 = (uint8_t)y;
                 }
                 break;
-            case HR_W_FREE: ev->op = HR_OP_FREE; goto one_id;
-            case HR_W_INCREF: ev->op = HR_OP_INCREF; goto one_id;
-            case HR_W_DECREF: ev->op = HR_OP_DECREF; goto one_id;
-            case HR_W_DIED: ev->op = HR_OP_DIED; goto one_id;
-            case HR_W_REALLOC:
+            case HR_W_FREE:
+            case HR_W_FREE | HR_W_FROM_PREV:
+                ev->op = HR_OP_FREE;
+                GETID(ev->a, op & HR_W_FROM_PREV);
+                if (HR_LIKELY(hr_chk_get(chk, ev->a) == HR_ID_BLOCK)) { /* fast path */
+                    hr_chk_set(chk, ev->a, HR_ID_FREED);
+                    prev = ev->a;
+                    n++;
+                    continue;
+                }
+                break;
+            case HR_W_INCREF: case HR_W_INCREF | HR_W_FROM_PREV:
+                ev->op = HR_OP_INCREF;
+                GETID(ev->a, op & HR_W_FROM_PREV);
+                break;
+            case HR_W_DECREF: case HR_W_DECREF | HR_W_FROM_PREV:
+                ev->op = HR_OP_DECREF;
+                GETID(ev->a, op & HR_W_FROM_PREV);
+                break;
+            case HR_W_DIED: case HR_W_DIED | HR_W_FROM_PREV:
+                ev->op = HR_OP_DIED;
+                GETID(ev->a, op & HR_W_FROM_PREV);
+                break;
+            case HR_W_REALLOC: case HR_W_REALLOC | HR_W_FROM_PREV:
                 ev->op = HR_OP_REALLOC;
-                GETV(x);
+                GETID(ev->a, op & HR_W_FROM_PREV);
                 GETV(ev->b);
-                if (x > newest || r->chk.next_id == 0)
-                    goto bad_delta;
-                ev->a = newest - x;
                 break;
-            one_id:
-                GETV(x);
-                if (x > newest || r->chk.next_id == 0)
-                    goto bad_delta;
-                ev->a = newest - x;
-                break;
-            case HR_W_LINK:
-            case HR_W_UNLINK:
-                ev->op = op == HR_W_LINK ? HR_OP_LINK : HR_OP_UNLINK;
-                GETV(x);
+            case HR_W_LINK: case HR_W_LINK | HR_W_FROM_PREV:
+            case HR_W_UNLINK: case HR_W_UNLINK | HR_W_FROM_PREV:
+                ev->op = (op & ~HR_W_FROM_PREV) == HR_W_LINK ? HR_OP_LINK : HR_OP_UNLINK;
+                GETID(ev->a, op & HR_W_FROM_PREV);
                 GETV(y);
-                if (x > newest || y > newest || r->chk.next_id == 0)
-                    goto bad_delta;
-                ev->a = newest - x;
-                ev->b = newest - y;
+                bad = (int64_t)(ev->a + (uint64_t)hr_unzigzag(y));
+                if (bad < 0 || (uint64_t)bad >= chk->next_id)
+                    goto bad_id;
+                ev->b = (uint64_t)bad;
                 break;
             case HR_W_TYPE:
                 ev->op = HR_OP_TYPE;
@@ -577,14 +610,14 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                     uint64_t ids, types;
                     GETV(ids);
                     GETV(types);
-                    if (x != r->st.events + n || ids != r->chk.next_id || types != r->chk.ntypes) {
+                    if (x != r->st.events + n || ids != chk->next_id || types != chk->ntypes) {
                         char m[256];
                         snprintf(m, sizeof m, "end record says %llu events, %llu ids, %llu types "
                                  "but the trace has %llu, %llu, %llu",
                                  (unsigned long long)x, (unsigned long long)ids,
                                  (unsigned long long)types, (unsigned long long)(r->st.events + n),
-                                 (unsigned long long)r->chk.next_id,
-                                 (unsigned long long)r->chk.ntypes);
+                                 (unsigned long long)chk->next_id,
+                                 (unsigned long long)chk->ntypes);
                         r->fpos = (size_t)(start - base);
                         return fail_at(r, err, HR_EFORMAT, r->fpos, r->st.events + n, m);
                     }
@@ -612,7 +645,7 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                 r->state = ST_DONE;
                 r->st.complete = 1;
                 r->st.events += n;
-                r->st.ids = r->chk.next_id;
+                r->st.ids = chk->next_id;
                 *n_out = n;
                 return HR_OK;
             default:
@@ -676,13 +709,28 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                 }
                 break;
             }
-            hr_err_clear(&cerr);
-            if (HR_UNLIKELY(hr_trace_check_event(&r->chk, ev, &cerr) != HR_OK))
-                return fail_at(r, err, cerr.code, (size_t)(start - base), r->st.events + n,
-                               cerr.msg);
-            if (ev->op == HR_OP_TYPE && add_type(r, ev->str, (size_t)ev->a))
-                return fail_at(r, err, HR_ENOMEM, (size_t)(start - base), r->st.events + n,
-                               "out of memory for the type table");
+            /* The general path: every rule of the checker. */
+            {
+                hr_err_t cerr;
+                cerr.code = HR_OK;
+                if (HR_UNLIKELY(hr_trace_check_event(chk, ev, &cerr) != HR_OK))
+                    return fail_at(r, err, cerr.code, (size_t)(start - base), r->st.events + n,
+                                   cerr.msg);
+            }
+            switch (ev->op) {
+            case HR_OP_ALLOC: case HR_OP_FREE: case HR_OP_REALLOC: case HR_OP_INCREF:
+            case HR_OP_DECREF: case HR_OP_DIED:
+                prev = ev->a;
+                break;
+            case HR_OP_LINK: case HR_OP_UNLINK:
+                prev = ev->b;
+                break;
+            case HR_OP_TYPE:
+                if (add_type(r, ev->str, (size_t)ev->a))
+                    return fail_at(r, err, HR_ENOMEM, (size_t)(start - base), r->st.events + n,
+                                   "out of memory for the type table");
+                break;
+            }
             n++;
             continue;
         bad_varint:
@@ -691,23 +739,20 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
         bad_value:
             return fail_at(r, err, HR_EFORMAT, (size_t)(start - base), r->st.events + n,
                            "malformed record (a length or value out of range)");
-        bad_delta: {
+        bad_id: {
             char m[160];
-            snprintf(m, sizeof m, "%s of an id that was never allocated (delta %llu back from "
-                     "the newest id, %llu ids exist)", hr_op_name(ev->op), (unsigned long long)x,
-                     (unsigned long long)r->chk.next_id);
+            snprintf(m, sizeof m, "%s of id %lld that was never allocated (%llu ids exist)",
+                     hr_op_name(ev->op), (long long)bad, (unsigned long long)chk->next_id);
             return fail_at(r, err, HR_EFORMAT, (size_t)(start - base), r->st.events + n, m);
         }
         }
+        r->prev = prev;
         r->fpos = (size_t)(p - base);
-        if (p == end) {
-            /* A frame must not end mid-trace without the next one following; the END record
-             * is the only way out. */
+        if (p == end) /* the frame is used up; the END record is the only way out */
             r->state = ST_BETWEEN;
-        }
     }
     r->st.events += n;
-    r->st.ids = r->chk.next_id;
+    r->st.ids = chk->next_id;
     *n_out = n;
     return HR_OK;
 }

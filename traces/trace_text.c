@@ -224,6 +224,7 @@ static int string(lexer_t *lx)
         lx->why = "out of memory";
         return 0;
     }
+    lx->strbuf->data[lx->strbuf->len] = '\0'; /* also for an empty string after a longer one */
     return 1;
 }
 

@@ -17,6 +17,7 @@ enum {
     HR_W_UNLINK = 0x33,
     HR_W_DIED = 0x34,
     HR_W_TYPE = 0x40,
+    HR_W_FROM_PREV = 0x08, /* or-ed into an id opcode: the id is a zigzag delta from `prev` */
     HR_W_SIZED = 0x80, /* opcodes from here on carry a varint payload length */
     HR_W_ARENA_MAP = 0x80,
     HR_W_ARENA_UNMAP = 0x81,
@@ -42,6 +43,26 @@ static inline void hr_put_le32(uint8_t *p, uint32_t v)
 }
 
 #endif
+
+/* Zigzag: signed deltas as small unsigned numbers (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...). */
+static inline uint64_t hr_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+static inline int64_t hr_unzigzag(uint64_t u) { return (int64_t)(u >> 1) ^ -(int64_t)(u & 1); }
+
+/* The id operand of FREE, REALLOC, INCREF, DECREF, DIED and the source of LINK/UNLINK is written
+ * either as a delta back from the newest id or as a zigzag delta from `prev`, the id the previous
+ * id-naming event named; the writer picks the smaller number. Returns the opcode bit and sets
+ * *operand. Both sides start each frame with prev = newest. */
+static inline unsigned hr_wire_id_operand(uint64_t id, uint64_t newest, uint64_t prev,
+                                          uint64_t *operand)
+{
+    uint64_t back = newest - id, zz = hr_zigzag((int64_t)(id - prev));
+    if (zz < back) {
+        *operand = zz;
+        return HR_W_FROM_PREV;
+    }
+    *operand = back;
+    return 0;
+}
 
 /* Sized opcodes this version understands; other sized opcodes are skipped by readers. */
 static inline int hr_wire_sized_known(unsigned op)

@@ -28,6 +28,7 @@ struct hr_trace_writer {
     uint64_t frames;     /* frames written */
     uint64_t events;     /* events accepted */
     int frame_open;      /* a FRAME record has been written to payload */
+    uint64_t prev;       /* the id the last id-naming event named (reset to newest per frame) */
 };
 
 static int write_all(hr_trace_writer_t *w, const void *p, size_t n, hr_err_t *err)
@@ -158,6 +159,7 @@ static int open_frame(hr_trace_writer_t *w)
     n += hr_varint_put(p + n, w->chk.ntypes);
     w->payload.len += n;
     w->frame_open = 1;
+    w->prev = w->chk.next_id - 1;
     return HR_OK;
 }
 
@@ -184,8 +186,8 @@ int hr_trace_writer_flush(hr_trace_writer_t *w, hr_err_t *err)
     return w->frame_open ? emit_frame(w, err) : HR_OK;
 }
 
-/* Encode ev at the end of the payload. `newest` is the id deltas are taken from. */
-static int encode_event(hr_buf_t *b, const hr_event_t *ev, uint64_t newest)
+/* Encode ev at the end of the payload. `newest` and `*prev` are the bases of id operands. */
+static int encode_event(hr_buf_t *b, const hr_event_t *ev, uint64_t newest, uint64_t *prev)
 {
     size_t slen = 0;
     if (ev->op == HR_OP_TYPE || ev->op == HR_OP_STATS || ev->op == HR_OP_PHASE ||
@@ -195,6 +197,8 @@ static int encode_event(hr_buf_t *b, const hr_event_t *ev, uint64_t newest)
         return HR_ENOMEM;
     uint8_t *p = b->data + b->len, tmp[4 * HR_VARINT_MAX];
     size_t n = 0, t = 0;
+    uint64_t operand;
+    unsigned op;
     switch (ev->op) {
     case HR_OP_ALLOC:
         if (ev->flags == 0) {
@@ -209,21 +213,27 @@ static int encode_event(hr_buf_t *b, const hr_event_t *ev, uint64_t newest)
             if (ev->flags & HR_F_ALIGNED)
                 n += hr_varint_put(p + n, ev->align_log2);
         }
+        *prev = ev->a;
         break;
-    case HR_OP_FREE: p[n++] = HR_W_FREE; n += hr_varint_put(p + n, newest - ev->a); break;
-    case HR_OP_INCREF: p[n++] = HR_W_INCREF; n += hr_varint_put(p + n, newest - ev->a); break;
-    case HR_OP_DECREF: p[n++] = HR_W_DECREF; n += hr_varint_put(p + n, newest - ev->a); break;
-    case HR_OP_DIED: p[n++] = HR_W_DIED; n += hr_varint_put(p + n, newest - ev->a); break;
-    case HR_OP_REALLOC:
-        p[n++] = HR_W_REALLOC;
-        n += hr_varint_put(p + n, newest - ev->a);
-        n += hr_varint_put(p + n, ev->b);
+    case HR_OP_FREE: op = HR_W_FREE; goto one_id;
+    case HR_OP_INCREF: op = HR_W_INCREF; goto one_id;
+    case HR_OP_DECREF: op = HR_W_DECREF; goto one_id;
+    case HR_OP_DIED: op = HR_W_DIED; goto one_id;
+    case HR_OP_REALLOC: op = HR_W_REALLOC; goto one_id;
+    one_id:
+        p[n++] = (uint8_t)(op | hr_wire_id_operand(ev->a, newest, *prev, &operand));
+        n += hr_varint_put(p + n, operand);
+        if (ev->op == HR_OP_REALLOC)
+            n += hr_varint_put(p + n, ev->b);
+        *prev = ev->a;
         break;
     case HR_OP_LINK:
     case HR_OP_UNLINK:
-        p[n++] = ev->op == HR_OP_LINK ? HR_W_LINK : HR_W_UNLINK;
-        n += hr_varint_put(p + n, newest - ev->a);
-        n += hr_varint_put(p + n, newest - ev->b);
+        op = ev->op == HR_OP_LINK ? HR_W_LINK : HR_W_UNLINK;
+        p[n++] = (uint8_t)(op | hr_wire_id_operand(ev->a, newest, *prev, &operand));
+        n += hr_varint_put(p + n, operand);
+        n += hr_varint_put(p + n, hr_zigzag((int64_t)(ev->b - ev->a))); /* target near source */
+        *prev = ev->b;
         break;
     case HR_OP_TYPE:
         p[n++] = HR_W_TYPE;
@@ -287,7 +297,7 @@ int hr_trace_write(hr_trace_writer_t *w, const hr_event_t *ev, hr_err_t *err)
     int rc = hr_trace_check_event(&w->chk, ev, err);
     if (rc)
         return rc;
-    if (encode_event(&w->payload, ev, newest))
+    if (encode_event(&w->payload, ev, newest, &w->prev))
         return hr_err_set(err, HR_ENOMEM, "out of memory encoding an event");
     w->events++;
     if (w->payload.len >= w->frame_target)

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# cli_test.sh: end-to-end tests of the heapreplay CLI (TAP). Usage: cli_test.sh HEAPREPLAY SRCDIR
+set -u
+HR=$1
+SRC=$2
+DATA=$SRC/tests/data
+T=$(mktemp -d /tmp/hr_cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+check() { if [ "$1" = 0 ]; then ok "$2"; else not_ok "$2"; fi; }
+
+# expect NAME STATUS REGEX CMD...: the command exits with STATUS and its stderr matches REGEX.
+expect() {
+  local name=$1 status=$2 re=$3
+  shift 3
+  "$@" >"$T/out" 2>"$T/err"
+  local got=$?
+  if [ "$got" = "$status" ] && grep -Eq -- "$re" "$T/err"; then
+    ok "$name (exit $got: $(head -c 300 "$T/err" | tr '\n' ' '))"
+  else
+    not_ok "$name: exit $got (want $status), stderr: $(head -c 400 "$T/err")"
+  fi
+}
+
+# {==== Round trips of the hand-written traces ====
+for f in alloc-basic graph-basic; do
+  "$HR" pack "$DATA/$f.txt" -o "$T/$f.hrt" && "$HR" dump "$T/$f.hrt" >"$T/$f.txt"
+  cmp -s "$DATA/$f.txt" "$T/$f.txt"; check $? "$f: text -> binary -> text is identical"
+  "$HR" pack "$T/$f.txt" -o "$T/$f.2.hrt" && cmp -s "$T/$f.hrt" "$T/$f.2.hrt"
+  check $? "$f: binary -> text -> binary is byte-identical"
+done
+"$HR" pack "$DATA/commented.txt" -o "$T/c.hrt" && "$HR" dump "$T/c.hrt" >"$T/c.txt"
+printf 'heapreplay-trace 1 alloc\nalloc 0 16 obj\nfree 0\n' | cmp -s - "$T/c.txt"
+check $? "comments, blank lines and indentation are accepted and dropped"
+"$HR" dump "$T/alloc-basic.hrt" --limit 5 | tail -n 1 | grep -qx 'alloc 0 16 obj'
+check $? "dump --limit 5 stops after five events"
+
+# {==== info ====
+"$HR" info "$T/alloc-basic.hrt" >"$T/info" 2>&1
+check $? "info exits 0 on a good trace"
+grep -q '^events        26 ' "$T/info" && grep -q 'status        complete' "$T/info" &&
+  grep -q 'checksums all verified' "$T/info" && grep -q 'meta          python = 3.11.2' "$T/info" &&
+  grep -q '^  free        4$' "$T/info" && grep -q '^blocks (ids)  7$' "$T/info"
+check $? "info reports events, per-kind counts, blocks, metadata and checksum status"
+grep -q '^peak live     7 blocks, 5,340 bytes [(]at event 12' "$T/info"
+check $? "info reports the peak live blocks and bytes ($(grep 'peak live' "$T/info"))"
+"$HR" info "$T/graph-basic.hrt" | grep -q 'kind graph'
+check $? "info names the trace kind"
+
+# {==== Bad text input: exit 2, file:line (byte), event, what ====
+expect "double free" 2 'double-free.txt:4 \(byte 47\), event 2: free of id 0 that is not live \(double free\)' \
+  "$HR" pack "$DATA/bad/double-free.txt" -o "$T/x.hrt"
+expect "id never allocated" 2 'never-allocated.txt:3 \(byte 40\), event 1: free of id 3 that was never allocated' \
+  "$HR" pack "$DATA/bad/never-allocated.txt" -o "$T/x.hrt"
+expect "size overflow" 2 'size-overflow.txt:2 .*event 0: size overflow' \
+  "$HR" pack "$DATA/bad/size-overflow.txt" -o "$T/x.hrt"
+expect "number out of range" 2 'huge-number.txt:2 .*number out of range' \
+  "$HR" pack "$DATA/bad/huge-number.txt" -o "$T/x.hrt"
+expect "alloc skipping an id" 2 'skipped-id.txt:3 .*alloc names id 2 but the next id is 1' \
+  "$HR" pack "$DATA/bad/skipped-id.txt" -o "$T/x.hrt"
+expect "graph event in an allocation-only trace" 2 'incref event in an allocation-only trace' \
+  "$HR" pack "$DATA/bad/graph-event-in-alloc.txt" -o "$T/x.hrt"
+expect "explicit free of an object" 2 'explicit free of object 0' \
+  "$HR" pack "$DATA/bad/free-of-object.txt" -o "$T/x.hrt"
+expect "unknown event" 2 'unknown-event.txt:3 .*unknown event' \
+  "$HR" pack "$DATA/bad/unknown-event.txt" -o "$T/x.hrt"
+expect "missing header line" 2 'no-header.txt:1 .*not a heapreplay text trace' \
+  "$HR" pack "$DATA/bad/no-header.txt" -o "$T/x.hrt"
+expect "text version 2" 2 'version2.txt:1 .*version 2' \
+  "$HR" pack "$DATA/bad/version2.txt" -o "$T/x.hrt"
+expect "unterminated string" 2 'bad-string.txt:2 .*unterminated string' \
+  "$HR" pack "$DATA/bad/bad-string.txt" -o "$T/x.hrt"
+[ ! -e "$T/x.hrt" ] && [ -z "$(ls "$T" | grep '\.tmp\.')" ]
+check $? "failed packs leave no output and no temporary files"
+
+# {==== Bad binary input ====
+G=$T/g.hrt
+"$HR" gen random events=20000 kind=graph seed=2 --frame-size 4K -o "$G"
+size=$(stat -c %s "$G")
+head -c $((size / 2)) "$G" >"$T/trunc.hrt"
+expect "truncated file (info)" 2 'trunc.hrt: cut short: frame [0-9]+ at byte [0-9]+ is incomplete.*readable up to event [0-9]+' \
+  "$HR" info "$T/trunc.hrt"
+grep -q 'status        CUT SHORT' "$T/out"; check $? "info still describes the readable part of a cut trace"
+expect "truncated file (dump)" 2 'cut short' "$HR" dump "$T/trunc.hrt"
+"$HR" dump --partial "$T/trunc.hrt" >"$T/partial.txt" 2>"$T/err"
+[ $? = 0 ] && grep -q 'warning: .*cut short' "$T/err" && [ "$(wc -l <"$T/partial.txt")" -gt 1000 ]
+check $? "dump --partial prints the complete frames of a cut trace and exits 0"
+cp "$G" "$T/flip.hrt"
+printf '\x5a' | dd of="$T/flip.hrt" bs=1 seek=$((size / 3)) conv=notrunc status=none
+expect "flipped bits" 2 'flip.hrt: frame [0-9]+ at byte [0-9]+: corrupt' "$HR" info "$T/flip.hrt"
+expect "wrong magic" 2 'byte 0: wrong magic, not a heapreplay trace' "$HR" info "$DATA/alloc-basic.txt"
+python3 - "$T/alloc-basic.hrt" "$T/v2.hrt" <<'PY'
+import sys, zlib
+b = bytearray(open(sys.argv[1], 'rb').read())
+plen = int.from_bytes(b[4:8], 'little')
+b[16] = 2
+b[8 + plen - 4:8 + plen] = zlib.crc32(bytes(b[8:8 + plen - 4])).to_bytes(4, 'little')
+open(sys.argv[2], 'wb').write(b)
+PY
+expect "unknown version" 2 'v2.hrt: byte 16: trace format version 2' "$HR" info "$T/v2.hrt"
+cp "$T/alloc-basic.hrt" "$T/garbage.hrt"; printf 'garbage' >>"$T/garbage.hrt"
+expect "garbage after the end" 2 'garbage.hrt: byte [0-9]+: garbage after the end of the trace' \
+  "$HR" dump "$T/garbage.hrt"
+cat "$T/alloc-basic.hrt" "$T/alloc-basic.hrt" >"$T/twice.hrt"
+expect "two traces concatenated" 2 'garbage after the end' "$HR" info "$T/twice.hrt"
+expect "missing file" 3 'cannot open' "$HR" info "$T/nope.hrt"
+
+# {==== Usage errors: exit 1 ====
+expect "unknown command" 1 "unknown command 'frob'" "$HR" frob
+expect "unknown option" 1 "unknown option '--bogus'" "$HR" dump --bogus x
+expect "missing operand" 1 'expected one TRACE' "$HR" info
+expect "unknown generator" 1 "unknown generator 'nope' \(known: random" "$HR" gen nope -o "$T/x.hrt"
+expect "unknown generator parameter" 1 "no parameter 'evnts'" "$HR" gen random evnts=3 -o "$T/x.hrt"
+"$HR" --help | grep -q '^  pack ' && "$HR" pack --help | grep -q 'usage: heapreplay pack'
+check $? "--help and COMMAND --help"
+
+echo "1..$n"
+[ "$failed" = 0 ]
