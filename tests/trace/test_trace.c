@@ -422,6 +422,7 @@ static void test_crafted(void)
     result_t r = read_mem(b.data, b.len, 0, NULL);
     TAP_OK(r.rc == 0 && r.events == 2 && r.frames == 2 && r.skipped == 1,
            "a foreign skippable frame between data frames is skipped (%s)", r.err.msg);
+    hr_buf_free(&b);
     /* a repeated frame */
     size_t hl = header_of(HR_KIND_ALLOC, &b);
     (void)hl;
