@@ -51,7 +51,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_decode TRACE...\n");
         return 1;
     }
-    printf("%-28s %12s %9s %14s %14s %8s\n", "trace", "events", "B/event", "decode ev/s",
+    printf("%-28s %12s %10s %14s %14s %8s\n", "trace", "events", "B/event", "decode ev/s",
            "zstd -dc ev/s", "ratio");
     for (int i = 1; i < argc; i++) {
         struct stat sb;
@@ -67,7 +67,7 @@ int main(int argc, char **argv)
             best_z = z < best_z ? z : best_z;
         }
         const char *base = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i];
-        printf("%-28s %12llu %9.3f %14.3e %14.3e %7.2fx\n", base, (unsigned long long)events,
+        printf("%-28s %12llu %10.3g %14.3e %14.3e %7.2fx\n", base, (unsigned long long)events,
                (double)sb.st_size / (double)events, (double)events / best_dec,
                (double)events / best_z, best_z / best_dec);
         if (sum == 42)

@@ -216,10 +216,12 @@ static int run_info(int argc, char **argv)
     else
         printf("status        complete (end record verified)\n");
     printf("events        %s", hr_fmt_thousands(t1, sizeof t1, st->events));
-    if (st->events)
-        printf(" (%.3f bytes/event in the file, %.2f before compression)",
-               (double)fsize / (double)st->events,
-               (double)st->payload_bytes / (double)st->events);
+    if (st->events) {
+        double bpe = (double)fsize / (double)st->events;
+        printf(bpe >= 0.1 ? " (%.3f bytes/event in the file" : " (%.2g bytes/event in the file",
+               bpe);
+        printf(", %.2f before compression)", (double)st->payload_bytes / (double)st->events);
+    }
     printf("\n");
     for (int op = 1; op < HR_OP_COUNT; op++)
         if (count[op])
