@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "hr_common.h"
 
@@ -99,7 +100,18 @@ typedef struct hr_alloc_vt {
     /* Append the backend's own statistics text (pymalloc and cpython: the allocator part of
      * sys._debugmallocstats(), byte for byte). May be NULL (no text). */
     int (*stats_text)(void *ctx, hr_buf_t *out, hr_err_t *err);
+
+    /* Added with the first backends (issue 3): properties a caller must know about; 0 for a
+     * plain allocator. HR_ALLOC_F_* below. */
+    unsigned flags;
 } hr_alloc_vt;
+
+/* The backend hands the same memory to every live block (null): blocks overlap by design and
+ * their contents are not preserved across other calls; only the most recent block is usable. */
+#define HR_ALLOC_F_SHARED_BLOCKS 0x1u
+/* The backend drives process-global state that cannot be reset (cpython): at most one instance
+ * can ever be created in a process; a second hr_alloc_create fails with HR_EUSAGE. */
+#define HR_ALLOC_F_ONCE_PER_PROCESS 0x2u
 
 /* A live allocator. Owned by its creator; destroy with hr_alloc_destroy. */
 typedef struct hr_alloc {
@@ -118,5 +130,90 @@ const hr_alloc_vt *hr_alloc_by_name(const char *name);
 int hr_alloc_create(hr_alloc_t **out, const char *spec, hr_err_t *err);
 void hr_alloc_destroy(hr_alloc_t *a); /* accepts NULL */
 void hr_alloc_get_stats(hr_alloc_t *a, hr_alloc_stats_t *st);
+/* Check the registry: every name non-empty, unique, and every required slot present. Returns
+ * HR_EINTERNAL naming the offender. hr_alloc_create runs it once per process. */
+int hr_alloc_registry_check(hr_err_t *err);
+/* Append the text of `heapreplay allocators`: every backend built in, its summary, its
+ * parameters and presets. */
+int hr_alloc_describe(hr_buf_t *out);
+/* Append the allocator's own statistics text (empty when the backend has none). */
+int hr_alloc_stats_text(hr_alloc_t *a, hr_buf_t *out, hr_err_t *err);
+/* Forward a placement fact from the trace (see hr_alloc_vt.arena_fact); ignored when the
+ * backend does not model arenas. */
+void hr_alloc_arena_fact(hr_alloc_t *a, uint64_t base, uint64_t size, int mapped);
+
+/* {==== Generic wrappers: the replay hot path ====
+ * They keep the generic counters in a->st and call the slot. A request counts in `requests` and
+ * `bytes_requested` whether or not it succeeds; bytes_in_use changes only on success. */
+
+HR_INLINE void hr_alloc_count_in_use_(hr_alloc_t *a, uint64_t in_use)
+{
+    a->st.bytes_in_use = in_use;
+    if (in_use > a->st.peak_bytes_in_use)
+        a->st.peak_bytes_in_use = in_use;
+}
+
+HR_INLINE void *hr_alloc_malloc(hr_alloc_t *a, size_t size, hr_domain_t domain)
+{
+    void *p = a->vt->malloc(a->ctx, size, domain);
+    a->st.requests++;
+    a->st.bytes_requested += size;
+    if (HR_LIKELY(p != NULL))
+        hr_alloc_count_in_use_(a, a->st.bytes_in_use + size);
+    return p;
+}
+
+HR_INLINE void *hr_alloc_calloc(hr_alloc_t *a, size_t size, hr_domain_t domain)
+{
+    void *p;
+    if (a->vt->calloc) {
+        p = a->vt->calloc(a->ctx, size, domain);
+    } else {
+        p = a->vt->malloc(a->ctx, size, domain);
+        if (p)
+            memset(p, 0, size);
+    }
+    a->st.requests++;
+    a->st.bytes_requested += size;
+    if (HR_LIKELY(p != NULL))
+        hr_alloc_count_in_use_(a, a->st.bytes_in_use + size);
+    return p;
+}
+
+/* realloc(NULL, ...) is malloc. On failure returns NULL and `p` stays valid with `old_size`. */
+HR_INLINE void *hr_alloc_realloc(hr_alloc_t *a, void *p, size_t old_size, size_t new_size,
+                                 hr_domain_t domain)
+{
+    if (p == NULL)
+        return hr_alloc_malloc(a, new_size, domain);
+    void *q = a->vt->realloc(a->ctx, p, old_size, new_size, domain);
+    a->st.requests++;
+    a->st.bytes_requested += new_size;
+    if (HR_LIKELY(q != NULL))
+        hr_alloc_count_in_use_(a, a->st.bytes_in_use - old_size + new_size);
+    return q;
+}
+
+/* free(NULL) counts as a free call and does nothing else. */
+HR_INLINE void hr_alloc_free(hr_alloc_t *a, void *p, size_t size, hr_domain_t domain)
+{
+    a->st.frees++;
+    if (HR_LIKELY(p != NULL)) {
+        a->st.bytes_in_use -= size;
+        a->vt->free(a->ctx, p, size, domain);
+    }
+}
+
+/* Aligned allocation; NULL when the backend has no aligned_alloc slot (check
+ * a->vt->aligned_alloc first to report that clearly) or on failure. */
+HR_INLINE void *hr_alloc_aligned(hr_alloc_t *a, size_t align, size_t size, hr_domain_t domain)
+{
+    void *p = a->vt->aligned_alloc ? a->vt->aligned_alloc(a->ctx, align, size, domain) : NULL;
+    a->st.requests++;
+    a->st.bytes_requested += size;
+    if (HR_LIKELY(p != NULL))
+        hr_alloc_count_in_use_(a, a->st.bytes_in_use + size);
+    return p;
+}
 
 #endif /* HR_ALLOC_H */

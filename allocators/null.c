@@ -1,0 +1,148 @@
+/* null.c: "null", the allocator that does (almost) nothing, to measure the harness itself.
+ *
+ * Theory of operation
+ *   Every request gets the same scratch region, grown (never shrunk) to the largest size seen,
+ *   so a block is always writable for its full size, as the replay engine needs (it writes the
+ *   first and last word of every block). free does nothing. The cost left is one call through
+ *   the vtable and a compare: what remains of a replay under `null` is the harness's own
+ *   overhead (decoding, bookkeeping, the two writes per block, hot in cache).
+ *
+ *   Consequences, by design (HR_ALLOC_F_SHARED_BLOCKS): live blocks overlap, and a block's
+ *   contents survive only until the next request. realloc keeps the contents of the block being
+ *   resized (it is the scratch region itself; when the region must grow, the old contents are
+ *   copied). A replaced region is kept until destroy, because pointers into it may still be
+ *   handed back to free or realloc.
+ *
+ * Invariant: cap >= every size returned so far; scratch is aligned to `align` (>= 64).
+ */
+#include "hr_alloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct null_alloc {
+    unsigned char *scratch; /* owned; NULL until the first request */
+    size_t cap;             /* bytes usable at scratch */
+    size_t align;           /* alignment of scratch */
+    void **retired;         /* owned: earlier scratch regions, freed at destroy */
+    size_t nretired, retired_cap;
+    uint64_t footprint;     /* bytes held: scratch + retired */
+} null_alloc_t;
+
+/* Replace the scratch region by one of at least `size` bytes aligned to `align`; the old one
+ * is retired (kept readable until destroy). */
+static int null_grow(null_alloc_t *n, size_t size, size_t align)
+{
+    size_t cap = n->cap ? n->cap : 4096;
+    while (cap < size) {
+        if (cap > SIZE_MAX / 2)
+            return -1;
+        cap *= 2;
+    }
+    if (align < n->align)
+        align = n->align;
+    if (n->scratch && n->nretired == n->retired_cap) {
+        size_t rc = n->retired_cap ? n->retired_cap * 2 : 8;
+        void **r = realloc(n->retired, rc * sizeof *r);
+        if (!r)
+            return -1;
+        n->retired = r;
+        n->retired_cap = rc;
+    }
+    void *p;
+    if (posix_memalign(&p, align, cap) != 0)
+        return -1;
+    if (n->scratch)
+        n->retired[n->nretired++] = n->scratch;
+    n->scratch = p;
+    n->cap = cap;
+    n->align = align;
+    n->footprint += cap;
+    return 0;
+}
+
+static int null_create(void **ctx, hr_spec_t *spec, hr_err_t *err)
+{
+    (void)spec;
+    null_alloc_t *n = calloc(1, sizeof *n);
+    if (!n)
+        return hr_err_set(err, HR_ENOMEM, "null: out of memory");
+    n->align = 64;
+    *ctx = n;
+    return HR_OK;
+}
+
+static void null_destroy(void *ctx)
+{
+    null_alloc_t *n = ctx;
+    if (!n)
+        return;
+    for (size_t i = 0; i < n->nretired; i++)
+        free(n->retired[i]);
+    free(n->retired);
+    free(n->scratch);
+    free(n);
+}
+
+static void *null_malloc(void *ctx, size_t size, hr_domain_t domain)
+{
+    null_alloc_t *n = ctx;
+    (void)domain;
+    if (HR_UNLIKELY(size > n->cap || !n->scratch) && null_grow(n, size, n->align) != 0)
+        return NULL;
+    return n->scratch;
+}
+
+static void *null_realloc(void *ctx, void *p, size_t old_size, size_t new_size,
+                          hr_domain_t domain)
+{
+    null_alloc_t *n = ctx;
+    (void)domain;
+    if (HR_LIKELY(p == n->scratch && new_size <= n->cap))
+        return p;
+    /* p is the current region or a retired one, both still readable. */
+    size_t keep = old_size < new_size ? old_size : new_size;
+    if (new_size > n->cap && null_grow(n, new_size, n->align) != 0)
+        return NULL;
+    if (p != n->scratch)
+        memcpy(n->scratch, p, keep);
+    return n->scratch;
+}
+
+static void null_free(void *ctx, void *p, size_t size, hr_domain_t domain)
+{
+    (void)ctx, (void)p, (void)size, (void)domain;
+}
+
+static void *null_aligned(void *ctx, size_t align, size_t size, hr_domain_t domain)
+{
+    null_alloc_t *n = ctx;
+    (void)domain;
+    if (!align || (align & (align - 1)))
+        return NULL;
+    if ((size > n->cap || align > n->align || !n->scratch) &&
+        null_grow(n, size, align) != 0)
+        return NULL;
+    return n->scratch;
+}
+
+static void null_stats(void *ctx, hr_alloc_stats_t *st)
+{
+    null_alloc_t *n = ctx;
+    st->footprint = n->footprint;
+    st->peak_footprint = n->footprint;
+}
+
+const hr_alloc_vt hr_alloc_null_vt = {
+    .name = "null",
+    .summary = "does nothing: one reusable scratch region for every block, free is a no-op "
+               "(measures the harness)",
+    .create = null_create,
+    .destroy = null_destroy,
+    .malloc = null_malloc,
+    .realloc = null_realloc,
+    .free = null_free,
+    .aligned_alloc = null_aligned,
+    .stats = null_stats,
+    .flags = HR_ALLOC_F_SHARED_BLOCKS,
+};
