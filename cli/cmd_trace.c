@@ -1,11 +1,15 @@
 /* cmd_trace.c: trace commands: pack (text -> binary), dump (binary -> text), info, gen. */
 #include "cli.h"
+#include "hr_config.h"
 #include "hr_gen.h"
+#include "hr_lua.h"
 #include "hr_trace.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define BATCH 4096
 
@@ -267,6 +271,43 @@ const hr_cmd_t hr_cmd_info = {
 
 /* {==== gen ==== */
 
+/* Where Lua workloads live: $HR_WORKLOADS, ./scripts/workloads, or the source tree's. */
+static const char *workload_dir(void)
+{
+    static char dir[4096];
+    const char *env = getenv("HR_WORKLOADS");
+    if (env && *env)
+        return env;
+    if (access("scripts/workloads", R_OK) == 0)
+        return "scripts/workloads";
+    snprintf(dir, sizeof dir, "%s/scripts/workloads", HR_SOURCE_ROOT);
+    return dir;
+}
+
+/* A generator name that is not built in names a Lua script: a path, or NAME in the workloads. */
+static int find_script(const char *name, char *path, size_t cap)
+{
+    if (strchr(name, '/') || (strlen(name) > 4 && strcmp(name + strlen(name) - 4, ".lua") == 0))
+        snprintf(path, cap, "%s", name);
+    else
+        snprintf(path, cap, "%s/%s.lua", workload_dir(), name);
+    return access(path, R_OK) == 0;
+}
+
+static void list_lua_workloads(void)
+{
+    DIR *d = opendir(workload_dir());
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n > 4 && strcmp(e->d_name + n - 4, ".lua") == 0)
+            printf("%-.*s%*s (Lua: %s/%s)\n", (int)(n - 4), e->d_name, n - 4 < 12 ? (int)(12 - (n - 4)) : 0, "",
+                   workload_dir(), e->d_name);
+    }
+    if (d)
+        closedir(d);
+}
+
 static int run_gen(int argc, char **argv)
 {
     hr_opt_t o[] = {{"-o", "--output", 1, NULL}, {"--list", NULL, 0, NULL},
@@ -279,6 +320,7 @@ static int run_gen(int argc, char **argv)
         for (const hr_gen_vt *const *g = hr_gen_registry(); *g; g++)
             printf("%-12s %s\n%-12s parameters: %s\n", (*g)->name, (*g)->summary, "",
                    (*g)->params);
+        list_lua_workloads();
         return 0;
     }
     if (n < 1 || !o[0].value)
@@ -296,6 +338,24 @@ static int run_gen(int argc, char **argv)
     if (parse_write_opts("gen", o[2].value, o[3].value, &wo))
         return 1;
     hr_err_t err = {0};
+    char script[4096];
+    if (!hr_gen_by_name(ops[0]) && find_script(ops[0], script, sizeof script)) {
+        hr_spec_t sp;
+        if (hr_spec_parse(&sp, spec, "generator", &err))
+            return hr_cli_fail(&err);
+        if (hr_lua_gen(script, &sp, o[0].value, &wo, &err))
+            return hr_cli_fail(&err);
+        return 0;
+    }
+    if (!hr_gen_by_name(ops[0])) {
+        char names[512] = "";
+        for (const hr_gen_vt *const *g = hr_gen_registry(); *g; g++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                     names[0] ? ", " : "", (*g)->name);
+        hr_err_set(&err, HR_EUSAGE, "unknown generator '%s' (built in: %s; no Lua workload %s)",
+                   ops[0], names, script);
+        return hr_cli_fail(&err);
+    }
     if (hr_gen_run(spec, o[0].value, &wo, &err))
         return hr_cli_fail(&err);
     return 0;
@@ -303,7 +363,9 @@ static int run_gen(int argc, char **argv)
 
 const hr_cmd_t hr_cmd_gen = {
     "gen", "NAME [key=value ...] -o TRACE | --list",
-    "Write a synthetic trace from a built-in generator (deterministic for a given seed).",
+    "Write a synthetic trace from a built-in generator (deterministic for a given seed), or from\n"
+    "a Lua workload: NAME finds scripts/workloads/NAME.lua (or $HR_WORKLOADS/NAME.lua); a path\n"
+    "to a .lua file works too. docs/lua-api.md describes the Lua side.",
     "  -o, --output TRACE   the trace to write (atomically)\n"
     "  --list               list the generators and their parameters\n"
     "  --frame-size SIZE    payload bytes per zstd frame (default 1M)\n"

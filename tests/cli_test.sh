@@ -107,11 +107,61 @@ cat "$T/alloc-basic.hrt" "$T/alloc-basic.hrt" >"$T/twice.hrt"
 expect "two traces concatenated" 2 'garbage after the end' "$HR" info "$T/twice.hrt"
 expect "missing file" 3 'cannot open' "$HR" info "$T/nope.hrt"
 
+# {==== replay ====
+"$HR" pack "$DATA/graph-basic.txt" -o "$T/gb.hrt"
+for g in refcount marksweep generational none; do
+  "$HR" replay "$T/gb.hrt" --alloc libc --gc $g --check -q >"$T/rep.txt" 2>&1
+  check $? "replay with $g exits 0 on a good graph trace"
+done
+"$HR" replay "$T/gb.hrt" --alloc libc --gc refcount -q | grep -q 'leaked        3 objects, 168 B'
+check $? "refcount reports the leaked cycle (3 objects, 168 B)"
+"$HR" gen seed-cycle n=20000 work=20000 -o "$T/sc.hrt"
+for g in refcount marksweep generational; do
+  "$HR" replay "$T/sc.hrt" --alloc libc --gc $g -q --json "$T/sc-$g.json" >/dev/null
+done
+python3 - "$T" <<'PY'
+import json, sys
+d = sys.argv[1]
+r = {g: json.load(open(f"{d}/sc-{g}.json")) for g in ("refcount", "marksweep", "generational")}
+assert r["refcount"]["schema"] == "heapreplay-replay/1"
+assert r["refcount"]["collector"]["objects_leaked"] == 40002, r["refcount"]["collector"]
+for g in ("marksweep", "generational"):
+    c = r[g]["collector"]
+    assert c["objects_by_tracing"] >= 2 and c["objects_leaked"] < 40002 - 2, (g, c)
+assert r["generational"]["collector"]["objects_leaked"] == 0
+assert r["refcount"]["provenance"]["trace_crc32"] and r["refcount"]["provenance"]["commit"]
+PY
+check $? "seed-cycle: the JSON says refcount leaks both lists, marksweep and generational reclaim them"
+"$HR" replay "$T/sc.hrt" --alloc libc --gc generational -q --timeline "$T/tl.csv" --every 10000 >/dev/null
+head -n 1 "$T/tl.csv" | grep -qx 'event,live_objects,live_blocks,live_bytes,footprint,rss,gc_ns' &&
+  [ "$(wc -l <"$T/tl.csv")" -ge 10 ]
+check $? "--timeline writes a CSV sampled every N events"
+expect "unknown collector" 1 "unknown collector 'nope' \(known: generational, refcount, marksweep, none" \
+  "$HR" replay "$T/gb.hrt" --gc nope
+expect "unknown collector parameter" 1 "collector 'marksweep' has no parameter 'speed'" \
+  "$HR" replay "$T/gb.hrt" --gc marksweep:speed=3
+expect "unknown allocator" 1 "unknown allocator 'nope'" "$HR" replay "$T/gb.hrt" --alloc nope
+expect "replay of a cut trace" 2 'cut short' "$HR" replay "$T/trunc.hrt" --alloc libc -q
+"$HR" replay "$T/trunc.hrt" --alloc libc --gc refcount --partial -q >/dev/null 2>"$T/err"
+[ $? = 0 ] && grep -q 'warning: the trace was cut short' "$T/err"
+check $? "replay --partial replays a cut trace up to its last complete frame"
+"$HR" collectors | grep -q '^generational ' && "$HR" allocators | grep -q 'pymalloc'
+check $? "collectors and allocators list what is built in"
+
+# {==== Lua workloads ====
+"$HR" gen json-like docs=20 -o "$T/js.hrt" && "$HR" replay "$T/js.hrt" --alloc libc --gc refcount --check -q |
+  grep -q 'leaked        0 objects'
+check $? "a Lua workload generates a graph trace that replays cleanly under --check"
+printf 'kind = "graph"\nfunction generate(w, p)\n  local a = w:alloc(16, "obj")\n  w:free(a)\n  w:free(a)\nend\n' >"$T/bad.lua"
+expect "Lua generator error names the script line" 1 'bad.lua:5: free of id 0 that is not live \(double free\)' \
+  "$HR" gen "$T/bad.lua" -o "$T/bad.hrt"
+[ ! -e "$T/bad.hrt" ]; check $? "a failed Lua generator leaves no output"
+
 # {==== Usage errors: exit 1 ====
 expect "unknown command" 1 "unknown command 'frob'" "$HR" frob
 expect "unknown option" 1 "unknown option '--bogus'" "$HR" dump --bogus x
 expect "missing operand" 1 'expected one TRACE' "$HR" info
-expect "unknown generator" 1 "unknown generator 'nope' \(known: random" "$HR" gen nope -o "$T/x.hrt"
+expect "unknown generator" 1 "unknown generator 'nope' \(built in: seed-arena.*; no Lua workload .*nope.lua\)" "$HR" gen nope -o "$T/x.hrt"
 expect "unknown generator parameter" 1 "no parameter 'evnts'" "$HR" gen random evnts=3 -o "$T/x.hrt"
 "$HR" --help | grep -q '^  pack ' && "$HR" pack --help | grep -q 'usage: heapreplay pack'
 check $? "--help and COMMAND --help"

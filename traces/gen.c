@@ -1,5 +1,7 @@
 /* gen.c: the generator registry and the generators that exercise the format itself.
  *
+ * (The graph workloads are in gen_graph.c.)
+ *
  *   random      every event kind, for round-trip and fuzz seeds (alloc or graph kind); in graph
  *               traces reference counts are kept consistent: an object is released by its last
  *               decref only once no link touches it, and is never named again.
@@ -312,8 +314,12 @@ static const hr_gen_vt gen_seed_arena_vt = {
     "seed-arena", "10x1024x1024 16-byte objects allocated, all freed, then a small working heap",
     "blocks=N work=N", gen_seed_arena, kind_alloc};
 
-static const hr_gen_vt *const registry[] = {&gen_random_vt, &gen_churn_vt, &gen_seed_arena_vt,
-                                            NULL};
+extern const hr_gen_vt hr_gen_intlist_vt, hr_gen_cycle_vt, hr_gen_genmix_vt, hr_gen_gcbench_vt,
+    hr_gen_cycles_vt; /* gen_graph.c */
+
+static const hr_gen_vt *const registry[] = {
+    &gen_seed_arena_vt, &hr_gen_intlist_vt, &hr_gen_cycle_vt, &hr_gen_genmix_vt, &hr_gen_gcbench_vt,
+    &hr_gen_cycles_vt, &gen_churn_vt, &gen_random_vt, NULL};
 
 const hr_gen_vt *const *hr_gen_registry(void) { return registry; }
 

@@ -1,0 +1,408 @@
+/* generational.c: CPython 3.11's collector: reference counting plus a three-generation cycle
+ * detector (Modules/gcmodule.c), replayed on the trace's heap graph.
+ *
+ * Theory of operation
+ *   Reference counting reclaims most objects, at the event their count reaches zero (as in
+ *   refcount.c). GC-capable objects (alloc flag `gc`) are also tracked in one of three
+ *   generation lists; a cycle detector finds garbage that counting cannot (cycles).
+ *
+ *   Counting (CPython 3.11, _PyObject_GC_Link and PyObject_GC_Del):
+ *     count[0] += 1 at the allocation of every GC-capable object, before it is tracked;
+ *     count[0] -= 1 at the death of a GC-capable object, only while count[0] > 0.
+ *     In allocation-only traces the same counting runs on GC-flagged blocks, so the collection
+ *     points are reproduced even though there is no graph to collect.
+ *   A collection may start only inside that allocation, when count[0] > threshold[0] (and
+ *   threshold[0] != 0, and no collection is running). It collects the oldest generation i
+ *   (2, 1, 0) with count[i] > threshold[i], except that generation 2 is skipped while
+ *   long_lived_pending < long_lived_total / 4 (integer division).
+ *
+ *   Collecting generation g:
+ *     count[g+1] += 1 (if g < 2); count[0..g] = 0;
+ *     young = generations 0..g merged into g;
+ *     update_refs:       gc_refs = ext + in for every young object (its true reference count);
+ *     subtract_refs:     every link from a young object to a young object takes 1 off the target;
+ *     move_unreachable:  young objects with gc_refs > 0 are reachable from outside, and so is
+ *                        everything young reachable from them; the rest is garbage;
+ *     survivors of g < 2 move to g + 1 (g == 1 adds them to long_lived_pending);
+ *     a full collection sets long_lived_pending = 0 and long_lived_total = survivors;
+ *     the garbage is reclaimed; objects outside it whose count falls to zero follow by counting.
+ *   "collected" is the number of garbage objects found (all GC-capable, as in CPython).
+ *
+ * What is not modelled (the trace carries no such information): finalizers (__del__) and
+ * resurrection, legacy tp_del ("uncollectable" is always 0), weak-reference callbacks, the
+ * untracking of tuples and dicts that hold only atomic values, free-list clearing in full
+ * collections (that shows up in recorded traces as frees anyway), gc.disable()/gc.freeze().
+ * Objects are tracked from their allocation.
+ *
+ * Invariants: an object with o->gen == i is on list gen[i] (i < 3); untracked objects have
+ * gen == HR_GOBJ_UNTRACKED and are on no list; outside a collection every tracked object has
+ * mark 0. Marks during a collection: 1 young and not (yet) reachable, 2 young and reachable.
+ */
+#include "graph.h"
+
+#include "hr_trace.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define NGEN 3
+
+typedef struct gen_list {
+    hr_gobj_t *head, *tail;
+    uint64_t n;
+} gen_list_t;
+
+typedef struct gen_gc {
+    hr_graph_t g;
+    hr_gc_stats_t st;
+    hr_pauses_t pauses;
+    const hr_gc_env_t *env;
+    uint64_t threshold[NGEN];
+    uint64_t count[NGEN];
+    uint64_t long_lived_total, long_lived_pending;
+    int collecting;
+    gen_list_t gen[NGEN];
+    hr_gobj_t **stack; /* owned: reachability stack, then the garbage set */
+    size_t nstack, capstack;
+} gen_gc_t;
+
+/* {==== Lists ==== */
+
+static void list_append(gen_list_t *l, hr_gobj_t *o)
+{
+    o->next = NULL;
+    o->prev = l->tail;
+    if (l->tail)
+        l->tail->next = o;
+    else
+        l->head = o;
+    l->tail = o;
+    l->n++;
+}
+
+static void list_remove(gen_list_t *l, hr_gobj_t *o)
+{
+    if (o->prev)
+        o->prev->next = o->next;
+    else
+        l->head = o->next;
+    if (o->next)
+        o->next->prev = o->prev;
+    else
+        l->tail = o->prev;
+    o->prev = o->next = NULL;
+    l->n--;
+}
+
+/* Append all of `from` to `to`, relabelling the objects' generation. */
+static void list_merge(gen_list_t *from, gen_list_t *to, uint8_t gen)
+{
+    for (hr_gobj_t *o = from->head; o; o = o->next)
+        o->gen = gen;
+    if (!from->head)
+        return;
+    if (to->tail) {
+        to->tail->next = from->head;
+        from->head->prev = to->tail;
+    } else {
+        to->head = from->head;
+    }
+    to->tail = from->tail;
+    to->n += from->n;
+    from->head = from->tail = NULL;
+    from->n = 0;
+}
+
+/* Death of any object (graph hook): off its list, and PyObject_GC_Del's count. */
+static void gen_unlist(void *ctx, hr_gobj_t *o)
+{
+    gen_gc_t *c = ctx;
+    if (o->gen != HR_GOBJ_UNTRACKED) {
+        list_remove(&c->gen[o->gen], o);
+        o->gen = HR_GOBJ_UNTRACKED;
+    }
+    if ((o->flags & HR_F_GC) && c->count[0] > 0)
+        c->count[0]--;
+}
+
+/* {==== Create ==== */
+
+static int gen_create(void **ctx, hr_spec_t *spec, const hr_gc_env_t *env, hr_err_t *err)
+{
+    gen_gc_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return hr_err_set(err, HR_ENOMEM, "out of memory");
+    static const uint64_t dflt[NGEN] = {700, 10, 10};
+    static const char *const keys[NGEN] = {"t0", "t1", "t2"};
+    for (int i = 0; i < NGEN; i++) {
+        const char *v = hr_spec_get(spec, keys[i]);
+        const char *pv = hr_spec_positional(spec, i);
+        if (v && pv) {
+            free(c);
+            return hr_err_set(err, HR_EUSAGE, "collector 'generational': threshold %d given twice",
+                              i);
+        }
+        v = v ? v : pv;
+        c->threshold[i] = dflt[i];
+        if (v && hr_parse_u64(v, &c->threshold[i])) {
+            free(c);
+            return hr_err_set(err, HR_EUSAGE, "collector 'generational': threshold %s=%s is not "
+                              "a whole number", keys[i], v);
+        }
+    }
+    c->env = env;
+    hr_graph_init(&c->g, env, &c->st, err);
+    c->g.unlist = gen_unlist;
+    c->g.unlist_ctx = c;
+    *ctx = c;
+    return HR_OK;
+}
+
+static void gen_destroy(void *ctx)
+{
+    gen_gc_t *c = ctx;
+    if (!c)
+        return;
+    hr_graph_free(&c->g);
+    hr_pauses_free(&c->pauses);
+    free(c->stack);
+    free(c);
+}
+
+static int push(gen_gc_t *c, hr_gobj_t *o, hr_err_t *err)
+{
+    if (c->nstack == c->capstack) {
+        size_t cap = c->capstack ? c->capstack * 2 : 4096;
+        hr_gobj_t **p = realloc(c->stack, cap * sizeof *p);
+        if (!p)
+            return hr_err_set(err, HR_ENOMEM, "out of memory for the collector's stack");
+        c->stack = p, c->capstack = cap;
+    }
+    c->stack[c->nstack++] = o;
+    return HR_OK;
+}
+
+/* {==== Collection ==== */
+
+static int collect(gen_gc_t *c, int g, hr_err_t *err)
+{
+    uint64_t t0 = hr_now_ns();
+    int rc = HR_OK;
+    size_t n = 0;
+    c->collecting = 1;
+    if (g + 1 < NGEN)
+        c->count[g + 1]++;
+    for (int i = 0; i <= g; i++)
+        c->count[i] = 0;
+    for (int i = 0; i < g; i++)
+        list_merge(&c->gen[i], &c->gen[g], (uint8_t)g);
+    gen_list_t *young = &c->gen[g];
+    /* update_refs */
+    for (hr_gobj_t *o = young->head; o; o = o->next) {
+        o->scratch = (int64_t)hr_graph_count(o);
+        o->mark = 1;
+        c->st.objects_visited++;
+    }
+    /* subtract_refs */
+    for (hr_gobj_t *o = young->head; o; o = o->next)
+        for (uint32_t i = 0; i < o->nout; i++) {
+            hr_gobj_t *d = hr_graph_get(&c->g, o->out[i]);
+            c->st.links_visited++;
+            if (d->mark == 1)
+                d->scratch--;
+        }
+    /* move_unreachable: mark 2 = reachable from outside the young set */
+    c->nstack = 0;
+    for (hr_gobj_t *o = young->head; o && !rc; o = o->next)
+        if (o->scratch > 0) {
+            o->mark = 2;
+            rc = push(c, o, err);
+        }
+    while (!rc && c->nstack > 0) {
+        hr_gobj_t *x = c->stack[--c->nstack];
+        for (uint32_t i = 0; i < x->nout && !rc; i++) {
+            hr_gobj_t *d = hr_graph_get(&c->g, x->out[i]);
+            c->st.links_visited++;
+            if (d->mark == 1) {
+                d->mark = 2;
+                rc = push(c, d, err);
+            }
+        }
+    }
+    if (rc)
+        goto out;
+    /* The garbage leaves its list; the survivors' marks go back to 0. */
+    for (hr_gobj_t *o = young->head, *next; o; o = next) {
+        next = o->next;
+        if (o->mark == 1) {
+            list_remove(young, o);
+            o->gen = HR_GOBJ_UNTRACKED;
+            if ((rc = push(c, o, err)))
+                goto out;
+        } else {
+            o->mark = 0;
+        }
+    }
+    n = c->nstack;
+    if (g + 1 < NGEN) {
+        if (g == NGEN - 2)
+            c->long_lived_pending += young->n;
+        list_merge(young, &c->gen[g + 1], (uint8_t)(g + 1));
+    } else {
+        c->long_lived_pending = 0;
+        c->long_lived_total = young->n;
+    }
+    if (n) {
+        if ((rc = hr_graph_death_times(&c->g, c->stack, n, 1, err)))
+            goto out;
+        uint64_t t = *c->env->event;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t dt = (uint64_t)c->stack[i]->scratch;
+            hr_graph_drag(&c->g, t > dt ? t - dt : 0);
+            c->stack[i]->mark = 0;
+        }
+        rc = hr_graph_kill_set(&c->g, c->stack, n, err);
+    }
+out:
+    c->nstack = 0;
+    c->collecting = 0;
+    c->st.collections++;
+    if (g == 0)
+        c->st.collections_gen0++;
+    else if (g == 1)
+        c->st.collections_gen1++;
+    else
+        c->st.collections_gen2++;
+    uint64_t dt = hr_now_ns() - t0;
+    c->st.gc_ns += dt;
+    hr_pauses_add(&c->pauses, dt);
+    if (c->env->collection)
+        c->env->collection(c->env->engine, g, n);
+    return rc;
+}
+
+/* gc_collect_generations: the oldest generation over its threshold, with the 25 % rule. */
+static int maybe_collect(gen_gc_t *c, hr_err_t *err)
+{
+    if (c->count[0] <= c->threshold[0] || c->threshold[0] == 0 || c->collecting)
+        return HR_OK;
+    for (int i = NGEN - 1; i >= 0; i--)
+        if (c->count[i] > c->threshold[i]) {
+            if (i == NGEN - 1 && c->long_lived_pending < c->long_lived_total / 4)
+                continue;
+            return collect(c, i, err);
+        }
+    return HR_OK;
+}
+
+/* {==== Events ==== */
+
+static int gen_alloc(void *ctx, uint64_t id, uint64_t size, unsigned flags, hr_err_t *err)
+{
+    gen_gc_t *c = ctx;
+    int rc;
+    if (flags & HR_F_GC) {
+        c->count[0]++;
+        if ((rc = maybe_collect(c, err)))
+            return rc;
+    }
+    hr_gobj_t *o;
+    if ((rc = hr_graph_alloc(&c->g, id, size, flags, &o, err)))
+        return rc;
+    if (flags & HR_F_GC) {
+        o->gen = 0;
+        list_append(&c->gen[0], o);
+    }
+    return HR_OK;
+}
+
+static void gen_block_alloc(void *ctx, uint64_t id, unsigned flags)
+{
+    (void)id;
+    gen_gc_t *c = ctx;
+    if (flags & HR_F_GC) {
+        c->count[0]++;
+        hr_err_t err;
+        maybe_collect(c, &err); /* nothing to collect: there are no objects */
+    }
+}
+
+static void gen_block_free(void *ctx, uint64_t id, unsigned flags)
+{
+    (void)id;
+    gen_gc_t *c = ctx;
+    if ((flags & HR_F_GC) && c->count[0] > 0)
+        c->count[0]--;
+}
+
+static int die_if_zero(gen_gc_t *c, hr_gobj_t *o, hr_err_t *err)
+{
+    if (hr_graph_count(o) != 0)
+        return HR_OK;
+    hr_graph_drag(&c->g, 0);
+    return hr_graph_kill(&c->g, o, err);
+}
+
+static int gen_incref(void *ctx, uint64_t id, hr_err_t *err)
+{
+    hr_gobj_t *o;
+    return hr_graph_incref(&((gen_gc_t *)ctx)->g, id, &o, err);
+}
+
+static int gen_decref(void *ctx, uint64_t id, hr_err_t *err)
+{
+    gen_gc_t *c = ctx;
+    hr_gobj_t *o;
+    int rc = hr_graph_decref(&c->g, id, &o, err);
+    return rc ? rc : die_if_zero(c, o, err);
+}
+
+static int gen_link(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    return hr_graph_link(&((gen_gc_t *)ctx)->g, src, dst, err);
+}
+
+static int gen_unlink(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    gen_gc_t *c = ctx;
+    hr_gobj_t *d;
+    int rc = hr_graph_unlink(&c->g, src, dst, &d, err);
+    return rc ? rc : die_if_zero(c, d, err);
+}
+
+static void gen_resize(void *ctx, uint64_t id, uint64_t size)
+{
+    hr_gobj_t *o = hr_graph_get(&((gen_gc_t *)ctx)->g, id);
+    if (o)
+        o->size = size;
+}
+
+static int gen_finish(void *ctx, hr_err_t *err)
+{
+    return hr_graph_account_end(&((gen_gc_t *)ctx)->g, err);
+}
+
+static void gen_stats(void *ctx, hr_gc_stats_t *st)
+{
+    gen_gc_t *c = ctx;
+    hr_pauses_fill(&c->pauses, &c->st);
+    *st = c->st;
+}
+
+const hr_gc_vt hr_gc_generational_vt = {
+    .name = "generational",
+    .summary = "CPython 3.11: reference counting plus a three-generation cycle detector",
+    .params = "T0,T1,T2 or t0=,t1=,t2= thresholds (default 700,10,10)",
+    .create = gen_create,
+    .destroy = gen_destroy,
+    .alloc = gen_alloc,
+    .incref = gen_incref,
+    .decref = gen_decref,
+    .link = gen_link,
+    .unlink = gen_unlink,
+    .resize = gen_resize,
+    .block_free = gen_block_free,
+    .block_alloc = gen_block_alloc,
+    .finish = gen_finish,
+    .stats = gen_stats,
+};

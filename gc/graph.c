@@ -1,0 +1,422 @@
+/* graph.c: the heap graph shared by the collectors (see graph.h). */
+#include "graph.h"
+
+#include "hr_trace.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int hr_graph_init(hr_graph_t *g, const hr_gc_env_t *env, hr_gc_stats_t *st, hr_err_t *err)
+{
+    (void)err;
+    memset(g, 0, sizeof *g);
+    hr_idtab_init(&g->objs, sizeof(hr_gobj_t));
+    g->env = env;
+    g->st = st;
+    return HR_OK;
+}
+
+static int free_edges(void *arg, uint64_t id, void *rec)
+{
+    (void)arg, (void)id;
+    hr_gobj_t *o = rec;
+    if (o->live)
+        free(o->out);
+    return 0;
+}
+
+void hr_graph_free(hr_graph_t *g)
+{
+    hr_idtab_each(&g->objs, free_edges, NULL);
+    hr_idtab_free(&g->objs);
+    free(g->work);
+    g->work = NULL;
+}
+
+static uint64_t now(const hr_graph_t *g) { return g->env && g->env->event ? *g->env->event : 0; }
+
+int hr_graph_alloc(hr_graph_t *g, uint64_t id, uint64_t size, unsigned flags, hr_gobj_t **out,
+                   hr_err_t *err)
+{
+    hr_gobj_t *o = hr_idtab_put(&g->objs, id);
+    if (!o)
+        return hr_err_set(err, HR_ENOMEM, "out of memory for object %llu", (unsigned long long)id);
+    o->id = id;
+    o->size = size;
+    o->ext = 1;
+    o->flags = (uint8_t)flags;
+    o->gen = HR_GOBJ_UNTRACKED;
+    o->ts = now(g);
+    o->live = 1;
+    g->nobjects++;
+    g->st->objects_allocated++;
+    if (g->nobjects > g->st->peak_objects)
+        g->st->peak_objects = g->nobjects;
+    *out = o;
+    return HR_OK;
+}
+
+static int missing(hr_err_t *err, const char *what, uint64_t id)
+{
+    return hr_err_set(err, HR_ECHECK, "%s of object %llu, which is not live (already reclaimed)",
+                      what, (unsigned long long)id);
+}
+
+int hr_graph_incref(hr_graph_t *g, uint64_t id, hr_gobj_t **o, hr_err_t *err)
+{
+    hr_gobj_t *x = hr_graph_get(g, id);
+    if (!x)
+        return missing(err, "incref", id);
+    x->ext++;
+    *o = x;
+    return HR_OK;
+}
+
+int hr_graph_decref(hr_graph_t *g, uint64_t id, hr_gobj_t **o, hr_err_t *err)
+{
+    hr_gobj_t *x = hr_graph_get(g, id);
+    if (!x)
+        return missing(err, "decref", id);
+    if (x->ext == 0)
+        return hr_err_set(err, HR_ECHECK,
+                          "decref of object %llu takes its external count below zero (it has %u "
+                          "references, all from containers)",
+                          (unsigned long long)id, x->in);
+    x->ext--;
+    x->ts = now(g);
+    *o = x;
+    return HR_OK;
+}
+
+int hr_graph_link(hr_graph_t *g, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    hr_gobj_t *s = hr_graph_get(g, src), *d = hr_graph_get(g, dst);
+    if (!s)
+        return missing(err, "link from", src);
+    if (!d)
+        return missing(err, "link to", dst);
+    if (s->nout == s->outcap) {
+        uint32_t cap = s->outcap ? s->outcap * 2 : 4;
+        uint64_t *p = realloc(s->out, cap * sizeof *p);
+        if (!p)
+            return hr_err_set(err, HR_ENOMEM, "out of memory for the links of object %llu",
+                              (unsigned long long)src);
+        s->out = p, s->outcap = cap;
+    }
+    s->out[s->nout++] = dst;
+    d->in++;
+    return HR_OK;
+}
+
+int hr_graph_unlink(hr_graph_t *g, uint64_t src, uint64_t dst, hr_gobj_t **dsto, hr_err_t *err)
+{
+    hr_gobj_t *s = hr_graph_get(g, src), *d = hr_graph_get(g, dst);
+    if (!s)
+        return missing(err, "unlink from", src);
+    if (!d)
+        return missing(err, "unlink to", dst);
+    /* Recent links are the likeliest to go: search from the end. */
+    for (uint32_t i = s->nout; i-- > 0;)
+        if (s->out[i] == dst) {
+            s->out[i] = s->out[--s->nout];
+            d->in--;
+            d->ts = now(g);
+            *dsto = d;
+            return HR_OK;
+        }
+    return hr_err_set(err, HR_ECHECK, "unlink %llu -> %llu: object %llu holds no such link",
+                      (unsigned long long)src, (unsigned long long)dst, (unsigned long long)src);
+}
+
+static int push_work(hr_graph_t *g, hr_gobj_t *o, hr_err_t *err)
+{
+    if (g->nwork == g->capwork) {
+        size_t cap = g->capwork ? g->capwork * 2 : 1024;
+        hr_gobj_t **p = realloc(g->work, cap * sizeof *p);
+        if (!p)
+            return hr_err_set(err, HR_ENOMEM, "out of memory for the cascade worklist");
+        g->work = p, g->capwork = cap;
+    }
+    g->work[g->nwork++] = o;
+    return HR_OK;
+}
+
+/* Free one object's block and record; its edges must already be gone. */
+static void reclaim_one(hr_graph_t *g, hr_gobj_t *o, int by_tracing)
+{
+    uint64_t id = o->id, size = o->size;
+    if (g->unlist)
+        g->unlist(g->unlist_ctx, o);
+    free(o->out);
+    o->out = NULL;
+    o->live = 0;
+    g->nobjects--;
+    g->st->objects_reclaimed++;
+    g->st->bytes_reclaimed += size;
+    if (by_tracing)
+        g->st->objects_by_tracing++;
+    else
+        g->st->objects_by_refcount++;
+    g->env->reclaim(g->env->engine, id);
+    hr_idtab_release(&g->objs, id);
+}
+
+/* Drop x's edges; live targets that fall to count zero are queued to die (members of a set being
+ * reclaimed together are in state 3, not 1, so they are not queued). */
+static int drop_edges(hr_graph_t *g, hr_gobj_t *x, hr_err_t *err)
+{
+    uint64_t t = now(g);
+    int rc = HR_OK;
+    for (uint32_t i = 0; i < x->nout; i++) {
+        hr_gobj_t *d = hr_idtab_get(&g->objs, x->out[i]);
+        d->in--;
+        d->ts = t;
+        if (d->live == 1 && hr_graph_count(d) == 0) {
+            d->live = 2; /* queued: never queued twice */
+            if ((rc = push_work(g, d, err)))
+                break;
+        }
+    }
+    x->nout = 0;
+    return rc;
+}
+
+/* Run the queued deaths (refcount cascade) down to `base`. */
+static int cascade_to(hr_graph_t *g, size_t base, hr_err_t *err)
+{
+    int rc = HR_OK;
+    while (rc == HR_OK && g->nwork > base) {
+        hr_gobj_t *x = g->work[--g->nwork];
+        rc = drop_edges(g, x, err);
+        reclaim_one(g, x, 0);
+    }
+    g->nwork = base;
+    return rc;
+}
+
+int hr_graph_kill(hr_graph_t *g, hr_gobj_t *o, hr_err_t *err)
+{
+    size_t base = g->nwork;
+    o->live = 2;
+    int rc = push_work(g, o, err);
+    return rc ? rc : cascade_to(g, base, err);
+}
+
+int hr_graph_kill_set(hr_graph_t *g, hr_gobj_t **set, size_t n, hr_err_t *err)
+{
+    size_t base = g->nwork;
+    int rc = HR_OK;
+    for (size_t i = 0; i < n; i++)
+        set[i]->live = 3;
+    for (size_t i = 0; i < n && !rc; i++) /* first every edge of the set goes */
+        rc = drop_edges(g, set[i], err);
+    for (size_t i = 0; i < n; i++)
+        reclaim_one(g, set[i], 1);
+    return rc ? rc : cascade_to(g, base, err);
+}
+
+void hr_graph_remove_set(hr_graph_t *g, hr_gobj_t **set, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        hr_gobj_t *x = set[i];
+        for (uint32_t k = 0; k < x->nout; k++)
+            ((hr_gobj_t *)hr_idtab_get(&g->objs, x->out[k]))->in--;
+        x->nout = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(set[i]->out);
+        set[i]->out = NULL;
+        set[i]->live = 0;
+        g->nobjects--;
+        hr_idtab_release(&g->objs, set[i]->id);
+    }
+}
+
+void hr_graph_drag(hr_graph_t *g, uint64_t drag)
+{
+    g->drag_sum += drag;
+    g->drag_n++;
+    g->st->drag_mean_events = g->drag_sum / g->drag_n;
+    if (drag > g->st->drag_max_events)
+        g->st->drag_max_events = drag;
+}
+
+int hr_graph_death_times(hr_graph_t *g, hr_gobj_t **set, size_t n, uint8_t m, hr_err_t *err)
+{
+    size_t base = g->nwork;
+    int rc = HR_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        set[i]->scratch = (int64_t)set[i]->ts;
+        rc = push_work(g, set[i], err);
+    }
+    /* Propagate the largest timestamp along edges inside the set until nothing changes. */
+    while (!rc && g->nwork > base) {
+        hr_gobj_t *x = g->work[--g->nwork];
+        for (uint32_t i = 0; i < x->nout && !rc; i++) {
+            hr_gobj_t *d = hr_idtab_get(&g->objs, x->out[i]);
+            if (d->mark == m && d->scratch < x->scratch) {
+                d->scratch = x->scratch;
+                rc = push_work(g, d, err);
+            }
+        }
+    }
+    g->nwork = base;
+    return rc;
+}
+
+typedef struct each_arg {
+    int (*fn)(void *arg, hr_gobj_t *o);
+    void *arg;
+} each_arg_t;
+
+static int each_live(void *arg, uint64_t id, void *rec)
+{
+    (void)id;
+    each_arg_t *a = arg;
+    hr_gobj_t *o = rec;
+    return o->live ? a->fn(a->arg, o) : 0;
+}
+
+int hr_graph_each(hr_graph_t *g, int (*fn)(void *arg, hr_gobj_t *o), void *arg)
+{
+    each_arg_t a = {fn, arg};
+    return hr_idtab_each(&g->objs, each_live, &a);
+}
+
+/* {==== End-of-trace accounting: which live objects are still reachable ==== */
+
+typedef struct end_arg {
+    hr_graph_t *g;
+    hr_err_t *err;
+    int rc;
+} end_arg_t;
+
+static int clear_mark(void *arg, hr_gobj_t *o)
+{
+    (void)arg;
+    o->mark = 0;
+    return 0;
+}
+
+static int mark_roots(void *arg, hr_gobj_t *o)
+{
+    end_arg_t *a = arg;
+    if (o->ext > 0 && !o->mark) {
+        o->mark = 1;
+        if ((a->rc = push_work(a->g, o, a->err)))
+            return 1;
+    }
+    return 0;
+}
+
+static int count_end(void *arg, hr_gobj_t *o)
+{
+    hr_graph_t *g = arg;
+    if (o->mark)
+        g->st->objects_live_end++;
+    else {
+        g->st->objects_leaked++;
+        g->st->bytes_leaked += o->size;
+    }
+    return 0;
+}
+
+int hr_graph_account_end(hr_graph_t *g, hr_err_t *err)
+{
+    end_arg_t a = {g, err, 0};
+    hr_graph_each(g, clear_mark, NULL);
+    hr_graph_each(g, mark_roots, &a);
+    while (!a.rc && g->nwork > 0) {
+        hr_gobj_t *x = g->work[--g->nwork];
+        for (uint32_t i = 0; i < x->nout && !a.rc; i++) {
+            hr_gobj_t *d = hr_idtab_get(&g->objs, x->out[i]);
+            if (!d->mark) {
+                d->mark = 1;
+                a.rc = push_work(g, d, err);
+            }
+        }
+    }
+    if (a.rc)
+        return a.rc;
+    g->st->objects_live_end = g->st->objects_leaked = g->st->bytes_leaked = 0;
+    hr_graph_each(g, count_end, g);
+    return HR_OK;
+}
+
+/* {==== Invariant check ==== */
+
+typedef struct verify_arg {
+    hr_graph_t *g;
+    uint64_t outs, ins, live;
+    hr_err_t *err;
+    int rc;
+} verify_arg_t;
+
+static int verify_one(void *arg, hr_gobj_t *o)
+{
+    verify_arg_t *a = arg;
+    a->live++;
+    a->outs += o->nout;
+    a->ins += o->in;
+    for (uint32_t i = 0; i < o->nout; i++)
+        if (!hr_graph_get(a->g, o->out[i])) {
+            a->rc = hr_err_set(a->err, HR_EINTERNAL, "object %llu links to %llu, which is not live",
+                               (unsigned long long)o->id, (unsigned long long)o->out[i]);
+            return 1;
+        }
+    return 0;
+}
+
+int hr_graph_verify(hr_graph_t *g, hr_err_t *err)
+{
+    verify_arg_t a = {g, 0, 0, 0, err, 0};
+    hr_graph_each(g, verify_one, &a);
+    if (a.rc)
+        return a.rc;
+    if (a.outs != a.ins)
+        return hr_err_set(err, HR_EINTERNAL, "graph holds %llu link ends but %llu incoming counts",
+                          (unsigned long long)a.outs, (unsigned long long)a.ins);
+    if (a.live != g->nobjects)
+        return hr_err_set(err, HR_EINTERNAL, "graph counts %llu objects but holds %llu",
+                          (unsigned long long)g->nobjects, (unsigned long long)a.live);
+    return HR_OK;
+}
+
+/* {==== Pauses ==== */
+
+void hr_pauses_add(hr_pauses_t *p, uint64_t ns)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 256;
+        uint64_t *q = realloc(p->ns, cap * sizeof *q);
+        if (!q)
+            return; /* statistics only: drop the sample rather than fail the replay */
+        p->ns = q, p->cap = cap;
+    }
+    p->ns[p->n++] = ns;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void hr_pauses_fill(hr_pauses_t *p, hr_gc_stats_t *st)
+{
+    st->pause_p50_ns = st->pause_p99_ns = st->pause_max_ns = 0;
+    if (!p->n)
+        return;
+    qsort(p->ns, p->n, sizeof *p->ns, cmp_u64);
+    /* nearest-rank percentiles */
+    st->pause_p50_ns = p->ns[(p->n * 50 + 99) / 100 - 1];
+    st->pause_p99_ns = p->ns[(p->n * 99 + 99) / 100 - 1];
+    st->pause_max_ns = p->ns[p->n - 1];
+}
+
+void hr_pauses_free(hr_pauses_t *p)
+{
+    free(p->ns);
+    p->ns = NULL;
+    p->n = p->cap = 0;
+}

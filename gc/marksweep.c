@@ -1,0 +1,278 @@
+/* marksweep.c: stop-the-world mark-sweep, with no reference counting for reclamation.
+ *
+ * Theory of operation
+ *   Roots are the objects with external references (ext > 0: stack, globals, C code). A
+ *   collection marks everything reachable from the roots through links (an explicit mark stack,
+ *   so any depth is safe), then sweeps: every unmarked object is garbage and is reclaimed, cycles
+ *   included. Between collections nothing is reclaimed, even objects whose count is zero; that is
+ *   the difference from reference counting this collector exists to measure.
+ *
+ * When it collects (one of, chosen by the spec)
+ *   trigger=F (default 2x)  when the bytes of allocated objects exceed F times the bytes that
+ *                           survived the last collection (at least `min`, default 1M)
+ *   budget=N                every N bytes of object allocation
+ *   heap=N                  when allocated bytes would exceed N (a fixed heap, for heap-size
+ *                           sweeps after Hertz & Berger); if live data alone exceeds N after a
+ *                           collection, the heap is too small: the replay fails with a clear error
+ *   An allocation first counts its bytes, then the check runs, then the object joins the heap, so
+ *   the new object is never collected by the collection its own allocation triggered.
+ *
+ * State per collection: mark (0 white, 1 black). The heap bytes are the sum of the sizes of the
+ * objects allocated and not yet reclaimed, as recorded at their allocation.
+ */
+#include "graph.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { MODE_FACTOR, MODE_BUDGET, MODE_HEAP };
+
+typedef struct ms_gc {
+    hr_graph_t g;
+    hr_gc_stats_t st;
+    hr_pauses_t pauses;
+    int mode;
+    double factor;
+    uint64_t min, budget, heap_limit;
+    uint64_t heap_bytes;      /* bytes of live objects */
+    uint64_t since_last;      /* bytes allocated since the last collection */
+    uint64_t threshold;       /* collect when heap_bytes exceeds this (factor mode) */
+    hr_gobj_t **stack;        /* owned: mark stack, then the garbage set */
+    size_t nstack, capstack;
+    const hr_gc_env_t *env;
+} ms_gc_t;
+
+static int ms_create(void **ctx, hr_spec_t *spec, const hr_gc_env_t *env, hr_err_t *err)
+{
+    ms_gc_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return hr_err_set(err, HR_ENOMEM, "out of memory");
+    c->env = env;
+    c->mode = MODE_FACTOR;
+    c->factor = 2.0;
+    c->min = 1u << 20;
+    const char *v;
+    int rc = HR_OK;
+    if ((v = hr_spec_get(spec, "trigger")) && (hr_parse_double(v, &c->factor) || c->factor < 1.0))
+        rc = hr_err_set(err, HR_EUSAGE, "collector 'marksweep': trigger=%s must be a factor >= 1, "
+                        "like 2x", v);
+    if (!rc && (v = hr_spec_get(spec, "min")) && hr_parse_size(v, &c->min))
+        rc = hr_err_set(err, HR_EUSAGE, "collector 'marksweep': min=%s is not a size", v);
+    if (!rc && (v = hr_spec_get(spec, "budget"))) {
+        c->mode = MODE_BUDGET;
+        if (hr_parse_size(v, &c->budget) || c->budget == 0)
+            rc = hr_err_set(err, HR_EUSAGE, "collector 'marksweep': budget=%s is not a size", v);
+    }
+    if (!rc && (v = hr_spec_get(spec, "heap"))) {
+        if (c->mode == MODE_BUDGET)
+            rc = hr_err_set(err, HR_EUSAGE, "collector 'marksweep': give budget= or heap=, not both");
+        c->mode = MODE_HEAP;
+        if (!rc && (hr_parse_size(v, &c->heap_limit) || c->heap_limit == 0))
+            rc = hr_err_set(err, HR_EUSAGE, "collector 'marksweep': heap=%s is not a size", v);
+    }
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    c->threshold = c->min;
+    hr_graph_init(&c->g, env, &c->st, err);
+    *ctx = c;
+    return HR_OK;
+}
+
+static void ms_destroy(void *ctx)
+{
+    ms_gc_t *c = ctx;
+    if (!c)
+        return;
+    hr_graph_free(&c->g);
+    hr_pauses_free(&c->pauses);
+    free(c->stack);
+    free(c);
+}
+
+static int push(ms_gc_t *c, hr_gobj_t *o, hr_err_t *err)
+{
+    if (c->nstack == c->capstack) {
+        size_t cap = c->capstack ? c->capstack * 2 : 4096;
+        hr_gobj_t **p = realloc(c->stack, cap * sizeof *p);
+        if (!p)
+            return hr_err_set(err, HR_ENOMEM, "out of memory for the mark stack");
+        c->stack = p, c->capstack = cap;
+    }
+    c->stack[c->nstack++] = o;
+    return HR_OK;
+}
+
+typedef struct walk {
+    ms_gc_t *c;
+    hr_err_t *err;
+    int rc;
+} walk_t;
+
+static int whiten_and_root(void *arg, hr_gobj_t *o)
+{
+    walk_t *w = arg;
+    w->c->st.objects_visited++;
+    o->mark = 0;
+    if (o->ext > 0) {
+        o->mark = 1;
+        if ((w->rc = push(w->c, o, w->err)))
+            return 1;
+    }
+    return 0;
+}
+
+static int gather_white(void *arg, hr_gobj_t *o)
+{
+    walk_t *w = arg;
+    if (!o->mark && (w->rc = push(w->c, o, w->err)))
+        return 1;
+    return 0;
+}
+
+static int collect(ms_gc_t *c, hr_err_t *err)
+{
+    uint64_t t0 = hr_now_ns();
+    walk_t w = {c, err, 0};
+    c->nstack = 0;
+    hr_graph_each(&c->g, whiten_and_root, &w); /* roots pushed, everything else white */
+    while (!w.rc && c->nstack > 0) {
+        hr_gobj_t *x = c->stack[--c->nstack];
+        for (uint32_t i = 0; i < x->nout && !w.rc; i++) {
+            hr_gobj_t *d = hr_graph_get(&c->g, x->out[i]);
+            c->st.links_visited++;
+            if (!d->mark) {
+                d->mark = 1;
+                w.rc = push(c, d, err);
+            }
+        }
+    }
+    if (!w.rc)
+        hr_graph_each(&c->g, gather_white, &w);
+    if (w.rc)
+        return w.rc;
+    size_t n = c->nstack;
+    int rc = HR_OK;
+    if (n) {
+        for (size_t i = 0; i < n; i++)
+            c->stack[i]->mark = 2; /* garbage: the set death times propagate within */
+        if ((rc = hr_graph_death_times(&c->g, c->stack, n, 2, err)))
+            return rc;
+        uint64_t t = *c->env->event;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t dt = (uint64_t)c->stack[i]->scratch;
+            hr_graph_drag(&c->g, t > dt ? t - dt : 0);
+            c->heap_bytes -= c->stack[i]->size;
+        }
+        rc = hr_graph_kill_set(&c->g, c->stack, n, err);
+    }
+    c->nstack = 0;
+    c->st.collections++;
+    c->st.collections_gen2++;
+    uint64_t dt = hr_now_ns() - t0;
+    c->st.gc_ns += dt;
+    hr_pauses_add(&c->pauses, dt);
+    if (c->env->collection)
+        c->env->collection(c->env->engine, 2, n);
+    c->since_last = 0;
+    uint64_t next = (uint64_t)((double)c->heap_bytes * c->factor);
+    c->threshold = next > c->min ? next : c->min;
+    return rc;
+}
+
+static int ms_alloc(void *ctx, uint64_t id, uint64_t size, unsigned flags, hr_err_t *err)
+{
+    ms_gc_t *c = ctx;
+    int rc = HR_OK;
+    c->since_last += size;
+    switch (c->mode) {
+    case MODE_FACTOR:
+        if (c->heap_bytes + size > c->threshold)
+            rc = collect(c, err);
+        break;
+    case MODE_BUDGET:
+        if (c->since_last > c->budget)
+            rc = collect(c, err);
+        break;
+    case MODE_HEAP:
+        if (c->heap_bytes + size > c->heap_limit) {
+            rc = collect(c, err);
+            if (!rc && c->heap_bytes + size > c->heap_limit)
+                rc = hr_err_set(err, HR_ECHECK,
+                                "heap of %llu bytes is too small: %llu bytes are reachable and %llu "
+                                "more are requested",
+                                (unsigned long long)c->heap_limit,
+                                (unsigned long long)c->heap_bytes, (unsigned long long)size);
+        }
+        break;
+    }
+    if (rc)
+        return rc;
+    hr_gobj_t *o;
+    if ((rc = hr_graph_alloc(&c->g, id, size, flags, &o, err)))
+        return rc;
+    c->heap_bytes += size;
+    return HR_OK;
+}
+
+static int ms_incref(void *ctx, uint64_t id, hr_err_t *err)
+{
+    hr_gobj_t *o;
+    return hr_graph_incref(&((ms_gc_t *)ctx)->g, id, &o, err);
+}
+
+static int ms_decref(void *ctx, uint64_t id, hr_err_t *err)
+{
+    hr_gobj_t *o;
+    return hr_graph_decref(&((ms_gc_t *)ctx)->g, id, &o, err);
+}
+
+static int ms_link(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    return hr_graph_link(&((ms_gc_t *)ctx)->g, src, dst, err);
+}
+
+static int ms_unlink(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    hr_gobj_t *d;
+    return hr_graph_unlink(&((ms_gc_t *)ctx)->g, src, dst, &d, err);
+}
+
+static void ms_resize(void *ctx, uint64_t id, uint64_t size)
+{
+    ms_gc_t *c = ctx;
+    hr_gobj_t *o = hr_graph_get(&c->g, id);
+    if (o) {
+        c->heap_bytes += size - o->size;
+        o->size = size;
+    }
+}
+
+static int ms_finish(void *ctx, hr_err_t *err)
+{
+    return hr_graph_account_end(&((ms_gc_t *)ctx)->g, err);
+}
+
+static void ms_stats(void *ctx, hr_gc_stats_t *st)
+{
+    ms_gc_t *c = ctx;
+    hr_pauses_fill(&c->pauses, &c->st);
+    *st = c->st;
+}
+
+const hr_gc_vt hr_gc_marksweep_vt = {
+    .name = "marksweep",
+    .summary = "stop-the-world mark-sweep from externally referenced roots; no reference counting",
+    .params = "trigger=F (default 2x of the live heap) min=SIZE (1M) | budget=SIZE | heap=SIZE",
+    .create = ms_create,
+    .destroy = ms_destroy,
+    .alloc = ms_alloc,
+    .incref = ms_incref,
+    .decref = ms_decref,
+    .link = ms_link,
+    .unlink = ms_unlink,
+    .resize = ms_resize,
+    .finish = ms_finish,
+    .stats = ms_stats,
+};

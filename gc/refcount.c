@@ -1,0 +1,109 @@
+/* refcount.c: pure reference counting.
+ *
+ * Theory of operation
+ *   An object's count is its external references plus the links that point at it (graph.h). When
+ *   a decref or an unlink takes a count to zero, the object dies at that very event, and so do,
+ *   transitively, the objects its links kept alive (an iterative cascade, so chains of any length
+ *   are safe). Nothing else ever reclaims memory: a cycle whose external references are gone keeps
+ *   counts above zero forever. At the end of the trace such objects are reported as leaked, with
+ *   their bytes; objects still externally referenced are reported as live, not leaked.
+ *
+ *   Drag is zero by construction: an object dies the moment its count reaches zero, and leaks are
+ *   counted apart.
+ */
+#include "graph.h"
+
+#include <stdlib.h>
+
+typedef struct rc_gc {
+    hr_graph_t g;
+    hr_gc_stats_t st;
+} rc_gc_t;
+
+static int rc_create(void **ctx, hr_spec_t *spec, const hr_gc_env_t *env, hr_err_t *err)
+{
+    (void)spec;
+    rc_gc_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return hr_err_set(err, HR_ENOMEM, "out of memory");
+    hr_graph_init(&c->g, env, &c->st, err);
+    *ctx = c;
+    return HR_OK;
+}
+
+static void rc_destroy(void *ctx)
+{
+    rc_gc_t *c = ctx;
+    if (!c)
+        return;
+    hr_graph_free(&c->g);
+    free(c);
+}
+
+static int rc_alloc(void *ctx, uint64_t id, uint64_t size, unsigned flags, hr_err_t *err)
+{
+    hr_gobj_t *o;
+    return hr_graph_alloc(&((rc_gc_t *)ctx)->g, id, size, flags, &o, err);
+}
+
+static int rc_incref(void *ctx, uint64_t id, hr_err_t *err)
+{
+    hr_gobj_t *o;
+    return hr_graph_incref(&((rc_gc_t *)ctx)->g, id, &o, err);
+}
+
+static int die_if_zero(rc_gc_t *c, hr_gobj_t *o, hr_err_t *err)
+{
+    if (hr_graph_count(o) != 0)
+        return HR_OK;
+    hr_graph_drag(&c->g, 0);
+    return hr_graph_kill(&c->g, o, err);
+}
+
+static int rc_decref(void *ctx, uint64_t id, hr_err_t *err)
+{
+    rc_gc_t *c = ctx;
+    hr_gobj_t *o;
+    int rc = hr_graph_decref(&c->g, id, &o, err);
+    return rc ? rc : die_if_zero(c, o, err);
+}
+
+static int rc_link(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    return hr_graph_link(&((rc_gc_t *)ctx)->g, src, dst, err);
+}
+
+static int rc_unlink(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    rc_gc_t *c = ctx;
+    hr_gobj_t *d;
+    int rc = hr_graph_unlink(&c->g, src, dst, &d, err);
+    return rc ? rc : die_if_zero(c, d, err);
+}
+
+static void rc_resize(void *ctx, uint64_t id, uint64_t size)
+{
+    hr_gobj_t *o = hr_graph_get(&((rc_gc_t *)ctx)->g, id);
+    if (o)
+        o->size = size;
+}
+
+static int rc_finish(void *ctx, hr_err_t *err) { return hr_graph_account_end(&((rc_gc_t *)ctx)->g, err); }
+
+static void rc_stats(void *ctx, hr_gc_stats_t *st) { *st = ((rc_gc_t *)ctx)->st; }
+
+const hr_gc_vt hr_gc_refcount_vt = {
+    .name = "refcount",
+    .summary = "pure reference counting: objects die when their count reaches zero; cycles leak",
+    .params = "(none)",
+    .create = rc_create,
+    .destroy = rc_destroy,
+    .alloc = rc_alloc,
+    .incref = rc_incref,
+    .decref = rc_decref,
+    .link = rc_link,
+    .unlink = rc_unlink,
+    .resize = rc_resize,
+    .finish = rc_finish,
+    .stats = rc_stats,
+};

@@ -1,0 +1,548 @@
+/* replay.c: the replay engine (see hr_replay.h): the hot loop, the reclaim path, check mode.
+ *
+ * Theory of operation
+ *   Events come in batches from the reader (already checked: ids exist, no double frees of
+ *   blocks). For each event the engine does the allocator's part itself and hands graph events
+ *   to the collector; the collector may reclaim objects at any of its calls, through reclaim().
+ *
+ *   Per live block the engine keeps an hr_entry_t (16 bytes) in an id table whose leaves are
+ *   freed as ids die, so memory follows the live heap, not the trace length.
+ *
+ *   entry.p     the block the allocator returned (NULL once freed)
+ *   entry.meta  bits 0-47 size, 48-49 domain, 50-54 alloc flags, 63 live
+ *
+ * Check mode keeps a second, independent heap graph (the shadow). Every event is applied to the
+ * shadow first, then to the collector; the objects the collector reclaimed during the event form
+ * a set that must be garbage in the shadow: no external references, and every link into a member
+ * comes from a member. A set that passes is removed from the shadow.
+ */
+#include "hr_replay.h"
+
+#include "graph.h"
+#include "hr_config.h"
+#include "hr_idtab.h"
+#include "hr_trace.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct hr_entry {
+    void *p;
+    uint64_t meta;
+} hr_entry_t;
+
+#define E_LIVE ((uint64_t)1 << 63)
+#define E_SIZE(m) ((m) & (((uint64_t)1 << 48) - 1))
+#define E_DOMAIN(m) ((hr_domain_t)(((m) >> 48) & 3))
+#define E_FLAGS(m) ((unsigned)(((m) >> 50) & 0x1f))
+#define E_META(size, dom, flags) ((size) | (uint64_t)(dom) << 48 | (uint64_t)(flags) << 50 | E_LIVE)
+
+typedef struct engine {
+    hr_alloc_t *alloc;
+    hr_gc_t *gc;
+    const hr_gc_vt *gvt;
+    hr_idtab_t tab;          /* hr_entry_t per live block */
+    uint64_t event;          /* index of the event being replayed */
+    const hr_replay_opts_t *o;
+    hr_replay_result_t *res;
+    int touch;
+    uint64_t live_objects;
+    uint64_t objects_allocated;
+    int failed;              /* reclaim() found an inconsistency; message in fail */
+    hr_err_t fail;
+    /* check mode */
+    int check;
+    hr_graph_t shadow;
+    hr_gc_stats_t shadow_st;
+    hr_gc_env_t shadow_env;
+    hr_gobj_t **batch;       /* owned: objects reclaimed during the current event */
+    size_t nbatch, capbatch;
+} engine_t;
+
+/* {==== Small helpers ==== */
+
+static int push_collection(hr_collections_t *c, hr_collection_t x)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        hr_collection_t *p = realloc(c->v, cap * sizeof *p);
+        if (!p)
+            return HR_ENOMEM;
+        c->v = p, c->cap = cap;
+    }
+    c->v[c->n++] = x;
+    return HR_OK;
+}
+
+static int push_death(hr_deaths_t *d, uint64_t id, uint64_t event)
+{
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 1024;
+        hr_death_t *p = realloc(d->v, cap * sizeof *p);
+        if (!p)
+            return HR_ENOMEM;
+        d->v = p, d->cap = cap;
+    }
+    d->v[d->n++] = (hr_death_t){id, event};
+    return HR_OK;
+}
+
+uint64_t hr_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, res = 0;
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &res) != 2)
+        res = 0;
+    fclose(f);
+    return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+uint64_t hr_peak_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %llu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+void hr_replay_result_free(hr_replay_result_t *r)
+{
+    hr_buf_free(&r->alloc_text);
+    hr_buf_free(&r->recorded_stats);
+    free(r->recorded.v);
+    free(r->replayed.v);
+    free(r->died.v);
+    free(r->reclaimed.v);
+    memset(r, 0, sizeof *r);
+}
+
+/* Write the first and last word of a block, so it is really touched. */
+HR_INLINE void touch_block(void *p, uint64_t size, uint64_t id)
+{
+    if (size >= 8) {
+        memcpy(p, &id, 8);
+        memcpy((char *)p + size - 8, &id, 8);
+    } else if (size > 0) {
+        *(volatile char *)p = (char)id;
+    }
+}
+
+/* {==== The collector's side: reclaim and collection notices ==== */
+
+static void engine_reclaim(void *arg, uint64_t id)
+{
+    engine_t *e = arg;
+    hr_entry_t *en = hr_idtab_get(&e->tab, id);
+    if (!en || !(en->meta & E_LIVE)) {
+        if (!e->failed)
+            hr_err_set(&e->fail, HR_ECHECK, "collector '%s' reclaimed object %llu, which is not "
+                       "live", e->gc->spec, (unsigned long long)id);
+        e->failed = 1;
+        return;
+    }
+    uint64_t size = E_SIZE(en->meta);
+    hr_alloc_free(e->alloc, en->p, size, E_DOMAIN(en->meta));
+    en->p = NULL;
+    en->meta = 0;
+    hr_idtab_release(&e->tab, id);
+    e->res->live_blocks--;
+    e->live_objects--;
+    if (e->o->log_deaths && push_death(&e->res->reclaimed, id, e->event) && !e->failed) {
+        hr_err_set(&e->fail, HR_ENOMEM, "out of memory logging deaths");
+        e->failed = 1;
+    }
+    if (e->check) {
+        hr_gobj_t *s = hr_graph_get(&e->shadow, id);
+        if (!s) {
+            if (!e->failed)
+                hr_err_set(&e->fail, HR_ECHECK, "collector '%s' reclaimed object %llu, which the "
+                           "shadow graph does not hold", e->gc->spec, (unsigned long long)id);
+            e->failed = 1;
+            return;
+        }
+        if (e->nbatch == e->capbatch) {
+            size_t cap = e->capbatch ? e->capbatch * 2 : 1024;
+            hr_gobj_t **p = realloc(e->batch, cap * sizeof *p);
+            if (!p) {
+                e->failed = 1;
+                hr_err_set(&e->fail, HR_ENOMEM, "out of memory in check mode");
+                return;
+            }
+            e->batch = p, e->capbatch = cap;
+        }
+        e->batch[e->nbatch++] = s;
+    }
+}
+
+static void engine_collection(void *arg, int generation, uint64_t collected)
+{
+    engine_t *e = arg;
+    hr_collection_t c = {e->event, (uint32_t)generation, collected, 0};
+    if (push_collection(&e->res->replayed, c) && !e->failed) {
+        hr_err_set(&e->fail, HR_ENOMEM, "out of memory logging collections");
+        e->failed = 1;
+    }
+}
+
+static void shadow_reclaim(void *arg, uint64_t id) { (void)arg, (void)id; }
+
+/* Check mode: the objects reclaimed during this event must be garbage in the shadow. */
+static int verify_batch(engine_t *e, hr_err_t *err)
+{
+    size_t n = e->nbatch;
+    for (size_t i = 0; i < n; i++) {
+        e->batch[i]->mark = 0xAB;
+        e->batch[i]->scratch = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        hr_gobj_t *x = e->batch[i];
+        for (uint32_t k = 0; k < x->nout; k++) {
+            hr_gobj_t *d = hr_graph_get(&e->shadow, x->out[k]);
+            if (d && d->mark == 0xAB)
+                d->scratch++;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        hr_gobj_t *x = e->batch[i];
+        if (x->ext != 0)
+            return hr_err_set(err, HR_ECHECK, "check: collector '%s' reclaimed object %llu while "
+                              "it still had %u external references", e->gc->spec,
+                              (unsigned long long)x->id, x->ext);
+        if ((int64_t)x->in != x->scratch)
+            return hr_err_set(err, HR_ECHECK, "check: collector '%s' reclaimed object %llu while "
+                              "%lld links from live objects outside the reclaimed set still "
+                              "pointed at it", e->gc->spec, (unsigned long long)x->id,
+                              (long long)x->in - (long long)x->scratch);
+    }
+    hr_graph_remove_set(&e->shadow, e->batch, n);
+    e->res->checked_sets++;
+    e->res->checked_objects += n;
+    e->nbatch = 0;
+    return HR_OK;
+}
+
+/* Apply a graph event to the shadow (check mode). */
+static int shadow_apply(engine_t *e, const hr_event_t *ev, hr_err_t *err)
+{
+    hr_gobj_t *o;
+    switch (ev->op) {
+    case HR_OP_ALLOC: return hr_graph_alloc(&e->shadow, ev->a, ev->b, ev->flags, &o, err);
+    case HR_OP_INCREF: return hr_graph_incref(&e->shadow, ev->a, &o, err);
+    case HR_OP_DECREF: return hr_graph_decref(&e->shadow, ev->a, &o, err);
+    case HR_OP_LINK: return hr_graph_link(&e->shadow, ev->a, ev->b, err);
+    case HR_OP_UNLINK: return hr_graph_unlink(&e->shadow, ev->a, ev->b, &o, err);
+    default: return HR_OK;
+    }
+}
+
+/* {==== One event ==== */
+
+static int alloc_block(engine_t *e, const hr_event_t *ev, hr_err_t *err)
+{
+    uint64_t size = ev->b;
+    hr_domain_t dom = (hr_domain_t)ev->domain;
+    void *p;
+    if (HR_UNLIKELY(ev->flags & HR_F_ALIGNED)) {
+        if (!e->alloc->vt->aligned_alloc)
+            return hr_err_set(err, HR_EUSAGE, "allocator '%s' cannot serve aligned allocations",
+                              e->alloc->vt->name);
+        p = hr_alloc_aligned(e->alloc, (size_t)1 << ev->align_log2, size, dom);
+    } else if (HR_UNLIKELY(ev->flags & HR_F_ZERO)) {
+        p = hr_alloc_calloc(e->alloc, size, dom);
+    } else {
+        p = hr_alloc_malloc(e->alloc, size, dom);
+    }
+    if (HR_UNLIKELY(!p))
+        return hr_err_set(err, HR_ENOMEM, "allocator '%s' failed to allocate %llu bytes",
+                          e->alloc->vt->name, (unsigned long long)size);
+    if (e->touch)
+        touch_block(p, size, ev->a);
+    hr_entry_t *en = hr_idtab_put(&e->tab, ev->a);
+    if (HR_UNLIKELY(!en))
+        return hr_err_set(err, HR_ENOMEM, "out of memory for the id table");
+    en->p = p;
+    en->meta = E_META(size, dom, ev->flags);
+    hr_replay_result_t *r = e->res;
+    if (++r->live_blocks > r->peak_live_blocks)
+        r->peak_live_blocks = r->live_blocks;
+    return HR_OK;
+}
+
+static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
+{
+    hr_entry_t *en;
+    int rc = HR_OK;
+    switch (ev->op) {
+    case HR_OP_ALLOC:
+        if ((rc = alloc_block(e, ev, err)))
+            return rc;
+        if (ev->flags & HR_F_OBJECT) {
+            e->live_objects++;
+            e->objects_allocated++;
+            if (e->check && (rc = shadow_apply(e, ev, err)))
+                return rc;
+            if (e->gvt->alloc)
+                rc = e->gvt->alloc(e->gc->ctx, ev->a, ev->b, ev->flags, err);
+        } else if ((ev->flags & HR_F_GC) && e->gvt->block_alloc) {
+            e->gvt->block_alloc(e->gc->ctx, ev->a, ev->flags);
+        }
+        break;
+    case HR_OP_FREE:
+        en = hr_idtab_get(&e->tab, ev->a);
+        if (HR_UNLIKELY(!en || !(en->meta & E_LIVE)))
+            return hr_err_set(err, HR_ECHECK, "free of block %llu, which is not live",
+                              (unsigned long long)ev->a);
+        {
+            uint64_t m = en->meta;
+            hr_alloc_free(e->alloc, en->p, E_SIZE(m), E_DOMAIN(m));
+            en->p = NULL;
+            en->meta = 0;
+            hr_idtab_release(&e->tab, ev->a);
+            e->res->live_blocks--;
+            if ((E_FLAGS(m) & HR_F_GC) && e->gvt->block_free)
+                e->gvt->block_free(e->gc->ctx, ev->a, E_FLAGS(m));
+        }
+        return HR_OK;
+    case HR_OP_REALLOC:
+        en = hr_idtab_get(&e->tab, ev->a);
+        if (HR_UNLIKELY(!en || !(en->meta & E_LIVE)))
+            return hr_err_set(err, HR_ECHECK, "realloc of block %llu, which is not live",
+                              (unsigned long long)ev->a);
+        {
+            uint64_t m = en->meta, old = E_SIZE(m);
+            void *q = hr_alloc_realloc(e->alloc, en->p, old, ev->b, E_DOMAIN(m));
+            if (HR_UNLIKELY(!q))
+                return hr_err_set(err, HR_ENOMEM, "allocator '%s' failed to resize a block to %llu "
+                                  "bytes", e->alloc->vt->name, (unsigned long long)ev->b);
+            if (e->touch)
+                touch_block(q, ev->b, ev->a);
+            en->p = q;
+            en->meta = E_META(ev->b, E_DOMAIN(m), E_FLAGS(m));
+            if ((E_FLAGS(m) & HR_F_OBJECT) && e->gvt->resize)
+                e->gvt->resize(e->gc->ctx, ev->a, ev->b);
+        }
+        return HR_OK;
+    case HR_OP_INCREF:
+    case HR_OP_DECREF:
+    case HR_OP_LINK:
+    case HR_OP_UNLINK:
+        if (e->check && (rc = shadow_apply(e, ev, err)))
+            return rc;
+        if (ev->op == HR_OP_INCREF && e->gvt->incref)
+            rc = e->gvt->incref(e->gc->ctx, ev->a, err);
+        else if (ev->op == HR_OP_DECREF && e->gvt->decref)
+            rc = e->gvt->decref(e->gc->ctx, ev->a, err);
+        else if (ev->op == HR_OP_LINK && e->gvt->link)
+            rc = e->gvt->link(e->gc->ctx, ev->a, ev->b, err);
+        else if (ev->op == HR_OP_UNLINK && e->gvt->unlink)
+            rc = e->gvt->unlink(e->gc->ctx, ev->a, ev->b, err);
+        break;
+    case HR_OP_DIED:
+        if (e->o->log_deaths && push_death(&e->res->died, ev->a, e->event))
+            return hr_err_set(err, HR_ENOMEM, "out of memory logging deaths");
+        return HR_OK;
+    case HR_OP_ARENA_MAP:
+    case HR_OP_ARENA_UNMAP:
+        hr_alloc_arena_fact(e->alloc, ev->a, ev->b, ev->op == HR_OP_ARENA_MAP);
+        return HR_OK;
+    case HR_OP_GC_END: {
+        hr_collection_t c = {e->event, ev->tag, ev->a, ev->b};
+        if (push_collection(&e->res->recorded, c))
+            return hr_err_set(err, HR_ENOMEM, "out of memory");
+        return HR_OK;
+    }
+    case HR_OP_STATS:
+        if (ev->tag == HR_STATS_PYMALLOC) {
+            e->res->recorded_stats.len = 0;
+            if (hr_buf_append(&e->res->recorded_stats, ev->str, (size_t)ev->a))
+                return hr_err_set(err, HR_ENOMEM, "out of memory");
+        }
+        return HR_OK;
+    default:
+        return HR_OK; /* types, phases, GC_BEGIN and unknown records carry nothing to do */
+    }
+    if (rc)
+        return rc;
+    if (HR_UNLIKELY(e->failed))
+        return hr_err_set(err, e->fail.code, "%s", e->fail.msg);
+    if (e->check && e->nbatch)
+        return verify_batch(e, err);
+    return HR_OK;
+}
+
+/* {==== The run ==== */
+
+static int sum_object_bytes(void *arg, uint64_t id, void *rec)
+{
+    (void)id;
+    const hr_entry_t *en = rec;
+    if ((en->meta & E_LIVE) && (E_FLAGS(en->meta) & HR_F_OBJECT))
+        *(uint64_t *)arg += E_SIZE(en->meta);
+    return 0;
+}
+
+static void take_sample(engine_t *e)
+{
+    hr_replay_sample_t s = {
+        .event = e->event,
+        .live_objects = e->live_objects,
+        .live_blocks = e->res->live_blocks,
+        .live_bytes = e->alloc->st.bytes_in_use,
+        .rss = hr_rss_bytes(),
+    };
+    hr_alloc_stats_t ast;
+    hr_alloc_get_stats(e->alloc, &ast);
+    s.footprint = ast.footprint;
+    if (e->gvt->stats) {
+        hr_gc_stats_t gst;
+        e->gvt->stats(e->gc->ctx, &gst);
+        s.gc_ns = gst.gc_ns;
+    }
+    e->o->sample(e->o->sample_arg, &s);
+}
+
+int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_t *res,
+                  hr_err_t *err)
+{
+    memset(res, 0, sizeof *res);
+    engine_t e = {0};
+    e.o = o;
+    e.res = res;
+    e.touch = !o->no_touch;
+    e.check = o->check;
+    hr_idtab_init(&e.tab, sizeof(hr_entry_t));
+    const char *aspec = o->alloc_spec;
+    if (!aspec)
+        aspec = hr_alloc_by_name("pymalloc") ? "pymalloc:preset=3.11" : "libc";
+    const char *gspec = o->gc_spec ? o->gc_spec : "generational:700,10,10";
+    snprintf(res->alloc_spec, sizeof res->alloc_spec, "%s", aspec);
+    snprintf(res->gc_spec, sizeof res->gc_spec, "%s", gspec);
+    hr_gc_env_t env = {&e, engine_reclaim, &e.event, engine_collection};
+    hr_trace_reader_t *r = NULL;
+    hr_event_t *evs = NULL;
+    int rc = hr_trace_open(&r, path, &(hr_trace_read_opts_t){.partial = o->partial}, err);
+    if (rc)
+        goto out;
+    res->kind = hr_trace_header(r)->kind;
+    if ((rc = hr_alloc_create(&e.alloc, aspec, err)) || (rc = hr_gc_create(&e.gc, gspec, &env, err)))
+        goto out;
+    e.gvt = e.gc->vt;
+    if (e.check) {
+        e.shadow_env = (hr_gc_env_t){&e, shadow_reclaim, &e.event, NULL};
+        hr_graph_init(&e.shadow, &e.shadow_env, &e.shadow_st, err);
+    }
+    evs = malloc(4096 * sizeof *evs);
+    if (!evs) {
+        rc = hr_err_set(err, HR_ENOMEM, "out of memory");
+        goto out;
+    }
+    res->rss_start = hr_rss_bytes();
+    uint64_t t0 = hr_now_ns(), next_sample = o->every ? 0 : UINT64_MAX;
+    uint64_t next_progress = o->progress ? 1u << 20 : UINT64_MAX;
+    size_t n;
+    hr_alloc_t *al = e.alloc;
+    while ((rc = hr_trace_read(r, evs, 4096, &n, err)) == 0 && n > 0) {
+        for (size_t i = 0; i < n; i++, e.event++) {
+            const hr_event_t *ev = &evs[i];
+            /* Fast paths for the two commonest events: a plain allocation and a free of a
+             * block without flags. Anything else, and every failure, goes through step(). */
+            if (ev->op == HR_OP_ALLOC && ev->flags == 0) {
+                void *p = hr_alloc_malloc(al, (size_t)ev->b, (hr_domain_t)ev->domain);
+                hr_entry_t *en = p ? hr_idtab_put(&e.tab, ev->a) : NULL;
+                if (HR_LIKELY(en != NULL)) {
+                    if (e.touch)
+                        touch_block(p, ev->b, ev->a);
+                    en->p = p;
+                    en->meta = E_META(ev->b, ev->domain, 0);
+                    if (++res->live_blocks > res->peak_live_blocks)
+                        res->peak_live_blocks = res->live_blocks;
+                    goto next;
+                }
+                /* undo the request the wrapper counted, then report through step() */
+                if (p)
+                    hr_alloc_free(al, p, (size_t)ev->b, (hr_domain_t)ev->domain);
+            } else if (ev->op == HR_OP_FREE) {
+                hr_entry_t *en = hr_idtab_get(&e.tab, ev->a);
+                if (HR_LIKELY(en && (en->meta & E_LIVE) && !(en->meta >> 50 & 0x1f))) {
+                    hr_alloc_free(al, en->p, E_SIZE(en->meta), E_DOMAIN(en->meta));
+                    en->p = NULL;
+                    en->meta = 0;
+                    hr_idtab_release(&e.tab, ev->a);
+                    res->live_blocks--;
+                    goto next;
+                }
+            }
+            if (HR_UNLIKELY((rc = step(&e, &evs[i], err)) != HR_OK)) {
+                hr_err_prefix(err, "%s: event %llu: ", path, (unsigned long long)e.event);
+                goto out;
+            }
+        next:
+            if (HR_UNLIKELY(e.event >= next_sample)) {
+                take_sample(&e);
+                next_sample += o->every;
+            }
+        }
+        if (HR_UNLIKELY(e.event >= next_progress)) {
+            o->progress(o->progress_arg, e.event, hr_trace_status(r)->file_bytes);
+            next_progress = e.event + (1u << 20);
+        }
+    }
+    if (rc)
+        goto out;
+    if (e.gvt->finish && (rc = e.gvt->finish(e.gc->ctx, err)))
+        goto out;
+    if (e.failed) {
+        rc = hr_err_set(err, e.fail.code, "%s", e.fail.msg);
+        goto out;
+    }
+    res->wall_ns = hr_now_ns() - t0;
+    if (o->every)
+        take_sample(&e);
+    if ((rc = hr_alloc_stats_text(e.alloc, &res->alloc_text, err)))
+        goto out;
+out:
+    if (r) {
+        const hr_trace_status_t *st = hr_trace_status(r);
+        res->events = e.event;
+        res->ids = st->ids;
+        res->frames = st->frames;
+        res->cut_short = st->cut_short;
+    }
+    if (e.alloc) {
+        hr_alloc_get_stats(e.alloc, &res->alloc);
+        res->live_bytes = res->alloc.bytes_in_use; /* every block is served by the allocator */
+        res->peak_live_bytes = res->alloc.peak_bytes_in_use;
+    }
+    if (e.gc && e.gvt->stats)
+        e.gvt->stats(e.gc->ctx, &res->gc);
+    if (e.gc && !e.gvt->alloc && res->kind == HR_KIND_GRAPH) {
+        /* A collector without graph slots (none) never sees objects: every one still allocated
+         * at the end is a leak, reachable or not. */
+        res->gc.objects_allocated = e.objects_allocated;
+        res->gc.peak_objects = 0;
+        res->gc.objects_leaked = e.live_objects;
+        hr_idtab_each(&e.tab, sum_object_bytes, &res->gc.bytes_leaked);
+    }
+    res->rss_end = hr_rss_bytes();
+    res->peak_rss = hr_peak_rss_bytes();
+    res->table_bytes_peak = e.tab.peak_leaves * HR_IDTAB_LEAF * e.tab.rec_size +
+                            e.tab.ndir * (sizeof *e.tab.dir + sizeof *e.tab.live);
+    free(evs);
+    hr_trace_close(r);
+    hr_gc_destroy(e.gc);
+    hr_alloc_destroy(e.alloc); /* frees what is still allocated */
+    hr_idtab_free(&e.tab);
+    if (e.check)
+        hr_graph_free(&e.shadow);
+    free(e.batch);
+    return rc;
+}
