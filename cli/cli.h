@@ -30,6 +30,6 @@ int hr_cli_parse(const char *cmd, int argc, char **argv, hr_opt_t *opts, size_t 
 int hr_cli_fail(const hr_err_t *err);
 int hr_cli_usage(const char *cmd, const char *fmt, ...) HR_PRINTF(2, 3);
 
-extern const hr_cmd_t hr_cmd_pack, hr_cmd_dump, hr_cmd_info, hr_cmd_gen;
+extern const hr_cmd_t hr_cmd_pack, hr_cmd_dump, hr_cmd_info, hr_cmd_gen, hr_cmd_record;
 
 #endif

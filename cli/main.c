@@ -7,7 +7,7 @@
 #include <string.h>
 
 static const hr_cmd_t *const commands[] = {&hr_cmd_pack, &hr_cmd_dump, &hr_cmd_info, &hr_cmd_gen,
-                                           NULL};
+                                           &hr_cmd_record, NULL};
 
 int hr_cli_usage(const char *cmd, const char *fmt, ...)
 {
