@@ -88,25 +88,6 @@ static inline struct _gc_runtime_state *gcstate(void)
     return in ? &in->gc : NULL;
 }
 
-static inline int gc_count0(void)
-{
-    struct _gc_runtime_state *g = gcstate();
-    return g ? g->generations[0].count : -1;
-}
-
-/* The generation gc_collect_generations picks in the state right before it resets counts. */
-static int predict_generation(const struct _gc_runtime_state *g)
-{
-    for (int i = NUM_GENERATIONS - 1; i >= 0; i--) {
-        if (g->generations[i].count > g->generations[i].threshold) {
-            if (i == NUM_GENERATIONS - 1 && g->long_lived_pending < g->long_lived_total / 4)
-                continue;
-            return i;
-        }
-    }
-    return -1;
-}
-
 /* {====================================================================
  * Writing
  * ==================================================================== */
@@ -265,12 +246,14 @@ static void note_gc_settings(const struct _gc_runtime_state *g)
     }
 }
 
-static void resolve_pending(int next, int now)
+static void resolve_pending(int next, int now, int triggered)
 {
     hr_pending_t *p = &R.pend;
     p->active = 0;
     int gc = 0, decided = 1;
-    if (p->count0 < 0 || now < 0) {
+    if (triggered) {
+        gc = 1; /* a collection started inside its link (seen without a callback) */
+    } else if (p->count0 < 0 || now < 0) {
         gc = 0; /* no interpreter: no GC object can exist */
     } else if (next == NEXT_FREE_PENDING) {
         decided = 0;
@@ -316,35 +299,123 @@ static void resolve_pending(int next, int now)
         emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags, 0);
 }
 
+static void copy_stats(int64_t dst[3][3], const struct _gc_runtime_state *g)
+{
+    for (int i = 0; i < 3; i++) {
+        dst[i][0] = g->generation_stats[i].collections;
+        dst[i][1] = g->generation_stats[i].collected;
+        dst[i][2] = g->generation_stats[i].uncollectable;
+    }
+}
+
+static void write_gc_end(int gen, int64_t collected, int64_t uncollectable)
+{
+    hr_event_t ev = {.op = HR_OP_GC_END, .tag = (uint32_t)gen, .a = (uint64_t)collected,
+                     .b = (uint64_t)uncollectable};
+    if (R.mode == HR_KIND_GRAPH)
+        hr_graph_collection_end();
+    hr_sink_write(&R.sink, &ev);
+}
+
+/* `graph`: also reconcile the graph shadow here (callback-less collections of start-up; with
+ * the callback installed that is done in the start callback, before the counts are zeroed). */
+static void write_gc_begin(int gen, int graph)
+{
+    hr_event_t ev = {.op = HR_OP_GC_BEGIN, .tag = (uint32_t)gen};
+    hr_sink_write(&R.sink, &ev);
+    if (graph && R.mode == HR_KIND_GRAPH)
+        hr_graph_collection_begin(gen);
+}
+
+/* Before our gc.callbacks entry exists (interpreter start-up) collections are seen only through
+ * the gc state: `collecting`, the counts and generation_stats. */
+static void observe_without_callback(struct _gc_runtime_state *g, int triggered)
+{
+    if (g->collecting && R.gc_state == GC_IDLE) {
+        R.gc_state = GC_SEEN;
+        if (triggered) {
+            int gen = g->generations[1].count == R.pend.count1 + 1   ? 0
+                      : g->generations[2].count == R.pend.count2 + 1 ? 1
+                                                                     : 2;
+            copy_stats(R.begin_stats, g);
+            write_gc_begin(gen, 0);
+            R.gc_gen = gen;
+            R.gc_state = GC_OPEN_NOCB;
+        }
+    } else if (!g->collecting) {
+        int64_t now[3][3];
+        copy_stats(now, g);
+        if (R.gc_state == GC_OPEN_NOCB) {
+            int i = R.gc_gen;
+            write_gc_end(i, now[i][1] - R.begin_stats[i][1], now[i][2] - R.begin_stats[i][2]);
+        } else if (triggered) { /* begun and ended between two observations */
+            for (int i = 2; i >= 0; i--)
+                if (now[i][0] != R.last_stats[i][0]) {
+                    write_gc_begin(i, 0);
+                    write_gc_end(i, now[i][1] - R.last_stats[i][1],
+                                 now[i][2] - R.last_stats[i][2]);
+                    break;
+                }
+        }
+        R.gc_state = GC_IDLE;
+        memcpy(R.last_stats, now, sizeof now);
+    }
+}
+
 /* `next` says what the event being observed is (for the count arithmetic). Holds the lock. */
 static void observe(int next)
 {
     struct _gc_runtime_state *g = gcstate();
     int now = g ? g->generations[0].count : -1;
     R.last_gc = 0;
+    int triggered = 0;
+    if (HR_UNLIKELY(!R.cb_active) && g && R.pend.active && !R.pend.collecting &&
+        R.pend.count0 >= 0 && g->enabled && g->generations[0].threshold &&
+        R.pend.count0 + 1 > g->generations[0].threshold &&
+        (g->collecting || g->generation_stats[0].collections != R.last_stats[0][0] ||
+         g->generation_stats[1].collections != R.last_stats[1][0] ||
+         g->generation_stats[2].collections != R.last_stats[2][0]))
+        triggered = 1;
     if (R.pend.active)
-        resolve_pending(next, now);
+        resolve_pending(next, now, triggered);
     if (!g)
         return;
+    if (HR_UNLIKELY(R.self_check > 1)) { /* debugging aid: the real count at every observation */
+        char b[32];
+        snprintf(b, sizeof b, "count %d", now);
+        emit_phase(b);
+    }
+    if (HR_UNLIKELY(!R.cb_active)) {
+        observe_without_callback(g, triggered);
+        return;
+    }
+    if (HR_UNLIKELY(R.last_gc) && !g->collecting && g->enabled && g->generations[0].threshold &&
+        now > g->generations[0].threshold) {
+        /* The count passed the threshold at that allocation but no collection started: CPython
+         * does not collect while an exception is set (e.g. a traceback being built). */
+        emit_phase("gc.skipped");
+        R.stat.skipped++;
+    }
     if (HR_UNLIKELY(g->collecting)) {
         if (R.gc_state == GC_IDLE) {
-            R.gc_state = GC_SEEN;
             /* Started by itself inside the link of the GC allocation just resolved? */
-            if (R.last_gc && g->enabled && g->generations[0].threshold &&
-                now > g->generations[0].threshold) {
-                int gen = predict_generation(g);
-                if (gen >= 0) {
-                    hr_event_t ev = {.op = HR_OP_GC_BEGIN, .tag = (uint32_t)gen};
-                    hr_sink_write(&R.sink, &ev);
-                    R.gc_state = GC_OPEN;
-                    R.gc_gen = gen;
-                    if (R.mode == HR_KIND_GRAPH)
-                        hr_graph_collection_begin(gen);
-                }
+            R.gc_state = R.last_gc && g->enabled && g->generations[0].threshold &&
+                                 now > g->generations[0].threshold
+                             ? GC_SEEN_AUTO
+                             : GC_SEEN;
+        } else if (R.gc_state == GC_CB) {
+            /* Between the start callback and the scan CPython zeroes the counts; until then
+             * the count moves only by the callback info's own frees. */
+            int expected = R.win_count - (next == NEXT_GC_FREE && R.win_count > 0);
+            if (now != expected) {
+                write_gc_begin(R.gc_gen, 0);
+                R.gc_state = GC_OPEN;
+            } else {
+                R.win_count = now;
             }
         }
     } else if (R.gc_state != GC_IDLE) {
-        if (R.gc_state == GC_OPEN) /* ended without a stop callback */
+        if (R.gc_state == GC_OPEN || R.gc_state == GC_CB) /* ended without a stop callback */
             R.stat.gc_unclosed++;
         R.gc_state = GC_IDLE;
     }
@@ -379,8 +450,14 @@ static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
     if (p && !R.sink.off) {
         uint64_t size = zero ? (uint64_t)nelem * elsize : nelem;
         if (d == PYMEM_DOMAIN_OBJ) {
+            struct _gc_runtime_state *g = gcstate();
             R.pend = (hr_pending_t){.active = 1, .addr = (uintptr_t)p, .size = size,
-                                    .zero = zero, .count0 = gc_count0()};
+                                    .zero = zero, .count0 = g ? g->generations[0].count : -1};
+            if (g) {
+                R.pend.count1 = g->generations[1].count;
+                R.pend.count2 = g->generations[2].count;
+                R.pend.collecting = g->collecting;
+            }
         } else {
             emit_alloc((uintptr_t)p, size, d, zero ? HR_F_ZERO : 0, 0);
         }
@@ -543,28 +620,22 @@ static PyObject *gc_callback(PyObject *self, PyObject *const *args, Py_ssize_t n
         if (g)
             note_gc_settings(g);
         if (start) {
-            if (R.gc_state == GC_OPEN) {
-                if (gen != R.gc_gen)
-                    R.stat.gen_mispredicted++;
-            } else {
-                emit_phase("gc.collect");
-                hr_event_t ev = {.op = HR_OP_GC_BEGIN, .tag = (uint32_t)(gen < 0 ? 0 : gen)};
-                hr_sink_write(&R.sink, &ev);
-                R.gc_gen = (int)gen;
-                if (R.mode == HR_KIND_GRAPH)
-                    hr_graph_collection_begin((int)gen);
-            }
-            R.gc_state = GC_OPEN;
+            if (R.gc_state != GC_SEEN_AUTO)
+                emit_phase("gc.collect"); /* requested by the program, not by the count */
+            R.gc_gen = gen < 0 ? 0 : (int)gen;
+            R.win_count = g ? g->generations[0].count : 0;
+            R.gc_state = GC_CB;
             R.stat.collections++;
+            if (R.mode == HR_KIND_GRAPH) /* the heap is still whole: reconcile the shadow now */
+                hr_graph_collection_begin(R.gc_gen);
         } else {
-            hr_event_t ev = {.op = HR_OP_GC_END, .tag = (uint32_t)(gen < 0 ? 0 : gen),
-                             .a = (uint64_t)(collected < 0 ? 0 : collected),
-                             .b = (uint64_t)(uncollectable < 0 ? 0 : uncollectable)};
-            if (R.gc_state == GC_OPEN) {
-                if (R.mode == HR_KIND_GRAPH)
-                    hr_graph_collection_end();
-                hr_sink_write(&R.sink, &ev);
+            if (R.gc_state == GC_CB) { /* the counts were zeroed unseen (they were already 0) */
+                write_gc_begin(R.gc_gen, 0);
+                R.gc_state = GC_OPEN;
             }
+            if (R.gc_state == GC_OPEN)
+                write_gc_end(gen < 0 ? 0 : (int)gen, collected < 0 ? 0 : collected,
+                             uncollectable < 0 ? 0 : uncollectable);
             R.gc_state = GC_ENDED;
         }
     }
@@ -709,14 +780,15 @@ static void selfcheck_stats(void)
                      "gc_allocs %llu\nambiguous %llu\nambiguous_decided_gc %llu\n"
                      "unexpected_count %llu\ncheck_disagree %llu\nlearn_rejected %llu\n"
                      "learned_types %zu\ngen_mispredicted %llu\ngc_unclosed %llu\n"
-                     "collections %llu\narenas_mapped %llu\narenas_unmapped %llu\n"
+                     "skipped_triggers %llu\ncollections %llu\narenas_mapped %llu\narenas_unmapped %llu\n"
                      "unknown_frees %llu\nunknown_reallocs %llu\nself_check %d\n",
                      (unsigned long long)R.stat.gc_allocs, (unsigned long long)R.stat.ambiguous,
                      (unsigned long long)R.stat.ambiguous_gc, (unsigned long long)R.stat.unexpected,
                      (unsigned long long)R.stat.check_disagree,
                      (unsigned long long)R.stat.learn_rejected, R.types.count,
                      (unsigned long long)R.stat.gen_mispredicted,
-                     (unsigned long long)R.stat.gc_unclosed, (unsigned long long)R.stat.collections,
+                     (unsigned long long)R.stat.gc_unclosed, (unsigned long long)R.stat.skipped,
+                     (unsigned long long)R.stat.collections,
                      (unsigned long long)R.stat.arenas_mapped,
                      (unsigned long long)R.stat.arenas_unmapped,
                      (unsigned long long)R.stat.unknown_frees,
@@ -790,7 +862,7 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
     R.mode = o->mode;
     R.report = o->report;
     const char *sc = getenv("HEAPREPLAY_SELF_CHECK");
-    R.self_check = sc && *sc && strcmp(sc, "0") != 0;
+    R.self_check = sc && *sc ? atoi(sc) : 0;
     R.gc_enabled = 1;
     R.gc_thr[0] = 700, R.gc_thr[1] = 10, R.gc_thr[2] = 10;
     if (hr_idmap_init(&R.map, 18) || hr_idmap_init(&R.types, 10) || hr_idmap_init(&R.rejected, 8))
@@ -854,6 +926,7 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
     hr_sink_lock(&R.sink);
     if (!R.sink.off) {
         observe(NEXT_OTHER);
+        R.cb_active = 1;
         emit_phase("script");
     }
     hr_sink_unlock(&R.sink);

@@ -22,14 +22,17 @@ typedef struct hr_pending {
     uint64_t size;
     int zero;   /* calloc */
     int count0; /* generations[0].count when the allocator returned; -1: no interpreter yet */
+    int count1, count2, collecting; /* the rest of the gc state then */
 } hr_pending_t;
 
-enum { GC_IDLE = 0, GC_SEEN, GC_OPEN, GC_ENDED }; /* a collection as the recorder sees it */
+/* A collection as the recorder sees it: collecting seen (started by the count or not), start
+ * callback done (counts not yet zeroed), open (GC_BEGIN written), ended (GC_END written). */
+enum { GC_IDLE = 0, GC_SEEN, GC_SEEN_AUTO, GC_CB, GC_OPEN, GC_ENDED, GC_OPEN_NOCB };
 
 typedef struct hr_rec_stats {
     uint64_t gc_allocs, ambiguous, ambiguous_gc, unexpected, check_disagree, learn_rejected;
     uint64_t gen_mispredicted, gc_unclosed, collections, arenas_mapped, arenas_unmapped;
-    uint64_t unknown_frees, unknown_reallocs;
+    uint64_t unknown_frees, unknown_reallocs, skipped;
 } hr_rec_stats_t;
 
 typedef struct hr_rec {
@@ -42,7 +45,10 @@ typedef struct hr_rec {
     void (*report)(const hr_err_t *err);
     hr_pending_t pend;
     int last_gc;         /* the observation in progress resolved a GC allocation */
-    int gc_state, gc_gen;
+    int gc_state, gc_gen, win_count;
+    int cb_active;       /* our gc.callbacks entry is installed */
+    int64_t last_stats[3][3]; /* generation_stats seen last (while no callback is installed) */
+    int64_t begin_stats[3][3];
     int gc_enabled, gc_thr[3]; /* the gc settings last written (PHASE gc.*) */
     hr_rec_stats_t stat;
     /* the original allocators */
