@@ -270,7 +270,7 @@ static int run_record(int argc, char **argv)
     fflush(stdout);
     if (rc) {
         report_cb(&err);
-        return status ? status : 3;
+        return status > 0 ? status : 3;
     }
     return status;
 #else

@@ -35,7 +35,8 @@ typedef struct hr_record_opts {
 /* Run the script and record it. At most once per process (CPython cannot be re-embedded with
  * hooks installed before start-up). On success returns 0 and *exit_status is the script's exit
  * status (as `python3 SCRIPT` would give). On a recorder failure returns a negative hr_code_t with
- * err filled; *exit_status still holds the script's status when the script ran. A script that
+ * err filled; *exit_status still holds the script's status when the script ran, -1 if it
+ * did not. A script that
  * calls sys.exit() ends the process from inside CPython: the recorder then closes the trace from
  * an atexit handler and the process exits with the script's status. */
 int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err);

@@ -855,7 +855,7 @@ static int wset(wchar_t **dst, const char *s, PyConfig *c)
 
 int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
 {
-    *exit_status = 1;
+    *exit_status = -1;
     if (R.started)
         return hr_err_set(err, HR_EUSAGE, "the Python recorder runs once per process");
     R.started = 1;
