@@ -370,7 +370,8 @@ void hr_graph_collection_begin(int gen)
             traverseproc tr = Py_TYPE(op)->tp_traverse;
             if (tr)
                 tr(op, visit, NULL);
-            qsort(G.scratch.v, G.scratch.len, sizeof(uint32_t), cmp_u32);
+            if (G.scratch.len > 1)
+                qsort(G.scratch.v, G.scratch.len, sizeof(uint32_t), cmp_u32);
             /* old out-edges sorted by target */
             vec_t *o = &G.out[id];
             uint32_t n = o->len;

@@ -5,7 +5,7 @@
  * its id (low 56 bits) and 8 bits of recorder flags (HR_F_GC, HR_F_OBJECT, ...). Slots live in a
  * power-of-two table obtained with mmap, never with malloc, so the map can be used from inside a
  * malloc hook (the LD_PRELOAD recorder) without recursing. Lookups probe linearly from the hash of
- * the address; deletion shifts later entries of the same run back (no tombstones), so probe runs
+ * the address (locality-preserving within 64 KiB regions); deletion shifts later entries of the same run back (no tombstones), so probe runs
  * stay short under the churn of a heap. The table doubles when it becomes half full.
  *
  * Invariant: every key k sits in the probe run that starts at hash(k), with no empty slot between

@@ -482,17 +482,21 @@ static void h_free(void *ctx, void *p)
     }
     enter();
     uintptr_t a = (uintptr_t)p;
-    uint64_t id;
+    uint64_t id = 0;
     unsigned fl = 0;
+    int known = 0;
     if (gil_held(d)) {
         int next = NEXT_OTHER;
-        if (R.pend.active && R.pend.addr == a)
+        if (R.pend.active && R.pend.addr == a) {
             next = NEXT_FREE_PENDING;
-        else if (hr_idmap_get(&R.map, a, NULL, &fl) && (fl & HR_F_GC))
-            next = NEXT_GC_FREE;
-        observe(next);
+        } else {
+            known = hr_idmap_take(&R.map, a, &id, &fl);
+            if (known && (fl & HR_F_GC))
+                next = NEXT_GC_FREE;
+        }
+        observe(next); /* may write the pending block (which may be this one) */
     }
-    if (hr_idmap_take(&R.map, a, &id, &fl)) {
+    if (known || hr_idmap_take(&R.map, a, &id, &fl)) {
         if (fl & HR_F_GC)
             forget_type_at(a);
         if (fl & HR_F_OBJECT)

@@ -17,6 +17,7 @@
 #define HR_REC_SINK_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -26,7 +27,7 @@
 
 typedef struct hr_sink {
     hr_trace_writer_t *w;   /* owned; NULL once closed */
-    pthread_mutex_t lock;   /* guards everything below and the recorders' state */
+    int lock;               /* spin lock: guards everything below and the recorders' state */
     volatile int off;       /* 1: record nothing (closed, failed, or in a forked child) */
     int failed;             /* a write failed: err says why */
     hr_err_t err;           /* first error */
@@ -51,7 +52,17 @@ int hr_sink_close(hr_sink_t *s, hr_err_t *err);
 /* Call in a forked child: switch off without touching the parent's file. */
 void hr_sink_forked_child(hr_sink_t *s);
 
-static inline void hr_sink_lock(hr_sink_t *s) { pthread_mutex_lock(&s->lock); }
-static inline void hr_sink_unlock(hr_sink_t *s) { pthread_mutex_unlock(&s->lock); }
+/* A test-and-test-and-set lock: the uncontended path is one exchange and one release store,
+ * cheaper than a mutex on the path every allocation takes; waiters yield the processor (the
+ * flusher holds the lock for a frame's compression). Not recursive. */
+static inline void hr_sink_lock(hr_sink_t *s)
+{
+    while (__atomic_exchange_n(&s->lock, 1, __ATOMIC_ACQUIRE)) {
+        for (int spin = 0; __atomic_load_n(&s->lock, __ATOMIC_RELAXED); spin++)
+            if (spin > 64)
+                sched_yield();
+    }
+}
+static inline void hr_sink_unlock(hr_sink_t *s) { __atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE); }
 
 #endif
