@@ -1,0 +1,304 @@
+/* cmd_record.c: record: run a Python script (embedded CPython) or any command (LD_PRELOAD)
+ * and write its heap trace. */
+#include "cli.h"
+#include "hr_config.h"
+#include "hr_recorder.h"
+#include "hr_trace.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_ARGS 4096
+
+static void rec_error(const char *msg)
+{
+    fprintf(stderr, "heapreplay record: error: %s\n", msg);
+}
+
+static void report_cb(const hr_err_t *err)
+{
+    rec_error(err->msg[0] ? err->msg : hr_strerror(err->code));
+}
+
+static char *join_cmdline(int n, char **args)
+{
+    size_t len = 64;
+    for (int i = 0; i < n; i++)
+        len += strlen(args[i]) * 2 + 3;
+    char *s = malloc(len), *p = s;
+    if (!s)
+        return NULL;
+    p += sprintf(p, "heapreplay record --");
+    for (int i = 0; i < n; i++) {
+        int plain = args[i][0] != '\0' && strspn(args[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
+                                                           "KLMNOPQRSTUVWXYZ0123456789-_./=:,+%@")
+                                                  == strlen(args[i]);
+        *p++ = ' ';
+        if (plain) {
+            p += sprintf(p, "%s", args[i]);
+        } else {
+            *p++ = '\'';
+            for (const char *c = args[i]; *c; c++) {
+                if (*c == '\'') {
+                    p += sprintf(p, "'\\''");
+                } else
+                    *p++ = *c;
+            }
+            *p++ = '\'';
+        }
+    }
+    *p = '\0';
+    return s;
+}
+
+/* {==== native: find the preload module, run the command under it ==== */
+
+static int find_preload(char *out, size_t cap)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    const char *env = getenv("HEAPREPLAY_PRELOAD");
+    if (env && access(env, R_OK) == 0) {
+        snprintf(out, cap, "%s", env);
+        return 0;
+    }
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            const char *cand[] = {"%s/" HR_PRELOAD_NAME, "%s/../recorder/" HR_PRELOAD_NAME,
+                                  "%s/../lib/heapreplay/" HR_PRELOAD_NAME,
+                                  "%s/../lib/x86_64-linux-gnu/heapreplay/" HR_PRELOAD_NAME};
+            for (size_t i = 0; i < HR_ARRAY_LEN(cand); i++) {
+                char p[PATH_MAX + 64];
+                snprintf(p, sizeof p, cand[i], exe);
+                if (access(p, R_OK) == 0 && realpath(p, out))
+                    return 0;
+            }
+        }
+    }
+    snprintf(out, cap, "%s/%s", HR_LIBDIR, HR_PRELOAD_NAME);
+    return access(out, R_OK) == 0 ? 0 : -1;
+}
+
+static int exit_status_of(int st)
+{
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st);
+    return 3;
+}
+
+static int run_native(const char *out, char **args, const char *cmdline)
+{
+    char lib[PATH_MAX];
+    if (find_preload(lib, sizeof lib)) {
+        rec_error("cannot find " HR_PRELOAD_NAME " next to the heapreplay binary or in "
+                  HR_LIBDIR " (set HEAPREPLAY_PRELOAD to its path)");
+        return 3;
+    }
+    char outabs[PATH_MAX];
+    if (out[0] != '/') {
+        if (!getcwd(outabs, sizeof outabs - strlen(out) - 2)) {
+            rec_error("cannot get the current directory");
+            return 3;
+        }
+        strcat(outabs, "/");
+        strcat(outabs, out);
+    } else {
+        snprintf(outabs, sizeof outabs, "%s", out);
+    }
+    char errfile[] = "/tmp/heapreplay-record.XXXXXX";
+    int efd = mkstemp(errfile);
+    if (efd >= 0)
+        close(efd);
+    /* The trace is created by the preload module; remove a stale one so a failure shows. */
+    unlink(outabs);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        rec_error("fork failed");
+        return 3;
+    }
+    if (pid == 0) {
+        char pidbuf[32], *preload;
+        snprintf(pidbuf, sizeof pidbuf, "%ld", (long)getpid());
+        const char *old = getenv("LD_PRELOAD");
+        size_t len = strlen(lib) + (old ? strlen(old) : 0) + 2;
+        preload = malloc(len);
+        if (old && *old)
+            snprintf(preload, len, "%s:%s", lib, old);
+        else
+            snprintf(preload, len, "%s", lib);
+        setenv("LD_PRELOAD", preload, 1);
+        setenv(HR_PRELOAD_ENV_OUT, outabs, 1);
+        setenv(HR_PRELOAD_ENV_PID, pidbuf, 1);
+        setenv(HR_PRELOAD_ENV_CMD, cmdline, 1);
+        if (efd >= 0)
+            setenv(HR_PRELOAD_ENV_ERR, errfile, 1);
+        execvp(args[0], args);
+        fprintf(stderr, "heapreplay record: error: cannot run '%s': %s\n", args[0],
+                strerror(errno));
+        _exit(127);
+    }
+    signal(SIGINT, SIG_IGN); /* the child gets it; we report its fate */
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    int status = exit_status_of(st);
+    int recorder_failed = 0;
+    if (efd >= 0) {
+        FILE *f = fopen(errfile, "r");
+        char line[1100];
+        while (f && fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\n")] = '\0';
+            rec_error(line);
+            recorder_failed = 1;
+        }
+        if (f)
+            fclose(f);
+        unlink(errfile);
+    }
+    if (status != 127 && access(outabs, R_OK) != 0) {
+        rec_error("the command ran but no trace was written (a statically linked program, or one "
+                  "that resets LD_PRELOAD?)");
+        recorder_failed = 1;
+    }
+    if (WIFSIGNALED(st))
+        fprintf(stderr, "heapreplay record: the command was killed by signal %d; the trace is "
+                        "readable up to its last complete frame\n", WTERMSIG(st));
+    return recorder_failed && status == 0 ? 3 : status;
+}
+
+/* {==== the command ==== */
+
+static int run_record(int argc, char **argv)
+{
+    hr_opt_t o[] = {{"-o", "--output", 1, NULL}, {"--mode", NULL, 1, NULL},
+                    {"--native", NULL, 0, NULL}, {"--frame-size", NULL, 1, NULL},
+                    {"--level", NULL, 1, NULL}};
+    /* Options end at "--" or at the first operand (the script or command). */
+    int split = argc;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            split = i;
+            break;
+        }
+        int takes = 0;
+        for (size_t k = 0; k < HR_ARRAY_LEN(o); k++)
+            if (o[k].takes_value && strcmp(argv[i], o[k].name) == 0)
+                takes = 1;
+        if (takes) {
+            i++;
+            continue;
+        }
+        if (argv[i][0] != '-') {
+            split = i - 1; /* operands start here */
+            break;
+        }
+    }
+    char *none[1];
+    int n;
+    if (hr_cli_parse("record", split < argc ? split + 1 : argc, argv, o, HR_ARRAY_LEN(o), none,
+                     0, &n))
+        return 1;
+    int first = split < argc ? split + 1 : argc;
+    int nargs = argc - first;
+    char **args = argv + first;
+    if (!o[0].value)
+        return hr_cli_usage("record", "expected -o TRACE");
+    if (nargs < 1)
+        return hr_cli_usage("record", "expected the script (or, with --native, the command) "
+                                      "after '--'");
+    int mode = HR_KIND_ALLOC;
+    if (o[1].value) {
+        if (strcmp(o[1].value, "alloc") == 0)
+            mode = HR_KIND_ALLOC;
+        else if (strcmp(o[1].value, "graph") == 0)
+            mode = HR_KIND_GRAPH;
+        else
+            return hr_cli_usage("record", "--mode takes alloc or graph, not '%s'", o[1].value);
+    }
+    uint64_t v = 0;
+    size_t frame = 0;
+    int level = 0;
+    if (o[3].value) {
+        if (hr_parse_size(o[3].value, &v) || v < 64 || v > HR_TRACE_FRAME_LIMIT / 2)
+            return hr_cli_usage("record", "--frame-size takes a size from 64 to 32M");
+        frame = (size_t)v;
+    }
+    if (o[4].value) {
+        if (hr_parse_u64(o[4].value, &v) || v < 1 || v > 19)
+            return hr_cli_usage("record", "--level takes 1 to 19");
+        level = (int)v;
+    }
+    char *cmdline = join_cmdline(nargs, args);
+    if (!cmdline) {
+        rec_error("out of memory");
+        return 3;
+    }
+    int status;
+    if (o[2].value) {
+        if (mode != HR_KIND_ALLOC) {
+            free(cmdline);
+            return hr_cli_usage("record", "--native records allocations only (no --mode graph)");
+        }
+        if (o[3].value || o[4].value)
+            fprintf(stderr, "heapreplay record: note: --frame-size and --level are ignored with "
+                            "--native\n");
+        status = run_native(o[0].value, args, cmdline);
+        free(cmdline);
+        return status;
+    }
+#ifdef HR_HAVE_PYTHON
+    hr_record_opts_t ro = {.out_path = o[0].value, .mode = mode, .argc = nargs, .argv = args,
+                           .cmdline = cmdline, .frame_target = frame, .level = level,
+                           .report = report_cb};
+    hr_err_t err = {0};
+    status = 1;
+    int rc = hr_record_python(&ro, &status, &err);
+    free(cmdline);
+    fflush(stdout);
+    if (rc) {
+        report_cb(&err);
+        return status > 0 ? status : 3;
+    }
+    return status;
+#else
+    (void)frame, (void)level, (void)report_cb;
+    free(cmdline);
+    rec_error("this heapreplay was built without libpython3.11 (meson option python); only "
+              "--native is available");
+    return 3;
+#endif
+}
+
+const hr_cmd_t hr_cmd_record = {
+    "record", "-o TRACE [--mode alloc|graph] -- SCRIPT.py [ARGS...]\n"
+              "       heapreplay record --native -o TRACE -- COMMAND [ARGS...]",
+    "Run a Python script on an embedded CPython 3.11 and write its heap trace: every RAW, MEM\n"
+    "and OBJ allocation from interpreter start-up on, which of them are GC-capable, pymalloc's\n"
+    "arenas, every collection, and at the end gc.get_stats() and the pymalloc statistics.\n"
+    "--mode graph also records the object graph as CPython's cycle collector sees it.\n"
+    "With --native, run any program under an LD_PRELOAD recorder of malloc and friends.\n"
+    "The exit status is the program's (128+N when it was killed by signal N); the recorder's own\n"
+    "errors are printed as 'heapreplay record: error: ...' (status 3 when the program succeeded).\n"
+    "A killed program leaves a trace readable up to its last complete frame (frames are flushed\n"
+    "at least every 250 ms). The script can mark phases: import _heapreplay;\n"
+    "_heapreplay.phase(\"name\"). See docs/recorder.md.",
+    "  -o, --output TRACE   the trace to write\n"
+    "  --mode MODE          alloc (default): allocations, GC flags, collections, statistics;\n"
+    "                       graph: also objects, links, increfs/decrefs and deaths\n"
+    "  --native             record any command through LD_PRELOAD (allocations only)\n"
+    "  --frame-size SIZE    payload bytes per zstd frame (default 1M)\n"
+    "  --level N            zstd level, 1-19 (default 3)\n",
+    run_record};

@@ -1,0 +1,44 @@
+/* hr_recorder.h: recorders that write heapreplay traces from real programs.
+ *
+ *   hr_record_python  runs a Python script on an embedded CPython 3.11 with PEP 445 hooks
+ *                     (docs/recorder.md: what is recorded and how exact it is)
+ *   native recorder   an LD_PRELOAD module (libhr_preload.so) configured through the
+ *                     environment variables below; the CLI sets them and execs the command
+ */
+#ifndef HR_RECORDER_H
+#define HR_RECORDER_H
+
+#include <stddef.h>
+
+#include "hr_common.h"
+
+/* Environment of the LD_PRELOAD recorder. */
+#define HR_PRELOAD_ENV_OUT "HEAPREPLAY_NATIVE_OUT"   /* trace path */
+#define HR_PRELOAD_ENV_PID "HEAPREPLAY_NATIVE_PID"   /* only this pid records (not children) */
+#define HR_PRELOAD_ENV_CMD "HEAPREPLAY_NATIVE_CMD"   /* command line, for the metadata */
+#define HR_PRELOAD_ENV_ERR "HEAPREPLAY_NATIVE_ERR"   /* file for the recorder's own errors */
+#define HR_PRELOAD_NAME "libhr_preload.so"
+
+typedef struct hr_record_opts {
+    const char *out_path;  /* borrowed: the trace to write */
+    int mode;              /* HR_KIND_ALLOC or HR_KIND_GRAPH */
+    int argc;              /* script and its arguments (argv[0] is the script) */
+    char **argv;           /* borrowed */
+    const char *cmdline;   /* borrowed: the whole command line, for the metadata */
+    size_t frame_target;   /* 0: the writer's default (1 MiB) */
+    int level;             /* zstd level, 0: default */
+    /* Called (and the process then exits with status 3) when closing the trace fails in the
+     * exit path that sys.exit() takes; NULL: the error is lost. */
+    void (*report)(const hr_err_t *err);
+} hr_record_opts_t;
+
+/* Run the script and record it. At most once per process (CPython cannot be re-embedded with
+ * hooks installed before start-up). On success returns 0 and *exit_status is the script's exit
+ * status (as `python3 SCRIPT` would give). On a recorder failure returns a negative hr_code_t with
+ * err filled; *exit_status still holds the script's status when the script ran, -1 if it
+ * did not. A script that
+ * calls sys.exit() ends the process from inside CPython: the recorder then closes the trace from
+ * an atexit handler and the process exits with the script's status. */
+int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err);
+
+#endif

@@ -1,0 +1,65 @@
+/* rec_python.h: state of the CPython recorder shared by its modules (rec_python.c, rec_graph.c).
+ * Everything here is guarded by hr_rec.sink.lock. */
+#ifndef HR_REC_PYTHON_H
+#define HR_REC_PYTHON_H
+
+#include <Python.h>
+#include <stdint.h>
+
+#include "hr_recorder.h"
+#include "hr_trace.h"
+#include "rec_idmap.h"
+#include "rec_sink.h"
+
+#ifndef HR_REC_VERSION
+#define HR_REC_VERSION "0.1.0"
+#endif
+
+/* The newest OBJ allocation, not yet written: its GC flag is decided at the next observation. */
+typedef struct hr_pending {
+    int active;
+    uintptr_t addr;
+    uint64_t size;
+    int zero;   /* calloc */
+    int count0; /* generations[0].count when the allocator returned; -1: no interpreter yet */
+    int count1, count2, collecting; /* the rest of the gc state then */
+} hr_pending_t;
+
+/* A collection as the recorder sees it: collecting seen (started by the count or not), start
+ * callback done (counts not yet zeroed), open (GC_BEGIN written), ended (GC_END written). */
+enum { GC_IDLE = 0, GC_SEEN, GC_SEEN_AUTO, GC_CB, GC_OPEN, GC_ENDED, GC_OPEN_NOCB };
+
+typedef struct hr_rec_stats {
+    uint64_t gc_allocs, ambiguous, ambiguous_gc, unexpected, check_disagree, learn_rejected;
+    uint64_t gen_mispredicted, gc_unclosed, collections, arenas_mapped, arenas_unmapped;
+    uint64_t unknown_frees, unknown_reallocs, skipped;
+} hr_rec_stats_t;
+
+typedef struct hr_rec {
+    hr_sink_t sink;
+    hr_idmap_t map;      /* live recorded blocks: address -> id, flags */
+    hr_idmap_t types;    /* learned GC types: type address -> pre-header size */
+    hr_idmap_t rejected; /* candidate type addresses that were not GC types */
+    int mode;            /* HR_KIND_ALLOC / HR_KIND_GRAPH */
+    int started, finished, stats_done, self_check;
+    void (*report)(const hr_err_t *err);
+    hr_pending_t pend;
+    int last_gc;         /* the observation in progress resolved a GC allocation */
+    int gc_state, gc_gen, win_count;
+    int cb_active;       /* our gc.callbacks entry is installed */
+    int64_t last_stats[3][3]; /* generation_stats seen last (while no callback is installed) */
+    int64_t begin_stats[3][3];
+    int gc_enabled, gc_thr[3]; /* the gc settings last written (PHASE gc.*) */
+    hr_rec_stats_t stat;
+    /* the original allocators */
+    PyMemAllocatorEx orig[3];
+    PyObjectArenaAllocator orig_arena;
+} hr_rec_t;
+
+extern hr_rec_t hr_rec;
+
+int hr_rec_emit(const hr_event_t *ev);
+int hr_rec_emit_id(int op, uint64_t id);
+int hr_rec_emit_str(int op, uint32_t tag, const char *s, size_t len);
+
+#endif

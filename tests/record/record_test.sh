@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# record_test.sh: end-to-end tests of 'heapreplay record' (TAP).
+# Usage: record_test.sh HEAPREPLAY SRCDIR PYTHON_RECORDER(0|1) NATIVE(0|1)
+set -u
+HR=$1 SRC=$2 HAVE_PY=$3 NATIVE=$4
+D=$SRC/tests/record
+PY=/usr/bin/python3
+CHECK="$PY $D/check_trace.py"
+T=$(mktemp -d /tmp/hr_record.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export HEAPREPLAY_SELF_CHECK=1
+export ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0 # CPython keeps memory to the end on purpose
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+# check NAME CMD...: the command exits 0; its first output line goes into the message
+check() {
+  local name=$1
+  shift
+  if out=$("$@" 2>&1); then ok "$name: $(echo "$out" | head -n 1)"; else not_ok "$name: $(echo "$out" | head -c 600)"; fi
+}
+complete() { "$HR" info "$1" | grep -q '^status *complete'; }
+
+if [ "$HAVE_PY" = 1 ]; then
+  # {==== basic: cycles, sizes, realloc growth, threads ====
+  "$HR" record -o "$T/basic.hrt" -- "$D/basic.py" >"$T/basic.out" 2>"$T/basic.err"
+  check "basic.py records and exits 0" test $? = 0
+  check "basic.py: the trace is complete" complete "$T/basic.hrt"
+  "$HR" dump "$T/basic.hrt" >"$T/basic.txt"
+  check "basic.py: stats, collections, arenas, self-check" $CHECK stats "$T/basic.txt"
+  check "basic.py: live MEM+OBJ blocks = sys.getallocatedblocks()" \
+    $CHECK blocks "$T/basic.txt" "$(awk '/allocated_blocks/ {print $2}' "$T/basic.out")"
+  check "basic.py: collections start exactly where the GC flags say" $CHECK triggers "$T/basic.txt"
+  check "basic.py: zero-size and 1 MiB blocks are in the trace" \
+    bash -c "grep -Eq '^alloc [0-9]+ 0 ' '$T/basic.txt' && grep -Eq '^alloc [0-9]+ 104[0-9]{4} obj' '$T/basic.txt'"
+  check "basic.py: phases startup, script, finalize in order" \
+    bash -c "grep -E '^phase \"(startup|script|finalize)\"' '$T/basic.txt' | tr '\n' ' ' | grep -q 'startup.*script.*finalize'"
+  check "basic.py: metadata names producer, command, python version, date, mode" \
+    bash -c "\"$HR\" info '$T/basic.hrt' | grep -c -E 'meta +(producer|command|python_version|date|mode) ' | grep -qx 5"
+
+  # {==== GC flags against CPython's own count ====
+  "$HR" record -o "$T/gc.hrt" -- "$D/gc_count.py" "$T/gc.expect" >/dev/null 2>"$T/gc.err"
+  check "gc_count.py records and exits 0" test $? = 0
+  "$HR" dump "$T/gc.hrt" >"$T/gc.txt"
+  check "gc_count.py: GC allocs - GC frees = gc.get_count() movement" $CHECK regions "$T/gc.txt" "$T/gc.expect"
+  check "gc_count.py: collections start exactly where the GC flags say" $CHECK triggers "$T/gc.txt"
+  check "gc_count.py: stats, collections, arenas, self-check" $CHECK stats "$T/gc.txt"
+
+  # {==== exits and exceptions pass through ====
+  "$HR" record -o "$T/raise.hrt" -- "$D/exits.py" raise >/dev/null 2>"$T/raise.err"
+  st=$?
+  check "an uncaught exception: exit 1, traceback printed, trace complete" \
+    bash -c "[ $st = 1 ] && grep -q 'RuntimeError: boom' '$T/raise.err' && ! grep -q 'heapreplay record' '$T/raise.err' && \"$HR\" info '$T/raise.hrt' | grep -q '^status *complete'"
+  "$HR" record -o "$T/exit.hrt" -- "$D/exits.py" exit >/dev/null 2>&1
+  st=$?
+  check "sys.exit(7): exit 7, trace complete" bash -c "[ $st = 7 ] && \"$HR\" info '$T/exit.hrt' | grep -q '^status *complete'"
+  "$HR" record -o "$T/thr.hrt" -- "$D/exits.py" exit-in-thread >/dev/null 2>&1
+  st=$?
+  check "sys.exit(0) after a thread: exit 0, trace complete" bash -c "[ $st = 0 ] && \"$HR\" info '$T/thr.hrt' | grep -q '^status *complete'"
+  "$HR" record -o "$T/none.hrt" -- "$T/does-not-exist.py" >/dev/null 2>"$T/none.err"
+  st=$?
+  check "a missing script: exit 2 like python3, Python's message" bash -c "[ $st = 2 ] && grep -q 'No such file' '$T/none.err'"
+  "$HR" record -o /nonexistent-dir/x.hrt -- "$D/exits.py" normal >/dev/null 2>"$T/bad.err"
+  st=$?
+  check "an unwritable trace: the recorder's own error, marked, exit 3" \
+    bash -c "[ $st = 3 ] && grep -q '^heapreplay record: error:' '$T/bad.err'"
+
+  # {==== killed ====
+  "$HR" record -o "$T/kill.hrt" -- "$D/forever.py" >"$T/kill.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do grep -q ready "$T/kill.out" 2>/dev/null && break; sleep 0.05; done
+  sleep 0.6
+  kill -KILL $pid
+  wait $pid 2>/dev/null
+  "$HR" info "$T/kill.hrt" >"$T/kill.info" 2>&1
+  st=$?
+  check "killed with SIGKILL: info says CUT SHORT (exit 2) and reads complete frames" \
+    bash -c "[ $st = 2 ] && grep -q 'CUT SHORT' '$T/kill.info' && grep -Eq '^events +[0-9,]{6,}' '$T/kill.info'"
+  check "killed: dump --partial reads the events up to the last frame" \
+    bash -c "\"$HR\" dump --partial '$T/kill.hrt' 2>/dev/null | grep -c '^alloc' | awk '{exit !(\$1 > 1000)}'"
+
+  # {==== graph mode ====
+  "$HR" record --mode graph -o "$T/graph.hrt" -- "$D/graph.py" >/dev/null 2>"$T/graph.err"
+  check "graph.py records in graph mode and exits 0" test $? = 0
+  check "graph.py: the trace is complete (every event passed the writer's checks)" complete "$T/graph.hrt"
+  "$HR" dump "$T/graph.hrt" >"$T/graph.txt"
+  check "graph.py: objects, links, DIED checks" $CHECK graph "$T/graph.txt"
+  check "graph.py: collections start exactly where the GC flags say" $CHECK triggers "$T/graph.txt"
+else
+  echo "# skipped: built without libpython3.11"
+fi
+
+# {==== native ====
+if [ "$NATIVE" = 1 ]; then
+  "$HR" record --native -o "$T/nat.hrt" -- env PYTHONMALLOC=malloc $PY -c '
+import sys
+blocks = [bytearray(1 << 20) for _ in range(40)]
+print(sum(map(len, blocks)))
+del blocks
+' >"$T/nat.out" 2>"$T/nat.err"
+  check "native: python3 under PYTHONMALLOC=malloc records and exits 0" test $? = 0
+  check "native: the trace is complete" complete "$T/nat.hrt"
+  "$HR" dump "$T/nat.hrt" >"$T/nat.txt"
+  # The program's own accounting: 40 MiB of bytearrays live at once, on top of the interpreter's
+  # few MiB: the trace's peak must cover them and not invent much more.
+  check "native: peak live bytes cover the program's 40 MiB and stay plausible" \
+    $CHECK peak "$T/nat.txt" 41943040 62914560
+  "$HR" record --native -o "$T/thr.hrt" -- $PY -c '
+import threading
+def w():
+    for i in range(20000): bytearray(600)
+ts = [threading.Thread(target=w) for _ in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+' >/dev/null 2>&1
+  check "native: a threaded program gives a complete, valid trace" complete "$T/thr.hrt"
+  "$HR" record --native -o "$T/exit.hrt" -- sh -c 'exit 5' >/dev/null 2>&1
+  check "native: the exit status passes through" test $? = 5
+else
+  echo "# native recorder tests skipped (sanitizer build: an instrumented LD_PRELOAD module cannot be loaded into an uninstrumented program)"
+fi
+echo "1..$n"
+[ $failed = 0 ]
