@@ -381,6 +381,17 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
 
 /* {==== The run ==== */
 
+/* Free every block still live (end of the replay, after the statistics were taken): backends
+ * such as libc cannot know which blocks a replay left behind. */
+static int free_live(void *arg, uint64_t id, void *rec)
+{
+    (void)id;
+    hr_entry_t *en = rec;
+    if (en->meta & E_LIVE)
+        hr_alloc_free((hr_alloc_t *)arg, en->p, E_SIZE(en->meta), E_DOMAIN(en->meta));
+    return 0;
+}
+
 static int sum_object_bytes(void *arg, uint64_t id, void *rec)
 {
     (void)id;
@@ -539,7 +550,9 @@ out:
     free(evs);
     hr_trace_close(r);
     hr_gc_destroy(e.gc);
-    hr_alloc_destroy(e.alloc); /* frees what is still allocated */
+    if (e.alloc)
+        hr_idtab_each(&e.tab, free_live, e.alloc);
+    hr_alloc_destroy(e.alloc);
     hr_idtab_free(&e.tab);
     if (e.check)
         hr_graph_free(&e.shadow);

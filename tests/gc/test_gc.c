@@ -67,7 +67,8 @@ static void expect_deaths(const char *trace, const char *gc, const char *want, c
     hr_replay_result_t r;
     hr_err_t err;
     int rc = replay(trace, gc, 1, &r, &err);
-    qsort(r.reclaimed.v, r.reclaimed.n, sizeof *r.reclaimed.v, cmp_death);
+    if (r.reclaimed.n)
+        qsort(r.reclaimed.v, r.reclaimed.n, sizeof *r.reclaimed.v, cmp_death);
     const char *got = deaths(&r);
     TAP_OK(rc == 0 && strcmp(got, want) == 0, "%s [%s]: deaths '%s' (want '%s') %s", what, gc, got,
            want, err.msg);
