@@ -31,7 +31,9 @@
  * What is not modelled (the trace carries no such information): finalizers (__del__) and
  * resurrection, legacy tp_del ("uncollectable" is always 0), weak-reference callbacks, the
  * untracking of tuples and dicts that hold only atomic values, free-list clearing in full
- * collections (that shows up in recorded traces as frees anyway), gc.disable()/gc.freeze().
+ * collections (that shows up in recorded traces as frees anyway), gc.freeze(). The program's own
+ * gc.collect(), gc.disable(), gc.enable() and gc.set_threshold() arrive as GC_CONTROL events and
+ * are performed.
  * Objects are tracked from their allocation.
  *
  * Invariants: an object with o->gen == i is on list gen[i] (i < 3); untracked objects have
@@ -61,6 +63,7 @@ typedef struct gen_gc {
     uint64_t count[NGEN];
     uint64_t long_lived_total, long_lived_pending;
     int collecting;
+    int disabled;            /* gc.disable() */
     gen_list_t gen[NGEN];
     hr_gobj_t **stack; /* owned: reachability stack, then the garbage set */
     size_t nstack, capstack;
@@ -284,7 +287,7 @@ out:
 /* gc_collect_generations: the oldest generation over its threshold, with the 25 % rule. */
 static int maybe_collect(gen_gc_t *c, hr_err_t *err)
 {
-    if (c->count[0] <= c->threshold[0] || c->threshold[0] == 0 || c->collecting)
+    if (c->count[0] <= c->threshold[0] || c->threshold[0] == 0 || c->collecting || c->disabled)
         return HR_OK;
     for (int i = NGEN - 1; i >= 0; i--)
         if (c->count[i] > c->threshold[i]) {
@@ -377,6 +380,25 @@ static void gen_resize(void *ctx, uint64_t id, uint64_t size)
         o->size = size;
 }
 
+/* gc.collect(g) runs whatever the thresholds and even while disabled; the settings calls only
+ * change state. */
+static int gen_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_err_t *err)
+{
+    gen_gc_t *c = ctx;
+    switch (action) {
+    case HR_GC_COLLECT:
+        return c->collecting ? HR_OK : collect(c, (int)(a > 2 ? 2 : a), err);
+    case HR_GC_DISABLE: c->disabled = 1; return HR_OK;
+    case HR_GC_ENABLE: c->disabled = 0; return HR_OK;
+    case HR_GC_THRESHOLD:
+        c->threshold[0] = a;
+        c->threshold[1] = b & 0xffffffffu;
+        c->threshold[2] = b >> 32;
+        return HR_OK;
+    default: return HR_OK;
+    }
+}
+
 static int gen_finish(void *ctx, hr_err_t *err)
 {
     return hr_graph_account_end(&((gen_gc_t *)ctx)->g, err);
@@ -403,6 +425,7 @@ const hr_gc_vt hr_gc_generational_vt = {
     .resize = gen_resize,
     .block_free = gen_block_free,
     .block_alloc = gen_block_alloc,
+    .control = gen_control,
     .finish = gen_finish,
     .stats = gen_stats,
 };

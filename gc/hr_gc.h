@@ -91,6 +91,9 @@ typedef struct hr_gc_vt {
     /* A GC-capable block was allocated in an allocation-only trace (no object semantics):
      * generational counting still applies. May be NULL. */
     void (*block_alloc)(void *ctx, uint64_t id, unsigned flags);
+    /* The program acted on its collector (trace GC_CONTROL): action is an hr_gc_action_t;
+     * collect: a = generation; threshold: a = t0, b = t1 | t2 << 32. May be NULL (ignored). */
+    int (*control)(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_err_t *err);
     /* End of the trace: final collection policy (none by default) and leak accounting. */
     int (*finish)(void *ctx, hr_err_t *err);
     /* Fill *st. */

@@ -22,6 +22,8 @@
  */
 #include "graph.h"
 
+#include "hr_trace.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,6 +251,12 @@ static void ms_resize(void *ctx, uint64_t id, uint64_t size)
     }
 }
 
+static int ms_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_err_t *err)
+{
+    (void)a, (void)b;
+    return action == HR_GC_COLLECT ? collect(ctx, err) : HR_OK; /* its own triggers otherwise */
+}
+
 static int ms_finish(void *ctx, hr_err_t *err)
 {
     return hr_graph_account_end(&((ms_gc_t *)ctx)->g, err);
@@ -273,6 +281,7 @@ const hr_gc_vt hr_gc_marksweep_vt = {
     .link = ms_link,
     .unlink = ms_unlink,
     .resize = ms_resize,
+    .control = ms_control,
     .finish = ms_finish,
     .stats = ms_stats,
 };

@@ -38,7 +38,7 @@
  * is 1 and the count just crossed the threshold): GC_BEGIN is written right there, after the
  * triggering ALLOC and before the callback's own allocations, with the generation computed by
  * the same rule gc_collect_generations uses (checked against the callback's generation). An
- * explicit gc.collect() is written as PHASE "gc.collect" then GC_BEGIN from the start callback;
+ * explicit gc.collect() is written as GC_CONTROL collect then GC_BEGIN from the start callback;
  * GC_END comes from the stop callback.
  *
  * Locking: MEM/OBJ hooks run with the GIL; RAW hooks may not. Only a thread holding the GIL
@@ -111,6 +111,13 @@ int hr_rec_emit_str(int op, uint32_t tag, const char *s, size_t len)
 }
 
 static void emit_phase(const char *name) { hr_rec_emit_str(HR_OP_PHASE, 0, name, strlen(name)); }
+
+/* Something the program did to its collector: replays perform it (GC_CONTROL). */
+static void emit_gc_control(unsigned action, uint64_t a, uint64_t b)
+{
+    hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = action, .a = a, .b = b};
+    hr_rec_emit(&ev);
+}
 
 /* Write ALLOC for a block now at `addr` and remember it. */
 static void emit_alloc(uintptr_t addr, uint64_t size, int domain, unsigned flags, uint32_t type)
@@ -232,17 +239,16 @@ enum { NEXT_OTHER = 0, NEXT_GC_FREE = 1, NEXT_FREE_PENDING = 2 };
 
 static void note_gc_settings(const struct _gc_runtime_state *g)
 {
-    char buf[64];
     if (g->enabled != R.gc_enabled) {
         R.gc_enabled = g->enabled;
-        emit_phase(g->enabled ? "gc.enable" : "gc.disable");
+        emit_gc_control(g->enabled ? HR_GC_ENABLE : HR_GC_DISABLE, 0, 0);
     }
     if (g->generations[0].threshold != R.gc_thr[0] || g->generations[1].threshold != R.gc_thr[1] ||
         g->generations[2].threshold != R.gc_thr[2]) {
         for (int i = 0; i < 3; i++)
             R.gc_thr[i] = g->generations[i].threshold;
-        snprintf(buf, sizeof buf, "gc.threshold %d %d %d", R.gc_thr[0], R.gc_thr[1], R.gc_thr[2]);
-        emit_phase(buf);
+        emit_gc_control(HR_GC_THRESHOLD, (uint64_t)R.gc_thr[0],
+                        (uint64_t)(uint32_t)R.gc_thr[1] | (uint64_t)(uint32_t)R.gc_thr[2] << 32);
     }
 }
 
@@ -624,8 +630,8 @@ static PyObject *gc_callback(PyObject *self, PyObject *const *args, Py_ssize_t n
         if (g)
             note_gc_settings(g);
         if (start) {
-            if (R.gc_state != GC_SEEN_AUTO)
-                emit_phase("gc.collect"); /* requested by the program, not by the count */
+            if (R.gc_state != GC_SEEN_AUTO) /* requested by the program, not by the count */
+                emit_gc_control(HR_GC_COLLECT, gen < 0 ? 0 : (uint64_t)gen, 0);
             R.gc_gen = gen < 0 ? 0 : (int)gen;
             R.win_count = g ? g->generations[0].count : 0;
             R.gc_state = GC_CB;

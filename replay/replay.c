@@ -360,6 +360,10 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
             return hr_err_set(err, HR_ENOMEM, "out of memory");
         return HR_OK;
     }
+    case HR_OP_GC_CONTROL:
+        if (e->gvt->control)
+            rc = e->gvt->control(e->gc->ctx, ev->tag, ev->a, ev->b, err);
+        break;
     case HR_OP_STATS:
         if (ev->tag == HR_STATS_PYMALLOC) {
             e->res->recorded_stats.len = 0;

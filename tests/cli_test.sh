@@ -40,7 +40,7 @@ check $? "dump --limit 5 stops after five events"
 # {==== info ====
 "$HR" info "$T/alloc-basic.hrt" >"$T/info" 2>&1
 check $? "info exits 0 on a good trace"
-grep -q '^events        26 ' "$T/info" && grep -q 'status        complete' "$T/info" &&
+grep -q '^events        30 ' "$T/info" && grep -q 'status        complete' "$T/info" &&
   grep -q 'checksums all verified' "$T/info" && grep -q 'meta          python = 3.11.2' "$T/info" &&
   grep -q '^  free        4$' "$T/info" && grep -q '^blocks (ids)  7$' "$T/info"
 check $? "info reports events, per-kind counts, blocks, metadata and checksum status"

@@ -46,6 +46,7 @@ typedef enum hr_op {
     HR_OP_GC_END,
     HR_OP_STATS,
     HR_OP_PHASE,
+    HR_OP_GC_CONTROL, /* the program acted on its collector: gc.collect(), disable, enable, ... */
     HR_OP_UNKNOWN, /* a sized record this build does not know; skipped by consumers */
     HR_OP_COUNT
 } hr_op_t;
@@ -57,6 +58,15 @@ typedef enum hr_op {
 #define HR_F_TYPED 0x08   /* `tag` holds a type id */
 #define HR_F_ALIGNED 0x10 /* `align_log2` holds the requested alignment */
 #define HR_F_ALL 0x1f
+
+/* GC_CONTROL actions (what the recorded program did to its collector; replays perform them). */
+typedef enum hr_gc_action {
+    HR_GC_COLLECT = 0,   /* gc.collect(generation): tag's generation in `a` */
+    HR_GC_DISABLE = 1,   /* gc.disable() */
+    HR_GC_ENABLE = 2,    /* gc.enable() */
+    HR_GC_THRESHOLD = 3, /* gc.set_threshold(t0, t1, t2): a = t0, b = t1 | t2 << 32 */
+    HR_GC_ACTIONS = 4
+} hr_gc_action_t;
 
 typedef enum hr_stats_kind {
     HR_STATS_PYMALLOC = 0, /* the allocator part of sys._debugmallocstats() */
@@ -76,6 +86,7 @@ typedef enum hr_stats_kind {
  *   ARENA_MAP/UNMAP  -               base address         size
  *   GC_BEGIN     generation          -                    -
  *   GC_END       generation          collected            uncollectable
+ *   GC_CONTROL   hr_gc_action_t      generation / t0      t1 | t2 << 32
  *   STATS        hr_stats_kind_t     text length          str: text
  *   PHASE        -                   name length          str: name
  *   UNKNOWN      wire opcode         payload length       str: payload

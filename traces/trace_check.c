@@ -15,7 +15,8 @@ static const char *const op_names[HR_OP_COUNT] = {
     [HR_OP_TYPE] = "type",           [HR_OP_ARENA_MAP] = "arena map",
     [HR_OP_ARENA_UNMAP] = "arena unmap", [HR_OP_GC_BEGIN] = "gc begin",
     [HR_OP_GC_END] = "gc end",       [HR_OP_STATS] = "stats",
-    [HR_OP_PHASE] = "phase",         [HR_OP_UNKNOWN] = "unknown",
+    [HR_OP_PHASE] = "phase",         [HR_OP_GC_CONTROL] = "gc control",
+    [HR_OP_UNKNOWN] = "unknown",
 };
 
 const char *hr_op_name(int op) { return op > 0 && op < HR_OP_COUNT ? op_names[op] : "?"; }
@@ -230,6 +231,15 @@ int hr_trace_check_event(hr_trace_check_t *c, const hr_event_t *ev, hr_err_t *er
         if (ev->op == HR_OP_UNKNOWN && (ev->tag < HR_W_SIZED || ev->tag > 0xff))
             return hr_err_set(err, HR_EFORMAT, "unknown record 0x%x is not a sized opcode",
                               ev->tag);
+        return HR_OK;
+    case HR_OP_GC_CONTROL:
+        if (ev->tag >= HR_GC_ACTIONS)
+            return hr_err_set(err, HR_EFORMAT, "gc control action %u is unknown", ev->tag);
+        if (ev->tag == HR_GC_COLLECT && ev->a > 2)
+            return hr_err_set(err, HR_EFORMAT, "gc collect of generation %llu (0..2 exist)",
+                              (unsigned long long)ev->a);
+        if (ev->tag == HR_GC_THRESHOLD && (ev->a > UINT32_MAX))
+            return hr_err_set(err, HR_EFORMAT, "gc threshold out of range");
         return HR_OK;
     case HR_OP_ARENA_MAP:
     case HR_OP_ARENA_UNMAP:

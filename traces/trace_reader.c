@@ -701,6 +701,23 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                                                   hr_varint_get(&q, qend, &ev->b) != 1))
                             goto bad_value;
                         break;
+                    case HR_W_GC_CONTROL:
+                        ev->op = HR_OP_GC_CONTROL;
+                        if (hr_varint_get(&q, qend, &y) != 1 || y >= HR_GC_ACTIONS)
+                            goto bad_value;
+                        ev->tag = (uint32_t)y;
+                        if (y == HR_GC_COLLECT && hr_varint_get(&q, qend, &ev->a) != 1)
+                            goto bad_value;
+                        if (y == HR_GC_THRESHOLD) {
+                            uint64_t t1, t2;
+                            if (hr_varint_get(&q, qend, &ev->a) != 1 ||
+                                hr_varint_get(&q, qend, &t1) != 1 ||
+                                hr_varint_get(&q, qend, &t2) != 1 || t1 > UINT32_MAX ||
+                                t2 > UINT32_MAX)
+                                goto bad_value;
+                            ev->b = t1 | t2 << 32;
+                        }
+                        break;
                     case HR_W_STATS:
                         ev->op = HR_OP_STATS;
                         if (hr_varint_get(&q, qend, &y) != 1 || y > UINT32_MAX)

@@ -93,6 +93,15 @@ int hr_trace_format_event(hr_buf_t *out, const hr_event_t *ev)
     case HR_OP_GC_END:
         rc = hr_buf_printf(out, "gc end %u %llu %llu", ev->tag, a, b);
         break;
+    case HR_OP_GC_CONTROL:
+        switch (ev->tag) {
+        case HR_GC_COLLECT: rc = hr_buf_printf(out, "gc collect %llu", a); break;
+        case HR_GC_DISABLE: rc = hr_buf_printf(out, "gc disable"); break;
+        case HR_GC_ENABLE: rc = hr_buf_printf(out, "gc enable"); break;
+        default:
+            rc = hr_buf_printf(out, "gc threshold %llu %llu %llu", a, b & 0xffffffffu, b >> 32);
+        }
+        break;
     case HR_OP_STATS: {
         const char *k = hr_stats_kind_name((int)ev->tag);
         rc = k ? hr_buf_printf(out, "stats %s ", k) : hr_buf_printf(out, "stats %u ", ev->tag);
@@ -347,8 +356,31 @@ static int parse_event(lexer_t *lx, hr_event_t *ev)
         if (!word(lx, w, sizeof w))
             return 0;
         int begin = strcmp(w, "begin") == 0;
+        if (!strcmp(w, "disable") || !strcmp(w, "enable")) {
+            ev->op = HR_OP_GC_CONTROL;
+            ev->tag = w[0] == 'd' ? HR_GC_DISABLE : HR_GC_ENABLE;
+            return at_end(lx);
+        }
+        if (!strcmp(w, "collect") || !strcmp(w, "threshold")) {
+            ev->op = HR_OP_GC_CONTROL;
+            ev->tag = w[0] == 'c' ? HR_GC_COLLECT : HR_GC_THRESHOLD;
+            if (!number(lx, &ev->a))
+                return 0;
+            if (ev->tag == HR_GC_THRESHOLD) {
+                uint64_t t1, t2;
+                if (!number(lx, &t1) || !number(lx, &t2))
+                    return 0;
+                if (ev->a > UINT32_MAX || t1 > UINT32_MAX || t2 > UINT32_MAX) {
+                    lx->why = "threshold out of range";
+                    return 0;
+                }
+                ev->b = t1 | t2 << 32;
+            }
+            return at_end(lx);
+        }
         if (!begin && strcmp(w, "end")) {
-            lx->why = "expected 'gc begin' or 'gc end'";
+            lx->why = "expected 'gc begin', 'gc end', 'gc collect', 'gc disable', 'gc enable' or "
+                      "'gc threshold'";
             return 0;
         }
         if (!number(lx, &x))

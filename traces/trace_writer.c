@@ -263,6 +263,17 @@ static int encode_event(hr_buf_t *b, const hr_event_t *ev, uint64_t newest, uint
         memcpy(p + n, tmp, t);
         n += t;
         break;
+    case HR_OP_GC_CONTROL:
+        t = hr_varint_put(tmp, ev->tag);
+        if (ev->tag == HR_GC_COLLECT) {
+            t += hr_varint_put(tmp + t, ev->a);
+        } else if (ev->tag == HR_GC_THRESHOLD) {
+            t += hr_varint_put(tmp + t, ev->a);
+            t += hr_varint_put(tmp + t, ev->b & 0xffffffffu);
+            t += hr_varint_put(tmp + t, ev->b >> 32);
+        }
+        p[n++] = HR_W_GC_CONTROL;
+        goto sized;
     case HR_OP_STATS:
         t = hr_varint_put(tmp, ev->tag);
         p[n++] = HR_W_STATS;

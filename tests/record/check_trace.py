@@ -121,7 +121,7 @@ def check_triggers(path):
     """Simulate generation 0 from the GC flags (+1 per GC alloc, -1 if > 0 per GC free, 0 at each
     GC_BEGIN): every automatic collection begins right after the alloc where the count passes
     the threshold (only gc.callbacks' own events in between), and no collection begins
-    otherwise unless the program asked for it (PHASE gc.collect)."""
+    otherwise unless the program asked for it (GC_CONTROL collect)."""
     flags, count, thr, enabled = {}, 0, 700, True
     explicit, armed, since, n_auto, n_skipped, n_explicit = False, False, 0, 0, 0, 0
     for line in events(path):
@@ -132,16 +132,17 @@ def check_triggers(path):
                     fail("gc.skipped where the simulated count did not just pass the threshold")
                 armed = False
                 n_skipped += 1
-            elif a[0] == "gc.collect":
-                if armed:
-                    fail("gc.collect while an automatic collection was due")
-                explicit = True
-            elif a[0] == "gc.disable":
-                enabled = False
-            elif a[0] == "gc.enable":
-                enabled = True
-            elif a[0].startswith("gc.threshold"):
-                thr = int(a[0].split()[1])
+            continue
+        if h == "gc" and a[0] == "collect":  # GC_CONTROL: the program called gc.collect()
+            if armed:
+                fail("gc.collect while an automatic collection was due")
+            explicit = True
+            continue
+        if h == "gc" and a[0] in ("disable", "enable"):
+            enabled = a[0] == "enable"
+            continue
+        if h == "gc" and a[0] == "threshold":
+            thr = int(a[1])
             continue
         if h == "gc" and a[0] == "begin":
             if armed:
