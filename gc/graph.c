@@ -56,9 +56,10 @@ int hr_graph_alloc(hr_graph_t *g, uint64_t id, uint64_t size, unsigned flags, hr
     return HR_OK;
 }
 
+/* `what` names the event and the role: "incref of", "link from", "link to". */
 static int missing(hr_err_t *err, const char *what, uint64_t id)
 {
-    return hr_err_set(err, HR_ECHECK, "%s of object %llu, which is not live (already reclaimed)",
+    return hr_err_set(err, HR_ECHECK, "%s object %llu, which is not live (already reclaimed)",
                       what, (unsigned long long)id);
 }
 
@@ -66,7 +67,7 @@ int hr_graph_incref(hr_graph_t *g, uint64_t id, hr_gobj_t **o, hr_err_t *err)
 {
     hr_gobj_t *x = hr_graph_get(g, id);
     if (!x)
-        return missing(err, "incref", id);
+        return missing(err, "incref of", id);
     x->ext++;
     *o = x;
     return HR_OK;
@@ -76,7 +77,7 @@ int hr_graph_decref(hr_graph_t *g, uint64_t id, hr_gobj_t **o, hr_err_t *err)
 {
     hr_gobj_t *x = hr_graph_get(g, id);
     if (!x)
-        return missing(err, "decref", id);
+        return missing(err, "decref of", id);
     if (x->ext == 0)
         return hr_err_set(err, HR_ECHECK,
                           "decref of object %llu takes its external count below zero (it has %u "

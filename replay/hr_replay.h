@@ -26,7 +26,8 @@
 
 /* A collection, as the recorded program reported it (GC_END) or as the replay ran it. */
 typedef struct hr_collection {
-    uint64_t event;         /* event index */
+    uint64_t event;         /* event index: GC_END (recorded) or where the collector ran (replayed) */
+    uint64_t begin;         /* recorded: the GC_BEGIN's event index; replayed: = event */
     uint32_t generation;
     uint64_t collected;
     uint64_t uncollectable; /* recorded only */
@@ -47,6 +48,16 @@ typedef struct hr_deaths {
     hr_death_t *v; /* owned */
     size_t n, cap;
 } hr_deaths_t;
+
+/* The replay's state where the trace holds a recorded STATS record (for validate). */
+typedef struct hr_checkpoint {
+    uint64_t event;
+    int kind;                 /* hr_stats_kind_t of the recorded record */
+    hr_buf_t recorded;        /* the recorded text */
+    hr_buf_t replayed;        /* pymalloc: the allocator's statistics text at that event */
+    uint64_t collections[3];  /* gc: collections the replay ran so far, per generation */
+    uint64_t collected[3];    /* gc: garbage found so far, per generation */
+} hr_checkpoint_t;
 
 typedef struct hr_replay_sample {
     uint64_t event;        /* event index */
@@ -89,6 +100,8 @@ typedef struct hr_replay_result {
     hr_buf_t alloc_text;        /* the allocator's statistics text at the end (may be empty) */
     hr_buf_t recorded_stats;    /* the trace's last STATS pymalloc text (may be empty) */
     hr_collections_t recorded;  /* GC_END events of the trace */
+    hr_checkpoint_t *checkpoints; /* one per recorded STATS pymalloc/gc record (owned) */
+    size_t ncheckpoints;
     hr_collections_t replayed;  /* collections the collector ran */
     hr_deaths_t died;           /* DIED events of the trace (log_deaths) */
     hr_deaths_t reclaimed;      /* the collector's reclamations (log_deaths) */

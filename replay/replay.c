@@ -44,6 +44,7 @@ typedef struct engine {
     const hr_gc_vt *gvt;
     hr_idtab_t tab;          /* hr_entry_t per live block */
     uint64_t event;          /* index of the event being replayed */
+    uint64_t gc_begin;       /* event index of the last recorded GC_BEGIN */
     const hr_replay_opts_t *o;
     hr_replay_result_t *res;
     int touch;
@@ -116,6 +117,11 @@ uint64_t hr_peak_rss_bytes(void)
 
 void hr_replay_result_free(hr_replay_result_t *r)
 {
+    for (size_t i = 0; i < r->ncheckpoints; i++) {
+        hr_buf_free(&r->checkpoints[i].recorded);
+        hr_buf_free(&r->checkpoints[i].replayed);
+    }
+    free(r->checkpoints);
     hr_buf_free(&r->alloc_text);
     hr_buf_free(&r->recorded_stats);
     free(r->recorded.v);
@@ -186,7 +192,7 @@ static void engine_reclaim(void *arg, uint64_t id)
 static void engine_collection(void *arg, int generation, uint64_t collected)
 {
     engine_t *e = arg;
-    hr_collection_t c = {e->event, (uint32_t)generation, collected, 0};
+    hr_collection_t c = {e->event, e->event, (uint32_t)generation, collected, 0};
     if (push_collection(&e->res->replayed, c) && !e->failed) {
         hr_err_set(&e->fail, HR_ENOMEM, "out of memory logging collections");
         e->failed = 1;
@@ -242,6 +248,31 @@ static int shadow_apply(engine_t *e, const hr_event_t *ev, hr_err_t *err)
     case HR_OP_UNLINK: return hr_graph_unlink(&e->shadow, ev->a, ev->b, &o, err);
     default: return HR_OK;
     }
+}
+
+/* {==== Checkpoints: the replay's state at a recorded STATS record ==== */
+
+static int checkpoint(engine_t *e, const hr_event_t *ev, hr_err_t *err)
+{
+    hr_replay_result_t *r = e->res;
+    hr_checkpoint_t *p = realloc(r->checkpoints, (r->ncheckpoints + 1) * sizeof *p);
+    if (!p)
+        return hr_err_set(err, HR_ENOMEM, "out of memory");
+    r->checkpoints = p;
+    hr_checkpoint_t *c = &p[r->ncheckpoints++];
+    memset(c, 0, sizeof *c);
+    c->event = e->event;
+    c->kind = (int)ev->tag;
+    if (hr_buf_append(&c->recorded, ev->str, (size_t)ev->a))
+        return hr_err_set(err, HR_ENOMEM, "out of memory");
+    if (ev->tag == HR_STATS_PYMALLOC)
+        return hr_alloc_stats_text(e->alloc, &c->replayed, err);
+    for (size_t i = 0; i < r->replayed.n; i++) {
+        uint32_t g = r->replayed.v[i].generation < 3 ? r->replayed.v[i].generation : 2;
+        c->collections[g]++;
+        c->collected[g] += r->replayed.v[i].collected;
+    }
+    return HR_OK;
 }
 
 /* {==== One event ==== */
@@ -354,8 +385,11 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
     case HR_OP_ARENA_UNMAP:
         hr_alloc_arena_fact(e->alloc, ev->a, ev->b, ev->op == HR_OP_ARENA_MAP);
         return HR_OK;
+    case HR_OP_GC_BEGIN:
+        e->gc_begin = e->event;
+        return HR_OK;
     case HR_OP_GC_END: {
-        hr_collection_t c = {e->event, ev->tag, ev->a, ev->b};
+        hr_collection_t c = {e->event, e->gc_begin, ev->tag, ev->a, ev->b};
         if (push_collection(&e->res->recorded, c))
             return hr_err_set(err, HR_ENOMEM, "out of memory");
         return HR_OK;
@@ -370,6 +404,8 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
             if (hr_buf_append(&e->res->recorded_stats, ev->str, (size_t)ev->a))
                 return hr_err_set(err, HR_ENOMEM, "out of memory");
         }
+        if (ev->tag == HR_STATS_PYMALLOC || ev->tag == HR_STATS_GC)
+            return checkpoint(e, ev, err);
         return HR_OK;
     default:
         return HR_OK; /* types, phases, GC_BEGIN and unknown records carry nothing to do */

@@ -38,6 +38,19 @@ if [ "$HAVE_PY" = 1 ]; then
   check "basic.py: metadata names producer, command, python version, date, mode" \
     bash -c "\"$HR\" info '$T/basic.hrt' | grep -c -E 'meta +(producer|command|python_version|date|mode) ' | grep -qx 5"
 
+  # {==== validate: the replay reproduces CPython's statistics and collections ====
+  "$HR" validate "$T/basic.hrt" >"$T/validate.out" 2>&1
+  st=$?
+  check "validate basic.py (alloc mode): every check matches, exit 0" \
+    bash -c "[ $st = 0 ] && grep -q '^allocator statistics.*MATCH' '$T/validate.out' && grep -q '^collection points and generations.*MATCH' '$T/validate.out' && grep -q '^all checks match' '$T/validate.out'"
+  # A trace whose recorded statistics text was altered must not validate.
+  "$HR" dump "$T/basic.hrt" | sed '/^stats pymalloc/s/# arenas reclaimed  /# arenas reclaimed X/' >"$T/tampered.txt"
+  "$HR" pack "$T/tampered.txt" -o "$T/tampered.hrt"
+  "$HR" validate "$T/tampered.hrt" >"$T/validate2.out" 2>&1
+  st=$?
+  check "validate catches a tampered statistics text: exit 2, MISMATCH with the line" \
+    bash -c "[ $st = 2 ] && grep -q '^allocator statistics.*MISMATCH' '$T/validate2.out' && grep -q 'arenas reclaimed X' '$T/validate2.out'"
+
   # {==== GC flags against CPython's own count ====
   "$HR" record -o "$T/gc.hrt" -- "$D/gc_count.py" "$T/gc.expect" >/dev/null 2>"$T/gc.err"
   check "gc_count.py records and exits 0" test $? = 0

@@ -1,0 +1,352 @@
+/* cmd_validate.c: replay a recorded CPython trace with the matching configuration and compare every
+ * check the recorder wrote (see docs/recorder.md and docs/replay-and-collectors.md).
+ *
+ *   replay A  pymalloc:preset=3.11,placement=recorded + generational:<recorded thresholds>
+ *             - allocator statistics text at each recorded STATS pymalloc: identical?
+ *             - collections per generation at each recorded STATS gc (gc.get_stats())
+ *             - each collection: same generation, started inside the window where CPython did
+ *               (after the previous recorded GC_END, at or before this one's GC_BEGIN)
+ *             - graph traces: the garbage found per collection, and which objects it was
+ *   replay B  (graph traces) refcount
+ *             - every object CPython freed outside a collection dies in the replay in the same
+ *               observation (no allocation event between the replay's death and DIED)
+ *             - every object CPython's cycle collector freed is leaked by counting
+ */
+#include "cli.h"
+#include "hr_idtab.h"
+#include "hr_replay.h"
+#include "hr_trace.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct vcheck {
+    const char *name;
+    uint64_t matched, total;
+    char detail[HR_ERR_MSG_MAX + 64];
+} vcheck_t;
+
+#define MAX_CHECKS 10
+
+typedef struct vreport {
+    vcheck_t c[MAX_CHECKS];
+    int n;
+} vreport_t;
+
+static vcheck_t *add_check(vreport_t *r, const char *name)
+{
+    vcheck_t *c = &r->c[r->n++];
+    memset(c, 0, sizeof *c);
+    c->name = name;
+    return c;
+}
+
+/* Parse gc.get_stats() JSON: the three "collections" and "collected" values in order. */
+static int parse_gc_stats(const char *s, uint64_t coll[3], uint64_t collected[3])
+{
+    int n = 0, m = 0;
+    for (const char *p = s; *p && (n < 3 || m < 3); p++) {
+        unsigned long long v;
+        if (strncmp(p, "\"collections\":", 14) == 0 && n < 3 && sscanf(p + 14, " %llu", &v) == 1)
+            coll[n++] = v;
+        if (strncmp(p, "\"collected\":", 12) == 0 && m < 3 && sscanf(p + 12, " %llu", &v) == 1)
+            collected[m++] = v;
+    }
+    return n == 3 && m == 3 ? 0 : -1;
+}
+
+/* First line where two texts differ, for the report. */
+static void first_diff(const char *a, const char *b, char *out, size_t cap)
+{
+    int line = 1;
+    while (*a && *b) {
+        const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+        size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
+        if (la != lb || memcmp(a, b, la) != 0) {
+            snprintf(out, cap, "line %d: recorded '%.*s', replayed '%.*s'", line, (int)(la > 80 ? 80 : la),
+                     a, (int)(lb > 80 ? 80 : lb), b);
+            return;
+        }
+        a += la + (ea != NULL), b += lb + (eb != NULL), line++;
+    }
+    snprintf(out, cap, "line %d: one text ends before the other", line);
+}
+
+/* {==== Replay A: allocator and collection schedule ==== */
+
+static int check_schedule(const char *path, const char *gc_spec, vreport_t *rep, hr_err_t *err)
+{
+    hr_replay_opts_t o = {.alloc_spec = "pymalloc:preset=3.11,placement=recorded", .gc_spec = gc_spec,
+                          .log_deaths = 1};
+    hr_replay_result_t r;
+    vcheck_t *run = add_check(rep, "replay with the generational collector completes");
+    run->total = 1;
+    int rc = hr_replay_run(path, &o, &r, err);
+    if (rc) {
+        /* A trace the collector cannot replay (an event naming an object that counting already
+         * freed) is a mismatch to report, not a reason to stop. */
+        snprintf(run->detail, sizeof run->detail, "%s", err->msg);
+        hr_err_clear(err);
+        hr_replay_result_free(&r);
+        return rc == HR_ECHECK ? HR_OK : rc;
+    }
+    run->matched = 1;
+    vcheck_t *st = add_check(rep, "allocator statistics (sys._debugmallocstats)");
+    vcheck_t *gs = add_check(rep, "collections per generation (gc.get_stats)");
+    for (size_t i = 0; i < r.ncheckpoints; i++) {
+        hr_checkpoint_t *c = &r.checkpoints[i];
+        if (c->kind == HR_STATS_PYMALLOC) {
+            st->total++;
+            hr_buf_reserve(&c->recorded, 0), hr_buf_reserve(&c->replayed, 0);
+            const char *a = (const char *)c->recorded.data, *b = (const char *)c->replayed.data;
+            if (c->recorded.len == c->replayed.len && memcmp(a, b, c->recorded.len) == 0)
+                st->matched++;
+            else if (!st->detail[0]) {
+                char d[400];
+                first_diff(a, b, d, sizeof d);
+                snprintf(st->detail, sizeof st->detail, "at event %llu: %s",
+                         (unsigned long long)c->event, d);
+            }
+        } else {
+            uint64_t coll[3], collected[3];
+            gs->total++;
+            hr_buf_reserve(&c->recorded, 0);
+            if (parse_gc_stats((const char *)c->recorded.data, coll, collected)) {
+                snprintf(gs->detail, sizeof gs->detail, "cannot read the recorded gc.get_stats()");
+                continue;
+            }
+            int ok = 1;
+            for (int g = 0; g < 3; g++)
+                ok &= coll[g] == c->collections[g] &&
+                      (r.kind != HR_KIND_GRAPH || collected[g] == c->collected[g]);
+            if (ok)
+                gs->matched++;
+            else if (!gs->detail[0])
+                snprintf(gs->detail, sizeof gs->detail,
+                         "at event %llu: recorded collections %llu/%llu/%llu (collected "
+                         "%llu/%llu/%llu), replayed %llu/%llu/%llu (collected %llu/%llu/%llu)",
+                         (unsigned long long)c->event, (unsigned long long)coll[0],
+                         (unsigned long long)coll[1], (unsigned long long)coll[2],
+                         (unsigned long long)collected[0], (unsigned long long)collected[1],
+                         (unsigned long long)collected[2], (unsigned long long)c->collections[0],
+                         (unsigned long long)c->collections[1], (unsigned long long)c->collections[2],
+                         (unsigned long long)c->collected[0], (unsigned long long)c->collected[1],
+                         (unsigned long long)c->collected[2]);
+        }
+    }
+    if (!st->total)
+        snprintf(st->detail, sizeof st->detail, "the trace holds no allocator statistics");
+    /* Collection points: the i-th replayed collection against the i-th recorded one. */
+    vcheck_t *cp = add_check(rep, "collection points and generations");
+    vcheck_t *cg = r.kind == HR_KIND_GRAPH ? add_check(rep, "garbage found per collection") : NULL;
+    size_t n = r.recorded.n > r.replayed.n ? r.recorded.n : r.replayed.n;
+    cp->total = n;
+    uint64_t prev_end = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i >= r.recorded.n || i >= r.replayed.n) {
+            if (!cp->detail[0])
+                snprintf(cp->detail, sizeof cp->detail, "recorded %zu collections, replayed %zu",
+                         r.recorded.n, r.replayed.n);
+            continue;
+        }
+        hr_collection_t *a = &r.recorded.v[i], *b = &r.replayed.v[i];
+        if (a->generation == b->generation && b->event > prev_end && b->event <= a->begin)
+            cp->matched++;
+        else if (!cp->detail[0])
+            snprintf(cp->detail, sizeof cp->detail,
+                     "collection %zu: recorded generation %u starting at event %llu (window after "
+                     "%llu), replayed generation %u at event %llu",
+                     i, a->generation, (unsigned long long)a->begin, (unsigned long long)prev_end,
+                     b->generation, (unsigned long long)b->event);
+        if (cg) {
+            cg->total++;
+            if (a->collected == b->collected)
+                cg->matched++;
+            else if (!cg->detail[0])
+                snprintf(cg->detail, sizeof cg->detail,
+                         "collection %zu (generation %u, event %llu): CPython found %llu, the "
+                         "replay %llu", i, a->generation, (unsigned long long)a->begin,
+                         (unsigned long long)a->collected, (unsigned long long)b->collected);
+        }
+        prev_end = a->event;
+    }
+    hr_replay_result_free(&r);
+    return HR_OK;
+}
+
+/* {==== Replay B: reference-counting deaths against DIED ==== */
+
+typedef struct death_rec {
+    uint64_t hard;  /* allocation events seen before the replay's death (+1; 0: no death) */
+    uint8_t in_gc;  /* DIED inside a recorded collection */
+    uint8_t died;   /* DIED seen */
+} death_rec_t;
+
+static int cmp_death_event(const void *x, const void *y)
+{
+    const hr_death_t *a = x, *b = y;
+    return a->event < b->event ? -1 : a->event > b->event;
+}
+
+static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
+{
+    hr_replay_opts_t o = {.alloc_spec = "libc", .gc_spec = "refcount", .log_deaths = 1};
+    hr_replay_result_t r;
+    vcheck_t *run = add_check(rep, "replay with reference counting completes");
+    run->total = 1;
+    int rc = hr_replay_run(path, &o, &r, err);
+    if (rc) {
+        snprintf(run->detail, sizeof run->detail, "%s", err->msg);
+        hr_err_clear(err);
+        hr_replay_result_free(&r);
+        return rc == HR_ECHECK ? HR_OK : rc;
+    }
+    run->matched = 1;
+    if (r.reclaimed.n)
+        qsort(r.reclaimed.v, r.reclaimed.n, sizeof *r.reclaimed.v, cmp_death_event);
+    vcheck_t *ex = add_check(rep, "refcount deaths where CPython freed (same observation)");
+    vcheck_t *lk = add_check(rep, "cycle garbage leaked by refcount");
+    /* Stream the trace once more: count allocation events, and meet the replay's deaths and the
+     * recorded DIED events in order. */
+    hr_idtab_t map;
+    hr_idtab_init(&map, sizeof(death_rec_t));
+    hr_trace_reader_t *tr;
+    if ((rc = hr_trace_open(&tr, path, NULL, err)))
+        goto out;
+    hr_event_t *evs = malloc(4096 * sizeof *evs);
+    size_t k = 0, got;
+    uint64_t event = 0, hard = 0, early = 0, late = 0, missing = 0, freed_cyclic = 0;
+    int in_gc = 0;
+    while (evs && (rc = hr_trace_read(tr, evs, 4096, &got, err)) == 0 && got > 0) {
+        for (size_t i = 0; i < got; i++, event++) {
+            const hr_event_t *ev = &evs[i];
+            for (; k < r.reclaimed.n && r.reclaimed.v[k].event == event; k++) {
+                death_rec_t *d = hr_idtab_get(&map, r.reclaimed.v[k].id);
+                if (!d)
+                    d = hr_idtab_put(&map, r.reclaimed.v[k].id);
+                if (d)
+                    d->hard = hard + 1;
+            }
+            switch (ev->op) {
+            case HR_OP_ALLOC:
+            case HR_OP_FREE:
+            case HR_OP_REALLOC:
+                hard++;
+                break;
+            case HR_OP_GC_BEGIN:
+                in_gc = 1;
+                break;
+            case HR_OP_GC_END:
+                in_gc = 0;
+                break;
+            case HR_OP_DIED: {
+                death_rec_t *d = hr_idtab_get(&map, ev->a);
+                uint64_t h = d ? d->hard : 0;
+                if (in_gc) {
+                    lk->total++;
+                    if (!h)
+                        lk->matched++;
+                    else
+                        freed_cyclic++;
+                } else {
+                    ex->total++;
+                    if (h && h - 1 == hard)
+                        ex->matched++;
+                    else if (h)
+                        early++;
+                    else
+                        missing++;
+                }
+                if (d)
+                    d->died = 1;
+                break;
+            }
+            default:
+                break;
+            }
+        }
+    }
+    (void)late;
+    free(evs);
+    hr_trace_close(tr);
+    snprintf(ex->detail, sizeof ex->detail,
+             "%llu died earlier in the replay (an allocation event lies between), %llu not "
+             "reclaimed by counting at all",
+             (unsigned long long)early, (unsigned long long)missing);
+    snprintf(lk->detail, sizeof lk->detail, "%llu freed by counting although CPython's cycle "
+             "collector freed them", (unsigned long long)freed_cyclic);
+out:
+    hr_idtab_free(&map);
+    hr_replay_result_free(&r);
+    return rc;
+}
+
+/* {==== The command ==== */
+
+static int run_validate(int argc, char **argv)
+{
+    hr_opt_t o[] = {{"--json", NULL, 1, NULL}};
+    char *in[1];
+    int n;
+    if (hr_cli_parse("validate", argc, argv, o, 1, in, 1, &n))
+        return 1;
+    if (n != 1)
+        return hr_cli_usage("validate", "expected one TRACE");
+    hr_err_t err = {0};
+    hr_trace_reader_t *tr;
+    if (hr_trace_open(&tr, in[0], NULL, &err))
+        return hr_cli_fail(&err);
+    const hr_trace_header_t *h = hr_trace_header(tr);
+    int kind = h->kind;
+    char gc_spec[128] = "generational:700,10,10";
+    const char *thr = hr_trace_header_get(h, "gc_threshold");
+    if (thr)
+        snprintf(gc_spec, sizeof gc_spec, "generational:%s", thr);
+    const char *producer = hr_trace_header_get(h, "producer");
+    int recorded = producer && strncmp(producer, "heapreplay record", 17) == 0;
+    hr_trace_close(tr);
+    if (!recorded)
+        fprintf(stderr, "heapreplay validate: warning: %s was not written by 'heapreplay record'; "
+                        "comparing what it holds\n", in[0]);
+    vreport_t rep = {0};
+    int rc = check_schedule(in[0], gc_spec, &rep, &err);
+    if (!rc && kind == HR_KIND_GRAPH)
+        rc = check_refcount(in[0], &rep, &err);
+    if (rc)
+        return hr_cli_fail(&err);
+    int bad = 0;
+    printf("validate %s (%s trace; replays: pymalloc:preset=3.11,placement=recorded with %s%s)\n\n",
+           in[0], hr_kind_name(kind), gc_spec, kind == HR_KIND_GRAPH ? "; libc with refcount" : "");
+    printf("%-56s %9s %9s  %s\n", "check", "matched", "of", "result");
+    for (int i = 0; i < rep.n; i++) {
+        vcheck_t *c = &rep.c[i];
+        int ok = c->total > 0 && c->matched == c->total;
+        bad |= !ok && c->total > 0;
+        printf("%-56s %9llu %9llu  %s\n", c->name, (unsigned long long)c->matched,
+               (unsigned long long)c->total, c->total == 0 ? "n/a" : ok ? "MATCH" : "MISMATCH");
+        if (c->detail[0] && !ok)
+            printf("    %s\n", c->detail);
+    }
+    if (o[0].value) {
+        FILE *f = fopen(o[0].value, "w");
+        if (f) {
+            fprintf(f, "{\"schema\": \"heapreplay-validate/1\", \"trace\": \"%s\", \"checks\": [", in[0]);
+            for (int i = 0; i < rep.n; i++)
+                fprintf(f, "%s{\"check\": \"%s\", \"matched\": %llu, \"total\": %llu}",
+                        i ? ", " : "", rep.c[i].name, (unsigned long long)rep.c[i].matched,
+                        (unsigned long long)rep.c[i].total);
+            fprintf(f, "]}\n");
+            fclose(f);
+        }
+    }
+    printf("\n%s\n", bad ? "MISMATCH: the replay does not reproduce everything the recorded program did"
+                         : "all checks match");
+    return bad ? 2 : 0;
+}
+
+const hr_cmd_t hr_cmd_validate = {
+    "validate", "TRACE [--json OUT]",
+    "Replay a trace recorded from CPython with the matching configuration and compare every check\n"
+    "it holds: pymalloc's statistics text, the collection schedule per generation, and for graph\n"
+    "traces the garbage per collection and reference-counting deaths. Exit 2 on a mismatch.",
+    "  --json OUT           write the table as JSON\n", run_validate};
