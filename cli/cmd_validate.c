@@ -74,6 +74,8 @@ static void first_diff(const char *a, const char *b, char *out, size_t cap)
 
 /* {==== Replay A: allocator and collection schedule ==== */
 
+static int verbose;
+
 static int check_schedule(const char *path, const char *gc_spec, vreport_t *rep, hr_err_t *err)
 {
     hr_replay_opts_t o = {.alloc_spec = "pymalloc:preset=3.11,placement=recorded", .gc_spec = gc_spec,
@@ -150,6 +152,11 @@ static int check_schedule(const char *path, const char *gc_spec, vreport_t *rep,
             continue;
         }
         hr_collection_t *a = &r.recorded.v[i], *b = &r.replayed.v[i];
+        if (verbose)
+            printf("collection %5zu: recorded gen %u begin %10llu end %10llu | replayed gen %u at "
+                   "%10llu (%+lld events before the recorded begin)\n",
+                   i, a->generation, (unsigned long long)a->begin, (unsigned long long)a->event,
+                   b->generation, (unsigned long long)b->event, (long long)(a->begin - b->event));
         if (a->generation == b->generation && b->event > prev_end && b->event <= a->begin)
             cp->matched++;
         else if (!cp->detail[0])
@@ -285,11 +292,12 @@ out:
 
 static int run_validate(int argc, char **argv)
 {
-    hr_opt_t o[] = {{"--json", NULL, 1, NULL}};
+    hr_opt_t o[] = {{"--json", NULL, 1, NULL}, {"--verbose", "-v", 0, NULL}};
     char *in[1];
     int n;
-    if (hr_cli_parse("validate", argc, argv, o, 1, in, 1, &n))
+    if (hr_cli_parse("validate", argc, argv, o, 2, in, 1, &n))
         return 1;
+    verbose = o[1].value != NULL;
     if (n != 1)
         return hr_cli_usage("validate", "expected one TRACE");
     hr_err_t err = {0};
@@ -349,4 +357,6 @@ const hr_cmd_t hr_cmd_validate = {
     "Replay a trace recorded from CPython with the matching configuration and compare every check\n"
     "it holds: pymalloc's statistics text, the collection schedule per generation, and for graph\n"
     "traces the garbage per collection and reference-counting deaths. Exit 2 on a mismatch.",
-    "  --json OUT           write the table as JSON\n", run_validate};
+    "  --json OUT           write the table as JSON\n"
+    "  -v, --verbose        list every collection: recorded and replayed generation and position\n",
+    run_validate};
