@@ -521,6 +521,9 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
                 /* undo the request the wrapper counted, then report through step() */
                 if (p)
                     hr_alloc_free(al, p, (size_t)ev->b, (hr_domain_t)ev->domain);
+            } else if (ev->op >= HR_OP_INCREF && ev->op <= HR_OP_UNLINK && !e.check &&
+                       !e.gvt->incref) {
+                goto next; /* a collector without graph slots (none): nothing to do */
             } else if (ev->op == HR_OP_FREE) {
                 hr_entry_t *en = hr_idtab_get(&e.tab, ev->a);
                 if (HR_LIKELY(en && (en->meta & E_LIVE) && !(en->meta >> 50 & 0x1f))) {
@@ -590,7 +593,7 @@ out:
     free(evs);
     hr_trace_close(r);
     hr_gc_destroy(e.gc);
-    if (e.alloc)
+    if (e.alloc && !(e.alloc->vt->flags & HR_ALLOC_F_SHARED_BLOCKS)) /* null frees nothing */
         hr_idtab_each(&e.tab, free_live, e.alloc);
     hr_alloc_destroy(e.alloc);
     hr_idtab_free(&e.tab);

@@ -576,6 +576,16 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                         goto bad_value;
                     ev->align_log2 = (uint8_t)y;
                 }
+                /* fast path: flags this trace kind allows, a defined type, no alignment */
+                if (HR_LIKELY(!(x & ~(uint64_t)(HR_F_GC | HR_F_OBJECT | HR_F_ZERO | HR_F_TYPED)) &&
+                              ev->b <= HR_TRACE_MAX_SIZE && hr_chk_has_room(chk) &&
+                              (!(x & HR_F_OBJECT) || chk->kind == HR_KIND_GRAPH) &&
+                              (!(x & HR_F_TYPED) || ev->tag < chk->ntypes))) {
+                    hr_chk_set(chk, chk->next_id++, (x & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
+                    prev = ev->a;
+                    n++;
+                    continue;
+                }
                 break;
             case HR_W_FREE:
             case HR_W_FREE | HR_W_FROM_PREV:
