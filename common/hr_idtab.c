@@ -10,13 +10,24 @@
  * after its ids died. mmap gives zeroed pages. */
 static size_t leaf_bytes(const hr_idtab_t *t) { return (size_t)HR_IDTAB_LEAF * t->rec_size; }
 
-static uint8_t *leaf_new(const hr_idtab_t *t)
+static uint8_t *leaf_new(hr_idtab_t *t)
 {
+    if (t->ncache) { /* a recently freed leaf: zero it instead of asking the kernel */
+        uint8_t *p = t->cache[--t->ncache];
+        memset(p, 0, leaf_bytes(t));
+        return p;
+    }
     void *p = mmap(NULL, leaf_bytes(t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
-static void leaf_free(const hr_idtab_t *t, uint8_t *leaf) { munmap(leaf, leaf_bytes(t)); }
+static void leaf_free(hr_idtab_t *t, uint8_t *leaf)
+{
+    if (t->ncache < HR_IDTAB_CACHE)
+        t->cache[t->ncache++] = leaf;
+    else
+        munmap(leaf, leaf_bytes(t));
+}
 
 void hr_idtab_init(hr_idtab_t *t, size_t rec_size)
 {
@@ -31,6 +42,8 @@ void hr_idtab_free(hr_idtab_t *t)
             leaf_free(t, t->dir[k]);
     free(t->dir);
     free(t->live);
+    while (t->ncache)
+        munmap(t->cache[--t->ncache], leaf_bytes(t));
     size_t rs = t->rec_size;
     hr_idtab_init(t, rs);
 }
@@ -88,7 +101,8 @@ void hr_idtab_release_slow(hr_idtab_t *t, uint64_t k)
 
 size_t hr_idtab_bytes(const hr_idtab_t *t)
 {
-    return t->leaves * HR_IDTAB_LEAF * t->rec_size + t->ndir * (sizeof *t->dir + sizeof *t->live);
+    return (t->leaves + t->ncache) * HR_IDTAB_LEAF * t->rec_size +
+           t->ndir * (sizeof *t->dir + sizeof *t->live);
 }
 
 int hr_idtab_each(hr_idtab_t *t, int (*fn)(void *arg, uint64_t id, void *rec), void *arg)

@@ -9,8 +9,8 @@
  * Ids are put in increasing order (the caller may skip ids).
  * Invariants: live[k] == number of ids of leaf k put and not yet released; dir[k] == NULL iff
  * leaf k was never touched or has been freed. Memory: rec_size * LEAF per leaf holding a live id,
- * plus 8 bytes of directory per LEAF ids of the whole trace (the only part that grows with trace
- * length: 8 MB per billion ids).
+ * plus 12 bytes of directory per LEAF ids of the whole trace (the only part that grows with trace
+ * length: 47 MB per billion ids).
  */
 #ifndef HR_IDTAB_H
 #define HR_IDTAB_H
@@ -20,7 +20,10 @@
 
 #include "hr_common.h"
 
-#define HR_IDTAB_SHIFT 10
+/* 256 ids a leaf: a leaf of 16-byte records is one 4 KiB page, so a long-lived id pins at most a
+ * page; 1024-id leaves made the engine cost 25-70 bytes per live block on recorded traces. */
+#define HR_IDTAB_SHIFT 8
+#define HR_IDTAB_CACHE 64 /* freed leaves kept for reuse, to spare mmap/munmap calls */
 #define HR_IDTAB_LEAF ((uint64_t)1 << HR_IDTAB_SHIFT)
 
 typedef struct hr_idtab {
@@ -31,6 +34,8 @@ typedef struct hr_idtab {
     uint64_t frontier; /* 1 + the largest id put so far */
     size_t leaves;     /* leaves allocated now */
     size_t peak_leaves;
+    uint8_t *cache[HR_IDTAB_CACHE]; /* owned: freed leaves, dirty (zeroed on reuse) */
+    size_t ncache;
 } hr_idtab_t;
 
 void hr_idtab_init(hr_idtab_t *t, size_t rec_size);
