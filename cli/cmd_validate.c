@@ -76,23 +76,35 @@ static void first_diff(const char *a, const char *b, char *out, size_t cap)
 
 static int verbose;
 
+/* Run one replay for the report: a replay that stops on a check (an event naming an object
+ * counting already freed) becomes a failed row, not a reason to stop validating. Returns 1 when
+ * the result can be used, 0 when the row says why not, or a negative code. */
+static int run_replay_row(const char *path, const hr_replay_opts_t *o, const char *name,
+                          vreport_t *rep, hr_replay_result_t *r, hr_err_t *err)
+{
+    vcheck_t *row = add_check(rep, name);
+    row->total = 1;
+    int rc = hr_replay_run(path, o, r, err);
+    if (rc) {
+        snprintf(row->detail, sizeof row->detail, "%s", err->msg);
+        hr_replay_result_free(r);
+        if (rc != HR_ECHECK)
+            return rc;
+        hr_err_clear(err);
+        return 0;
+    }
+    row->matched = 1;
+    return 1;
+}
+
 static int check_schedule(const char *path, const char *gc_spec, vreport_t *rep, hr_err_t *err)
 {
     hr_replay_opts_t o = {.alloc_spec = "pymalloc:preset=3.11,placement=recorded", .gc_spec = gc_spec,
                           .log_deaths = 1};
     hr_replay_result_t r;
-    vcheck_t *run = add_check(rep, "replay with the generational collector completes");
-    run->total = 1;
-    int rc = hr_replay_run(path, &o, &r, err);
-    if (rc) {
-        /* A trace the collector cannot replay (an event naming an object that counting already
-         * freed) is a mismatch to report, not a reason to stop. */
-        snprintf(run->detail, sizeof run->detail, "%s", err->msg);
-        hr_err_clear(err);
-        hr_replay_result_free(&r);
-        return rc == HR_ECHECK ? HR_OK : rc;
-    }
-    run->matched = 1;
+    int rc = run_replay_row(path, &o, "replay with the generational collector completes", rep, &r, err);
+    if (rc <= 0)
+        return rc;
     vcheck_t *st = add_check(rep, "allocator statistics (sys._debugmallocstats)");
     vcheck_t *gs = add_check(rep, "collections per generation (gc.get_stats)");
     for (size_t i = 0; i < r.ncheckpoints; i++) {
@@ -199,16 +211,9 @@ static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
 {
     hr_replay_opts_t o = {.alloc_spec = "libc", .gc_spec = "refcount", .log_deaths = 1};
     hr_replay_result_t r;
-    vcheck_t *run = add_check(rep, "replay with reference counting completes");
-    run->total = 1;
-    int rc = hr_replay_run(path, &o, &r, err);
-    if (rc) {
-        snprintf(run->detail, sizeof run->detail, "%s", err->msg);
-        hr_err_clear(err);
-        hr_replay_result_free(&r);
-        return rc == HR_ECHECK ? HR_OK : rc;
-    }
-    run->matched = 1;
+    int rc = run_replay_row(path, &o, "replay with reference counting completes", rep, &r, err);
+    if (rc <= 0)
+        return rc;
     if (r.reclaimed.n)
         qsort(r.reclaimed.v, r.reclaimed.n, sizeof *r.reclaimed.v, cmp_death_event);
     vcheck_t *ex = add_check(rep, "refcount deaths where CPython freed (same observation)");

@@ -65,8 +65,7 @@ typedef struct gen_gc {
     int collecting;
     int disabled;            /* gc.disable() */
     gen_list_t gen[NGEN];
-    hr_gobj_t **stack; /* owned: reachability stack, then the garbage set */
-    size_t nstack, capstack;
+    hr_gstack_t stack;       /* reachability stack, then the garbage set */
 } gen_gc_t;
 
 /* {==== Lists ==== */
@@ -168,21 +167,8 @@ static void gen_destroy(void *ctx)
         return;
     hr_graph_free(&c->g);
     hr_pauses_free(&c->pauses);
-    free(c->stack);
+    hr_gstack_free(&c->stack);
     free(c);
-}
-
-static int push(gen_gc_t *c, hr_gobj_t *o, hr_err_t *err)
-{
-    if (c->nstack == c->capstack) {
-        size_t cap = c->capstack ? c->capstack * 2 : 4096;
-        hr_gobj_t **p = realloc(c->stack, cap * sizeof *p);
-        if (!p)
-            return hr_err_set(err, HR_ENOMEM, "out of memory for the collector's stack");
-        c->stack = p, c->capstack = cap;
-    }
-    c->stack[c->nstack++] = o;
-    return HR_OK;
 }
 
 /* {==== Collection ==== */
@@ -215,20 +201,20 @@ static int collect(gen_gc_t *c, int g, hr_err_t *err)
                 d->scratch--;
         }
     /* move_unreachable: mark 2 = reachable from outside the young set */
-    c->nstack = 0;
+    c->stack.n = 0;
     for (hr_gobj_t *o = young->head; o && !rc; o = o->next)
         if (o->scratch > 0) {
             o->mark = 2;
-            rc = push(c, o, err);
+            rc = hr_gstack_push(&c->stack, o, err);
         }
-    while (!rc && c->nstack > 0) {
-        hr_gobj_t *x = c->stack[--c->nstack];
+    while (!rc && c->stack.n > 0) {
+        hr_gobj_t *x = c->stack.v[--c->stack.n];
         for (uint32_t i = 0; i < x->nout && !rc; i++) {
             hr_gobj_t *d = hr_graph_get(&c->g, x->out[i]);
             c->st.links_visited++;
             if (d->mark == 1) {
                 d->mark = 2;
-                rc = push(c, d, err);
+                rc = hr_gstack_push(&c->stack, d, err);
             }
         }
     }
@@ -240,13 +226,13 @@ static int collect(gen_gc_t *c, int g, hr_err_t *err)
         if (o->mark == 1) {
             list_remove(young, o);
             o->gen = HR_GOBJ_UNTRACKED;
-            if ((rc = push(c, o, err)))
+            if ((rc = hr_gstack_push(&c->stack, o, err)))
                 goto out;
         } else {
             o->mark = 0;
         }
     }
-    n = c->nstack;
+    n = c->stack.n;
     if (g + 1 < NGEN) {
         if (g == NGEN - 2)
             c->long_lived_pending += young->n;
@@ -255,19 +241,9 @@ static int collect(gen_gc_t *c, int g, hr_err_t *err)
         c->long_lived_pending = 0;
         c->long_lived_total = young->n;
     }
-    if (n) {
-        if ((rc = hr_graph_death_times(&c->g, c->stack, n, 1, err)))
-            goto out;
-        uint64_t t = *c->env->event;
-        for (size_t i = 0; i < n; i++) {
-            uint64_t dt = (uint64_t)c->stack[i]->scratch;
-            hr_graph_drag(&c->g, t > dt ? t - dt : 0);
-            c->stack[i]->mark = 0;
-        }
-        rc = hr_graph_kill_set(&c->g, c->stack, n, err);
-    }
+    rc = hr_graph_reclaim_garbage(&c->g, c->stack.v, n, 1, err);
 out:
-    c->nstack = 0;
+    c->stack.n = 0;
     c->collecting = 0;
     c->st.collections++;
     if (g == 0)
@@ -338,14 +314,6 @@ static void gen_block_free(void *ctx, uint64_t id, unsigned flags)
         c->count[0]--;
 }
 
-static int die_if_zero(gen_gc_t *c, hr_gobj_t *o, hr_err_t *err)
-{
-    if (hr_graph_count(o) != 0)
-        return HR_OK;
-    hr_graph_drag(&c->g, 0);
-    return hr_graph_kill(&c->g, o, err);
-}
-
 static int gen_incref(void *ctx, uint64_t id, hr_err_t *err)
 {
     hr_gobj_t *o;
@@ -354,10 +322,7 @@ static int gen_incref(void *ctx, uint64_t id, hr_err_t *err)
 
 static int gen_decref(void *ctx, uint64_t id, hr_err_t *err)
 {
-    gen_gc_t *c = ctx;
-    hr_gobj_t *o;
-    int rc = hr_graph_decref(&c->g, id, &o, err);
-    return rc ? rc : die_if_zero(c, o, err);
+    return hr_graph_decref_rc(&((gen_gc_t *)ctx)->g, id, err);
 }
 
 static int gen_link(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
@@ -367,10 +332,7 @@ static int gen_link(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
 
 static int gen_unlink(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
 {
-    gen_gc_t *c = ctx;
-    hr_gobj_t *d;
-    int rc = hr_graph_unlink(&c->g, src, dst, &d, err);
-    return rc ? rc : die_if_zero(c, d, err);
+    return hr_graph_unlink_rc(&((gen_gc_t *)ctx)->g, src, dst, err);
 }
 
 static void gen_resize(void *ctx, uint64_t id, uint64_t size)

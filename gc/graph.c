@@ -29,8 +29,7 @@ void hr_graph_free(hr_graph_t *g)
 {
     hr_idtab_each(&g->objs, free_edges, NULL);
     hr_idtab_free(&g->objs);
-    free(g->work);
-    g->work = NULL;
+    hr_gstack_free(&g->work);
 }
 
 static uint64_t now(const hr_graph_t *g) { return g->env && g->env->event ? *g->env->event : 0; }
@@ -129,17 +128,29 @@ int hr_graph_unlink(hr_graph_t *g, uint64_t src, uint64_t dst, hr_gobj_t **dsto,
                       (unsigned long long)src, (unsigned long long)dst, (unsigned long long)src);
 }
 
+int hr_gstack_push(hr_gstack_t *s, hr_gobj_t *o, hr_err_t *err)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4096;
+        hr_gobj_t **p = realloc(s->v, cap * sizeof *p);
+        if (!p)
+            return hr_err_set(err, HR_ENOMEM, "out of memory for a collector's object stack");
+        s->v = p, s->cap = cap;
+    }
+    s->v[s->n++] = o;
+    return HR_OK;
+}
+
+void hr_gstack_free(hr_gstack_t *s)
+{
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
 static int push_work(hr_graph_t *g, hr_gobj_t *o, hr_err_t *err)
 {
-    if (g->nwork == g->capwork) {
-        size_t cap = g->capwork ? g->capwork * 2 : 1024;
-        hr_gobj_t **p = realloc(g->work, cap * sizeof *p);
-        if (!p)
-            return hr_err_set(err, HR_ENOMEM, "out of memory for the cascade worklist");
-        g->work = p, g->capwork = cap;
-    }
-    g->work[g->nwork++] = o;
-    return HR_OK;
+    return hr_gstack_push(&g->work, o, err);
 }
 
 /* Free one object's block and record; its edges must already be gone. */
@@ -186,18 +197,18 @@ static int drop_edges(hr_graph_t *g, hr_gobj_t *x, hr_err_t *err)
 static int cascade_to(hr_graph_t *g, size_t base, hr_err_t *err)
 {
     int rc = HR_OK;
-    while (rc == HR_OK && g->nwork > base) {
-        hr_gobj_t *x = g->work[--g->nwork];
+    while (rc == HR_OK && g->work.n > base) {
+        hr_gobj_t *x = g->work.v[--g->work.n];
         rc = drop_edges(g, x, err);
         reclaim_one(g, x, 0);
     }
-    g->nwork = base;
+    g->work.n = base;
     return rc;
 }
 
 int hr_graph_kill(hr_graph_t *g, hr_gobj_t *o, hr_err_t *err)
 {
-    size_t base = g->nwork;
+    size_t base = g->work.n;
     o->live = 2;
     int rc = push_work(g, o, err);
     return rc ? rc : cascade_to(g, base, err);
@@ -205,7 +216,7 @@ int hr_graph_kill(hr_graph_t *g, hr_gobj_t *o, hr_err_t *err)
 
 int hr_graph_kill_set(hr_graph_t *g, hr_gobj_t **set, size_t n, hr_err_t *err)
 {
-    size_t base = g->nwork;
+    size_t base = g->work.n;
     int rc = HR_OK;
     for (size_t i = 0; i < n; i++)
         set[i]->live = 3;
@@ -233,6 +244,41 @@ void hr_graph_remove_set(hr_graph_t *g, hr_gobj_t **set, size_t n)
     }
 }
 
+int hr_graph_decref_rc(hr_graph_t *g, uint64_t id, hr_err_t *err)
+{
+    hr_gobj_t *o;
+    int rc = hr_graph_decref(g, id, &o, err);
+    if (rc || hr_graph_count(o) != 0)
+        return rc;
+    hr_graph_drag(g, 0);
+    return hr_graph_kill(g, o, err);
+}
+
+int hr_graph_unlink_rc(hr_graph_t *g, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    hr_gobj_t *d;
+    int rc = hr_graph_unlink(g, src, dst, &d, err);
+    if (rc || hr_graph_count(d) != 0)
+        return rc;
+    hr_graph_drag(g, 0);
+    return hr_graph_kill(g, d, err);
+}
+
+int hr_graph_reclaim_garbage(hr_graph_t *g, hr_gobj_t **set, size_t n, uint8_t m, hr_err_t *err)
+{
+    if (n == 0)
+        return HR_OK;
+    int rc = hr_graph_death_times(g, set, n, m, err);
+    if (rc)
+        return rc;
+    uint64_t t = now(g);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t dt = (uint64_t)set[i]->scratch;
+        hr_graph_drag(g, t > dt ? t - dt : 0);
+    }
+    return hr_graph_kill_set(g, set, n, err);
+}
+
 void hr_graph_drag(hr_graph_t *g, uint64_t drag)
 {
     g->drag_sum += drag;
@@ -244,15 +290,15 @@ void hr_graph_drag(hr_graph_t *g, uint64_t drag)
 
 int hr_graph_death_times(hr_graph_t *g, hr_gobj_t **set, size_t n, uint8_t m, hr_err_t *err)
 {
-    size_t base = g->nwork;
+    size_t base = g->work.n;
     int rc = HR_OK;
     for (size_t i = 0; i < n && !rc; i++) {
         set[i]->scratch = (int64_t)set[i]->ts;
         rc = push_work(g, set[i], err);
     }
     /* Propagate the largest timestamp along edges inside the set until nothing changes. */
-    while (!rc && g->nwork > base) {
-        hr_gobj_t *x = g->work[--g->nwork];
+    while (!rc && g->work.n > base) {
+        hr_gobj_t *x = g->work.v[--g->work.n];
         for (uint32_t i = 0; i < x->nout && !rc; i++) {
             hr_gobj_t *d = hr_idtab_get(&g->objs, x->out[i]);
             if (d->mark == m && d->scratch < x->scratch) {
@@ -261,7 +307,7 @@ int hr_graph_death_times(hr_graph_t *g, hr_gobj_t **set, size_t n, uint8_t m, hr
             }
         }
     }
-    g->nwork = base;
+    g->work.n = base;
     return rc;
 }
 
@@ -327,8 +373,8 @@ int hr_graph_account_end(hr_graph_t *g, hr_err_t *err)
     end_arg_t a = {g, err, 0};
     hr_graph_each(g, clear_mark, NULL);
     hr_graph_each(g, mark_roots, &a);
-    while (!a.rc && g->nwork > 0) {
-        hr_gobj_t *x = g->work[--g->nwork];
+    while (!a.rc && g->work.n > 0) {
+        hr_gobj_t *x = g->work.v[--g->work.n];
         for (uint32_t i = 0; i < x->nout && !a.rc; i++) {
             hr_gobj_t *d = hr_idtab_get(&g->objs, x->out[i]);
             if (!d->mark) {

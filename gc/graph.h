@@ -48,6 +48,15 @@ typedef struct hr_gobj {
 
 typedef struct hr_graph hr_graph_t;
 
+/* A stack of objects (mark stacks, garbage sets, worklists). Owned by whoever embeds it. */
+typedef struct hr_gstack {
+    hr_gobj_t **v;
+    size_t n, cap;
+} hr_gstack_t;
+
+int hr_gstack_push(hr_gstack_t *s, hr_gobj_t *o, hr_err_t *err);
+void hr_gstack_free(hr_gstack_t *s);
+
 /* Called just before an object is reclaimed, so a collector can unlink it from its lists. */
 typedef void (*hr_graph_unlist_fn)(void *ctx, hr_gobj_t *o);
 
@@ -58,8 +67,7 @@ struct hr_graph {
     hr_graph_unlist_fn unlist; /* may be NULL */
     void *unlist_ctx;
     uint64_t nobjects;         /* live objects */
-    hr_gobj_t **work;          /* owned: the cascade worklist */
-    size_t nwork, capwork;
+    hr_gstack_t work;          /* the cascade worklist */
     uint64_t drag_sum, drag_n; /* for the mean drag */
 };
 
@@ -92,6 +100,16 @@ int hr_graph_kill(hr_graph_t *g, hr_gobj_t *o, hr_err_t *err);
  * go first, then their blocks; objects outside the set whose count falls to zero follow by
  * reference counting (generational: old or untracked objects held only by young garbage). */
 int hr_graph_kill_set(hr_graph_t *g, hr_gobj_t **set, size_t n, hr_err_t *err);
+
+/* Counting deaths: decref (or unlink), and if the object's count reached zero, reclaim it and
+ * what only it kept alive, with drag 0 (refcount and generational share these). */
+int hr_graph_decref_rc(hr_graph_t *g, uint64_t id, hr_err_t *err);
+int hr_graph_unlink_rc(hr_graph_t *g, uint64_t src, uint64_t dst, hr_err_t *err);
+
+/* Reclaim garbage found by tracing at the current event: the n objects of `set`, all with mark
+ * `m`. Computes their death times, records a drag sample each, then reclaims them
+ * (hr_graph_kill_set). */
+int hr_graph_reclaim_garbage(hr_graph_t *g, hr_gobj_t **set, size_t n, uint8_t m, hr_err_t *err);
 
 /* Remove a set of objects without reclaiming anything: their edges go (targets lose one `in`
  * each, nobody dies), then their records. For shadows and oracles, not for collectors. */

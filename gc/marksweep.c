@@ -39,8 +39,7 @@ typedef struct ms_gc {
     uint64_t heap_bytes;      /* bytes of live objects */
     uint64_t since_last;      /* bytes allocated since the last collection */
     uint64_t threshold;       /* collect when heap_bytes exceeds this (factor mode) */
-    hr_gobj_t **stack;        /* owned: mark stack, then the garbage set */
-    size_t nstack, capstack;
+    hr_gstack_t stack;        /* mark stack, then the garbage set */
     const hr_gc_env_t *env;
 } ms_gc_t;
 
@@ -89,21 +88,8 @@ static void ms_destroy(void *ctx)
         return;
     hr_graph_free(&c->g);
     hr_pauses_free(&c->pauses);
-    free(c->stack);
+    hr_gstack_free(&c->stack);
     free(c);
-}
-
-static int push(ms_gc_t *c, hr_gobj_t *o, hr_err_t *err)
-{
-    if (c->nstack == c->capstack) {
-        size_t cap = c->capstack ? c->capstack * 2 : 4096;
-        hr_gobj_t **p = realloc(c->stack, cap * sizeof *p);
-        if (!p)
-            return hr_err_set(err, HR_ENOMEM, "out of memory for the mark stack");
-        c->stack = p, c->capstack = cap;
-    }
-    c->stack[c->nstack++] = o;
-    return HR_OK;
 }
 
 typedef struct walk {
@@ -119,7 +105,7 @@ static int whiten_and_root(void *arg, hr_gobj_t *o)
     o->mark = 0;
     if (o->ext > 0) {
         o->mark = 1;
-        if ((w->rc = push(w->c, o, w->err)))
+        if ((w->rc = hr_gstack_push(&w->c->stack, o, w->err)))
             return 1;
     }
     return 0;
@@ -128,7 +114,7 @@ static int whiten_and_root(void *arg, hr_gobj_t *o)
 static int gather_white(void *arg, hr_gobj_t *o)
 {
     walk_t *w = arg;
-    if (!o->mark && (w->rc = push(w->c, o, w->err)))
+    if (!o->mark && (w->rc = hr_gstack_push(&w->c->stack, o, w->err)))
         return 1;
     return 0;
 }
@@ -137,16 +123,16 @@ static int collect(ms_gc_t *c, hr_err_t *err)
 {
     uint64_t t0 = hr_now_ns();
     walk_t w = {c, err, 0};
-    c->nstack = 0;
+    c->stack.n = 0;
     hr_graph_each(&c->g, whiten_and_root, &w); /* roots pushed, everything else white */
-    while (!w.rc && c->nstack > 0) {
-        hr_gobj_t *x = c->stack[--c->nstack];
+    while (!w.rc && c->stack.n > 0) {
+        hr_gobj_t *x = c->stack.v[--c->stack.n];
         for (uint32_t i = 0; i < x->nout && !w.rc; i++) {
             hr_gobj_t *d = hr_graph_get(&c->g, x->out[i]);
             c->st.links_visited++;
             if (!d->mark) {
                 d->mark = 1;
-                w.rc = push(c, d, err);
+                w.rc = hr_gstack_push(&c->stack, d, err);
             }
         }
     }
@@ -154,22 +140,14 @@ static int collect(ms_gc_t *c, hr_err_t *err)
         hr_graph_each(&c->g, gather_white, &w);
     if (w.rc)
         return w.rc;
-    size_t n = c->nstack;
+    size_t n = c->stack.n;
     int rc = HR_OK;
-    if (n) {
-        for (size_t i = 0; i < n; i++)
-            c->stack[i]->mark = 2; /* garbage: the set death times propagate within */
-        if ((rc = hr_graph_death_times(&c->g, c->stack, n, 2, err)))
-            return rc;
-        uint64_t t = *c->env->event;
-        for (size_t i = 0; i < n; i++) {
-            uint64_t dt = (uint64_t)c->stack[i]->scratch;
-            hr_graph_drag(&c->g, t > dt ? t - dt : 0);
-            c->heap_bytes -= c->stack[i]->size;
-        }
-        rc = hr_graph_kill_set(&c->g, c->stack, n, err);
+    for (size_t i = 0; i < n; i++) {
+        c->stack.v[i]->mark = 2; /* garbage: death times propagate within the set */
+        c->heap_bytes -= c->stack.v[i]->size;
     }
-    c->nstack = 0;
+    rc = hr_graph_reclaim_garbage(&c->g, c->stack.v, n, 2, err);
+    c->stack.n = 0;
     c->st.collections++;
     c->st.collections_gen2++;
     uint64_t dt = hr_now_ns() - t0;

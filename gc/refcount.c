@@ -52,20 +52,9 @@ static int rc_incref(void *ctx, uint64_t id, hr_err_t *err)
     return hr_graph_incref(&((rc_gc_t *)ctx)->g, id, &o, err);
 }
 
-static int die_if_zero(rc_gc_t *c, hr_gobj_t *o, hr_err_t *err)
-{
-    if (hr_graph_count(o) != 0)
-        return HR_OK;
-    hr_graph_drag(&c->g, 0);
-    return hr_graph_kill(&c->g, o, err);
-}
-
 static int rc_decref(void *ctx, uint64_t id, hr_err_t *err)
 {
-    rc_gc_t *c = ctx;
-    hr_gobj_t *o;
-    int rc = hr_graph_decref(&c->g, id, &o, err);
-    return rc ? rc : die_if_zero(c, o, err);
+    return hr_graph_decref_rc(&((rc_gc_t *)ctx)->g, id, err);
 }
 
 static int rc_link(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
@@ -75,10 +64,7 @@ static int rc_link(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
 
 static int rc_unlink(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
 {
-    rc_gc_t *c = ctx;
-    hr_gobj_t *d;
-    int rc = hr_graph_unlink(&c->g, src, dst, &d, err);
-    return rc ? rc : die_if_zero(c, d, err);
+    return hr_graph_unlink_rc(&((rc_gc_t *)ctx)->g, src, dst, err);
 }
 
 static void rc_resize(void *ctx, uint64_t id, uint64_t size)

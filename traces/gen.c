@@ -43,7 +43,7 @@ uint64_t hr_rng_below(hr_rng_t *r, uint64_t n) { return (uint64_t)(((__uint128_t
 
 /* {==== Helpers ==== */
 
-static int get_u64(hr_spec_t *spec, const char *key, uint64_t dflt, uint64_t *out, hr_err_t *err)
+int hr_gen_param_u64(hr_spec_t *spec, const char *key, uint64_t dflt, uint64_t *out, hr_err_t *err)
 {
     const char *v = hr_spec_get(spec, key);
     *out = dflt;
@@ -52,6 +52,8 @@ static int get_u64(hr_spec_t *spec, const char *key, uint64_t dflt, uint64_t *ou
                           v);
     return HR_OK;
 }
+
+#define get_u64 hr_gen_param_u64
 
 /* A set of ids with O(1) insert, random pick and removal. */
 typedef struct idset {

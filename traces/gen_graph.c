@@ -23,15 +23,7 @@
 enum { T_INT, T_LIST, T_NODE, T_DICT, T_TUPLE, T_STR, NTYPES };
 static const char *const type_names[NTYPES] = {"int", "list", "Node", "dict", "tuple", "str"};
 
-static int get_u64(hr_spec_t *spec, const char *key, uint64_t dflt, uint64_t *out, hr_err_t *err)
-{
-    const char *v = hr_spec_get(spec, key);
-    *out = dflt;
-    if (v && hr_parse_size(v, out))
-        return hr_err_set(err, HR_EUSAGE, "generator '%s': %s=%s is not a number", spec->name, key,
-                          v);
-    return HR_OK;
-}
+#define get_u64 hr_gen_param_u64
 
 static int get_frac(hr_spec_t *spec, const char *key, double dflt, double *out, hr_err_t *err)
 {

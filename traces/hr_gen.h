@@ -16,6 +16,10 @@ typedef struct hr_gen_vt {
 } hr_gen_vt;
 
 const hr_gen_vt *const *hr_gen_registry(void); /* NULL-terminated */
+
+/* For generators: parameter `key` as a number (K/M/G suffixes) or `dflt` when absent; a value
+ * that is not a number fails with HR_EUSAGE naming the generator and the parameter. */
+int hr_gen_param_u64(hr_spec_t *spec, const char *key, uint64_t dflt, uint64_t *out, hr_err_t *err);
 const hr_gen_vt *hr_gen_by_name(const char *name);
 
 /* Generate `spec` ("name:k=v,...") into out_path (written atomically). */
