@@ -55,7 +55,7 @@ typedef struct gen_list {
 } gen_list_t;
 
 typedef struct gen_gc {
-    hr_graph_t g;
+    hr_graph_t g; /* first: the hr_graph_slot_* functions take the context as the graph */
     hr_gc_stats_t st;
     hr_pauses_t pauses;
     const hr_gc_env_t *env;
@@ -314,33 +314,10 @@ static void gen_block_free(void *ctx, uint64_t id, unsigned flags)
         c->count[0]--;
 }
 
-static int gen_incref(void *ctx, uint64_t id, hr_err_t *err)
-{
-    hr_gobj_t *o;
-    return hr_graph_incref(&((gen_gc_t *)ctx)->g, id, &o, err);
-}
 
-static int gen_decref(void *ctx, uint64_t id, hr_err_t *err)
-{
-    return hr_graph_decref_rc(&((gen_gc_t *)ctx)->g, id, err);
-}
 
-static int gen_link(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
-{
-    return hr_graph_link(&((gen_gc_t *)ctx)->g, src, dst, err);
-}
 
-static int gen_unlink(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
-{
-    return hr_graph_unlink_rc(&((gen_gc_t *)ctx)->g, src, dst, err);
-}
 
-static void gen_resize(void *ctx, uint64_t id, uint64_t size)
-{
-    hr_gobj_t *o = hr_graph_get(&((gen_gc_t *)ctx)->g, id);
-    if (o)
-        o->size = size;
-}
 
 /* gc.collect(g) runs whatever the thresholds and even while disabled; the settings calls only
  * change state. */
@@ -361,10 +338,6 @@ static int gen_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_er
     }
 }
 
-static int gen_finish(void *ctx, hr_err_t *err)
-{
-    return hr_graph_account_end(&((gen_gc_t *)ctx)->g, err);
-}
 
 static void gen_stats(void *ctx, hr_gc_stats_t *st)
 {
@@ -380,14 +353,14 @@ const hr_gc_vt hr_gc_generational_vt = {
     .create = gen_create,
     .destroy = gen_destroy,
     .alloc = gen_alloc,
-    .incref = gen_incref,
-    .decref = gen_decref,
-    .link = gen_link,
-    .unlink = gen_unlink,
-    .resize = gen_resize,
+    .incref = hr_graph_slot_incref,
+    .decref = hr_graph_slot_decref_rc,
+    .link = hr_graph_slot_link,
+    .unlink = hr_graph_slot_unlink_rc,
+    .resize = hr_graph_slot_resize,
     .block_free = gen_block_free,
     .block_alloc = gen_block_alloc,
     .control = gen_control,
-    .finish = gen_finish,
+    .finish = hr_graph_slot_finish,
     .stats = gen_stats,
 };

@@ -429,6 +429,50 @@ int hr_graph_verify(hr_graph_t *g, hr_err_t *err)
     return HR_OK;
 }
 
+/* {==== Ready-made vtable slots (the context begins with its hr_graph_t) ==== */
+
+int hr_graph_slot_incref(void *ctx, uint64_t id, hr_err_t *err)
+{
+    hr_gobj_t *o;
+    return hr_graph_incref(ctx, id, &o, err);
+}
+
+int hr_graph_slot_decref_keep(void *ctx, uint64_t id, hr_err_t *err)
+{
+    hr_gobj_t *o;
+    return hr_graph_decref(ctx, id, &o, err);
+}
+
+int hr_graph_slot_decref_rc(void *ctx, uint64_t id, hr_err_t *err)
+{
+    return hr_graph_decref_rc(ctx, id, err);
+}
+
+int hr_graph_slot_link(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    return hr_graph_link(ctx, src, dst, err);
+}
+
+int hr_graph_slot_unlink_keep(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    hr_gobj_t *d;
+    return hr_graph_unlink(ctx, src, dst, &d, err);
+}
+
+int hr_graph_slot_unlink_rc(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    return hr_graph_unlink_rc(ctx, src, dst, err);
+}
+
+void hr_graph_slot_resize(void *ctx, uint64_t id, uint64_t size)
+{
+    hr_gobj_t *o = hr_graph_get(ctx, id);
+    if (o)
+        o->size = size;
+}
+
+int hr_graph_slot_finish(void *ctx, hr_err_t *err) { return hr_graph_account_end(ctx, err); }
+
 /* {==== Pauses ==== */
 
 void hr_pauses_add(hr_pauses_t *p, uint64_t ns)

@@ -132,6 +132,17 @@ int hr_graph_account_end(hr_graph_t *g, hr_err_t *err);
 /* Check the invariants (tests). */
 int hr_graph_verify(hr_graph_t *g, hr_err_t *err);
 
+/* Ready-made vtable slots for collectors whose context struct begins with its hr_graph_t:
+ * graph bookkeeping only (*_keep: no deaths), or with counting deaths (*_rc). */
+int hr_graph_slot_incref(void *ctx, uint64_t id, hr_err_t *err);
+int hr_graph_slot_decref_keep(void *ctx, uint64_t id, hr_err_t *err);
+int hr_graph_slot_decref_rc(void *ctx, uint64_t id, hr_err_t *err);
+int hr_graph_slot_link(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err);
+int hr_graph_slot_unlink_keep(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err);
+int hr_graph_slot_unlink_rc(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err);
+void hr_graph_slot_resize(void *ctx, uint64_t id, uint64_t size);
+int hr_graph_slot_finish(void *ctx, hr_err_t *err);
+
 /* Pause samples: collectors add one per collection; percentiles go into st at stats time. */
 typedef struct hr_pauses {
     uint64_t *ns;

@@ -30,7 +30,7 @@
 enum { MODE_FACTOR, MODE_BUDGET, MODE_HEAP };
 
 typedef struct ms_gc {
-    hr_graph_t g;
+    hr_graph_t g; /* first: the hr_graph_slot_* functions take the context as the graph */
     hr_gc_stats_t st;
     hr_pauses_t pauses;
     int mode;
@@ -196,28 +196,9 @@ static int ms_alloc(void *ctx, uint64_t id, uint64_t size, unsigned flags, hr_er
     return HR_OK;
 }
 
-static int ms_incref(void *ctx, uint64_t id, hr_err_t *err)
-{
-    hr_gobj_t *o;
-    return hr_graph_incref(&((ms_gc_t *)ctx)->g, id, &o, err);
-}
 
-static int ms_decref(void *ctx, uint64_t id, hr_err_t *err)
-{
-    hr_gobj_t *o;
-    return hr_graph_decref(&((ms_gc_t *)ctx)->g, id, &o, err);
-}
 
-static int ms_link(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
-{
-    return hr_graph_link(&((ms_gc_t *)ctx)->g, src, dst, err);
-}
 
-static int ms_unlink(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
-{
-    hr_gobj_t *d;
-    return hr_graph_unlink(&((ms_gc_t *)ctx)->g, src, dst, &d, err);
-}
 
 static void ms_resize(void *ctx, uint64_t id, uint64_t size)
 {
@@ -235,10 +216,6 @@ static int ms_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_err
     return action == HR_GC_COLLECT ? collect(ctx, err) : HR_OK; /* its own triggers otherwise */
 }
 
-static int ms_finish(void *ctx, hr_err_t *err)
-{
-    return hr_graph_account_end(&((ms_gc_t *)ctx)->g, err);
-}
 
 static void ms_stats(void *ctx, hr_gc_stats_t *st)
 {
@@ -254,12 +231,12 @@ const hr_gc_vt hr_gc_marksweep_vt = {
     .create = ms_create,
     .destroy = ms_destroy,
     .alloc = ms_alloc,
-    .incref = ms_incref,
-    .decref = ms_decref,
-    .link = ms_link,
-    .unlink = ms_unlink,
+    .incref = hr_graph_slot_incref,
+    .decref = hr_graph_slot_decref_keep,
+    .link = hr_graph_slot_link,
+    .unlink = hr_graph_slot_unlink_keep,
     .resize = ms_resize,
     .control = ms_control,
-    .finish = ms_finish,
+    .finish = hr_graph_slot_finish,
     .stats = ms_stats,
 };

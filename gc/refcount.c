@@ -16,7 +16,7 @@
 #include <stdlib.h>
 
 typedef struct rc_gc {
-    hr_graph_t g;
+    hr_graph_t g; /* first: the hr_graph_slot_* functions take the context as the graph */
     hr_gc_stats_t st;
 } rc_gc_t;
 
@@ -46,35 +46,11 @@ static int rc_alloc(void *ctx, uint64_t id, uint64_t size, unsigned flags, hr_er
     return hr_graph_alloc(&((rc_gc_t *)ctx)->g, id, size, flags, &o, err);
 }
 
-static int rc_incref(void *ctx, uint64_t id, hr_err_t *err)
-{
-    hr_gobj_t *o;
-    return hr_graph_incref(&((rc_gc_t *)ctx)->g, id, &o, err);
-}
 
-static int rc_decref(void *ctx, uint64_t id, hr_err_t *err)
-{
-    return hr_graph_decref_rc(&((rc_gc_t *)ctx)->g, id, err);
-}
 
-static int rc_link(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
-{
-    return hr_graph_link(&((rc_gc_t *)ctx)->g, src, dst, err);
-}
 
-static int rc_unlink(void *ctx, uint64_t src, uint64_t dst, hr_err_t *err)
-{
-    return hr_graph_unlink_rc(&((rc_gc_t *)ctx)->g, src, dst, err);
-}
 
-static void rc_resize(void *ctx, uint64_t id, uint64_t size)
-{
-    hr_gobj_t *o = hr_graph_get(&((rc_gc_t *)ctx)->g, id);
-    if (o)
-        o->size = size;
-}
 
-static int rc_finish(void *ctx, hr_err_t *err) { return hr_graph_account_end(&((rc_gc_t *)ctx)->g, err); }
 
 static void rc_stats(void *ctx, hr_gc_stats_t *st) { *st = ((rc_gc_t *)ctx)->st; }
 
@@ -85,11 +61,11 @@ const hr_gc_vt hr_gc_refcount_vt = {
     .create = rc_create,
     .destroy = rc_destroy,
     .alloc = rc_alloc,
-    .incref = rc_incref,
-    .decref = rc_decref,
-    .link = rc_link,
-    .unlink = rc_unlink,
-    .resize = rc_resize,
-    .finish = rc_finish,
+    .incref = hr_graph_slot_incref,
+    .decref = hr_graph_slot_decref_rc,
+    .link = hr_graph_slot_link,
+    .unlink = hr_graph_slot_unlink_rc,
+    .resize = hr_graph_slot_resize,
+    .finish = hr_graph_slot_finish,
     .stats = rc_stats,
 };
