@@ -314,11 +314,6 @@ static void gen_block_free(void *ctx, uint64_t id, unsigned flags)
         c->count[0]--;
 }
 
-
-
-
-
-
 /* gc.collect(g) runs whatever the thresholds and even while disabled; the settings calls only
  * change state. */
 static int gen_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_err_t *err)
@@ -337,7 +332,6 @@ static int gen_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_er
     default: return HR_OK;
     }
 }
-
 
 static void gen_stats(void *ctx, hr_gc_stats_t *st)
 {

@@ -196,10 +196,6 @@ static int ms_alloc(void *ctx, uint64_t id, uint64_t size, unsigned flags, hr_er
     return HR_OK;
 }
 
-
-
-
-
 static void ms_resize(void *ctx, uint64_t id, uint64_t size)
 {
     ms_gc_t *c = ctx;
@@ -215,7 +211,6 @@ static int ms_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_err
     (void)a, (void)b;
     return action == HR_GC_COLLECT ? collect(ctx, err) : HR_OK; /* its own triggers otherwise */
 }
-
 
 static void ms_stats(void *ctx, hr_gc_stats_t *st)
 {

@@ -46,12 +46,6 @@ static int rc_alloc(void *ctx, uint64_t id, uint64_t size, unsigned flags, hr_er
     return hr_graph_alloc(&((rc_gc_t *)ctx)->g, id, size, flags, &o, err);
 }
 
-
-
-
-
-
-
 static void rc_stats(void *ctx, hr_gc_stats_t *st) { *st = ((rc_gc_t *)ctx)->st; }
 
 const hr_gc_vt hr_gc_refcount_vt = {
