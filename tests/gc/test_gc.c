@@ -407,6 +407,41 @@ static void test_check_mode(void)
     }
 }
 
+/* {==== --check on every bundled workload with every collector ==== */
+
+static void test_workloads_check(void)
+{
+    static const char *const workloads[] = {
+        "seed-intlist:n=20000",  "seed-cycle:n=5000,work=5000", "genmix:events=60000",
+        "gcbench:long=8,max=10,iters=1", "cycles:count=3000", "random:events=20000,kind=graph",
+        "seed-arena:blocks=20000,work=2000", "churn:events=20000"};
+    static const char *const collectors[] = {"refcount", "marksweep:trigger=1.5x,min=64K",
+                                             "generational", "generational:50,5,5", "none"};
+    for (size_t w = 0; w < HR_ARRAY_LEN(workloads); w++) {
+        hr_err_t err = {0};
+        const char *p = tpath("wl.hrt");
+        if (hr_gen_run(workloads[w], p, NULL, &err)) {
+            TAP_OK(0, "generate %s: %s", workloads[w], err.msg);
+            continue;
+        }
+        int ok = 1;
+        char why[HR_ERR_MSG_MAX + 64] = "";
+        uint64_t verified = 0;
+        for (size_t c = 0; c < HR_ARRAY_LEN(collectors); c++) {
+            hr_replay_result_t r;
+            int rc = replay(p, collectors[c], 1, &r, &err);
+            if (rc || (strcmp(collectors[c], "none") && r.checked_objects != r.gc.objects_reclaimed)) {
+                ok = 0;
+                snprintf(why, sizeof why, "%s: %s", collectors[c], err.msg);
+            }
+            verified += r.checked_objects;
+            hr_replay_result_free(&r);
+        }
+        TAP_OK(ok, "%s: every collector passes --check (%llu reclamations verified) %s",
+               workloads[w], (unsigned long long)verified, why);
+    }
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/hr_test_gc.XXXXXX");
@@ -416,6 +451,7 @@ int main(void)
     test_generational_schedule();
     test_gc_control();
     test_check_mode();
+    test_workloads_check();
     test_deep_chain();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
