@@ -64,6 +64,7 @@ typedef struct gen_gc {
     uint64_t long_lived_total, long_lived_pending;
     int collecting;
     int disabled;            /* gc.disable() */
+    int last_gen;            /* generation of the last collection not yet met by a GC_BEGIN */
     gen_list_t gen[NGEN];
     hr_gobj_t **stack; /* owned: reachability stack, then the garbage set */
     size_t nstack, capstack;
@@ -154,6 +155,7 @@ static int gen_create(void **ctx, hr_spec_t *spec, const hr_gc_env_t *env, hr_er
         }
     }
     c->env = env;
+    c->last_gen = -1;
     hr_graph_init(&c->g, env, &c->st, err);
     c->g.unlist = gen_unlist;
     c->g.unlist_ctx = c;
@@ -269,6 +271,7 @@ static int collect(gen_gc_t *c, int g, hr_err_t *err)
 out:
     c->nstack = 0;
     c->collecting = 0;
+    c->last_gen = g;
     c->st.collections++;
     if (g == 0)
         c->st.collections_gen0++;
@@ -399,6 +402,18 @@ static int gen_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_er
     }
 }
 
+/* A recorded GC_BEGIN right after our own collection of the same generation: CPython zeroes the
+ * counts only after gc.callbacks ran, so the callbacks' own GC allocations (between the
+ * triggering ALLOC and GC_BEGIN) do not count. */
+static void gen_gc_begin(void *ctx, int generation)
+{
+    gen_gc_t *c = ctx;
+    if (c->last_gen == generation)
+        for (int i = 0; i <= generation && i < NGEN; i++)
+            c->count[i] = 0;
+    c->last_gen = -1;
+}
+
 static int gen_finish(void *ctx, hr_err_t *err)
 {
     return hr_graph_account_end(&((gen_gc_t *)ctx)->g, err);
@@ -426,6 +441,7 @@ const hr_gc_vt hr_gc_generational_vt = {
     .block_free = gen_block_free,
     .block_alloc = gen_block_alloc,
     .control = gen_control,
+    .gc_begin = gen_gc_begin,
     .finish = gen_finish,
     .stats = gen_stats,
 };

@@ -503,7 +503,11 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
     (void)block, (void)flags;
     if (R.sink.off || id >= G.cap)
         return;
-    if (G.lost[id] == 1) { /* reclaimed by the replay at a collection; CPython kept the block */
+    if (G.lost[id] == 1) {
+        /* Reclaimed by the replay at a collection while CPython kept the block (a free list);
+         * now PyObject_GC_Del takes it off generation 0's count: so must the replay. */
+        hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = HR_GC_DEL};
+        hr_rec_emit(&ev);
         G.lost[id] = 0;
         G.s_lost_frees++;
         return;
