@@ -393,6 +393,10 @@ static int gen_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_er
         return c->collecting ? HR_OK : collect(c, (int)(a > 2 ? 2 : a), err);
     case HR_GC_DISABLE: c->disabled = 1; return HR_OK;
     case HR_GC_ENABLE: c->disabled = 0; return HR_OK;
+    case HR_GC_DEL: /* a GC block the trace no longer names was deleted (PyObject_GC_Del) */
+        if (c->count[0] > 0)
+            c->count[0]--;
+        return HR_OK;
     case HR_GC_THRESHOLD:
         c->threshold[0] = a;
         c->threshold[1] = b & 0xffffffffu;
