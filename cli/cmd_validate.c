@@ -151,11 +151,6 @@ static int check_schedule(const char *path, const char *gc_spec, vreport_t *rep,
             continue;
         }
         hr_collection_t *a = &r.recorded.v[i], *b = &r.replayed.v[i];
-        if (getenv("HR_VALIDATE_DEBUG"))
-            fprintf(stderr, "coll %zu gen %u/%u begin %llu replay %llu found %llu/%llu\n", i,
-                    a->generation, b->generation, (unsigned long long)a->begin,
-                    (unsigned long long)b->event, (unsigned long long)a->collected,
-                    (unsigned long long)b->collected);
         if (a->generation == b->generation && b->event > prev_end && b->event <= a->begin)
             cp->matched++;
         else if (!cp->detail[0])
