@@ -64,6 +64,7 @@ typedef struct gen_gc {
     uint64_t long_lived_total, long_lived_pending;
     int collecting;
     int disabled;            /* gc.disable() */
+    int last_gen;            /* generation of the last collection not yet met by a GC_BEGIN */
     gen_list_t gen[NGEN];
     hr_gstack_t stack;       /* reachability stack, then the garbage set */
 } gen_gc_t;
@@ -153,6 +154,7 @@ static int gen_create(void **ctx, hr_spec_t *spec, const hr_gc_env_t *env, hr_er
         }
     }
     c->env = env;
+    c->last_gen = -1;
     hr_graph_init(&c->g, env, &c->st, err);
     c->g.unlist = gen_unlist;
     c->g.unlist_ctx = c;
@@ -245,6 +247,7 @@ static int collect(gen_gc_t *c, int g, hr_err_t *err)
 out:
     c->stack.n = 0;
     c->collecting = 0;
+    c->last_gen = g;
     c->st.collections++;
     if (g == 0)
         c->st.collections_gen0++;
@@ -324,6 +327,10 @@ static int gen_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_er
         return c->collecting ? HR_OK : collect(c, (int)(a > 2 ? 2 : a), err);
     case HR_GC_DISABLE: c->disabled = 1; return HR_OK;
     case HR_GC_ENABLE: c->disabled = 0; return HR_OK;
+    case HR_GC_DEL: /* a GC block the trace no longer names was deleted (PyObject_GC_Del) */
+        if (c->count[0] > 0)
+            c->count[0]--;
+        return HR_OK;
     case HR_GC_THRESHOLD:
         c->threshold[0] = a;
         c->threshold[1] = b & 0xffffffffu;
@@ -331,6 +338,18 @@ static int gen_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_er
         return HR_OK;
     default: return HR_OK;
     }
+}
+
+/* A recorded GC_BEGIN right after our own collection of the same generation: CPython zeroes the
+ * counts only after gc.callbacks ran, so the callbacks' own GC allocations (between the
+ * triggering ALLOC and GC_BEGIN) do not count. */
+static void gen_gc_begin(void *ctx, int generation)
+{
+    gen_gc_t *c = ctx;
+    if (c->last_gen == generation)
+        for (int i = 0; i <= generation && i < NGEN; i++)
+            c->count[i] = 0;
+    c->last_gen = -1;
 }
 
 static void gen_stats(void *ctx, hr_gc_stats_t *st)
@@ -355,6 +374,7 @@ const hr_gc_vt hr_gc_generational_vt = {
     .block_free = gen_block_free,
     .block_alloc = gen_block_alloc,
     .control = gen_control,
+    .gc_begin = gen_gc_begin,
     .finish = hr_graph_slot_finish,
     .stats = gen_stats,
 };

@@ -10,22 +10,36 @@
  *   edges   links src -> dst as a multiset, each edge in its source's out-list and its
  *           target's in-list (swap-remove with back-indices, so removal is O(1))
  *   count   ext + number of in-edges: the replay's reference count of the object
+ *   gen     the generation the *replay's* generational collector keeps it in (a mirror of
+ *           gc/generational.c: new objects in 0, survivors of a collection of g < 2 to g + 1)
  *
- * Observation points and what is written there:
+ * The shadow is exactly the graph of a generational replay of the trace written so far. Three
+ * rules keep every replay consistent (no event ever names an object a replay already reclaimed):
  *
- *   collection start (GC_BEGIN of generation g): every tracked object of generations 0..g is
- *     traversed with its tp_traverse; its out-edges become exactly what it reports (LINK for
- *     new ones, UNLINK for gone ones), and ext becomes ob_refcnt - in-edges (INCREF/DECREF) for
- *     it and for every object whose in-edges changed. Increases are written before decreases so
- *     no live object's count passes through 0. The recorder then computes which traversed
- *     objects are unreachable from those with ext > 0 (what CPython's collector will find).
- *   object free outside a collection, or of an object not found unreachable (a death by
- *     reference counting): first the objects it still links to are corrected so that they keep
- *     their true ob_refcnt once its links are gone, then UNLINK from every remaining source and
- *     DECREF for each external reference, so that its count reaches 0 at exactly the last of
- *     these events; then DIED.
- *   object free during a collection of an object found unreachable at its start: DIED only; the
- *     collector under test must reclaim it by itself.
+ *   1. While an object's block is allocated its count never falls below 1 (wanted_ext): an
+ *      object CPython has put on a free list (ob_refcnt 0, block kept) is held by the free list,
+ *      and holds nothing. Objects die in the trace only where their block is freed, or at a
+ *      collection (rule 3).
+ *   2. At an object's free (a death by reference counting) the objects it links to are first
+ *      corrected so that they keep their true ob_refcnt once its links go (at least 1), then the
+ *      links into it go (UNLINK) and its external references (DECREF): its count reaches 0 at
+ *      exactly the last of these events, then DIED.
+ *   3. At a collection of generation g, before the ALLOC that triggers it (the replay collects
+ *      inside that ALLOC) or before GC_CONTROL collect, the recorder reconciles (traverses with
+ *      tp_traverse and sets ext = ob_refcnt - in-edges for) the union of CPython's generations
+ *      0..g and the mirror's, computes the garbage the replay will find from the mirror's young
+ *      set, and the objects the replay will then free by counting (held only by that garbage),
+ *      reconciling those and their targets until the prediction no longer changes. All of these
+ *      are flagged: the replay reclaims them at the collection, so from then on the trace names
+ *      them only in DIED (at their free inside the collection, or, when CPython put one on a
+ *      free list instead, just before GC_END; such a block is "lost": its reuse is invisible).
+ *
+ * A collection CPython starts by itself is seen at the first observation after the triggering
+ * allocation (rec_python.c): with the recorder's gc callback installed that observation is the
+ * callback machinery building its info dict, before the collector touched anything. Before the
+ * callback exists (interpreter start-up) the collection is predicted at the allocation that may
+ * trigger it (the count is at the threshold), reconciled there, and committed when the
+ * allocation turns out to be the GC allocation that started it.
  *
  * Between observation points the shadow is as old as the last one: an object's count is exact
  * at its own death and at the collections that traverse it, and approximate in between.
@@ -45,11 +59,26 @@
 #include <string.h>
 
 #define R hr_rec
+#define NIL UINT32_MAX
+#define NOGEN 3
 
 typedef struct vec {
     uint32_t *v;
     uint32_t len, cap;
 } vec_t;
+
+/* per-id mark bits */
+enum {
+    M_FLAGGED = 1,    /* the replay reclaims it at the collection in progress */
+    M_TOUCHED = 2,    /* queued for an ext correction (flush_touched) */
+    M_DONE_EXT = 4,   /* ext reconciled in this round */
+    M_DONE_TRAV = 8,  /* traversed in this round */
+    M_MEMBER = 16,    /* in the set traversed in this round */
+    M_YOUNG = 32,     /* in the mirror's young set */
+    M_SIM = 64,       /* garbage computation: reachable / cascade: counted */
+    M_DYING = 128,    /* in the predicted garbage or cascade */
+    M_LISTED = 256    /* in one of CPython's generation lists being collected */
+};
 
 static struct graph {
     /* per id (dense, grown on demand) */
@@ -57,7 +86,13 @@ static struct graph {
     uintptr_t *obj;   /* PyObject address, 0 when not a live object */
     int64_t *ext;
     vec_t *out, *in;  /* edge ids */
-    uint8_t *garbage; /* found unreachable at the start of the current collection */
+    uint16_t *mark;
+    uint8_t *gen;     /* the mirror's generation, NOGEN when on no list */
+    uint8_t *lost;    /* 1: reclaimed by the replay while CPython kept the block; 2: untyped */
+    uint32_t *gprev, *gnext;
+    int64_t *scratch; /* gc_refs / cascade count / edges going */
+    /* the mirror's generation lists */
+    uint32_t ghead[3];
     /* edges */
     uint32_t *esrc, *edst, *epos_out, *epos_in;
     size_t ecap, enext;
@@ -66,19 +101,27 @@ static struct graph {
     hr_idmap_t tmap;  /* type address -> type id + 1 */
     uint32_t ntypes, unknown_type;
     int in_collection;
-    /* scratch */
-    vec_t scratch, touched;
+    /* a reconciled collection not yet committed (prepared), and the one in progress */
+    int prepared_gen;  /* -1: none */
+    vec_t dying;       /* predicted to be reclaimed by the prepared collection */
+    vec_t flagged;     /* reclaimed by the replay at the collection in progress */
+    vec_t members, young, removed, touched, work;
+    vec_t scratch_ids;
+    vec_t untyped;     /* objects allocated before their type was set */
     uint64_t s_premature, s_clamped, s_traversed, s_links, s_unlinks, s_incref, s_decref,
-        s_gc_deaths, s_rc_deaths, s_untyped;
+        s_gc_deaths, s_rc_deaths, s_untyped, s_freelisted, s_lost, s_lost_frees, s_cascade,
+        s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable;
 } G;
 
 static int vpush(vec_t *v, uint32_t x)
 {
     if (v->len == v->cap) {
-        uint32_t cap = v->cap ? v->cap * 2 : 4;
+        uint32_t cap = v->cap ? v->cap * 2 : 16;
         uint32_t *p = realloc(v->v, cap * sizeof *p);
-        if (!p)
+        if (!p) {
+            R.sink.off = 1;
             return -1;
+        }
         v->v = p, v->cap = cap;
     }
     v->v[v->len++] = x;
@@ -92,23 +135,56 @@ static int grow_ids(uint64_t id)
     size_t cap = G.cap ? G.cap : 1024;
     while (cap <= id)
         cap *= 2;
-#define GROW(p, T)                                                                             \
+#define GROW(p, T, fill)                                                                       \
     do {                                                                                       \
         T *q = realloc(G.p, cap * sizeof(T));                                                  \
         if (!q)                                                                                \
             return -1;                                                                         \
-        memset(q + G.cap, 0, (cap - G.cap) * sizeof(T));                                       \
+        memset(q + G.cap, fill, (cap - G.cap) * sizeof(T));                                    \
         G.p = q;                                                                               \
     } while (0)
-    GROW(obj, uintptr_t);
-    GROW(ext, int64_t);
-    GROW(out, vec_t);
-    GROW(in, vec_t);
-    GROW(garbage, uint8_t);
+    GROW(obj, uintptr_t, 0);
+    GROW(ext, int64_t, 0);
+    GROW(out, vec_t, 0);
+    GROW(in, vec_t, 0);
+    GROW(mark, uint16_t, 0);
+    GROW(gen, uint8_t, NOGEN);
+    GROW(lost, uint8_t, 0);
+    GROW(gprev, uint32_t, 0xff);
+    GROW(gnext, uint32_t, 0xff);
+    GROW(scratch, int64_t, 0);
 #undef GROW
     G.cap = cap;
     return 0;
 }
+
+/* {==== the mirror's generation lists ==== */
+
+static void gen_add(uint32_t id, int g)
+{
+    G.gen[id] = (uint8_t)g;
+    G.gprev[id] = NIL;
+    G.gnext[id] = G.ghead[g];
+    if (G.ghead[g] != NIL)
+        G.gprev[G.ghead[g]] = id;
+    G.ghead[g] = id;
+}
+
+static void gen_remove(uint32_t id)
+{
+    int g = G.gen[id];
+    if (g == NOGEN)
+        return;
+    if (G.gprev[id] != NIL)
+        G.gnext[G.gprev[id]] = G.gnext[id];
+    else
+        G.ghead[g] = G.gnext[id];
+    if (G.gnext[id] != NIL)
+        G.gprev[G.gnext[id]] = G.gprev[id];
+    G.gen[id] = NOGEN;
+}
+
+/* {==== edges ==== */
 
 static uint32_t edge_new(uint32_t s, uint32_t t)
 {
@@ -127,8 +203,10 @@ static uint32_t edge_new(uint32_t s, uint32_t t)
             if (c)
                 G.epos_out = c;
             uint32_t *d = c ? realloc(G.epos_in, cap * 4) : NULL;
-            if (!d)
+            if (!d) {
+                R.sink.off = 1;
                 return UINT32_MAX;
+            }
             G.epos_in = d;
             G.ecap = cap;
         }
@@ -162,9 +240,11 @@ static void edge_del(uint32_t e)
 int hr_rec_graph_init(hr_err_t *err)
 {
     memset(&G, 0, sizeof G);
+    G.ghead[0] = G.ghead[1] = G.ghead[2] = NIL;
     if (hr_idmap_init(&G.objs, 16) || hr_idmap_init(&G.tmap, 10) || grow_ids(1024))
         return hr_err_set(err, HR_ENOMEM, "cannot allocate the graph recorder's tables");
     G.unknown_type = UINT32_MAX;
+    G.prepared_gen = -1;
     return HR_OK;
 }
 
@@ -187,7 +267,7 @@ static uint32_t type_id(PyTypeObject *t)
     return id;
 }
 
-/* {==== allocation, move, free ==== */
+/* {==== allocation, move ==== */
 
 extern PyTypeObject *hr_rec_gc_block_type(uintptr_t block, uint64_t size, size_t *pre);
 
@@ -204,7 +284,7 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags)
     hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_OBJ,
                      .flags = (uint8_t)(flags | HR_F_OBJECT | HR_F_TYPED), .tag = ty, .a = id,
                      .b = size};
-    if (hr_rec_emit(&ev) || grow_ids(id)) {
+    if (id >= NIL || hr_rec_emit(&ev) || grow_ids(id)) {
         R.sink.off = 1;
         return;
     }
@@ -215,6 +295,12 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags)
     hr_idmap_put(&G.objs, op, id, 0);
     G.obj[id] = op;
     G.ext[id] = 1;
+    G.mark[id] = 0;
+    G.lost[id] = t ? 0 : 2;
+    if (!t)
+        vpush(&G.untyped, (uint32_t)id);
+    if (flags & HR_F_GC)
+        gen_add((uint32_t)id, 0); /* the replay tracks it after any collection it triggers */
 }
 
 void hr_rec_graph_moved(uintptr_t old_block, uintptr_t new_block, uint64_t id)
@@ -226,6 +312,14 @@ void hr_rec_graph_moved(uintptr_t old_block, uintptr_t new_block, uint64_t id)
     op = op - old_block + new_block;
     hr_idmap_put(&G.objs, op, id, 0);
     G.obj[id] = op;
+}
+
+/* {==== counts ==== */
+
+static void emit_edge(int op, uint32_t s, uint32_t t)
+{
+    hr_event_t ev = {.op = (uint8_t)op, .a = s, .b = t};
+    hr_rec_emit(&ev);
 }
 
 static void put_ext(uint64_t id, int64_t target, int increases)
@@ -242,11 +336,42 @@ static void put_ext(uint64_t id, int64_t target, int increases)
     }
 }
 
+/* Is id's memory recognisably an object now? An object allocated while a collection started
+ * inside its link had no type yet and was assumed to have a 16-byte pre-header; once it is
+ * initialised the real position is known. */
+static int obj_ok(uint32_t id)
+{
+    PyObject *op = (PyObject *)G.obj[id];
+    if (HR_UNLIKELY(G.lost[id] == 2)) {
+        size_t pre = 0;
+        if (hr_rec_gc_block_type(G.obj[id] - 16, 64, &pre)) {
+            G.lost[id] = 0;
+            if (pre == 32) {
+                hr_idmap_take(&G.objs, G.obj[id], NULL, NULL);
+                G.obj[id] += 16;
+                hr_idmap_put(&G.objs, G.obj[id], id, 0);
+                op = (PyObject *)G.obj[id];
+            }
+        }
+    }
+    return Py_REFCNT(op) >= 0 && (uint64_t)Py_REFCNT(op) < ((uint64_t)1 << 32) &&
+           hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL);
+}
+
 /* The external count that makes id's shadow count equal its real refcount, given that
- * `in_less` of its in-edges are about to go. */
+ * `in_less` of its in-edges are about to go. The block is allocated, so the count stays at
+ * least 1 (rule 1): ob_refcnt 0 means a free list holds the object. */
 static int64_t wanted_ext(uint64_t id, uint32_t in_less)
 {
+    if (HR_UNLIKELY(!obj_ok((uint32_t)id))) {
+        G.s_unreadable++;
+        return G.ext[id]; /* not readable as an object: no correction */
+    }
     Py_ssize_t rc = Py_REFCNT((PyObject *)G.obj[id]);
+    if (rc <= 0) {
+        rc = 1;
+        G.s_freelisted++;
+    }
     int64_t w = (int64_t)rc - (int64_t)(G.in[id].len - in_less);
     if (w < 0) {
         G.s_clamped++;
@@ -255,75 +380,22 @@ static int64_t wanted_ext(uint64_t id, uint32_t in_less)
     return w;
 }
 
-static void drop_all_edges(uint64_t id)
-{
-    while (G.out[id].len)
-        edge_del(G.out[id].v[G.out[id].len - 1]);
-    while (G.in[id].len)
-        edge_del(G.in[id].v[G.in[id].len - 1]);
-}
+/* {==== reconciliation ==== */
 
-void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
+static void touch(uint32_t id)
 {
-    (void)block, (void)flags;
-    if (R.sink.off || id >= G.cap || !G.obj[id])
-        return;
-    hr_idmap_take(&G.objs, G.obj[id], NULL, NULL);
-    if (G.in_collection && G.garbage[id]) {
-        G.s_gc_deaths++;
-    } else {
-        G.s_rc_deaths++;
-        /* 1. Targets that stay alive keep their real count once this object's links go. */
-        vec_t *o = &G.out[id];
-        for (uint32_t k = 0; k < o->len; k++) {
-            uint32_t t = G.edst[o->v[k]];
-            if (t == id || !G.obj[t])
-                continue;
-            uint32_t mult = 0;
-            for (uint32_t j = 0; j < o->len; j++)
-                mult += G.edst[o->v[j]] == t;
-            put_ext(t, wanted_ext(t, mult), 1);
-        }
-        for (uint32_t k = 0; k < o->len; k++) {
-            uint32_t t = G.edst[o->v[k]];
-            if (t == id || !G.obj[t])
-                continue;
-            uint32_t mult = 0;
-            for (uint32_t j = 0; j < o->len; j++)
-                mult += G.edst[o->v[j]] == t;
-            put_ext(t, wanted_ext(t, mult), 0);
-        }
-        /* 2. Its own count goes to 0 at the last of these events. */
-        if (G.ext[id] + (int64_t)G.in[id].len <= 0)
-            G.s_premature++;
-        vec_t *in = &G.in[id];
-        while (in->len) {
-            uint32_t e = in->v[in->len - 1];
-            uint32_t s = G.esrc[e];
-            if (s != id) {
-                hr_event_t ev = {.op = HR_OP_UNLINK, .a = s, .b = id};
-                hr_rec_emit(&ev);
-                G.s_unlinks++;
-            }
-            edge_del(e);
-        }
-        put_ext(id, 0, 0);
+    if (!(G.mark[id] & M_TOUCHED)) {
+        G.mark[id] |= M_TOUCHED;
+        vpush(&G.touched, id);
     }
-    hr_rec_emit_id(HR_OP_DIED, id);
-    drop_all_edges(id);
-    G.obj[id] = 0;
-    G.ext[id] = 0;
-    G.garbage[id] = 0;
 }
-
-/* {==== collections ==== */
 
 static int visit(PyObject *op, void *arg)
 {
     (void)arg;
     uint64_t id;
     if (op && hr_idmap_get(&G.objs, (uintptr_t)op, &id, NULL))
-        vpush(&G.scratch, (uint32_t)id);
+        vpush(&G.scratch_ids, (uint32_t)id);
     return 0;
 }
 
@@ -339,129 +411,398 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void touch(uint32_t id)
+/* Make id's out-edges what tp_traverse reports among recorded objects (nothing for an object
+ * with ob_refcnt 0: it sits on a free list or is being deallocated and holds nothing): LINK new
+ * ones at once, queue gone ones in G.removed; targets whose in-edges change are touched. */
+static void traverse_obj(uint32_t id)
 {
-    if (!(G.garbage[id] & 2)) {
-        G.garbage[id] |= 2;
-        vpush(&G.touched, id);
-    }
-}
-
-void hr_rec_graph_collection_begin(int gen)
-{
-    PyInterpreterState *in = _PyRuntime.interpreters.main;
-    if (!in || R.sink.off || gen < 0)
+    PyObject *op = (PyObject *)G.obj[id];
+    G.mark[id] |= M_DONE_TRAV;
+    if (!(G.mark[id] & M_LISTED) && !obj_ok(id)) {
+        /* Not tracked by CPython and not recognisably an object of a known GC type (its type
+         * may have been guessed wrong): its links stay as they are. */
+        G.s_untraversable++;
         return;
-    struct _gc_runtime_state *g = &in->gc;
-    vec_t members = {0}, removed = {0};
-    /* A. traverse; B. write new links at once, remember gone ones */
-    for (int i = 0; i <= gen && i < NUM_GENERATIONS; i++) {
-        PyGC_Head *head = &g->generations[i].head;
-        for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
-             h = (PyGC_Head *)h->_gc_next) {
-            PyObject *op = (PyObject *)(h + 1);
-            uint64_t id;
-            if (!hr_idmap_get(&G.objs, (uintptr_t)op, &id, NULL))
-                continue;
-            G.s_traversed++;
-            vpush(&members, (uint32_t)id);
-            touch((uint32_t)id);
-            G.scratch.len = 0;
-            traverseproc tr = Py_TYPE(op)->tp_traverse;
-            if (tr)
-                tr(op, visit, NULL);
-            if (G.scratch.len > 1)
-                qsort(G.scratch.v, G.scratch.len, sizeof(uint32_t), cmp_u32);
-            /* old out-edges sorted by target */
-            vec_t *o = &G.out[id];
-            uint32_t n = o->len;
-            uint64_t *old = n ? malloc(n * sizeof *old) : NULL;
-            for (uint32_t k = 0; k < n; k++)
-                old[k] = (uint64_t)G.edst[o->v[k]] << 32 | o->v[k];
-            if (n > 1)
-                qsort(old, n, sizeof *old, cmp_u64);
-            uint32_t x = 0, y = 0;
-            while (x < G.scratch.len || y < n) {
-                uint32_t nt = x < G.scratch.len ? G.scratch.v[x] : UINT32_MAX;
-                uint32_t ot = y < n ? (uint32_t)(old[y] >> 32) : UINT32_MAX;
-                if (nt == ot) {
-                    x++, y++;
-                } else if (nt < ot) {
-                    hr_event_t ev = {.op = HR_OP_LINK, .a = id, .b = nt};
-                    hr_rec_emit(&ev);
-                    edge_new((uint32_t)id, nt);
-                    touch(nt);
-                    G.s_links++;
-                    x++;
-                } else {
-                    vpush(&removed, (uint32_t)old[y]);
-                    touch(ot);
-                    y++;
-                }
-            }
-            free(old);
+    }
+    op = (PyObject *)G.obj[id];
+    G.s_traversed++;
+    G.scratch_ids.len = 0;
+    if (Py_REFCNT(op) > 0) {
+        traverseproc tr = Py_TYPE(op)->tp_traverse;
+        if (tr)
+            tr(op, visit, NULL);
+    }
+    if (G.scratch_ids.len > 1)
+        qsort(G.scratch_ids.v, G.scratch_ids.len, sizeof(uint32_t), cmp_u32);
+    vec_t *o = &G.out[id];
+    uint32_t n = o->len;
+    if (!n && !G.scratch_ids.len)
+        return;
+    uint64_t *old = n ? malloc(n * sizeof *old) : NULL;
+    if (n && !old) {
+        R.sink.off = 1;
+        return;
+    }
+    for (uint32_t k = 0; k < n; k++)
+        old[k] = (uint64_t)G.edst[o->v[k]] << 32 | o->v[k];
+    if (n > 1)
+        qsort(old, n, sizeof *old, cmp_u64);
+    uint32_t x = 0, y = 0;
+    while (x < G.scratch_ids.len || y < n) {
+        uint32_t nt = x < G.scratch_ids.len ? G.scratch_ids.v[x] : NIL;
+        uint32_t ot = y < n ? (uint32_t)(old[y] >> 32) : NIL;
+        if (nt == ot) {
+            x++, y++;
+        } else if (nt < ot) {
+            emit_edge(HR_OP_LINK, id, nt);
+            edge_new(id, nt);
+            touch(nt);
+            G.s_links++;
+            x++;
+        } else {
+            vpush(&G.removed, (uint32_t)old[y]);
+            touch(ot);
+            y++;
         }
     }
-    /* C. increases of ext toward the final in-degrees, D. unlinks, E. decreases */
+    free(old);
+}
+
+/* Write the ext corrections of every touched object and the queued unlinks: increases first,
+ * then the unlinks, then decreases, so no live object's count passes through 0. */
+static void flush_touched(void)
+{
+    for (uint32_t r = 0; r < G.removed.len; r++)
+        G.scratch[G.edst[G.removed.v[r]]]++;
     for (uint32_t k = 0; k < G.touched.len; k++) {
         uint32_t t = G.touched.v[k];
-        uint32_t going = 0;
-        for (uint32_t r = 0; r < removed.len; r++)
-            going += G.edst[removed.v[r]] == t;
         if (G.obj[t])
-            put_ext(t, wanted_ext(t, going), 1);
+            put_ext(t, wanted_ext(t, (uint32_t)G.scratch[t]), 1);
     }
-    for (uint32_t r = 0; r < removed.len; r++) {
-        uint32_t e = removed.v[r];
-        hr_event_t ev = {.op = HR_OP_UNLINK, .a = G.esrc[e], .b = G.edst[e]};
-        hr_rec_emit(&ev);
+    for (uint32_t r = 0; r < G.removed.len; r++) {
+        uint32_t e = G.removed.v[r];
+        G.scratch[G.edst[e]] = 0;
+        emit_edge(HR_OP_UNLINK, G.esrc[e], G.edst[e]);
         G.s_unlinks++;
         edge_del(e);
     }
+    G.removed.len = 0;
     for (uint32_t k = 0; k < G.touched.len; k++) {
         uint32_t t = G.touched.v[k];
         if (G.obj[t])
             put_ext(t, wanted_ext(t, 0), 0);
-        G.garbage[t] &= (uint8_t)~2;
+        G.mark[t] = (uint16_t)((G.mark[t] & ~M_TOUCHED) | M_DONE_EXT);
     }
     G.touched.len = 0;
-    /* F. what CPython's collector will find unreachable: members not reachable from members
-     * with ext > 0, following out-edges among members. */
-    for (uint32_t k = 0; k < members.len; k++)
-        G.garbage[members.v[k]] = 1;
-    vec_t stack = {0};
-    for (uint32_t k = 0; k < members.len; k++)
-        if (G.ext[members.v[k]] > 0 && G.garbage[members.v[k]] == 1) {
-            G.garbage[members.v[k]] = 0;
-            vpush(&stack, members.v[k]);
-        }
-    while (stack.len) {
-        uint32_t s = stack.v[--stack.len];
-        vec_t *o = &G.out[s];
+}
+
+/* {==== deaths by reference counting ==== */
+
+void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
+{
+    (void)block, (void)flags;
+    if (R.sink.off || id >= G.cap)
+        return;
+    if (G.lost[id] == 1) {
+        /* Reclaimed by the replay at a collection while CPython kept the block (a free list);
+         * now PyObject_GC_Del takes it off generation 0's count: so must the replay. */
+        hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = HR_GC_DEL};
+        hr_rec_emit(&ev);
+        G.lost[id] = 0;
+        G.s_lost_frees++;
+        return;
+    }
+    if (!G.obj[id])
+        return;
+    hr_idmap_take(&G.objs, G.obj[id], NULL, NULL);
+    if (G.in_collection && (G.mark[id] & M_FLAGGED)) {
+        G.s_gc_deaths++;
+    } else {
+        G.s_rc_deaths++;
+        /* 1. Targets that stay alive keep their real count once this object's links go. */
+        vec_t *o = &G.out[id];
         for (uint32_t k = 0; k < o->len; k++) {
             uint32_t t = G.edst[o->v[k]];
-            if (G.garbage[t] == 1) {
-                G.garbage[t] = 0;
-                vpush(&stack, t);
+            if (t != id)
+                G.scratch[t]++;
+        }
+        for (uint32_t k = 0; k < o->len; k++) {
+            uint32_t t = G.edst[o->v[k]];
+            if (t != id && G.obj[t])
+                put_ext(t, wanted_ext(t, (uint32_t)G.scratch[t]), 1);
+        }
+        for (uint32_t k = 0; k < o->len; k++) {
+            uint32_t t = G.edst[o->v[k]];
+            if (t != id && G.obj[t])
+                put_ext(t, wanted_ext(t, (uint32_t)G.scratch[t]), 0);
+        }
+        for (uint32_t k = 0; k < o->len; k++)
+            G.scratch[G.edst[o->v[k]]] = 0;
+        /* 2. Its own count goes to 0 at the last of these events. */
+        if (G.ext[id] + (int64_t)G.in[id].len <= 0)
+            G.s_premature++;
+        vec_t *in = &G.in[id];
+        while (in->len) {
+            uint32_t e = in->v[in->len - 1];
+            uint32_t s = G.esrc[e];
+            if (s != id) {
+                emit_edge(HR_OP_UNLINK, s, (uint32_t)id);
+                G.s_unlinks++;
+            }
+            edge_del(e);
+        }
+        put_ext(id, 0, 0);
+    }
+    hr_rec_emit_id(HR_OP_DIED, id);
+    while (G.out[id].len)
+        edge_del(G.out[id].v[G.out[id].len - 1]);
+    while (G.in[id].len)
+        edge_del(G.in[id].v[G.in[id].len - 1]);
+    gen_remove((uint32_t)id);
+    G.obj[id] = 0;
+    G.ext[id] = 0;
+    G.mark[id] = 0;
+}
+
+/* {==== collections ==== */
+
+/* The replay's garbage among the young set (G.young, marked M_YOUNG): gc_refs = count minus
+ * in-edges from young objects; those with gc_refs > 0 and everything young they reach survive.
+ * Then the objects the replay frees by counting once that garbage's links go. Result in G.dying
+ * (marked M_DYING). Pure computation on the shadow. */
+static void predict(void)
+{
+    for (uint32_t k = 0; k < G.dying.len; k++)
+        G.mark[G.dying.v[k]] &= (uint16_t)~M_DYING;
+    G.dying.len = 0;
+    vec_t *y = &G.young;
+    for (uint32_t k = 0; k < y->len; k++) {
+        uint32_t x = y->v[k];
+        G.scratch[x] = G.ext[x] + (int64_t)G.in[x].len;
+    }
+    for (uint32_t k = 0; k < y->len; k++) {
+        vec_t *o = &G.out[y->v[k]];
+        for (uint32_t j = 0; j < o->len; j++) {
+            uint32_t t = G.edst[o->v[j]];
+            if (G.mark[t] & M_YOUNG)
+                G.scratch[t]--;
+        }
+    }
+    G.work.len = 0;
+    for (uint32_t k = 0; k < y->len; k++) {
+        uint32_t x = y->v[k];
+        if (G.scratch[x] > 0) {
+            G.mark[x] |= M_SIM;
+            vpush(&G.work, x);
+        }
+    }
+    while (G.work.len) {
+        uint32_t x = G.work.v[--G.work.len];
+        vec_t *o = &G.out[x];
+        for (uint32_t j = 0; j < o->len; j++) {
+            uint32_t t = G.edst[o->v[j]];
+            if ((G.mark[t] & (M_YOUNG | M_SIM)) == M_YOUNG) {
+                G.mark[t] |= M_SIM;
+                vpush(&G.work, t);
             }
         }
     }
-    free(stack.v);
-    free(removed.v);
+    for (uint32_t k = 0; k < y->len; k++) {
+        uint32_t x = y->v[k];
+        G.scratch[x] = 0;
+        if (G.mark[x] & M_SIM)
+            G.mark[x] &= (uint16_t)~M_SIM;
+        else {
+            G.mark[x] |= M_DYING;
+            vpush(&G.dying, x);
+        }
+    }
+    /* The cascade: targets outside the set whose count falls to 0 as its links go. */
+    vec_t seen = {0};
+    for (uint32_t k = 0; k < G.dying.len; k++) {
+        vec_t *o = &G.out[G.dying.v[k]];
+        for (uint32_t j = 0; j < o->len; j++) {
+            uint32_t t = G.edst[o->v[j]];
+            if (G.mark[t] & M_DYING)
+                continue;
+            if (!(G.mark[t] & M_SIM)) {
+                G.mark[t] |= M_SIM;
+                G.scratch[t] = G.ext[t] + (int64_t)G.in[t].len;
+                vpush(&seen, t);
+            }
+            if (--G.scratch[t] == 0) {
+                G.mark[t] |= M_DYING;
+                vpush(&G.dying, t);
+                G.s_cascade++;
+            }
+        }
+    }
+    for (uint32_t k = 0; k < seen.len; k++) {
+        G.mark[seen.v[k]] &= (uint16_t)~M_SIM;
+        G.scratch[seen.v[k]] = 0;
+    }
+    free(seen.v);
+}
+
+static void clear_round(void)
+{
+    for (uint32_t k = 0; k < G.members.len; k++)
+        G.mark[G.members.v[k]] &= (uint16_t)~(M_MEMBER | M_DONE_EXT | M_DONE_TRAV | M_LISTED);
+    G.members.len = 0;
+}
+
+static void add_member(uint32_t id)
+{
+    if (!(G.mark[id] & M_MEMBER)) {
+        G.mark[id] |= M_MEMBER;
+        vpush(&G.members, id);
+    }
+}
+
+void hr_rec_graph_prepare(int gen)
+{
+    PyInterpreterState *in = _PyRuntime.interpreters.main;
+    if (!in || R.sink.off || gen < 0 || gen > 2)
+        return;
+    hr_rec_graph_discard();
+    if (G.in_collection) /* a collection without an end seen (cannot nest in CPython) */
+        hr_rec_graph_collection_end();
+    struct _gc_runtime_state *g = &in->gc;
+    G.s_prepared++;
+    uint32_t keep = 0;
+    for (uint32_t k = 0; k < G.untyped.len; k++) {
+        uint32_t x = G.untyped.v[k];
+        if (G.obj[x] && G.lost[x] == 2) {
+            obj_ok(x);
+            if (G.lost[x] == 2)
+                G.untyped.v[keep++] = x;
+        }
+    }
+    G.untyped.len = keep;
+    /* The set to traverse: CPython's generations 0..gen and the mirror's. */
+    G.young.len = 0;
+    for (int i = 0; i <= gen; i++) {
+        PyGC_Head *head = &g->generations[i].head;
+        for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
+             h = (PyGC_Head *)h->_gc_next) {
+            uint64_t id;
+            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &id, NULL)) {
+                add_member((uint32_t)id);
+                G.mark[id] |= M_LISTED;
+            }
+        }
+        for (uint32_t x = G.ghead[i]; x != NIL; x = G.gnext[x]) {
+            add_member(x);
+            G.mark[x] |= M_YOUNG;
+            vpush(&G.young, x);
+        }
+    }
+    for (uint32_t k = 0; k < G.members.len; k++) {
+        uint32_t x = G.members.v[k];
+        traverse_obj(x);
+        touch(x);
+    }
+    flush_touched();
+    /* Predict, then make sure everything the prediction depends on outside the traversed set
+     * is exact too (the counts of the garbage's targets, the links of the objects the cascade
+     * frees); repeat until nothing more needs reconciling. */
+    for (;;) {
+        G.s_rounds++;
+        predict();
+        int changed = 0;
+        for (uint32_t k = 0; k < G.dying.len; k++) {
+            uint32_t d = G.dying.v[k];
+            if (!(G.mark[d] & M_DONE_TRAV)) {
+                add_member(d);
+                traverse_obj(d);
+                touch(d);
+                changed = 1;
+            }
+            vec_t *o = &G.out[d];
+            for (uint32_t j = 0; j < o->len; j++) {
+                uint32_t t = G.edst[o->v[j]];
+                if (!(G.mark[t] & (M_DONE_EXT | M_DYING))) {
+                    add_member(t);
+                    touch(t);
+                    changed = 1;
+                }
+            }
+        }
+        if (!changed)
+            break;
+        flush_touched();
+    }
+    clear_round();
+    G.prepared_gen = gen;
+}
+
+void hr_rec_graph_discard(void)
+{
+    for (uint32_t k = 0; k < G.young.len; k++)
+        G.mark[G.young.v[k]] &= (uint16_t)~M_YOUNG;
+    G.young.len = 0;
+    for (uint32_t k = 0; k < G.dying.len; k++)
+        G.mark[G.dying.v[k]] &= (uint16_t)~M_DYING;
+    if (G.prepared_gen >= 0)
+        G.s_discarded++;
+    G.dying.len = 0;
+    G.prepared_gen = -1;
+}
+
+int hr_rec_graph_prepared(void) { return G.prepared_gen; }
+
+void hr_rec_graph_commit(void)
+{
+    int gen = G.prepared_gen;
+    if (gen < 0)
+        return;
+    G.prepared_gen = -1;
+    /* What the replay does at the collection: the young generations merge, the garbage and the
+     * objects it alone held die (their links go), the survivors move on. */
+    for (uint32_t k = 0; k < G.dying.len; k++) {
+        uint32_t d = G.dying.v[k];
+        G.mark[d] = (uint16_t)((G.mark[d] & ~(M_DYING | M_YOUNG)) | M_FLAGGED);
+        gen_remove(d);
+        while (G.out[d].len)
+            edge_del(G.out[d].v[G.out[d].len - 1]);
+    }
+    for (uint32_t k = 0; k < G.dying.len; k++)
+        vpush(&G.flagged, G.dying.v[k]);
+    G.dying.len = 0;
+    int to = gen < 2 ? gen + 1 : 2;
+    for (uint32_t k = 0; k < G.young.len; k++) {
+        uint32_t x = G.young.v[k];
+        if (!(G.mark[x] & M_YOUNG))
+            continue; /* died */
+        G.mark[x] &= (uint16_t)~M_YOUNG;
+        if (G.gen[x] != to) {
+            gen_remove(x);
+            gen_add(x, to);
+        }
+    }
+    G.young.len = 0;
     G.in_collection = 1;
-    /* garbage[] keeps 1 for the unreachable members until the collection ends */
-    vec_t *keep = &G.touched;
-    for (uint32_t k = 0; k < members.len; k++)
-        if (G.garbage[members.v[k]] == 1)
-            vpush(keep, members.v[k]);
-    free(members.v);
 }
 
 void hr_rec_graph_collection_end(void)
 {
-    for (uint32_t k = 0; k < G.touched.len; k++)
-        G.garbage[G.touched.v[k]] = 0;
-    G.touched.len = 0;
+    /* Flagged objects whose block CPython kept (a free list took it, or a finalizer resurrected
+     * the object): the replay reclaimed them; the trace never names them again. */
+    for (uint32_t k = 0; k < G.flagged.len; k++) {
+        uint32_t d = G.flagged.v[k];
+        if (G.obj[d] && (G.mark[d] & M_FLAGGED)) {
+            hr_idmap_take(&G.objs, G.obj[d], NULL, NULL);
+            hr_rec_emit_id(HR_OP_DIED, d);
+            while (G.in[d].len)
+                edge_del(G.in[d].v[G.in[d].len - 1]);
+            G.obj[d] = 0;
+            G.ext[d] = 0;
+            G.lost[d] = 1;
+            G.s_lost++;
+        }
+        G.mark[d] = 0;
+    }
+    G.flagged.len = 0;
     G.in_collection = 0;
 }
 
@@ -471,11 +812,19 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_traversed %llu\ngraph_links %llu\ngraph_unlinks %llu\n"
                      "graph_increfs %llu\ngraph_decrefs %llu\ngraph_rc_deaths %llu\n"
                      "graph_gc_deaths %llu\ngraph_premature %llu\ngraph_clamped %llu\n"
-                     "graph_untyped %llu\n",
+                     "graph_untyped %llu\ngraph_freelisted %llu\ngraph_cascade %llu\n"
+                     "graph_lost %llu\ngraph_lost_frees %llu\ngraph_prepared %llu\n"
+                     "graph_discarded %llu\ngraph_rounds %llu\ngraph_untraversable %llu\n"
+                     "graph_unreadable %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
                      (unsigned long long)G.s_gc_deaths, (unsigned long long)G.s_premature,
-                     (unsigned long long)G.s_clamped, (unsigned long long)G.s_untyped);
+                     (unsigned long long)G.s_clamped, (unsigned long long)G.s_untyped,
+                     (unsigned long long)G.s_freelisted, (unsigned long long)G.s_cascade,
+                     (unsigned long long)G.s_lost, (unsigned long long)G.s_lost_frees,
+                     (unsigned long long)G.s_prepared, (unsigned long long)G.s_discarded,
+                     (unsigned long long)G.s_rounds, (unsigned long long)G.s_untraversable,
+                     (unsigned long long)G.s_unreadable);
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }

@@ -1,6 +1,7 @@
 /* rec_graph.h: graph mode of the CPython recorder: a shadow of the replay's view of every GC
- * object (external count, links), reconciled with the real heap at observation points.
- * All functions run with the recorder lock held and the GIL held. See rec_graph.c. */
+ * object (external count, links, the replay's generation), reconciled with the real heap at
+ * observation points. All functions run with the recorder lock held and the GIL held. See
+ * rec_graph.c. */
 #ifndef HR_REC_GRAPH_H
 #define HR_REC_GRAPH_H
 
@@ -16,8 +17,17 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags);
 void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags);
 /* An object's block moved (realloc). */
 void hr_rec_graph_moved(uintptr_t old_block, uintptr_t new_block, uint64_t id);
-/* A collection of generations 0..gen is starting (GC_BEGIN was just written). */
-void hr_rec_graph_collection_begin(int gen);
+/* A collection of generations 0..gen is about to start and the heap is still whole: reconcile
+ * the shadow and predict what the replay will reclaim (writes events). */
+void hr_rec_graph_prepare(int gen);
+/* The generation prepared and not yet committed, or -1. */
+int hr_rec_graph_prepared(void);
+/* The prepared collection did not happen (start-up prediction at a non-GC allocation). */
+void hr_rec_graph_discard(void);
+/* The prepared collection happens (the replay performs it at the event just written or about
+ * to be written): apply it to the shadow. Writes nothing. */
+void hr_rec_graph_commit(void);
+/* The collection in progress ends (before GC_END is written). */
 void hr_rec_graph_collection_end(void);
 /* Append the graph counters to the self-check text; returns the bytes written. */
 int hr_rec_graph_selfcheck(char *buf, size_t cap);

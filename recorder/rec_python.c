@@ -320,17 +320,40 @@ static void write_gc_end(int gen, int64_t collected, int64_t uncollectable)
                      .b = (uint64_t)uncollectable};
     if (R.mode == HR_KIND_GRAPH)
         hr_rec_graph_collection_end();
+    R.graph_done = 0;
     hr_sink_write(&R.sink, &ev);
 }
 
-/* `graph`: also reconcile the graph shadow here (callback-less collections of start-up; with
- * the callback installed that is done in the start callback, before the counts are zeroed). */
-static void write_gc_begin(int gen, int graph)
+static void write_gc_begin(int gen)
 {
     hr_event_t ev = {.op = HR_OP_GC_BEGIN, .tag = (uint32_t)gen};
     hr_sink_write(&R.sink, &ev);
-    if (graph && R.mode == HR_KIND_GRAPH)
-        hr_rec_graph_collection_begin(gen);
+}
+
+/* The generation gc_collect_generations picks with generation 0's count at `count0`. */
+static int collect_gen(const struct _gc_runtime_state *g, int count0)
+{
+    for (int i = NUM_GENERATIONS - 1; i >= 0; i--) {
+        int c = i == 0 ? count0 : g->generations[i].count;
+        if (c > g->generations[i].threshold) {
+            if (i == NUM_GENERATIONS - 1 && g->long_lived_pending < g->long_lived_total / 4)
+                continue;
+            return i;
+        }
+    }
+    return 0;
+}
+
+/* Graph mode: a collection is about to run on a whole heap: reconcile and apply it to the
+ * shadow (once per collection). */
+static void graph_collection(int gen)
+{
+    if (R.mode != HR_KIND_GRAPH || R.graph_done)
+        return;
+    if (hr_rec_graph_prepared() != gen)
+        hr_rec_graph_prepare(gen);
+    hr_rec_graph_commit();
+    R.graph_done = 1;
 }
 
 /* Before our gc.callbacks entry exists (interpreter start-up) collections are seen only through
@@ -344,7 +367,7 @@ static void observe_without_callback(struct _gc_runtime_state *g, int triggered)
                       : g->generations[2].count == R.pend.count2 + 1 ? 1
                                                                      : 2;
             copy_stats(R.begin_stats, g);
-            write_gc_begin(gen, 0);
+            write_gc_begin(gen);
             R.gc_gen = gen;
             R.gc_state = GC_OPEN_NOCB;
         }
@@ -357,13 +380,14 @@ static void observe_without_callback(struct _gc_runtime_state *g, int triggered)
         } else if (triggered) { /* begun and ended between two observations */
             for (int i = 2; i >= 0; i--)
                 if (now[i][0] != R.last_stats[i][0]) {
-                    write_gc_begin(i, 0);
+                    write_gc_begin(i);
                     write_gc_end(i, now[i][1] - R.last_stats[i][1],
                                  now[i][2] - R.last_stats[i][2]);
                     break;
                 }
         }
         R.gc_state = GC_IDLE;
+        R.graph_done = 0;
         memcpy(R.last_stats, now, sizeof now);
     }
 }
@@ -382,6 +406,23 @@ static void observe(int next)
          g->generation_stats[1].collections != R.last_stats[1][0] ||
          g->generation_stats[2].collections != R.last_stats[2][0]))
         triggered = 1;
+    if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && g) {
+        if (!R.cb_active) {
+            /* start-up: a collection predicted at the allocation; did it happen? */
+            if (triggered)
+                graph_collection(collect_gen(g, R.pend.count0 + 1));
+            else if (hr_rec_graph_prepared() >= 0)
+                hr_rec_graph_discard();
+        } else if (g->collecting && R.gc_state == GC_IDLE && R.pend.active &&
+                   !R.pend.collecting && R.pend.count0 >= 0 && g->enabled &&
+                   g->generations[0].threshold &&
+                   R.pend.count0 + 1 > g->generations[0].threshold) {
+            /* A collection started inside the pending allocation's link, and this is the first
+             * observation since (gc callbacks' info dict): the heap is still whole. The
+             * reconciliation goes before that ALLOC, where the replay collects. */
+            graph_collection(collect_gen(g, R.pend.count0 + 1));
+        }
+    }
     if (R.pend.active)
         resolve_pending(next, now, triggered);
     if (!g)
@@ -414,7 +455,7 @@ static void observe(int next)
              * the count moves only by the callback info's own frees. */
             int expected = R.win_count - (next == NEXT_GC_FREE && R.win_count > 0);
             if (now != expected) {
-                write_gc_begin(R.gc_gen, 0);
+                write_gc_begin(R.gc_gen);
                 R.gc_state = GC_OPEN;
             } else {
                 R.win_count = now;
@@ -424,6 +465,7 @@ static void observe(int next)
         if (R.gc_state == GC_OPEN || R.gc_state == GC_CB) /* ended without a stop callback */
             R.stat.gc_unclosed++;
         R.gc_state = GC_IDLE;
+        R.graph_done = 0;
     }
 }
 
@@ -452,6 +494,15 @@ static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
     enter();
     if (gil_held(d))
         observe(NEXT_OTHER);
+    if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && !R.cb_active && d == PYMEM_DOMAIN_OBJ &&
+        !R.sink.off) {
+        /* Start-up (no gc callback yet): if this is a GC allocation, CPython collects inside
+         * its link, and no observation follows before the collector changes the heap. */
+        struct _gc_runtime_state *g = gcstate();
+        if (g && !g->collecting && g->enabled && g->generations[0].threshold &&
+            g->generations[0].count + 1 > g->generations[0].threshold && !PyErr_Occurred())
+            hr_rec_graph_prepare(collect_gen(g, g->generations[0].count + 1));
+    }
     void *p = zero ? o->calloc(o->ctx, nelem, elsize) : o->malloc(o->ctx, nelem);
     if (p && !R.sink.off) {
         uint64_t size = zero ? (uint64_t)nelem * elsize : nelem;
@@ -630,17 +681,22 @@ static PyObject *gc_callback(PyObject *self, PyObject *const *args, Py_ssize_t n
         if (g)
             note_gc_settings(g);
         if (start) {
-            if (R.gc_state != GC_SEEN_AUTO) /* requested by the program, not by the count */
-                emit_gc_control(HR_GC_COLLECT, gen < 0 ? 0 : (uint64_t)gen, 0);
             R.gc_gen = gen < 0 ? 0 : (int)gen;
+            if (R.gc_state != GC_SEEN_AUTO) { /* requested by the program, not by the count */
+                /* the heap is still whole: reconcile before the replay collects */
+                R.graph_done = 0;
+                graph_collection(R.gc_gen);
+                emit_gc_control(HR_GC_COLLECT, gen < 0 ? 0 : (uint64_t)gen, 0);
+            } else if (!R.graph_done) {
+                R.stat.graph_late++; /* no observation before: reconciled after the ALLOC */
+                graph_collection(R.gc_gen);
+            }
             R.win_count = g ? g->generations[0].count : 0;
             R.gc_state = GC_CB;
             R.stat.collections++;
-            if (R.mode == HR_KIND_GRAPH) /* the heap is still whole: reconcile the shadow now */
-                hr_rec_graph_collection_begin(R.gc_gen);
         } else {
             if (R.gc_state == GC_CB) { /* the counts were zeroed unseen (they were already 0) */
-                write_gc_begin(R.gc_gen, 0);
+                write_gc_begin(R.gc_gen);
                 R.gc_state = GC_OPEN;
             }
             if (R.gc_state == GC_OPEN)
@@ -784,14 +840,14 @@ static void dump_stats(void)
 
 static void selfcheck_stats(void)
 {
-    char buf[1024];
+    char buf[2048];
     int n = snprintf(buf, sizeof buf,
                      "heapreplay recorder self-check\n"
                      "gc_allocs %llu\nambiguous %llu\nambiguous_decided_gc %llu\n"
                      "unexpected_count %llu\ncheck_disagree %llu\nlearn_rejected %llu\n"
                      "learned_types %zu\ngen_mispredicted %llu\ngc_unclosed %llu\n"
                      "skipped_triggers %llu\ncollections %llu\narenas_mapped %llu\narenas_unmapped %llu\n"
-                     "unknown_frees %llu\nunknown_reallocs %llu\nself_check %d\n",
+                     "unknown_frees %llu\nunknown_reallocs %llu\ngraph_late %llu\nself_check %d\n",
                      (unsigned long long)R.stat.gc_allocs, (unsigned long long)R.stat.ambiguous,
                      (unsigned long long)R.stat.ambiguous_gc, (unsigned long long)R.stat.unexpected,
                      (unsigned long long)R.stat.check_disagree,
@@ -802,7 +858,8 @@ static void selfcheck_stats(void)
                      (unsigned long long)R.stat.arenas_mapped,
                      (unsigned long long)R.stat.arenas_unmapped,
                      (unsigned long long)R.stat.unknown_frees,
-                     (unsigned long long)R.stat.unknown_reallocs, R.self_check);
+                     (unsigned long long)R.stat.unknown_reallocs,
+                     (unsigned long long)R.stat.graph_late, R.self_check);
     if (R.mode == HR_KIND_GRAPH)
         n += hr_rec_graph_selfcheck(buf + n, sizeof buf - (size_t)n);
     hr_rec_emit_str(HR_OP_STATS, HR_STATS_TEXT, buf, strlen(buf));

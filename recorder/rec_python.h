@@ -32,7 +32,7 @@ enum { GC_IDLE = 0, GC_SEEN, GC_SEEN_AUTO, GC_CB, GC_OPEN, GC_ENDED, GC_OPEN_NOC
 typedef struct hr_rec_stats {
     uint64_t gc_allocs, ambiguous, ambiguous_gc, unexpected, check_disagree, learn_rejected;
     uint64_t gen_mispredicted, gc_unclosed, collections, arenas_mapped, arenas_unmapped;
-    uint64_t unknown_frees, unknown_reallocs, skipped;
+    uint64_t unknown_frees, unknown_reallocs, skipped, graph_late;
 } hr_rec_stats_t;
 
 typedef struct hr_rec {
@@ -47,6 +47,7 @@ typedef struct hr_rec {
     int last_gc;         /* the observation in progress resolved a GC allocation */
     int gc_state, gc_gen, win_count;
     int cb_active;       /* our gc.callbacks entry is installed */
+    int graph_done;      /* graph mode: the collection in progress was reconciled */
     int64_t last_stats[3][3]; /* generation_stats seen last (while no callback is installed) */
     int64_t begin_stats[3][3];
     int gc_enabled, gc_thr[3]; /* the gc settings last written (PHASE gc.*) */

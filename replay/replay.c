@@ -387,6 +387,8 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
         return HR_OK;
     case HR_OP_GC_BEGIN:
         e->gc_begin = e->event;
+        if (e->gvt->gc_begin)
+            e->gvt->gc_begin(e->gc->ctx, (int)ev->tag);
         return HR_OK;
     case HR_OP_GC_END: {
         hr_collection_t c = {e->event, e->gc_begin, ev->tag, ev->a, ev->b};

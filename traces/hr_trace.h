@@ -65,7 +65,9 @@ typedef enum hr_gc_action {
     HR_GC_DISABLE = 1,   /* gc.disable() */
     HR_GC_ENABLE = 2,    /* gc.enable() */
     HR_GC_THRESHOLD = 3, /* gc.set_threshold(t0, t1, t2): a = t0, b = t1 | t2 << 32 */
-    HR_GC_ACTIONS = 4
+    HR_GC_DEL = 4,       /* a GC block the trace no longer names was deleted (PyObject_GC_Del):
+                            generation 0's count falls by 1 if positive (graph traces) */
+    HR_GC_ACTIONS = 5
 } hr_gc_action_t;
 
 typedef enum hr_stats_kind {

@@ -98,6 +98,7 @@ int hr_trace_format_event(hr_buf_t *out, const hr_event_t *ev)
         case HR_GC_COLLECT: rc = hr_buf_printf(out, "gc collect %llu", a); break;
         case HR_GC_DISABLE: rc = hr_buf_printf(out, "gc disable"); break;
         case HR_GC_ENABLE: rc = hr_buf_printf(out, "gc enable"); break;
+        case HR_GC_DEL: rc = hr_buf_printf(out, "gc del"); break;
         default:
             rc = hr_buf_printf(out, "gc threshold %llu %llu %llu", a, b & 0xffffffffu, b >> 32);
         }
@@ -356,9 +357,9 @@ static int parse_event(lexer_t *lx, hr_event_t *ev)
         if (!word(lx, w, sizeof w))
             return 0;
         int begin = strcmp(w, "begin") == 0;
-        if (!strcmp(w, "disable") || !strcmp(w, "enable")) {
+        if (!strcmp(w, "disable") || !strcmp(w, "enable") || !strcmp(w, "del")) {
             ev->op = HR_OP_GC_CONTROL;
-            ev->tag = w[0] == 'd' ? HR_GC_DISABLE : HR_GC_ENABLE;
+            ev->tag = w[1] == 'i' ? HR_GC_DISABLE : w[0] == 'e' ? HR_GC_ENABLE : HR_GC_DEL;
             return at_end(lx);
         }
         if (!strcmp(w, "collect") || !strcmp(w, "threshold")) {
@@ -379,8 +380,8 @@ static int parse_event(lexer_t *lx, hr_event_t *ev)
             return at_end(lx);
         }
         if (!begin && strcmp(w, "end")) {
-            lx->why = "expected 'gc begin', 'gc end', 'gc collect', 'gc disable', 'gc enable' or "
-                      "'gc threshold'";
+            lx->why = "expected 'gc begin', 'gc end', 'gc collect', 'gc disable', 'gc enable', "
+                      "'gc del' or 'gc threshold'";
             return 0;
         }
         if (!number(lx, &x))

@@ -184,6 +184,39 @@ static void test_gc_control(void)
     hr_replay_result_free(&r);
 }
 
+/* GC_CONTROL "gc del" takes a GC block the trace no longer names off generation 0's count; a
+ * recorded GC_BEGIN right after the collector's own collection of that generation zeroes the
+ * counts again (CPython zeroes them after gc.callbacks ran, whose allocations come between). */
+static void test_gc_del_and_begin(void)
+{
+    const char *p = pack("gcdel.txt", "heapreplay-trace 1 graph\n"
+                                      "alloc 0 16 obj object gc\nalloc 1 16 obj object gc\n"
+                                      "alloc 2 16 obj object gc\ngc del\n"       /* 0-3: 3-1 */
+                                      "alloc 3 16 obj object gc\n"               /* 4: 3 */
+                                      "alloc 4 16 obj object gc\n");             /* 5: 4 > 3 */
+    hr_replay_result_t r;
+    hr_err_t err;
+    int rc = replay(p, "generational:3,10,10", 0, &r, &err);
+    TAP_OK(rc == 0 && r.replayed.n == 1 && r.replayed.v[0].event == 5,
+           "'gc del' lowers generation 0's count: the collection waits one allocation (%zu "
+           "collections, at event %llu) %s", r.replayed.n,
+           r.replayed.n ? (unsigned long long)r.replayed.v[0].event : 0ULL, err.msg);
+    hr_replay_result_free(&r);
+    p = pack("gcbegin.txt", "heapreplay-trace 1 graph\n"
+                            "alloc 0 16 obj object gc\nalloc 1 16 obj object gc\n"
+                            "alloc 2 16 obj object gc\n"                 /* 2: 3 > 2, collect */
+                            "alloc 3 16 obj object gc\ngc begin 0\n"     /* 3: callback's, 4 */
+                            "alloc 4 16 obj object gc\nalloc 5 16 obj object gc\n"
+                            "alloc 6 16 obj object gc\n");               /* 7: 3 > 2 */
+    rc = replay(p, "generational:2,10,10", 0, &r, &err);
+    TAP_OK(rc == 0 && r.replayed.n == 2 && r.replayed.v[0].event == 2 &&
+               r.replayed.v[1].event == 7,
+           "the recorded GC_BEGIN after the collector's own collection zeroes the counts "
+           "(%zu collections, the second at event %llu) %s", r.replayed.n,
+           r.replayed.n > 1 ? (unsigned long long)r.replayed.v[1].event : 0ULL, err.msg);
+    hr_replay_result_free(&r);
+}
+
 /* {==== Generational counting: which generation is collected when ==== */
 
 static void test_generational_schedule(void)
@@ -449,6 +482,7 @@ int main(void)
         return 99;
     test_known_answers();
     test_generational_schedule();
+    test_gc_del_and_begin();
     test_gc_control();
     test_check_mode();
     test_workloads_check();

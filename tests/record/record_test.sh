@@ -99,6 +99,37 @@ if [ "$HAVE_PY" = 1 ]; then
   "$HR" dump "$T/graph.hrt" >"$T/graph.txt"
   check "graph.py: objects, links, DIED checks" $CHECK graph "$T/graph.txt"
   check "graph.py: collections start exactly where the GC flags say" $CHECK triggers "$T/graph.txt"
+
+  # {==== graph mode: validate (docs/recorder.md, "What validate finds on graph traces") ====
+  # Both replays complete (no event names an object a replay already reclaimed), every object
+  # CPython freed outside a collection dies under counting in the same observation, collections
+  # run where CPython's did. graph.py also matches the garbage per collection and gc.get_stats().
+  # PYTHONHASHSEED fixes str hashes, so the programs allocate the same way on every run.
+  row() { grep -Eq "^$2 +[0-9]+ +[0-9]+  MATCH" "$1"; }
+  for prog in graph graph_mix exits; do
+    arg=; [ $prog = exits ] && arg=normal
+    PYTHONHASHSEED=0 "$HR" record --mode graph -o "$T/v_$prog.hrt" -- "$D/$prog.py" $arg >/dev/null 2>&1
+    check "$prog.py: graph trace recorded" complete "$T/v_$prog.hrt"
+    "$HR" validate "$T/v_$prog.hrt" >"$T/v_$prog.out" 2>&1
+    for r in "replay with the generational collector completes" \
+             "replay with reference counting completes" \
+             "refcount deaths where CPython freed \(same observation\)" \
+             "collection points and generations"; do
+      check "validate $prog.py (graph): $r" row "$T/v_$prog.out" "$r"
+    done
+    # The refcount replay never meets an object it already freed, and every set of objects a
+    # collector reclaims is garbage in an independent shadow graph (replay --check).
+    for gc in refcount generational; do
+      check "$prog.py: 'replay --gc $gc --check' of the graph trace: no use after free" \
+        "$HR" replay "$T/v_$prog.hrt" --alloc libc --gc $gc --check -q
+    done
+  done
+  for r in "garbage found per collection" "collections per generation \(gc.get_stats\)"; do
+    check "validate graph.py (graph): $r" row "$T/v_graph.out" "$r"
+  done
+  # The recorder's self-check: no count ever reached 0 before CPython freed the object.
+  check "graph_mix.py: no premature count (free lists hold their objects)" \
+    bash -c "\"$HR\" dump '$T/v_graph_mix.hrt' | grep -q 'graph_premature 0'"
 else
   echo "# skipped: built without libpython3.11"
 fi
