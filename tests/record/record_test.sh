@@ -43,6 +43,12 @@ if [ "$HAVE_PY" = 1 ]; then
   st=$?
   check "validate basic.py (alloc mode): every check matches, exit 0" \
     bash -c "[ $st = 0 ] && grep -q '^allocator statistics.*MATCH' '$T/validate.out' && grep -q '^collection points and generations.*MATCH' '$T/validate.out' && grep -q '^all checks match' '$T/validate.out'"
+  # Real code nobody here wrote: ast, json, re and difflib over stdlib sources.
+  "$HR" record -o "$T/stdlib.hrt" -- "$D/workloads/stdlib_mix.py" >/dev/null 2>&1
+  "$HR" validate "$T/stdlib.hrt" >"$T/validate3.out" 2>&1
+  st=$?
+  check "validate a stdlib-heavy recording (ast/json/re/difflib): every check matches" \
+    bash -c "[ $st = 0 ] && grep -q '^all checks match' '$T/validate3.out' && grep -Eq '^collection points and generations +[0-9]{3} ' '$T/validate3.out'"
   # A trace whose recorded statistics text was altered must not validate.
   "$HR" dump "$T/basic.hrt" | sed '/^stats pymalloc/s/# arenas reclaimed  /# arenas reclaimed X/' >"$T/tampered.txt"
   "$HR" pack "$T/tampered.txt" -o "$T/tampered.hrt"
