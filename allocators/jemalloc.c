@@ -28,8 +28,8 @@
  *   arena and destroys the arena (arena.<i>.destroy), which frees every block still in it.
  *
  *   Frees are sized (sdallocx) when the size gives the block's size class: not for size 0, nor
- *   aligned blocks, nor (defensively: jemalloc 5 moves a block whose class changes) a block
- *   that a realloc left in place in another class than its new size gives. Those are kept in a
+ *   aligned blocks, nor (defensively: jemalloc 5 gives a resized block the class of its new
+ *   size) a block that a realloc left in another class than its new size gives. Those are kept in a
  *   pointer set and freed unsized (dallocx). sized=check verifies every sized free against
  *   jemalloc's own size lookup (sallocx against nallocx) and counts mismatches, which the
  *   statistics text shows; sized=off frees everything unsized.
@@ -286,7 +286,7 @@ static void *je_realloc(void *ctx, void *p, size_t old, size_t size, hr_domain_t
     if (HR_UNLIKELY(!q))
         return NULL;
     int was_unsized = c->unsized.n && hr_ptrset_del(&c->unsized, p);
-    if (was_unsized || (q == p && hr_je_sallocx(q, 0) != hr_je_nallocx(n, 0)))
+    if (was_unsized || hr_je_sallocx(q, 0) != hr_je_nallocx(n, 0))
         hr_ptrset_add(&c->unsized, q, n);
     if (HR_UNLIKELY(hr_fpoll_resize(&c->poll, old, size)))
         je_poll(c);

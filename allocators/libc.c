@@ -243,6 +243,16 @@ static int libc_stats_text(void *ctx, hr_buf_t *out, hr_err_t *err)
                         "at create: %llu bytes given back by malloc_trim, %llu free bytes left "
                         "inside the heap (reusable without growing it)\n",
                         (unsigned long long)l->trimmed0, (unsigned long long)l->slack0);
+    if (l->exact) {
+        struct mallinfo2 mi = mallinfo2();
+        uint64_t all = (uint64_t)mi.arena + (uint64_t)mi.hblkhd;
+        uint64_t mine = exact_footprint(l, (uintptr_t)sbrk(0));
+        rc |= hr_buf_printf(out,
+                            "for comparison, mallinfo2 arena + hblkhd grew by %lld bytes since "
+                            "create: %lld more than this footprint (the harness's allocations "
+                            "since create, its large buffers included)\n",
+                            (long long)(all - l->base), (long long)(all - l->base - mine));
+    }
     char *xml = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&xml, &len);

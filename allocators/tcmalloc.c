@@ -28,9 +28,9 @@
  *   blocks an instance left (as libc), and returns tcmalloc's free pages to the system
  *   (MallocExtension_ReleaseFreeMemory), so that the next instance starts lean.
  *   Frees are sized (tc_free_sized) when the size gives the block's size class: not for size 0,
- *   aligned blocks (tc_memalign picks a class by alignment), nor blocks a realloc left in a
- *   larger class (tcmalloc keeps a block that shrinks by less than half): those are kept in a
- *   pointer set and freed with tc_free. sized=check verifies every sized free against
+ *   aligned blocks (tc_memalign picks a class by alignment), nor blocks a realloc left in
+ *   another class (tcmalloc keeps a block that shrinks by less than half, and grows one to at
+ *   least 5/4 of its old size): those are kept in a pointer set and freed with tc_free. sized=check verifies every sized free against
  *   tcmalloc's own size lookup and counts mismatches (the statistics text shows them).
  *
  * Footprint: tcmalloc's own accounting
@@ -238,8 +238,9 @@ static void *tcm_realloc(void *ctx, void *p, size_t old, size_t size, hr_domain_
     if (HR_UNLIKELY(!q))
         return NULL;
     int was_unsized = t->unsized.n && hr_ptrset_del(&t->unsized, p);
-    /* a block kept in place may sit in a larger class than its new size gives */
-    if (was_unsized || (q == p && tc.malloc_size(q) != tc.nallocx(n, 0)))
+    /* tcmalloc keeps a block that shrinks by less than half, and grows one by at least a
+     * quarter: either way its class may not be the one its new size gives */
+    if (was_unsized || tc.malloc_size(q) != tc.nallocx(n, 0))
         hr_ptrset_add(&t->unsized, q, n);
     if (HR_UNLIKELY(hr_fpoll_resize(&t->poll, old, size)))
         tcm_poll(t);
