@@ -137,11 +137,13 @@ static int child_preloaded(void)
 
 /* {==== 2. libc's footprint against mallinfo2 ==== */
 
+#ifndef ASAN
 static uint64_t mi_total(void)
 {
     struct mallinfo2 m = mallinfo2();
     return (uint64_t)m.arena + (uint64_t)m.hblkhd;
 }
+#endif
 
 static void libc_accounting(void)
 {
@@ -315,8 +317,17 @@ static void check_backend(const hr_alloc_vt *vt)
         _Bool (*in)(const void *) = NULL;
         void *sym = h ? dlsym(h, "mi_is_in_heap_region") : NULL;
         memcpy(&in, &sym, sizeof sym);
-        TAP_OK(in && !in(mine) && in(b[0]),
-               "mimalloc: the harness's block is outside mimalloc's heap, the backend's inside");
+#ifndef ASAN
+        int in_mine = in ? in(mine) : -1, in_b = in ? in(b[0]) : -1;
+        TAP_OK(in_mine == 0 && in_b == 1,
+               "mimalloc: the harness's block is outside mimalloc's heap (%d), the backend's "
+               "inside (%d)", in_mine, in_b);
+#else
+        (void)in;
+        tap_skip("under ASan mimalloc cannot map at its hint addresses (ASan's shadow is there) "
+                 "and its segment map does not cover where it maps instead",
+                 "mimalloc: the harness's block is outside mimalloc's heap, the backend's inside");
+#endif
         TAP_OK(loaded("mimalloc") == 1, "mimalloc: its library is loaded (RTLD_LOCAL)");
     }
 #endif
