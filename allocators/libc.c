@@ -19,9 +19,12 @@
  *   block, and its mapping is that size (flags masked) plus the offset word before it: exactly
  *   what glibc adds to and subtracts from `hblkhd`. So the harness's own large buffers (the trace
  *   reader's frame, zstd's window: mmapped chunks) are left out, and the count is exact at every
- *   call, which gives an exact peak: after each allocating call whose block ends past the break
- *   last seen (only then can the heap have grown), after each mmapped chunk, and every 4096
- *   allocating calls, the break is read again (sbrk(0): no system call) and the peak updated.
+ *   call, which gives an exact peak. The fast path reads nothing: a block inside [a heap address
+ *   at create, the break last seen) is a heap chunk (mmap puts mappings outside the heap) and
+ *   did not grow the heap. Any other block (a mapped chunk, or one that ends past the break:
+ *   only then can the heap have grown), and every 4096 allocating calls, has its header and the
+ *   break read (sbrk(0): no system call) and the peak updated. A free reads the header only
+ *   while some block of the instance has a mapping of its own.
  *   create first returns the free top of the heap to the system (malloc_trim(0)), so that the
  *   baseline break holds no room the replay could use without growing the heap.
  *
@@ -64,6 +67,7 @@ typedef struct libc_alloc {
     int exact;            /* 1: main heap, counted by the backend; 0: mallinfo2 fallback */
     uintptr_t brk0;       /* program break at create (after malloc_trim) */
     uintptr_t brk_seen;   /* program break at the last read */
+    uintptr_t lo;         /* a main-heap address at create: blocks in [lo, brk_seen) are heap chunks */
     uint64_t mmapped;     /* bytes of the own mappings of this instance's mmapped chunks */
     uint64_t peak;        /* largest footprint seen (exact mode) */
     uint32_t left;        /* allocating calls before the next read of the break */
@@ -106,18 +110,30 @@ static uint64_t fallback_footprint(const libc_alloc_t *l)
     return f > l->base ? f - l->base : 0;
 }
 
-/* After an allocating call returned block p of `size` bytes whose mapping is `mapping` bytes. */
-HR_INLINE void libc_count(libc_alloc_t *l, const void *p, size_t size, uint64_t mapping,
-                          uint64_t old_size, int resize)
+/* After an allocating call returned block p of `size` bytes. A block in [lo, brk_seen) lies in
+ * the main heap: no own mapping, and the heap has not grown for it. Anything else (a mapped
+ * chunk, which mmap puts outside the heap, or a block past the break last seen) and every
+ * LIBC_REFRESH calls: read its header and the break again. */
+HR_INLINE void libc_count(libc_alloc_t *l, const void *p, size_t size, uint64_t old_size,
+                          int resize)
 {
     if (HR_LIKELY(l->exact)) {
-        l->mmapped += mapping;
-        if (HR_UNLIKELY(mapping || (uintptr_t)p + size > l->brk_seen || --l->left == 0))
+        uintptr_t a = (uintptr_t)p;
+        if (HR_UNLIKELY(a < l->lo || a + size > l->brk_seen || --l->left == 0)) {
+            l->mmapped += chunk_mapping(p);
             exact_note(l);
+        }
     } else if (resize ? hr_fpoll_resize(&l->poll, old_size, size)
                       : hr_fpoll_alloc(&l->poll, size)) {
         hr_fpoll_note(&l->poll, fallback_footprint(l));
     }
+}
+
+/* Before block p goes away (free, or a realloc that succeeded). */
+HR_INLINE void libc_uncount(libc_alloc_t *l, const void *p)
+{
+    if (HR_UNLIKELY(l->mmapped)) /* only then can p have a mapping of its own */
+        l->mmapped -= chunk_mapping(p);
 }
 
 /* {==== Slots ==== */
@@ -138,6 +154,7 @@ static int libc_create(void **ctx, hr_spec_t *spec, hr_err_t *err)
     /* l itself is the probe: a main-heap chunk lies below the break and has no own mapping. */
     l->exact = (uintptr_t)l < l->brk0 && chunk_mapping(l) == 0;
 #endif
+    l->lo = (uintptr_t)l;
     struct mallinfo2 mi = mallinfo2();
     l->base = (uint64_t)mi.arena + (uint64_t)mi.hblkhd;
     l->slack0 = mi.fordblks;
@@ -157,7 +174,7 @@ static void *libc_malloc(void *ctx, size_t size, hr_domain_t domain)
     libc_alloc_t *l = ctx;
     void *p = malloc(size);
     if (HR_LIKELY(p != NULL))
-        libc_count(l, p, size, l->exact ? chunk_mapping(p) : 0, 0, 0);
+        libc_count(l, p, size, 0, 0);
     return p;
 }
 
@@ -167,7 +184,7 @@ static void *libc_calloc(void *ctx, size_t size, hr_domain_t domain)
     libc_alloc_t *l = ctx;
     void *p = calloc(1, size);
     if (HR_LIKELY(p != NULL))
-        libc_count(l, p, size, l->exact ? chunk_mapping(p) : 0, 0, 0);
+        libc_count(l, p, size, 0, 0);
     return p;
 }
 
@@ -176,11 +193,11 @@ static void *libc_realloc(void *ctx, void *p, size_t old_size, size_t new_size,
 {
     (void)domain;
     libc_alloc_t *l = ctx;
-    uint64_t old_mapping = l->exact ? chunk_mapping(p) : 0;
+    uint64_t old_mapping = l->exact && l->mmapped ? chunk_mapping(p) : 0;
     void *q = realloc(p, new_size ? new_size : 1);
     if (HR_LIKELY(q != NULL)) {
         l->mmapped -= old_mapping;
-        libc_count(l, q, new_size, l->exact ? chunk_mapping(q) : 0, old_size, 1);
+        libc_count(l, q, new_size, old_size, 1);
     }
     return q;
 }
@@ -190,7 +207,7 @@ static void libc_free(void *ctx, void *p, size_t size, hr_domain_t domain)
     (void)domain;
     libc_alloc_t *l = ctx;
     if (HR_LIKELY(l->exact))
-        l->mmapped -= chunk_mapping(p);
+        libc_uncount(l, p);
     else
         hr_fpoll_free(&l->poll, size);
     free(p);
@@ -205,7 +222,7 @@ static void *libc_aligned(void *ctx, size_t align, size_t size, hr_domain_t doma
         align = sizeof(void *);
     if (posix_memalign(&p, align, size) != 0)
         return NULL;
-    libc_count(l, p, size, l->exact ? chunk_mapping(p) : 0, 0, 0);
+    libc_count(l, p, size, 0, 0);
     return p;
 }
 
