@@ -57,6 +57,9 @@ static const char *const foreign_names[] = {
 };
 #define NLIBC HR_ARRAY_LEN(libc_names)
 static void *before[NLIBC];
+/* Blocks whose malloc must happen: stored here, the compiler cannot elide the call (clang
+ * removes a malloc/free pair whose block does not escape). */
+static void *volatile sink;
 
 static const char *owner(void *sym)
 {
@@ -115,9 +118,11 @@ static int symbols_unchanged(char *why, size_t cap)
 static int malloc_is_glibc(size_t *usable)
 {
     void *p = malloc(100);
+    sink = p;
     *usable = p ? malloc_usable_size(p) : 0;
     struct mallinfo2 a = mallinfo2();
     void *q = malloc(100000);
+    sink = q;
     struct mallinfo2 b = mallinfo2();
     int seen = q && b.uordblks + b.hblkhd >= a.uordblks + a.hblkhd + 100000;
     free(q);
@@ -228,6 +233,7 @@ static void libc_accounting(void)
     /* The harness's own large buffer is not counted; mallinfo2 counts it. */
     uint64_t before_fp = st.footprint, before_mi = mi_total();
     void *own = malloc(1 << 20);
+    sink = own;
     hr_alloc_get_stats(a, &st);
     uint64_t after_mi = mi_total();
     TAP_OK(own && st.footprint == before_fp && after_mi >= before_mi + (1 << 20),
@@ -298,6 +304,7 @@ static void check_backend(const hr_alloc_vt *vt)
     }
 
     void *mine = malloc(64);
+    sink = mine;
 #ifdef HR_HAVE_TCMALLOC
     if (!strcmp(name, "tcmalloc")) {
         void *h = dlopen(HR_TCMALLOC_LIB, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
