@@ -8,8 +8,8 @@
  *   malloc of the whole process, harness included. So the build takes Debian's PIC archive
  *   (libjemalloc_pic.a, same sources and configuration as the shared library) and rewrites it
  *   (allocators/jemalloc_private.sh): every public symbol gets the prefix `hr_je_` (malloc ->
- *   hr_je_malloc, mallctl -> hr_je_mallctl, ...; jemalloc's internal symbols are already `je_`
- *   and hidden), and its constructor is dropped, so that nothing of jemalloc runs until this
+ *   hr_je_malloc, mallctl -> hr_je_mallctl, ...; jemalloc's internal symbols already carry its
+ *   private `je_` prefix), and its constructor is dropped, so that nothing of jemalloc runs until this
  *   backend is created. Linked into the executable, its TLS is part of the static TLS block
  *   and the harness's malloc stays glibc's: no symbol the C library defines is defined by the
  *   copy (the build script checks it), and tests/alloc/test_isolation checks it at run time.
@@ -21,8 +21,8 @@
  *   fast paths, hr_je_malloc and hr_je_sdallocx with the thread's cache, allocate from it: what
  *   a program linked with jemalloc runs, nothing added. (An arena made by arenas.create is not
  *   automatic, so even requests above oversize_threshold stay in it.) The instance must be used
- *   from the thread that created it. If another instance already holds the binding, the new one
- *   takes the explicit path instead: mallocx/sdallocx with MALLOCX_ARENA(its arena) and
+ *   from the thread that created it. If another instance already holds that thread's binding, the
+ *   new one takes the explicit path instead: mallocx/sdallocx with MALLOCX_ARENA(its arena) and
  *   MALLOCX_TCACHE(its own cache), correct whatever the binding, about 18 ns slower per call
  *   here (path=flags asks for it). destroy flushes the cache, restores the thread's previous
  *   arena and destroys the arena (arena.<i>.destroy), which frees every block still in it.
@@ -93,7 +93,7 @@ typedef struct je {
 
 enum { JE_SIZED_ON, JE_SIZED_OFF, JE_SIZED_CHECK };
 
-static int je_fast_taken; /* an instance holds this thread's binding */
+static _Thread_local int je_fast_taken; /* an instance holds this thread's binding */
 
 static const hr_param_desc_t je_params[] = {
     {"path", "fast|flags", "fast: thread bound to the arena, plain malloc/sdallocx; flags: mallocx with arena and cache flags"},
