@@ -77,7 +77,7 @@ typedef struct hr_alloc_vt {
 
     /* Allocate `size` bytes (size may be 0: the backend decides what that means, as CPython
      * does). Returns NULL on failure. Blocks are aligned to at least 16 bytes unless the backend
-     * is parameterised otherwise (pymalloc with align=8). */
+     * is parameterised otherwise (pymalloc with align=8) or says HR_ALLOC_F_SMALL_ALIGN8. */
     void *(*malloc)(void *ctx, size_t size, hr_domain_t domain);
     /* Zeroed allocation. May be NULL: the generic layer uses malloc + memset. */
     void *(*calloc)(void *ctx, size_t size, hr_domain_t domain);
@@ -112,6 +112,10 @@ typedef struct hr_alloc_vt {
 /* The backend drives process-global state that cannot be reset (cpython): at most one instance
  * can ever be created in a process; a second hr_alloc_create fails with HR_EUSAGE. */
 #define HR_ALLOC_F_ONCE_PER_PROCESS 0x2u
+/* Requests of at most 8 bytes may get blocks aligned to 8 only (an 8-byte size class: mimalloc,
+ * tcmalloc). C17 permits it: no object that fits in 8 bytes needs more. Larger requests are
+ * aligned to 16. */
+#define HR_ALLOC_F_SMALL_ALIGN8 0x4u
 
 /* A live allocator. Owned by its creator; destroy with hr_alloc_destroy. */
 typedef struct hr_alloc {

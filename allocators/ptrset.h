@@ -1,7 +1,8 @@
 /* ptrset.h: a map from live pointers to their sizes (open addressing, linear probing), internal
  * to allocators/.
  * pymalloc and cpython keep the blocks they obtained from the system allocator in one, so that
- * destroy can release them as the vtable promises; only the raw path pays for it.
+ * destroy can release them as the vtable promises; only the raw path pays for it. jemalloc and
+ * tcmalloc keep their aligned blocks in one, the blocks a sized free would misplace.
  * Invariant: 0 is never a key; n <= cap * 3 / 4; cap is a power of two (or 0). */
 #ifndef HR_PTRSET_H
 #define HR_PTRSET_H
@@ -58,16 +59,17 @@ static inline int hr_ptrset_add(hr_ptrset_t *s, const void *p, size_t size)
     return 0;
 }
 
-/* Remove p if present (backward-shift deletion keeps probe chains intact). */
-static inline void hr_ptrset_del(hr_ptrset_t *s, const void *p)
+/* Remove p if present (backward-shift deletion keeps probe chains intact). Returns 1 if p was
+ * there, 0 if not. */
+static inline int hr_ptrset_del(hr_ptrset_t *s, const void *p)
 {
     if (!s->cap)
-        return;
+        return 0;
     size_t m = s->cap - 1, h = hr_ptrset_hash(s, (uintptr_t)p);
     while (s->slot[h].key && s->slot[h].key != (uintptr_t)p)
         h = (h + 1) & m;
     if (!s->slot[h].key)
-        return;
+        return 0;
     s->slot[h].key = 0;
     s->n--;
     for (size_t j = (h + 1) & m; s->slot[j].key; j = (j + 1) & m) {
@@ -79,6 +81,7 @@ static inline void hr_ptrset_del(hr_ptrset_t *s, const void *p)
             h = j;
         }
     }
+    return 1;
 }
 
 static inline void hr_ptrset_free(hr_ptrset_t *s)

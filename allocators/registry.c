@@ -11,6 +11,15 @@ extern const hr_alloc_vt hr_alloc_pymalloc_vt;
 #ifdef HR_HAVE_CPYTHON
 extern const hr_alloc_vt hr_alloc_cpython_vt;
 #endif
+#ifdef HR_HAVE_JEMALLOC
+extern const hr_alloc_vt hr_alloc_jemalloc_vt;
+#endif
+#ifdef HR_HAVE_MIMALLOC
+extern const hr_alloc_vt hr_alloc_mimalloc_vt;
+#endif
+#ifdef HR_HAVE_TCMALLOC
+extern const hr_alloc_vt hr_alloc_tcmalloc_vt;
+#endif
 
 /* Display order. NULL-terminated. */
 static const hr_alloc_vt *const registry[] = {
@@ -19,6 +28,15 @@ static const hr_alloc_vt *const registry[] = {
     &hr_alloc_pymalloc_vt,
 #ifdef HR_HAVE_CPYTHON
     &hr_alloc_cpython_vt,
+#endif
+#ifdef HR_HAVE_JEMALLOC
+    &hr_alloc_jemalloc_vt,
+#endif
+#ifdef HR_HAVE_MIMALLOC
+    &hr_alloc_mimalloc_vt,
+#endif
+#ifdef HR_HAVE_TCMALLOC
+    &hr_alloc_tcmalloc_vt,
 #endif
     NULL,
 };

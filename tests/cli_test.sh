@@ -148,6 +148,23 @@ check $? "replay --partial replays a cut trace up to its last complete frame"
 "$HR" collectors | grep -q '^generational ' && "$HR" allocators | grep -q 'pymalloc'
 check $? "collectors and allocators list what is built in"
 
+# Every allocator built in replays the same stream end to end; the external ones report a peak
+# footprint of their own that covers the peak live bytes.
+"$HR" gen churn events=200000 seed=3 -o "$T/churn.hrt" >/dev/null
+for a in $("$HR" allocators | grep -E '^[a-z]' | cut -d' ' -f1); do
+  "$HR" replay "$T/churn.hrt" --alloc "$a" --gc none -q --alloc-stats --json "$T/a-$a.json" \
+    >"$T/a-$a.txt" 2>&1 &&
+    python3 - "$T/a-$a.json" "$a" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+a, name = r["allocator"], sys.argv[2]
+assert r["config"]["allocator"] == name and a["requests"] > 0 and r["replay"]["events"] == 200000
+if name in ("jemalloc", "mimalloc", "tcmalloc"):
+    assert a["peak_footprint"] >= a["peak_bytes_in_use"] > 0, a
+PY
+  check $? "replay --alloc $a: runs, JSON names it$(case $a in jemalloc|mimalloc|tcmalloc) echo ', peak footprint covers the peak live bytes';; esac)"
+done
+
 # {==== Lua workloads ====
 "$HR" gen json-like docs=20 -o "$T/js.hrt" && "$HR" replay "$T/js.hrt" --alloc libc --gc refcount --check -q |
   grep -q 'leaked        0 objects'

@@ -30,6 +30,22 @@ static inline int tap_ok_(int ok, const char *file, int line, const char *fmt, .
     return ok;
 }
 
+/* A check that cannot run here: "ok N - description # SKIP reason". */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static inline void tap_skip(const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    tap_n++;
+    printf("ok %d - ", tap_n);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf(" # SKIP %s\n", reason);
+    fflush(stdout);
+}
+
 #define TAP_DIAG(...) (printf("# "), printf(__VA_ARGS__), printf("\n"))
 
 /* Print the plan and return the process exit status. */

@@ -1,6 +1,8 @@
 /* bench_pymalloc.c: time per operation of our pymalloc model against the real obmalloc (and the
- * null backend, the harness's own cost) on the same request stream, side by side in one run.
- * A benchmark, not a test: meson benchmark / `bench_pymalloc [events]`. */
+ * null backend, the harness's own cost, and the other allocators built in) on the same request
+ * stream, side by side in one run, all in one process.
+ * A benchmark, not a test: meson benchmark / `bench_pymalloc [events]`. For whole traces through
+ * the replay engine, one process per replay, see benchmarks/allocators.sh. */
 #include "hr_alloc.h"
 
 #include <stdio.h>
@@ -83,29 +85,33 @@ int main(int argc, char **argv)
     size_t n = argc > 1 ? (size_t)atoll(argv[1]) : 5000000;
     uint32_t nslots = 100000;
     op_t *ops = make_stream(n, nslots);
-    static const char *const specs[] = {"null", "pymalloc:preset=3.11", "cpython", "libc"};
-    hr_alloc_t *a[4] = {0};
-    for (int i = 0; i < 4; i++) {
+    static const char *const specs[] = {"null",     "pymalloc:preset=3.11", "cpython", "libc",
+                                        "jemalloc", "mimalloc",             "tcmalloc"};
+    enum { NSPEC = HR_ARRAY_LEN(specs) };
+    hr_alloc_t *a[NSPEC] = {0};
+    for (int i = 0; i < NSPEC; i++) {
         hr_err_t err = {0, {0}};
         if (hr_alloc_create(&a[i], specs[i], &err) != HR_OK)
             printf("# %s: %s\n", specs[i], err.msg);
     }
     printf("%-24s %12s (%zu events, 3 rounds, best)\n", "allocator", "ns/op", n);
-    double best[4] = {1e9, 1e9, 1e9, 1e9};
+    double best[NSPEC];
+    for (int i = 0; i < NSPEC; i++)
+        best[i] = 1e9;
     for (int round = 0; round < 3; round++)
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < NSPEC; i++)
             if (a[i]) {
                 double t = run(a[i], ops, n, nslots);
                 if (t < best[i])
                     best[i] = t;
             }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < NSPEC; i++)
         if (a[i])
             printf("%-24s %12.1f\n", specs[i], best[i]);
     if (a[1] && a[2])
         printf("pymalloc / cpython = %.2f (net of null: %.2f)\n", best[1] / best[2],
                (best[1] - best[0]) / (best[2] - best[0]));
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < NSPEC; i++)
         hr_alloc_destroy(a[i]);
     free(ops);
     return 0;

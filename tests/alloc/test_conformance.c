@@ -2,8 +2,17 @@
 #include "hr_alloc.h"
 #include "tap.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASAN 1
+#endif
+#endif
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void)
@@ -61,6 +70,7 @@ static void run(const hr_alloc_vt *vt, const char *spec)
         return;
     int shared = (vt->flags & HR_ALLOC_F_SHARED_BLOCKS) != 0;
     size_t align_min = strstr(spec, "align=8") ? 8 : 16;
+    int small8 = (vt->flags & HR_ALLOC_F_SMALL_ALIGN8) != 0; /* sizes <= 8: 8 is enough */
 
     /* 1. Alignment and writability over every size range, in every domain. */
     static const size_t sizes[] = {0,   1,   7,   8,   15,   16,    17,      24,       31,
@@ -74,7 +84,7 @@ static void run(const hr_alloc_vt *vt, const char *spec)
                 write_ok = 0;
                 continue;
             }
-            if ((uintptr_t)p % align_min)
+            if ((uintptr_t)p % (small8 && sizes[i] <= 8 ? 8 : align_min))
                 aligned_ok = 0;
             if (sizes[i]) {
                 memset(p, 0x5a, sizes[i]);
@@ -83,7 +93,8 @@ static void run(const hr_alloc_vt *vt, const char *spec)
             }
             hr_alloc_free(a, p, sizes[i], (hr_domain_t)d);
         }
-    TAP_OK(aligned_ok, "%s: every block aligned to %zu", spec, align_min);
+    TAP_OK(aligned_ok, "%s: every block aligned to %zu%s", spec, align_min,
+           small8 ? " (8 for requests of at most 8 bytes)" : "");
     TAP_OK(write_ok, "%s: every block allocated and writable for its size", spec);
 
     /* 2. No overlap between live blocks, contents intact under a random mix. */
@@ -239,11 +250,37 @@ static void run(const hr_alloc_vt *vt, const char *spec)
            "%s: backend stats consistent (footprint %llu <= peak %llu, arenas %llu)", spec,
            (unsigned long long)st.footprint, (unsigned long long)st.peak_footprint,
            (unsigned long long)st.arenas);
+    /* At its peak the footprint (the allocator's own accounting) holds at least the live bytes
+     * at theirs; sampled peaks lag by at most 1/32 of them plus 256 KiB. */
+    if (!shared) {
+#ifdef ASAN
+        if (strcmp(vt->name, "libc") == 0)
+            tap_skip("AddressSanitizer's allocator stands in for glibc's",
+                     "%s: peak footprint covers the peak live bytes", spec);
+        else
+#endif
+            TAP_OK(st.peak_footprint >= st.peak_bytes_in_use / 4 * 3,
+                   "%s: peak footprint %llu covers the peak live bytes %llu", spec,
+                   (unsigned long long)st.peak_footprint,
+                   (unsigned long long)st.peak_bytes_in_use);
+    }
     if (vt->stats_text) {
         hr_buf_t t;
         hr_buf_init(&t);
         rc = hr_alloc_stats_text(a, &t, &err);
         TAP_OK(rc == HR_OK && t.len > 0, "%s: statistics text (%zu bytes)", spec, t.len);
+        if (strstr(spec, "sized=check")) {
+            /* every sized free was verified against the allocator's own size lookup */
+            const char *c = t.len ? strstr((const char *)t.data, " checked, ") : NULL;
+            unsigned long long checked = 0, bad = 1;
+            while (c && c > (const char *)t.data && c[-1] >= '0' && c[-1] <= '9')
+                c--;
+            if (c)
+                sscanf(c, "%llu checked, %llu mismatches", &checked, &bad);
+            TAP_OK(checked > 1000 && bad == 0,
+                   "%s: %llu sized frees verified, %llu of them with a size of another class",
+                   spec, checked, bad);
+        }
         hr_buf_free(&t);
     }
     if (strncmp(spec, "pymalloc", 8) == 0 || strncmp(spec, "cpython", 7) == 0)
@@ -253,23 +290,86 @@ static void run(const hr_alloc_vt *vt, const char *spec)
     hr_alloc_destroy(a);
 }
 
+/* The same checks on other structures and parameters of a backend. */
+static const struct {
+    const char *name;
+    const char *const variants[9];
+} more[] = {
+    {"pymalloc",
+     {"pymalloc:preset=2.4", "pymalloc:preset=2.5", "pymalloc:preset=3.8", "pymalloc:preset=3.9",
+      "pymalloc:preset=3.10", "pymalloc:placement=aligned,zero=small,large=mmap",
+      "pymalloc:align=8,threshold=256,release=empty", "pymalloc:release=never,placement=malloc",
+      NULL}},
+    {"jemalloc",
+     {"jemalloc:sized=check", "jemalloc:path=flags", "jemalloc:path=flags,sized=check",
+      "jemalloc:decay=0", "jemalloc:sized=off,poll=1", NULL}},
+    {"tcmalloc", {"tcmalloc:sized=check", "tcmalloc:sized=off,poll=1", NULL}},
+    {"mimalloc", {"mimalloc:poll=1", "mimalloc:commit=lazy", NULL}},
+};
+
+/* Two jemalloc instances alive at once: the second cannot have the thread's binding, takes the
+ * explicit path, and each keeps its own arena (and footprint). */
+static void two_jemallocs(void)
+{
+    hr_err_t err = {0, {0}};
+    hr_alloc_t *a = NULL, *b = NULL;
+    int rc = hr_alloc_create(&a, "jemalloc", &err);
+    if (rc == HR_OK)
+        rc = hr_alloc_create(&b, "jemalloc", &err);
+    if (!TAP_OK(rc == HR_OK, "two jemalloc instances at once (%s)", err.msg)) {
+        hr_alloc_destroy(a);
+        return;
+    }
+    hr_buf_t t;
+    hr_buf_init(&t);
+    hr_alloc_stats_text(b, &t, &err);
+    TAP_OK(t.len && strstr((const char *)t.data, "another instance holds this thread's binding"),
+           "the second takes the explicit path");
+    hr_buf_free(&t);
+    enum { N = 2000 };
+    void **pa = calloc(N, sizeof *pa), **pb = calloc(N, sizeof *pb);
+    for (int i = 0; i < N; i++) {
+        pa[i] = hr_alloc_malloc(a, 1000, HR_DOMAIN_OBJ);
+        pb[i] = hr_alloc_malloc(b, 3000, HR_DOMAIN_OBJ);
+    }
+    hr_alloc_stats_t sa, sb;
+    hr_alloc_get_stats(a, &sa);
+    hr_alloc_get_stats(b, &sb);
+    TAP_OK(sa.footprint >= N * 1000 && sa.footprint < N * 1400 && sb.footprint >= N * 3000 &&
+               sb.footprint < N * 3600,
+           "each has its own arena: footprints %llu and %llu for %d and %d bytes",
+           (unsigned long long)sa.footprint, (unsigned long long)sb.footprint, N * 1000,
+           N * 3000);
+    for (int i = 0; i < N; i++) {
+        hr_alloc_free(a, pa[i], 1000, HR_DOMAIN_OBJ);
+        if (i % 2)
+            hr_alloc_free(b, pb[i], 3000, HR_DOMAIN_OBJ);
+    }
+    free(pa);
+    free(pb);
+    hr_alloc_destroy(a); /* b's blocks are freed by its destroy (arena.<i>.destroy) */
+    hr_alloc_destroy(b);
+    rc = hr_alloc_create(&a, "jemalloc", &err);
+    hr_buf_init(&t);
+    if (rc == HR_OK)
+        hr_alloc_stats_text(a, &t, &err);
+    TAP_OK(rc == HR_OK && t.len && strstr((const char *)t.data, "path fast"),
+           "after both are gone a new instance takes the fast path again");
+    hr_buf_free(&t);
+    hr_alloc_destroy(a);
+}
+
 int main(void)
 {
     for (const hr_alloc_vt *const *v = hr_alloc_registry(); *v; v++) {
         run(*v, (*v)->name);
-        if (strcmp((*v)->name, "pymalloc") == 0) {
-            /* The same checks on the other structures and parameters. */
-            static const char *const variants[] = {
-                "pymalloc:preset=2.4", "pymalloc:preset=2.5", "pymalloc:preset=3.8",
-                "pymalloc:preset=3.9", "pymalloc:preset=3.10",
-                "pymalloc:placement=aligned,zero=small,large=mmap",
-                "pymalloc:align=8,threshold=256,release=empty",
-                "pymalloc:release=never,placement=malloc",
-            };
-            for (size_t i = 0; i < HR_ARRAY_LEN(variants); i++)
-                run(*v, variants[i]);
-        }
+        for (size_t k = 0; k < HR_ARRAY_LEN(more); k++)
+            if (strcmp((*v)->name, more[k].name) == 0)
+                for (size_t i = 0; more[k].variants[i]; i++)
+                    run(*v, more[k].variants[i]);
     }
+    if (hr_alloc_by_name("jemalloc"))
+        two_jemallocs();
     if (hr_alloc_by_name("cpython")) {
         hr_alloc_t *b = NULL;
         hr_err_t err = {0, {0}};

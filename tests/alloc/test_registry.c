@@ -80,6 +80,66 @@ int main(void)
         a = NULL;
     }
 
+    /* The external allocators: built when their meson feature found the library, and then
+     * registered; their parameters checked like pymalloc's. */
+    static const struct {
+        const char *name;
+        int built;
+        const char *const bad[5];
+        const char *const good[4];
+    } ext[] = {
+        {"jemalloc",
+#ifdef HR_HAVE_JEMALLOC
+         1,
+#else
+         0,
+#endif
+         {"jemalloc:path=slow", "jemalloc:decay=soon", "jemalloc:sized=maybe", "jemalloc:poll=0",
+          "jemalloc:lib=x"},
+         {"jemalloc:path=flags", "jemalloc:decay=-1,poll=1000", "jemalloc:sized=off", NULL}},
+        {"mimalloc",
+#ifdef HR_HAVE_MIMALLOC
+         1,
+#else
+         0,
+#endif
+         {"mimalloc:commit=sometimes", "mimalloc:poll=x", "mimalloc:lib=/nonexistent/libmimalloc.so",
+          "mimalloc:sized=on", NULL},
+         {"mimalloc:poll=1000", NULL, NULL, NULL}},
+        {"tcmalloc",
+#ifdef HR_HAVE_TCMALLOC
+         1,
+#else
+         0,
+#endif
+         {"tcmalloc:sized=maybe", "tcmalloc:poll=0", "tcmalloc:lib=/nonexistent/libtcmalloc.so",
+          "tcmalloc:decay=1", NULL},
+         {"tcmalloc:sized=check", "tcmalloc:sized=off,poll=10", NULL, NULL}},
+    };
+    for (size_t k = 0; k < HR_ARRAY_LEN(ext); k++) {
+        const hr_alloc_vt *vt = hr_alloc_by_name(ext[k].name);
+        TAP_OK(!vt == !ext[k].built, "%s is %s", ext[k].name,
+               ext[k].built ? "built and registered" : "not built (meson feature), not registered");
+        if (!vt)
+            continue;
+        TAP_OK(vt->params && vt->aligned_alloc && vt->stats && vt->stats_text,
+               "%s has parameters, an aligned slot, statistics and a statistics text",
+               ext[k].name);
+        for (size_t i = 0; i < HR_ARRAY_LEN(ext[k].bad) && ext[k].bad[i]; i++) {
+            hr_err_clear(&err);
+            rc = hr_alloc_create(&a, ext[k].bad[i], &err);
+            TAP_OK(rc == HR_EUSAGE && !a && strstr(err.msg, ext[k].name), "'%s' rejected: %s",
+                   ext[k].bad[i], err.msg);
+        }
+        for (size_t i = 0; i < HR_ARRAY_LEN(ext[k].good) && ext[k].good[i]; i++) {
+            hr_err_clear(&err);
+            rc = hr_alloc_create(&a, ext[k].good[i], &err);
+            TAP_OK(rc == HR_OK && a, "'%s' created (%s)", ext[k].good[i], err.msg);
+            hr_alloc_destroy(a);
+            a = NULL;
+        }
+    }
+
     /* The generic counters. */
     hr_err_clear(&err);
     rc = hr_alloc_create(&a, "pymalloc", &err);
