@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static const char *const op_names[HR_OP_COUNT] = {
     [0] = "?",
@@ -96,7 +97,8 @@ void hr_trace_check_init(hr_trace_check_t *c, int kind)
 
 void hr_trace_check_free(hr_trace_check_t *c)
 {
-    free(c->state);
+    if (c->state)
+        munmap(c->state, c->state_cap);
     c->state = NULL;
     c->state_cap = 0;
 }
@@ -108,14 +110,16 @@ int hr_trace_check_state(const hr_trace_check_t *c, uint64_t id)
 
 #define set_state hr_chk_set /* the bitmap helpers live in trace_internal.h */
 
+/* The bitmap lives in its own mapping (grown with mremap, zero-filled by the kernel), never in
+ * malloc's heap: a replay measuring glibc must not count the reader's bookkeeping. */
 static int grow_state(hr_trace_check_t *c, hr_err_t *err)
 {
-    size_t cap = c->state_cap ? c->state_cap * 2 : 4096;
-    uint8_t *p = realloc(c->state, cap);
-    if (!p)
+    size_t cap = c->state_cap ? c->state_cap * 2 : 65536;
+    void *p = c->state ? mremap(c->state, c->state_cap, cap, MREMAP_MAYMOVE)
+                       : mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
         return hr_err_set(err, HR_ENOMEM, "out of memory tracking %llu ids",
                           (unsigned long long)c->next_id);
-    memset(p + c->state_cap, 0, cap - c->state_cap);
     c->state = p;
     c->state_cap = cap;
     return HR_OK;
