@@ -35,7 +35,7 @@ local FIGURE_FIELDS = {
   errors = "string", yerr = "string|function", style = "string", key = "string",
   extra = "string", xmin = "number", xmax = "number", ymin = "number", ymax = "number",
   labels = "table", width = "number", height = "number", cols = "number", xrot = "number",
-  sort = "function",
+  sort = "function", by = "string|function",
 }
 local COMMANDS = {replay = true, refcounts = true}
 
@@ -517,10 +517,14 @@ local function group(e, fig, rows)
   local geterr = fig.yerr and accessor(fig.yerr, fig.yscale)
   local gets = fig.series and accessor(fig.series)
   local getp = fig.panel and accessor(fig.panel)
+  local getby = fig.by and accessor(fig.by)
   local panels, pindex = {}, {}
+  local dropped = 0
   for _, r in ipairs(rows) do
     local x, y = getx(r), gety(r)
-    if x ~= nil and type(y) == "number" and y == y then
+    if (fig.logy and type(y) == "number" and y <= 0) or (fig.logx and type(x) == "number" and x <= 0) then
+      dropped = dropped + 1 -- cannot be drawn on a log axis
+    elseif x ~= nil and type(y) == "number" and y == y then
       local pv = getp and getp(r) or ""
       local pl = getp and label_of(e, fig, type(fig.panel) == "string" and fig.panel, pv) or ""
       local P = pindex[pl]
@@ -537,21 +541,28 @@ local function group(e, fig, rows)
         P.sindex[sl] = S
         P.series[#P.series + 1] = S
       end
-      local xk = type(x) == "number" and num(x) or tostring(x)
+      -- cells: one per x, or with `by` one per value of `by` (x then averaged too, and the
+      -- points joined in the order of `by`: a trade-off curve between two measured quantities)
+      local byv = getby and getby(r)
+      local xk = getby and ("by:" .. tostring(byv)) or (type(x) == "number" and num(x) or tostring(x))
       local cell = S.byx[xk]
       if not cell then
-        cell = {x = x, ys = {}, errs = {}}
+        cell = {x = x, ys = {}, errs = {}, xsum = 0, by = byv}
         S.byx[xk] = cell
         S.xs[#S.xs + 1] = cell
       end
       cell.ys[#cell.ys + 1] = y
+      if getby and type(x) == "number" then
+        cell.xsum = cell.xsum + x
+        cell.x = cell.xsum / #cell.ys
+      end
       if geterr then cell.errs[#cell.errs + 1] = geterr(r) end
     end
   end
   if fig.sort then
     for _, P in ipairs(panels) do table.sort(P.series, function(a, b) return fig.sort(a.title, b.title) end) end
   end
-  return panels
+  return panels, dropped
 end
 
 local function cell_stats(cell, mode)
@@ -572,11 +583,16 @@ local function draw_figure(e, fig, data, figdir, opts)
     fail(e._where, "experiment '%s': figure '%s' has no data (check its data and where fields)",
       e.name, fig.name)
   end
-  local panels = group(e, fig, rows)
+  local panels, dropped = group(e, fig, rows)
   if #panels == 0 then
-    fail(e._where, "experiment '%s': figure '%s': no row has a number for y", e.name, fig.name)
+    fail(e._where, "experiment '%s': figure '%s': no row has a number for y%s", e.name, fig.name,
+      dropped > 0 and " that a log axis can show (all are <= 0)" or "")
   end
-  local mode = fig.errors or "stddev"
+  if dropped > 0 then
+    log(opts, "%s: figure '%s': %d value(s) <= 0 left out (log axis)", e.name, fig.name, dropped)
+  end
+  -- on a log axis mean +- s.d. can go below zero: show the range of the repetitions instead
+  local mode = fig.errors or (fig.logy and "minmax" or "stddev")
   local vars = {title = fig.title or "", xlabel = fig.xlabel or tostring(fig.x),
                 ylabel = fig.ylabel or tostring(fig.y), extra = fig.extra or ""}
   if fig.key then vars.keypos = fig.key end
@@ -596,8 +612,10 @@ local function draw_figure(e, fig, data, figdir, opts)
       local out = {}
       for si, S in ipairs(P.series) do
         table.sort(S.xs, function(a, b)
-          if type(a.x) == "number" and type(b.x) == "number" then return a.x < b.x end
-          return tostring(a.x) < tostring(b.x)
+          local ka, kb = a.x, b.x
+          if fig.by then ka, kb = a.by, b.by end
+          if type(ka) == "number" and type(kb) == "number" then return ka < kb end
+          return tostring(ka) < tostring(kb)
         end)
         if si > 1 then out[#out + 1] = "\n\n" end
         out[#out + 1] = gp_str(S.title) .. " x y ylow yhigh n\n"
@@ -617,7 +635,7 @@ local function draw_figure(e, fig, data, figdir, opts)
     end
     vars.npanels, vars.datafile, vars.ptitle, vars.nseries = #panels, files, titles, ns
     if #panels > 1 then
-      local cols = fig.cols or math.min(#panels, 3)
+      local cols = fig.cols or (#panels == 4 and 2 or math.min(#panels, 3))
       vars.cols = cols
       vars.w = fig.width or math.min(cols, 2) * 0.9
       vars.h = fig.height or math.ceil(#panels / cols) * 0.95
@@ -653,6 +671,11 @@ local function draw_figure(e, fig, data, figdir, opts)
     vars.datafile, vars.nseries = fig.name .. ".dat", #P.series
   end
   vars.errors = (any_err and mode ~= "none") and 1 or 0
+  local keylen = 1
+  for _, P in ipairs(panels) do
+    for _, S in ipairs(P.series) do keylen = math.max(keylen, utf8.len(S.title) or #S.title) end
+  end
+  vars.keylen = keylen
   return hr.plot{template = tpl, dir = figdir, name = fig.name, vars = vars, formats = opts.formats}
 end
 
@@ -688,7 +711,9 @@ local function run_experiment(e, opts)
   end
   D.locked[dir] = true
   for _, f in ipairs(hr.list_dir(dir)) do -- leftovers of a killed run: temporary files, staging
-    if f:match("%.tmp%.") or f:match("^%.staging") then hr.remove_tree(dir .. "/" .. f) end
+    if f:match("%.tmp%.") or f:match("^%.staging") or f:match("^%.figures%-old") then
+      hr.remove_tree(dir .. "/" .. f)
+    end
   end
   hr.remove_tree(dirs.work)
   local reused_before = 0
@@ -881,7 +906,7 @@ local function run_experiment(e, opts)
   end
 
   -- rows
-  local rows, trows = {}, {}
+  local rows, trows, records = {}, {}, {}
   local metric_cols, mseen = {}, {}
   local failed_keys = {}
   for _, f in ipairs(failures) do failed_keys[f.job.key] = true end
@@ -896,14 +921,9 @@ local function run_experiment(e, opts)
         if hf then hf_metrics(hf, m) end
       end
       for k, v in pairs(m) do row[k] = v end
-      if e.derive then e.derive(row, ctx) end
-      for _, k in ipairs(sorted_keys(row)) do
-        if run.point[k] == nil and k ~= "experiment" and k ~= "run" and k ~= "rep" and not mseen[k] then
-          mseen[k] = true
-          metric_cols[#metric_cols + 1] = k
-        end
-      end
+      row._point = run.point
       rows[#rows + 1] = row
+      records[#records + 1] = rec
       if rec.timeline then
         local tl = hr.read_csv(dirs.runs .. "/" .. rec.timeline)
         for _, s in ipairs(tl) do
@@ -917,6 +937,19 @@ local function run_experiment(e, opts)
       fail(e._where, "experiment '%s': internal error: run %s has no record", e.name, run.key)
     end
   end
+  -- derived columns: derive(row, ctx) sees every row (ctx.rows), e.g. to subtract a baseline
+  ctx.rows, ctx.records = rows, records
+  for _, row in ipairs(rows) do
+    if e.derive then e.derive(row, ctx) end
+    for _, k in ipairs(sorted_keys(row)) do
+      if type(k) == "string" and k:sub(1, 1) ~= "_" and row._point[k] == nil and k ~= "experiment"
+          and k ~= "run" and k ~= "rep" and not mseen[k] then
+        mseen[k] = true
+        metric_cols[#metric_cols + 1] = k
+      end
+    end
+  end
+  for _, row in ipairs(rows) do row._point = nil end
   local id_cols = {"experiment", "run"}
   for _, k in ipairs(keys) do id_cols[#id_cols + 1] = k end
   local function has(k) for _, c in ipairs(id_cols) do if c == k then return true end end end
@@ -980,7 +1013,15 @@ local function run_experiment(e, opts)
         end
         data = t.rows
       end
-      for _, f in ipairs(draw_figure(e, fig, data, staging .. "/figures", opts)) do
+      local okf, drawn = pcall(draw_figure, e, fig, data, staging .. "/figures", opts)
+      if not okf then
+        local msg = tostring(drawn):gsub("^%[heapreplay [%w%.]+%]:%d+: ", "")
+        if not msg:find(e._where, 1, true) then
+          msg = ("%s: experiment '%s': figure '%s': %s"):format(e._where, e.name, fig.name, msg)
+        end
+        error(msg, 0)
+      end
+      for _, f in ipairs(drawn) do
         figfiles[#figfiles + 1] = "figures/" .. hr.basename(f)
       end
     end
@@ -1020,13 +1061,19 @@ local function run_experiment(e, opts)
     hr.remove_tree(staging)
     error(err, 0)
   end
-  -- commit: move every staged file into place (each rename is atomic)
-  hr.mkdir(dir .. "/figures")
-  for _, f in ipairs(hr.list_dir(staging .. "/figures")) do
-    assert(os.rename(staging .. "/figures/" .. f, dir .. "/figures/" .. f))
+  -- commit: move every staged file into place (each rename is atomic); figures/ and the CSV
+  -- tables are replaced as a whole, so that nothing from an earlier version of the script stays
+  local produced = {}
+  for _, f in ipairs(hr.list_dir(staging)) do produced[f] = true end
+  for _, f in ipairs(hr.list_dir(dir)) do
+    if f:match("%.csv$") and not produced[f] then os.remove(dir .. "/" .. f) end
   end
+  local old = dir .. "/.figures-old." .. tostring(hr.pid())
+  if hr.exists(dir .. "/figures") then assert(os.rename(dir .. "/figures", old)) end
+  assert(os.rename(staging .. "/figures", dir .. "/figures"))
+  hr.remove_tree(old)
   for _, f in ipairs(hr.list_dir(staging)) do
-    if f ~= "figures" then assert(os.rename(staging .. "/" .. f, dir .. "/" .. f)) end
+    assert(os.rename(staging .. "/" .. f, dir .. "/" .. f))
   end
   hr.remove_tree(staging)
   hr.remove_tree(dirs.work)

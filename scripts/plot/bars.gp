@@ -7,7 +7,7 @@
 # per series, the value and the half-width of its error bar ('?' where there is no value).
 #
 # Variables: datafile, nseries, title, xlabel, ylabel, logy (1: log axis), errors (1: draw
-# error bars), keypos (default 'below': under the plot), xrot (x tic label rotation, degrees),
+# error bars), keylen (characters of the longest series title), keypos (default 'below': under the plot), xrot (x tic label rotation, degrees),
 # extra (gnuplot commands run before the plot), ymin, ymax, values (1: print each bar's value
 # above it, with the format vfmt, default '%.3g').
 # style.gp sits next to this template (ARG0 is this file's path as gnuplot was given it)
@@ -23,11 +23,12 @@ if (!exists("extra")) extra = ''
 if (!exists("title")) title = ''
 if (!exists("xlabel")) xlabel = ''
 if (!exists("ylabel")) ylabel = ''
+if (!exists("h")) h = 1
 if (strlen(title) > 0) { set title title font ",16" }
 set xlabel xlabel
 set ylabel ylabel
 set grid noxtics
-if (logy) { set logscale y 10 }
+if (logy) { set logscale y 10 } else { set yrange [0:*] } # linear bars start at zero
 if (exists("ymin")) { set yrange [ymin:] }
 if (exists("ymax")) { set yrange [:ymax] }
 if (xrot != 0) { set xtics rotate by xrot right }
@@ -40,8 +41,12 @@ if (errors) {
 }
 set style fill solid 0.85 border rgb "#333333"
 set boxwidth 0.9
-if (keypos eq 'below') {
-    set key outside below center horizontal
+if (keypos eq 'below') { # at the bottom of the canvas, under the category labels
+    keycols = int(0.85 * chars / (keylen + 8))
+    keycols = (keycols < 1) ? 1 : ((keycols > nseries) ? nseries : keycols)
+    keyrows = int((nseries + keycols - 1) / keycols)
+    set key at screen 0.5, 0.012 center bottom horizontal maxcols keycols
+    set bmargin 3.0 + 1.15 * keyrows + (strlen(xlabel) > 0 ? 1.0 : 0) + (xrot != 0 ? 1.6 : 0)
 } else {
     eval 'set key '.keypos
 }

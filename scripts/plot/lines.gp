@@ -18,6 +18,7 @@
 #                      any gnuplot key position ('top left', ...); with several panels the one
 #                      key goes under all of them
 #   extra              gnuplot commands run before each plot (tics, reference lines, labels)
+#   keylen             characters of the longest series title (lays out the key; default 20)
 #   cols               panels per row (default: up to 3)
 # style.gp sits next to this template (ARG0 is this file's path as gnuplot was given it)
 if (!exists("dir")) dir = ARG0[1:strlen(ARG0)-strlen('lines.gp')]
@@ -33,7 +34,7 @@ if (!exists("extra")) extra = ''
 if (!exists("title")) title = ''
 if (!exists("xlabel")) xlabel = ''
 if (!exists("ylabel")) ylabel = ''
-if (!exists("cols")) cols = (npanels < 3 ? npanels : 3)
+if (!exists("cols")) cols = (npanels <= 3 ? npanels : (npanels == 4 ? 2 : 3))
 rows = int((npanels + cols - 1) / cols)
 if (logx) { set logscale x logbase }
 if (logy) { set logscale y logbase }
@@ -43,6 +44,8 @@ if (exists("ymin")) { set yrange [ymin:] }
 if (exists("ymax")) { set yrange [:ymax] }
 set xlabel xlabel
 set ylabel ylabel
+# a little room around autoscaled data, so that no point or tic label sits on the border
+set offsets graph 0.03, graph 0.03, graph 0.04, graph 0
 if (style eq 'lines') {
     plotwith = errors ? 'yerrorlines' : 'lines'
 } else {
@@ -56,9 +59,11 @@ if (style eq 'lines') {
 # grid, and with several panels one key in a strip under all of them.
 maxn = 0
 do for [p=1:npanels] { if (nseries[p] > maxn) { maxn = nseries[p] } }
-keyrows = (keypos eq 'below') ? (maxn > 3 ? 2 : 1) : 0
-keycols = (keyrows > 0) ? int((maxn + keyrows - 1) / keyrows) : 1
-strip = (npanels > 1 && keypos eq 'below') ? (0.035 + 0.05 * keyrows) / h : 0
+# as many key columns as fit (keylen: the longest series title, set by the driver)
+keycols = int(((npanels > 1) ? 0.95 : 0.85) * chars / (keylen + 8))
+keycols = (keycols < 1) ? 1 : ((keycols > maxn) ? maxn : keycols)
+keyrows = (keypos eq 'below') ? int((maxn + keycols - 1) / keycols) : 0
+strip = (npanels > 1 && keypos eq 'below') ? (0.03 + 0.042 * keyrows) / h : 0
 top = (strlen(title) > 0 && npanels > 1) ? 1 - 0.07 / h : 1
 pw = 1.0 / cols
 ph = (top - strip) / rows
@@ -74,8 +79,9 @@ do for [p=1:npanels] {
         set title ptitle[p]
         unset key
     } else {
-        if (keypos eq 'below') {
-            set key outside below center horizontal maxcols keycols
+        if (keypos eq 'below') { # at the bottom of the canvas, under the x label
+            set key at screen 0.5, 0.012 center bottom horizontal maxcols keycols
+            set bmargin 3.0 + 1.15 * keyrows + (strlen(xlabel) > 0 ? 1.0 : 0)
         } else {
             eval 'set key '.keypos
         }

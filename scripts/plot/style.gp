@@ -17,6 +17,9 @@ if (fmt eq 'pdf') {
     }
 }
 set output out
+# characters of the key font that fit across the canvas (for laying out keys)
+chars = (fmt eq 'png') ? 76.0 * w : 94.0 * w  # GPVAL_TERM_XSIZE / GPVAL_TERM_HCHAR at w = 1
+if (!exists("keylen")) keylen = 20
 # Okabe-Ito colours (distinguishable with colour-vision deficiencies), each with its own dash
 # pattern and point shape so that a greyscale print still tells the series apart.
 set linetype 1 lc rgb "#0072B2" lw 2 pt 7 ps 1.1 dt 1
