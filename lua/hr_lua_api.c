@@ -31,7 +31,7 @@ static const char *const info_opts[] = {"partial", NULL};
  *   peak_live_blocks, peak_live_bytes (allocation-only view: objects live to the end) */
 static int l_info(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = hr_lua_checklstring(L, 1, "hr.info", NULL);
     hr_lua_check_options(L, 2, "hr.info", info_opts);
     int partial = 0;
     if (lua_istable(L, 2)) {
@@ -156,7 +156,7 @@ static const char *const rc_opts[] = {"partial", NULL};
  *   fit = {[b] = objects whose largest count fits in b bits} for b = 1..16 */
 static int l_refcounts(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = hr_lua_checklstring(L, 1, "hr.refcounts", NULL);
     hr_lua_check_options(L, 2, "hr.refcounts", rc_opts);
     int partial = 0;
     if (lua_istable(L, 2)) {

@@ -24,6 +24,11 @@ void hr_lua_open_api(lua_State *L);
  * (NULL-terminated); raise "bad argument #arg to 'fname' (unknown option 'x'; known: ...)". */
 void hr_lua_check_options(lua_State *L, int arg, const char *fname, const char *const *known);
 
+/* luaL_checkstring/luaL_checklstring/luaL_checktype, but the message names the function as the
+ * scripts call it ('hr.info', not 'info'). */
+const char *hr_lua_checklstring(lua_State *L, int arg, const char *fname, size_t *len);
+void hr_lua_checktype(lua_State *L, int arg, const char *fname, int type);
+
 /* The embedded Lua sources (generated from hr.lua and experiment.lua at build time). */
 extern const char *const hr_lua_src_hr[];
 extern const char *const hr_lua_src_experiment[];

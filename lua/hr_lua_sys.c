@@ -55,7 +55,7 @@ void hr_lua_check_options(lua_State *L, int arg, const char *fname, const char *
 {
     if (lua_isnoneornil(L, arg))
         return;
-    luaL_checktype(L, arg, LUA_TTABLE);
+    hr_lua_checktype(L, arg, fname, LUA_TTABLE);
     lua_pushnil(L);
     while (lua_next(L, arg)) {
         lua_pop(L, 1);
@@ -77,6 +77,21 @@ void hr_lua_check_options(lua_State *L, int arg, const char *fname, const char *
                        name, lua_tostring(L, -1));
         }
     }
+}
+
+const char *hr_lua_checklstring(lua_State *L, int arg, const char *fname, size_t *len)
+{
+    if (lua_type(L, arg) != LUA_TSTRING && lua_type(L, arg) != LUA_TNUMBER)
+        luaL_error(L, "bad argument #%d to '%s' (string expected, got %s)", arg, fname,
+                   lua_isnone(L, arg) ? "no value" : luaL_typename(L, arg));
+    return lua_tolstring(L, arg, len);
+}
+
+void hr_lua_checktype(lua_State *L, int arg, const char *fname, int type)
+{
+    if (lua_type(L, arg) != type)
+        luaL_error(L, "bad argument #%d to '%s' (%s expected, got %s)", arg, fname,
+                   lua_typename(L, type), lua_isnone(L, arg) ? "no value" : luaL_typename(L, arg));
 }
 
 /* opts[field] as a string or NULL; raises naming the option when it has another type. */
@@ -184,9 +199,9 @@ static int write_atomic(const char *path, const void *data, size_t len)
 /* hr.write_file(path, text): atomically replace path with text. */
 static int l_write_file(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = hr_lua_checklstring(L, 1, "hr.write_file", NULL);
     size_t len;
-    const char *s = luaL_checklstring(L, 2, &len);
+    const char *s = hr_lua_checklstring(L, 2, "hr.write_file", &len);
     if (write_atomic(path, s, len) != 0)
         return luaL_error(L, "cannot write %s: %s", path, strerror(errno));
     return 0;
@@ -195,7 +210,7 @@ static int l_write_file(lua_State *L)
 /* hr.read_file(path) -> text (raises when it cannot be read) */
 static int l_read_file(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = hr_lua_checklstring(L, 1, "hr.read_file", NULL);
     FILE *f = fopen(path, "rb");
     if (!f)
         return luaL_error(L, "cannot read %s: %s", path, strerror(errno));
@@ -217,7 +232,7 @@ static int l_read_file(lua_State *L)
 static int l_exists(lua_State *L)
 {
     struct stat sb;
-    if (stat(luaL_checkstring(L, 1), &sb) != 0) {
+    if (stat(hr_lua_checklstring(L, 1, "hr.exists", NULL), &sb) != 0) {
         lua_pushnil(L);
         return 1;
     }
@@ -228,7 +243,7 @@ static int l_exists(lua_State *L)
 /* hr.mkdir(path): create path and its parents (mkdir -p). */
 static int l_mkdir(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = hr_lua_checklstring(L, 1, "hr.mkdir", NULL);
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
         return luaL_error(L, "path too long: %s", path);
@@ -258,9 +273,9 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 /* hr.remove_tree(path): rm -rf path (refuses "", "/" and "."). */
 static int l_remove_tree(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = hr_lua_checklstring(L, 1, "hr.remove_tree", NULL);
     if (!*path || strcmp(path, "/") == 0 || strcmp(path, ".") == 0 || strcmp(path, "..") == 0)
-        return luaL_argerror(L, 1, "refusing to remove this path");
+        return luaL_error(L, "bad argument #1 to 'hr.remove_tree' (refusing to remove '%s')", path);
     struct stat sb;
     if (lstat(path, &sb) != 0)
         return 0;
@@ -277,7 +292,7 @@ static int cmp_str(const void *a, const void *b)
 
 static int l_list_dir(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = hr_lua_checklstring(L, 1, "hr.list_dir", NULL);
     lua_newtable(L);
     DIR *d = opendir(path);
     if (!d)
@@ -314,7 +329,7 @@ static int l_list_dir(lua_State *L)
 /* hr.checksum(path) -> crc32 hex string, size in bytes */
 static int l_checksum(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = hr_lua_checklstring(L, 1, "hr.checksum", NULL);
     FILE *f = fopen(path, "rb");
     if (!f)
         return luaL_error(L, "cannot read %s: %s", path, strerror(errno));
@@ -338,7 +353,7 @@ static int l_checksum(lua_State *L)
 static int l_hash(lua_State *L)
 {
     size_t len;
-    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    const unsigned char *s = (const unsigned char *)hr_lua_checklstring(L, 1, "hr.hash", &len);
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < len; i++)
         h = (h ^ s[i]) * 0x100000001b3ull;
@@ -588,7 +603,7 @@ static void json_decode(lua_State *L, const char *s, size_t len, const char *nam
 static int l_json_decode(lua_State *L)
 {
     size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
+    const char *s = hr_lua_checklstring(L, 1, "hr.json_decode", &len);
     json_decode(L, s, len, luaL_optstring(L, 2, "(string)"));
     return 1;
 }
@@ -596,7 +611,7 @@ static int l_json_decode(lua_State *L)
 /* hr.read_json(path) -> value */
 static int l_read_json(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = hr_lua_checklstring(L, 1, "hr.read_json", NULL);
     lua_settop(L, 1);
     lua_pushcfunction(L, l_read_file);
     lua_pushvalue(L, 1);
@@ -852,7 +867,7 @@ static int l_json_encode(lua_State *L)
 /* hr.write_json(path, value): pretty JSON, written atomically. */
 static int l_write_json(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = hr_lua_checklstring(L, 1, "hr.write_json", NULL);
     luaL_checkany(L, 2);
     lua_settop(L, 2);
     cbuf_t *b = cbuf_new(L);
@@ -906,16 +921,17 @@ static void csv_field(lua_State *L, cbuf_t *b, int idx)
  * names in order (a missing value is an empty field). Written atomically. */
 static int l_write_csv(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    luaL_checktype(L, 3, LUA_TTABLE);
+    const char *path = hr_lua_checklstring(L, 1, "hr.write_csv", NULL);
+    hr_lua_checktype(L, 2, "hr.write_csv", LUA_TTABLE);
+    hr_lua_checktype(L, 3, "hr.write_csv", LUA_TTABLE);
     lua_settop(L, 3);
     lua_Integer ncol = (lua_Integer)lua_rawlen(L, 3), nrow = (lua_Integer)lua_rawlen(L, 2);
-    luaL_argcheck(L, ncol > 0, 3, "no columns");
+    if (ncol < 1)
+        return luaL_error(L, "bad argument #3 to 'hr.write_csv' (no columns)");
     cbuf_t *b = cbuf_new(L);
     for (lua_Integer c = 1; c <= ncol; c++) {
         if (lua_rawgeti(L, 3, c) != LUA_TSTRING)
-            return luaL_argerror(L, 3, "column names must be strings");
+            return luaL_error(L, "bad argument #3 to 'hr.write_csv' (column names must be strings)");
         if (c > 1)
             cb_chr(L, b, ',');
         csv_field(L, b, lua_gettop(L));
@@ -960,7 +976,7 @@ static void csv_push(lua_State *L, const char *s, size_t len, int quoted)
 /* hr.read_csv(path) -> rows, columns */
 static int l_read_csv(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = hr_lua_checklstring(L, 1, "hr.read_csv", NULL);
     lua_settop(L, 1);
     lua_pushcfunction(L, l_read_file);
     lua_pushvalue(L, 1);
@@ -1166,7 +1182,7 @@ static const char *const exec_opts[] = {"stdout", "stderr", "cwd", NULL};
  * result: exit | signal, wall, user, sys (seconds), maxrss (bytes). ok is exit status 0. */
 static int l_exec(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    hr_lua_checktype(L, 1, "hr.exec", LUA_TTABLE);
     hr_lua_check_options(L, 2, "hr.exec", exec_opts);
     char tmpl_o[] = "/tmp/hr_exec_out.XXXXXX", tmpl_e[] = "/tmp/hr_exec_err.XXXXXX";
     const char *paths[2] = {NULL, NULL};
@@ -1336,7 +1352,7 @@ static int sweep_cleanup(lua_State *L)
  * it raises stops the sweep (running jobs are killed) and propagates. */
 static int l_sweep(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    hr_lua_checktype(L, 1, "hr.sweep", LUA_TTABLE);
     hr_lua_check_options(L, 2, "hr.sweep", sweep_opts);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     lua_Number par = opt_number(L, 2, "hr.sweep", "jobs", (lua_Number)(ncpu > 0 ? ncpu : 1));
@@ -1659,7 +1675,7 @@ static int l_pid(lua_State *L)
  * releases it when the process ends, however it ends (kill -9 included). */
 static int l_lock(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = hr_lua_checklstring(L, 1, "hr.lock", NULL);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
         return luaL_error(L, "cannot open the lock file %s: %s", path, strerror(errno));
