@@ -6,8 +6,8 @@
 --   heapreplay run scripts/experiments/02-pool-arena-sweep.lua [size=small|full]
 local size = param("size", "full")
 local S = ({
-  small = {seed = "64K", churn = "200K", genmix = "100K", scale = 0.2, runs = 3},
-  full  = {seed = "2M", churn = "4M", genmix = "2M", scale = 2, runs = 10},
+  small = {seed = "64K", churn = "200K", genmix = "100K", scale = 0.2, runs = 2, warmup = 0},
+  full  = {seed = "2M", churn = "4M", genmix = "2M", scale = 2, runs = 10, warmup = 1},
 })[size] or error("size must be small or full, not " .. tostring(size))
 
 local pools, arenas = {"4K", "16K", "64K"}, {"256K", "1M", "4M", "16M"}
@@ -36,7 +36,7 @@ experiment {
     return ("pymalloc:preset=3.11,pool=%s,arena=%s"):format(pool, arena)
   end,
   gc = "generational:700,10,10",
-  hyperfine = {warmup = 1, runs = S.runs},
+  hyperfine = {warmup = S.warmup, runs = S.runs},
   derive = function(row, ctx)
     local pool, arena = row.layout:match("^(.+)/(.+)$")
     row.pool_kib, row.arena_kib = KiB[pool], KiB[arena]

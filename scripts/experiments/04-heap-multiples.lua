@@ -9,8 +9,8 @@
 --   heapreplay run scripts/experiments/04-heap-multiples.lua [size=small|full]
 local size = param("size", "full")
 local S = ({
-  small = {gc_long = 10, gc_max = 12, gc_iters = 1, genmix = "50K", docs = 150, runs = 3},
-  full  = {gc_long = 16, gc_max = 16, gc_iters = 2, genmix = "1M", docs = 2000, runs = 5},
+  small = {gc_long = 10, gc_max = 12, gc_iters = 1, genmix = "50K", docs = 150, runs = 2, warmup = 0},
+  full  = {gc_long = 16, gc_max = 16, gc_iters = 2, genmix = "1M", docs = 2000, runs = 5, warmup = 1},
 })[size] or error("size must be small or full, not " .. tostring(size))
 
 local multiples = {1.0, 1.417, 1.893, 2.429, 3.024, 3.679, 4.393, 5.167, 6.0}
@@ -59,7 +59,7 @@ experiment {
     if p.collector ~= "marksweep" then return p.collector end
     return ("marksweep:heap=%d"):format(math.ceil(p.multiple * ctx.data.min_heap[p.trace]))
   end,
-  hyperfine = {warmup = 1, runs = S.runs},
+  hyperfine = {warmup = S.warmup, runs = S.runs},
   derive = function(row, ctx)
     row.min_heap = ctx.data.min_heap[row.trace]
     for _, b in ipairs(ctx.rows) do

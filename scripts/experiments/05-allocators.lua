@@ -10,10 +10,10 @@ local size = param("size", "full")
 local S = ({
   small = {seed = "128K", intlist = "100K", cycle = "50K", genmix = "60K", gcbench = 10,
            cycles = "20K", churn = "200K", random = "100K", docs = 150, scale = 0.2,
-           floats = 50000, runs = 3},
+           floats = 50000, runs = 2, warmup = 0},
   full  = {seed = "10M", intlist = "10M", cycle = "1M", genmix = "2M", gcbench = 16,
            cycles = "200K", churn = "10M", random = "2M", docs = 2000, scale = 2,
-           floats = 2000000, runs = 5},
+           floats = 2000000, runs = 5, warmup = 1},
 })[size] or error("size must be small or full, not " .. tostring(size))
 
 local wanted = {
@@ -63,7 +63,7 @@ experiment {
   -- the real obmalloc has no aligned allocation, which the 'random' trace asks for
   filter = function(p) return not (p.trace == "random" and p.alloc == "cpython") end,
   gc = "generational:700,10,10",
-  hyperfine = {warmup = 1, runs = S.runs},
+  hyperfine = {warmup = S.warmup, runs = S.runs},
   labels = {alloc = names},
   derive = function(row, ctx)
     for _, b in ipairs(ctx.rows) do
