@@ -402,9 +402,19 @@ local function prepare_traces(e, dirs, opts)
       end
     end
   end
+  -- trace facts (hr.info decodes the whole trace): cached, keyed by the file's checksum
   for _, name in ipairs(sorted_keys(traces)) do
     local entry = traces[name]
-    entry.info = hr.info(entry.path)
+    local crc, bytes = hr.checksum(entry.path)
+    local cfile = dirs.traces .. "/" .. name .. ".info.json"
+    local okc, cached = pcall(hr.read_json, cfile)
+    if okc and type(cached) == "table" and cached.crc32 == crc and cached.bytes == bytes
+        and cached.path == entry.path then
+      entry.info = cached
+    else
+      entry.info = hr.info(entry.path)
+      hr.write_json(cfile, entry.info)
+    end
   end
   return traces
 end
