@@ -44,8 +44,10 @@ if (exists("ymin")) { set yrange [ymin:] }
 if (exists("ymax")) { set yrange [:ymax] }
 set xlabel xlabel
 set ylabel ylabel
-# a little room around autoscaled data, so that no point or tic label sits on the border
-set offsets graph 0.03, graph 0.03, graph 0.04, graph 0
+# on a log x axis, a little room around the data so that the end tics are not lost at the
+# border (a linear axis is extended to whole tics by autoscaling anyway; offsets there would
+# invent negative event counts)
+if (logx) { set offsets graph 0.03, graph 0.03, 0, 0 }
 if (style eq 'lines') {
     plotwith = errors ? 'yerrorlines' : 'lines'
 } else {
