@@ -465,6 +465,17 @@ local function hf_metrics(hf, m)
   m.hf_mean_s, m.hf_stddev_s, m.hf_median_s = r.mean, r.stddev, r.median
   m.hf_min_s, m.hf_max_s, m.hf_user_s, m.hf_system_s = r.min, r.max, r.user, r.system
   m.hf_runs = r.times and #r.times or nil
+  if r.times and #r.times > 0 then -- quartiles (linear interpolation): robust against noise
+    local t = {}
+    for i, v in ipairs(r.times) do t[i] = v end
+    table.sort(t)
+    local function q(p)
+      local pos = 1 + (#t - 1) * p
+      local lo = math.floor(pos)
+      return t[lo] + (t[math.min(lo + 1, #t)] - t[lo]) * (pos - lo)
+    end
+    m.hf_q1_s, m.hf_q3_s = q(0.25), q(0.75)
+  end
 end
 
 -- {==== figures ====

@@ -1059,8 +1059,9 @@ static int l_read_csv(lua_State *L)
  * Processes
  * ==================================================================== */
 
-static volatile sig_atomic_t dummy_sig;
-static void on_sig(int sig) { dummy_sig = sig; }
+/* SIGCHLD must have a handler (not SIG_IGN, or the kernel reaps children itself); the sweep
+ * takes the signal synchronously with sigtimedwait while it is blocked, so this never runs. */
+static void on_sig(int sig) { (void)sig; }
 
 /* Start argv (argv[0] looked up in PATH) with stdin from /dev/null, stdout and stderr to files
  * (NULL: /dev/null), in directory cwd (NULL: ours). The child dies with its parent (PR_SET_PDEATHSIG). `mask` is the signal
@@ -1434,7 +1435,7 @@ static int l_sweep(lua_State *L)
     sigaction(SIGCHLD, &sa, NULL);
     sigprocmask(SIG_BLOCK, &set, &st->old_mask);
 
-    lua_Integer next = 1, running = 0, done = 0, failed = 0, skipped_stop = 0;
+    lua_Integer next = 1, running = 0, done = 0, failed = 0;
     int interrupted = 0, excl_running = 0;
     double t_start = now_s(), last_progress = 0;
     for (;;) {
@@ -1564,8 +1565,6 @@ static int l_sweep(lua_State *L)
     }
     if (progress)
         fprintf(stderr, "\r%70s\r", "");
-    skipped_stop = n - (next - 1);
-    (void)skipped_stop;
     lua_pushvalue(L, 3);
     if (interrupted) {
         lua_pushinteger(L, interrupted);

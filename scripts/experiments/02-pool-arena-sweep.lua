@@ -1,8 +1,10 @@
 -- 02-pool-arena-sweep.lua: pymalloc's pool and arena sizes, from the classic 4 KiB pools in
 -- 256 KiB arenas (Python <= 3.9) to 16 KiB / 1 MiB (3.10+) and beyond: peak footprint,
--- fragmentation (peak footprint / peak bytes in use) and the allocator's time per operation
--- (hyperfine wall time of the whole replay, minus the same replay on the `null` allocator,
--- divided by the allocator calls).
+-- fragmentation (peak footprint / peak bytes in use) and the replay time per allocator call
+-- (hyperfine median of the whole replay divided by the allocator calls), next to the same replay
+-- on the `null` allocator: the harness alone. (Subtracting the harness's time from each replay's
+-- was tried and rejected: the difference of two whole-process timings is dominated by their
+-- noise on a shared machine, and went negative.)
 --   heapreplay run scripts/experiments/02-pool-arena-sweep.lua [size=small|full]
 local size = param("size", "full")
 local S = ({
@@ -37,16 +39,30 @@ experiment {
   end,
   gc = "generational:700,10,10",
   hyperfine = {warmup = S.warmup, runs = S.runs},
-  derive = function(row, ctx)
+  derive = function(row)
     local pool, arena = row.layout:match("^(.+)/(.+)$")
     row.pool_kib, row.arena_kib = KiB[pool], KiB[arena]
-    row.ops = row.requests + row.frees
-    for _, b in ipairs(ctx.rows) do -- the null allocator's time on the same trace
-      if b.trace == row.trace and b.layout == "null" and row.layout ~= "null" and row.ops > 0 then
-        row.alloc_ns_per_op = (row.hf_mean_s - b.hf_mean_s) / row.ops * 1e9
-        row.alloc_ns_per_op_err = math.sqrt(row.hf_stddev_s ^ 2 + b.hf_stddev_s ^ 2) / row.ops * 1e9
+    row.calls = row.requests + row.frees
+    if row.calls > 0 then
+      row.ns_per_call = row.hf_median_s / row.calls * 1e9
+      row.ns_per_call_err = (row.hf_q3_s - row.hf_q1_s) / 2 / row.calls * 1e9
+    end
+  end,
+  -- the null allocator as a flat reference line over the arena sizes
+  finish = function(ctx)
+    local rows = {}
+    for _, r in ipairs(ctx.rows) do
+      if r.layout == "null" then
+        for _, a in ipairs(arenas) do
+          rows[#rows + 1] = {trace = r.trace, series = "null allocator: the harness alone",
+                             arena_kib = KiB[a], ns = r.ns_per_call, err = a == "256K" and r.ns_per_call_err or 0}
+        end
+      else
+        rows[#rows + 1] = {trace = r.trace, series = r.pool_kib .. " KiB pools", arena_kib = r.arena_kib,
+                           ns = r.ns_per_call, err = r.ns_per_call_err}
       end
     end
+    ctx.tables.timing = {rows = rows, columns = {"trace", "series", "arena_kib", "ns", "err"}}
   end,
   labels = {trace = {seed = "seed scenario", churn = "churn (allocation stream)",
                      genmix = "genmix (graph)", python = "recorded Python program"}},
@@ -63,11 +79,10 @@ experiment {
      xlabel = "arena size", ylabel = "peak footprint / peak bytes in use",
      extra = 'set xtics ("256K" 256, "1M" 1024, "4M" 4096, "16M" 16384)',
      title = "Fragmentation at the peak (1.0 = none)"},
-    {name = "time-per-op", x = "arena_kib", y = "alloc_ns_per_op", yerr = "alloc_ns_per_op_err",
-     series = function(r) return r.pool_kib and (r.pool_kib .. " KiB pools") end,
-     where = function(r) return r.layout ~= "null" end, panel = "trace", logx = 2,
-     xlabel = "arena size", ylabel = "allocator time per call (ns)",
+    {name = "time-per-call", data = "timing", x = "arena_kib", y = "ns", yerr = "err",
+     series = "series", panel = "trace", logx = 2, ymin = 0,
+     xlabel = "arena size", ylabel = "replay time per allocator call (ns)",
      extra = 'set xtics ("256K" 256, "1M" 1024, "4M" 4096, "16M" 16384)',
-     title = "Time per allocator call (hyperfine, harness subtracted; bars: 1 s.d.)"},
+     title = "Replay time per allocator call (hyperfine medians, bars: interquartile range)"},
   },
 }

@@ -3,7 +3,7 @@
 -- collector. mark-sweep runs in a fixed heap (marksweep:heap=N); its minimum heap is found by
 -- bisection (the smallest N whose replay does not fail with "heap too small", to 1%). Reference
 -- counting and CPython's generational collector take no heap size: they are drawn as flat lines
--- at their own time. Times are hyperfine wall times of whole replays, relative to reference
+-- at their own time. Times are hyperfine medians of whole replays, relative to reference
 -- counting (which frees every acyclic object at the event it dies: the nearest thing here to
 -- the explicit freeing Hertz and Berger compare against). Multiples as in running-ng (MMTk).
 --   heapreplay run scripts/experiments/04-heap-multiples.lua [size=small|full]
@@ -60,13 +60,15 @@ experiment {
     return ("marksweep:heap=%d"):format(math.ceil(p.multiple * ctx.data.min_heap[p.trace]))
   end,
   hyperfine = {warmup = S.warmup, runs = S.runs},
+  -- hyperfine medians, relative to reference counting; error bars from the interquartile ranges
   derive = function(row, ctx)
     row.min_heap = ctx.data.min_heap[row.trace]
     for _, b in ipairs(ctx.rows) do
       if b.trace == row.trace and b.collector == "refcount" then
-        row.time_rel = row.hf_mean_s / b.hf_mean_s
-        row.time_rel_err = row.time_rel * math.sqrt((row.hf_stddev_s / row.hf_mean_s) ^ 2
-          + (b.hf_stddev_s / b.hf_mean_s) ^ 2)
+        row.time_rel = row.hf_median_s / b.hf_median_s
+        local ra = (row.hf_q3_s - row.hf_q1_s) / 2 / row.hf_median_s
+        local rb = (b.hf_q3_s - b.hf_q1_s) / 2 / b.hf_median_s
+        row.time_rel_err = row.time_rel * math.sqrt(ra ^ 2 + (row == b and 0 or rb ^ 2))
       end
     end
   end,
@@ -78,8 +80,10 @@ experiment {
     for _, r in ipairs(ctx.rows) do
       local xs = r.collector == "marksweep" and {r.multiple} or multiples
       for _, x in ipairs(xs) do -- a flat line's error bar only at its first point
+        local flat = r.collector ~= "marksweep"
         rows[#rows + 1] = {trace = r.trace, collector = names[r.collector], multiple = x,
-                           time_rel = r.time_rel, time_rel_err = x == 1.0 and r.time_rel_err or 0,
+                           time_rel = r.time_rel,
+                           time_rel_err = (not flat or x == 1.0) and r.time_rel_err or 0,
                            collections = r.collections, gc_ms = r.gc_ns / 1e6}
       end
     end
@@ -89,13 +93,13 @@ experiment {
   labels = {trace = {gcbench = "GCBench trees", genmix = "genmix", jsonlike = "json-like documents"}},
   figures = {
     {name = "time-vs-heap", data = "curves", x = "multiple", y = "time_rel", yerr = "time_rel_err",
-     series = "collector", panel = "trace", cols = 3,
+     series = "collector", panel = "trace", cols = 3, xmin = 0.8, xmax = 6.2, ymin = 0,
      xlabel = "heap size / minimum heap", ylabel = "replay time / reference counting",
      extra = "set xtics (1, 2, 3, 4, 5, 6)",
-     title = "Run time against heap size (hyperfine means, bars: 1 s.d.)"},
+     title = "Run time against heap size (hyperfine medians, bars: interquartile range)"},
     {name = "collections-vs-heap", data = "curves", x = "multiple", y = "collections",
      where = function(r) return r.collector:match("^mark") end, series = "trace",
-     logy = true, errors = "none", xlabel = "heap size / minimum heap",
+     logy = true, errors = "none", xmin = 0.8, xmax = 6.2, xlabel = "heap size / minimum heap",
      ylabel = "mark-sweep collections (log scale)", extra = "set xtics (1, 2, 3, 4, 5, 6)",
      labels = {gcbench = "GCBench trees", genmix = "genmix", jsonlike = "json-like documents"},
      title = "Collections needed in a fixed heap"},

@@ -65,17 +65,20 @@ experiment {
   gc = "generational:700,10,10",
   hyperfine = {warmup = S.warmup, runs = S.runs},
   labels = {alloc = names},
+  -- hyperfine medians relative to the pymalloc 3.11 model; error bars from interquartile ranges
   derive = function(row, ctx)
     for _, b in ipairs(ctx.rows) do
       if b.trace == row.trace and b.alloc == BASE then
-        row.time_rel = row.hf_mean_s / b.hf_mean_s
-        row.time_rel_err = row.time_rel * math.sqrt((row.hf_stddev_s / row.hf_mean_s) ^ 2
-          + (b.hf_stddev_s / b.hf_mean_s) ^ 2)
+        row.time_rel = row.hf_median_s / b.hf_median_s
+        local ra = (row.hf_q3_s - row.hf_q1_s) / 2 / row.hf_median_s
+        local rb = (b.hf_q3_s - b.hf_q1_s) / 2 / b.hf_median_s
+        row.time_rel_err = row.time_rel * math.sqrt(ra ^ 2 + (row == b and 0 or rb ^ 2))
         row.footprint_rel = b.peak_footprint > 0 and row.peak_footprint / b.peak_footprint or nil
       end
     end
   end,
-  metrics = {"events", "hf_mean_s", "hf_stddev_s", "hf_runs", "time_rel", "time_rel_err",
+  metrics = {"events", "hf_median_s", "hf_q1_s", "hf_q3_s", "hf_mean_s", "hf_stddev_s", "hf_runs",
+             "time_rel", "time_rel_err",
              "peak_footprint", "footprint_rel", "fragmentation_peak", "peak_live_bytes",
              "peak_rss", "proc_maxrss", "wall_ns"},
   figures = {
@@ -84,7 +87,7 @@ experiment {
      extra = "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb '#555555'; "
        .. "set label 'no cpython bar for random: the real obmalloc has no aligned allocation' "
        .. "at graph 0.01, graph 0.97 font ',11' tc rgb '#555555'",
-     title = "Whole-replay wall time (hyperfine means, bars: 1 s.d.)", width = 1.3},
+     title = "Whole-replay wall time (hyperfine medians, bars: interquartile range)", width = 1.3},
     {name = "footprint", template = "bars", x = "trace", y = "peak_footprint", yscale = 1 / 2^20,
      series = "alloc", xrot = 30, logy = true, errors = "none", xlabel = "",
      ylabel = "peak footprint (MiB, log scale)", width = 1.3,
