@@ -22,4 +22,8 @@ s = a["mean"] / b["mean"]
 err = s * ((a["stddev"] / a["mean"]) ** 2 + (b["stddev"] / b["mean"]) ** 2) ** 0.5
 print(f"16 configurations: --jobs 1 {a['mean']:.2f} s +- {a['stddev']:.2f}, "
       f"--jobs 2 {b['mean']:.2f} s +- {b['stddev']:.2f}: speed-up {s:.2f}x +- {err:.2f} (goal >= 1.8x)")
+print(f"medians: --jobs 1 {a['median']:.2f} s, --jobs 2 {b['median']:.2f} s: speed-up "
+      f"{a['median'] / b['median']:.2f}x; best runs: {a['min']:.2f} s / {b['min']:.2f} s = "
+      f"{a['min'] / b['min']:.2f}x; CPU time (user+sys) {a['user'] + a['system']:.2f} s / "
+      f"{b['user'] + b['system']:.2f} s")
 PY
