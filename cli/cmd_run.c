@@ -64,12 +64,13 @@ static int run_run(int argc, char **argv)
 
 const hr_cmd_t hr_cmd_run = {
     "run", "EXPERIMENT.lua [key=value ...] [--jobs N] [--resume] [--out DIR]",
-    "Run an experiment script: make its traces, run every configuration of its grid as an\n"
-    "independent job (one child process each, in parallel), and write results/NAME/: results.csv\n"
-    "(one row per run), the JSON of every run (runs/), provenance.json, and the figures (PNG, PDF,\n"
-    "SVG via gnuplot). key=value parameters reach the script as params (e.g. size=small).\n"
-    "An interrupted sweep run again with --resume keeps every finished job. A script that declares\n"
-    "no experiment simply runs (with the hr module). docs/experiments.md, docs/lua-api.md.",
+    "Run an experiment script: parallel sweeps, results with provenance, figures.",
+    "  Makes the script's traces, runs every configuration of its grid as an independent job\n"
+    "  (one child process each, in parallel), and writes DIR/NAME/: results.csv (one row per\n"
+    "  run), runs/ (the JSON of every run), provenance.json and figures/ (PNG, PDF, SVG via\n"
+    "  gnuplot). key=value parameters reach the script as params (e.g. size=small). A script\n"
+    "  that declares no experiment simply runs, with the hr module. docs/experiments.md,\n"
+    "  docs/lua-api.md.\n\n"
     "  -j, --jobs N         parallel jobs (default: one per online CPU); hyperfine timing jobs\n"
     "                       always run alone\n"
     "  --resume             keep the finished jobs of an earlier, interrupted run (without it the\n"
@@ -194,9 +195,9 @@ static int run_refcounts(int argc, char **argv)
 
 const hr_cmd_t hr_cmd_refcounts = {
     "refcounts", "TRACE [--json OUT]",
-    "The largest reference count (external references + links in) each object of a graph trace\n"
-    "reaches, as a histogram, and the share of objects whose count fits in 1..8 bits (after\n"
-    "Shahriyar, Blackburn and Frampton, ISMM 2012).",
+    "Histogram of the largest reference count each object of a graph trace reaches.",
+    "  A count is external references + links in; the report gives the share of objects whose\n"
+    "  count fits in 1..8 bits (after Shahriyar, Blackburn and Frampton, ISMM 2012).\n\n"
     "  --json OUT           write the histogram as JSON (schema heapreplay-refcounts/1)\n"
     "  --partial            accept a trace that was cut short\n",
     run_refcounts};
