@@ -31,6 +31,7 @@ int hr_cli_fail(const hr_err_t *err);
 int hr_cli_usage(const char *cmd, const char *fmt, ...) HR_PRINTF(2, 3);
 
 extern const hr_cmd_t hr_cmd_pack, hr_cmd_dump, hr_cmd_info, hr_cmd_gen, hr_cmd_replay,
-    hr_cmd_allocators, hr_cmd_collectors, hr_cmd_record, hr_cmd_validate;
+    hr_cmd_allocators, hr_cmd_collectors, hr_cmd_record, hr_cmd_validate, hr_cmd_run,
+    hr_cmd_refcounts;
 
 #endif

@@ -6,9 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const hr_cmd_t *const commands[] = {&hr_cmd_record, &hr_cmd_validate, &hr_cmd_replay, &hr_cmd_gen, &hr_cmd_info,
-                                           &hr_cmd_pack, &hr_cmd_dump, &hr_cmd_allocators,
-                                           &hr_cmd_collectors, NULL};
+static const hr_cmd_t *const commands[] = {&hr_cmd_record, &hr_cmd_validate, &hr_cmd_replay,
+                                           &hr_cmd_run, &hr_cmd_gen, &hr_cmd_info,
+                                           &hr_cmd_refcounts, &hr_cmd_pack, &hr_cmd_dump,
+                                           &hr_cmd_allocators, &hr_cmd_collectors, NULL};
 
 int hr_cli_usage(const char *cmd, const char *fmt, ...)
 {

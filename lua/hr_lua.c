@@ -1,4 +1,5 @@
-/* hr_lua.c: the Lua binding: module `hr`, the trace-writer userdata, generator scripts.
+/* hr_lua.c: the Lua binding: module `hr`, the trace-writer userdata, generator scripts, and the
+ * entry of `heapreplay run` (hr_lua_run). hr_lua_internal.h maps the other files.
  *
  * A generator script defines `kind` ("alloc" or "graph") and a function generate(w, params):
  *
@@ -16,6 +17,7 @@
  * that names the script's line.
  */
 #include "hr_lua.h"
+#include "hr_lua_internal.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -228,11 +230,38 @@ static int l_num(lua_State *L)
 
 static const luaL_Reg hr_funcs[] = {{"num", l_num}, {NULL, NULL}};
 
+/* Load one embedded Lua source (an array of lines) as a chunk named `name`. */
+static int load_embedded(lua_State *L, const char *const *lines, const char *name)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (const char *const *l = lines; *l; l++)
+        luaL_addstring(&b, *l);
+    luaL_pushresult(&b);
+    size_t len;
+    const char *src = lua_tolstring(L, -1, &len);
+    int rc = luaL_loadbufferx(L, src, len, name, "t");
+    lua_remove(L, -2);
+    return rc;
+}
+
 static int open_hr(lua_State *L)
 {
     luaL_newlib(L, hr_funcs);
     lua_pushstring(L, HR_TRACE_VERSION == 1 ? "1" : "?");
     lua_setfield(L, -2, "trace_version");
+    hr_lua_open_sys(L);
+    hr_lua_open_api(L);
+    /* the high-level API (hr.lua) and the experiment driver (experiment.lua), embedded */
+    if (load_embedded(L, hr_lua_src_hr, "=[heapreplay hr.lua]") != LUA_OK)
+        return lua_error(L);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+    if (load_embedded(L, hr_lua_src_experiment, "=[heapreplay experiment.lua]") != LUA_OK)
+        return lua_error(L);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 1);
+    lua_setfield(L, -2, "_driver");
     return 1;
 }
 
@@ -243,15 +272,27 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-int hr_lua_gen(const char *script, const hr_spec_t *params, const char *out_path,
-               const hr_trace_write_opts_t *opts, hr_err_t *err)
+/* A fresh interpreter on plain malloc (never the allocator being measured: measured replays run
+ * in child processes) with the standard libraries and `hr` loaded. NULL on failure. */
+static lua_State *new_state(hr_err_t *err)
 {
     lua_State *L = lua_newstate(l_alloc, NULL);
-    if (!L)
-        return hr_err_set(err, HR_ENOMEM, "cannot create a Lua state");
+    if (!L) {
+        hr_err_set(err, HR_ENOMEM, "cannot create a Lua state");
+        return NULL;
+    }
     luaL_openlibs(L);
     luaL_requiref(L, "hr", open_hr, 1);
     lua_pop(L, 1);
+    return L;
+}
+
+int hr_lua_gen(const char *script, const hr_spec_t *params, const char *out_path,
+               const hr_trace_write_opts_t *opts, hr_err_t *err)
+{
+    lua_State *L = new_state(err);
+    if (!L)
+        return err ? err->code : HR_ENOMEM;
     hr_trace_writer_t *w = NULL;
     int rc = HR_OK;
     lua_pushcfunction(L, traceback);
@@ -312,6 +353,73 @@ int hr_lua_gen(const char *script, const hr_spec_t *params, const char *out_path
     w = NULL;
 out:
     hr_trace_writer_abort(w);
+    lua_close(L);
+    return rc;
+}
+
+/* {==== heapreplay run ==== */
+
+static int run_main(lua_State *L)
+{
+    const hr_lua_run_opts_t *o = lua_touserdata(L, 1);
+    lua_getglobal(L, "hr");
+    lua_getfield(L, -1, "_driver");
+    lua_getfield(L, -1, "run_file");
+    lua_pushstring(L, o->script);
+    lua_newtable(L);
+    lua_pushstring(L, o->out ? o->out : "results");
+    lua_setfield(L, -2, "out");
+    if (o->jobs > 0) {
+        lua_pushinteger(L, o->jobs);
+        lua_setfield(L, -2, "jobs");
+    }
+    lua_pushboolean(L, o->resume);
+    lua_setfield(L, -2, "resume");
+    lua_pushboolean(L, o->quiet);
+    lua_setfield(L, -2, "quiet");
+    if (o->command_line) {
+        lua_pushstring(L, o->command_line);
+        lua_setfield(L, -2, "command_line");
+    }
+    lua_newtable(L);
+    for (int i = 0; o->params && i < o->params->nparams; i++) {
+        if (!o->params->params[i].key)
+            continue;
+        lua_pushstring(L, o->params->params[i].value);
+        lua_setfield(L, -2, o->params->params[i].key);
+    }
+    lua_setfield(L, -2, "params");
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+static int run_handler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg)
+        msg = "(error object is not a string)";
+    const char *tb = getenv("HR_LUA_TRACEBACK");
+    if (tb && *tb && strcmp(tb, "0") != 0)
+        luaL_traceback(L, L, msg, 1);
+    else
+        lua_pushstring(L, msg);
+    return 1;
+}
+
+int hr_lua_run(const hr_lua_run_opts_t *o, hr_err_t *err)
+{
+    lua_State *L = new_state(err);
+    if (!L)
+        return err ? err->code : HR_ENOMEM;
+    lua_pushcfunction(L, run_handler);
+    lua_pushcfunction(L, run_main);
+    lua_pushlightuserdata(L, (void *)o);
+    int rc = HR_OK;
+    if (lua_pcall(L, 1, 0, 1) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        rc = hr_err_set(err, strstr(msg, "interrupted by signal") ? HR_EINTERNAL : HR_EUSAGE, "%s",
+                        msg);
+    }
     lua_close(L);
     return rc;
 }

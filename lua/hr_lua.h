@@ -18,4 +18,19 @@
 int hr_lua_gen(const char *script, const hr_spec_t *params, const char *out_path,
                const hr_trace_write_opts_t *opts, hr_err_t *err);
 
+/* heapreplay run: run an experiment script (lua/experiment.lua is the driver). */
+typedef struct hr_lua_run_opts {
+    const char *script;       /* the experiment script */
+    const char *out;          /* results root (default "results") */
+    int jobs;                 /* parallel jobs; 0: one per online CPU */
+    int resume;               /* keep finished jobs of an interrupted run */
+    int quiet;                /* no progress messages */
+    const hr_spec_t *params;  /* key=value parameters for the script (may be NULL) */
+    const char *command_line; /* for provenance (may be NULL) */
+} hr_lua_run_opts_t;
+
+/* Run an experiment script. Errors carry the script's file and line. A sweep stopped by SIGINT
+ * or SIGTERM fails with HR_EINTERNAL and a message containing "interrupted by signal". */
+int hr_lua_run(const hr_lua_run_opts_t *o, hr_err_t *err);
+
 #endif

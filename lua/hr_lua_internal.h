@@ -1,0 +1,36 @@
+/* hr_lua_internal.h: what the parts of the Lua binding share (not for other layers).
+ *
+ *   hr_lua.c       module `hr` assembly, the trace-writer userdata, generator scripts,
+ *                  `heapreplay run` (hr_lua_run)
+ *   hr_lua_sys.c   files (atomic writes), JSON and CSV codecs, processes and the parallel sweep
+ *                  scheduler (hr.exec, hr.sweep), hashing, machine and build facts
+ *   hr_lua_api.c   trace facts computed in process (hr.info, hr.refcounts) and the registries
+ *                  (hr.allocators, hr.collectors, hr.generators)
+ *   hr.lua         the high-level API written in Lua on top of those (hr.replay, hr.gen, hr.record,
+ *                  hr.plot, hr.hyperfine, ...), embedded into the binary
+ *   experiment.lua the experiment driver (`heapreplay run`, hr.run), embedded into the binary
+ */
+#ifndef HR_LUA_INTERNAL_H
+#define HR_LUA_INTERNAL_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+/* Add the functions of hr_lua_sys.c / hr_lua_api.c to the table at the top of the stack. */
+void hr_lua_open_sys(lua_State *L);
+void hr_lua_open_api(lua_State *L);
+
+/* Check that the table argument `arg` of function `fname` holds only keys among `known`
+ * (NULL-terminated); raise "bad argument #arg to 'fname' (unknown option 'x'; known: ...)". */
+void hr_lua_check_options(lua_State *L, int arg, const char *fname, const char *const *known);
+
+/* luaL_checkstring/luaL_checklstring/luaL_checktype, but the message names the function as the
+ * scripts call it ('hr.info', not 'info'). */
+const char *hr_lua_checklstring(lua_State *L, int arg, const char *fname, size_t *len);
+void hr_lua_checktype(lua_State *L, int arg, const char *fname, int type);
+
+/* The embedded Lua sources (generated from hr.lua and experiment.lua at build time). */
+extern const char *const hr_lua_src_hr[];
+extern const char *const hr_lua_src_experiment[];
+
+#endif

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# run_test.sh: end-to-end tests of 'heapreplay run' (TAP): a sweep killed with kill -9 and run
+# again with --resume loses no finished job and runs none twice (proved from the job log and
+# the run records); SIGINT stops a sweep with status 130 and --resume completes it; a failing
+# script or job leaves earlier results untouched. Usage: run_test.sh HEAPREPLAY SRCDIR
+set -u
+HR=$1
+T=$(mktemp -d /tmp/hr_run.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+check() { if [ "$1" = 0 ]; then ok "$2"; else not_ok "$2"; fi; }
+
+"$HR" gen seed-arena blocks=1M work=100 -o "$T/t.hrt" || { echo "Bail out! cannot make the trace"; exit 1; }
+# 16 jobs: 4 allocators x 4 repetitions (the repetition is part of each job's key)
+cat >"$T/exp.lua" <<'LUA'
+experiment {
+  name = "resume",
+  traces = {t = file(params.trace)},
+  grid = {alloc = {"pymalloc:preset=2.4", "pymalloc:preset=2.5", "pymalloc:preset=3.11", "libc"}},
+  repetitions = 4,
+  metrics = {"peak_footprint", "wall_ns"},
+  figures = {{name = "fp", template = "bars", x = "alloc", y = "peak_footprint"}},
+}
+LUA
+R=$T/res/resume
+LOG=$R/jobs.log
+
+# wait_done N PID: wait until the job log has N 'done' lines (or the run ended)
+wait_done() {
+  for _ in $(seq 1 3000); do
+    [ -f "$LOG" ] && [ "$(grep -c '^done [0-9a-f]' "$LOG")" -ge "$1" ] && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.01
+  done
+  return 1
+}
+
+# {==== kill -9 in the middle, then --resume ====
+"$HR" run "$T/exp.lua" trace="$T/t.hrt" --jobs 2 --out "$T/res" -q &
+pid=$!
+wait_done 3 $pid
+check $? "the first run finished at least 3 jobs"
+kill -9 $pid
+wait $pid 2>/dev/null
+sleep 0.3
+left=$(ps -eo args | grep -F -- "$T/t.hrt" | grep -v grep | wc -l)
+check $((left != 0)) "no job survives its killed sweep (PR_SET_PDEATHSIG): $left left"
+ls "$R/runs" | grep -E '^[0-9a-f]{16}\.json$' | sed 's/\.json$//' | sort >"$T/finished1"
+nf=$(wc -l <"$T/finished1")
+check $((nf < 3 || nf >= 16)) "after kill -9: $nf finished run records (3 to 15), no results.csv yet: $(test -e "$R/results.csv" && echo present || echo absent)"
+[ ! -e "$R/results.csv" ]; check $? "a killed sweep wrote no results.csv"
+# every record is complete JSON (atomic rename): parse them all
+bad=0
+for f in "$R"/runs/*.json; do python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$f" 2>/dev/null || bad=$((bad + 1)); done
+check $bad "every run record left by the kill parses as JSON ($bad bad)"
+"$HR" run "$T/exp.lua" trace="$T/t.hrt" --jobs 2 --out "$T/res" --resume -q
+check $? "the resumed run succeeds"
+# the second run's lines of the job log
+awk '/^run /{r++} r==2' "$LOG" | grep '^start [0-9a-f]' | awk '{print $2}' | sort >"$T/started2"
+comm -12 "$T/finished1" "$T/started2" >"$T/twice"
+check $(($(wc -l <"$T/twice") != 0)) "no job finished before the kill was started again ($(wc -l <"$T/twice") were)"
+ls "$R/runs" | grep -E '^[0-9a-f]{16}\.json$' | sed 's/\.json$//' | sort >"$T/finished2"
+cat "$T/finished1" "$T/started2" | sort | uniq -d >"$T/dup"
+[ "$(wc -l <"$T/finished2")" = 16 ] && [ "$(sort -u "$T/finished1" "$T/started2" | wc -l)" = 16 ] && [ ! -s "$T/dup" ]
+check $? "16 records: $nf kept from the first run + $(wc -l <"$T/started2") run by the second, no overlap"
+rows=$(tail -n +2 "$R/results.csv" | wc -l)
+keys=$(tail -n +2 "$R/results.csv" | cut -d, -f2 | sort -u | wc -l)
+[ "$rows" = 16 ] && [ "$keys" = 16 ]
+check $? "results.csv: 16 rows, 16 distinct runs ($rows rows, $keys keys)"
+grep -q '"finished_earlier": '"$nf" "$R/provenance.json" && grep -q '"resumed": true' "$R/provenance.json"
+check $? "provenance.json says how many runs were kept ($nf) and that the run was resumed"
+dones=$(grep -c '^done [0-9a-f]' "$LOG")
+check $((dones > 16)) "the job log has at most one 'done' per job ($dones)"
+ls "$R" | grep -q -E '\.tmp\.|^\.staging|^work$'
+check $((! $?)) "no temporary files or staging left in $R"
+for f in png pdf svg; do [ -s "$R/figures/fp.$f" ] || not_png=1; done
+check ${not_png:-0} "the figure exists as PNG, PDF and SVG"
+
+# {==== SIGINT (Ctrl-C) stops the sweep with 130; --resume completes it ====
+rm -rf "$T/res"
+"$HR" run "$T/exp.lua" trace="$T/t.hrt" --jobs 2 --out "$T/res" 2>"$T/int.err" &
+pid=$!
+wait_done 2 $pid
+kill -INT $pid
+wait $pid
+st=$?
+check $((st != 130)) "SIGINT: exit status 130 (got $st)"
+grep -q 'interrupted by signal 2' "$T/int.err" && grep -q -- '--resume' "$T/int.err"
+check $? "SIGINT: the message says so and points to --resume ($(grep interrupted "$T/int.err" | head -c 200))"
+n1=$(ls "$R/runs" | grep -cE '^[0-9a-f]{16}\.json$')
+"$HR" run "$T/exp.lua" trace="$T/t.hrt" --jobs 2 --out "$T/res" --resume -q
+check $? "SIGINT: the resumed run succeeds ($n1 runs kept)"
+[ "$(tail -n +2 "$R/results.csv" | wc -l)" = 16 ]
+check $? "SIGINT: 16 rows after resuming"
+
+# {==== errors leave earlier results untouched ====
+cp "$R/results.csv" "$T/before.csv"
+cp -r "$R/figures" "$T/before-figures"
+sed 's/figures = {{name = "fp"/figures = {{name = "fp", where = function(r) return r.nothing.x end/' "$T/exp.lua" >"$T/exp-bad.lua"
+"$HR" run "$T/exp-bad.lua" trace="$T/t.hrt" --out "$T/res" --resume -q 2>"$T/bad.err"
+st=$?
+check $((st == 0)) "an error in a figure function fails the run (status $st)"
+grep -q "exp-bad.lua:[0-9]*: attempt to index a nil value" "$T/bad.err"
+check $? "the message names the script and line: $(head -c 200 "$T/bad.err")"
+cmp -s "$T/before.csv" "$R/results.csv" && diff -r "$T/before-figures" "$R/figures" >/dev/null
+check $? "results.csv and figures/ are those of the last good run"
+ls -a "$R" | grep -q -E '\.tmp\.|^\.staging'
+check $((! $?)) "no half-written file or staging folder left behind"
+sed 's/"libc"}/"pymalloc:arena=3K"}/' "$T/exp.lua" >"$T/exp-fail.lua"
+"$HR" run "$T/exp-fail.lua" trace="$T/t.hrt" --out "$T/res" --resume -q 2>"$T/fail.err"
+st=$?
+grep -q "job(s) failed" "$T/fail.err" && grep -q "alloc=pymalloc:arena=3K" "$T/fail.err" && grep -q "arena" "$T/fail.err"
+check $? "a failing job: status $st, the message names the configuration and the replay's error"
+cmp -s "$T/before.csv" "$R/results.csv"
+check $? "a failing job leaves the earlier results.csv alone"
+
+# {==== a fresh run (no --resume) redoes everything ====
+"$HR" run "$T/exp.lua" trace="$T/t.hrt" --jobs 2 --out "$T/res" 2>"$T/fresh.err"
+check $? "a fresh run succeeds"
+grep -q "starting afresh" "$T/fresh.err" && [ "$(awk '/^run /{r++} END{print r}' "$LOG")" -ge 1 ]
+check $? "a fresh run says that it discards the earlier runs"
+echo "1..$n"
+[ $failed = 0 ]
