@@ -49,7 +49,8 @@ experiment {
   figures = {
     {name = "footprint-over-time", data = "footprint", x = "event", xscale = 1e-6, y = "mib",
      series = "series", panel = "trace", style = "lines",
-     xlabel = "trace events (millions)", ylabel = "allocator footprint (MiB)",
+     xlabel = "trace events (millions)",
+     ylabel = "arenas + large blocks (MiB)",
      title = "Arena retention: 2.4 keeps every arena it ever mapped"},
   },
 }
