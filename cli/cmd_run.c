@@ -82,20 +82,7 @@ const hr_cmd_t hr_cmd_run = {
 
 /* {==== refcounts ==== */
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
+#define json_str hr_fput_json_string
 
 static int write_rc_json(const char *path, const char *trace, const hr_rc_stats_t *st)
 {

@@ -210,6 +210,21 @@ char *hr_fmt_thousands(char *buf, size_t cap, uint64_t n)
     return buf;
 }
 
+void hr_fput_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
 uint64_t hr_now_ns(void)
 {
     struct timespec ts;

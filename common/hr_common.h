@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #if defined(__GNUC__)
 #define HR_LIKELY(x)   __builtin_expect(!!(x), 1)
@@ -130,6 +131,9 @@ int hr_read_file(const char *path, hr_buf_t *out, hr_err_t *err);
 
 /* Format n with thousands separators into buf ("12,345"); returns buf. */
 char *hr_fmt_thousands(char *buf, size_t cap, uint64_t n);
+
+/* Write s as a JSON string literal (quotes, backslash and control characters escaped). */
+void hr_fput_json_string(FILE *f, const char *s);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t hr_now_ns(void);

@@ -11,20 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
+#define json_str hr_fput_json_string
 
 /* CRC-32 and size of a file, as the trace's checksum in provenance. */
 static int file_crc(const char *path, uint32_t *crc, uint64_t *size)
