@@ -142,6 +142,17 @@ HR_INLINE void touch_block(void *p, uint64_t size, uint64_t id)
     }
 }
 
+/* Free a live block and forget it: the one way a block leaves the table (explicit frees,
+ * reclamations by the collector, the loop's fast path). */
+HR_INLINE void drop_block(engine_t *e, hr_entry_t *en, uint64_t id)
+{
+    hr_alloc_free(e->alloc, en->p, E_SIZE(en->meta), E_DOMAIN(en->meta));
+    en->p = NULL;
+    en->meta = 0;
+    hr_idtab_release(&e->tab, id);
+    e->res->live_blocks--;
+}
+
 /* {==== The collector's side: reclaim and collection notices ==== */
 
 static void engine_reclaim(void *arg, uint64_t id)
@@ -155,12 +166,7 @@ static void engine_reclaim(void *arg, uint64_t id)
         e->failed = 1;
         return;
     }
-    uint64_t size = E_SIZE(en->meta);
-    hr_alloc_free(e->alloc, en->p, size, E_DOMAIN(en->meta));
-    en->p = NULL;
-    en->meta = 0;
-    hr_idtab_release(&e->tab, id);
-    e->res->live_blocks--;
+    drop_block(e, en, id);
     e->live_objects--;
     if (e->o->log_deaths && push_death(&e->res->reclaimed, id, e->event) && !e->failed) {
         hr_err_set(&e->fail, HR_ENOMEM, "out of memory logging deaths");
@@ -277,20 +283,20 @@ static int checkpoint(engine_t *e, const hr_event_t *ev, hr_err_t *err)
 
 /* {==== One event ==== */
 
-static int alloc_block(engine_t *e, const hr_event_t *ev, hr_err_t *err)
+HR_INLINE int alloc_block(engine_t *e, const hr_event_t *ev, hr_err_t *err)
 {
     uint64_t size = ev->b;
     hr_domain_t dom = (hr_domain_t)ev->domain;
     void *p;
-    if (HR_UNLIKELY(ev->flags & HR_F_ALIGNED)) {
+    if (HR_LIKELY(!(ev->flags & (HR_F_ALIGNED | HR_F_ZERO)))) {
+        p = hr_alloc_malloc(e->alloc, size, dom);
+    } else if (ev->flags & HR_F_ALIGNED) {
         if (!e->alloc->vt->aligned_alloc)
             return hr_err_set(err, HR_EUSAGE, "allocator '%s' cannot serve aligned allocations",
                               e->alloc->vt->name);
         p = hr_alloc_aligned(e->alloc, (size_t)1 << ev->align_log2, size, dom);
-    } else if (HR_UNLIKELY(ev->flags & HR_F_ZERO)) {
-        p = hr_alloc_calloc(e->alloc, size, dom);
     } else {
-        p = hr_alloc_malloc(e->alloc, size, dom);
+        p = hr_alloc_calloc(e->alloc, size, dom);
     }
     if (HR_UNLIKELY(!p))
         return hr_err_set(err, HR_ENOMEM, "allocator '%s' failed to allocate %llu bytes",
@@ -333,14 +339,10 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
             return hr_err_set(err, HR_ECHECK, "free of block %llu, which is not live",
                               (unsigned long long)ev->a);
         {
-            uint64_t m = en->meta;
-            hr_alloc_free(e->alloc, en->p, E_SIZE(m), E_DOMAIN(m));
-            en->p = NULL;
-            en->meta = 0;
-            hr_idtab_release(&e->tab, ev->a);
-            e->res->live_blocks--;
-            if ((E_FLAGS(m) & HR_F_GC) && e->gvt->block_free)
-                e->gvt->block_free(e->gc->ctx, ev->a, E_FLAGS(m));
+            unsigned flags = E_FLAGS(en->meta);
+            drop_block(e, en, ev->a);
+            if ((flags & HR_F_GC) && e->gvt->block_free)
+                e->gvt->block_free(e->gc->ctx, ev->a, flags);
         }
         return HR_OK;
     case HR_OP_REALLOC:
@@ -507,42 +509,26 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     res->rss_start = hr_rss_bytes();
     uint64_t t0 = hr_now_ns(), next_sample = o->every ? 0 : UINT64_MAX;
     uint64_t next_progress = o->progress ? 1u << 20 : UINT64_MAX;
-    hr_alloc_t *al = e.alloc;
     for (; n > 0; rc = hr_trace_read(r, evs, 4096, &n, err), n = rc ? 0 : n) {
         for (size_t i = 0; i < n; i++, e.event++) {
             const hr_event_t *ev = &evs[i];
-            /* Fast paths for the two commonest events: a plain allocation and a free of a
-             * block without flags. Anything else, and every failure, goes through step(). */
+            /* Fast paths for the two commonest events, a plain allocation and a free of a
+             * block without flags: the same helpers as step(), without its dispatch. */
             if (ev->op == HR_OP_ALLOC && ev->flags == 0) {
-                void *p = hr_alloc_malloc(al, (size_t)ev->b, (hr_domain_t)ev->domain);
-                hr_entry_t *en = p ? hr_idtab_put(&e.tab, ev->a) : NULL;
-                if (HR_LIKELY(en != NULL)) {
-                    if (e.touch)
-                        touch_block(p, ev->b, ev->a);
-                    en->p = p;
-                    en->meta = E_META(ev->b, ev->domain, 0);
-                    if (++res->live_blocks > res->peak_live_blocks)
-                        res->peak_live_blocks = res->live_blocks;
+                rc = alloc_block(&e, ev, err);
+                if (HR_LIKELY(rc == HR_OK))
                     goto next;
-                }
-                /* undo the request the wrapper counted, then report through step() */
-                if (p)
-                    hr_alloc_free(al, p, (size_t)ev->b, (hr_domain_t)ev->domain);
             } else if (ev->op >= HR_OP_INCREF && ev->op <= HR_OP_UNLINK && !e.check &&
                        !e.gvt->incref) {
                 goto next; /* a collector without graph slots (none): nothing to do */
             } else if (ev->op == HR_OP_FREE) {
                 hr_entry_t *en = hr_idtab_get(&e.tab, ev->a);
-                if (HR_LIKELY(en && (en->meta & E_LIVE) && !(en->meta >> 50 & 0x1f))) {
-                    hr_alloc_free(al, en->p, E_SIZE(en->meta), E_DOMAIN(en->meta));
-                    en->p = NULL;
-                    en->meta = 0;
-                    hr_idtab_release(&e.tab, ev->a);
-                    res->live_blocks--;
+                if (HR_LIKELY(en && (en->meta & E_LIVE) && E_FLAGS(en->meta) == 0)) {
+                    drop_block(&e, en, ev->a);
                     goto next;
                 }
             }
-            if (HR_UNLIKELY((rc = step(&e, &evs[i], err)) != HR_OK)) {
+            if (rc || (rc = step(&e, &evs[i], err)) != HR_OK) {
                 hr_err_prefix(err, "%s: event %llu: ", path, (unsigned long long)e.event);
                 goto out;
             }
