@@ -196,17 +196,23 @@ const hr_cmd_t hr_cmd_replay = {
     "  -q, --quiet          no progress display\n",
     run_replay};
 
+/* `allocators` and `collectors`: print what a family's describe function writes. */
+static int print_family(const char *cmd, int argc, int (*describe)(hr_buf_t *out))
+{
+    if (argc > 1)
+        return hr_cli_usage(cmd, "takes no arguments");
+    hr_buf_t b;
+    hr_buf_init(&b);
+    int rc = describe(&b);
+    fwrite(b.data, 1, b.len, stdout);
+    hr_buf_free(&b);
+    return rc ? 3 : 0;
+}
+
 static int run_allocators(int argc, char **argv)
 {
     (void)argv;
-    if (argc > 1)
-        return hr_cli_usage("allocators", "takes no arguments");
-    hr_buf_t b;
-    hr_buf_init(&b);
-    hr_alloc_describe(&b);
-    fwrite(b.data, 1, b.len, stdout);
-    hr_buf_free(&b);
-    return 0;
+    return print_family("allocators", argc, hr_alloc_describe);
 }
 
 const hr_cmd_t hr_cmd_allocators = {"allocators", "",
@@ -216,14 +222,7 @@ const hr_cmd_t hr_cmd_allocators = {"allocators", "",
 static int run_collectors(int argc, char **argv)
 {
     (void)argv;
-    if (argc > 1)
-        return hr_cli_usage("collectors", "takes no arguments");
-    hr_buf_t b;
-    hr_buf_init(&b);
-    hr_gc_describe(&b);
-    fwrite(b.data, 1, b.len, stdout);
-    hr_buf_free(&b);
-    return 0;
+    return print_family("collectors", argc, hr_gc_describe);
 }
 
 const hr_cmd_t hr_cmd_collectors = {"collectors", "", "List the collectors built in and their parameters.",
