@@ -10,9 +10,10 @@
 typedef struct hr_cmd {
     const char *name;
     const char *synopsis; /* "TEXT -o TRACE" */
-    const char *summary;  /* one line */
+    const char *summary;  /* one line, for the command list */
     const char *help;     /* the options, one per line */
     int (*run)(int argc, char **argv);
+    const char *details;  /* COMMAND --help shows this instead of the summary; may be NULL */
 } hr_cmd_t;
 
 /* A tiny option parser: options may come before or after operands; "--" ends options. */

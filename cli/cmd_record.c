@@ -285,6 +285,14 @@ static int run_record(int argc, char **argv)
 const hr_cmd_t hr_cmd_record = {
     "record", "-o TRACE [--mode alloc|graph] -- SCRIPT.py [ARGS...]\n"
               "       heapreplay record --native -o TRACE -- COMMAND [ARGS...]",
+    "Record a Python program (embedded CPython 3.11) or, with --native, any program.",
+    "  -o, --output TRACE   the trace to write\n"
+    "  --mode MODE          alloc (default): allocations, GC flags, collections, statistics;\n"
+    "                       graph: also objects, links, increfs/decrefs and deaths\n"
+    "  --native             record any command through LD_PRELOAD (allocations only)\n"
+    "  --frame-size SIZE    payload bytes per zstd frame (default 1M)\n"
+    "  --level N            zstd level, 1-19 (default 3)\n",
+    run_record,
     "Run a Python script on an embedded CPython 3.11 and write its heap trace: every RAW, MEM\n"
     "and OBJ allocation from interpreter start-up on, which of them are GC-capable, pymalloc's\n"
     "arenas, every collection, and at the end gc.get_stats() and the pymalloc statistics.\n"
@@ -294,11 +302,4 @@ const hr_cmd_t hr_cmd_record = {
     "errors are printed as 'heapreplay record: error: ...' (status 3 when the program succeeded).\n"
     "A killed program leaves a trace readable up to its last complete frame (frames are flushed\n"
     "at least every 250 ms). The script can mark phases: import _heapreplay;\n"
-    "_heapreplay.phase(\"name\"). See docs/recorder.md.",
-    "  -o, --output TRACE   the trace to write\n"
-    "  --mode MODE          alloc (default): allocations, GC flags, collections, statistics;\n"
-    "                       graph: also objects, links, increfs/decrefs and deaths\n"
-    "  --native             record any command through LD_PRELOAD (allocations only)\n"
-    "  --frame-size SIZE    payload bytes per zstd frame (default 1M)\n"
-    "  --level N            zstd level, 1-19 (default 3)\n",
-    run_record};
+    "_heapreplay.phase(\"name\"). See docs/recorder.md."};

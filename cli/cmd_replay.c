@@ -179,9 +179,7 @@ static int run_replay(int argc, char **argv)
 
 const hr_cmd_t hr_cmd_replay = {
     "replay", "TRACE [--alloc SPEC] [--gc SPEC] [--json OUT] [--timeline OUT.csv [--every N]] [--check]",
-    "Replay a trace against an allocator and a collector and report what happened.\n"
-    "Allocation-only traces replay their explicit frees; in graph traces the collector decides\n"
-    "when objects die. 'heapreplay allocators' and 'heapreplay collectors' list the specs.",
+    "Replay a trace against an allocator and a collector and report what happened.",
     "  -a, --alloc SPEC     allocator (default pymalloc:preset=3.11)\n"
     "  -g, --gc SPEC        collector (default generational:700,10,10)\n"
     "  --json OUT           write the results with their provenance as JSON\n"
@@ -194,7 +192,10 @@ const hr_cmd_t hr_cmd_replay = {
     "  --partial            replay a trace that was cut short, up to its last complete frame\n"
     "  --no-touch           do not write into blocks (measures bookkeeping alone)\n"
     "  -q, --quiet          no progress display\n",
-    run_replay};
+    run_replay,
+    "Replay a trace against an allocator and a collector and report what happened.\n"
+    "Allocation-only traces replay their explicit frees; in graph traces the collector decides\n"
+    "when objects die. 'heapreplay allocators' and 'heapreplay collectors' list the specs."};
 
 /* `allocators` and `collectors`: print what a family's describe function writes. */
 static int print_family(const char *cmd, int argc, int (*describe)(hr_buf_t *out))
@@ -217,7 +218,7 @@ static int run_allocators(int argc, char **argv)
 
 const hr_cmd_t hr_cmd_allocators = {"allocators", "",
                                     "List the allocator backends built in, their parameters and presets.",
-                                    "", run_allocators};
+                                    "", run_allocators, NULL};
 
 static int run_collectors(int argc, char **argv)
 {
@@ -226,4 +227,4 @@ static int run_collectors(int argc, char **argv)
 }
 
 const hr_cmd_t hr_cmd_collectors = {"collectors", "", "List the collectors built in and their parameters.",
-                                    "", run_collectors};
+                                    "", run_collectors, NULL};

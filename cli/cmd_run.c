@@ -78,7 +78,7 @@ const hr_cmd_t hr_cmd_run = {
     "  -o, --out DIR        results root (default results): writes DIR/NAME/\n"
     "  -q, --quiet          no progress messages\n"
     "exit status 130: interrupted (SIGINT/SIGTERM); finished jobs are kept for --resume\n",
-    run_run};
+    run_run, NULL};
 
 /* {==== refcounts ==== */
 
@@ -187,4 +187,4 @@ const hr_cmd_t hr_cmd_refcounts = {
     "  count fits in 1..8 bits (after Shahriyar, Blackburn and Frampton, ISMM 2012).\n\n"
     "  --json OUT           write the histogram as JSON (schema heapreplay-refcounts/1)\n"
     "  --partial            accept a trace that was cut short\n",
-    run_refcounts};
+    run_refcounts, NULL};

@@ -58,7 +58,7 @@ const hr_cmd_t hr_cmd_pack = {
     "                       is replaced only when packing succeeds)\n"
     "  --frame-size SIZE    payload bytes per zstd frame (default 1M)\n"
     "  --level N            zstd level, 1-19 (default 3)\n",
-    run_pack};
+    run_pack, NULL};
 
 /* {==== dump ==== */
 
@@ -126,7 +126,7 @@ const hr_cmd_t hr_cmd_dump = {
     "  --partial            accept a trace that was cut short (killed writer): print what the\n"
     "                       complete frames hold, warn, exit 0\n"
     "  -o, --output TEXT    write to a file instead of standard output\n",
-    run_dump};
+    run_dump, NULL};
 
 /* {==== info ==== */
 
@@ -264,10 +264,11 @@ static int run_info(int argc, char **argv)
 
 const hr_cmd_t hr_cmd_info = {
     "info", "TRACE",
+    "Describe a trace: counts, bytes per event, peaks, frames, checksums.",
+    "", run_info,
     "Describe a trace: header, event counts, bytes per event, blocks, peak live blocks and bytes,\n"
     "frames and checksum status. A trace that was cut short is described up to its last complete\n"
-    "frame, and the command then exits with status 2.",
-    "", run_info};
+    "frame, and the command then exits with status 2."};
 
 /* {==== gen ==== */
 
@@ -363,11 +364,12 @@ static int run_gen(int argc, char **argv)
 
 const hr_cmd_t hr_cmd_gen = {
     "gen", "NAME [key=value ...] -o TRACE | --list",
-    "Write a synthetic trace from a built-in generator (deterministic for a given seed), or from\n"
-    "a Lua workload: NAME finds scripts/workloads/NAME.lua (or $HR_WORKLOADS/NAME.lua); a path\n"
-    "to a .lua file works too. docs/lua-api.md describes the Lua side.",
+    "Write a synthetic trace from a built-in generator or a Lua workload.",
     "  -o, --output TRACE   the trace to write (atomically)\n"
     "  --list               list the generators and their parameters\n"
     "  --frame-size SIZE    payload bytes per zstd frame (default 1M)\n"
     "  --level N            zstd level, 1-19 (default 3)\n",
-    run_gen};
+    run_gen,
+    "Write a synthetic trace from a built-in generator (deterministic for a given seed), or from\n"
+    "a Lua workload: NAME finds scripts/workloads/NAME.lua (or $HR_WORKLOADS/NAME.lua); a path\n"
+    "to a .lua file works too. docs/lua-api.md describes the Lua side."};

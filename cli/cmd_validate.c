@@ -423,10 +423,11 @@ static int run_validate(int argc, char **argv)
 }
 
 const hr_cmd_t hr_cmd_validate = {
-    "validate", "TRACE [--json OUT]",
-    "Replay a trace recorded from CPython with the matching configuration and compare every check\n"
-    "it holds: pymalloc's statistics text, the collection schedule per generation, and for graph\n"
-    "traces the garbage per collection and reference-counting deaths. Exit 2 on a mismatch.",
+    "validate", "TRACE [--json OUT] [-v]",
+    "Compare a recorded CPython trace with its replay (statistics, collections, deaths).",
     "  --json OUT           write the table as JSON\n"
     "  -v, --verbose        list every collection: recorded and replayed generation and position\n",
-    run_validate};
+    run_validate,
+    "Replay a trace recorded from CPython with the matching configuration and compare every check\n"
+    "it holds: pymalloc's statistics text, the collection schedule per generation, and for graph\n"
+    "traces the garbage per collection and reference-counting deaths. Exit 2 on a mismatch."};

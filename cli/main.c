@@ -30,7 +30,8 @@ int hr_cli_fail(const hr_err_t *err)
 
 static void command_help(const hr_cmd_t *c, FILE *f)
 {
-    fprintf(f, "usage: heapreplay %s %s\n\n%s\n", c->name, c->synopsis, c->summary);
+    fprintf(f, "usage: heapreplay %s %s\n\n%s\n", c->name, c->synopsis,
+            c->details ? c->details : c->summary);
     if (c->help && *c->help)
         fprintf(f, "\noptions:\n%s", c->help);
     fprintf(f, "\nexit status: 0 success, 1 usage error, 2 bad input, 3 other failure\n");
