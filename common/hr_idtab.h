@@ -23,7 +23,8 @@
 /* 256 ids a leaf: a leaf of 16-byte records is one 4 KiB page, so a long-lived id pins at most a
  * page; 1024-id leaves made the engine cost 25-70 bytes per live block on recorded traces. */
 #define HR_IDTAB_SHIFT 8
-#define HR_IDTAB_CACHE 64 /* freed leaves kept for reuse, to spare mmap/munmap calls */
+#define HR_IDTAB_CHUNK 64 /* leaves per mmap'd chunk */
+#define HR_IDTAB_CACHE 64 /* freed leaves kept resident at least, for reuse without a fault */
 #define HR_IDTAB_LEAF ((uint64_t)1 << HR_IDTAB_SHIFT)
 
 typedef struct hr_idtab {
@@ -34,8 +35,14 @@ typedef struct hr_idtab {
     uint64_t frontier; /* 1 + the largest id put so far */
     size_t leaves;     /* leaves allocated now */
     size_t peak_leaves;
-    uint8_t *cache[HR_IDTAB_CACHE]; /* owned: freed leaves, dirty (zeroed on reuse) */
-    size_t ncache;
+    /* Leaf pool (see hr_idtab.c): chunks of HR_IDTAB_CHUNK leaves, carved in order; freed leaves
+     * are kept either dirty (resident, zeroed on reuse) or clean (given back to the kernel with
+     * MADV_DONTNEED, so zero and not resident until touched). */
+    uint8_t **chunks;  /* owned: every chunk mapped, unmapped only by hr_idtab_free */
+    size_t nchunks;
+    uint8_t *carve, *carve_end; /* the part of the newest chunk never handed out */
+    uint8_t **dirty, **clean;   /* owned: stacks of free leaves, capacity nchunks * CHUNK */
+    size_t ndirty, nclean;
 } hr_idtab_t;
 
 void hr_idtab_init(hr_idtab_t *t, size_t rec_size);

@@ -55,5 +55,33 @@ int main(void)
     TAP_OK(hr_idtab_bytes(&t) >= HR_IDTAB_LEAF * sizeof(rec_t), "bytes account for the leaf");
     hr_idtab_free(&t);
     TAP_OK(t.leaves == 0 && t.ndir == 0, "free resets the table");
+
+    /* The leaf pool: 1000 leaves of live ids, then all die. The pool keeps at most
+     * HR_IDTAB_CACHE of them resident (dirty) and gives the rest back (clean); reused leaves,
+     * dirty or clean, come back zeroed. */
+    hr_idtab_init(&t, sizeof(rec_t));
+    uint64_t n = 1000 * HR_IDTAB_LEAF;
+    for (uint64_t id = 0; id < n; id++) {
+        rec_t *r = hr_idtab_put(&t, id);
+        r->id = id + 1, r->live = 1;
+    }
+    TAP_OK(t.leaves == 1000 && t.nchunks == (1000 + HR_IDTAB_CHUNK - 1) / HR_IDTAB_CHUNK,
+           "1000 leaves carved from %zu chunks", t.nchunks);
+    for (uint64_t id = 0; id < n; id++)
+        hr_idtab_release(&t, id);
+    TAP_OK(t.leaves == 0 && t.ndirty <= HR_IDTAB_CACHE && t.ndirty + t.nclean == 1000,
+           "all dead: %zu leaves kept resident, %zu given back", t.ndirty, t.nclean);
+    TAP_OK(hr_idtab_bytes(&t) <= HR_IDTAB_CACHE * HR_IDTAB_LEAF * sizeof(rec_t) +
+                                     t.ndir * (sizeof *t.dir + sizeof *t.live),
+           "bytes held follow the live ids (%zu)", hr_idtab_bytes(&t));
+    ok = 1;
+    for (uint64_t id = n; id < 2 * n; id++) {
+        rec_t *r = hr_idtab_put(&t, id);
+        ok &= r && r->id == 0 && r->live == 0;
+        r->id = id;
+    }
+    TAP_OK(ok && t.nchunks == (1000 + HR_IDTAB_CHUNK - 1) / HR_IDTAB_CHUNK,
+           "the next 1000 leaves reuse the pool (no new chunk) and read as zero");
+    hr_idtab_free(&t);
     return tap_done();
 }
