@@ -22,6 +22,7 @@
 #include "hr_config.h"
 #include "hr_idtab.h"
 #include "hr_trace.h"
+#include "hr_trace_fast.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -283,18 +284,17 @@ static int checkpoint(engine_t *e, const hr_event_t *ev, hr_err_t *err)
 
 /* {==== One event ==== */
 
-HR_INLINE int alloc_block(engine_t *e, const hr_event_t *ev, hr_err_t *err)
+HR_INLINE int alloc_block(engine_t *e, uint64_t id, uint64_t size, hr_domain_t dom,
+                          unsigned flags, unsigned align_log2, hr_err_t *err)
 {
-    uint64_t size = ev->b;
-    hr_domain_t dom = (hr_domain_t)ev->domain;
     void *p;
-    if (HR_LIKELY(!(ev->flags & (HR_F_ALIGNED | HR_F_ZERO)))) {
+    if (HR_LIKELY(!(flags & (HR_F_ALIGNED | HR_F_ZERO)))) {
         p = hr_alloc_malloc(e->alloc, size, dom);
-    } else if (ev->flags & HR_F_ALIGNED) {
+    } else if (flags & HR_F_ALIGNED) {
         if (!e->alloc->vt->aligned_alloc)
             return hr_err_set(err, HR_EUSAGE, "allocator '%s' cannot serve aligned allocations",
                               e->alloc->vt->name);
-        p = hr_alloc_aligned(e->alloc, (size_t)1 << ev->align_log2, size, dom);
+        p = hr_alloc_aligned(e->alloc, (size_t)1 << align_log2, size, dom);
     } else {
         p = hr_alloc_calloc(e->alloc, size, dom);
     }
@@ -302,25 +302,59 @@ HR_INLINE int alloc_block(engine_t *e, const hr_event_t *ev, hr_err_t *err)
         return hr_err_set(err, HR_ENOMEM, "allocator '%s' failed to allocate %llu bytes",
                           e->alloc->vt->name, (unsigned long long)size);
     if (e->touch)
-        touch_block(p, size, ev->a);
-    hr_entry_t *en = hr_idtab_put(&e->tab, ev->a);
+        touch_block(p, size, id);
+    hr_entry_t *en = hr_idtab_put(&e->tab, id);
     if (HR_UNLIKELY(!en))
         return hr_err_set(err, HR_ENOMEM, "out of memory for the id table");
     en->p = p;
-    en->meta = E_META(size, dom, ev->flags);
+    en->meta = E_META(size, dom, flags);
     hr_replay_result_t *r = e->res;
     if (++r->live_blocks > r->peak_live_blocks)
         r->peak_live_blocks = r->live_blocks;
     return HR_OK;
 }
 
+/* An explicit FREE: the block must be live; a GC-capable block is also a collector's business. */
+HR_INLINE int free_block(engine_t *e, uint64_t id, hr_err_t *err)
+{
+    hr_entry_t *en = hr_idtab_get(&e->tab, id);
+    if (HR_UNLIKELY(!en || !(en->meta & E_LIVE)))
+        return hr_err_set(err, HR_ECHECK, "free of block %llu, which is not live",
+                          (unsigned long long)id);
+    unsigned flags = E_FLAGS(en->meta);
+    drop_block(e, en, id);
+    if (HR_UNLIKELY(flags & HR_F_GC) && e->gvt->block_free)
+        e->gvt->block_free(e->gc->ctx, id, flags);
+    return HR_OK;
+}
+
+static int realloc_block(engine_t *e, uint64_t id, uint64_t size, hr_err_t *err)
+{
+    hr_entry_t *en = hr_idtab_get(&e->tab, id);
+    if (HR_UNLIKELY(!en || !(en->meta & E_LIVE)))
+        return hr_err_set(err, HR_ECHECK, "realloc of block %llu, which is not live",
+                          (unsigned long long)id);
+    uint64_t m = en->meta, old = E_SIZE(m);
+    void *q = hr_alloc_realloc(e->alloc, en->p, old, size, E_DOMAIN(m));
+    if (HR_UNLIKELY(!q))
+        return hr_err_set(err, HR_ENOMEM, "allocator '%s' failed to resize a block to %llu bytes",
+                          e->alloc->vt->name, (unsigned long long)size);
+    if (e->touch)
+        touch_block(q, size, id);
+    en->p = q;
+    en->meta = E_META(size, E_DOMAIN(m), E_FLAGS(m));
+    if ((E_FLAGS(m) & HR_F_OBJECT) && e->gvt->resize)
+        e->gvt->resize(e->gc->ctx, id, size);
+    return HR_OK;
+}
+
 static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
 {
-    hr_entry_t *en;
     int rc = HR_OK;
     switch (ev->op) {
     case HR_OP_ALLOC:
-        if ((rc = alloc_block(e, ev, err)))
+        if ((rc = alloc_block(e, ev->a, ev->b, (hr_domain_t)ev->domain, ev->flags,
+                              ev->align_log2, err)))
             return rc;
         if (ev->flags & HR_F_OBJECT) {
             e->live_objects++;
@@ -334,36 +368,9 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
         }
         break;
     case HR_OP_FREE:
-        en = hr_idtab_get(&e->tab, ev->a);
-        if (HR_UNLIKELY(!en || !(en->meta & E_LIVE)))
-            return hr_err_set(err, HR_ECHECK, "free of block %llu, which is not live",
-                              (unsigned long long)ev->a);
-        {
-            unsigned flags = E_FLAGS(en->meta);
-            drop_block(e, en, ev->a);
-            if ((flags & HR_F_GC) && e->gvt->block_free)
-                e->gvt->block_free(e->gc->ctx, ev->a, flags);
-        }
-        return HR_OK;
+        return free_block(e, ev->a, err);
     case HR_OP_REALLOC:
-        en = hr_idtab_get(&e->tab, ev->a);
-        if (HR_UNLIKELY(!en || !(en->meta & E_LIVE)))
-            return hr_err_set(err, HR_ECHECK, "realloc of block %llu, which is not live",
-                              (unsigned long long)ev->a);
-        {
-            uint64_t m = en->meta, old = E_SIZE(m);
-            void *q = hr_alloc_realloc(e->alloc, en->p, old, ev->b, E_DOMAIN(m));
-            if (HR_UNLIKELY(!q))
-                return hr_err_set(err, HR_ENOMEM, "allocator '%s' failed to resize a block to %llu "
-                                  "bytes", e->alloc->vt->name, (unsigned long long)ev->b);
-            if (e->touch)
-                touch_block(q, ev->b, ev->a);
-            en->p = q;
-            en->meta = E_META(ev->b, E_DOMAIN(m), E_FLAGS(m));
-            if ((E_FLAGS(m) & HR_F_OBJECT) && e->gvt->resize)
-                e->gvt->resize(e->gc->ctx, ev->a, ev->b);
-        }
-        return HR_OK;
+        return realloc_block(e, ev->a, ev->b, err);
     case HR_OP_INCREF:
     case HR_OP_DECREF:
     case HR_OP_LINK:
@@ -424,6 +431,10 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
 }
 
 /* {==== The run ==== */
+
+/* Events hr_trace_read decodes at a time for step(); small, so that a general event in a run of
+ * plain ones does not push the plain ones after it off the cursor's path. */
+#define GENERAL_BATCH 64
 
 /* Free every block still live (end of the replay, after the statistics were taken): backends
  * such as libc cannot know which blocks a replay left behind. */
@@ -491,13 +502,13 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     /* Everything the harness needs for the run is allocated before the allocator under test
      * exists (the event batch, the reader's frame buffer and zstd context by reading the first
      * batch), so a backend that shares glibc's heap (libc) does not count it. */
-    evs = malloc(4096 * sizeof *evs);
+    evs = malloc(GENERAL_BATCH * sizeof *evs);
     if (!evs) {
         rc = hr_err_set(err, HR_ENOMEM, "out of memory");
         goto out;
     }
     size_t n;
-    if ((rc = hr_trace_read(r, evs, 4096, &n, err)))
+    if ((rc = hr_trace_read(r, evs, GENERAL_BATCH, &n, err)))
         goto out;
     if ((rc = hr_alloc_create(&e.alloc, aspec, err)) || (rc = hr_gc_create(&e.gc, gspec, &env, err)))
         goto out;
@@ -509,39 +520,58 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     res->rss_start = hr_rss_bytes();
     uint64_t t0 = hr_now_ns(), next_sample = o->every ? 0 : UINT64_MAX;
     uint64_t next_progress = o->progress ? 1u << 20 : UINT64_MAX;
-    for (; n > 0; rc = hr_trace_read(r, evs, 4096, &n, err), n = rc ? 0 : n) {
+    /* Events come two ways (hr_trace_fast.h): a cursor decodes plain allocs, frees and reallocs
+     * in place and the loop replays them at once; at anything else the cursor stops and
+     * hr_trace_read decodes a small batch of general events for step(). The first batch was read
+     * above. Both ways apply the same checks, so the events, and errors, are the same. */
+    for (;;) {
         for (size_t i = 0; i < n; i++, e.event++) {
             const hr_event_t *ev = &evs[i];
-            /* Fast paths for the two commonest events, a plain allocation and a free of a
-             * block without flags: the same helpers as step(), without its dispatch. */
-            if (ev->op == HR_OP_ALLOC && ev->flags == 0) {
-                rc = alloc_block(&e, ev, err);
-                if (HR_LIKELY(rc == HR_OK))
-                    goto next;
-            } else if (ev->op >= HR_OP_INCREF && ev->op <= HR_OP_UNLINK && !e.check &&
-                       !e.gvt->incref) {
-                goto next; /* a collector without graph slots (none): nothing to do */
-            } else if (ev->op == HR_OP_FREE) {
-                hr_entry_t *en = hr_idtab_get(&e.tab, ev->a);
-                if (HR_LIKELY(en && (en->meta & E_LIVE) && E_FLAGS(en->meta) == 0)) {
-                    drop_block(&e, en, ev->a);
-                    goto next;
-                }
-            }
-            if (rc || (rc = step(&e, &evs[i], err)) != HR_OK) {
+            if ((rc = step(&e, ev, err)) != HR_OK) {
                 hr_err_prefix(err, "%s: event %llu: ", path, (unsigned long long)e.event);
                 goto out;
             }
-        next:
             if (HR_UNLIKELY(e.event >= next_sample)) {
                 take_sample(&e);
                 next_sample += o->every;
             }
         }
+        hr_trace_cursor_t c = hr_trace_cursor_take(r);
+        if (c.p != c.end) {
+            uint64_t id, size = 0;
+            unsigned dom = 0;
+            int k;
+            while ((k = hr_trace_cursor_next(&c, &id, &size, &dom)) != HR_CUR_STOP) {
+                if (HR_LIKELY(k == HR_CUR_FREE)) {
+                    hr_entry_t *en = hr_idtab_get(&e.tab, id);
+                    if (HR_LIKELY(en && (en->meta & E_LIVE) && E_FLAGS(en->meta) == 0))
+                        drop_block(&e, en, id);
+                    else
+                        rc = free_block(&e, id, err);
+                } else if (k == HR_CUR_ALLOC) {
+                    rc = alloc_block(&e, id, size, (hr_domain_t)dom, 0, 0, err);
+                } else {
+                    rc = realloc_block(&e, id, size, err);
+                }
+                if (HR_UNLIKELY(rc != HR_OK)) {
+                    hr_trace_cursor_give(r, c);
+                    hr_err_prefix(err, "%s: event %llu: ", path, (unsigned long long)e.event);
+                    goto out;
+                }
+                e.event++;
+                if (HR_UNLIKELY(e.event >= next_sample)) {
+                    take_sample(&e);
+                    next_sample += o->every;
+                }
+            }
+            hr_trace_cursor_give(r, c);
+        }
         if (HR_UNLIKELY(e.event >= next_progress)) {
             o->progress(o->progress_arg, e.event, hr_trace_status(r)->file_bytes);
             next_progress = e.event + (1u << 20);
         }
+        if ((rc = hr_trace_read(r, evs, GENERAL_BATCH, &n, err)) || n == 0)
+            break;
     }
     if (rc)
         goto out;

@@ -515,6 +515,35 @@ HR_INLINE int fast_accept(const hr_trace_check_t *chk, const hr_event_t *ev)
     }
 }
 
+/* {==== The cursor (hr_trace_fast.h) ==== */
+
+hr_trace_cursor_t hr_trace_cursor_take(hr_trace_reader_t *r)
+{
+    hr_trace_cursor_t c = {0};
+    if (r->state != ST_IN_FRAME || r->fpos >= r->frame.len)
+        return c;
+    c.p = r->frame.data + r->fpos;
+    c.end = r->frame.data + r->frame.len;
+    c.prev = r->prev;
+    c.next_id = r->chk.next_id;
+    c.state = r->chk.state;
+    c.state_cap = r->chk.state_cap;
+    return c;
+}
+
+void hr_trace_cursor_give(hr_trace_reader_t *r, hr_trace_cursor_t c)
+{
+    if (!c.p)
+        return;
+    r->fpos = (size_t)(c.p - r->frame.data);
+    r->prev = c.prev;
+    r->chk.next_id = c.next_id;
+    r->st.events += c.events;
+    r->st.ids = c.next_id;
+    if (r->fpos == r->frame.len) /* used up: the END record is the only way out */
+        r->state = ST_BETWEEN;
+}
+
 int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_out, hr_err_t *err)
 {
     size_t n = 0;
@@ -539,7 +568,8 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
             uint64_t newest = chk->next_id - 1, x, y;
             int64_t bad = 0;
             unsigned op = *p++;
-            ev->op = 0, ev->domain = 0, ev->flags = 0, ev->align_log2 = 0, ev->tag = 0, ev->b = 0;
+            ev->op = 0, ev->domain = 0, ev->flags = 0, ev->align_log2 = 0, ev->tag = 0;
+            ev->a = 0, ev->b = 0;
             switch (op) {
             case HR_W_ALLOC + 0: case HR_W_ALLOC + 1: case HR_W_ALLOC + 2: case HR_W_ALLOC + 3:
                 ev->op = HR_OP_ALLOC;

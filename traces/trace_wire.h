@@ -1,4 +1,5 @@
-/* trace_wire.h: wire opcodes and header constants of trace format v1 (private to traces/). */
+/* trace_wire.h: wire opcodes and header constants of trace format v1 (private to traces/, and
+ * to hr_trace_fast.h, the decoder fast path a consumer inlines). */
 #ifndef HR_TRACE_WIRE_H
 #define HR_TRACE_WIRE_H
 
@@ -43,7 +44,6 @@ static inline void hr_put_le32(uint8_t *p, uint32_t v)
     p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
 }
 
-#endif
 
 /* Zigzag: signed deltas as small unsigned numbers (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...). */
 static inline uint64_t hr_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
@@ -70,3 +70,5 @@ static inline int hr_wire_sized_known(unsigned op)
 {
     return (op >= 0x80 && op <= 0x84) || op == 0x88 || op == 0x89;
 }
+
+#endif

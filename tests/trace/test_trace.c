@@ -1,6 +1,7 @@
 /* test_trace.c: trace format v1: round trips, frames, truncation, bit flips, crafted bad input. */
 #include "hr_gen.h"
 #include "hr_trace.h"
+#include "hr_trace_fast.h"
 #include "tap.h"
 
 #include <stdlib.h>
@@ -47,7 +48,26 @@ typedef struct result {
     hr_err_t err;
 } result_t;
 
-static result_t read_mem(const void *data, size_t len, int partial, hr_buf_t *text)
+/* Every read is done twice: once with hr_trace_read alone, once the way the replay engine reads
+ * (hr_trace_fast.h: a cursor decodes plain events in place, hr_trace_read the rest, in small and
+ * varying batches). The two must deliver the same events, the same status and the same error
+ * message; `cursor` counts the comparisons, the events the cursor decoded and the disagreements. */
+static struct {
+    uint64_t reads, cursor_events, mismatches, large;
+} cursor;
+
+/* A running hash of the events read, for comparisons without text (text formatting would
+ * dominate the test's time). */
+static void hash_event(uint64_t *h, const hr_event_t *ev)
+{
+    uint64_t v[4] = {ev->op | (uint64_t)ev->domain << 8 | (uint64_t)ev->flags << 16, ev->tag, ev->a,
+                     ev->op == HR_OP_ALLOC || ev->op == HR_OP_REALLOC ? ev->b : 0};
+    for (int i = 0; i < 4; i++)
+        *h = (*h ^ v[i]) * 0x100000001b3ull;
+}
+
+static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t *text, int mixed,
+                            uint64_t *hash)
 {
     result_t res = {0};
     hr_trace_read_opts_t o = {.partial = partial};
@@ -58,19 +78,78 @@ static result_t read_mem(const void *data, size_t len, int partial, hr_buf_t *te
     if (text)
         hr_trace_format_header(text, hr_trace_header(r));
     hr_event_t evs[333]; /* an odd batch size crosses frame boundaries at odd places */
+    size_t round = 0;
     for (;;) {
         size_t n;
-        res.rc = hr_trace_read(r, evs, HR_ARRAY_LEN(evs), &n, &res.err);
+        if (mixed) {
+            hr_trace_cursor_t c = hr_trace_cursor_take(r);
+            uint64_t id, size = 0;
+            unsigned dom = 0;
+            int k;
+            while ((k = hr_trace_cursor_next(&c, &id, &size, &dom)) != HR_CUR_STOP) {
+                hr_event_t ev = {0};
+                ev.op = k == HR_CUR_ALLOC ? HR_OP_ALLOC : k == HR_CUR_FREE ? HR_OP_FREE : HR_OP_REALLOC;
+                ev.a = id;
+                if (k != HR_CUR_FREE)
+                    ev.b = size;
+                if (k == HR_CUR_ALLOC)
+                    ev.domain = (uint8_t)dom;
+                if (text)
+                    hr_trace_format_event(text, &ev);
+                hash_event(hash, &ev);
+                cursor.cursor_events++;
+            }
+            hr_trace_cursor_give(r, c);
+        }
+        size_t cap = mixed ? 1 + round++ % 7 : HR_ARRAY_LEN(evs);
+        res.rc = hr_trace_read(r, evs, cap, &n, &res.err);
         if (res.rc || n == 0)
             break;
-        for (size_t i = 0; text && i < n; i++)
-            hr_trace_format_event(text, &evs[i]);
+        for (size_t i = 0; i < n; i++) {
+            if (text)
+                hr_trace_format_event(text, &evs[i]);
+            hash_event(hash, &evs[i]);
+        }
     }
     const hr_trace_status_t *st = hr_trace_status(r);
     res.events = st->events, res.frames = st->frames, res.skipped = st->skipped;
     res.cut_short = st->cut_short, res.complete = st->complete;
     hr_trace_close(r);
     return res;
+}
+
+static result_t read_mem(const void *data, size_t len, int partial, hr_buf_t *text)
+{
+    uint64_t h1 = 0, h2 = 0;
+    if (len > 65536 && cursor.large++ % 2) /* big traces: every other one (test time) */
+        return read_mem_as(data, len, partial, text, 0, &h1);
+    hr_buf_t t2;
+    hr_buf_init(&t2);
+    size_t before = text ? text->len : 0;
+    result_t r1 = read_mem_as(data, len, partial, text, 0, &h1);
+    result_t r2 = read_mem_as(data, len, partial, text ? &t2 : NULL, 1, &h2);
+    cursor.reads++;
+    /* On an error hr_trace_read drops the events of the failing batch that came before it, while
+     * the cursor has already delivered them: there only the error and the counts that do not
+     * depend on batches are compared (the text, when there is one, must be a prefix). */
+    int same;
+    if (r1.rc == 0)
+        same = r1.events == r2.events && h1 == h2 &&
+               (!text || (text->len - before == t2.len &&
+                          memcmp(text->data + before, t2.data, t2.len) == 0));
+    else
+        same = r1.events <= r2.events &&
+               (!text || (text->len - before <= t2.len &&
+                          memcmp(text->data + before, t2.data, text->len - before) == 0));
+    if (r1.rc != r2.rc || strcmp(r1.err.msg, r2.err.msg) != 0 || !same || r1.frames != r2.frames ||
+        r1.complete != r2.complete || r1.cut_short != r2.cut_short) {
+        if (cursor.mismatches++ < 3)
+            TAP_DIAG("cursor read differs: rc %d/%d, events %llu/%llu, '%s' / '%s'", r1.rc, r2.rc,
+                     (unsigned long long)r1.events, (unsigned long long)r2.events, r1.err.msg,
+                     r2.err.msg);
+    }
+    hr_buf_free(&t2);
+    return r1;
 }
 
 static result_t read_file_text(const char *path, hr_buf_t *text)
@@ -493,6 +572,11 @@ int main(void)
     test_truncation();
     test_bit_flips();
     test_generated_million();
+    TAP_OK(cursor.mismatches == 0 && cursor.reads > 10000 && cursor.cursor_events > 1000000,
+           "the cursor read (hr_trace_fast.h) agrees with hr_trace_read on every read above: "
+           "%llu reads, %llu events decoded by the cursor, %llu disagreements",
+           (unsigned long long)cursor.reads, (unsigned long long)cursor.cursor_events,
+           (unsigned long long)cursor.mismatches);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
