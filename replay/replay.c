@@ -538,20 +538,26 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
         }
         hr_trace_cursor_t c = hr_trace_cursor_take(r);
         if (c.p != c.end) {
-            uint64_t id, size = 0;
-            unsigned dom = 0;
-            int k;
-            while ((k = hr_trace_cursor_next(&c, &id, &size, &dom)) != HR_CUR_STOP) {
-                if (HR_LIKELY(k == HR_CUR_FREE)) {
-                    hr_entry_t *en = hr_idtab_get(&e.tab, id);
+            hr_cur_event_t ce = {0};
+            int op;
+            while ((op = hr_trace_cursor_next(&c, &ce)) != 0) {
+                if (HR_LIKELY(op == HR_OP_FREE)) {
+                    hr_entry_t *en = hr_idtab_get(&e.tab, ce.a);
                     if (HR_LIKELY(en && (en->meta & E_LIVE) && E_FLAGS(en->meta) == 0))
-                        drop_block(&e, en, id);
+                        drop_block(&e, en, ce.a);
                     else
-                        rc = free_block(&e, id, err);
-                } else if (k == HR_CUR_ALLOC) {
-                    rc = alloc_block(&e, id, size, (hr_domain_t)dom, 0, 0, err);
+                        rc = free_block(&e, ce.a, err);
+                } else if (op == HR_OP_ALLOC && ce.flags == 0) {
+                    rc = alloc_block(&e, ce.a, ce.b, (hr_domain_t)ce.domain, 0, 0, err);
+                } else if (op == HR_OP_REALLOC) {
+                    rc = realloc_block(&e, ce.a, ce.b, err);
+                } else if (op >= HR_OP_INCREF && op <= HR_OP_UNLINK && !e.check &&
+                           !e.gvt->incref) {
+                    /* a collector without graph slots (none): nothing to do */
                 } else {
-                    rc = realloc_block(&e, id, size, err);
+                    hr_event_t ev = {.op = (uint8_t)op, .domain = ce.domain, .flags = ce.flags,
+                                     .tag = ce.tag, .a = ce.a, .b = ce.b};
+                    rc = step(&e, &ev, err);
                 }
                 if (HR_UNLIKELY(rc != HR_OK)) {
                     hr_trace_cursor_give(r, c);

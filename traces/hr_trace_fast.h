@@ -5,9 +5,8 @@
  * second pass over memory and a second dispatch per event, so a consumer may instead take a
  * cursor over the frame the reader is in and decode the commonest events in place:
  *
- *   ALLOC without flags      (HR_CUR_ALLOC: id, size, domain)
- *   FREE of a block          (HR_CUR_FREE: id)
- *   REALLOC of a live id     (HR_CUR_REALLOC: id, new size)
+ *   allocations (plain, or flagged gc/object/zero/typed), frees, reallocs, and the graph events
+ *   (incref, decref, link, unlink, died) on live objects
  *
  * The cursor makes exactly the checks and state changes hr_trace_read makes for these events
  * (varints, sizes, id bounds, the checker's id-state bitmap). At any other event, at a check that
@@ -17,7 +16,7 @@
  * only calls hr_trace_read.
  *
  *   hr_trace_cursor_t c = hr_trace_cursor_take(r);  // c.p == c.end: not inside a frame
- *   while ((k = hr_trace_cursor_next(&c, &id, &size, &dom)) != HR_CUR_STOP)
+ *   while ((op = hr_trace_cursor_next(&c, &ev)) != 0)                // op: an hr_op_t
  *       ...;
  *   hr_trace_cursor_give(r, c);                    // position, ids, event count go back to r
  *
@@ -56,12 +55,19 @@ typedef struct hr_trace_cursor {
     const uint8_t *p, *end; /* undecoded part of the frame; p == end: nothing to decode */
     uint64_t prev;          /* the id the last id-naming event named */
     uint64_t next_id;       /* the checker's next id (written back by give) */
+    uint64_t ntypes;        /* types defined (constant under a cursor: TYPE records stop it) */
     uint8_t *state;         /* the checker's id-state bitmap and its size in bytes */
     size_t state_cap;
+    int graph;              /* the trace is a graph trace */
     uint64_t events;        /* events decoded through this cursor */
 } hr_trace_cursor_t;
 
-enum { HR_CUR_STOP = 0, HR_CUR_ALLOC, HR_CUR_FREE, HR_CUR_REALLOC };
+/* What the cursor decoded: the fields of hr_event_t its kinds use (see hr_trace.h). */
+typedef struct hr_cur_event {
+    uint64_t a, b;
+    uint32_t tag;
+    uint8_t domain, flags;
+} hr_cur_event_t;
 
 /* A cursor over the rest of the current frame; p == end when the reader is not inside a frame
  * with events left (then call hr_trace_read). */
@@ -81,52 +87,104 @@ HR_INLINE void hr_cur_set_(hr_trace_cursor_t *c, uint64_t id, int s)
     *p = (uint8_t)((*p & ~(3u << sh)) | ((unsigned)s << sh));
 }
 
-/* Decode the next event if it is one of the cursor's kinds and passes every check. */
-HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, uint64_t *id, uint64_t *size,
-                                   unsigned *domain)
+/* Decode the next event if it is one of the cursor's kinds and passes every check; returns its
+ * hr_op_t, or 0 (stop) without consuming anything:
+ *   ALLOC     a plain block, or flags among gc, object, zero, typed (a defined type)
+ *   FREE      of a block;  REALLOC of a live id to a legal size
+ *   INCREF, DECREF, DIED, LINK, UNLINK   on live objects of a graph trace
+ * These are the events hr_trace_read accepts on its own fast paths: the checker would accept
+ * them too and change nothing else. */
+HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
 {
     const uint8_t *p = c->p, *end = c->end;
-    uint64_t x;
+    uint64_t x, y, a;
     if (HR_UNLIKELY(p >= end))
-        return HR_CUR_STOP;
-    unsigned op = *p++;
+        return 0;
+    unsigned op = *p++, kind;
     if ((op & ~3u) == HR_W_ALLOC) {
         if (hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE ||
             (c->next_id >> 2) >= c->state_cap)
-            return HR_CUR_STOP;
-        uint64_t a = c->next_id++;
+            return 0;
+        a = c->next_id++;
         hr_cur_set_(c, a, HR_ID_BLOCK);
-        *id = a;
-        *size = x;
-        *domain = op & 3;
+        ev->a = a;
+        ev->b = x;
+        ev->domain = (uint8_t)(op & 3);
+        ev->flags = 0;
+        ev->tag = 0;
         c->prev = a;
         c->p = p;
         c->events++;
-        return HR_CUR_ALLOC;
+        return HR_OP_ALLOC;
     }
-    unsigned base = op & ~(unsigned)HR_W_FROM_PREV;
-    if (base != HR_W_FREE && base != HR_W_REALLOC)
-        return HR_CUR_STOP;
+    if ((op & ~3u) == HR_W_ALLOC_FLAGS) {
+        if (hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE ||
+            hr_varint_get(&p, end, &y) != 1 ||
+            (y & ~(uint64_t)(HR_F_GC | HR_F_OBJECT | HR_F_ZERO | HR_F_TYPED)) ||
+            ((y & HR_F_OBJECT) && !c->graph) || (c->next_id >> 2) >= c->state_cap)
+            return 0;
+        uint64_t tag = 0;
+        if ((y & HR_F_TYPED) && (hr_varint_get(&p, end, &tag) != 1 || tag >= c->ntypes))
+            return 0;
+        a = c->next_id++;
+        hr_cur_set_(c, a, (y & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
+        ev->a = a;
+        ev->b = x;
+        ev->domain = (uint8_t)(op & 3);
+        ev->flags = (uint8_t)y;
+        ev->tag = (uint32_t)tag;
+        c->prev = a;
+        c->p = p;
+        c->events++;
+        return HR_OP_ALLOC;
+    }
+    switch (op & ~(unsigned)HR_W_FROM_PREV) {
+    case HR_W_FREE: kind = HR_OP_FREE; break;
+    case HR_W_REALLOC: kind = HR_OP_REALLOC; break;
+    case HR_W_INCREF: kind = HR_OP_INCREF; break;
+    case HR_W_DECREF: kind = HR_OP_DECREF; break;
+    case HR_W_DIED: kind = HR_OP_DIED; break;
+    case HR_W_LINK: kind = HR_OP_LINK; break;
+    case HR_W_UNLINK: kind = HR_OP_UNLINK; break;
+    default: return 0;
+    }
     if (hr_varint_get(&p, end, &x) != 1)
-        return HR_CUR_STOP;
-    uint64_t a = (op & HR_W_FROM_PREV) ? c->prev + (uint64_t)hr_unzigzag(x) : c->next_id - 1 - x;
+        return 0;
+    a = (op & HR_W_FROM_PREV) ? c->prev + (uint64_t)hr_unzigzag(x) : c->next_id - 1 - x;
     if (HR_UNLIKELY(a >= c->next_id)) /* also catches negative candidates (wrapped) */
-        return HR_CUR_STOP;
+        return 0;
     int s = hr_cur_get_(c, a);
-    if (base == HR_W_FREE) {
+    uint64_t prev = a;
+    switch (kind) {
+    case HR_OP_FREE:
         if (HR_UNLIKELY(s != HR_ID_BLOCK))
-            return HR_CUR_STOP;
+            return 0;
         hr_cur_set_(c, a, HR_ID_FREED);
-    } else if (s == HR_ID_FREED || hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE) {
-        return HR_CUR_STOP;
-    } else {
-        *size = x;
+        break;
+    case HR_OP_REALLOC:
+        if (s == HR_ID_FREED || hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE)
+            return 0;
+        ev->b = x;
+        break;
+    case HR_OP_LINK:
+    case HR_OP_UNLINK:
+        if (!c->graph || s != HR_ID_OBJECT || hr_varint_get(&p, end, &y) != 1)
+            return 0;
+        y = a + (uint64_t)hr_unzigzag(y);
+        if (y >= c->next_id || hr_cur_get_(c, y) != HR_ID_OBJECT)
+            return 0;
+        ev->b = prev = y;
+        break;
+    default: /* INCREF, DECREF, DIED */
+        if (!c->graph || s != HR_ID_OBJECT)
+            return 0;
+        break;
     }
-    *id = a;
-    c->prev = a;
+    ev->a = a;
+    c->prev = prev;
     c->p = p;
     c->events++;
-    return base == HR_W_FREE ? HR_CUR_FREE : HR_CUR_REALLOC;
+    return (int)kind;
 }
 
 #endif

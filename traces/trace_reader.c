@@ -526,6 +526,8 @@ hr_trace_cursor_t hr_trace_cursor_take(hr_trace_reader_t *r)
     c.end = r->frame.data + r->frame.len;
     c.prev = r->prev;
     c.next_id = r->chk.next_id;
+    c.ntypes = r->chk.ntypes;
+    c.graph = r->chk.kind == HR_KIND_GRAPH;
     c.state = r->chk.state;
     c.state_cap = r->chk.state_cap;
     return c;

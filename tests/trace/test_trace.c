@@ -60,8 +60,10 @@ static struct {
  * dominate the test's time). */
 static void hash_event(uint64_t *h, const hr_event_t *ev)
 {
+    int has_b = ev->op == HR_OP_ALLOC || ev->op == HR_OP_REALLOC || ev->op == HR_OP_LINK ||
+                ev->op == HR_OP_UNLINK;
     uint64_t v[4] = {ev->op | (uint64_t)ev->domain << 8 | (uint64_t)ev->flags << 16, ev->tag, ev->a,
-                     ev->op == HR_OP_ALLOC || ev->op == HR_OP_REALLOC ? ev->b : 0};
+                     has_b ? ev->b : 0};
     for (int i = 0; i < 4; i++)
         *h = (*h ^ v[i]) * 0x100000001b3ull;
 }
@@ -83,17 +85,17 @@ static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t 
         size_t n;
         if (mixed) {
             hr_trace_cursor_t c = hr_trace_cursor_take(r);
-            uint64_t id, size = 0;
-            unsigned dom = 0;
-            int k;
-            while ((k = hr_trace_cursor_next(&c, &id, &size, &dom)) != HR_CUR_STOP) {
+            hr_cur_event_t ce = {0};
+            int op;
+            while ((op = hr_trace_cursor_next(&c, &ce)) != 0) {
                 hr_event_t ev = {0};
-                ev.op = k == HR_CUR_ALLOC ? HR_OP_ALLOC : k == HR_CUR_FREE ? HR_OP_FREE : HR_OP_REALLOC;
-                ev.a = id;
-                if (k != HR_CUR_FREE)
-                    ev.b = size;
-                if (k == HR_CUR_ALLOC)
-                    ev.domain = (uint8_t)dom;
+                ev.op = (uint8_t)op;
+                ev.a = ce.a;
+                if (op == HR_OP_ALLOC || op == HR_OP_REALLOC || op == HR_OP_LINK ||
+                    op == HR_OP_UNLINK)
+                    ev.b = ce.b;
+                if (op == HR_OP_ALLOC)
+                    ev.domain = ce.domain, ev.flags = ce.flags, ev.tag = ce.tag;
                 if (text)
                     hr_trace_format_event(text, &ev);
                 hash_event(hash, &ev);
