@@ -21,6 +21,8 @@
  * dirty leaves, sorted by address, and gives back each run of adjacent leaves with one madvise
  * (ids die roughly in id order, so runs are long). Chunks are unmapped only by hr_idtab_free:
  * address space follows the peak, resident memory the live ids. */
+#define CCHUNK ((size_t)64 << 10) /* bytes per chunk of compact leaves */
+
 static size_t leaf_bytes(const hr_idtab_t *t) { return (size_t)HR_IDTAB_LEAF * t->rec_size; }
 
 static size_t dirty_limit(const hr_idtab_t *t)
@@ -110,12 +112,31 @@ void hr_idtab_init(hr_idtab_t *t, size_t rec_size)
 {
     memset(t, 0, sizeof *t);
     t->rec_size = rec_size;
+    t->compact_at = UINT32_MAX;
+}
+
+void hr_idtab_compact(hr_idtab_t *t, size_t live_off, uint64_t live_mask)
+{
+    t->compacting = 1;
+    t->live_off = live_off;
+    t->live_mask = live_mask;
+    t->compact_at = HR_IDTAB_COMPACT_LATE;
+}
+
+static void account(hr_idtab_t *t, ptrdiff_t delta)
+{
+    t->bytes += (size_t)delta;
+    if (t->bytes > t->peak_bytes)
+        t->peak_bytes = t->bytes;
 }
 
 void hr_idtab_free(hr_idtab_t *t)
 {
     for (size_t k = 0; k < t->nchunks; k++)
         munmap(t->chunks[k], HR_IDTAB_CHUNK * leaf_bytes(t));
+    for (size_t k = 0; k < t->ncchunks; k++)
+        munmap(t->cchunks[k], CCHUNK);
+    free(t->cchunks);
     free(t->chunks);
     free(t->dirty);
     free(t->clean);
@@ -123,6 +144,172 @@ void hr_idtab_free(hr_idtab_t *t)
     free(t->live);
     size_t rs = t->rec_size;
     hr_idtab_init(t, rs);
+}
+
+/* {==== Compact leaves ====
+ *
+ * A compact leaf is a closed leaf with few live ids: a bitmap of which of its ids are live and
+ * their records packed in id order (record r belongs to the r-th set bit). dir[k] points to it
+ * with bit 0 set. It comes from a slab of its size class (capacity 4 << cls records), carved from
+ * CCHUNK-byte mmap'd chunks, never from malloc. Invariants: popcount(bits) <= cap(cls) records,
+ * of which n == live[k] are live (the others died since the leaf was last built: their records
+ * say so); a compact leaf is never empty (it is freed at n == 0). */
+typedef struct cleaf {
+    uint64_t bits[HR_IDTAB_LEAF / 64];
+    uint32_t cls, n;
+    /* then cap(cls) records */
+} cleaf_t;
+
+static size_t class_cap(unsigned cls) { return (size_t)4 << cls; }
+static size_t class_bytes(const hr_idtab_t *t, unsigned cls)
+{
+    return (sizeof(cleaf_t) + class_cap(cls) * t->rec_size + 15) & ~(size_t)15;
+}
+static uint8_t *crecs(cleaf_t *c) { return (uint8_t *)(c + 1); }
+
+static cleaf_t *cleaf_new(hr_idtab_t *t, unsigned cls)
+{
+    struct hr_cslab *sl = &t->cslab[cls];
+    size_t bytes = class_bytes(t, cls);
+    cleaf_t *c;
+    if (sl->free) {
+        c = sl->free;
+        sl->free = *(void **)c;
+    } else {
+        if ((size_t)(sl->carve_end - sl->carve) < bytes) {
+            uint8_t **cc = realloc(t->cchunks, (t->ncchunks + 1) * sizeof *cc);
+            if (!cc)
+                return NULL;
+            t->cchunks = cc;
+            void *p = mmap(NULL, CCHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED)
+                return NULL;
+            t->cchunks[t->ncchunks++] = p;
+            sl->carve = p;
+            sl->carve_end = (uint8_t *)p + CCHUNK;
+        }
+        c = (cleaf_t *)sl->carve;
+        sl->carve += bytes;
+    }
+    memset(c, 0, sizeof *c);
+    c->cls = cls;
+    t->compacts++;
+    account(t, (ptrdiff_t)bytes);
+    return c;
+}
+
+static void cleaf_free(hr_idtab_t *t, cleaf_t *c)
+{
+    struct hr_cslab *sl = &t->cslab[c->cls];
+    account(t, -(ptrdiff_t)class_bytes(t, c->cls));
+    t->compacts--;
+    *(void **)c = sl->free;
+    sl->free = c;
+}
+
+static int is_live(const hr_idtab_t *t, const uint8_t *rec)
+{
+    uint64_t w;
+    memcpy(&w, rec + t->live_off, sizeof w);
+    return (w & t->live_mask) != 0;
+}
+
+static unsigned class_for(size_t n)
+{
+    unsigned cls = 0;
+    while (class_cap(cls) < n)
+        cls++;
+    return cls;
+}
+
+/* Bits set in x (portable: no popcnt instruction is assumed, and libgcc's is a call). */
+static size_t pop64(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ull);
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    return (size_t)((x * 0x0101010101010101ull) >> 56);
+}
+
+/* Rank of slot i: records before it. */
+static size_t crank(const cleaf_t *c, size_t i)
+{
+    size_t r = 0, w = i >> 6;
+    for (size_t j = 0; j < w; j++)
+        r += pop64(c->bits[j]);
+    return r + pop64(c->bits[w] & (((uint64_t)1 << (i & 63)) - 1));
+}
+
+void *hr_idtab_get_compact_(const hr_idtab_t *t, const uint8_t *leaf, uint64_t id)
+{
+    cleaf_t *c = (cleaf_t *)(uintptr_t)leaf;
+    size_t i = (size_t)(id & (HR_IDTAB_LEAF - 1));
+    if (!(c->bits[i >> 6] >> (i & 63) & 1))
+        return NULL;
+    return crecs(c) + crank(c, i) * t->rec_size;
+}
+
+/* Make full leaf k compact (it is closed and has 1..COMPACT_MAX live ids). On failure (no memory,
+ * or the caller's records disagree with the live count) the leaf simply stays full. */
+static void compact_leaf(hr_idtab_t *t, uint64_t k)
+{
+    uint8_t *l = t->dir[k];
+    uint32_t n = t->live[k];
+    size_t m = 0, rs = t->rec_size;
+    for (size_t i = 0; i < HR_IDTAB_LEAF; i++)
+        m += is_live(t, l + i * rs) != 0;
+    if (m != n)
+        return;
+    cleaf_t *c = cleaf_new(t, class_for(n));
+    if (!c)
+        return;
+    m = 0;
+    for (size_t i = 0; i < HR_IDTAB_LEAF; i++)
+        if (is_live(t, l + i * rs)) {
+            c->bits[i >> 6] |= (uint64_t)1 << (i & 63);
+            memcpy(crecs(c) + m++ * rs, l + i * rs, rs);
+        }
+    c->n = n;
+    leaf_free(t, l);
+    t->leaves--;
+    account(t, -(ptrdiff_t)leaf_bytes(t));
+    t->dir[k] = (uint8_t *)c + 1;
+}
+
+/* An id of compact leaf k was released (its record already says dead). Records do not move
+ * here: a release costs a decrement, and the leaf is rebuilt, with its live records only, into
+ * the class that fits them once they fall to a quarter of its capacity (O(capacity) per rebuild,
+ * so O(1) per release; mass deaths stay linear). */
+static void compact_release(hr_idtab_t *t, uint64_t k)
+{
+    cleaf_t *c = (cleaf_t *)(uintptr_t)(t->dir[k] - 1);
+    c->n = t->live[k];
+    if (c->n == 0) {
+        cleaf_free(t, c);
+        t->dir[k] = NULL;
+    } else if (c->cls > 0 && c->n <= class_cap(c->cls) / 4) {
+        cleaf_t *d = cleaf_new(t, class_for(c->n));
+        if (!d)
+            return; /* stays in the larger class */
+        size_t rs = t->rec_size, r = 0, m = 0;
+        for (size_t i = 0; i < HR_IDTAB_LEAF; i++)
+            if (c->bits[i >> 6] >> (i & 63) & 1) {
+                const uint8_t *rec = crecs(c) + r++ * rs;
+                if (is_live(t, rec)) {
+                    d->bits[i >> 6] |= (uint64_t)1 << (i & 63);
+                    memcpy(crecs(d) + m++ * rs, rec, rs);
+                }
+            }
+        d->n = (uint32_t)m;
+        cleaf_free(t, c);
+        t->dir[k] = (uint8_t *)d + 1;
+    }
+}
+
+/* Leaf k is old enough to be compacted if the frontier is COMPACT_AGE leaves past it. */
+static int old_enough(const hr_idtab_t *t, uint64_t k)
+{
+    return t->frontier > (k + 1 + HR_IDTAB_COMPACT_AGE) << HR_IDTAB_SHIFT;
 }
 
 void *hr_idtab_put_slow(hr_idtab_t *t, uint64_t id)
@@ -142,6 +329,7 @@ void *hr_idtab_put_slow(hr_idtab_t *t, uint64_t id)
         t->live = l;
         memset(t->dir + t->ndir, 0, (n - t->ndir) * sizeof *d);
         memset(t->live + t->ndir, 0, (n - t->ndir) * sizeof *l);
+        account(t, (ptrdiff_t)((n - t->ndir) * (sizeof *d + sizeof *l)));
         t->ndir = n;
     }
     if (!t->dir[k]) {
@@ -152,12 +340,19 @@ void *hr_idtab_put_slow(hr_idtab_t *t, uint64_t id)
             leaf_free(t, t->dir[f]);
             t->dir[f] = NULL;
             t->leaves--;
+            account(t, -(ptrdiff_t)leaf_bytes(t));
         }
         t->dir[k] = leaf_new(t);
         if (!t->dir[k])
             return NULL;
+        account(t, (ptrdiff_t)leaf_bytes(t));
         if (++t->leaves > t->peak_leaves)
             t->peak_leaves = t->leaves;
+        /* The leaf COMPACT_AGE behind this one has had its chance to die young. */
+        uint64_t j = k - HR_IDTAB_COMPACT_AGE - 1;
+        if (t->compacting && k > HR_IDTAB_COMPACT_AGE && t->dir[j] && !((uintptr_t)t->dir[j] & 1) &&
+            t->live[j] > 0 && t->live[j] <= HR_IDTAB_COMPACT_MAX)
+            compact_leaf(t, j);
     }
     t->live[k]++;
     if (id >= t->frontier)
@@ -165,28 +360,46 @@ void *hr_idtab_put_slow(hr_idtab_t *t, uint64_t id)
     return t->dir[k] + (size_t)(id & (HR_IDTAB_LEAF - 1)) * t->rec_size;
 }
 
-void hr_idtab_release_slow(hr_idtab_t *t, uint64_t k)
+void hr_idtab_release_slow(hr_idtab_t *t, uint64_t id)
 {
+    uint64_t k = id >> HR_IDTAB_SHIFT;
+    if ((uintptr_t)t->dir[k] & 1) {
+        compact_release(t, k);
+        return;
+    }
+    if (t->live[k] != 0) { /* down to COMPACT_LATE live ids */
+        if (old_enough(t, k))
+            compact_leaf(t, k);
+        return;
+    }
     /* Free the leaf only when no id of it can be put any more. A leaf emptied while the frontier
      * is still inside it stays; the next put of a later id in it finds it. */
     if (t->frontier >= (k + 1) << HR_IDTAB_SHIFT) {
         leaf_free(t, t->dir[k]);
         t->dir[k] = NULL;
         t->leaves--;
+        account(t, -(ptrdiff_t)leaf_bytes(t));
     }
 }
 
-size_t hr_idtab_bytes(const hr_idtab_t *t)
-{
-    return (t->leaves + t->ndirty) * HR_IDTAB_LEAF * t->rec_size +
-           t->ndir * (sizeof *t->dir + sizeof *t->live);
-}
+size_t hr_idtab_bytes(const hr_idtab_t *t) { return t->bytes + t->ndirty * leaf_bytes(t); }
 
 int hr_idtab_each(hr_idtab_t *t, int (*fn)(void *arg, uint64_t id, void *rec), void *arg)
 {
     for (size_t k = 0; k < t->ndir; k++) {
         if (!t->dir[k])
             continue;
+        if ((uintptr_t)t->dir[k] & 1) {
+            cleaf_t *c = (cleaf_t *)(uintptr_t)(t->dir[k] - 1);
+            for (size_t i = 0, r = 0; i < HR_IDTAB_LEAF; i++)
+                if (c->bits[i >> 6] >> (i & 63) & 1) {
+                    int rc = fn(arg, ((uint64_t)k << HR_IDTAB_SHIFT) + i,
+                                crecs(c) + r++ * t->rec_size);
+                    if (rc)
+                        return rc;
+                }
+            continue;
+        }
         for (uint64_t i = 0; i < HR_IDTAB_LEAF; i++) {
             uint64_t id = ((uint64_t)k << HR_IDTAB_SHIFT) + i;
             if (id >= t->frontier)

@@ -26,6 +26,10 @@
 #define HR_IDTAB_CHUNK 64 /* leaves per mmap'd chunk */
 #define HR_IDTAB_CACHE 64 /* freed leaves kept resident at least, for reuse without a fault */
 #define HR_IDTAB_LEAF ((uint64_t)1 << HR_IDTAB_SHIFT)
+#define HR_IDTAB_COMPACT_MAX 128 /* a leaf with at most this many live ids is compacted when the */
+#define HR_IDTAB_COMPACT_AGE 64  /* frontier gets this many leaves past it; */
+#define HR_IDTAB_COMPACT_LATE 32 /* later, when its live ids fall to this many */
+#define HR_IDTAB_CLASSES 6       /* compact leaf capacities 4, 8, ..., 128 records */
 
 typedef struct hr_idtab {
     size_t rec_size;   /* bytes per record */
@@ -43,19 +47,47 @@ typedef struct hr_idtab {
     uint8_t *carve, *carve_end; /* the part of the newest chunk never handed out */
     uint8_t **dirty, **clean;   /* owned: stacks of free leaves, capacity nchunks * CHUNK */
     size_t ndirty, nclean;
+    /* Compact leaves (opt-in, see hr_idtab_compact): dir[k] with bit 0 set points to one. */
+    int compacting;                  /* hr_idtab_compact was called */
+    size_t live_off;                 /* a record is live iff its word at live_off & live_mask */
+    uint64_t live_mask;
+    uint32_t compact_at;             /* HR_IDTAB_COMPACT_LATE, or UINT32_MAX when not compacting */
+    struct hr_cslab {
+        void *free;                 /* free compact leaves of this class, linked through word 0 */
+        uint8_t *carve, *carve_end; /* never handed out part of its newest chunk */
+    } cslab[HR_IDTAB_CLASSES];
+    uint8_t **cchunks; /* owned: chunks of compact leaves */
+    size_t ncchunks;
+    size_t compacts;   /* compact leaves now */
+    size_t bytes, peak_bytes; /* leaves (full and compact) and directory, now and at the peak */
 } hr_idtab_t;
 
 void hr_idtab_init(hr_idtab_t *t, size_t rec_size);
+/* Let the table keep leaves that stay sparse in a compact form: a closed leaf (no id of it can be
+ * put any more) with at most HR_IDTAB_COMPACT_MAX live ids HR_IDTAB_COMPACT_AGE leaves behind
+ * the frontier, or whose live ids fall to HR_IDTAB_COMPACT_LATE after that, becomes a bitmap of its live ids and their records packed in id order, rebuilt
+ * smaller as they die. Records then MOVE (at compaction and at rebuilds, both inside a release or
+ * a put): a pointer from hr_idtab_get is valid only until the next put or release. Only for
+ * callers that never hold record pointers (the replay engine; not the heap graph). A record is
+ * live when the 64-bit word at byte live_off has a bit of live_mask set (the table must know which
+ * records to keep). Call before the first put. */
+void hr_idtab_compact(hr_idtab_t *t, size_t live_off, uint64_t live_mask);
 void hr_idtab_free(hr_idtab_t *t);
 
 /* The record of a live id, or NULL if its leaf is gone (then the id is certainly not live; a
  * non-NULL answer says nothing about liveness: the caller's record does). */
+void *hr_idtab_get_compact_(const hr_idtab_t *t, const uint8_t *leaf, uint64_t id);
 HR_INLINE void *hr_idtab_get(const hr_idtab_t *t, uint64_t id)
 {
     uint64_t k = id >> HR_IDTAB_SHIFT;
-    if (HR_UNLIKELY(k >= t->ndir) || !t->dir[k])
+    if (HR_UNLIKELY(k >= t->ndir))
         return NULL;
-    return t->dir[k] + (size_t)(id & (HR_IDTAB_LEAF - 1)) * t->rec_size;
+    uint8_t *l = t->dir[k];
+    if (!l)
+        return NULL;
+    if (HR_UNLIKELY((uintptr_t)l & 1))
+        return hr_idtab_get_compact_(t, l - 1, id);
+    return l + (size_t)(id & (HR_IDTAB_LEAF - 1)) * t->rec_size;
 }
 
 /* Make a zeroed record for a new id and count it live. NULL when out of memory. */
@@ -74,15 +106,16 @@ HR_INLINE void *hr_idtab_put(hr_idtab_t *t, uint64_t id)
 
 /* The id died: count it out; its leaf goes when empty and closed. The record must not be used
  * afterwards. */
-void hr_idtab_release_slow(hr_idtab_t *t, uint64_t k);
+void hr_idtab_release_slow(hr_idtab_t *t, uint64_t id);
 HR_INLINE void hr_idtab_release(hr_idtab_t *t, uint64_t id)
 {
     uint64_t k = id >> HR_IDTAB_SHIFT;
-    if (HR_UNLIKELY(--t->live[k] == 0))
-        hr_idtab_release_slow(t, k);
+    uint32_t n = --t->live[k];
+    if (HR_UNLIKELY(n == 0 || n == t->compact_at || ((uintptr_t)t->dir[k] & 1)))
+        hr_idtab_release_slow(t, id);
 }
 
-/* Bytes held now (leaves and directory). */
+/* Bytes held now (full and compact leaves and directory); t->peak_bytes is the peak. */
 size_t hr_idtab_bytes(const hr_idtab_t *t);
 
 /* Call fn for every record whose leaf exists, in id order, with ids below the frontier. The

@@ -24,6 +24,7 @@
 #include "hr_trace.h"
 #include "hr_trace_fast.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -486,6 +487,8 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     e.touch = !o->no_touch;
     e.check = o->check;
     hr_idtab_init(&e.tab, sizeof(hr_entry_t));
+    /* the engine never holds entry pointers across a put or release */
+    hr_idtab_compact(&e.tab, offsetof(hr_entry_t, meta), E_LIVE);
     const char *aspec = o->alloc_spec;
     if (!aspec)
         aspec = hr_alloc_by_name("pymalloc") ? "pymalloc:preset=3.11" : "libc";
@@ -617,8 +620,7 @@ out:
     }
     res->rss_end = hr_rss_bytes();
     res->peak_rss = hr_peak_rss_bytes();
-    res->table_bytes_peak = e.tab.peak_leaves * HR_IDTAB_LEAF * e.tab.rec_size +
-                            e.tab.ndir * (sizeof *e.tab.dir + sizeof *e.tab.live);
+    res->table_bytes_peak = e.tab.peak_bytes;
     free(evs);
     hr_trace_close(r);
     hr_gc_destroy(e.gc);

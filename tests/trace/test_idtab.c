@@ -2,11 +2,98 @@
 #include "hr_idtab.h"
 #include "tap.h"
 
+#include <stddef.h>
 #include <string.h>
 
 typedef struct rec {
     uint64_t id, live;
 } rec_t;
+
+static int count_each(void *arg, uint64_t id, void *r)
+{
+    uint64_t *c = arg;
+    const rec_t *x = r;
+    if (x->live) {
+        c[0]++;
+        c[1] += x->id == id;
+    }
+    return 0;
+}
+
+/* Compact leaves: sparse survivors of old leaves are packed; every lookup still finds its own
+ * record (and only live ids), through shrinking and until the last one dies. */
+static void test_compact(void)
+{
+    hr_idtab_t t;
+    hr_idtab_init(&t, sizeof(rec_t));
+    hr_idtab_compact(&t, offsetof(rec_t, live), ~(uint64_t)0);
+    uint64_t n = 200 * HR_IDTAB_LEAF, live = 0;
+    uint64_t x = 12345;
+    for (uint64_t id = 0; id < n; id++) {
+        rec_t *r = hr_idtab_put(&t, id);
+        r->id = id, r->live = 1;
+        /* keep about 1 in 10 (and all of leaf 3, and 130 of leaf 5: a leaf that crosses the
+         * compaction threshold later) */
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t k = id / HR_IDTAB_LEAF, i = id % HR_IDTAB_LEAF;
+        int keep = k == 5 ? i < 130 : (x >> 33) % 10 == 0 || k == 3;
+        if (!keep) {
+            r->live = 0;
+            hr_idtab_release(&t, id);
+        } else {
+            live++;
+        }
+    }
+    /* leaves 0 .. 199 - AGE - 1 are old enough; all but 3 and 5 are sparse */
+    TAP_OK(t.compacts == 200 - HR_IDTAB_COMPACT_AGE - 1 - 2,
+           "sparse old leaves are compact (%zu compact, %zu full)", t.compacts, t.leaves);
+    TAP_OK(!((uintptr_t)t.dir[3] & 1) && !((uintptr_t)t.dir[5] & 1),
+           "dense leaves (256 and 130 live) stay full");
+    int ok = 1;
+    for (uint64_t id = 0; id < n; id++) {
+        rec_t *r = hr_idtab_get(&t, id);
+        if (r && r->live)
+            ok &= r->id == id;
+    }
+    TAP_OK(ok, "every live id finds its own record");
+    uint64_t c[2] = {0, 0};
+    hr_idtab_each(&t, count_each, c);
+    TAP_OK(c[0] == live && c[1] == live, "each visits the %llu live records (%llu, %llu right)",
+           (unsigned long long)live, (unsigned long long)c[0], (unsigned long long)c[1]);
+    size_t before = hr_idtab_bytes(&t);
+    /* leaf 5 falls to COMPACT_LATE live: it is old, so it is compacted at once */
+    for (uint64_t i = 129; i >= HR_IDTAB_COMPACT_LATE; i--) {
+        rec_t *r = hr_idtab_get(&t, 5 * HR_IDTAB_LEAF + i);
+        r->live = 0;
+        hr_idtab_release(&t, 5 * HR_IDTAB_LEAF + i);
+        live--;
+    }
+    TAP_OK((uintptr_t)t.dir[5] & 1, "a full old leaf whose live ids fall to %d is compacted",
+           HR_IDTAB_COMPACT_LATE);
+    /* kill survivors in a scrambled order, checking every other survivor of the same leaf */
+    ok = 1;
+    for (uint64_t step = 0; step < n; step++) {
+        uint64_t id = (step * 7919) % n;
+        rec_t *r = hr_idtab_get(&t, id);
+        if (!r || !r->live)
+            continue;
+        r->live = 0;
+        hr_idtab_release(&t, id);
+        live--;
+        uint64_t base = id & ~(HR_IDTAB_LEAF - 1);
+        for (uint64_t j = base; j < base + HR_IDTAB_LEAF; j++) {
+            rec_t *q = hr_idtab_get(&t, j);
+            if (q && q->live)
+                ok &= q->id == j;
+        }
+    }
+    TAP_OK(ok && live == 0, "records stay right while their compact leaves shrink (%llu left)",
+           (unsigned long long)live);
+    TAP_OK(t.compacts == 0 && hr_idtab_bytes(&t) < before,
+           "all compact leaves freed when their ids die (%zu bytes now, %zu before)",
+           hr_idtab_bytes(&t), before);
+    hr_idtab_free(&t);
+}
 
 int main(void)
 {
@@ -83,5 +170,6 @@ int main(void)
     TAP_OK(ok && t.nchunks == (1000 + HR_IDTAB_CHUNK - 1) / HR_IDTAB_CHUNK,
            "the next 1000 leaves reuse the pool (no new chunk) and read as zero");
     hr_idtab_free(&t);
+    test_compact();
     return tap_done();
 }
