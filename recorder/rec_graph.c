@@ -51,6 +51,7 @@
 #include <Python.h>
 #include "internal/pycore_interp.h"
 #include "internal/pycore_runtime.h"
+#include "internal/pycore_tuple.h"
 
 #include "rec_graph.h"
 #include "rec_python.h"
@@ -101,6 +102,7 @@ static struct graph {
     hr_idmap_t tmap;  /* type address -> type id + 1 */
     uint32_t ntypes, unknown_type;
     int in_collection;
+    int freelist_phase; /* PHASE "gc.freelists" written in the collection in progress */
     /* a reconciled collection not yet committed (prepared), and the one in progress */
     int prepared_gen;  /* -1: none */
     vec_t dying;       /* predicted to be reclaimed by the prepared collection */
@@ -110,7 +112,7 @@ static struct graph {
     vec_t untyped;     /* objects allocated before their type was set */
     uint64_t s_premature, s_clamped, s_traversed, s_links, s_unlinks, s_incref, s_decref,
         s_gc_deaths, s_rc_deaths, s_untyped, s_freelisted, s_lost, s_lost_frees, s_cascade,
-        s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable;
+        s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable, s_freelist_clears;
 } G;
 
 static int vpush(vec_t *v, uint32_t x)
@@ -498,6 +500,50 @@ static void flush_touched(void)
 
 /* {==== deaths by reference counting ==== */
 
+/* Is `op`, about to be freed, being freed by a full collection's free-list clearing
+ * (clear_freelists: _PyTuple_ClearFreeList, _PyList_ClearFreeList, _PyDict_ClearFreeList)?
+ * Exact from the interpreter's state, because a deallocation pushes an exact tuple, list or dict
+ * onto its free list whenever there is room, and frees it only when the list is full:
+ *   tuple of size n (1..PyTuple_NFREELISTS): the clearing empties free_list[n-1] (head NULL,
+ *     numfree 0) before it walks and frees the entries; a full list has numfree 2000;
+ *   list, dict: the clearing pops free_list[--numfree] and frees it, so the object is still
+ *     at free_list[numfree] (numfree < max); a full list has numfree == max.
+ * The async-generator and contextvars free lists are not recognised (rare; their objects are
+ * written as deaths by counting inside the collection). */
+static int freelist_clearing(PyObject *op)
+{
+    PyInterpreterState *in = _PyRuntime.interpreters.main;
+    if (!in || Py_REFCNT(op) != 0) /* the block is allocated: its header is readable */
+        return 0;
+    PyTypeObject *t = Py_TYPE(op);
+    if (t == &PyTuple_Type) {
+        Py_ssize_t n = Py_SIZE(op);
+        return n >= 1 && n <= PyTuple_NFREELISTS && in->tuple.numfree[n - 1] == 0 &&
+               in->tuple.free_list[n - 1] == NULL;
+    }
+    if (t == &PyList_Type)
+        return in->list.numfree >= 0 && in->list.numfree < PyList_MAXFREELIST &&
+               in->list.free_list[in->list.numfree] == (PyListObject *)op;
+    if (t == &PyDict_Type)
+        return in->dict_state.numfree >= 0 && in->dict_state.numfree < PyDict_MAXFREELIST &&
+               in->dict_state.free_list[in->dict_state.numfree] == (PyDictObject *)op;
+    return 0;
+}
+
+static void flush_flagged(void);
+
+/* The full collection in progress starts clearing the free lists: every object it frees from
+ * now until GC_END is one a free list held (a death by counting, rule 1), never garbage. The
+ * garbage the trace has not yet named in DIED (blocks a free list took, or resurrected objects)
+ * is named first, so that PHASE "gc.freelists" divides the collection's deaths exactly. */
+static void begin_freelist_phase(void)
+{
+    flush_flagged();
+    hr_rec_emit_str(HR_OP_PHASE, 0, "gc.freelists", strlen("gc.freelists"));
+    G.freelist_phase = 1;
+    G.s_freelist_clears++;
+}
+
 void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
 {
     (void)block, (void)flags;
@@ -514,6 +560,9 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
     }
     if (!G.obj[id])
         return;
+    if (G.in_collection && !G.freelist_phase && !(G.mark[id] & M_FLAGGED) &&
+        freelist_clearing((PyObject *)G.obj[id]))
+        begin_freelist_phase();
     hr_idmap_take(&G.objs, G.obj[id], NULL, NULL);
     if (G.in_collection && (G.mark[id] & M_FLAGGED)) {
         G.s_gc_deaths++;
@@ -784,10 +833,10 @@ void hr_rec_graph_commit(void)
     G.in_collection = 1;
 }
 
-void hr_rec_graph_collection_end(void)
+/* Flagged objects whose block CPython kept (a free list took it, or a finalizer resurrected the
+ * object): the replay reclaimed them; the trace never names them again. */
+static void flush_flagged(void)
 {
-    /* Flagged objects whose block CPython kept (a free list took it, or a finalizer resurrected
-     * the object): the replay reclaimed them; the trace never names them again. */
     for (uint32_t k = 0; k < G.flagged.len; k++) {
         uint32_t d = G.flagged.v[k];
         if (G.obj[d] && (G.mark[d] & M_FLAGGED)) {
@@ -803,7 +852,13 @@ void hr_rec_graph_collection_end(void)
         G.mark[d] = 0;
     }
     G.flagged.len = 0;
+}
+
+void hr_rec_graph_collection_end(void)
+{
+    flush_flagged();
     G.in_collection = 0;
+    G.freelist_phase = 0;
 }
 
 int hr_rec_graph_selfcheck(char *buf, size_t cap)
@@ -815,7 +870,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_untyped %llu\ngraph_freelisted %llu\ngraph_cascade %llu\n"
                      "graph_lost %llu\ngraph_lost_frees %llu\ngraph_prepared %llu\n"
                      "graph_discarded %llu\ngraph_rounds %llu\ngraph_untraversable %llu\n"
-                     "graph_unreadable %llu\n",
+                     "graph_unreadable %llu\ngraph_freelist_clears %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
@@ -825,6 +880,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      (unsigned long long)G.s_lost, (unsigned long long)G.s_lost_frees,
                      (unsigned long long)G.s_prepared, (unsigned long long)G.s_discarded,
                      (unsigned long long)G.s_rounds, (unsigned long long)G.s_untraversable,
-                     (unsigned long long)G.s_unreadable);
+                     (unsigned long long)G.s_unreadable,
+                     (unsigned long long)G.s_freelist_clears);
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }
