@@ -62,6 +62,7 @@
 #define R hr_rec
 #define NIL UINT32_MAX
 #define NOGEN 3
+#define F_REVIVED 0x40 /* address-map flag: a GC block whose ALLOC has no `gc` flag (revive) */
 
 typedef struct vec {
     uint32_t *v;
@@ -107,12 +108,17 @@ static struct graph {
     int prepared_gen;  /* -1: none */
     vec_t dying;       /* predicted to be reclaimed by the prepared collection */
     vec_t flagged;     /* reclaimed by the replay at the collection in progress */
+    vec_t survivors;   /* moved on by the collection in progress (to survivors_gen) */
+    int survivors_gen;
+    vec_t older;       /* young in the mirror, tracked in an older generation by CPython */
     vec_t members, young, removed, touched, work;
     vec_t scratch_ids;
     vec_t untyped;     /* objects allocated before their type was set */
     uint64_t s_premature, s_clamped, s_traversed, s_links, s_unlinks, s_incref, s_decref,
         s_gc_deaths, s_rc_deaths, s_untyped, s_freelisted, s_lost, s_lost_frees, s_cascade,
-        s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable, s_freelist_clears;
+        s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable, s_freelist_clears,
+        s_track, s_untrack, s_untrack_survivor, s_older, s_unknown_listed,
+        s_revived;
 } G;
 
 static int vpush(vec_t *v, uint32_t x)
@@ -546,7 +552,7 @@ static void begin_freelist_phase(void)
 
 void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
 {
-    (void)block, (void)flags;
+    (void)block;
     if (R.sink.off || id >= G.cap)
         return;
     if (G.lost[id] == 1) {
@@ -603,6 +609,10 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         put_ext(id, 0, 0);
     }
     hr_rec_emit_id(HR_OP_DIED, id);
+    if ((flags & F_REVIVED) && !(G.in_collection && (G.mark[id] & M_FLAGGED))) {
+        hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = HR_GC_DEL};
+        hr_rec_emit(&ev);
+    }
     while (G.out[id].len)
         edge_del(G.out[id].v[G.out[id].len - 1]);
     while (G.in[id].len)
@@ -708,6 +718,138 @@ static void add_member(uint32_t id)
     }
 }
 
+/* {==== generation membership ==== */
+
+static void emit_track(uint32_t id, unsigned action, int gen)
+{
+    hr_event_t ev = {.op = HR_OP_GC_TRACK, .tag = action, .a = id, .b = (uint64_t)(gen < 0 ? 0 : gen)};
+    hr_rec_emit(&ev);
+    gen_remove(id);
+    if (action == HR_TRACK) {
+        gen_add(id, gen);
+        G.s_track++;
+    } else {
+        G.s_untrack += action == HR_UNTRACK;
+        G.s_untrack_survivor += action == HR_UNTRACK_SURVIVOR;
+    }
+}
+
+/* Is id's object tracked by CPython now? (Its PyGC_Head sits right before the object, also
+ * for managed-dict types, whose two extra words precede the head.) -1: not readable. */
+static int cpython_tracked(uint32_t id)
+{
+    if (G.lost[id] == 2)
+        return -1;
+    PyGC_Head *h = (PyGC_Head *)G.obj[id] - 1;
+    return h->_gc_next != 0;
+}
+
+/* A lost block (rule 3: the replay reclaimed its object while CPython kept the block on a free
+ * list) is a live object again: CPython took it off the free list and tracks it. It becomes a
+ * new object of the trace (a new id) so that the replay sees its links: ALLOC with `object` but
+ * without `gc` (CPython's count did not move: a free-list pop), then GC_TRACK into the
+ * generation CPython keeps it in (the caller's business); its free writes `gc del` after the
+ * death (PyObject_GC_Del lowers the count). The replay allocates a block here that CPython did
+ * not (it freed one at the collection that CPython did not). */
+static int revive(PyObject *op, uint64_t *out)
+{
+    uintptr_t gch = (uintptr_t)op - sizeof(PyGC_Head);
+    uint64_t old;
+    unsigned fl;
+    size_t pre = 16;
+    if (!hr_idmap_get(&R.map, gch, &old, &fl)) {
+        pre = 32;
+        if (!hr_idmap_get(&R.map, gch - 16, &old, &fl))
+            return 0;
+    }
+    if (old >= G.cap || G.lost[old] != 1 || !(fl & HR_F_OBJECT) ||
+        !hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL))
+        return 0;
+    PyTypeObject *t = Py_TYPE(op);
+    Py_ssize_t n = t->tp_itemsize ? Py_SIZE(op) : 0;
+    uint64_t size = pre + (((uint64_t)t->tp_basicsize + (uint64_t)(n < 0 ? -n : n) *
+                            (uint64_t)t->tp_itemsize + 7) & ~(uint64_t)7);
+    uint32_t ty = type_id(t);
+    uint64_t id = hr_trace_writer_next_id(R.sink.w);
+    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_OBJ,
+                     .flags = (uint8_t)(HR_F_OBJECT | HR_F_TYPED), .tag = ty, .a = id, .b = size};
+    if (id >= NIL || hr_rec_emit(&ev) || grow_ids(id)) {
+        R.sink.off = 1;
+        return 0;
+    }
+    uintptr_t block = gch - (pre - 16);
+    hr_idmap_put(&R.map, block, id, HR_F_GC | HR_F_OBJECT | HR_F_TYPED | F_REVIVED |
+                                        (pre == 32 ? 0x80 : 0));
+    hr_idmap_put(&G.objs, (uintptr_t)op, id, 0);
+    G.lost[old] = 0;
+    G.obj[id] = (uintptr_t)op;
+    G.ext[id] = 1;
+    G.mark[id] = 0;
+    G.lost[id] = 0;
+    G.gen[id] = NOGEN;
+    G.s_revived++;
+    *out = id;
+    return 1;
+}
+
+/* Before a collection of generations 0..gen: make the mirror's (so the replay's) generation of
+ * every object CPython's generations 0..gen hold, or the mirror's do, CPython's generation:
+ * CPython untracks tuples and dicts holding only atomic values (at collections and in
+ * _PyDict_MaybeUntrack), tracks dicts when they get a container, and tracks an object taken
+ * from a free list into generation 0 again; the replay learns all of that here (GC_TRACK), so
+ * the young set it collects is CPython's. Objects are marked M_LISTED when CPython's young
+ * generations hold them. */
+static void sync_generations(struct _gc_runtime_state *g, int gen)
+{
+    for (int i = 0; i <= gen; i++) {
+        PyGC_Head *head = &g->generations[i].head;
+        for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
+             h = (PyGC_Head *)h->_gc_next) {
+            uint64_t id;
+            if (!hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &id, NULL) &&
+                !revive((PyObject *)(h + 1), &id)) {
+                G.s_unknown_listed++;
+                continue;
+            }
+            add_member((uint32_t)id);
+            G.mark[id] |= M_LISTED;
+            if (G.gen[id] != i)
+                emit_track((uint32_t)id, HR_TRACK, i);
+        }
+    }
+    G.scratch_ids.len = 0;
+    for (int i = 0; i <= gen; i++)
+        for (uint32_t x = G.ghead[i]; x != NIL; x = G.gnext[x])
+            if (!(G.mark[x] & M_LISTED))
+                vpush(&G.scratch_ids, x);
+    G.older.len = 0;
+    for (uint32_t k = 0; k < G.scratch_ids.len; k++) {
+        uint32_t x = G.scratch_ids.v[k];
+        int t = cpython_tracked(x);
+        if (t == 0)
+            emit_track(x, HR_UNTRACK, 0);
+        else if (t > 0) {
+            G.mark[x] |= M_SIM;
+            vpush(&G.older, x);
+        }
+    }
+    /* Tracked, but in an older generation than the mirror's (rare): find which. */
+    for (int i = gen + 1; i < 3 && G.older.len; i++) {
+        PyGC_Head *head = &g->generations[i].head;
+        for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
+             h = (PyGC_Head *)h->_gc_next) {
+            uint64_t id;
+            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &id, NULL) && (G.mark[id] & M_SIM)) {
+                G.mark[id] &= (uint16_t)~M_SIM;
+                emit_track((uint32_t)id, HR_TRACK, i);
+                G.s_older++;
+            }
+        }
+    }
+    for (uint32_t k = 0; k < G.older.len; k++)
+        G.mark[G.older.v[k]] &= (uint16_t)~M_SIM;
+}
+
 void hr_rec_graph_prepare(int gen)
 {
     PyInterpreterState *in = _PyRuntime.interpreters.main;
@@ -728,18 +870,10 @@ void hr_rec_graph_prepare(int gen)
         }
     }
     G.untyped.len = keep;
-    /* The set to traverse: CPython's generations 0..gen and the mirror's. */
+    /* The set to traverse: CPython's generations 0..gen, which the mirror's become. */
+    sync_generations(g, gen);
     G.young.len = 0;
     for (int i = 0; i <= gen; i++) {
-        PyGC_Head *head = &g->generations[i].head;
-        for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
-             h = (PyGC_Head *)h->_gc_next) {
-            uint64_t id;
-            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &id, NULL)) {
-                add_member((uint32_t)id);
-                G.mark[id] |= M_LISTED;
-            }
-        }
         for (uint32_t x = G.ghead[i]; x != NIL; x = G.gnext[x]) {
             add_member(x);
             G.mark[x] |= M_YOUNG;
@@ -819,6 +953,8 @@ void hr_rec_graph_commit(void)
         vpush(&G.flagged, G.dying.v[k]);
     G.dying.len = 0;
     int to = gen < 2 ? gen + 1 : 2;
+    G.survivors.len = 0;
+    G.survivors_gen = to;
     for (uint32_t k = 0; k < G.young.len; k++) {
         uint32_t x = G.young.v[k];
         if (!(G.mark[x] & M_YOUNG))
@@ -828,6 +964,7 @@ void hr_rec_graph_commit(void)
             gen_remove(x);
             gen_add(x, to);
         }
+        vpush(&G.survivors, x);
     }
     G.young.len = 0;
     G.in_collection = 1;
@@ -856,6 +993,14 @@ static void flush_flagged(void)
 
 void hr_rec_graph_collection_end(void)
 {
+    /* Survivors CPython untracked during the collection (untrack_tuples; untrack_dicts in a
+     * full one), before it counted them into long_lived_pending / long_lived_total. */
+    for (uint32_t k = 0; k < G.survivors.len; k++) {
+        uint32_t x = G.survivors.v[k];
+        if (G.obj[x] && G.gen[x] == G.survivors_gen && cpython_tracked(x) == 0)
+            emit_track(x, HR_UNTRACK_SURVIVOR, 0);
+    }
+    G.survivors.len = 0;
     flush_flagged();
     G.in_collection = 0;
     G.freelist_phase = 0;
@@ -870,7 +1015,9 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_untyped %llu\ngraph_freelisted %llu\ngraph_cascade %llu\n"
                      "graph_lost %llu\ngraph_lost_frees %llu\ngraph_prepared %llu\n"
                      "graph_discarded %llu\ngraph_rounds %llu\ngraph_untraversable %llu\n"
-                     "graph_unreadable %llu\ngraph_freelist_clears %llu\n",
+                     "graph_unreadable %llu\ngraph_freelist_clears %llu\ngraph_track %llu\n"
+                     "graph_untrack %llu\ngraph_untrack_survivor %llu\ngraph_track_older %llu\n"
+                     "graph_unknown_listed %llu\ngraph_revived %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
@@ -881,6 +1028,9 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      (unsigned long long)G.s_prepared, (unsigned long long)G.s_discarded,
                      (unsigned long long)G.s_rounds, (unsigned long long)G.s_untraversable,
                      (unsigned long long)G.s_unreadable,
-                     (unsigned long long)G.s_freelist_clears);
+                     (unsigned long long)G.s_freelist_clears, (unsigned long long)G.s_track,
+                     (unsigned long long)G.s_untrack, (unsigned long long)G.s_untrack_survivor,
+                     (unsigned long long)G.s_older, (unsigned long long)G.s_unknown_listed,
+                     (unsigned long long)G.s_revived);
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }
