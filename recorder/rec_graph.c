@@ -118,7 +118,7 @@ static struct graph {
         s_gc_deaths, s_rc_deaths, s_untyped, s_freelisted, s_lost, s_lost_frees, s_cascade,
         s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable, s_freelist_clears,
         s_track, s_untrack, s_untrack_survivor, s_older, s_unknown_listed,
-        s_revived;
+        s_revived, s_subclass_entries;
 } G;
 
 static int vpush(vec_t *v, uint32_t x)
@@ -398,13 +398,75 @@ static void touch(uint32_t id)
     }
 }
 
+/* {==== references tp_traverse does not report: a class's entries in its bases' subclass lists
+
+ * A heap type S is entered into each base B's tp_subclasses (a dict: S's address as an int ->
+ * a weak reference W to S, held only by that dict), and S's deallocation deletes those entries
+ * (remove_all_subclasses), which frees W. So W lives exactly as long as S: when S is cycle
+ * garbage, CPython frees W inside the collection, while pure counting (which never deallocates
+ * S) would keep it. The graph says so: W is linked from S, not from the dict. */
+
+/* Is W (reported by dict D's traversal) an entry of a subclass list: a weak reference to a heap
+ * type S one of whose bases has D as its tp_subclasses? */
+static int subclass_entry(PyObject *d, PyObject *w)
+{
+    if (!PyWeakref_CheckRefExact(w))
+        return 0;
+    PyObject *s = PyWeakref_GET_OBJECT(w);
+    if (!s || !PyType_Check(s) || !(((PyTypeObject *)s)->tp_flags & Py_TPFLAGS_HEAPTYPE))
+        return 0;
+    PyObject *bases = ((PyTypeObject *)s)->tp_bases;
+    if (!bases || !PyTuple_CheckExact(bases))
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bases); i++) {
+        PyObject *b = PyTuple_GET_ITEM(bases, i);
+        if (PyType_Check(b) && ((PyTypeObject *)b)->tp_subclasses == d)
+            return 1;
+    }
+    return 0;
+}
+
 static int visit(PyObject *op, void *arg)
 {
-    (void)arg;
     uint64_t id;
-    if (op && hr_idmap_get(&G.objs, (uintptr_t)op, &id, NULL))
+    if (op && hr_idmap_get(&G.objs, (uintptr_t)op, &id, NULL) &&
+        !(arg && PyDict_CheckExact((PyObject *)arg) && subclass_entry(arg, op)))
         vpush(&G.scratch_ids, (uint32_t)id);
     return 0;
+}
+
+/* Is d a subclass-list entry (linked from its class by visit_subclass_entries) of a class the
+ * collection being prepared reclaims? */
+static int entry_of_dying_class(uint32_t d)
+{
+    PyObject *w = (PyObject *)G.obj[d];
+    if (G.lost[d] || !PyWeakref_CheckRefExact(w) || G.in[d].len != 1)
+        return 0;
+    uint32_t s = G.esrc[G.in[d].v[0]];
+    PyObject *t = PyWeakref_GET_OBJECT(w);
+    return G.obj[s] == (uintptr_t)t && (G.mark[s] & M_DYING) && PyType_Check(t) &&
+           (((PyTypeObject *)t)->tp_flags & Py_TPFLAGS_HEAPTYPE);
+}
+
+/* The entries of heap type s in its bases' subclass lists (PyDict_Next allocates nothing). */
+static void visit_subclass_entries(PyTypeObject *s)
+{
+    PyObject *bases = s->tp_bases;
+    if (!bases || !PyTuple_CheckExact(bases))
+        return;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bases); i++) {
+        PyObject *b = PyTuple_GET_ITEM(bases, i), *d, *k, *w;
+        if (!PyType_Check(b) || !(d = ((PyTypeObject *)b)->tp_subclasses) ||
+            !PyDict_CheckExact(d))
+            continue;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(d, &pos, &k, &w))
+            if (PyWeakref_CheckRefExact(w) && PyWeakref_GET_OBJECT(w) == (PyObject *)s) {
+                visit(w, NULL);
+                G.s_subclass_entries++;
+                break;
+            }
+    }
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -438,7 +500,9 @@ static void traverse_obj(uint32_t id)
     if (Py_REFCNT(op) > 0) {
         traverseproc tr = Py_TYPE(op)->tp_traverse;
         if (tr)
-            tr(op, visit, NULL);
+            tr(op, visit, op);
+        if (PyType_Check(op) && (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE))
+            visit_subclass_entries((PyTypeObject *)op);
     }
     if (G.scratch_ids.len > 1)
         qsort(G.scratch_ids.v, G.scratch_ids.len, sizeof(uint32_t), cmp_u32);
@@ -915,6 +979,17 @@ void hr_rec_graph_prepare(int gen)
             break;
         flush_touched();
     }
+    /* A dying class's subclass-list entries are not garbage to CPython (the bases' dicts reach
+     * them) but die with the class: out of the young set, so that the replay frees them by
+     * counting with the class instead of counting them as garbage found. They die in this
+     * collection, so no survivor count changes. */
+    for (uint32_t k = 0; k < G.dying.len; k++) {
+        uint32_t d = G.dying.v[k];
+        if ((G.mark[d] & M_YOUNG) && entry_of_dying_class(d)) {
+            emit_track(d, HR_UNTRACK, 0);
+            G.mark[d] &= (uint16_t)~M_YOUNG;
+        }
+    }
     clear_round();
     G.prepared_gen = gen;
 }
@@ -1017,7 +1092,8 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_discarded %llu\ngraph_rounds %llu\ngraph_untraversable %llu\n"
                      "graph_unreadable %llu\ngraph_freelist_clears %llu\ngraph_track %llu\n"
                      "graph_untrack %llu\ngraph_untrack_survivor %llu\ngraph_track_older %llu\n"
-                     "graph_unknown_listed %llu\ngraph_revived %llu\n",
+                     "graph_unknown_listed %llu\ngraph_revived %llu\n"
+                     "graph_subclass_entries %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
@@ -1031,6 +1107,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      (unsigned long long)G.s_freelist_clears, (unsigned long long)G.s_track,
                      (unsigned long long)G.s_untrack, (unsigned long long)G.s_untrack_survivor,
                      (unsigned long long)G.s_older, (unsigned long long)G.s_unknown_listed,
-                     (unsigned long long)G.s_revived);
+                     (unsigned long long)G.s_revived,
+                     (unsigned long long)G.s_subclass_entries);
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }
