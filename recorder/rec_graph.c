@@ -111,6 +111,8 @@ static struct graph {
     vec_t survivors;   /* moved on by the collection in progress (to survivors_gen) */
     int survivors_gen;
     vec_t older;       /* young in the mirror, tracked in an older generation by CPython */
+    vec_t clamped;     /* objects whose real count is below their in-links (flush_refresh) */
+    int collect_clamped;
     vec_t members, young, removed, touched, work;
     vec_t scratch_ids;
     vec_t untyped;     /* objects allocated before their type was set */
@@ -118,7 +120,7 @@ static struct graph {
         s_gc_deaths, s_rc_deaths, s_untyped, s_freelisted, s_lost, s_lost_frees, s_cascade,
         s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable, s_freelist_clears,
         s_track, s_untrack, s_untrack_survivor, s_older, s_unknown_listed,
-        s_revived, s_subclass_entries;
+        s_revived, s_subclass_entries, s_refreshed;
 } G;
 
 static int vpush(vec_t *v, uint32_t x)
@@ -383,6 +385,8 @@ static int64_t wanted_ext(uint64_t id, uint32_t in_less)
     int64_t w = (int64_t)rc - (int64_t)(G.in[id].len - in_less);
     if (w < 0) {
         G.s_clamped++;
+        if (G.collect_clamped)
+            vpush(&G.clamped, (uint32_t)id);
         w = 0;
     }
     return w;
@@ -566,6 +570,40 @@ static void flush_touched(void)
         G.mark[t] = (uint16_t)((G.mark[t] & ~M_TOUCHED) | M_DONE_EXT);
     }
     G.touched.len = 0;
+}
+
+/* flush_touched, then the stale links: an object whose real count is below its in-links is
+ * linked from objects that have let go of it since they were last traversed (typically a
+ * container that now sits on a free list and holds nothing, rule 1). Traverse those sources
+ * too, and flush again, until no count is clamped for a source not yet traversed. */
+static void add_member(uint32_t id);
+
+static void flush_refresh(void)
+{
+    G.collect_clamped = 1;
+    for (;;) {
+        G.clamped.len = 0;
+        flush_touched();
+        int more = 0;
+        for (uint32_t k = 0; k < G.clamped.len; k++) {
+            uint32_t t = G.clamped.v[k];
+            for (uint32_t j = 0; G.obj[t] && j < G.in[t].len; j++) {
+                uint32_t src = G.esrc[G.in[t].v[j]];
+                if (!(G.mark[src] & M_DONE_TRAV) && G.obj[src]) {
+                    add_member(src);
+                    traverse_obj(src);
+                    touch(src);
+                    touch(t);
+                    G.s_refreshed++;
+                    more = 1;
+                }
+            }
+        }
+        if (!more)
+            break;
+    }
+    G.clamped.len = 0;
+    G.collect_clamped = 0;
 }
 
 /* {==== deaths by reference counting ==== */
@@ -889,6 +927,7 @@ static void sync_generations(struct _gc_runtime_state *g, int gen)
     G.older.len = 0;
     for (uint32_t k = 0; k < G.scratch_ids.len; k++) {
         uint32_t x = G.scratch_ids.v[k];
+        add_member(x); /* traversed too: links it let go of (e.g. on a free list) go */
         int t = cpython_tracked(x);
         if (t == 0)
             emit_track(x, HR_UNTRACK, 0);
@@ -949,7 +988,7 @@ void hr_rec_graph_prepare(int gen)
         traverse_obj(x);
         touch(x);
     }
-    flush_touched();
+    flush_refresh();
     /* Predict, then make sure everything the prediction depends on outside the traversed set
      * is exact too (the counts of the garbage's targets, the links of the objects the cascade
      * frees); repeat until nothing more needs reconciling. */
@@ -977,7 +1016,7 @@ void hr_rec_graph_prepare(int gen)
         }
         if (!changed)
             break;
-        flush_touched();
+        flush_refresh();
     }
     /* A dying class's subclass-list entries are not garbage to CPython (the bases' dicts reach
      * them) but die with the class: out of the young set, so that the replay frees them by
@@ -1093,7 +1132,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_unreadable %llu\ngraph_freelist_clears %llu\ngraph_track %llu\n"
                      "graph_untrack %llu\ngraph_untrack_survivor %llu\ngraph_track_older %llu\n"
                      "graph_unknown_listed %llu\ngraph_revived %llu\n"
-                     "graph_subclass_entries %llu\n",
+                     "graph_subclass_entries %llu\ngraph_refreshed %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
@@ -1108,6 +1147,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      (unsigned long long)G.s_untrack, (unsigned long long)G.s_untrack_survivor,
                      (unsigned long long)G.s_older, (unsigned long long)G.s_unknown_listed,
                      (unsigned long long)G.s_revived,
-                     (unsigned long long)G.s_subclass_entries);
+                     (unsigned long long)G.s_subclass_entries,
+                     (unsigned long long)G.s_refreshed);
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }
