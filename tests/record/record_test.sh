@@ -112,11 +112,12 @@ if [ "$HAVE_PY" = 1 ]; then
   # and find as much garbage; every object CPython freed outside a collection dies under
   # counting in the same observation, and counting leaves alone what CPython's cycle collector
   # freed. The programs: graph.py, graph_mix.py (free lists, a full collection, classes
-  # dropped), exits.py, json_re_cycles.py (20,000 dicts through json, 3,000 Node cycles) and
-  # stdlib_mix.py (ast, json, re, difflib over stdlib sources; 6 M events, 269 collections).
+  # dropped), exits.py, basic.py (threads, a gc.collect() with the count at 0),
+  # json_re_cycles.py (20,000 dicts through json, 3,000 Node cycles) and stdlib_mix.py (ast,
+  # json, re, difflib over stdlib sources; 6 M events, 269 collections).
   # PYTHONHASHSEED fixes str hashes, so the programs allocate the same way on every run.
   row() { grep -Eq "^$2 +[0-9]+ +[0-9]+  MATCH" "$1"; }
-  for prog in graph graph_mix exits workloads/json_re_cycles workloads/stdlib_mix; do
+  for prog in graph graph_mix exits basic workloads/json_re_cycles workloads/stdlib_mix; do
     arg=; [ $prog = exits ] && arg=normal
     v=$T/v_${prog#workloads/}
     PYTHONHASHSEED=0 "$HR" record --mode graph -o "$v.hrt" -- "$D/$prog.py" $arg >/dev/null 2>&1
