@@ -34,6 +34,16 @@
  *      them only in DIED (at their free inside the collection, or, when CPython put one on a
  *      free list instead, just before GC_END; such a block is "lost": its reuse is invisible).
  *
+ * Four more things make the replays agree with CPython, not only with each other (docs/recorder.md,
+ * "Generations, free lists, and references tp_traverse does not report"): at every collection
+ * the mirror's generations are made CPython's with GC_TRACK events (sync_generations), and the
+ * survivors CPython untracked during it are untracked after it (collection_end); lost blocks
+ * CPython took off a free list and tracks again become new objects (revive); a count below its
+ * in-links sends the recorder to traverse the links' sources (flush_refresh); a class's entries
+ * in its bases' subclass lists are linked from the class (visit_subclass_entries). A full
+ * collection's free-list clearing is recognised at its first free and marked with PHASE
+ * "gc.freelists" (freelist_clearing).
+ *
  * A collection CPython starts by itself is seen at the first observation after the triggering
  * allocation (rec_python.c): with the recorder's gc callback installed that observation is the
  * callback machinery building its info dict, before the collector touched anything. Before the
