@@ -166,10 +166,13 @@ static int check_schedule(const char *path, const char *gc_spec, vreport_t *rep,
         }
         hr_collection_t *a = &r.recorded.v[i], *b = &r.replayed.v[i];
         if (verbose)
-            printf("collection %5zu: recorded gen %u begin %10llu end %10llu | replayed gen %u at "
-                   "%10llu (%+lld events before the recorded begin)\n",
+            printf("collection %5zu: recorded gen %u begin %10llu end %10llu found %6llu | "
+                   "replayed gen %u at %10llu (%+lld events before the recorded begin) found "
+                   "%6llu%s\n",
                    i, a->generation, (unsigned long long)a->begin, (unsigned long long)a->event,
-                   b->generation, (unsigned long long)b->event, (long long)(a->begin - b->event));
+                   (unsigned long long)a->collected, b->generation, (unsigned long long)b->event,
+                   (long long)(a->begin - b->event), (unsigned long long)b->collected,
+                   a->collected == b->collected ? "" : "  <- garbage differs");
         if (a->generation == b->generation && b->event > prev_end && b->event <= a->begin)
             cp->matched++;
         else if (!cp->detail[0])
@@ -198,9 +201,50 @@ static int check_schedule(const char *path, const char *gc_spec, vreport_t *rep,
 
 typedef struct death_rec {
     uint64_t hard;  /* allocation events seen before the replay's death (+1; 0: no death) */
+    uint32_t type;  /* type id + 1 (0: untyped) */
     uint8_t in_gc;  /* DIED inside a recorded collection */
     uint8_t died;   /* DIED seen */
 } death_rec_t;
+
+/* -v: mismatches counted per (kind, type), printed after the table. */
+enum { MIS_CYCLIC, MIS_CYCLIC1, MIS_CYCLIC2, MIS_EARLY, MIS_MISSING, MIS_KINDS };
+static const char *const mis_kind_name[MIS_KINDS] = {
+    "freed by counting inside a gen-0 collection", "freed by counting inside a gen-1 collection",
+    "freed by counting inside a gen-2 collection", "died earlier under counting",
+    "not freed by counting"};
+#define MIS_MAX 256
+static struct mis {
+    int kind;
+    uint32_t type;
+    uint64_t n;
+    char name[48];
+} mis[MIS_MAX];
+static int nmis;
+
+static void mis_add(hr_trace_reader_t *tr, int kind, uint32_t type)
+{
+    for (int i = 0; i < nmis; i++)
+        if (mis[i].kind == kind && mis[i].type == type) {
+            mis[i].n++;
+            return;
+        }
+    if (nmis == MIS_MAX)
+        return;
+    size_t len = 0;
+    const char *name = type ? hr_trace_type_name(tr, type - 1, &len) : NULL;
+    mis[nmis] = (struct mis){kind, type, 1, ""};
+    snprintf(mis[nmis].name, sizeof mis[nmis].name, "%.*s", name ? (int)len : 1,
+             name ? name : "?");
+    nmis++;
+}
+
+static int cmp_mis(const void *x, const void *y)
+{
+    const struct mis *a = x, *b = y;
+    if (a->kind != b->kind)
+        return a->kind - b->kind;
+    return a->n < b->n ? 1 : a->n > b->n ? -1 : 0;
+}
 
 static int cmp_death_event(const void *x, const void *y)
 {
@@ -247,7 +291,7 @@ static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
     uint64_t event = 0, hard = 0, early = 0, late = 0, missing = 0, freed_cyclic = 0;
     hr_gobj_t *zo;
     hr_err_t zerr = {0};
-    int in_gc = 0;
+    int in_gc = 0, freelists = 0;
     while (evs && (rc = hr_trace_read(tr, evs, 4096, &got, err)) == 0 && got > 0) {
         for (size_t i = 0; i < got; i++, event++) {
             const hr_event_t *ev = &evs[i];
@@ -261,8 +305,16 @@ static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
             zevent = event;
             switch (ev->op) {
             case HR_OP_ALLOC:
-                if (ev->flags & HR_F_OBJECT)
+                if (ev->flags & HR_F_OBJECT) {
                     hr_graph_alloc(&zg, ev->a, ev->b, ev->flags, &zo, &zerr);
+                    if (verbose && (ev->flags & HR_F_TYPED)) {
+                        death_rec_t *d = hr_idtab_get(&map, ev->a);
+                        if (!d)
+                            d = hr_idtab_put(&map, ev->a);
+                        if (d)
+                            d->type = ev->tag + 1;
+                    }
+                }
                 hard++;
                 break;
             case HR_OP_FREE:
@@ -286,21 +338,31 @@ static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
                     zo->scratch--;
                 break;
             case HR_OP_GC_BEGIN:
-                in_gc = 1;
+                in_gc = 1 + (ev->tag > 2 ? 2 : (int)ev->tag);
+                freelists = 0;
                 break;
             case HR_OP_GC_END:
                 in_gc = 0;
+                break;
+            case HR_OP_PHASE:
+                /* From here to GC_END the full collection clears the free lists: the objects
+                 * it frees were held by a free list, not garbage (docs/recorder.md). */
+                if (in_gc && ev->a == 12 && memcmp(ev->str, "gc.freelists", 12) == 0)
+                    freelists = 1;
                 break;
             case HR_OP_DIED: {
                 death_rec_t *d = hr_idtab_get(&map, ev->a);
                 uint64_t h = d ? d->hard : 0;
                 hr_gobj_t *o = hr_graph_get(&zg, ev->a);
-                if (in_gc) {
+                if (in_gc && !freelists) {
                     lk->total++;
                     if (!h)
                         lk->matched++;
-                    else
+                    else {
                         freed_cyclic++;
+                        if (verbose)
+                            mis_add(tr, MIS_CYCLIC + in_gc - 1, d ? d->type : 0);
+                    }
                 } else if (!h && o && o->ext == 0 && (int64_t)o->in == o->scratch) {
                     lk->total++; /* held by cycle garbage only */
                     lk->matched++;
@@ -313,6 +375,8 @@ static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
                         early++;
                     else
                         missing++;
+                    if (verbose && !(h && h - 1 == hard))
+                        mis_add(tr, h ? MIS_EARLY : MIS_MISSING, d ? d->type : 0);
                 }
                 if (o && !o->mark) { /* a zombie from now on */
                     o->mark = 1;
@@ -416,6 +480,13 @@ static int run_validate(int argc, char **argv)
             fprintf(f, "]}\n");
             fclose(f);
         }
+    }
+    if (verbose && nmis) {
+        qsort(mis, (size_t)nmis, sizeof *mis, cmp_mis);
+        printf("\nrefcount mismatches by type:\n");
+        for (int i = 0; i < nmis; i++)
+            printf("  %-44s %8llu  %s\n", mis_kind_name[mis[i].kind], (unsigned long long)mis[i].n,
+                   mis[i].name);
     }
     printf("\n%s\n", bad ? "MISMATCH: the replay does not reproduce everything the recorded program did"
                          : "all checks match");

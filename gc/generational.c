@@ -29,12 +29,13 @@
  *   "collected" is the number of garbage objects found (all GC-capable, as in CPython).
  *
  * What is not modelled (the trace carries no such information): finalizers (__del__) and
- * resurrection, legacy tp_del ("uncollectable" is always 0), weak-reference callbacks, the
- * untracking of tuples and dicts that hold only atomic values, free-list clearing in full
- * collections (that shows up in recorded traces as frees anyway), gc.freeze(). The program's own
- * gc.collect(), gc.disable(), gc.enable() and gc.set_threshold() arrive as GC_CONTROL events and
- * are performed.
- * Objects are tracked from their allocation.
+ * resurrection, legacy tp_del ("uncollectable" is always 0), weak-reference callbacks, free-list
+ * clearing in full collections (that shows up in recorded traces as frees anyway), gc.freeze().
+ * The program's own gc.collect(), gc.disable(), gc.enable() and gc.set_threshold() arrive as
+ * GC_CONTROL events and are performed.
+ * Objects are tracked from their allocation. Whatever else moves an object between the lists
+ * (CPython's untracking of tuples and dicts holding only atomic values, late tracking of dicts,
+ * free-list reuse) arrives as GC_TRACK events and is performed (gen_track).
  *
  * Invariants: an object with o->gen == i is on list gen[i] (i < 3); untracked objects have
  * gen == HR_GOBJ_UNTRACKED and are on no list; outside a collection every tracked object has
@@ -65,6 +66,7 @@ typedef struct gen_gc {
     int collecting;
     int disabled;            /* gc.disable() */
     int last_gen;            /* generation of the last collection not yet met by a GC_BEGIN */
+    int collected_gen;       /* generation of the last collection (-1: none yet) */
     gen_list_t gen[NGEN];
     hr_gstack_t stack;       /* reachability stack, then the garbage set */
 } gen_gc_t;
@@ -155,6 +157,7 @@ static int gen_create(void **ctx, hr_spec_t *spec, const hr_gc_env_t *env, hr_er
     }
     c->env = env;
     c->last_gen = -1;
+    c->collected_gen = -1;
     hr_graph_init(&c->g, env, &c->st, err);
     c->g.unlist = gen_unlist;
     c->g.unlist_ctx = c;
@@ -248,6 +251,7 @@ out:
     c->stack.n = 0;
     c->collecting = 0;
     c->last_gen = g;
+    c->collected_gen = g;
     c->st.collections++;
     if (g == 0)
         c->st.collections_gen0++;
@@ -340,6 +344,38 @@ static int gen_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_er
     }
 }
 
+/* GC_TRACK: the recorded program's collector moved an object between its lists in a way that
+ * allocation and collections do not explain (CPython untracks tuples and dicts that hold only
+ * atomic values, tracks a dict when it gets a container, and re-tracks an object taken from a
+ * free list into generation 0). A survivor untracked by the collection just run was untracked
+ * before CPython counted the survivors, so it leaves the count that collection added to
+ * long_lived_pending (generation 1) or set long_lived_total to (generation 2). */
+static int gen_track(void *ctx, uint64_t id, unsigned action, int generation, hr_err_t *err)
+{
+    gen_gc_t *c = ctx;
+    hr_gobj_t *o = hr_graph_get(&c->g, id);
+    if (!o)
+        return hr_err_set(err, HR_ECHECK, "gc %s of object %llu, which is not live (already "
+                          "reclaimed)", action == HR_TRACK ? "track" : "untrack",
+                          (unsigned long long)id);
+    if (o->gen != HR_GOBJ_UNTRACKED) {
+        list_remove(&c->gen[o->gen], o);
+        o->gen = HR_GOBJ_UNTRACKED;
+    }
+    if (action == HR_TRACK) {
+        if (generation < 0 || generation >= NGEN)
+            return hr_err_set(err, HR_EUSAGE, "gc track into generation %d", generation);
+        o->gen = (uint8_t)generation;
+        list_append(&c->gen[generation], o);
+    } else if (action == HR_UNTRACK_SURVIVOR) {
+        if (c->collected_gen == NGEN - 2 && c->long_lived_pending > 0)
+            c->long_lived_pending--;
+        else if (c->collected_gen == NGEN - 1 && c->long_lived_total > 0)
+            c->long_lived_total--;
+    }
+    return HR_OK;
+}
+
 /* A recorded GC_BEGIN right after our own collection of the same generation: CPython zeroes the
  * counts only after gc.callbacks ran, so the callbacks' own GC allocations (between the
  * triggering ALLOC and GC_BEGIN) do not count. */
@@ -374,6 +410,7 @@ const hr_gc_vt hr_gc_generational_vt = {
     .block_free = gen_block_free,
     .block_alloc = gen_block_alloc,
     .control = gen_control,
+    .track = gen_track,
     .gc_begin = gen_gc_begin,
     .finish = hr_graph_slot_finish,
     .stats = gen_stats,

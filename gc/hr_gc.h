@@ -94,6 +94,11 @@ typedef struct hr_gc_vt {
     /* The program acted on its collector (trace GC_CONTROL): action is an hr_gc_action_t;
      * collect: a = generation; threshold: a = t0, b = t1 | t2 << 32. May be NULL (ignored). */
     int (*control)(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_err_t *err);
+    /* The trace's GC_TRACK: object `id` entered generation `generation` (action HR_TRACK) or
+     * left its generation list (HR_UNTRACK; HR_UNTRACK_SURVIVOR: the collection just run did
+     * it before counting its survivors). Fails (HR_ECHECK) when the object is not live. May be
+     * NULL (ignored: collectors without generations). */
+    int (*track)(void *ctx, uint64_t id, unsigned action, int generation, hr_err_t *err);
     /* The trace's GC_BEGIN: where the recorded collector zeroed its counts, after gc.callbacks
      * ran (their allocations lie between the triggering ALLOC and this). May be NULL. */
     void (*gc_begin)(void *ctx, int generation);

@@ -34,6 +34,16 @@
  *      them only in DIED (at their free inside the collection, or, when CPython put one on a
  *      free list instead, just before GC_END; such a block is "lost": its reuse is invisible).
  *
+ * Four more things make the replays agree with CPython, not only with each other (docs/recorder.md,
+ * "Generations, free lists, and references tp_traverse does not report"): at every collection
+ * the mirror's generations are made CPython's with GC_TRACK events (sync_generations), and the
+ * survivors CPython untracked during it are untracked after it (collection_end); lost blocks
+ * CPython took off a free list and tracks again become new objects (revive); a count below its
+ * in-links sends the recorder to traverse the links' sources (flush_refresh); a class's entries
+ * in its bases' subclass lists are linked from the class (visit_subclass_entries). A full
+ * collection's free-list clearing is recognised at its first free and marked with PHASE
+ * "gc.freelists" (freelist_clearing).
+ *
  * A collection CPython starts by itself is seen at the first observation after the triggering
  * allocation (rec_python.c): with the recorder's gc callback installed that observation is the
  * callback machinery building its info dict, before the collector touched anything. Before the
@@ -51,6 +61,7 @@
 #include <Python.h>
 #include "internal/pycore_interp.h"
 #include "internal/pycore_runtime.h"
+#include "internal/pycore_tuple.h"
 
 #include "rec_graph.h"
 #include "rec_python.h"
@@ -61,6 +72,7 @@
 #define R hr_rec
 #define NIL UINT32_MAX
 #define NOGEN 3
+#define F_REVIVED 0x40 /* address-map flag: a GC block whose ALLOC has no `gc` flag (revive) */
 
 typedef struct vec {
     uint32_t *v;
@@ -101,16 +113,24 @@ static struct graph {
     hr_idmap_t tmap;  /* type address -> type id + 1 */
     uint32_t ntypes, unknown_type;
     int in_collection;
+    int freelist_phase; /* PHASE "gc.freelists" written in the collection in progress */
     /* a reconciled collection not yet committed (prepared), and the one in progress */
     int prepared_gen;  /* -1: none */
     vec_t dying;       /* predicted to be reclaimed by the prepared collection */
     vec_t flagged;     /* reclaimed by the replay at the collection in progress */
+    vec_t survivors;   /* moved on by the collection in progress (to survivors_gen) */
+    int survivors_gen;
+    vec_t older;       /* young in the mirror, tracked in an older generation by CPython */
+    vec_t clamped;     /* objects whose real count is below their in-links (flush_refresh) */
+    int collect_clamped;
     vec_t members, young, removed, touched, work;
     vec_t scratch_ids;
     vec_t untyped;     /* objects allocated before their type was set */
     uint64_t s_premature, s_clamped, s_traversed, s_links, s_unlinks, s_incref, s_decref,
         s_gc_deaths, s_rc_deaths, s_untyped, s_freelisted, s_lost, s_lost_frees, s_cascade,
-        s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable;
+        s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable, s_freelist_clears,
+        s_track, s_untrack, s_untrack_survivor, s_older, s_unknown_listed,
+        s_revived, s_subclass_entries, s_refreshed;
 } G;
 
 static int vpush(vec_t *v, uint32_t x)
@@ -375,6 +395,8 @@ static int64_t wanted_ext(uint64_t id, uint32_t in_less)
     int64_t w = (int64_t)rc - (int64_t)(G.in[id].len - in_less);
     if (w < 0) {
         G.s_clamped++;
+        if (G.collect_clamped)
+            vpush(&G.clamped, (uint32_t)id);
         w = 0;
     }
     return w;
@@ -390,13 +412,75 @@ static void touch(uint32_t id)
     }
 }
 
+/* {==== references tp_traverse does not report: a class's entries in its bases' subclass lists
+
+ * A heap type S is entered into each base B's tp_subclasses (a dict: S's address as an int ->
+ * a weak reference W to S, held only by that dict), and S's deallocation deletes those entries
+ * (remove_all_subclasses), which frees W. So W lives exactly as long as S: when S is cycle
+ * garbage, CPython frees W inside the collection, while pure counting (which never deallocates
+ * S) would keep it. The graph says so: W is linked from S, not from the dict. */
+
+/* Is W (reported by dict D's traversal) an entry of a subclass list: a weak reference to a heap
+ * type S one of whose bases has D as its tp_subclasses? */
+static int subclass_entry(PyObject *d, PyObject *w)
+{
+    if (!PyWeakref_CheckRefExact(w))
+        return 0;
+    PyObject *s = PyWeakref_GET_OBJECT(w);
+    if (!s || !PyType_Check(s) || !(((PyTypeObject *)s)->tp_flags & Py_TPFLAGS_HEAPTYPE))
+        return 0;
+    PyObject *bases = ((PyTypeObject *)s)->tp_bases;
+    if (!bases || !PyTuple_CheckExact(bases))
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bases); i++) {
+        PyObject *b = PyTuple_GET_ITEM(bases, i);
+        if (PyType_Check(b) && ((PyTypeObject *)b)->tp_subclasses == d)
+            return 1;
+    }
+    return 0;
+}
+
 static int visit(PyObject *op, void *arg)
 {
-    (void)arg;
     uint64_t id;
-    if (op && hr_idmap_get(&G.objs, (uintptr_t)op, &id, NULL))
+    if (op && hr_idmap_get(&G.objs, (uintptr_t)op, &id, NULL) &&
+        !(arg && PyDict_CheckExact((PyObject *)arg) && subclass_entry(arg, op)))
         vpush(&G.scratch_ids, (uint32_t)id);
     return 0;
+}
+
+/* Is d a subclass-list entry (linked from its class by visit_subclass_entries) of a class the
+ * collection being prepared reclaims? */
+static int entry_of_dying_class(uint32_t d)
+{
+    PyObject *w = (PyObject *)G.obj[d];
+    if (G.lost[d] || !PyWeakref_CheckRefExact(w) || G.in[d].len != 1)
+        return 0;
+    uint32_t s = G.esrc[G.in[d].v[0]];
+    PyObject *t = PyWeakref_GET_OBJECT(w);
+    return G.obj[s] == (uintptr_t)t && (G.mark[s] & M_DYING) && PyType_Check(t) &&
+           (((PyTypeObject *)t)->tp_flags & Py_TPFLAGS_HEAPTYPE);
+}
+
+/* The entries of heap type s in its bases' subclass lists (PyDict_Next allocates nothing). */
+static void visit_subclass_entries(PyTypeObject *s)
+{
+    PyObject *bases = s->tp_bases;
+    if (!bases || !PyTuple_CheckExact(bases))
+        return;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bases); i++) {
+        PyObject *b = PyTuple_GET_ITEM(bases, i), *d, *k, *w;
+        if (!PyType_Check(b) || !(d = ((PyTypeObject *)b)->tp_subclasses) ||
+            !PyDict_CheckExact(d))
+            continue;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(d, &pos, &k, &w))
+            if (PyWeakref_CheckRefExact(w) && PyWeakref_GET_OBJECT(w) == (PyObject *)s) {
+                visit(w, NULL);
+                G.s_subclass_entries++;
+                break;
+            }
+    }
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -430,7 +514,9 @@ static void traverse_obj(uint32_t id)
     if (Py_REFCNT(op) > 0) {
         traverseproc tr = Py_TYPE(op)->tp_traverse;
         if (tr)
-            tr(op, visit, NULL);
+            tr(op, visit, op);
+        if (PyType_Check(op) && (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE))
+            visit_subclass_entries((PyTypeObject *)op);
     }
     if (G.scratch_ids.len > 1)
         qsort(G.scratch_ids.v, G.scratch_ids.len, sizeof(uint32_t), cmp_u32);
@@ -496,11 +582,89 @@ static void flush_touched(void)
     G.touched.len = 0;
 }
 
+/* flush_touched, then the stale links: an object whose real count is below its in-links is
+ * linked from objects that have let go of it since they were last traversed (typically a
+ * container that now sits on a free list and holds nothing, rule 1). Traverse those sources
+ * too, and flush again, until no count is clamped for a source not yet traversed. */
+static void add_member(uint32_t id);
+
+static void flush_refresh(void)
+{
+    G.collect_clamped = 1;
+    for (;;) {
+        G.clamped.len = 0;
+        flush_touched();
+        int more = 0;
+        for (uint32_t k = 0; k < G.clamped.len; k++) {
+            uint32_t t = G.clamped.v[k];
+            for (uint32_t j = 0; G.obj[t] && j < G.in[t].len; j++) {
+                uint32_t src = G.esrc[G.in[t].v[j]];
+                if (!(G.mark[src] & M_DONE_TRAV) && G.obj[src]) {
+                    add_member(src);
+                    traverse_obj(src);
+                    touch(src);
+                    touch(t);
+                    G.s_refreshed++;
+                    more = 1;
+                }
+            }
+        }
+        if (!more)
+            break;
+    }
+    G.clamped.len = 0;
+    G.collect_clamped = 0;
+}
+
 /* {==== deaths by reference counting ==== */
+
+/* Is `op`, about to be freed, being freed by a full collection's free-list clearing
+ * (clear_freelists: _PyTuple_ClearFreeList, _PyList_ClearFreeList, _PyDict_ClearFreeList)?
+ * Exact from the interpreter's state, because a deallocation pushes an exact tuple, list or dict
+ * onto its free list whenever there is room, and frees it only when the list is full:
+ *   tuple of size n (1..PyTuple_NFREELISTS): the clearing empties free_list[n-1] (head NULL,
+ *     numfree 0) before it walks and frees the entries; a full list has numfree 2000;
+ *   list, dict: the clearing pops free_list[--numfree] and frees it, so the object is still
+ *     at free_list[numfree] (numfree < max); a full list has numfree == max.
+ * The async-generator and contextvars free lists are not recognised (rare; their objects are
+ * written as deaths by counting inside the collection). */
+static int freelist_clearing(PyObject *op)
+{
+    PyInterpreterState *in = _PyRuntime.interpreters.main;
+    if (!in || Py_REFCNT(op) != 0) /* the block is allocated: its header is readable */
+        return 0;
+    PyTypeObject *t = Py_TYPE(op);
+    if (t == &PyTuple_Type) {
+        Py_ssize_t n = Py_SIZE(op);
+        return n >= 1 && n <= PyTuple_NFREELISTS && in->tuple.numfree[n - 1] == 0 &&
+               in->tuple.free_list[n - 1] == NULL;
+    }
+    if (t == &PyList_Type)
+        return in->list.numfree >= 0 && in->list.numfree < PyList_MAXFREELIST &&
+               in->list.free_list[in->list.numfree] == (PyListObject *)op;
+    if (t == &PyDict_Type)
+        return in->dict_state.numfree >= 0 && in->dict_state.numfree < PyDict_MAXFREELIST &&
+               in->dict_state.free_list[in->dict_state.numfree] == (PyDictObject *)op;
+    return 0;
+}
+
+static void flush_flagged(void);
+
+/* The full collection in progress starts clearing the free lists: every object it frees from
+ * now until GC_END is one a free list held (a death by counting, rule 1), never garbage. The
+ * garbage the trace has not yet named in DIED (blocks a free list took, or resurrected objects)
+ * is named first, so that PHASE "gc.freelists" divides the collection's deaths exactly. */
+static void begin_freelist_phase(void)
+{
+    flush_flagged();
+    hr_rec_emit_str(HR_OP_PHASE, 0, "gc.freelists", strlen("gc.freelists"));
+    G.freelist_phase = 1;
+    G.s_freelist_clears++;
+}
 
 void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
 {
-    (void)block, (void)flags;
+    (void)block;
     if (R.sink.off || id >= G.cap)
         return;
     if (G.lost[id] == 1) {
@@ -514,6 +678,9 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
     }
     if (!G.obj[id])
         return;
+    if (G.in_collection && !G.freelist_phase && !(G.mark[id] & M_FLAGGED) &&
+        freelist_clearing((PyObject *)G.obj[id]))
+        begin_freelist_phase();
     hr_idmap_take(&G.objs, G.obj[id], NULL, NULL);
     if (G.in_collection && (G.mark[id] & M_FLAGGED)) {
         G.s_gc_deaths++;
@@ -554,6 +721,10 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         put_ext(id, 0, 0);
     }
     hr_rec_emit_id(HR_OP_DIED, id);
+    if ((flags & F_REVIVED) && !(G.in_collection && (G.mark[id] & M_FLAGGED))) {
+        hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = HR_GC_DEL};
+        hr_rec_emit(&ev);
+    }
     while (G.out[id].len)
         edge_del(G.out[id].v[G.out[id].len - 1]);
     while (G.in[id].len)
@@ -659,6 +830,139 @@ static void add_member(uint32_t id)
     }
 }
 
+/* {==== generation membership ==== */
+
+static void emit_track(uint32_t id, unsigned action, int gen)
+{
+    hr_event_t ev = {.op = HR_OP_GC_TRACK, .tag = action, .a = id, .b = (uint64_t)(gen < 0 ? 0 : gen)};
+    hr_rec_emit(&ev);
+    gen_remove(id);
+    if (action == HR_TRACK) {
+        gen_add(id, gen);
+        G.s_track++;
+    } else {
+        G.s_untrack += action == HR_UNTRACK;
+        G.s_untrack_survivor += action == HR_UNTRACK_SURVIVOR;
+    }
+}
+
+/* Is id's object tracked by CPython now? (Its PyGC_Head sits right before the object, also
+ * for managed-dict types, whose two extra words precede the head.) -1: not readable. */
+static int cpython_tracked(uint32_t id)
+{
+    if (G.lost[id] == 2)
+        return -1;
+    PyGC_Head *h = (PyGC_Head *)G.obj[id] - 1;
+    return h->_gc_next != 0;
+}
+
+/* A lost block (rule 3: the replay reclaimed its object while CPython kept the block on a free
+ * list) is a live object again: CPython took it off the free list and tracks it. It becomes a
+ * new object of the trace (a new id) so that the replay sees its links: ALLOC with `object` but
+ * without `gc` (CPython's count did not move: a free-list pop), then GC_TRACK into the
+ * generation CPython keeps it in (the caller's business); its free writes `gc del` after the
+ * death (PyObject_GC_Del lowers the count). The replay allocates a block here that CPython did
+ * not (it freed one at the collection that CPython did not). */
+static int revive(PyObject *op, uint64_t *out)
+{
+    uintptr_t gch = (uintptr_t)op - sizeof(PyGC_Head);
+    uint64_t old;
+    unsigned fl;
+    size_t pre = 16;
+    if (!hr_idmap_get(&R.map, gch, &old, &fl)) {
+        pre = 32;
+        if (!hr_idmap_get(&R.map, gch - 16, &old, &fl))
+            return 0;
+    }
+    if (old >= G.cap || G.lost[old] != 1 || !(fl & HR_F_OBJECT) ||
+        !hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL))
+        return 0;
+    PyTypeObject *t = Py_TYPE(op);
+    Py_ssize_t n = t->tp_itemsize ? Py_SIZE(op) : 0;
+    uint64_t size = pre + (((uint64_t)t->tp_basicsize + (uint64_t)(n < 0 ? -n : n) *
+                            (uint64_t)t->tp_itemsize + 7) & ~(uint64_t)7);
+    uint32_t ty = type_id(t);
+    uint64_t id = hr_trace_writer_next_id(R.sink.w);
+    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_OBJ,
+                     .flags = (uint8_t)(HR_F_OBJECT | HR_F_TYPED), .tag = ty, .a = id, .b = size};
+    if (id >= NIL || hr_rec_emit(&ev) || grow_ids(id)) {
+        R.sink.off = 1;
+        return 0;
+    }
+    uintptr_t block = gch - (pre - 16);
+    hr_idmap_put(&R.map, block, id, HR_F_GC | HR_F_OBJECT | HR_F_TYPED | F_REVIVED |
+                                        (pre == 32 ? 0x80 : 0));
+    hr_idmap_put(&G.objs, (uintptr_t)op, id, 0);
+    G.lost[old] = 0;
+    G.obj[id] = (uintptr_t)op;
+    G.ext[id] = 1;
+    G.mark[id] = 0;
+    G.lost[id] = 0;
+    G.gen[id] = NOGEN;
+    G.s_revived++;
+    *out = id;
+    return 1;
+}
+
+/* Before a collection of generations 0..gen: make the mirror's (so the replay's) generation of
+ * every object CPython's generations 0..gen hold, or the mirror's do, CPython's generation:
+ * CPython untracks tuples and dicts holding only atomic values (at collections and in
+ * _PyDict_MaybeUntrack), tracks dicts when they get a container, and tracks an object taken
+ * from a free list into generation 0 again; the replay learns all of that here (GC_TRACK), so
+ * the young set it collects is CPython's. Objects are marked M_LISTED when CPython's young
+ * generations hold them. */
+static void sync_generations(struct _gc_runtime_state *g, int gen)
+{
+    for (int i = 0; i <= gen; i++) {
+        PyGC_Head *head = &g->generations[i].head;
+        for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
+             h = (PyGC_Head *)h->_gc_next) {
+            uint64_t id;
+            if (!hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &id, NULL) &&
+                !revive((PyObject *)(h + 1), &id)) {
+                G.s_unknown_listed++;
+                continue;
+            }
+            add_member((uint32_t)id);
+            G.mark[id] |= M_LISTED;
+            if (G.gen[id] != i)
+                emit_track((uint32_t)id, HR_TRACK, i);
+        }
+    }
+    G.scratch_ids.len = 0;
+    for (int i = 0; i <= gen; i++)
+        for (uint32_t x = G.ghead[i]; x != NIL; x = G.gnext[x])
+            if (!(G.mark[x] & M_LISTED))
+                vpush(&G.scratch_ids, x);
+    G.older.len = 0;
+    for (uint32_t k = 0; k < G.scratch_ids.len; k++) {
+        uint32_t x = G.scratch_ids.v[k];
+        add_member(x); /* traversed too: links it let go of (e.g. on a free list) go */
+        int t = cpython_tracked(x);
+        if (t == 0)
+            emit_track(x, HR_UNTRACK, 0);
+        else if (t > 0) {
+            G.mark[x] |= M_SIM;
+            vpush(&G.older, x);
+        }
+    }
+    /* Tracked, but in an older generation than the mirror's (rare): find which. */
+    for (int i = gen + 1; i < 3 && G.older.len; i++) {
+        PyGC_Head *head = &g->generations[i].head;
+        for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
+             h = (PyGC_Head *)h->_gc_next) {
+            uint64_t id;
+            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &id, NULL) && (G.mark[id] & M_SIM)) {
+                G.mark[id] &= (uint16_t)~M_SIM;
+                emit_track((uint32_t)id, HR_TRACK, i);
+                G.s_older++;
+            }
+        }
+    }
+    for (uint32_t k = 0; k < G.older.len; k++)
+        G.mark[G.older.v[k]] &= (uint16_t)~M_SIM;
+}
+
 void hr_rec_graph_prepare(int gen)
 {
     PyInterpreterState *in = _PyRuntime.interpreters.main;
@@ -679,18 +983,10 @@ void hr_rec_graph_prepare(int gen)
         }
     }
     G.untyped.len = keep;
-    /* The set to traverse: CPython's generations 0..gen and the mirror's. */
+    /* The set to traverse: CPython's generations 0..gen, which the mirror's become. */
+    sync_generations(g, gen);
     G.young.len = 0;
     for (int i = 0; i <= gen; i++) {
-        PyGC_Head *head = &g->generations[i].head;
-        for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
-             h = (PyGC_Head *)h->_gc_next) {
-            uint64_t id;
-            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &id, NULL)) {
-                add_member((uint32_t)id);
-                G.mark[id] |= M_LISTED;
-            }
-        }
         for (uint32_t x = G.ghead[i]; x != NIL; x = G.gnext[x]) {
             add_member(x);
             G.mark[x] |= M_YOUNG;
@@ -702,7 +998,7 @@ void hr_rec_graph_prepare(int gen)
         traverse_obj(x);
         touch(x);
     }
-    flush_touched();
+    flush_refresh();
     /* Predict, then make sure everything the prediction depends on outside the traversed set
      * is exact too (the counts of the garbage's targets, the links of the objects the cascade
      * frees); repeat until nothing more needs reconciling. */
@@ -730,7 +1026,18 @@ void hr_rec_graph_prepare(int gen)
         }
         if (!changed)
             break;
-        flush_touched();
+        flush_refresh();
+    }
+    /* A dying class's subclass-list entries are not garbage to CPython (the bases' dicts reach
+     * them) but die with the class: out of the young set, so that the replay frees them by
+     * counting with the class instead of counting them as garbage found. They die in this
+     * collection, so no survivor count changes. */
+    for (uint32_t k = 0; k < G.dying.len; k++) {
+        uint32_t d = G.dying.v[k];
+        if ((G.mark[d] & M_YOUNG) && entry_of_dying_class(d)) {
+            emit_track(d, HR_UNTRACK, 0);
+            G.mark[d] &= (uint16_t)~M_YOUNG;
+        }
     }
     clear_round();
     G.prepared_gen = gen;
@@ -770,6 +1077,8 @@ void hr_rec_graph_commit(void)
         vpush(&G.flagged, G.dying.v[k]);
     G.dying.len = 0;
     int to = gen < 2 ? gen + 1 : 2;
+    G.survivors.len = 0;
+    G.survivors_gen = to;
     for (uint32_t k = 0; k < G.young.len; k++) {
         uint32_t x = G.young.v[k];
         if (!(G.mark[x] & M_YOUNG))
@@ -779,15 +1088,16 @@ void hr_rec_graph_commit(void)
             gen_remove(x);
             gen_add(x, to);
         }
+        vpush(&G.survivors, x);
     }
     G.young.len = 0;
     G.in_collection = 1;
 }
 
-void hr_rec_graph_collection_end(void)
+/* Flagged objects whose block CPython kept (a free list took it, or a finalizer resurrected the
+ * object): the replay reclaimed them; the trace never names them again. */
+static void flush_flagged(void)
 {
-    /* Flagged objects whose block CPython kept (a free list took it, or a finalizer resurrected
-     * the object): the replay reclaimed them; the trace never names them again. */
     for (uint32_t k = 0; k < G.flagged.len; k++) {
         uint32_t d = G.flagged.v[k];
         if (G.obj[d] && (G.mark[d] & M_FLAGGED)) {
@@ -803,7 +1113,21 @@ void hr_rec_graph_collection_end(void)
         G.mark[d] = 0;
     }
     G.flagged.len = 0;
+}
+
+void hr_rec_graph_collection_end(void)
+{
+    /* Survivors CPython untracked during the collection (untrack_tuples; untrack_dicts in a
+     * full one), before it counted them into long_lived_pending / long_lived_total. */
+    for (uint32_t k = 0; k < G.survivors.len; k++) {
+        uint32_t x = G.survivors.v[k];
+        if (G.obj[x] && G.gen[x] == G.survivors_gen && cpython_tracked(x) == 0)
+            emit_track(x, HR_UNTRACK_SURVIVOR, 0);
+    }
+    G.survivors.len = 0;
+    flush_flagged();
     G.in_collection = 0;
+    G.freelist_phase = 0;
 }
 
 int hr_rec_graph_selfcheck(char *buf, size_t cap)
@@ -815,7 +1139,10 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_untyped %llu\ngraph_freelisted %llu\ngraph_cascade %llu\n"
                      "graph_lost %llu\ngraph_lost_frees %llu\ngraph_prepared %llu\n"
                      "graph_discarded %llu\ngraph_rounds %llu\ngraph_untraversable %llu\n"
-                     "graph_unreadable %llu\n",
+                     "graph_unreadable %llu\ngraph_freelist_clears %llu\ngraph_track %llu\n"
+                     "graph_untrack %llu\ngraph_untrack_survivor %llu\ngraph_track_older %llu\n"
+                     "graph_unknown_listed %llu\ngraph_revived %llu\n"
+                     "graph_subclass_entries %llu\ngraph_refreshed %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
@@ -825,6 +1152,12 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      (unsigned long long)G.s_lost, (unsigned long long)G.s_lost_frees,
                      (unsigned long long)G.s_prepared, (unsigned long long)G.s_discarded,
                      (unsigned long long)G.s_rounds, (unsigned long long)G.s_untraversable,
-                     (unsigned long long)G.s_unreadable);
+                     (unsigned long long)G.s_unreadable,
+                     (unsigned long long)G.s_freelist_clears, (unsigned long long)G.s_track,
+                     (unsigned long long)G.s_untrack, (unsigned long long)G.s_untrack_survivor,
+                     (unsigned long long)G.s_older, (unsigned long long)G.s_unknown_listed,
+                     (unsigned long long)G.s_revived,
+                     (unsigned long long)G.s_subclass_entries,
+                     (unsigned long long)G.s_refreshed);
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }

@@ -237,6 +237,16 @@ static void forget_type_at(uintptr_t block)
 
 enum { NEXT_OTHER = 0, NEXT_GC_FREE = 1, NEXT_FREE_PENDING = 2 };
 
+/* After the start callback, until CPython zeroes the counts, only the callback machinery's own
+ * frees happen: the info dict's key strings (allocated from gc_first_id on) and its keys object;
+ * the dict itself goes back to its free list. So the free of a GC block allocated before
+ * gc_first_id is the collector's, and so is any other observation (an allocation, a realloc)
+ * when the count, already 0 at the start callback, gives nothing to watch. */
+static uint64_t gc_first_id;
+#define OBS_NOT_FREE UINT64_MAX         /* the observed event is not a free */
+#define OBS_FREE_OTHER (UINT64_MAX - 1) /* a free of the pending or an unknown block */
+static uint64_t obs_free_id = OBS_NOT_FREE; /* else the id h_free is freeing while it observes */
+
 static void note_gc_settings(const struct _gc_runtime_state *g)
 {
     if (g->enabled != R.gc_enabled) {
@@ -450,11 +460,13 @@ static void observe(int next)
                                  now > g->generations[0].threshold
                              ? GC_SEEN_AUTO
                              : GC_SEEN;
+            gc_first_id = hr_trace_writer_next_id(R.sink.w);
         } else if (R.gc_state == GC_CB) {
             /* Between the start callback and the scan CPython zeroes the counts; until then
              * the count moves only by the callback info's own frees. */
             int expected = R.win_count - (next == NEXT_GC_FREE && R.win_count > 0);
-            if (now != expected) {
+            if (now != expected || (next == NEXT_GC_FREE && obs_free_id < gc_first_id) ||
+                (R.win_count == 0 && obs_free_id == OBS_NOT_FREE)) {
                 write_gc_begin(R.gc_gen);
                 R.gc_state = GC_OPEN;
             } else {
@@ -551,7 +563,9 @@ static void h_free(void *ctx, void *p)
             if (known && (fl & HR_F_GC))
                 next = NEXT_GC_FREE;
         }
+        obs_free_id = known && next != NEXT_FREE_PENDING ? id : OBS_FREE_OTHER;
         observe(next); /* may write the pending block (which may be this one) */
+        obs_free_id = OBS_NOT_FREE;
     }
     if (known || hr_idmap_take(&R.map, a, &id, &fl)) {
         if (fl & HR_F_GC)

@@ -410,6 +410,10 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
         if (e->gvt->control)
             rc = e->gvt->control(e->gc->ctx, ev->tag, ev->a, ev->b, err);
         break;
+    case HR_OP_GC_TRACK:
+        if (e->gvt->track)
+            rc = e->gvt->track(e->gc->ctx, ev->a, ev->tag, (int)ev->b, err);
+        break;
     case HR_OP_STATS:
         if (ev->tag == HR_STATS_PYMALLOC) {
             e->res->recorded_stats.len = 0;

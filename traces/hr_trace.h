@@ -47,6 +47,7 @@ typedef enum hr_op {
     HR_OP_STATS,
     HR_OP_PHASE,
     HR_OP_GC_CONTROL, /* the program acted on its collector: gc.collect(), disable, enable, ... */
+    HR_OP_GC_TRACK,   /* an object entered or left a generation list (graph traces) */
     HR_OP_UNKNOWN, /* a sized record this build does not know; skipped by consumers */
     HR_OP_COUNT
 } hr_op_t;
@@ -70,6 +71,18 @@ typedef enum hr_gc_action {
     HR_GC_ACTIONS = 5
 } hr_gc_action_t;
 
+/* GC_TRACK actions: the recorded collector's generation lists changed in a way allocation and
+ * collections do not explain (CPython untracks tuples and dicts holding only atomic values,
+ * tracks dicts later, re-tracks objects taken from a free list). Replays with generations
+ * follow them. */
+typedef enum hr_gc_track_action {
+    HR_TRACK = 0,            /* the object is now in generation `b` (appended to its list) */
+    HR_UNTRACK = 1,          /* the object left its generation list */
+    HR_UNTRACK_SURVIVOR = 2, /* the collection just run untracked this survivor before it counted
+                                its survivors (CPython's untrack_tuples, untrack_dicts) */
+    HR_TRACK_ACTIONS = 3
+} hr_gc_track_action_t;
+
 typedef enum hr_stats_kind {
     HR_STATS_PYMALLOC = 0, /* the allocator part of sys._debugmallocstats() */
     HR_STATS_GC = 1,       /* gc.get_stats() as JSON */
@@ -89,6 +102,7 @@ typedef enum hr_stats_kind {
  *   GC_BEGIN     generation          -                    -
  *   GC_END       generation          collected            uncollectable
  *   GC_CONTROL   hr_gc_action_t      generation / t0      t1 | t2 << 32
+ *   GC_TRACK     hr_gc_track_action_t  object id          generation (HR_TRACK)
  *   STATS        hr_stats_kind_t     text length          str: text
  *   PHASE        -                   name length          str: name
  *   UNKNOWN      wire opcode         payload length       str: payload

@@ -760,6 +760,16 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                             ev->b = t1 | t2 << 32;
                         }
                         break;
+                    case HR_W_GC_TRACK:
+                        ev->op = HR_OP_GC_TRACK;
+                        if (hr_varint_get(&q, qend, &y) != 1 || y >= HR_TRACK_ACTIONS ||
+                            hr_varint_get(&q, qend, &ev->a) != 1)
+                            goto bad_value;
+                        ev->tag = (uint32_t)y;
+                        ev->b = 0;
+                        if (y == HR_TRACK && hr_varint_get(&q, qend, &ev->b) != 1)
+                            goto bad_value;
+                        break;
                     case HR_W_STATS:
                         ev->op = HR_OP_STATS;
                         if (hr_varint_get(&q, qend, &y) != 1 || y > UINT32_MAX)

@@ -103,6 +103,11 @@ int hr_trace_format_event(hr_buf_t *out, const hr_event_t *ev)
             rc = hr_buf_printf(out, "gc threshold %llu %llu %llu", a, b & 0xffffffffu, b >> 32);
         }
         break;
+    case HR_OP_GC_TRACK:
+        rc = ev->tag == HR_TRACK ? hr_buf_printf(out, "gc track %llu %llu", a, b)
+                                 : hr_buf_printf(out, "gc untrack %llu%s", a,
+                                                 ev->tag == HR_UNTRACK_SURVIVOR ? " survivor" : "");
+        break;
     case HR_OP_STATS: {
         const char *k = hr_stats_kind_name((int)ev->tag);
         rc = k ? hr_buf_printf(out, "stats %s ", k) : hr_buf_printf(out, "stats %u ", ev->tag);
@@ -379,9 +384,28 @@ static int parse_event(lexer_t *lx, hr_event_t *ev)
             }
             return at_end(lx);
         }
+        if (!strcmp(w, "track") || !strcmp(w, "untrack")) {
+            ev->op = HR_OP_GC_TRACK;
+            ev->tag = w[0] == 't' ? HR_TRACK : HR_UNTRACK;
+            if (!number(lx, &ev->a))
+                return 0;
+            if (ev->tag == HR_TRACK)
+                return number(lx, &ev->b) && at_end(lx);
+            skip_space(lx);
+            if (lx->p < lx->end) {
+                if (!word(lx, w, sizeof w))
+                    return 0;
+                if (strcmp(w, "survivor")) {
+                    lx->why = "expected 'gc untrack ID' or 'gc untrack ID survivor'";
+                    return 0;
+                }
+                ev->tag = HR_UNTRACK_SURVIVOR;
+            }
+            return at_end(lx);
+        }
         if (!begin && strcmp(w, "end")) {
             lx->why = "expected 'gc begin', 'gc end', 'gc collect', 'gc disable', 'gc enable', "
-                      "'gc del' or 'gc threshold'";
+                      "'gc del', 'gc threshold', 'gc track' or 'gc untrack'";
             return 0;
         }
         if (!number(lx, &x))

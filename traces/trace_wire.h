@@ -25,6 +25,7 @@ enum {
     HR_W_GC_BEGIN = 0x82,
     HR_W_GC_END = 0x83,
     HR_W_GC_CONTROL = 0x84,
+    HR_W_GC_TRACK = 0x85,
     HR_W_STATS = 0x88,
     HR_W_PHASE = 0x89
 };
@@ -68,7 +69,7 @@ static inline unsigned hr_wire_id_operand(uint64_t id, uint64_t newest, uint64_t
 /* Sized opcodes this version understands; other sized opcodes are skipped by readers. */
 static inline int hr_wire_sized_known(unsigned op)
 {
-    return (op >= 0x80 && op <= 0x84) || op == 0x88 || op == 0x89;
+    return (op >= 0x80 && op <= 0x85) || op == 0x88 || op == 0x89;
 }
 
 #endif

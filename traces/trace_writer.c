@@ -274,6 +274,13 @@ static int encode_event(hr_buf_t *b, const hr_event_t *ev, uint64_t newest, uint
         }
         p[n++] = HR_W_GC_CONTROL;
         goto sized;
+    case HR_OP_GC_TRACK:
+        t = hr_varint_put(tmp, ev->tag);
+        t += hr_varint_put(tmp + t, ev->a);
+        if (ev->tag == HR_TRACK)
+            t += hr_varint_put(tmp + t, ev->b);
+        p[n++] = HR_W_GC_TRACK;
+        goto sized;
     case HR_OP_STATS:
         t = hr_varint_put(tmp, ev->tag);
         p[n++] = HR_W_STATS;

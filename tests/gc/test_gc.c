@@ -217,6 +217,118 @@ static void test_gc_del_and_begin(void)
     hr_replay_result_free(&r);
 }
 
+/* {==== GC_TRACK: what moves objects between the generation lists besides allocation ==== */
+
+/* "1:g0/2 ..." : each replayed collection's event, generation and garbage found. */
+static const char *schedule(const hr_replay_result_t *r)
+{
+    static char buf[512];
+    buf[0] = 0;
+    for (size_t i = 0; i < r->replayed.n; i++)
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%llu:g%u/%llu", i ? " " : "",
+                 (unsigned long long)r->replayed.v[i].event, r->replayed.v[i].generation,
+                 (unsigned long long)r->replayed.v[i].collected);
+    return buf;
+}
+
+static void test_gc_track(void)
+{
+    /* A two-cycle holding a tuple CPython untracked: the collection finds the two cycle members
+     * as garbage and frees the tuple by counting in the same event: "collected" is 2, not 3. */
+    static const char *const cyc =
+        "link 0 1\nlink 1 0\nlink 1 2\n"           /* 4, 5, 6 (3 with the untrack) */
+        "decref 0\ndecref 1\ndecref 2\n"
+        "alloc 3 16 obj object gc\n";              /* count 4 > 3: collects generation 0 */
+    hr_buf_t t;
+    hr_buf_init(&t);
+    hr_buf_printf(&t, "heapreplay-trace 1 graph\nalloc 0 64 obj object gc\nalloc 1 64 obj object gc\n"
+                      "alloc 2 48 obj object gc\ngc untrack 2\n%s", cyc);
+    const char *p = pack("untrack.txt", (const char *)t.data);
+    hr_buf_free(&t);
+    hr_replay_result_t r;
+    hr_err_t err;
+    int rc = replay(p, "generational:3,10,10", 1, &r, &err);
+    if (r.reclaimed.n)
+        qsort(r.reclaimed.v, r.reclaimed.n, sizeof *r.reclaimed.v, cmp_death);
+    TAP_OK(rc == 0 && strcmp(schedule(&r), "10:g0/2") == 0 &&
+               strcmp(deaths(&r), "0@10 1@10 2@10") == 0,
+           "an untracked object held by garbage dies with it by counting, not as garbage found "
+           "(collections '%s', deaths '%s') %s", schedule(&r), deaths(&r), err.msg);
+    hr_replay_result_free(&r);
+    hr_buf_init(&t);
+    hr_buf_printf(&t, "heapreplay-trace 1 graph\nalloc 0 64 obj object gc\nalloc 1 64 obj object gc\n"
+                      "alloc 2 48 obj object gc\nphase \"tracked\"\n%s", cyc);
+    p = pack("tracked.txt", (const char *)t.data);
+    hr_buf_free(&t);
+    rc = replay(p, "generational:3,10,10", 1, &r, &err);
+    TAP_OK(rc == 0 && strcmp(schedule(&r), "10:g0/3") == 0,
+           "the same heap with the object tracked: 3 found (%s) %s", schedule(&r), err.msg);
+    hr_replay_result_free(&r);
+
+    /* An object tracked into generation 2 is not collected by a generation-0 collection; once
+     * back in generation 0 it is. */
+    p = pack("track2.txt", "heapreplay-trace 1 graph\n"
+                           "alloc 0 64 obj object gc\nalloc 1 64 obj object gc\n"
+                           "link 0 1\nlink 1 0\n"                       /* 2, 3 */
+                           "gc track 0 2\ngc track 1 2\n"               /* 4, 5 */
+                           "decref 0\ndecref 1\n"                       /* 6, 7: garbage */
+                           "alloc 2 16 obj object gc\nalloc 3 16 obj object gc\n" /* 9: g0 */
+                           "gc track 0 0\ngc track 1 0\n"               /* 10, 11 */
+                           "alloc 4 16 obj object gc\nalloc 5 16 obj object gc\n"
+                           "alloc 6 16 obj object gc\nalloc 7 16 obj object gc\n"); /* 15 */
+    rc = replay(p, "generational:3,10,10", 1, &r, &err);
+    TAP_OK(rc == 0 && strcmp(schedule(&r), "9:g0/0 15:g0/2") == 0 &&
+               strcmp(deaths(&r), "0@15 1@15") == 0,
+           "gc track moves objects between generations (collections '%s', deaths '%s') %s",
+           schedule(&r), deaths(&r), err.msg);
+    hr_replay_result_free(&r);
+
+    /* Survivors untracked by the collection just run leave the count it added to
+     * long_lived_pending. 40 objects survive a full collection (long_lived_total 40), then
+     * thresholds (2,1,1): generation-1 collections at the 9th and 18th allocation add 8 and 9
+     * survivors (pending 17); the 21st allocation collects generation 2 since 17 >= 40 / 4.
+     * With 8 of the second collection's survivors untracked by it, pending is 9 < 10: the
+     * full collection is skipped, and generation 0 is collected instead. */
+    for (int untrack = 0; untrack <= 1; untrack++) {
+        hr_buf_init(&t);
+        hr_buf_printf(&t, "heapreplay-trace 1 graph\ngc threshold 1000 10 10\n");
+        int id = 0;
+        for (; id < 40; id++)
+            hr_buf_printf(&t, "alloc %d 32 obj object gc\n", id);
+        hr_buf_printf(&t, "gc collect 2\ngc threshold 2 1 1\n");
+        for (int k = 1; k <= 21; k++, id++) {
+            hr_buf_printf(&t, "alloc %d 32 obj object gc\n", id);
+            if (k == 18 && untrack)
+                for (int s = 48; s < 56; s++)
+                    hr_buf_printf(&t, "gc untrack %d survivor\n", s);
+        }
+        p = pack("pending.txt", (const char *)t.data);
+        hr_buf_free(&t);
+        rc = replay(p, "generational", 1, &r, &err);
+        char gens[64] = "";
+        for (size_t i = 0; i < r.replayed.n; i++)
+            snprintf(gens + strlen(gens), sizeof gens - strlen(gens), "%u", r.replayed.v[i].generation);
+        TAP_OK(rc == 0 && strcmp(gens, untrack ? "20010010" : "20010012") == 0,
+               "%s: generations collected %s %s",
+               untrack ? "8 survivors untracked by the generation-1 collection: the full "
+                         "collection is skipped (25 % rule)"
+                       : "no untracking: the 21st allocation collects generation 2",
+               gens, err.msg);
+        hr_replay_result_free(&r);
+    }
+
+    /* Tracking an object the collector already reclaimed is an error with the event. */
+    p = pack("trackdead.txt", "heapreplay-trace 1 graph\nalloc 0 16 obj object gc\ndecref 0\n"
+                              "gc untrack 0\n");
+    rc = replay(p, "generational", 0, &r, &err);
+    TAP_OK(rc == HR_ECHECK && strstr(err.msg, "untrack of object 0, which is not live"),
+           "gc untrack of a reclaimed object fails: %s", err.msg);
+    hr_replay_result_free(&r);
+    rc = replay(p, "refcount", 0, &r, &err);
+    TAP_OK(rc == 0, "collectors without generations ignore GC_TRACK %s", err.msg);
+    hr_replay_result_free(&r);
+}
+
 /* {==== Generational counting: which generation is collected when ==== */
 
 static void test_generational_schedule(void)
@@ -483,6 +595,7 @@ int main(void)
     test_known_answers();
     test_generational_schedule();
     test_gc_del_and_begin();
+    test_gc_track();
     test_gc_control();
     test_check_mode();
     test_workloads_check();

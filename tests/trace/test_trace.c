@@ -209,6 +209,9 @@ static int write_all_kinds(const char *path, size_t frame_target, int repeat)
             {.op = HR_OP_GC_BEGIN, .tag = 2},
             {.op = HR_OP_GC_END, .tag = 2, .a = 17, .b = 1},
             {.op = HR_OP_ARENA_UNMAP, .a = 0x7f1234560000ull, .b = 1 << 20},
+            {.op = HR_OP_GC_TRACK, .tag = HR_UNTRACK, .a = a},
+            {.op = HR_OP_GC_TRACK, .tag = HR_TRACK, .a = a, .b = 2},
+            {.op = HR_OP_GC_TRACK, .tag = HR_UNTRACK_SURVIVOR, .a = a},
         };
         for (size_t i = 0; i < HR_ARRAY_LEN(facts); i++)
             rc |= hr_trace_write(w, &facts[i], &err);
@@ -235,7 +238,7 @@ static void test_api_roundtrip(void)
         hr_buf_init(&text);
         hr_buf_init(&text2);
         result_t r1 = read_file_text(p1, &text);
-        TAP_OK(rc == 0 && r1.rc == 0 && r1.complete && r1.events == 2 + 50 * 25 && r1.skipped == 50,
+        TAP_OK(rc == 0 && r1.rc == 0 && r1.complete && r1.events == 2 + 50 * 28 && r1.skipped == 50,
                "every event kind written and read back (frame target %zu: %llu frames, rc %d %s)",
                targets[t], (unsigned long long)r1.frames, r1.rc, r1.err.msg);
         if (targets[t] == 64)
@@ -469,6 +472,23 @@ static void test_crafted(void)
            "payload without a FRAME record");
     expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x12, 16), HR_ETRUNC, "cut short",
            "no END record");
+    /* GC_TRACK (0x85, length, action, id[, generation]) names a live object of a graph trace */
+    {
+        result_t r = CRAFT(HR_KIND_GRAPH, 0x02, 0, 0, 0, 0, 0x16, 16, 0x03, 0x85, 3, 0, 0, 2, 0x85,
+                           2, 1, 0, 0x85, 2, 2, 0, 0x01, 4, 1, 0);
+        TAP_OK(r.rc == 0 && r.events == 4 && r.skipped == 0,
+               "gc track, untrack and untrack survivor of an object are read (%s)", r.err.msg);
+    }
+    expect(CRAFT(HR_KIND_GRAPH, 0x02, 0, 0, 0, 0, 0x12, 16, 0x85, 3, 0, 0, 0, 0x01, 2, 1, 0),
+           HR_EFORMAT, "gc track of id 0, which is not an object", "gc track of a plain block");
+    expect(CRAFT(HR_KIND_GRAPH, 0x02, 0, 0, 0, 0, 0x16, 16, 0x03, 0x85, 3, 0, 0, 3, 0x01, 2, 1, 0),
+           HR_EFORMAT, "generation 3", "gc track into generation 3");
+    expect(CRAFT(HR_KIND_GRAPH, 0x02, 0, 0, 0, 0, 0x16, 16, 0x03, 0x85, 2, 3, 0, 0x01, 2, 1, 0),
+           HR_EFORMAT, "malformed", "gc track with an unknown action");
+    expect(CRAFT(HR_KIND_GRAPH, 0x02, 0, 0, 0, 0, 0x85, 2, 1, 0, 0x01, 1, 0, 0), HR_EFORMAT,
+           "never allocated", "gc untrack of an id never allocated");
+    expect(CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x12, 16, 0x85, 2, 1, 0, 0x01, 2, 1, 0),
+           HR_EFORMAT, "allocation-only trace", "gc untrack in an allocation-only trace");
     {
         result_t r = CRAFT(HR_KIND_ALLOC, 0x02, 0, 0, 0, 0, 0x12, 16, 0x9f, 3, 1, 2, 3, 0x20, 0, 0x01, 3, 1, 0);
         TAP_OK(r.rc == 0 && r.events == 3 && r.skipped == 1,
@@ -547,6 +567,25 @@ static void test_crafted(void)
     result_t rr = read_file_text(tmp_path("refuse.hrt"), NULL);
     TAP_OK(rc == 0 && rr.rc == 0 && rr.events == 2, "the trace holds only the accepted events");
     hr_trace_header_free(&h);
+
+    /* The text form of GC_TRACK: its operands are checked like the binary form's. */
+    static const struct { const char *text, *needle; } bad_text[] = {
+        {"heapreplay-trace 1 graph\nalloc 0 16 obj object\ngc track 0 3\n", "generation 3"},
+        {"heapreplay-trace 1 graph\nalloc 0 16 obj\ngc untrack 0\n", "not an object"},
+        {"heapreplay-trace 1 graph\nalloc 0 16 obj object\ngc untrack 0 later\n",
+         "expected 'gc untrack ID' or 'gc untrack ID survivor'"},
+        {"heapreplay-trace 1 graph\nalloc 0 16 obj object\ngc track 0\n", "missing operand"},
+        {"heapreplay-trace 1 alloc\nalloc 0 16 obj\ngc untrack 0 survivor\n",
+         "allocation-only trace"},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(bad_text); i++) {
+        hr_err_clear(&err);
+        rc = hr_trace_pack_buf("t.txt", bad_text[i].text, strlen(bad_text[i].text),
+                               tmp_path("t.hrt"), &(hr_trace_write_opts_t){.atomic = 1}, &err);
+        TAP_OK(rc == HR_EFORMAT && strstr(err.msg, bad_text[i].needle) &&
+                   strstr(err.msg, "t.txt:3"),
+               "text gc track error %zu is reported at its line: %s", i, err.msg);
+    }
 
     /* Atomic writes never clobber an existing file on failure. */
     spit(tmp_path("keep.hrt"), "precious", 8);
