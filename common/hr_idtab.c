@@ -150,7 +150,7 @@ void hr_idtab_free(hr_idtab_t *t)
  *
  * A compact leaf is a closed leaf with few live ids: a bitmap of which of its ids are live and
  * their records packed in id order (record r belongs to the r-th set bit). dir[k] points to it
- * with bit 0 set. It comes from a slab of its size class (capacity 4 << cls records), carved from
+ * with bit 0 set. It comes from a slab of its size class (capacity caps[cls] records), carved from
  * CCHUNK-byte mmap'd chunks, never from malloc. Invariants: popcount(bits) <= cap(cls) records,
  * of which n == live[k] are live (the others died since the leaf was last built: their records
  * say so); a compact leaf is never empty (it is freed at n == 0). */
@@ -160,7 +160,9 @@ typedef struct cleaf {
     /* then cap(cls) records */
 } cleaf_t;
 
-static size_t class_cap(unsigned cls) { return (size_t)4 << cls; }
+/* Capacities grow by 1.5x and 1.33x in turn: a packed leaf is at least 2/3 full when built. */
+static const uint16_t caps[HR_IDTAB_CLASSES] = {4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128};
+static size_t class_cap(unsigned cls) { return caps[cls]; }
 static size_t class_bytes(const hr_idtab_t *t, unsigned cls)
 {
     return (sizeof(cleaf_t) + class_cap(cls) * t->rec_size + 15) & ~(size_t)15;
@@ -278,8 +280,8 @@ static void compact_leaf(hr_idtab_t *t, uint64_t k)
 
 /* An id of compact leaf k was released (its record already says dead). Records do not move
  * here: a release costs a decrement, and the leaf is rebuilt, with its live records only, into
- * the class that fits them once they fall to a quarter of its capacity (O(capacity) per rebuild,
- * so O(1) per release; mass deaths stay linear). */
+ * the class that fits them once they fall to half its capacity (O(capacity) per rebuild, and
+ * each rebuild at least halves the capacity: O(1) per release; mass deaths stay linear). */
 static void compact_release(hr_idtab_t *t, uint64_t k)
 {
     cleaf_t *c = (cleaf_t *)(uintptr_t)(t->dir[k] - 1);
@@ -287,7 +289,7 @@ static void compact_release(hr_idtab_t *t, uint64_t k)
     if (c->n == 0) {
         cleaf_free(t, c);
         t->dir[k] = NULL;
-    } else if (c->cls > 0 && c->n <= class_cap(c->cls) / 4) {
+    } else if (c->cls > 0 && c->n <= class_cap(c->cls) / 2) {
         cleaf_t *d = cleaf_new(t, class_for(c->n));
         if (!d)
             return; /* stays in the larger class */

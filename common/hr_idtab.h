@@ -29,7 +29,7 @@
 #define HR_IDTAB_COMPACT_MAX 128 /* a leaf with at most this many live ids is compacted when the */
 #define HR_IDTAB_COMPACT_AGE 64  /* frontier gets this many leaves past it; */
 #define HR_IDTAB_COMPACT_LATE 32 /* later, when its live ids fall to this many */
-#define HR_IDTAB_CLASSES 6       /* compact leaf capacities 4, 8, ..., 128 records */
+#define HR_IDTAB_CLASSES 11      /* compact leaf capacities 4, 6, 8, 12, ..., 96, 128 records */
 
 typedef struct hr_idtab {
     size_t rec_size;   /* bytes per record */
