@@ -554,8 +554,11 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
                         drop_block(&e, en, ce.a);
                     else
                         rc = free_block(&e, ce.a, err);
-                } else if (op == HR_OP_ALLOC && ce.flags == 0) {
-                    rc = alloc_block(&e, ce.a, ce.b, (hr_domain_t)ce.domain, 0, 0, err);
+                } else if (op == HR_OP_ALLOC && !(ce.flags & HR_F_OBJECT)) {
+                    /* a block (GC-capable ones tell the collector, which counts them) */
+                    rc = alloc_block(&e, ce.a, ce.b, (hr_domain_t)ce.domain, ce.flags, 0, err);
+                    if ((ce.flags & HR_F_GC) && e.gvt->block_alloc && rc == HR_OK)
+                        e.gvt->block_alloc(e.gc->ctx, ce.a, ce.flags);
                 } else if (op == HR_OP_REALLOC) {
                     rc = realloc_block(&e, ce.a, ce.b, err);
                 } else if (op >= HR_OP_INCREF && op <= HR_OP_UNLINK && !e.check &&
