@@ -14,7 +14,13 @@ mkdir -p "$d"
 [ -f "$d/churn-$n.hrt" ] || $HR gen churn events="$n" seed=1 -o "$d/churn-$n.hrt"
 [ -f "$d/seed-arena.hrt" ] || $HR gen seed-arena -o "$d/seed-arena.hrt"
 [ -f "$d/genmix-20M.hrt" ] || $HR gen genmix events=20000000 -o "$d/genmix-20M.hrt"
-python3 - "$HR" "$d/churn-$n.hrt" "$d/seed-arena.hrt" "$d/genmix-20M.hrt" <<'PY'
+traces=("$d/churn-$n.hrt" "$d/seed-arena.hrt" "$d/genmix-20M.hrt")
+# A real program's allocation trace (5 M events), when the recorder is built in.
+if [ -f "$d/stdlib_mix.hrt" ] ||
+   $HR record -o "$d/stdlib_mix.hrt" -- tests/record/workloads/stdlib_mix.py >/dev/null 2>&1; then
+  traces+=("$d/stdlib_mix.hrt")
+fi
+python3 - "$HR" "${traces[@]}" <<'PY'
 import json, subprocess, sys, time, tempfile, os
 hr, traces = sys.argv[1], sys.argv[2:]
 print(f"{'trace':<22}{'events':>12}{'replay ev/s':>14}{'zstd -dc ev/s':>15}{'ratio':>8}"
