@@ -135,14 +135,13 @@ static result_t read_mem(const void *data, size_t len, int partial, hr_buf_t *te
      * the cursor has already delivered them: there only the error and the counts that do not
      * depend on batches are compared (the text, when there is one, must be a prefix). */
     int same;
+    size_t l1 = text ? text->len - before : 0;
     if (r1.rc == 0)
         same = r1.events == r2.events && h1 == h2 &&
-               (!text || (text->len - before == t2.len &&
-                          memcmp(text->data + before, t2.data, t2.len) == 0));
+               (!text || (l1 == t2.len && (l1 == 0 || memcmp(text->data + before, t2.data, l1) == 0)));
     else
         same = r1.events <= r2.events &&
-               (!text || (text->len - before <= t2.len &&
-                          memcmp(text->data + before, t2.data, text->len - before) == 0));
+               (!text || (l1 <= t2.len && (l1 == 0 || memcmp(text->data + before, t2.data, l1) == 0)));
     if (r1.rc != r2.rc || strcmp(r1.err.msg, r2.err.msg) != 0 || !same || r1.frames != r2.frames ||
         r1.complete != r2.complete || r1.cut_short != r2.cut_short) {
         if (cursor.mismatches++ < 3)
