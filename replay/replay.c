@@ -349,6 +349,17 @@ static int realloc_block(engine_t *e, uint64_t id, uint64_t size, hr_err_t *err)
     return HR_OK;
 }
 
+/* After the collector had a say (it may have reclaimed objects): report what reclaim() found
+ * wrong, and in check mode verify what it reclaimed. */
+HR_INLINE int settle(engine_t *e, hr_err_t *err)
+{
+    if (HR_UNLIKELY(e->failed))
+        return hr_err_set(err, e->fail.code, "%s", e->fail.msg);
+    if (e->check && e->nbatch)
+        return verify_batch(e, err);
+    return HR_OK;
+}
+
 static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
 {
     int rc = HR_OK;
@@ -428,11 +439,7 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
     }
     if (rc)
         return rc;
-    if (HR_UNLIKELY(e->failed))
-        return hr_err_set(err, e->fail.code, "%s", e->fail.msg);
-    if (e->check && e->nbatch)
-        return verify_batch(e, err);
-    return HR_OK;
+    return settle(e, err);
 }
 
 /* {==== The run ==== */
@@ -557,8 +564,10 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
                 } else if (op == HR_OP_ALLOC && !(ce.flags & HR_F_OBJECT)) {
                     /* a block (GC-capable ones tell the collector, which counts them) */
                     rc = alloc_block(&e, ce.a, ce.b, (hr_domain_t)ce.domain, ce.flags, 0, err);
-                    if ((ce.flags & HR_F_GC) && e.gvt->block_alloc && rc == HR_OK)
-                        e.gvt->block_alloc(e.gc->ctx, ce.a, ce.flags);
+                    if ((ce.flags & HR_F_GC) && e.gvt->block_alloc && rc == HR_OK) {
+                        e.gvt->block_alloc(e.gc->ctx, ce.a, ce.flags); /* may collect */
+                        rc = settle(&e, err);
+                    }
                 } else if (op == HR_OP_REALLOC) {
                     rc = realloc_block(&e, ce.a, ce.b, err);
                 } else if (op >= HR_OP_INCREF && op <= HR_OP_UNLINK && !e.check &&
