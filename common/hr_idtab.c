@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 /* The leaf pool.
  *
@@ -18,8 +19,8 @@
  *
  * Invariant: ndirty <= dirty_limit() after every release, so the resident part of the pool stays
  * within max(HR_IDTAB_CACHE, leaves / 8) leaves of what live ids need. Trimming takes the oldest
- * dirty leaves, sorted by address, and gives back each run of adjacent leaves with one madvise
- * (ids die roughly in id order, so runs are long). Chunks are unmapped only by hr_idtab_free:
+ * dirty leaves, sorted by address, and gives back the pages of each run of adjacent leaves with
+ * one madvise (ids die roughly in id order, so runs are long). Chunks are unmapped only by hr_idtab_free:
  * address space follows the peak, resident memory the live ids. */
 #define CCHUNK ((size_t)64 << 10) /* bytes per chunk of compact leaves */
 
@@ -79,26 +80,40 @@ static int by_address(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Give the oldest dirty leaves back to the kernel until half the limit is left. */
+/* Give the oldest dirty leaves back to the kernel until half the limit is left.
+ *
+ * madvise works on whole pages, and a leaf need not be a whole number of pages (records of 24
+ * bytes; 16-byte records on a 64 KiB-page machine): madvise of a leaf that starts on a page
+ * boundary but ends inside a page rounds the length up and zeroes the start of the next leaf,
+ * which may be live. So each run of adjacent leaves gives back only the pages it covers entirely,
+ * and the bytes of the run outside them (at most a page at each end) are zeroed by hand: every
+ * trimmed leaf reads as zero, as the clean stack promises, and the resident memory left is less
+ * than two pages per run. If madvise fails, the run is zeroed by hand, so the invariant
+ * ndirty <= dirty_limit() holds whatever the kernel says (a failing madvise used to leave the
+ * leaves dirty, over the limit, and every later release sorted them all again). */
 static void trim(hr_idtab_t *t)
 {
-    size_t keep = dirty_limit(t) / 2, m = t->ndirty - keep, lb = leaf_bytes(t), w = 0;
+    size_t keep = dirty_limit(t) / 2, m = t->ndirty - keep, lb = leaf_bytes(t);
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
     qsort(t->dirty, m, sizeof *t->dirty, by_address);
     for (size_t i = 0; i < m;) {
         size_t j = i + 1;
         while (j < m && t->dirty[j] == t->dirty[j - 1] + lb)
             j++;
-        if (madvise(t->dirty[i], (j - i) * lb, MADV_DONTNEED) == 0) {
-            for (size_t k = i; k < j; k++)
-                t->clean[t->nclean++] = t->dirty[k];
-        } else { /* the pages stay resident and dirty (zeroed on reuse): nothing is lost */
-            for (size_t k = i; k < j; k++)
-                t->dirty[w++] = t->dirty[k]; /* w <= k */
+        uintptr_t s = (uintptr_t)t->dirty[i], e = s + (j - i) * lb;
+        uintptr_t lo = (s + pg - 1) & ~(pg - 1), hi = e & ~(pg - 1);
+        if (lo < hi && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0) {
+            memset((void *)s, 0, lo - s);
+            memset((void *)hi, 0, e - hi);
+        } else {
+            memset((void *)s, 0, e - s);
         }
+        for (size_t k = i; k < j; k++)
+            t->clean[t->nclean++] = t->dirty[k];
         i = j;
     }
-    memmove(t->dirty + w, t->dirty + m, keep * sizeof *t->dirty);
-    t->ndirty = w + keep;
+    memmove(t->dirty, t->dirty + m, keep * sizeof *t->dirty);
+    t->ndirty = keep;
 }
 
 static void leaf_free(hr_idtab_t *t, uint8_t *leaf)
