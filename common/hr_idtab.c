@@ -145,12 +145,14 @@ static void account(hr_idtab_t *t, ptrdiff_t delta)
         t->peak_bytes = t->bytes;
 }
 
+static size_t cchunk_bytes(const hr_idtab_t *t);
+
 void hr_idtab_free(hr_idtab_t *t)
 {
     for (size_t k = 0; k < t->nchunks; k++)
         munmap(t->chunks[k], HR_IDTAB_CHUNK * leaf_bytes(t));
     for (size_t k = 0; k < t->ncchunks; k++)
-        munmap(t->cchunks[k], CCHUNK);
+        munmap(t->cchunks[k], cchunk_bytes(t));
     free(t->cchunks);
     free(t->chunks);
     free(t->dirty);
@@ -166,7 +168,7 @@ void hr_idtab_free(hr_idtab_t *t)
  * A compact leaf is a closed leaf with few live ids: a bitmap of which of its ids are live and
  * their records packed in id order (record r belongs to the r-th set bit). dir[k] points to it
  * with bit 0 set. It comes from a slab of its size class (capacity caps[cls] records), carved from
- * CCHUNK-byte mmap'd chunks, never from malloc. Invariants: popcount(bits) <= cap(cls) records,
+ * mmap'd chunks of cchunk_bytes(), never from malloc. Invariants: popcount(bits) <= cap(cls) records,
  * of which n == live[k] are live (the others died since the leaf was last built: their records
  * say so); a compact leaf is never empty (it is freed at n == 0). */
 typedef struct cleaf {
@@ -183,6 +185,13 @@ static size_t class_bytes(const hr_idtab_t *t, unsigned cls)
     return (sizeof(cleaf_t) + class_cap(cls) * t->rec_size + 15) & ~(size_t)15;
 }
 static uint8_t *crecs(cleaf_t *c) { return (uint8_t *)(c + 1); }
+/* Bytes per slab chunk: CCHUNK, or one leaf of the largest class if records are so large (over
+ * 500 bytes) that it would not fit. */
+static size_t cchunk_bytes(const hr_idtab_t *t)
+{
+    size_t b = class_bytes(t, HR_IDTAB_CLASSES - 1);
+    return b > CCHUNK ? b : CCHUNK;
+}
 
 static cleaf_t *cleaf_new(hr_idtab_t *t, unsigned cls)
 {
@@ -198,12 +207,13 @@ static cleaf_t *cleaf_new(hr_idtab_t *t, unsigned cls)
             if (!cc)
                 return NULL;
             t->cchunks = cc;
-            void *p = mmap(NULL, CCHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            size_t cb = cchunk_bytes(t);
+            void *p = mmap(NULL, cb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (p == MAP_FAILED)
                 return NULL;
             t->cchunks[t->ncchunks++] = p;
             sl->carve = p;
-            sl->carve_end = (uint8_t *)p + CCHUNK;
+            sl->carve_end = (uint8_t *)p + cb;
         }
         c = (cleaf_t *)sl->carve;
         sl->carve += bytes;

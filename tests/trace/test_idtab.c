@@ -143,6 +143,42 @@ static void test_pool_odd_leaves(void)
     hr_idtab_free(&t);
 }
 
+/* Compact leaves of large records: a leaf of HR_IDTAB_COMPACT_MAX records of 1 KiB is larger than
+ * a slab chunk of the smaller classes; it must still get memory of its own. */
+static void test_compact_large_records(void)
+{
+    typedef struct big {
+        uint64_t id, live;
+        uint8_t body[1024 - 16];
+    } big_t;
+    hr_idtab_t t;
+    hr_idtab_init(&t, sizeof(big_t));
+    hr_idtab_compact(&t, offsetof(big_t, live), ~(uint64_t)0);
+    uint64_t n = (HR_IDTAB_COMPACT_AGE + 8) * HR_IDTAB_LEAF, live = 0;
+    for (uint64_t id = 0; id < n; id++) {
+        big_t *r = hr_idtab_put(&t, id);
+        r->id = id, r->live = 1;
+        memset(r->body, (int)(id & 0xff), sizeof r->body);
+        if (id % HR_IDTAB_LEAF >= HR_IDTAB_COMPACT_MAX) { /* leaves of 128 survivors */
+            r->live = 0;
+            hr_idtab_release(&t, id);
+        } else {
+            live++;
+        }
+    }
+    TAP_OK(t.compacts > 0, "leaves of large records are compacted too (%zu)", t.compacts);
+    uint64_t ok = 0;
+    for (uint64_t id = 0; id < n; id++) {
+        const big_t *r = hr_idtab_get(&t, id);
+        if (r && r->live && r->id == id && r->body[0] == (uint8_t)id &&
+            r->body[sizeof r->body - 1] == (uint8_t)id)
+            ok++;
+    }
+    TAP_OK(ok == live, "every large record survives compaction (%llu of %llu)",
+           (unsigned long long)ok, (unsigned long long)live);
+    hr_idtab_free(&t);
+}
+
 int main(void)
 {
     hr_idtab_t t;
@@ -220,5 +256,6 @@ int main(void)
     hr_idtab_free(&t);
     test_compact();
     test_pool_odd_leaves();
+    test_compact_large_records();
     return tap_done();
 }
