@@ -138,11 +138,12 @@ static result_t read_mem(const void *data, size_t len, int partial, hr_buf_t *te
     if (r1.rc == 0)
         same = r1.events == r2.events && h1 == h2 &&
                (!text || (text->len - before == t2.len &&
-                          memcmp(text->data + before, t2.data, t2.len) == 0));
-    else
+                          (t2.len == 0 || memcmp(text->data + before, t2.data, t2.len) == 0)));
+    else /* (an empty t2 has no storage: memcmp must not see its NULL) */
         same = r1.events <= r2.events &&
                (!text || (text->len - before <= t2.len &&
-                          memcmp(text->data + before, t2.data, text->len - before) == 0));
+                          (text->len == before ||
+                           memcmp(text->data + before, t2.data, text->len - before) == 0)));
     if (r1.rc != r2.rc || strcmp(r1.err.msg, r2.err.msg) != 0 || !same || r1.frames != r2.frames ||
         r1.complete != r2.complete || r1.cut_short != r2.cut_short) {
         if (cursor.mismatches++ < 3)
