@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 /* The leaf pool.
  *
@@ -18,8 +19,8 @@
  *
  * Invariant: ndirty <= dirty_limit() after every release, so the resident part of the pool stays
  * within max(HR_IDTAB_CACHE, leaves / 8) leaves of what live ids need. Trimming takes the oldest
- * dirty leaves, sorted by address, and gives back each run of adjacent leaves with one madvise
- * (ids die roughly in id order, so runs are long). Chunks are unmapped only by hr_idtab_free:
+ * dirty leaves, sorted by address, and gives back the pages of each run of adjacent leaves with
+ * one madvise (ids die roughly in id order, so runs are long). Chunks are unmapped only by hr_idtab_free:
  * address space follows the peak, resident memory the live ids. */
 #define CCHUNK ((size_t)64 << 10) /* bytes per chunk of compact leaves */
 
@@ -79,26 +80,40 @@ static int by_address(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Give the oldest dirty leaves back to the kernel until half the limit is left. */
+/* Give the oldest dirty leaves back to the kernel until half the limit is left.
+ *
+ * madvise works on whole pages, and a leaf need not be a whole number of pages (records of 24
+ * bytes; 16-byte records on a 64 KiB-page machine): madvise of a leaf that starts on a page
+ * boundary but ends inside a page rounds the length up and zeroes the start of the next leaf,
+ * which may be live. So each run of adjacent leaves gives back only the pages it covers entirely,
+ * and the bytes of the run outside them (at most a page at each end) are zeroed by hand: every
+ * trimmed leaf reads as zero, as the clean stack promises, and the resident memory left is less
+ * than two pages per run. If madvise fails, the run is zeroed by hand, so the invariant
+ * ndirty <= dirty_limit() holds whatever the kernel says (a failing madvise used to leave the
+ * leaves dirty, over the limit, and every later release sorted them all again). */
 static void trim(hr_idtab_t *t)
 {
-    size_t keep = dirty_limit(t) / 2, m = t->ndirty - keep, lb = leaf_bytes(t), w = 0;
+    size_t keep = dirty_limit(t) / 2, m = t->ndirty - keep, lb = leaf_bytes(t);
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
     qsort(t->dirty, m, sizeof *t->dirty, by_address);
     for (size_t i = 0; i < m;) {
         size_t j = i + 1;
         while (j < m && t->dirty[j] == t->dirty[j - 1] + lb)
             j++;
-        if (madvise(t->dirty[i], (j - i) * lb, MADV_DONTNEED) == 0) {
-            for (size_t k = i; k < j; k++)
-                t->clean[t->nclean++] = t->dirty[k];
-        } else { /* the pages stay resident and dirty (zeroed on reuse): nothing is lost */
-            for (size_t k = i; k < j; k++)
-                t->dirty[w++] = t->dirty[k]; /* w <= k */
+        uintptr_t s = (uintptr_t)t->dirty[i], e = s + (j - i) * lb;
+        uintptr_t lo = (s + pg - 1) & ~(pg - 1), hi = e & ~(pg - 1);
+        if (lo < hi && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0) {
+            memset((void *)s, 0, lo - s);
+            memset((void *)hi, 0, e - hi);
+        } else {
+            memset((void *)s, 0, e - s);
         }
+        for (size_t k = i; k < j; k++)
+            t->clean[t->nclean++] = t->dirty[k];
         i = j;
     }
-    memmove(t->dirty + w, t->dirty + m, keep * sizeof *t->dirty);
-    t->ndirty = w + keep;
+    memmove(t->dirty, t->dirty + m, keep * sizeof *t->dirty);
+    t->ndirty = keep;
 }
 
 static void leaf_free(hr_idtab_t *t, uint8_t *leaf)
@@ -130,12 +145,14 @@ static void account(hr_idtab_t *t, ptrdiff_t delta)
         t->peak_bytes = t->bytes;
 }
 
+static size_t cchunk_bytes(const hr_idtab_t *t);
+
 void hr_idtab_free(hr_idtab_t *t)
 {
     for (size_t k = 0; k < t->nchunks; k++)
         munmap(t->chunks[k], HR_IDTAB_CHUNK * leaf_bytes(t));
     for (size_t k = 0; k < t->ncchunks; k++)
-        munmap(t->cchunks[k], CCHUNK);
+        munmap(t->cchunks[k], cchunk_bytes(t));
     free(t->cchunks);
     free(t->chunks);
     free(t->dirty);
@@ -151,7 +168,7 @@ void hr_idtab_free(hr_idtab_t *t)
  * A compact leaf is a closed leaf with few live ids: a bitmap of which of its ids are live and
  * their records packed in id order (record r belongs to the r-th set bit). dir[k] points to it
  * with bit 0 set. It comes from a slab of its size class (capacity caps[cls] records), carved from
- * CCHUNK-byte mmap'd chunks, never from malloc. Invariants: popcount(bits) <= cap(cls) records,
+ * mmap'd chunks of cchunk_bytes(), never from malloc. Invariants: popcount(bits) <= cap(cls) records,
  * of which n == live[k] are live (the others died since the leaf was last built: their records
  * say so); a compact leaf is never empty (it is freed at n == 0). */
 typedef struct cleaf {
@@ -168,6 +185,13 @@ static size_t class_bytes(const hr_idtab_t *t, unsigned cls)
     return (sizeof(cleaf_t) + class_cap(cls) * t->rec_size + 15) & ~(size_t)15;
 }
 static uint8_t *crecs(cleaf_t *c) { return (uint8_t *)(c + 1); }
+/* Bytes per slab chunk: CCHUNK, or one leaf of the largest class if records are so large (over
+ * 500 bytes) that it would not fit. */
+static size_t cchunk_bytes(const hr_idtab_t *t)
+{
+    size_t b = class_bytes(t, HR_IDTAB_CLASSES - 1);
+    return b > CCHUNK ? b : CCHUNK;
+}
 
 static cleaf_t *cleaf_new(hr_idtab_t *t, unsigned cls)
 {
@@ -183,12 +207,13 @@ static cleaf_t *cleaf_new(hr_idtab_t *t, unsigned cls)
             if (!cc)
                 return NULL;
             t->cchunks = cc;
-            void *p = mmap(NULL, CCHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            size_t cb = cchunk_bytes(t);
+            void *p = mmap(NULL, cb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (p == MAP_FAILED)
                 return NULL;
             t->cchunks[t->ncchunks++] = p;
             sl->carve = p;
-            sl->carve_end = (uint8_t *)p + CCHUNK;
+            sl->carve_end = (uint8_t *)p + cb;
         }
         c = (cleaf_t *)sl->carve;
         sl->carve += bytes;

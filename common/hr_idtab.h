@@ -115,7 +115,10 @@ HR_INLINE void hr_idtab_release(hr_idtab_t *t, uint64_t id)
         hr_idtab_release_slow(t, id);
 }
 
-/* Bytes held now (full and compact leaves and directory); t->peak_bytes is the peak. */
+/* Bytes held now: t->bytes (full and compact leaves in use, and the directory) plus the free
+ * leaves the pool keeps resident. t->peak_bytes is the peak of t->bytes alone, what the live ids
+ * needed, so it may be below this. (Free compact leaves stay on their slab's free list; neither
+ * counts them.) */
 size_t hr_idtab_bytes(const hr_idtab_t *t);
 
 /* Call fn for every record whose leaf exists, in id order, with ids below the frontier. The

@@ -95,6 +95,90 @@ static void test_compact(void)
     hr_idtab_free(&t);
 }
 
+/* The pool gives dead leaves back to the kernel by pages. A leaf need not be a whole number of
+ * pages (here 256 records of 24 bytes: 1.5 pages of 4 KiB; 16-byte records on a 64 KiB-page
+ * machine): giving back a dead leaf must leave the live leaves next to it alone. Every other leaf
+ * keeps a few survivors, the rest die, many more than the pool keeps resident. */
+static void test_pool_odd_leaves(void)
+{
+    typedef struct rec24 {
+        uint64_t id, live, pad;
+    } rec24_t;
+    hr_idtab_t t;
+    hr_idtab_init(&t, sizeof(rec24_t));
+    uint64_t nleaves = 600, n = nleaves * HR_IDTAB_LEAF, survivors = 0;
+    for (uint64_t id = 0; id < n; id++) {
+        rec24_t *r = hr_idtab_put(&t, id);
+        r->id = id, r->live = 1, r->pad = ~id;
+    }
+    for (uint64_t id = 0; id < n; id++) {
+        uint64_t k = id / HR_IDTAB_LEAF, i = id % HR_IDTAB_LEAF;
+        if (k % 2 == 1 && i % 37 == 0) {
+            survivors++;
+            continue;
+        }
+        rec24_t *r = hr_idtab_get(&t, id);
+        r->live = 0;
+        hr_idtab_release(&t, id);
+    }
+    TAP_OK(t.leaves == nleaves / 2 && t.nclean > 0 && t.ndirty <= HR_IDTAB_CACHE,
+           "dead leaves went to the pool (%zu resident, %zu given back)", t.ndirty, t.nclean);
+    uint64_t intact = 0;
+    for (uint64_t k = 1; k < nleaves; k += 2)
+        for (uint64_t i = 0; i < HR_IDTAB_LEAF; i += 37) {
+            uint64_t id = k * HR_IDTAB_LEAF + i;
+            const rec24_t *r = hr_idtab_get(&t, id);
+            intact += r && r->id == id && r->live == 1 && r->pad == ~id;
+        }
+    TAP_OK(intact == survivors, "records next to leaves given back are intact (%llu of %llu)",
+           (unsigned long long)intact, (unsigned long long)survivors);
+    /* leaves taken from the pool again, given back or not, read as zero */
+    int ok = 1;
+    for (uint64_t id = n; id < n + 200 * HR_IDTAB_LEAF; id++) {
+        rec24_t *r = hr_idtab_put(&t, id);
+        ok &= r && r->id == 0 && r->live == 0 && r->pad == 0;
+        r->id = id;
+    }
+    TAP_OK(ok, "leaves reused from the pool read as zero");
+    hr_idtab_free(&t);
+}
+
+/* Compact leaves of large records: a leaf of HR_IDTAB_COMPACT_MAX records of 1 KiB is larger than
+ * a slab chunk of the smaller classes; it must still get memory of its own. */
+static void test_compact_large_records(void)
+{
+    typedef struct big {
+        uint64_t id, live;
+        uint8_t body[1024 - 16];
+    } big_t;
+    hr_idtab_t t;
+    hr_idtab_init(&t, sizeof(big_t));
+    hr_idtab_compact(&t, offsetof(big_t, live), ~(uint64_t)0);
+    uint64_t n = (HR_IDTAB_COMPACT_AGE + 8) * HR_IDTAB_LEAF, live = 0;
+    for (uint64_t id = 0; id < n; id++) {
+        big_t *r = hr_idtab_put(&t, id);
+        r->id = id, r->live = 1;
+        memset(r->body, (int)(id & 0xff), sizeof r->body);
+        if (id % HR_IDTAB_LEAF >= HR_IDTAB_COMPACT_MAX) { /* leaves of 128 survivors */
+            r->live = 0;
+            hr_idtab_release(&t, id);
+        } else {
+            live++;
+        }
+    }
+    TAP_OK(t.compacts > 0, "leaves of large records are compacted too (%zu)", t.compacts);
+    uint64_t ok = 0;
+    for (uint64_t id = 0; id < n; id++) {
+        const big_t *r = hr_idtab_get(&t, id);
+        if (r && r->live && r->id == id && r->body[0] == (uint8_t)id &&
+            r->body[sizeof r->body - 1] == (uint8_t)id)
+            ok++;
+    }
+    TAP_OK(ok == live, "every large record survives compaction (%llu of %llu)",
+           (unsigned long long)ok, (unsigned long long)live);
+    hr_idtab_free(&t);
+}
+
 int main(void)
 {
     hr_idtab_t t;
@@ -171,5 +255,7 @@ int main(void)
            "the next 1000 leaves reuse the pool (no new chunk) and read as zero");
     hr_idtab_free(&t);
     test_compact();
+    test_pool_odd_leaves();
+    test_compact_large_records();
     return tap_done();
 }

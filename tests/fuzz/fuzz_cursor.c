@@ -1,0 +1,243 @@
+/* fuzz_cursor.c: libFuzzer target: the decoder's cursor (hr_trace_fast.h) against hr_trace_read.
+ *
+ * Property (the cursor's contract): a consumer that mixes the cursor with hr_trace_read sees the
+ * same events, the same error (code and message, with its byte offset and event index) and the
+ * same status as one that calls hr_trace_read alone.
+ *
+ *   reference  hr_trace_read, one event per call, so it delivers every event before an error
+ *   mixed      runs of the cursor (cut off after 0, 1, 2, ... events or left to stop on its own)
+ *              alternating with hr_trace_read batches of 1 .. 64 events, in an order drawn from a
+ *              PRNG seeded by the input (so a crash reproduces)
+ *
+ * The two readers go in lockstep: every event the mixed one delivers must be the reference's next
+ * one. At each point where the mixed reader has handed out all it decoded, the status counters
+ * must agree. When a mixed batch fails, hr_trace_read drops the events of that batch before the
+ * failing one (except before garbage after the END record: those come with the error), so the
+ * reference may deliver fewer than the batch size more, then must fail with the same code and
+ * message.
+ *
+ * Every input is read twice this way: as a trace file, and as the payload of the single data frame
+ * of a trace whose kind is bit 0 of the input's first byte (the rest is the payload, FRAME record
+ * included). The second form lets mutations reach the event grammar instead of dying at the
+ * frame's checksum.
+ */
+#include "hr_trace.h"
+#include "hr_trace_fast.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #cond);                     \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* {==== Events ==== */
+
+static int has_string(int op)
+{
+    return op == HR_OP_TYPE || op == HR_OP_STATS || op == HR_OP_PHASE || op == HR_OP_UNKNOWN;
+}
+
+/* Two events are the same when every field their op uses is (b and str share storage). */
+static int same_event(const hr_event_t *x, const hr_event_t *y)
+{
+    if (x->op != y->op || x->domain != y->domain || x->flags != y->flags ||
+        x->align_log2 != y->align_log2 || x->tag != y->tag || x->a != y->a)
+        return 0;
+    if (has_string(x->op))
+        return x->a == 0 || memcmp(x->str, y->str, (size_t)x->a) == 0;
+    return x->b == y->b;
+}
+
+/* The hr_event_t hr_trace_read delivers for what the cursor decoded. */
+static hr_event_t from_cursor(int op, const hr_cur_event_t *ce)
+{
+    hr_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    ev.op = (uint8_t)op;
+    ev.a = ce->a;
+    if (op == HR_OP_ALLOC || op == HR_OP_REALLOC || op == HR_OP_LINK || op == HR_OP_UNLINK)
+        ev.b = ce->b;
+    if (op == HR_OP_ALLOC)
+        ev.domain = ce->domain, ev.flags = ce->flags, ev.tag = ce->tag;
+    return ev;
+}
+
+/* {==== The reference reader ==== */
+
+typedef struct ref {
+    hr_trace_reader_t *r;
+    hr_err_t err;
+    int rc, done;
+    hr_event_t ev; /* the event just read */
+} ref_t;
+
+/* The reference's next event: 1, or 0 at the end or at an error (rc, err). */
+static int ref_next(ref_t *f)
+{
+    if (f->done)
+        return 0;
+    size_t n;
+    f->rc = hr_trace_read(f->r, &f->ev, 1, &n, &f->err);
+    if (f->rc || n == 0) {
+        f->done = 1;
+        return 0;
+    }
+    CHECK(n == 1);
+    return 1;
+}
+
+/* {==== The comparison ==== */
+
+/* Counters that must agree whenever both readers handed out the same events. */
+static void same_counts(const hr_trace_status_t *s, const hr_trace_status_t *t)
+{
+    CHECK(s->events == t->events && s->ids == t->ids && s->types == t->types &&
+          s->frames == t->frames && s->skipped == t->skipped && s->file_bytes == t->file_bytes &&
+          s->payload_bytes == t->payload_bytes && s->cut_short == t->cut_short);
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    return *s = x;
+}
+
+static void differential(const uint8_t *data, size_t len, int partial, uint64_t seed)
+{
+    hr_trace_read_opts_t o = {.partial = partial};
+    ref_t ref;
+    memset(&ref, 0, sizeof ref);
+    hr_err_t err = {0};
+    hr_trace_reader_t *m = NULL;
+    int rc1 = hr_trace_open_mem(&ref.r, data, len, "fuzz.hrt", &o, &ref.err);
+    int rc2 = hr_trace_open_mem(&m, data, len, "fuzz.hrt", &o, &err);
+    CHECK(rc1 == rc2 && strcmp(ref.err.msg, err.msg) == 0);
+    if (rc1) {
+        CHECK(err.code == rc1 && err.msg[0]);
+        return;
+    }
+    uint64_t rs = seed | 1, delivered = 0;
+    hr_event_t evs[64];
+    for (;;) {
+        /* A run of the cursor, cut off early now and then (give in the middle of a frame). */
+        uint64_t dice = rng_next(&rs), limit;
+        switch (dice % 8) {
+        case 0: limit = 0; break;
+        case 1: case 2: limit = 1 + (dice >> 8) % 5; break;
+        default: limit = UINT64_MAX; break;
+        }
+        hr_trace_cursor_t c = hr_trace_cursor_take(m);
+        hr_cur_event_t ce;
+        memset(&ce, 0, sizeof ce);
+        int op;
+        for (uint64_t k = 0; k < limit && (op = hr_trace_cursor_next(&c, &ce)) != 0; k++) {
+            hr_event_t ev = from_cursor(op, &ce);
+            CHECK(ref_next(&ref) && same_event(&ev, &ref.ev));
+            delivered++;
+        }
+        hr_trace_cursor_give(m, c);
+        CHECK(hr_trace_status(m)->events == delivered);
+        same_counts(hr_trace_status(m), hr_trace_status(ref.r));
+
+        /* A batch from hr_trace_read. */
+        size_t cap = 1 + (size_t)(rng_next(&rs) % (dice % 3 ? 7 : HR_ARRAY_LEN(evs))), n = 0;
+        int rc = hr_trace_read(m, evs, cap, &n, &err);
+        if (rc) { /* (garbage after the END record comes with the events before it) */
+            CHECK(n <= cap && err.code == rc && err.msg[0]);
+            for (size_t i = 0; i < n; i++)
+                CHECK(ref_next(&ref) && same_event(&evs[i], &ref.ev));
+            delivered += n;
+            size_t more = 0;
+            while (ref_next(&ref))
+                more++;
+            CHECK(more < cap && ref.rc == rc && strcmp(ref.err.msg, err.msg) == 0);
+            const hr_trace_status_t *s = hr_trace_status(m), *t = hr_trace_status(ref.r);
+            CHECK(s->events == delivered && t->events == delivered + more);
+            CHECK(s->frames == t->frames && s->skipped == t->skipped && s->types == t->types &&
+                  s->cut_short == t->cut_short && s->complete == t->complete &&
+                  strcmp(s->cut_msg, t->cut_msg) == 0);
+            /* a failed reader repeats its error, to the cursor too */
+            hr_trace_cursor_t c2 = hr_trace_cursor_take(m);
+            CHECK(c2.p == c2.end);
+            hr_err_t again = {0};
+            CHECK(hr_trace_read(m, evs, cap, &n, &again) == rc && n == 0 &&
+                  strcmp(again.msg, err.msg) == 0);
+            break;
+        }
+        for (size_t i = 0; i < n; i++)
+            CHECK(ref_next(&ref) && same_event(&evs[i], &ref.ev));
+        delivered += n;
+        CHECK(hr_trace_status(m)->events == delivered);
+        if (n == 0) { /* the end: the reference ends too, with everything the same */
+            CHECK(!ref_next(&ref) && ref.rc == 0);
+            const hr_trace_status_t *s = hr_trace_status(m), *t = hr_trace_status(ref.r);
+            same_counts(s, t);
+            CHECK(s->complete == t->complete && strcmp(s->cut_msg, t->cut_msg) == 0);
+            CHECK(s->complete || (partial && s->cut_short));
+            break;
+        }
+        same_counts(hr_trace_status(m), hr_trace_status(ref.r));
+    }
+    hr_trace_close(m);
+    hr_trace_close(ref.r);
+}
+
+/* {==== Inputs as frame payloads ==== */
+
+/* A trace of `kind` whose single data frame holds `payload` (checksummed, as writers make them). */
+static size_t wrap_payload(int kind, const uint8_t *payload, size_t len, uint8_t *out, size_t cap)
+{
+    static ZSTD_CCtx *cctx; /* kept for the process: one per input would dominate the run */
+    uint8_t *h = out;
+    size_t plen = HR_HEADER_TAG_LEN + 2 + 1 + 1 + 1 + 4;
+    hr_put_le32(h, HR_HEADER_SKIP_MAGIC);
+    hr_put_le32(h + 4, (uint32_t)plen);
+    uint8_t *p = h + 8;
+    memcpy(p, HR_HEADER_TAG, HR_HEADER_TAG_LEN);
+    p[8] = HR_TRACE_VERSION, p[9] = 0;
+    p[10] = (uint8_t)kind, p[11] = 0;
+    p[12] = 0; /* no metadata */
+    hr_put_le32(p + 13, hr_crc32(0, p, 13));
+    size_t hlen = 8 + plen;
+    if (!cctx) {
+        cctx = ZSTD_createCCtx();
+        CHECK(cctx);
+    }
+    ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 1);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
+    size_t z = ZSTD_compress2(cctx, out + hlen, cap - hlen, payload, len);
+    CHECK(!ZSTD_isError(z));
+    return hlen + z;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint64_t seed = 0xcbf29ce484222325ull; /* FNV-1a of the input: the mixing schedule */
+    for (size_t i = 0; i < size; i++)
+        seed = (seed ^ data[i]) * 0x100000001b3ull;
+    differential(data, size, 0, seed);
+    differential(data, size, 1, seed ^ 0x9e3779b97f4a7c15ull);
+    if (size >= 1) {
+        size_t cap = 64 + ZSTD_compressBound(size);
+        uint8_t *t = malloc(cap);
+        CHECK(t);
+        size_t tlen = wrap_payload(data[0] & 1, data + 1, size - 1, t, cap);
+        differential(t, tlen, 0, seed + 1);
+        differential(t, tlen, 1, seed + 2);
+        free(t);
+    }
+    return 0;
+}
