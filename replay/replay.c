@@ -305,8 +305,10 @@ HR_INLINE int alloc_block(engine_t *e, uint64_t id, uint64_t size, hr_domain_t d
     if (e->touch)
         touch_block(p, size, id);
     hr_entry_t *en = hr_idtab_put(&e->tab, id);
-    if (HR_UNLIKELY(!en))
+    if (HR_UNLIKELY(!en)) {
+        hr_alloc_free(e->alloc, p, size, dom);
         return hr_err_set(err, HR_ENOMEM, "out of memory for the id table");
+    }
     en->p = p;
     en->meta = E_META(size, dom, flags);
     hr_replay_result_t *r = e->res;
@@ -532,6 +534,9 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
         hr_graph_init(&e.shadow, &e.shadow_env, &e.shadow_st, err);
     }
     res->rss_start = hr_rss_bytes();
+    /* A collector without any graph slot (none) has nothing to do with graph events. */
+    const int graphless = !e.check && !e.gvt->incref && !e.gvt->decref && !e.gvt->link &&
+                          !e.gvt->unlink;
     uint64_t t0 = hr_now_ns(), next_sample = o->every ? 0 : UINT64_MAX;
     uint64_t next_progress = o->progress ? 1u << 20 : UINT64_MAX;
     /* Events come two ways (hr_trace_fast.h): a cursor decodes plain allocs, frees and reallocs
@@ -570,8 +575,7 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
                     }
                 } else if (op == HR_OP_REALLOC) {
                     rc = realloc_block(&e, ce.a, ce.b, err);
-                } else if (op >= HR_OP_INCREF && op <= HR_OP_UNLINK && !e.check &&
-                           !e.gvt->incref) {
+                } else if (op >= HR_OP_INCREF && op <= HR_OP_UNLINK && graphless) {
                     /* a collector without graph slots (none): nothing to do */
                 } else {
                     hr_event_t ev = {.op = (uint8_t)op, .domain = ce.domain, .flags = ce.flags,
