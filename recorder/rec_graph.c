@@ -241,7 +241,7 @@ int hr_rec_graph_init(hr_err_t *err)
 {
     memset(&G, 0, sizeof G);
     G.ghead[0] = G.ghead[1] = G.ghead[2] = NIL;
-    if (hr_idmap_init(&G.objs, 16) || hr_idmap_init(&G.tmap, 10) || grow_ids(1024))
+    if (hr_idmap_init_direct(&G.objs) || hr_idmap_init(&G.tmap, 10) || grow_ids(1024))
         return hr_err_set(err, HR_ENOMEM, "cannot allocate the graph recorder's tables");
     G.unknown_type = UINT32_MAX;
     G.prepared_gen = -1;

@@ -120,15 +120,12 @@ static void emit_gc_control(unsigned action, uint64_t a, uint64_t b)
 }
 
 /* Write ALLOC for a block now at `addr` and remember it. */
-static void emit_alloc(uintptr_t addr, uint64_t size, int domain, unsigned flags, uint32_t type)
+static void emit_alloc(uintptr_t addr, uint64_t size, int domain, unsigned flags)
 {
-    if (R.sink.off)
+    uint64_t id;
+    if (hr_sink_alloc(&R.sink, size, (unsigned)domain, flags, &id))
         return;
-    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = (uint8_t)domain, .flags = (uint8_t)flags,
-                     .tag = type, .a = hr_trace_writer_next_id(R.sink.w), .b = size};
-    if (hr_sink_write(&R.sink, &ev))
-        return;
-    if (hr_idmap_put(&R.map, addr, ev.a, flags)) {
+    if (hr_idmap_put_fast(&R.map, addr, id, flags)) {
         hr_err_set(&R.sink.err, HR_ENOMEM, "the recorder's address map cannot grow");
         R.sink.failed = 1;
         R.sink.off = 1;
@@ -302,7 +299,7 @@ static void resolve_pending(int next, int now, int triggered)
     if (R.mode == HR_KIND_GRAPH && gc)
         hr_rec_graph_alloc(p->addr, p->size, flags);
     else
-        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags, 0);
+        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
 }
 
 static void copy_stats(int64_t dst[3][3], const struct _gc_runtime_state *g)
@@ -483,15 +480,44 @@ static inline int gil_held(int domain)
     return domain != PYMEM_DOMAIN_RAW || PyGILState_Check();
 }
 
-static inline void enter(void) { t_depth++; hr_sink_lock(&R.sink); }
-static inline void leave(void) { hr_sink_unlock(&R.sink); t_depth--; }
+/* The sink's owner door is for the thread holding the GIL: MEM and OBJ calls always, a RAW call
+ * only when this thread's state is the one holding the GIL (PyGILState_Check also says 1 when
+ * it cannot tell, which is fine for reading the gc state but not for the door). */
+static inline int owns_gil(int domain)
+{
+    if (domain != PYMEM_DOMAIN_RAW)
+        return 1;
+    PyThreadState *cur =
+        (PyThreadState *)_Py_atomic_load_relaxed(&_PyRuntime.gilstate.tstate_current);
+    return cur && cur == PyGILState_GetThisThreadState();
+}
+
+enum { DOOR_OWNER = 0, DOOR_OWNER_SPIN = 1, DOOR_SPIN = 2 };
+
+static inline int enter(int domain)
+{
+    t_depth++;
+    if (HR_LIKELY(owns_gil(domain)))
+        return hr_sink_enter_owner(&R.sink); /* DOOR_OWNER or DOOR_OWNER_SPIN */
+    hr_sink_lock(&R.sink);
+    return DOOR_SPIN;
+}
+
+static inline void leave(int door)
+{
+    if (HR_LIKELY(door != DOOR_SPIN))
+        hr_sink_leave_owner(&R.sink, door);
+    else
+        hr_sink_unlock(&R.sink);
+    t_depth--;
+}
 
 static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
 {
     PyMemAllocatorEx *o = &R.orig[d];
     if ((d == PYMEM_DOMAIN_RAW && t_depth) || R.sink.off)
         return zero ? o->calloc(o->ctx, nelem, elsize) : o->malloc(o->ctx, nelem);
-    enter();
+    int door = enter(d);
     if (gil_held(d))
         observe(NEXT_OTHER);
     if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && !R.cb_active && d == PYMEM_DOMAIN_OBJ &&
@@ -516,10 +542,10 @@ static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
                 R.pend.collecting = g->collecting;
             }
         } else {
-            emit_alloc((uintptr_t)p, size, d, zero ? HR_F_ZERO : 0, 0);
+            emit_alloc((uintptr_t)p, size, d, zero ? HR_F_ZERO : 0);
         }
     }
-    leave();
+    leave(door);
     return p;
 }
 
@@ -537,7 +563,7 @@ static void h_free(void *ctx, void *p)
         o->free(o->ctx, p);
         return;
     }
-    enter();
+    int door = enter(d);
     uintptr_t a = (uintptr_t)p;
     uint64_t id = 0;
     unsigned fl = 0;
@@ -547,24 +573,24 @@ static void h_free(void *ctx, void *p)
         if (R.pend.active && R.pend.addr == a) {
             next = NEXT_FREE_PENDING;
         } else {
-            known = hr_idmap_take(&R.map, a, &id, &fl);
+            known = hr_idmap_take_fast(&R.map, a, &id, &fl);
             if (known && (fl & HR_F_GC))
                 next = NEXT_GC_FREE;
         }
         observe(next); /* may write the pending block (which may be this one) */
     }
-    if (known || hr_idmap_take(&R.map, a, &id, &fl)) {
+    if (known || hr_idmap_take_fast(&R.map, a, &id, &fl)) {
         if (fl & HR_F_GC)
             forget_type_at(a);
         if (fl & HR_F_OBJECT)
             hr_rec_graph_free(a, id, fl);
         else
-            hr_rec_emit_id(HR_OP_FREE, id);
+            hr_sink_free(&R.sink, id);
     } else {
         R.stat.unknown_frees++; /* allocated before the hooks, or through a swapped allocator */
     }
     o->free(o->ctx, p);
-    leave();
+    leave(door);
 }
 
 static void *obj_plain_alloc(size_t n);
@@ -577,7 +603,7 @@ static void *h_realloc(void *ctx, void *p, size_t n)
         return o->realloc(o->ctx, p, n);
     if (!p) /* realloc(NULL, n) is malloc(n), never a GC object: written at once */
         return d == PYMEM_DOMAIN_OBJ ? obj_plain_alloc(n) : do_alloc(d, n, 1, 0);
-    enter();
+    int door = enter(d);
     uintptr_t a = (uintptr_t)p;
     if (gil_held(d))
         observe(NEXT_OTHER);
@@ -593,10 +619,10 @@ static void *h_realloc(void *ctx, void *p, size_t n)
                 hr_rec_graph_moved(a, (uintptr_t)q, id);
         } else {
             R.stat.unknown_reallocs++;
-            emit_alloc((uintptr_t)q, n, d, 0, 0);
+            emit_alloc((uintptr_t)q, n, d, 0);
         }
     }
-    leave();
+    leave(door);
     return q;
 }
 
@@ -604,12 +630,12 @@ static void *h_realloc(void *ctx, void *p, size_t n)
 static void *obj_plain_alloc(size_t n)
 {
     PyMemAllocatorEx *o = &R.orig[PYMEM_DOMAIN_OBJ];
-    enter();
+    int door = enter(PYMEM_DOMAIN_OBJ);
     observe(NEXT_OTHER);
     void *p = o->realloc(o->ctx, NULL, n);
     if (p)
-        emit_alloc((uintptr_t)p, n, HR_DOMAIN_OBJ, 0, 0);
-    leave();
+        emit_alloc((uintptr_t)p, n, HR_DOMAIN_OBJ, 0);
+    leave(door);
     return p;
 }
 
@@ -932,7 +958,7 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
     R.self_check = sc && *sc ? atoi(sc) : 0;
     R.gc_enabled = 1;
     R.gc_thr[0] = 700, R.gc_thr[1] = 10, R.gc_thr[2] = 10;
-    if (hr_idmap_init(&R.map, 18) || hr_idmap_init(&R.types, 10) || hr_idmap_init(&R.rejected, 8))
+    if (hr_idmap_init_direct(&R.map) || hr_idmap_init(&R.types, 10) || hr_idmap_init(&R.rejected, 8))
         return hr_err_set(err, HR_ENOMEM, "cannot map the recorder's tables");
     if (R.mode == HR_KIND_GRAPH && hr_rec_graph_init(err))
         return err ? err->code : HR_ENOMEM;
@@ -953,7 +979,7 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
         return hr_err_set(err, HR_EINTERNAL, "cannot build the trace header");
     }
     hr_trace_write_opts_t wo = {.frame_target = o->frame_target, .level = o->level};
-    int rc = hr_sink_open(&R.sink, o->out_path, &h, &wo, err);
+    int rc = hr_sink_open(&R.sink, o->out_path, &h, &wo, 1, err);
     hr_trace_header_free(&h);
     if (rc)
         return rc;

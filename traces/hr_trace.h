@@ -215,6 +215,11 @@ int hr_trace_writer_open(hr_trace_writer_t **out, const char *path, const hr_tra
 /* Write one event (checked: an invalid event is refused with HR_EFORMAT and nothing is written).
  * For ALLOC, ev->a must be the next id (hr_trace_writer_next_id). */
 int hr_trace_write(hr_trace_writer_t *w, const hr_event_t *ev, hr_err_t *err);
+/* The same as hr_trace_write of ALLOC (id = *id = the next id, no type, no alignment) and of
+ * FREE, faster: for recorders. Same checks, same bytes, same errors. */
+int hr_trace_write_alloc(hr_trace_writer_t *w, uint64_t size, unsigned domain, unsigned flags,
+                         uint64_t *id, hr_err_t *err);
+int hr_trace_write_free(hr_trace_writer_t *w, uint64_t id, hr_err_t *err);
 uint64_t hr_trace_writer_next_id(const hr_trace_writer_t *w);
 uint64_t hr_trace_writer_events(const hr_trace_writer_t *w);
 /* The checker's view (id states), for generators that need to know what is live. */

@@ -6,6 +6,7 @@
  * file always ends at a frame boundary except while a write is in flight.
  */
 #include "hr_trace.h"
+#include "trace_internal.h"
 #include "trace_wire.h"
 
 #include <errno.h>
@@ -314,6 +315,68 @@ int hr_trace_write(hr_trace_writer_t *w, const hr_event_t *ev, hr_err_t *err)
     if (w->payload.len >= w->frame_target)
         return emit_frame(w, err);
     return HR_OK;
+}
+
+/* {==== Fast paths: plain ALLOC and FREE ====
+ *
+ * A recorder writes millions of these. Each fast path applies exactly the checker's rules for its
+ * event (hr_trace_check_event: the ALLOC and FREE cases) and encodes exactly what encode_event
+ * would, with the work that cannot fail hoisted out: the frame is already open and the payload
+ * has room (the buffer keeps frame_target + 4096 bytes, so no reserve call), the state bitmap
+ * has room, and the flags are among those that need no operand (GC, ZERO). Anything else, valid
+ * or not, goes through hr_trace_write, which refuses what the reader would refuse. A test
+ * (tests/trace/test_trace.c) writes the same random streams, invalid events included, both ways
+ * and compares return codes, messages and the files byte for byte.
+ */
+#define FAST_ROOM (1 + 2 * HR_VARINT_MAX)
+
+int hr_trace_write_alloc(hr_trace_writer_t *w, uint64_t size, unsigned domain, unsigned flags,
+                         uint64_t *id, hr_err_t *err)
+{
+    hr_trace_check_t *c = &w->chk;
+    *id = c->next_id;
+    if (HR_LIKELY(w->frame_open && w->payload.cap - w->payload.len > FAST_ROOM &&
+                  domain < HR_DOMAIN_COUNT && !(flags & ~(unsigned)(HR_F_GC | HR_F_ZERO)) &&
+                  size <= HR_TRACE_MAX_SIZE && hr_chk_has_room(c))) {
+        uint8_t *p = w->payload.data + w->payload.len;
+        size_t n = 1 + hr_varint_put(p + 1, size);
+        if (flags) {
+            p[0] = (uint8_t)(HR_W_ALLOC_FLAGS + domain);
+            p[n++] = (uint8_t)flags; /* < 0x80: one varint byte */
+        } else {
+            p[0] = (uint8_t)(HR_W_ALLOC + domain);
+        }
+        hr_chk_set(c, c->next_id, HR_ID_BLOCK);
+        w->prev = c->next_id++;
+        w->payload.len += n;
+        w->events++;
+        return HR_UNLIKELY(w->payload.len >= w->frame_target) ? emit_frame(w, err) : HR_OK;
+    }
+    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = (uint8_t)domain, .flags = (uint8_t)flags,
+                     .a = c->next_id, .b = size};
+    if (domain > 0xff || flags > 0xff) /* would not survive the narrowing above */
+        return hr_err_set(err, HR_EFORMAT, "alloc with unknown domain %u or flags 0x%x", domain,
+                          flags);
+    return hr_trace_write(w, &ev, err);
+}
+
+int hr_trace_write_free(hr_trace_writer_t *w, uint64_t id, hr_err_t *err)
+{
+    hr_trace_check_t *c = &w->chk;
+    if (HR_LIKELY(w->frame_open && w->payload.cap - w->payload.len > FAST_ROOM &&
+                  id < c->next_id && hr_chk_get(c, id) == HR_ID_BLOCK)) {
+        uint8_t *p = w->payload.data + w->payload.len;
+        uint64_t operand;
+        p[0] = (uint8_t)(HR_W_FREE | hr_wire_id_operand(id, c->next_id - 1, w->prev, &operand));
+        size_t n = 1 + hr_varint_put(p + 1, operand);
+        hr_chk_set(c, id, HR_ID_FREED);
+        w->prev = id;
+        w->payload.len += n;
+        w->events++;
+        return HR_UNLIKELY(w->payload.len >= w->frame_target) ? emit_frame(w, err) : HR_OK;
+    }
+    hr_event_t ev = {.op = HR_OP_FREE, .a = id};
+    return hr_trace_write(w, &ev, err);
 }
 
 uint64_t hr_trace_writer_next_id(const hr_trace_writer_t *w) { return w->chk.next_id; }

@@ -483,12 +483,104 @@ static void test_crafted(void)
     TAP_OK(access(leftover, F_OK) != 0, "and no temporary file is left behind");
 }
 
+/* {==== The writer's fast paths equal the general path ==== */
+
+/* Random ALLOC/FREE streams, invalid events included (double frees, never-allocated ids, bad
+ * domains, flags and sizes, a PHASE now and then), written through hr_trace_write_alloc/_free
+ * into one file and through hr_trace_write into another: every return code and message must
+ * agree and the files must be byte-identical. Small frame targets put frame boundaries and the
+ * fast paths' fallbacks (frame not open, payload full) everywhere. */
+static void test_fast_paths(void)
+{
+    size_t targets[] = {17, 64, 1000, 0};
+    for (size_t t = 0; t < HR_ARRAY_LEN(targets); t++) {
+        for (int kind = HR_KIND_ALLOC; kind <= HR_KIND_GRAPH; kind++) {
+            const char *pa = tmp_path("fast.hrt"), *pb = tmp_path("slow.hrt");
+            hr_trace_header_t h;
+            hr_trace_header_init(&h, kind);
+            hr_trace_write_opts_t o = {.frame_target = targets[t]};
+            hr_err_t ea = {0}, eb = {0};
+            hr_trace_writer_t *wa = NULL, *wb = NULL;
+            int rc = hr_trace_writer_open(&wa, pa, &h, &o, &ea);
+            rc |= hr_trace_writer_open(&wb, pb, &h, &o, &eb);
+            uint64_t seed = 0x9E3779B97F4A7C15ull * (t * 2 + (size_t)kind + 1), live[512];
+            size_t nlive = 0, events = 0, refused = 0, mismatches = 0;
+            for (int i = 0; rc == 0 && i < 300000; i++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                unsigned r = (unsigned)(seed >> 33);
+                int ra, rb;
+                memset(&ea, 0, sizeof ea), memset(&eb, 0, sizeof eb);
+                if (r % 97 == 0) { /* something else in between */
+                    hr_event_t ev = {.op = HR_OP_PHASE, .a = 1, .str = (const uint8_t *)"x"};
+                    ra = hr_trace_write(wa, &ev, &ea);
+                    rb = hr_trace_write(wb, &ev, &eb);
+                } else if (nlive < HR_ARRAY_LEN(live) && (r & 1)) {
+                    uint64_t size = (r >> 8) % 3000, id;
+                    unsigned dom = (r >> 4) & 3, flags = (r >> 20) % 4 == 0 ? HR_F_GC : 0;
+                    if (r % 31 == 0)
+                        size = HR_TRACE_MAX_SIZE + (r & 1) * 7; /* at and over the limit */
+                    if (r % 37 == 0)
+                        dom = HR_DOMAIN_COUNT + (r >> 7) % 3;
+                    if (r % 41 == 0)
+                        flags = (r >> 3) & 0xff;
+                    if ((r >> 21) % 5 == 0)
+                        flags |= HR_F_ZERO;
+                    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = (uint8_t)dom,
+                                     .flags = (uint8_t)flags, .a = hr_trace_writer_next_id(wb),
+                                     .b = size};
+                    ra = hr_trace_write_alloc(wa, size, dom, flags, &id, &ea);
+                    rb = hr_trace_write(wb, &ev, &eb);
+                    if (ra == 0)
+                        live[nlive++] = id;
+                    mismatches += ra == 0 && id != ev.a;
+                } else {
+                    uint64_t id;
+                    size_t k = nlive ? (r >> 3) % nlive : 0;
+                    if (nlive && r % 11) {
+                        id = live[k];
+                        live[k] = live[--nlive];
+                    } else { /* a double free, an id never allocated, or a far one */
+                        id = (r % 3 == 0) ? hr_trace_writer_next_id(wb) + (r >> 9) % 5
+                                          : (r >> 5) % (hr_trace_writer_next_id(wb) + 1);
+                    }
+                    hr_event_t ev = {.op = HR_OP_FREE, .a = id};
+                    ra = hr_trace_write_free(wa, id, &ea);
+                    rb = hr_trace_write(wb, &ev, &eb);
+                }
+                events++;
+                refused += ra != 0;
+                if (ra != rb || strcmp(ea.msg, eb.msg) != 0) {
+                    if (!mismatches)
+                        TAP_DIAG("event %zu: fast %d '%s', general %d '%s'", events, ra, ea.msg,
+                                 rb, eb.msg);
+                    mismatches++;
+                }
+            }
+            rc |= hr_trace_writer_close(wa, &ea);
+            rc |= hr_trace_writer_close(wb, &eb);
+            hr_trace_header_free(&h);
+            hr_buf_t a, b;
+            slurp(pa, &a);
+            slurp(pb, &b);
+            result_t res = read_mem(a.data, a.len, 0, NULL);
+            TAP_OK(rc == 0 && mismatches == 0 && refused > 1000 && a.len == b.len &&
+                       memcmp(a.data, b.data, a.len) == 0 && res.rc == 0 && res.complete,
+                   "fast ALLOC/FREE paths = hr_trace_write (%s trace, frame target %zu: %zu "
+                   "events, %zu refused alike, %zu mismatches, files %zu/%zu bytes, read %d)",
+                   hr_kind_name(kind), targets[t], events, refused, mismatches, a.len, b.len,
+                   res.rc);
+            hr_buf_free(&a), hr_buf_free(&b);
+        }
+    }
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/hr_test_trace.XXXXXX");
     if (!mkdtemp(tmpdir))
         return 99;
     test_api_roundtrip();
+    test_fast_paths();
     test_crafted();
     test_truncation();
     test_bit_flips();
