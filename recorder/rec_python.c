@@ -162,24 +162,68 @@ static int valid_type(uintptr_t t, size_t pre)
     return PyType_Check((PyObject *)ty) && PyType_IS_GC(ty) && preheader(ty) == pre;
 }
 
+/* The learned types sit in R.types (type address -> pre-header size). Every GC allocation asks
+ * about its type, every GC free about its address, so two small tables answer first: a
+ * direct-mapped cache of learned types (positive answers only) and a bit filter of the addresses
+ * ever learned (a clear bit: not a learned type, no lookup). */
+#define TCACHE 256
+static struct {
+    uintptr_t type;
+    uint64_t pre;
+} tcache[TCACHE];
+static uint64_t tfilter[64]; /* 4096 bits */
+
+static inline unsigned tcache_slot(uintptr_t t) { return (unsigned)((t >> 4) ^ (t >> 12)) & (TCACHE - 1); }
+static inline int tfilter_has(uintptr_t t) { return (tfilter[(t >> 10) & 63] >> ((t >> 4) & 63)) & 1; }
+
+/* The pre-header size of learned type t, or 0. */
+static inline uint64_t type_pre(uintptr_t t)
+{
+    unsigned k = tcache_slot(t);
+    if (HR_LIKELY(tcache[k].type == t))
+        return tcache[k].pre;
+    uint64_t pre;
+    if (!tfilter_has(t) || !hr_idmap_get(&R.types, t, &pre, NULL))
+        return 0;
+    tcache[k].type = t;
+    tcache[k].pre = pre;
+    return pre;
+}
+
+static void type_learned(uintptr_t t, uint64_t pre)
+{
+    hr_idmap_put(&R.types, t, pre, 0);
+    tfilter[(t >> 10) & 63] |= (uint64_t)1 << ((t >> 4) & 63);
+    tcache[tcache_slot(t)].type = t;
+    tcache[tcache_slot(t)].pre = pre;
+}
+
+static void type_forget(uintptr_t t)
+{
+    if (!tfilter_has(t))
+        return;
+    hr_idmap_take(&R.types, t, NULL, NULL);
+    if (tcache[tcache_slot(t)].type == t)
+        tcache[tcache_slot(t)].type = 0, tcache[tcache_slot(t)].pre = 0;
+}
+
 /* Learn the type of a block that the count showed to be a GC allocation. The object may be
  * initialised and alive, already dead on a free list (refcount 0), or not yet initialised (a
  * collection started inside its allocation): each candidate position is checked before use. */
 static void learn_type(uintptr_t a, uint64_t size)
 {
     const uint64_t *w = (const uint64_t *)a;
-    uint64_t known;
     for (int pre = 16; pre <= 32; pre += 16) {
         size_t rc = (size_t)pre / 8, ty = rc + 1;
         if (size < (uint64_t)pre + 16 || w[rc] >= SMALL_WORD)
             continue;
         uintptr_t t = (uintptr_t)w[ty];
-        if (hr_idmap_get(&R.types, t, &known, NULL) && known == (uint64_t)pre)
+        if (type_pre(t) == (uint64_t)pre)
             return;
         if (hr_idmap_get(&R.rejected, t, NULL, NULL))
             continue;
         if (valid_type(t, (size_t)pre)) {
-            hr_idmap_put(&R.types, t, (uint64_t)pre, 0);
+            type_learned(t, (uint64_t)pre);
             return;
         }
         if (R.rejected.count < 4096)
@@ -192,14 +236,11 @@ static void learn_type(uintptr_t a, uint64_t size)
 static PyTypeObject *gc_block_type(uintptr_t a, uint64_t size, size_t *pre)
 {
     const uint64_t *w = (const uint64_t *)a;
-    uint64_t known;
-    if (size >= 32 && w[2] < SMALL_WORD &&
-        hr_idmap_get(&R.types, (uintptr_t)w[3], &known, NULL) && known == 16) {
+    if (size >= 32 && w[2] < SMALL_WORD && type_pre((uintptr_t)w[3]) == 16) {
         *pre = 16;
         return (PyTypeObject *)w[3];
     }
-    if (size >= 48 && w[4] < SMALL_WORD &&
-        hr_idmap_get(&R.types, (uintptr_t)w[5], &known, NULL) && known == 32) {
+    if (size >= 48 && w[4] < SMALL_WORD && type_pre((uintptr_t)w[5]) == 32) {
         *pre = 32;
         return (PyTypeObject *)w[5];
     }
@@ -222,10 +263,10 @@ PyTypeObject *hr_rec_gc_block_type(uintptr_t block, uint64_t size, size_t *pre)
 }
 
 /* A type object is being freed: forget it (its address may come back as another type). */
-static void forget_type_at(uintptr_t block)
+static inline void forget_type_at(uintptr_t block)
 {
-    hr_idmap_take(&R.types, block + 16, NULL, NULL);
-    hr_idmap_take(&R.types, block + 32, NULL, NULL);
+    type_forget(block + 16);
+    type_forget(block + 32);
 }
 
 /* {====================================================================
@@ -234,7 +275,7 @@ static void forget_type_at(uintptr_t block)
 
 enum { NEXT_OTHER = 0, NEXT_GC_FREE = 1, NEXT_FREE_PENDING = 2 };
 
-static void note_gc_settings(const struct _gc_runtime_state *g)
+static void note_gc_settings_changed(const struct _gc_runtime_state *g)
 {
     if (g->enabled != R.gc_enabled) {
         R.gc_enabled = g->enabled;
@@ -247,6 +288,14 @@ static void note_gc_settings(const struct _gc_runtime_state *g)
         emit_gc_control(HR_GC_THRESHOLD, (uint64_t)R.gc_thr[0],
                         (uint64_t)(uint32_t)R.gc_thr[1] | (uint64_t)(uint32_t)R.gc_thr[2] << 32);
     }
+}
+
+static inline void note_gc_settings(const struct _gc_runtime_state *g)
+{
+    if (HR_UNLIKELY(g->enabled != R.gc_enabled || g->generations[0].threshold != R.gc_thr[0] ||
+                    g->generations[1].threshold != R.gc_thr[1] ||
+                    g->generations[2].threshold != R.gc_thr[2]))
+        note_gc_settings_changed(g);
 }
 
 static void resolve_pending(int next, int now, int triggered)
@@ -390,7 +439,7 @@ static void observe_without_callback(struct _gc_runtime_state *g, int triggered)
 }
 
 /* `next` says what the event being observed is (for the count arithmetic). Holds the lock. */
-static void observe(int next)
+static void observe_full(int next)
 {
     struct _gc_runtime_state *g = gcstate();
     int now = g ? g->generations[0].count : -1;
@@ -466,6 +515,29 @@ static void observe(int next)
     }
 }
 
+/* observe_full, shortened for the state nearly every call finds: the gc callback installed, no
+ * collection in progress or being tracked, no per-observation debugging. Then the start-up and
+ * graph-mode checks of observe_full are all false and only the pending allocation and the
+ * skipped-collection check remain. */
+HR_INLINE void observe(int next)
+{
+    struct _gc_runtime_state *g = gcstate();
+    if (HR_UNLIKELY(!g || g->collecting || !R.cb_active || R.gc_state != GC_IDLE ||
+                    R.self_check > 1)) {
+        observe_full(next);
+        return;
+    }
+    int now = g->generations[0].count;
+    R.last_gc = 0;
+    if (R.pend.active)
+        resolve_pending(next, now, 0);
+    if (HR_UNLIKELY(R.last_gc) && g->enabled && g->generations[0].threshold &&
+        now > g->generations[0].threshold) {
+        emit_phase("gc.skipped"); /* see observe_full */
+        R.stat.skipped++;
+    }
+}
+
 /* {====================================================================
  * The hooks
  * ==================================================================== */
@@ -494,7 +566,7 @@ static inline int owns_gil(int domain)
 
 enum { DOOR_OWNER = 0, DOOR_OWNER_SPIN = 1, DOOR_SPIN = 2 };
 
-static inline int enter(int domain)
+HR_INLINE int enter(int domain)
 {
     t_depth++;
     if (HR_LIKELY(owns_gil(domain)))
@@ -503,7 +575,7 @@ static inline int enter(int domain)
     return DOOR_SPIN;
 }
 
-static inline void leave(int door)
+HR_INLINE void leave(int door)
 {
     if (HR_LIKELY(door != DOOR_SPIN))
         hr_sink_leave_owner(&R.sink, door);
@@ -702,7 +774,7 @@ static PyObject *gc_callback(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_Clear();
     hr_sink_lock(&R.sink);
     if (!R.sink.off) {
-        observe(NEXT_OTHER);
+        observe_full(NEXT_OTHER);
         struct _gc_runtime_state *g = gcstate();
         if (g)
             note_gc_settings(g);
@@ -746,7 +818,7 @@ static PyObject *mod_phase(PyObject *self, PyObject *arg)
     }
     hr_sink_lock(&R.sink);
     if (!R.sink.off) {
-        observe(NEXT_OTHER);
+        observe_full(NEXT_OTHER);
         hr_rec_emit_str(HR_OP_PHASE, 0, s, (size_t)len);
     }
     hr_sink_unlock(&R.sink);
@@ -812,7 +884,7 @@ static void dump_stats(void)
         return;
     }
     R.stats_done = 1;
-    observe(NEXT_OTHER);
+    observe_full(NEXT_OTHER);
     struct _gc_runtime_state *g = gcstate();
     char json[512];
     if (g) {
@@ -900,7 +972,7 @@ static int finish(hr_err_t *err)
     hr_sink_lock(&R.sink);
     if (!R.sink.off) {
         if (R.pend.active) /* no interpreter left to ask: decide from the last count seen */
-            observe(NEXT_OTHER);
+            observe_full(NEXT_OTHER);
         selfcheck_stats();
     }
     hr_sink_unlock(&R.sink);
@@ -1018,7 +1090,7 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
     }
     hr_sink_lock(&R.sink);
     if (!R.sink.off) {
-        observe(NEXT_OTHER);
+        observe_full(NEXT_OTHER);
         R.cb_active = 1;
         emit_phase("script");
     }
