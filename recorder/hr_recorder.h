@@ -19,6 +19,18 @@
 #define HR_PRELOAD_ENV_ERR "HEAPREPLAY_NATIVE_ERR"   /* file for the recorder's own errors */
 #define HR_PRELOAD_NAME "libhr_preload.so"
 
+/* Environment of the Python recorder preloaded into the system's python3.11 (libhr_pyrec.so);
+ * the module removes these (and itself from LD_PRELOAD) before the program starts. */
+#define HR_PYREC_ENV_OUT "HEAPREPLAY_PY_OUT"       /* trace path */
+#define HR_PYREC_ENV_PID "HEAPREPLAY_PY_PID"       /* only this pid records */
+#define HR_PYREC_ENV_CMD "HEAPREPLAY_PY_CMD"       /* command line, for the metadata */
+#define HR_PYREC_ENV_MODE "HEAPREPLAY_PY_MODE"     /* alloc or graph */
+#define HR_PYREC_ENV_FRAME "HEAPREPLAY_PY_FRAME"   /* frame target, 0: default */
+#define HR_PYREC_ENV_LEVEL "HEAPREPLAY_PY_LEVEL"   /* zstd level, 0: default */
+#define HR_PYREC_ENV_SCRIPT "HEAPREPLAY_PY_SCRIPT" /* the script path, as passed to python */
+#define HR_PYREC_ENV_KEEP "HEAPREPLAY_PY_KEEP"     /* LD_PRELOAD before ours (set if there was one) */
+#define HR_PYREC_NAME "libhr_pyrec.so"
+
 typedef struct hr_record_opts {
     const char *out_path;  /* borrowed: the trace to write */
     int mode;              /* HR_KIND_ALLOC or HR_KIND_GRAPH */

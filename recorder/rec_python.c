@@ -966,7 +966,7 @@ static void selfcheck_stats(void)
 /* Close the trace (once, in the owning process). Holds no lock on entry. */
 static int finish(hr_err_t *err)
 {
-    if (R.finished || R.sink.owner != getpid())
+    if (R.finished || !R.started || R.sink.owner != getpid())
         return HR_OK;
     R.finished = 1;
     hr_sink_lock(&R.sink);
@@ -979,18 +979,21 @@ static int finish(hr_err_t *err)
     return hr_sink_close(&R.sink, err);
 }
 
+static int exit_on_report; /* embedded: a failure to close at exit ends the process with 3 */
+
 static void at_c_exit(void)
 {
     hr_err_t err = {0};
     if (finish(&err) && R.report) {
         R.report(&err);
-        _exit(3);
+        if (exit_on_report)
+            _exit(3);
     }
 }
 
 static void forked_child(void) { hr_sink_forked_child(&R.sink); }
 
-static int make_header(hr_trace_header_t *h, const hr_record_opts_t *o)
+static int make_header(hr_trace_header_t *h, const hr_record_opts_t *o, const char *recorder)
 {
     char date[64], buf[64];
     time_t now = time(NULL);
@@ -1002,7 +1005,7 @@ static int make_header(hr_trace_header_t *h, const hr_record_opts_t *o)
     rc |= hr_trace_header_set(h, "python_version", Py_GetVersion());
     rc |= hr_trace_header_set(h, "date", date);
     rc |= hr_trace_header_set(h, "mode", o->mode == HR_KIND_GRAPH ? "graph" : "alloc");
-    rc |= hr_trace_header_set(h, "recorder", "cpython-pep445");
+    rc |= hr_trace_header_set(h, "recorder", recorder);
     const char *pm = getenv("PYTHONMALLOC");
     rc |= hr_trace_header_set(h, "pythonmalloc", pm && *pm ? pm : "default");
     snprintf(buf, sizeof buf, "%zu", ARENA_BYTES);
@@ -1012,15 +1015,10 @@ static int make_header(hr_trace_header_t *h, const hr_record_opts_t *o)
     return rc;
 }
 
-static int wset(wchar_t **dst, const char *s, PyConfig *c)
+/* Start recording, before the interpreter is initialised (and, embedded, after
+ * Py_PreInitialize chose the allocators): the tables, the trace, PHASE startup, the hooks. */
+static int rec_start(const hr_record_opts_t *o, const char *recorder, hr_err_t *err)
 {
-    PyStatus st = PyConfig_SetBytesString(c, dst, s);
-    return PyStatus_Exception(st) ? -1 : 0;
-}
-
-int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
-{
-    *exit_status = -1;
     if (R.started)
         return hr_err_set(err, HR_EUSAGE, "the Python recorder runs once per process");
     R.started = 1;
@@ -1034,19 +1032,10 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
         return hr_err_set(err, HR_ENOMEM, "cannot map the recorder's tables");
     if (R.mode == HR_KIND_GRAPH && hr_rec_graph_init(err))
         return err ? err->code : HR_ENOMEM;
-
-    /* Pre-initialise (this may select the allocators, e.g. PYTHONMALLOC), then hook. */
-    PyPreConfig pre;
-    PyPreConfig_InitPythonConfig(&pre);
-    PyStatus st = Py_PreInitialize(&pre);
-    if (PyStatus_Exception(st))
-        return hr_err_set(err, HR_EINTERNAL, "Py_PreInitialize failed: %s",
-                          st.err_msg ? st.err_msg : "?");
     if (PyImport_AppendInittab("_heapreplay", mod_init) < 0)
         return hr_err_set(err, HR_EINTERNAL, "cannot register the _heapreplay module");
-
     hr_trace_header_t h;
-    if (make_header(&h, o)) {
+    if (make_header(&h, o, recorder)) {
         hr_trace_header_free(&h);
         return hr_err_set(err, HR_EINTERNAL, "cannot build the trace header");
     }
@@ -1061,6 +1050,50 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
     emit_phase("startup");
     hr_sink_unlock(&R.sink);
     install_hooks();
+    return HR_OK;
+}
+
+/* The interpreter is initialised and the script is about to run; the caller holds the GIL. */
+static int rec_script_begins(hr_err_t *err)
+{
+    if (python_setup(err))
+        return err ? err->code : HR_EINTERNAL;
+    hr_sink_lock(&R.sink);
+    if (!R.sink.off) {
+        observe_full(NEXT_OTHER);
+        R.cb_active = 1;
+        emit_phase("script");
+    }
+    hr_sink_unlock(&R.sink);
+    return HR_OK;
+}
+
+/* {====================================================================
+ * Embedded: heapreplay runs the interpreter itself (libpython3.11)
+ * ==================================================================== */
+
+static int wset(wchar_t **dst, const char *s, PyConfig *c)
+{
+    PyStatus st = PyConfig_SetBytesString(c, dst, s);
+    return PyStatus_Exception(st) ? -1 : 0;
+}
+
+int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
+{
+    *exit_status = -1;
+    if (R.started)
+        return hr_err_set(err, HR_EUSAGE, "the Python recorder runs once per process");
+    exit_on_report = 1;
+    /* Pre-initialise (this may select the allocators, e.g. PYTHONMALLOC), then hook. */
+    PyPreConfig pre;
+    PyPreConfig_InitPythonConfig(&pre);
+    PyStatus st = Py_PreInitialize(&pre);
+    if (PyStatus_Exception(st))
+        return hr_err_set(err, HR_EINTERNAL, "Py_PreInitialize failed: %s",
+                          st.err_msg ? st.err_msg : "?");
+    int rc = rec_start(o, "cpython-pep445", err);
+    if (rc)
+        return rc;
 
     PyConfig cfg;
     PyConfig_InitPythonConfig(&cfg);
@@ -1084,18 +1117,132 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
         return hr_err_set(err, HR_EINTERNAL, "Python initialisation failed: %s",
                           st.err_msg ? st.err_msg : "?");
     }
-    if (python_setup(err)) {
+    if (rec_script_begins(err)) {
         finish(NULL);
         return err ? err->code : HR_EINTERNAL;
     }
-    hr_sink_lock(&R.sink);
-    if (!R.sink.off) {
-        observe_full(NEXT_OTHER);
-        R.cb_active = 1;
-        emit_phase("script");
-    }
-    hr_sink_unlock(&R.sink);
-
     *exit_status = Py_RunMain(); /* runs the script, the atexit handlers, and finalises */
     return finish(err);
 }
+
+/* {====================================================================
+ * Preloaded: libhr_pyrec.so inside the system's python3.11 (HR_REC_PRELOAD)
+ *
+ * `heapreplay record` runs HR_PYTHON_EXE SCRIPT ARGS with this module in LD_PRELOAD: the very
+ * interpreter a plain run uses (Debian's is a static, profile-optimised build; libpython3.11.so
+ * costs about a quarter more time on the same script). The constructor runs before main: it
+ * takes its settings from the environment (HR_PYREC_ENV_*), puts the environment back as the
+ * program would have had it (LD_PRELOAD and those variables removed), and starts recording. Hooks
+ * installed before Py_PreInitialize stay installed unless PYTHONMALLOC or the development mode
+ * select allocators (the reference, section 3.3 item 4): the CLI uses the embedded recorder then,
+ * and the constructor refuses too. The script's start is where the interpreter opens it
+ * (pymain_run_file: fopen, with the GIL released, after site and sys.path[0]): the fopen
+ * wrapper below takes the GIL there for rec_script_begins.
+ * ==================================================================== */
+#ifdef HR_REC_PRELOAD
+#define HR_EXPORT __attribute__((visibility("default")))
+
+static char pre_script[4096]; /* the script path as the interpreter will open it */
+static volatile int pre_await; /* 1 until the script's fopen */
+
+/* The recorder's own errors, as heapreplay prints them (the process is heapreplay's). */
+static void pre_report(const hr_err_t *err)
+{
+    fprintf(stderr, "heapreplay record: error: %s\n", err->msg[0] ? err->msg : hr_strerror(err->code));
+}
+
+static void take_env(char *dst, size_t cap, const char *name)
+{
+    const char *v = getenv(name);
+    snprintf(dst, cap, "%s", v ? v : "");
+}
+
+__attribute__((constructor)) static void pre_start(void)
+{
+    const char *pid = getenv(HR_PYREC_ENV_PID);
+    if (!pid || strtol(pid, NULL, 10) != (long)getpid())
+        return;
+    char out[4096], cmd[8192], mode[16], frame[32], level[32], keep[8192];
+    take_env(out, sizeof out, HR_PYREC_ENV_OUT);
+    take_env(cmd, sizeof cmd, HR_PYREC_ENV_CMD);
+    take_env(mode, sizeof mode, HR_PYREC_ENV_MODE);
+    take_env(frame, sizeof frame, HR_PYREC_ENV_FRAME);
+    take_env(level, sizeof level, HR_PYREC_ENV_LEVEL);
+    take_env(pre_script, sizeof pre_script, HR_PYREC_ENV_SCRIPT);
+    int had_preload = getenv(HR_PYREC_ENV_KEEP) != NULL;
+    take_env(keep, sizeof keep, HR_PYREC_ENV_KEEP);
+    /* The program sees the environment it would have had: children do not load this module. */
+    if (had_preload && keep[0])
+        setenv("LD_PRELOAD", keep, 1);
+    else
+        unsetenv("LD_PRELOAD");
+    const char *names[] = {HR_PYREC_ENV_PID, HR_PYREC_ENV_OUT, HR_PYREC_ENV_CMD,
+                           HR_PYREC_ENV_MODE, HR_PYREC_ENV_FRAME, HR_PYREC_ENV_LEVEL,
+                           HR_PYREC_ENV_SCRIPT, HR_PYREC_ENV_KEEP};
+    for (size_t i = 0; i < HR_ARRAY_LEN(names); i++)
+        unsetenv(names[i]);
+
+    hr_err_t err = {0};
+    const char *pm = getenv("PYTHONMALLOC"), *dev = getenv("PYTHONDEVMODE");
+    if ((Py_Version >> 16) != (PY_VERSION_HEX >> 16)) {
+        hr_err_set(&err, HR_EUSAGE, "the interpreter is Python %lx, the recorder was built for "
+                   "%x (use --embedded)", (unsigned long)Py_Version, (unsigned)PY_VERSION_HEX);
+    } else if ((pm && *pm) || (dev && *dev)) {
+        hr_err_set(&err, HR_EUSAGE, "PYTHONMALLOC or PYTHONDEVMODE would replace the recorder's "
+                   "hooks in a preloaded interpreter (use --embedded)");
+    } else {
+        hr_record_opts_t o = {.out_path = out, .cmdline = cmd, .report = pre_report,
+                              .mode = strcmp(mode, "graph") == 0 ? HR_KIND_GRAPH : HR_KIND_ALLOC,
+                              .frame_target = (size_t)strtoull(frame, NULL, 10),
+                              .level = atoi(level)};
+        exit_on_report = 1;
+        if (rec_start(&o, "cpython-pep445-preload", &err) == 0) {
+            pre_await = 1;
+            return;
+        }
+    }
+    pre_report(&err); /* as the embedded recorder: nothing runs unrecorded */
+    _exit(3);
+}
+
+static void pre_script_opens(const char *path)
+{
+    if (HR_LIKELY(!pre_await) || !path || strcmp(path, pre_script) != 0 ||
+        !_PyRuntime.initialized || R.sink.owner != getpid())
+        return;
+    pre_await = 0;
+    PyGILState_STATE st = PyGILState_Ensure();
+    hr_err_t err = {0};
+    if (rec_script_begins(&err)) { /* reported at exit, as a failed write would be */
+        hr_sink_lock(&R.sink);
+        if (!R.sink.failed)
+            R.sink.err = err;
+        R.sink.failed = 1;
+        R.sink.off = 1;
+        hr_sink_unlock(&R.sink);
+    }
+    PyGILState_Release(st);
+}
+
+/* Both names (stdio.h may rename fopen to fopen64, so they are defined by symbol name). */
+HR_EXPORT FILE *pre_fopen(const char *path, const char *mode) __asm__("fopen");
+HR_EXPORT FILE *pre_fopen64(const char *path, const char *mode) __asm__("fopen64");
+
+HR_EXPORT FILE *pre_fopen64(const char *path, const char *mode)
+{
+    static FILE *(*real)(const char *, const char *);
+    if (HR_UNLIKELY(!real))
+        *(void **)&real = dlsym(RTLD_NEXT, "fopen64");
+    pre_script_opens(path);
+    return real(path, mode);
+}
+
+HR_EXPORT FILE *pre_fopen(const char *path, const char *mode)
+{
+    static FILE *(*real)(const char *, const char *);
+    if (HR_UNLIKELY(!real))
+        *(void **)&real = dlsym(RTLD_NEXT, "fopen");
+    pre_script_opens(path);
+    return real(path, mode);
+}
+#endif /* HR_REC_PRELOAD */
