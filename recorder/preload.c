@@ -111,7 +111,7 @@ static void rec_alloc(void *p, size_t size, unsigned flags, unsigned align)
                          .a = id = hr_trace_writer_next_id(sink.w), .b = size};
         rc = hr_sink_write(&sink, &ev);
     }
-    if (rc == 0 && hr_idmap_put_fast(&map, (uintptr_t)p, id, 0)) {
+    if (rc == 0 && hr_idmap_add_fast(&map, (uintptr_t)p, id, 0)) {
         hr_err_set(&sink.err, HR_ENOMEM, "the recorder's address map cannot grow");
         sink.failed = 1;
         sink.off = 1;

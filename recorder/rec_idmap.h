@@ -104,15 +104,25 @@ HR_INLINE int hr_idmap_take_fast(hr_idmap_t *m, uintptr_t key, uint64_t *id, uns
     return 1;
 }
 
-/* hr_idmap_put, inlined for the direct layout (id < 2^56 - 1). */
-HR_INLINE int hr_idmap_put_fast(hr_idmap_t *m, uintptr_t key, uint64_t id, unsigned flags)
+/* hr_idmap_put of a key that is not in the map (a block just allocated), inlined for the direct
+ * layout: a store only, no load of the slot (it is usually not in the cache, and nothing needs to
+ * wait for it). id < 2^56 - 1. */
+HR_INLINE int hr_idmap_add_fast(hr_idmap_t *m, uintptr_t key, uint64_t id, unsigned flags)
 {
     uint64_t *s = hr_idmap_direct_slot(m, key);
     if (HR_UNLIKELY(!s) || HR_UNLIKELY(id >= HR_IDMAP_ID_MASK))
         return hr_idmap_put(m, key, id, flags);
-    m->count += !*s;
+    m->count++;
     *s = (id + 1) | (uint64_t)(flags & 0xff) << HR_IDMAP_ID_BITS;
     return 0;
+}
+
+/* Start fetching the slot of key (for an add or a take soon). */
+HR_INLINE void hr_idmap_prefetch(const hr_idmap_t *m, uintptr_t key)
+{
+    const uint64_t *s = hr_idmap_direct_slot(m, key);
+    if (s)
+        __builtin_prefetch(s, 1);
 }
 
 #endif

@@ -125,7 +125,7 @@ static void emit_alloc(uintptr_t addr, uint64_t size, int domain, unsigned flags
     uint64_t id;
     if (hr_sink_alloc(&R.sink, size, (unsigned)domain, flags, &id))
         return;
-    if (hr_idmap_put_fast(&R.map, addr, id, flags)) {
+    if (hr_idmap_add_fast(&R.map, addr, id, flags)) {
         hr_err_set(&R.sink.err, HR_ENOMEM, "the recorder's address map cannot grow");
         R.sink.failed = 1;
         R.sink.off = 1;
@@ -154,11 +154,18 @@ static int readable_type(uintptr_t t)
     return dladdr((void *)t, &info) != 0 && info.dli_fname != NULL;
 }
 
+/* Is t a GC type with that pre-header? Its metatype is read (PyType_Check) only if it is
+ * readable too: in a static, non-PIE interpreter (the preloaded recorder's) the brk heap and the
+ * executable's data lie below 4 GiB, so the refcount test of learn_type lets pointers through and
+ * a candidate inside the executable's image may be any data. */
 static int valid_type(uintptr_t t, size_t pre)
 {
     if (!readable_type(t))
         return 0;
     PyTypeObject *ty = (PyTypeObject *)t;
+    uintptr_t meta = (uintptr_t)Py_TYPE((PyObject *)ty);
+    if (meta != (uintptr_t)&PyType_Type && !readable_type(meta))
+        return 0;
     return PyType_Check((PyObject *)ty) && PyType_IS_GC(ty) && preheader(ty) == pre;
 }
 
@@ -605,6 +612,7 @@ static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
     if (p && !R.sink.off) {
         uint64_t size = zero ? (uint64_t)nelem * elsize : nelem;
         if (d == PYMEM_DOMAIN_OBJ) {
+            hr_idmap_prefetch(&R.map, (uintptr_t)p); /* written at the next observation */
             struct _gc_runtime_state *g = gcstate();
             R.pend = (hr_pending_t){.active = 1, .addr = (uintptr_t)p, .size = size,
                                     .zero = zero, .count0 = g ? g->generations[0].count : -1};
@@ -1162,6 +1170,8 @@ __attribute__((constructor)) static void pre_start(void)
     const char *pid = getenv(HR_PYREC_ENV_PID);
     if (!pid || strtol(pid, NULL, 10) != (long)getpid())
         return;
+    if (!&_PyRuntime || !&Py_Version)
+        return; /* not the interpreter (yet): a launcher that execs it keeps the environment */
     char out[4096], cmd[8192], mode[16], frame[32], level[32], keep[8192];
     take_env(out, sizeof out, HR_PYREC_ENV_OUT);
     take_env(cmd, sizeof cmd, HR_PYREC_ENV_CMD);
@@ -1186,7 +1196,7 @@ __attribute__((constructor)) static void pre_start(void)
     const char *pm = getenv("PYTHONMALLOC"), *dev = getenv("PYTHONDEVMODE");
     if ((Py_Version >> 16) != (PY_VERSION_HEX >> 16)) {
         hr_err_set(&err, HR_EUSAGE, "the interpreter is Python %lx, the recorder was built for "
-                   "%x (use --embedded)", (unsigned long)Py_Version, (unsigned)PY_VERSION_HEX);
+                   "%x (use --embedded)", Py_Version, (unsigned)PY_VERSION_HEX);
     } else if ((pm && *pm) || (dev && *dev)) {
         hr_err_set(&err, HR_EUSAGE, "PYTHONMALLOC or PYTHONDEVMODE would replace the recorder's "
                    "hooks in a preloaded interpreter (use --embedded)");

@@ -65,9 +65,10 @@ static int run(hr_idmap_t *m, const char *what, int direct)
             if (in)
                 ref[k].flags = fl;
         } else if (op == 6 && direct) { /* the inline paths the hooks use */
-            if (r & 1) {
-                bad += hr_idmap_put_fast(m, keys[k], id, fl) != 0;
-                live += !ref[k].live;
+            if ((r & 1) && !ref[k].live) { /* add_fast is for keys not in the map */
+                hr_idmap_prefetch(m, keys[k]);
+                bad += hr_idmap_add_fast(m, keys[k], id, fl) != 0;
+                live++;
                 ref[k] = (ref_t){1, id & HR_IDMAP_ID_MASK, fl};
             } else {
                 int in = hr_idmap_take_fast(m, keys[k], &got, &gf);
