@@ -104,7 +104,7 @@ static void rec_alloc(void *p, size_t size, unsigned flags, unsigned align)
     uint64_t id;
     int rc;
     if (HR_LIKELY(!align)) {
-        rc = hr_sink_alloc(&sink, size, HR_DOMAIN_NATIVE, flags, &id);
+        rc = hr_sink_alloc(&sink, size, HR_DOMAIN_NATIVE, flags, 0, &id);
     } else {
         hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_NATIVE,
                          .flags = (uint8_t)(flags | HR_F_ALIGNED), .align_log2 = (uint8_t)align,

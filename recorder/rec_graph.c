@@ -57,6 +57,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define R hr_rec
 #define NIL UINT32_MAX
@@ -128,6 +129,21 @@ static int vpush(vec_t *v, uint32_t x)
     return 0;
 }
 
+/* The per-id arrays live in their own mappings, grown with mremap: no copy, new pages
+ * zero-filled by the kernel when first touched (in huge pages where it can), so growing costs
+ * neither a memset nor a realloc copy of hundreds of megabytes. */
+static void *grow_mapping(void *p, size_t old_bytes, size_t new_bytes)
+{
+    void *q = p ? mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE)
+                : mmap(NULL, new_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED)
+        return NULL;
+    madvise(q, new_bytes, MADV_HUGEPAGE);
+    return q;
+}
+
+static size_t page_round(size_t n) { return (n + 4095) & ~(size_t)4095; }
+
 static int grow_ids(uint64_t id)
 {
     if (id < G.cap)
@@ -137,10 +153,11 @@ static int grow_ids(uint64_t id)
         cap *= 2;
 #define GROW(p, T, fill)                                                                       \
     do {                                                                                       \
-        T *q = realloc(G.p, cap * sizeof(T));                                                  \
+        T *q = grow_mapping(G.p, page_round(G.cap * sizeof(T)), page_round(cap * sizeof(T))); \
         if (!q)                                                                                \
             return -1;                                                                         \
-        memset(q + G.cap, fill, (cap - G.cap) * sizeof(T));                                    \
+        if (fill)                                                                              \
+            memset(q + G.cap, fill, (cap - G.cap) * sizeof(T));                                \
         G.p = q;                                                                               \
     } while (0)
     GROW(obj, uintptr_t, 0);
@@ -411,6 +428,51 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Sorting the few edges of one object: insertion sort below 16 (most objects), qsort above. */
+static void sort_u32(uint32_t *v, uint32_t n)
+{
+    if (n > 16) {
+        qsort(v, n, sizeof *v, cmp_u32);
+        return;
+    }
+    for (uint32_t i = 1; i < n; i++)
+        for (uint32_t j = i, x = v[i]; j > 0 && v[j - 1] > x; j--)
+            v[j] = v[j - 1], v[j - 1] = x;
+}
+
+static void sort_u64(uint64_t *v, uint32_t n)
+{
+    if (n > 16) {
+        qsort(v, n, sizeof *v, cmp_u64);
+        return;
+    }
+    for (uint32_t i = 1; i < n; i++) {
+        uint64_t x = v[i];
+        uint32_t j = i;
+        for (; j > 0 && v[j - 1] > x; j--)
+            v[j] = v[j - 1];
+        v[j] = x;
+    }
+}
+
+/* A buffer of n uint64_t reused from call to call (traverse_obj runs for every object a
+ * collection looks at: a malloc and free each time cost more than the traversal). */
+static uint64_t *scratch_u64(size_t n)
+{
+    static uint64_t *buf;
+    static size_t cap;
+    if (n > cap) {
+        size_t c = cap ? cap : 64;
+        while (c < n)
+            c *= 2;
+        uint64_t *p = realloc(buf, c * sizeof *p);
+        if (!p)
+            return NULL;
+        buf = p, cap = c;
+    }
+    return buf;
+}
+
 /* Make id's out-edges what tp_traverse reports among recorded objects (nothing for an object
  * with ob_refcnt 0: it sits on a free list or is being deallocated and holds nothing): LINK new
  * ones at once, queue gone ones in G.removed; targets whose in-edges change are touched. */
@@ -433,12 +495,12 @@ static void traverse_obj(uint32_t id)
             tr(op, visit, NULL);
     }
     if (G.scratch_ids.len > 1)
-        qsort(G.scratch_ids.v, G.scratch_ids.len, sizeof(uint32_t), cmp_u32);
+        sort_u32(G.scratch_ids.v, G.scratch_ids.len);
     vec_t *o = &G.out[id];
     uint32_t n = o->len;
     if (!n && !G.scratch_ids.len)
         return;
-    uint64_t *old = n ? malloc(n * sizeof *old) : NULL;
+    uint64_t *old = n ? scratch_u64(n) : NULL;
     if (n && !old) {
         R.sink.off = 1;
         return;
@@ -446,7 +508,7 @@ static void traverse_obj(uint32_t id)
     for (uint32_t k = 0; k < n; k++)
         old[k] = (uint64_t)G.edst[o->v[k]] << 32 | o->v[k];
     if (n > 1)
-        qsort(old, n, sizeof *old, cmp_u64);
+        sort_u64(old, n);
     uint32_t x = 0, y = 0;
     while (x < G.scratch_ids.len || y < n) {
         uint32_t nt = x < G.scratch_ids.len ? G.scratch_ids.v[x] : NIL;
@@ -465,7 +527,6 @@ static void traverse_obj(uint32_t id)
             y++;
         }
     }
-    free(old);
 }
 
 /* Write the ext corrections of every touched object and the queued unlinks: increases first,

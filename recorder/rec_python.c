@@ -92,13 +92,32 @@ static inline struct _gc_runtime_state *gcstate(void)
  * Writing
  * ==================================================================== */
 
+/* Graph mode writes most of its events through these: the writer's fast paths take ALLOC (of
+ * the next id, unaligned), the id events and LINK/UNLINK; the rest goes through hr_trace_write. */
 int hr_rec_emit(const hr_event_t *ev)
 {
+    uint64_t id;
+    switch (ev->op) {
+    case HR_OP_ALLOC:
+        if (ev->a != hr_trace_writer_next_id(R.sink.w) || (ev->flags & HR_F_ALIGNED))
+            break;
+        return hr_sink_alloc(&R.sink, ev->b, ev->domain, ev->flags, ev->tag, &id);
+    case HR_OP_LINK:
+    case HR_OP_UNLINK:
+        return hr_sink_link(&R.sink, ev->op, ev->a, ev->b);
+    case HR_OP_FREE:
+    case HR_OP_INCREF:
+    case HR_OP_DECREF:
+    case HR_OP_DIED:
+        return hr_sink_id(&R.sink, ev->op, ev->a);
+    }
     return hr_sink_write(&R.sink, ev);
 }
 
 int hr_rec_emit_id(int op, uint64_t id)
 {
+    if (op == HR_OP_FREE || op == HR_OP_INCREF || op == HR_OP_DECREF || op == HR_OP_DIED)
+        return hr_sink_id(&R.sink, op, id);
     hr_event_t ev = {.op = (uint8_t)op, .a = id};
     return hr_sink_write(&R.sink, &ev);
 }
@@ -123,7 +142,7 @@ static void emit_gc_control(unsigned action, uint64_t a, uint64_t b)
 static void emit_alloc(uintptr_t addr, uint64_t size, int domain, unsigned flags)
 {
     uint64_t id;
-    if (hr_sink_alloc(&R.sink, size, (unsigned)domain, flags, &id))
+    if (hr_sink_alloc(&R.sink, size, (unsigned)domain, flags, 0, &id))
         return;
     if (hr_idmap_add_fast(&R.map, addr, id, flags)) {
         hr_err_set(&R.sink.err, HR_ENOMEM, "the recorder's address map cannot grow");
@@ -1047,7 +1066,8 @@ static int rec_start(const hr_record_opts_t *o, const char *recorder, hr_err_t *
         hr_trace_header_free(&h);
         return hr_err_set(err, HR_EINTERNAL, "cannot build the trace header");
     }
-    hr_trace_write_opts_t wo = {.frame_target = o->frame_target, .level = o->level};
+    /* frames are compressed on the writer's worker thread (libc allocations: not recorded) */
+    hr_trace_write_opts_t wo = {.frame_target = o->frame_target, .level = o->level, .async = 1};
     int rc = hr_sink_open(&R.sink, o->out_path, &h, &wo, 1, err);
     hr_trace_header_free(&h);
     if (rc)

@@ -80,9 +80,24 @@ void hr_sink_lock_slow(hr_sink_t *s)
         ; /* every running thread passed a full barrier */
     else
         __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the owner door fences itself then */
-    for (int spin = 0; __atomic_load_n(&s->owner_busy, __ATOMIC_ACQUIRE); spin++)
-        if (spin > 64)
-            sched_yield();
+    for (int spin = 0; __atomic_load_n(&s->owner_busy, __ATOMIC_ACQUIRE);)
+        hr_sink_backoff(&spin);
+}
+
+void hr_sink_backoff(int *spin)
+{
+    int n = ++*spin;
+    if (n <= 64) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    } else if (n <= 80) {
+        sched_yield();
+    } else {
+        long us = (long)(n - 80) * 20;
+        struct timespec ts = {0, (us > 1000 ? 1000 : us) * 1000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 int hr_sink_write(hr_sink_t *s, const hr_event_t *ev)

@@ -76,42 +76,53 @@ int hr_sink_open(hr_sink_t *s, const char *path, const hr_trace_header_t *h,
 extern void (*hr_sink_flusher_init)(void);
 /* Write one event; the caller holds s->lock. On failure the sink switches itself off. */
 int hr_sink_write(hr_sink_t *s, const hr_event_t *ev);
-/* The writer's fast paths (hr_trace_write_alloc / _free: the same checks and bytes); the caller
- * holds s->lock. */
+/* The writer's fast paths (hr_trace_write_alloc, _id, _link: the same checks and bytes as
+ * hr_trace_write); the caller holds s->lock. */
+static inline int hr_sink_failed_(hr_sink_t *s, int rc)
+{
+    if (HR_UNLIKELY(rc))
+        s->failed = 1, s->off = 1;
+    return rc;
+}
 static inline int hr_sink_alloc(hr_sink_t *s, uint64_t size, unsigned domain, unsigned flags,
-                                uint64_t *id)
+                                uint32_t type, uint64_t *id)
 {
     if (HR_UNLIKELY(s->off))
         return HR_EIO;
-    int rc = hr_trace_write_alloc(s->w, size, domain, flags, id, &s->err);
-    if (HR_UNLIKELY(rc))
-        s->failed = 1, s->off = 1;
-    return rc;
+    return hr_sink_failed_(s, hr_trace_write_alloc(s->w, size, domain, flags, type, id, &s->err));
 }
-static inline int hr_sink_free(hr_sink_t *s, uint64_t id)
+static inline int hr_sink_id(hr_sink_t *s, int op, uint64_t id)
 {
     if (HR_UNLIKELY(s->off))
         return HR_EIO;
-    int rc = hr_trace_write_free(s->w, id, &s->err);
-    if (HR_UNLIKELY(rc))
-        s->failed = 1, s->off = 1;
-    return rc;
+    return hr_sink_failed_(s, hr_trace_write_id(s->w, op, id, &s->err));
 }
+static inline int hr_sink_free(hr_sink_t *s, uint64_t id) { return hr_sink_id(s, HR_OP_FREE, id); }
+static inline int hr_sink_link(hr_sink_t *s, int op, uint64_t src, uint64_t dst)
+{
+    if (HR_UNLIKELY(s->off))
+        return HR_EIO;
+    return hr_sink_failed_(s, hr_trace_write_link(s->w, op, src, dst, &s->err));
+}
+
 /* Stop the flusher, write the END record and close. Returns the first error seen (also one
  * from an earlier hr_sink_write). Idempotent; does nothing in a process that is not the owner. */
 int hr_sink_close(hr_sink_t *s, hr_err_t *err);
 /* Call in a forked child: switch off without touching the parent's file. */
 void hr_sink_forked_child(hr_sink_t *s);
 
-/* The spin lock: test-and-test-and-set, waiters yield the processor (the flusher holds the lock
- * for a frame's compression). Not recursive. With the owner door open it also waits for the
- * owner to leave (a membarrier per call: for rare callers). */
+/* Waiting for the lock or the owner door: spin a little, then yield, then sleep in growing
+ * steps (up to 1 ms). The holder may be in a long critical section (a frame's compression, a
+ * graph-mode reconciliation at a collection): yielding in a loop would burn the other core. */
+void hr_sink_backoff(int *spin);
+
+/* The spin lock: test-and-test-and-set. Not recursive. With the owner door open it also waits
+ * for the owner to leave (a membarrier per call: for rare callers). */
 static inline void hr_sink_spin_acquire(hr_sink_t *s)
 {
     while (__atomic_exchange_n(&s->lock, 1, __ATOMIC_ACQUIRE)) {
-        for (int spin = 0; __atomic_load_n(&s->lock, __ATOMIC_RELAXED); spin++)
-            if (spin > 64)
-                sched_yield();
+        for (int spin = 0; __atomic_load_n(&s->lock, __ATOMIC_RELAXED);)
+            hr_sink_backoff(&spin);
     }
 }
 void hr_sink_lock_slow(hr_sink_t *s);
