@@ -114,11 +114,36 @@ static struct graph {
         s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable;
 } G;
 
+/* Edge lists start with 16 slots from a pool of such buffers, given back when their object
+ * dies (vec_release): otherwise every new object's first link cost a malloc and every dead
+ * object's lists stayed allocated. */
+static uint32_t *pool16;
+
+static uint32_t *pool_take(void)
+{
+    uint32_t *p = pool16;
+    if (!p)
+        return malloc(16 * sizeof *p);
+    memcpy(&pool16, p, sizeof pool16);
+    return p;
+}
+
+static void vec_release(vec_t *v)
+{
+    if (v->cap == 16) {
+        memcpy(v->v, &pool16, sizeof pool16);
+        pool16 = v->v;
+    } else {
+        free(v->v);
+    }
+    *v = (vec_t){0};
+}
+
 static int vpush(vec_t *v, uint32_t x)
 {
     if (v->len == v->cap) {
         uint32_t cap = v->cap ? v->cap * 2 : 16;
-        uint32_t *p = realloc(v->v, cap * sizeof *p);
+        uint32_t *p = v->cap ? realloc(v->v, cap * sizeof *p) : pool_take();
         if (!p) {
             R.sink.off = 1;
             return -1;
@@ -620,6 +645,8 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
     while (G.in[id].len)
         edge_del(G.in[id].v[G.in[id].len - 1]);
     gen_remove((uint32_t)id);
+    vec_release(&G.out[id]);
+    vec_release(&G.in[id]);
     G.obj[id] = 0;
     G.ext[id] = 0;
     G.mark[id] = 0;
@@ -856,6 +883,8 @@ void hr_rec_graph_collection_end(void)
             hr_rec_emit_id(HR_OP_DIED, d);
             while (G.in[d].len)
                 edge_del(G.in[d].v[G.in[d].len - 1]);
+            vec_release(&G.in[d]);
+            vec_release(&G.out[d]);
             G.obj[d] = 0;
             G.ext[d] = 0;
             G.lost[d] = 1;

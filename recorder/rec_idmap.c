@@ -181,7 +181,7 @@ static inline void unpack(uint64_t v, uint64_t *id, unsigned *flags)
         *flags = (unsigned)(v >> HR_IDMAP_ID_BITS);
 }
 
-int hr_idmap_put(hr_idmap_t *m, uintptr_t key, uint64_t id, unsigned flags)
+int hr_idmap_put_(hr_idmap_t *m, uintptr_t key, uint64_t id, unsigned flags)
 {
     if (!is_direct(m, key))
         return hash_put(m, key, pack(id, flags));
@@ -193,7 +193,7 @@ int hr_idmap_put(hr_idmap_t *m, uintptr_t key, uint64_t id, unsigned flags)
     return 0;
 }
 
-int hr_idmap_get(const hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags)
+int hr_idmap_get_(const hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags)
 {
     if (is_direct(m, key)) {
         const uint64_t *d = hr_idmap_direct_slot(m, key);
@@ -226,7 +226,7 @@ int hr_idmap_set_flags(hr_idmap_t *m, uintptr_t key, unsigned flags)
     return 1;
 }
 
-int hr_idmap_take(hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags)
+int hr_idmap_take_(hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags)
 {
     if (is_direct(m, key)) {
         uint64_t *d = hr_idmap_direct_slot(m, key);

@@ -64,11 +64,15 @@ int hr_idmap_init_direct(hr_idmap_t *m);
 void hr_idmap_free(hr_idmap_t *m); /* accepts a zeroed map */
 
 /* Insert or replace key. Returns 0, or -1 when the table cannot grow (mmap failed). */
-int hr_idmap_put(hr_idmap_t *m, uintptr_t key, uint64_t id, unsigned flags);
+HR_INLINE int hr_idmap_put(hr_idmap_t *m, uintptr_t key, uint64_t id, unsigned flags);
 /* Find key: returns 1 and fills *id / *flags (either may be NULL), or 0 when absent. */
-int hr_idmap_get(const hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags);
+HR_INLINE int hr_idmap_get(const hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags);
 /* Remove key: returns 1 and fills *id / *flags, or 0 when absent. */
-int hr_idmap_take(hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags);
+HR_INLINE int hr_idmap_take(hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags);
+/* The out-of-line parts (every case; the inline functions below take the direct slots). */
+int hr_idmap_put_(hr_idmap_t *m, uintptr_t key, uint64_t id, unsigned flags);
+int hr_idmap_get_(const hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags);
+int hr_idmap_take_(hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags);
 /* Change the flags of a present key; returns 0 when absent. */
 int hr_idmap_set_flags(hr_idmap_t *m, uintptr_t key, unsigned flags);
 
@@ -88,20 +92,52 @@ HR_INLINE uint64_t *hr_idmap_direct_slot(const hr_idmap_t *m, uintptr_t key)
     return leaf ? &leaf[(key >> 4) & (((uintptr_t)1 << HR_IDMAP_LEAF_BITS) - 1)] : NULL;
 }
 
-/* hr_idmap_take, inlined for the direct layout. */
-HR_INLINE int hr_idmap_take_fast(hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags)
+HR_INLINE int hr_idmap_get(const hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags)
+{
+    const uint64_t *s = hr_idmap_direct_slot(m, key);
+    if (!s)
+        return hr_idmap_get_(m, key, id, flags);
+    uint64_t v = *s;
+    if (!v)
+        return 0;
+    if (id)
+        *id = (v & HR_IDMAP_ID_MASK) - 1;
+    if (flags)
+        *flags = (unsigned)(v >> HR_IDMAP_ID_BITS);
+    return 1;
+}
+
+HR_INLINE int hr_idmap_take(hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags)
 {
     uint64_t *s = hr_idmap_direct_slot(m, key);
-    if (HR_UNLIKELY(!s))
-        return hr_idmap_take(m, key, id, flags);
+    if (!s)
+        return hr_idmap_take_(m, key, id, flags);
     uint64_t v = *s;
     if (!v)
         return 0;
     *s = 0;
     m->count--;
-    *id = (v & HR_IDMAP_ID_MASK) - 1;
-    *flags = (unsigned)(v >> HR_IDMAP_ID_BITS);
+    if (id)
+        *id = (v & HR_IDMAP_ID_MASK) - 1;
+    if (flags)
+        *flags = (unsigned)(v >> HR_IDMAP_ID_BITS);
     return 1;
+}
+
+HR_INLINE int hr_idmap_put(hr_idmap_t *m, uintptr_t key, uint64_t id, unsigned flags)
+{
+    uint64_t *s = hr_idmap_direct_slot(m, key);
+    if (!s || id >= HR_IDMAP_ID_MASK)
+        return hr_idmap_put_(m, key, id, flags);
+    m->count += !*s;
+    *s = (id + 1) | (uint64_t)(flags & 0xff) << HR_IDMAP_ID_BITS;
+    return 0;
+}
+
+/* hr_idmap_take, for callers that always want both results. */
+HR_INLINE int hr_idmap_take_fast(hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags)
+{
+    return hr_idmap_take(m, key, id, flags);
 }
 
 /* hr_idmap_put of a key that is not in the map (a block just allocated), inlined for the direct
@@ -111,7 +147,7 @@ HR_INLINE int hr_idmap_add_fast(hr_idmap_t *m, uintptr_t key, uint64_t id, unsig
 {
     uint64_t *s = hr_idmap_direct_slot(m, key);
     if (HR_UNLIKELY(!s) || HR_UNLIKELY(id >= HR_IDMAP_ID_MASK))
-        return hr_idmap_put(m, key, id, flags);
+        return hr_idmap_put_(m, key, id, flags);
     m->count++;
     *s = (id + 1) | (uint64_t)(flags & 0xff) << HR_IDMAP_ID_BITS;
     return 0;
