@@ -541,6 +541,36 @@ static void observe_full(int next)
     }
 }
 
+/* resolve_pending for the cases nearly every resolution meets: the next event is not a free of
+ * a GC block or of the pending block itself, and the count moved by 0 (not GC) or +1 (GC); the
+ * type of a GC block is usually learned already (type_pre answers from its cache). Everything
+ * else, and the self-check, goes to resolve_pending. Same decisions, same events. */
+HR_INLINE void resolve_pending_fast(int next, int now, const struct _gc_runtime_state *g)
+{
+    hr_pending_t *p = &R.pend;
+    int moved = now - p->count0;
+    if (HR_UNLIKELY(next != NEXT_OTHER || p->count0 < 0 || (unsigned)moved > 1 || R.self_check)) {
+        resolve_pending(next, now, 0);
+        return;
+    }
+    p->active = 0;
+    unsigned flags = p->zero ? HR_F_ZERO : 0;
+    if (moved) {
+        const uint64_t *w = (const uint64_t *)p->addr;
+        if (!(p->size >= 32 && w[2] < SMALL_WORD && type_pre((uintptr_t)w[3]) == 16))
+            learn_type(p->addr, p->size); /* g->collecting is 0 here (observe's fast path) */
+        R.stat.gc_allocs++;
+        R.last_gc = 1;
+        note_gc_settings(g);
+        flags |= HR_F_GC;
+        if (R.mode == HR_KIND_GRAPH) {
+            hr_rec_graph_alloc(p->addr, p->size, flags);
+            return;
+        }
+    }
+    emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+}
+
 /* observe_full, shortened for the state nearly every call finds: the gc callback installed, no
  * collection in progress or being tracked, no per-observation debugging. Then the start-up and
  * graph-mode checks of observe_full are all false and only the pending allocation and the
@@ -556,7 +586,7 @@ HR_INLINE void observe(int next)
     int now = g->generations[0].count;
     R.last_gc = 0;
     if (R.pend.active)
-        resolve_pending(next, now, 0);
+        resolve_pending_fast(next, now, g);
     if (HR_UNLIKELY(R.last_gc) && g->enabled && g->generations[0].threshold &&
         now > g->generations[0].threshold) {
         emit_phase("gc.skipped"); /* see observe_full */
