@@ -139,17 +139,22 @@ static void vec_release(vec_t *v)
     *v = (vec_t){0};
 }
 
-static int vpush(vec_t *v, uint32_t x)
+static int vgrow(vec_t *v)
 {
-    if (v->len == v->cap) {
-        uint32_t cap = v->cap ? v->cap * 2 : 16;
-        uint32_t *p = v->cap ? realloc(v->v, cap * sizeof *p) : pool_take();
-        if (!p) {
-            R.sink.off = 1;
-            return -1;
-        }
-        v->v = p, v->cap = cap;
+    uint32_t cap = v->cap ? v->cap * 2 : 16;
+    uint32_t *p = v->cap ? realloc(v->v, cap * sizeof *p) : pool_take();
+    if (!p) {
+        R.sink.off = 1;
+        return -1;
     }
+    v->v = p, v->cap = cap;
+    return 0;
+}
+
+static inline int vpush(vec_t *v, uint32_t x)
+{
+    if (HR_UNLIKELY(v->len == v->cap) && vgrow(v))
+        return -1;
     v->v[v->len++] = x;
     return 0;
 }

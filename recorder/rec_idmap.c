@@ -28,11 +28,7 @@ static hr_idmap_slot_t *map_slots(size_t cap)
  * slots apart, so the empty slots between them keep probe runs (and deletion scans) short even
  * where every block of a region is live. Each 64 KiB region of addresses starts at a pseudo-random
  * offset (Fibonacci hashing of the region number), so regions do not pile onto one another. */
-static inline size_t slot_of(const hr_idmap_t *m, uintptr_t key)
-{
-    uint64_t region = ((uint64_t)(key >> 16) * 0x9E3779B97F4A7C15ull) >> 32;
-    return (size_t)(((key >> 3) + region) & ((((size_t)1) << (64 - m->shift)) - 1));
-}
+static inline size_t slot_of(const hr_idmap_t *m, uintptr_t key) { return hr_idmap_home(m, key); }
 
 int hr_idmap_init(hr_idmap_t *m, int cap_log2)
 {

@@ -92,11 +92,31 @@ HR_INLINE uint64_t *hr_idmap_direct_slot(const hr_idmap_t *m, uintptr_t key)
     return leaf ? &leaf[(key >> 4) & (((uintptr_t)1 << HR_IDMAP_LEAF_BITS) - 1)] : NULL;
 }
 
+/* The home slot of a key in the hashed part (see rec_idmap.c). */
+HR_INLINE size_t hr_idmap_home(const hr_idmap_t *m, uintptr_t key)
+{
+    uint64_t region = ((uint64_t)(key >> 16) * 0x9E3779B97F4A7C15ull) >> 32;
+    return (size_t)(((key >> 3) + region) & (m->cap - 1));
+}
+
 HR_INLINE int hr_idmap_get(const hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags)
 {
     const uint64_t *s = hr_idmap_direct_slot(m, key);
-    if (!s)
+    if (!s) {
+        if (!m->dir) { /* a hashed map: the key is usually in its home slot, or absent there */
+            const hr_idmap_slot_t *h = &m->slots[hr_idmap_home(m, key)];
+            if (h->key == key) {
+                if (id)
+                    *id = h->value & HR_IDMAP_ID_MASK;
+                if (flags)
+                    *flags = (unsigned)(h->value >> HR_IDMAP_ID_BITS);
+                return 1;
+            }
+            if (!h->key)
+                return 0;
+        }
         return hr_idmap_get_(m, key, id, flags);
+    }
     uint64_t v = *s;
     if (!v)
         return 0;
