@@ -2,6 +2,8 @@
  *
  *   hr_record_python  runs a Python script on an embedded CPython 3.11 with PEP 445 hooks
  *                     (docs/recorder.md: what is recorded and how exact it is)
+ *   libhr_pyrec.so    the same recorder preloaded into the system's python3.11 (the CLI's
+ *                     default), configured through the HR_PYREC_ENV_* variables below
  *   native recorder   an LD_PRELOAD module (libhr_preload.so) configured through the
  *                     environment variables below; the CLI sets them and execs the command
  */
