@@ -62,6 +62,7 @@
 
 #include <dlfcn.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -1200,7 +1201,9 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
 #ifdef HR_REC_PRELOAD
 #define HR_EXPORT __attribute__((visibility("default")))
 
-static char pre_script[4096]; /* the script path as the interpreter will open it */
+static char pre_script[4096]; /* the script path as given */
+static struct stat pre_script_st; /* its file, when it existed at start-up (pre_script_known) */
+static int pre_script_known;
 static volatile int pre_await; /* 1 until the script's fopen */
 
 /* The recorder's own errors, as heapreplay prints them (the process is heapreplay's). */
@@ -1229,6 +1232,9 @@ __attribute__((constructor)) static void pre_start(void)
     take_env(frame, sizeof frame, HR_PYREC_ENV_FRAME);
     take_env(level, sizeof level, HR_PYREC_ENV_LEVEL);
     take_env(pre_script, sizeof pre_script, HR_PYREC_ENV_SCRIPT);
+    /* The interpreter opens the script by an absolute path of its own making: recognise the file
+     * (or, if it does not exist, the path as given) */
+    pre_script_known = stat(pre_script, &pre_script_st) == 0;
     int had_preload = getenv(HR_PYREC_ENV_KEEP) != NULL;
     take_env(keep, sizeof keep, HR_PYREC_ENV_KEEP);
     /* The program sees the environment it would have had: children do not load this module. */
@@ -1265,10 +1271,22 @@ __attribute__((constructor)) static void pre_start(void)
     _exit(3);
 }
 
+static int is_script(const char *path)
+{
+    struct stat st;
+    if (!pre_script_known) {
+        const char *base = strrchr(pre_script, '/'), *pbase = strrchr(path, '/');
+        return strcmp(path, pre_script) == 0 ||
+               (pbase && strcmp(pbase + 1, base ? base + 1 : pre_script) == 0);
+    }
+    return stat(path, &st) == 0 && st.st_dev == pre_script_st.st_dev &&
+           st.st_ino == pre_script_st.st_ino;
+}
+
 static void pre_script_opens(const char *path)
 {
-    if (HR_LIKELY(!pre_await) || !path || strcmp(path, pre_script) != 0 ||
-        !_PyRuntime.initialized || R.sink.owner != getpid())
+    if (HR_LIKELY(!pre_await) || !path || !_PyRuntime.initialized ||
+        R.sink.owner != getpid() || !is_script(path))
         return;
     pre_await = 0;
     PyGILState_STATE st = PyGILState_Ensure();

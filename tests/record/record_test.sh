@@ -101,6 +101,12 @@ PYEOF
     /usr/bin/python3.11 "$T/env.py" a b >"$T/env.plain" 2>&1
     check "preloaded: the program sees the environment and argv of a plain run (no LD_PRELOAD, no recorder variables, children not preloaded)" \
       bash -c "diff '$T/env.out' '$T/env.plain' && grep -qx None '$T/env.out'"
+    # The interpreter opens the script by an absolute path of its own: a relative one given to
+    # record must still start the script phase (gc callback, statistics at the end).
+    HRABS=$(cd "$(dirname "$HR")" && pwd)/$(basename "$HR")
+    (cd "$D/.." && "$HRABS" record -o "$T/rel.hrt" -- record/../record/exits.py normal >/dev/null 2>&1)
+    check "preloaded, relative script path: phases startup, script, finalize and the statistics" \
+      bash -c "\"$HR\" dump '$T/rel.hrt' | grep -E '^(phase \"(startup|script|finalize)\"|stats pymalloc)' | cut -c1-22 | tr '\n' ' ' | grep -q 'startup.*script.*stats pymalloc.*finalize'"
     PYTHONMALLOC=pymalloc "$HR" record -o "$T/pm.hrt" -- "$D/exits.py" normal >/dev/null 2>&1
     check "PYTHONMALLOC set: recorded on the embedded interpreter (the preloaded hooks would be replaced)" \
       bash -c "\"$HR\" info '$T/pm.hrt' | grep -q 'recorder *= cpython-pep445\$'"
