@@ -1,5 +1,5 @@
-/* cmd_record.c: record: run a Python script (embedded CPython) or any command (LD_PRELOAD)
- * and write its heap trace. */
+/* cmd_record.c: record: run a Python script (the system's python3.11 with the recorder
+ * preloaded, or an embedded CPython) or any command (LD_PRELOAD) and write its heap trace. */
 #include "cli.h"
 #include "hr_config.h"
 #include "hr_recorder.h"
@@ -60,11 +60,13 @@ static char *join_cmdline(int n, char **args)
 
 /* {==== native: find the preload module, run the command under it ==== */
 
-static int find_preload(char *out, size_t cap)
+/* A module of ours (`name`) next to the binary in a build tree, in $libdir/heapreplay when
+ * installed, or at $`env`. */
+static int find_module(const char *name, const char *env_name, char *out, size_t cap)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    const char *env = getenv("HEAPREPLAY_PRELOAD");
+    const char *env = getenv(env_name);
     if (env && access(env, R_OK) == 0) {
         snprintf(out, cap, "%s", env);
         return 0;
@@ -74,18 +76,17 @@ static int find_preload(char *out, size_t cap)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            const char *cand[] = {"%s/" HR_PRELOAD_NAME, "%s/../recorder/" HR_PRELOAD_NAME,
-                                  "%s/../lib/heapreplay/" HR_PRELOAD_NAME,
-                                  "%s/../lib/x86_64-linux-gnu/heapreplay/" HR_PRELOAD_NAME};
+            const char *cand[] = {"%s/%s", "%s/../recorder/%s", "%s/../lib/heapreplay/%s",
+                                  "%s/../lib/x86_64-linux-gnu/heapreplay/%s"};
             for (size_t i = 0; i < HR_ARRAY_LEN(cand); i++) {
                 char p[PATH_MAX + 64];
-                snprintf(p, sizeof p, cand[i], exe);
+                snprintf(p, sizeof p, cand[i], exe, name);
                 if (access(p, R_OK) == 0 && realpath(p, out))
                     return 0;
             }
         }
     }
-    snprintf(out, cap, "%s/%s", HR_LIBDIR, HR_PRELOAD_NAME);
+    snprintf(out, cap, "%s/%s", HR_LIBDIR, name);
     return access(out, R_OK) == 0 ? 0 : -1;
 }
 
@@ -98,25 +99,32 @@ static int exit_status_of(int st)
     return 3;
 }
 
-static int run_native(const char *out, char **args, const char *cmdline)
+/* How a preloaded recorder is told what to do: its module and environment. */
+typedef struct preload_job {
+    const char *lib;      /* the module's path */
+    const char *env[16];  /* NAME=VALUE settings for the child (NULL-terminated) */
+    const char *pid_var;  /* gets the child's pid */
+    const char *err_var;  /* gets the error file */
+    const char *path_hint; /* what to say when no trace appears */
+} preload_job_t;
+
+static int abs_path(const char *out, char *outabs, size_t cap)
 {
-    char lib[PATH_MAX];
-    if (find_preload(lib, sizeof lib)) {
-        rec_error("cannot find " HR_PRELOAD_NAME " next to the heapreplay binary or in "
-                  HR_LIBDIR " (set HEAPREPLAY_PRELOAD to its path)");
-        return 3;
+    if (out[0] == '/') {
+        snprintf(outabs, cap, "%s", out);
+        return 0;
     }
-    char outabs[PATH_MAX];
-    if (out[0] != '/') {
-        if (!getcwd(outabs, sizeof outabs - strlen(out) - 2)) {
-            rec_error("cannot get the current directory");
-            return 3;
-        }
-        strcat(outabs, "/");
-        strcat(outabs, out);
-    } else {
-        snprintf(outabs, sizeof outabs, "%s", out);
-    }
+    if (!getcwd(outabs, cap - strlen(out) - 2))
+        return -1;
+    strcat(outabs, "/");
+    strcat(outabs, out);
+    return 0;
+}
+
+/* Fork, run args[0] with the module preloaded, wait; the exit status is the program's, or 3 when
+ * it succeeded but the recorder reported an error or wrote no trace. */
+static int run_preloaded(const preload_job_t *job, const char *outabs, char **args)
+{
     char errfile[] = "/tmp/heapreplay-record.XXXXXX";
     int efd = mkstemp(errfile);
     if (efd >= 0)
@@ -133,18 +141,22 @@ static int run_native(const char *out, char **args, const char *cmdline)
         char pidbuf[32], *preload;
         snprintf(pidbuf, sizeof pidbuf, "%ld", (long)getpid());
         const char *old = getenv("LD_PRELOAD");
-        size_t len = strlen(lib) + (old ? strlen(old) : 0) + 2;
+        size_t len = strlen(job->lib) + (old ? strlen(old) : 0) + 2;
         preload = malloc(len);
         if (old && *old)
-            snprintf(preload, len, "%s:%s", lib, old);
+            snprintf(preload, len, "%s:%s", job->lib, old);
         else
-            snprintf(preload, len, "%s", lib);
+            snprintf(preload, len, "%s", job->lib);
         setenv("LD_PRELOAD", preload, 1);
-        setenv(HR_PRELOAD_ENV_OUT, outabs, 1);
-        setenv(HR_PRELOAD_ENV_PID, pidbuf, 1);
-        setenv(HR_PRELOAD_ENV_CMD, cmdline, 1);
+        for (int i = 0; job->env[i]; i++) {
+            const char *eq = strchr(job->env[i], '=');
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - job->env[i]), job->env[i]);
+            setenv(name, eq + 1, 1);
+        }
+        setenv(job->pid_var, pidbuf, 1);
         if (efd >= 0)
-            setenv(HR_PRELOAD_ENV_ERR, errfile, 1);
+            setenv(job->err_var, errfile, 1);
         execvp(args[0], args);
         fprintf(stderr, "heapreplay record: error: cannot run '%s': %s\n", args[0],
                 strerror(errno));
@@ -154,6 +166,7 @@ static int run_native(const char *out, char **args, const char *cmdline)
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
+    signal(SIGINT, SIG_DFL);
     int status = exit_status_of(st);
     int recorder_failed = 0;
     if (efd >= 0) {
@@ -168,9 +181,8 @@ static int run_native(const char *out, char **args, const char *cmdline)
             fclose(f);
         unlink(errfile);
     }
-    if (status != 127 && access(outabs, R_OK) != 0) {
-        rec_error("the command ran but no trace was written (a statically linked program, or one "
-                  "that resets LD_PRELOAD?)");
+    if (status != 127 && !recorder_failed && access(outabs, R_OK) != 0) {
+        rec_error(job->path_hint);
         recorder_failed = 1;
     }
     if (WIFSIGNALED(st))
@@ -179,13 +191,96 @@ static int run_native(const char *out, char **args, const char *cmdline)
     return recorder_failed && status == 0 ? 3 : status;
 }
 
+static int run_native(const char *out, char **args, const char *cmdline)
+{
+    char lib[PATH_MAX], outabs[PATH_MAX], e_out[PATH_MAX + 32], e_cmd[8192];
+    if (find_module(HR_PRELOAD_NAME, "HEAPREPLAY_PRELOAD", lib, sizeof lib)) {
+        rec_error("cannot find " HR_PRELOAD_NAME " next to the heapreplay binary or in "
+                  HR_LIBDIR " (set HEAPREPLAY_PRELOAD to its path)");
+        return 3;
+    }
+    if (abs_path(out, outabs, sizeof outabs)) {
+        rec_error("cannot get the current directory");
+        return 3;
+    }
+    snprintf(e_out, sizeof e_out, "%s=%s", HR_PRELOAD_ENV_OUT, outabs);
+    snprintf(e_cmd, sizeof e_cmd, "%s=%s", HR_PRELOAD_ENV_CMD, cmdline);
+    preload_job_t job = {.lib = lib, .env = {e_out, e_cmd, NULL}, .pid_var = HR_PRELOAD_ENV_PID,
+                         .err_var = HR_PRELOAD_ENV_ERR,
+                         .path_hint = "the command ran but no trace was written (a statically "
+                                      "linked program, or one that resets LD_PRELOAD?)"};
+    return run_preloaded(&job, outabs, args);
+}
+
+#ifdef HR_HAVE_PYTHON
+/* The Python recorder preloaded into the system's python3.11 (the default; docs/recorder.md).
+ * heapreplay becomes that interpreter (exec, same process: signals reach the program, and its
+ * exit status is ours); the module reports its own errors and exits with 3 as the embedded
+ * recorder does. Returns -1 when preloading is not possible here (the caller embeds instead). */
+static int run_python_preloaded(const char *out, int mode, size_t frame, int level, int nargs,
+                                char **args, const char *cmdline)
+{
+    char lib[PATH_MAX], outabs[PATH_MAX], buf[64];
+    const char *pm = getenv("PYTHONMALLOC"), *dev = getenv("PYTHONDEVMODE");
+    struct stat sb;
+    if (!HR_REC_PRELOAD_DEFAULT || (pm && *pm) || (dev && *dev) || access(HR_PYTHON_EXE, X_OK) ||
+        (stat(args[0], &sb) == 0 && !S_ISREG(sb.st_mode)) ||
+        find_module(HR_PYREC_NAME, "HEAPREPLAY_PYREC", lib, sizeof lib) ||
+        abs_path(out, outabs, sizeof outabs))
+        return -1; /* allocators chosen at pre-initialisation, a directory or zip as the script */
+    char **argv = calloc((size_t)nargs + 2, sizeof *argv);
+    const char *old = getenv("LD_PRELOAD");
+    size_t len = strlen(lib) + (old ? strlen(old) : 0) + 2;
+    char *preload = malloc(len);
+    if (!argv || !preload) {
+        free(argv);
+        free(preload);
+        return -1;
+    }
+    if (old && *old)
+        snprintf(preload, len, "%s:%s", lib, old);
+    else
+        snprintf(preload, len, "%s", lib);
+    if (old)
+        setenv(HR_PYREC_ENV_KEEP, old, 1);
+    setenv("LD_PRELOAD", preload, 1);
+    setenv(HR_PYREC_ENV_OUT, outabs, 1);
+    setenv(HR_PYREC_ENV_CMD, cmdline, 1);
+    setenv(HR_PYREC_ENV_MODE, mode == HR_KIND_GRAPH ? "graph" : "alloc", 1);
+    snprintf(buf, sizeof buf, "%zu", frame);
+    setenv(HR_PYREC_ENV_FRAME, buf, 1);
+    snprintf(buf, sizeof buf, "%d", level);
+    setenv(HR_PYREC_ENV_LEVEL, buf, 1);
+    setenv(HR_PYREC_ENV_SCRIPT, args[0], 1);
+    snprintf(buf, sizeof buf, "%ld", (long)getpid());
+    setenv(HR_PYREC_ENV_PID, buf, 1);
+    argv[0] = (char *)HR_PYTHON_EXE;
+    memcpy(argv + 1, args, (size_t)nargs * sizeof *argv);
+    fflush(NULL);
+    execv(HR_PYTHON_EXE, argv);
+    /* could not exec: undo, and let the caller embed the interpreter */
+    const char *names[] = {HR_PYREC_ENV_KEEP, HR_PYREC_ENV_OUT, HR_PYREC_ENV_CMD,
+                           HR_PYREC_ENV_MODE, HR_PYREC_ENV_FRAME, HR_PYREC_ENV_LEVEL,
+                           HR_PYREC_ENV_SCRIPT, HR_PYREC_ENV_PID};
+    for (size_t i = 0; i < HR_ARRAY_LEN(names); i++)
+        unsetenv(names[i]);
+    if (old)
+        setenv("LD_PRELOAD", old, 1);
+    else
+        unsetenv("LD_PRELOAD");
+    free(argv);
+    free(preload);
+    return -1;
+}
+#endif
+
 /* {==== the command ==== */
 
 static int run_record(int argc, char **argv)
 {
     hr_opt_t o[] = {{"-o", "--output", 1, NULL}, {"--mode", NULL, 1, NULL},
                     {"--native", NULL, 0, NULL}, {"--frame-size", NULL, 1, NULL},
-                    {"--level", NULL, 1, NULL}};
+                    {"--level", NULL, 1, NULL}, {"--embedded", NULL, 0, NULL}};
     /* Options end at "--" or at the first operand (the script or command). */
     int split = argc;
     for (int i = 1; i < argc; i++) {
@@ -260,6 +355,13 @@ static int run_record(int argc, char **argv)
         return status;
     }
 #ifdef HR_HAVE_PYTHON
+    if (!o[5].value) {
+        status = run_python_preloaded(o[0].value, mode, frame, level, nargs, args, cmdline);
+        if (status >= 0) {
+            free(cmdline);
+            return status;
+        }
+    }
     hr_record_opts_t ro = {.out_path = o[0].value, .mode = mode, .argc = nargs, .argv = args,
                            .cmdline = cmdline, .frame_target = frame, .level = level,
                            .report = report_cb};
@@ -283,21 +385,26 @@ static int run_record(int argc, char **argv)
 }
 
 const hr_cmd_t hr_cmd_record = {
-    "record", "-o TRACE [--mode alloc|graph] -- SCRIPT.py [ARGS...]\n"
+    "record", "-o TRACE [--mode alloc|graph] [--embedded] -- SCRIPT.py [ARGS...]\n"
               "       heapreplay record --native -o TRACE -- COMMAND [ARGS...]",
-    "Record a Python program (embedded CPython 3.11) or, with --native, any program.",
+    "Record a Python program (CPython 3.11) or, with --native, any program.",
     "  -o, --output TRACE   the trace to write\n"
     "  --mode MODE          alloc (default): allocations, GC flags, collections, statistics;\n"
     "                       graph: also objects, links, increfs/decrefs and deaths\n"
+    "  --embedded           run the script on libpython3.11 inside heapreplay instead of the\n"
+    "                       system's python3.11 with the recorder preloaded\n"
     "  --native             record any command through LD_PRELOAD (allocations only)\n"
     "  --frame-size SIZE    payload bytes per zstd frame (default 1M)\n"
     "  --level N            zstd level, 1-19 (default 3)\n",
     run_record,
-    "Run a Python script on an embedded CPython 3.11 and write its heap trace: every RAW, MEM\n"
-    "and OBJ allocation from interpreter start-up on, which of them are GC-capable, pymalloc's\n"
-    "arenas, every collection, and at the end gc.get_stats() and the pymalloc statistics.\n"
-    "--mode graph also records the object graph as CPython's cycle collector sees it.\n"
-    "With --native, run any program under an LD_PRELOAD recorder of malloc and friends.\n"
+    "Run a Python script on CPython 3.11 and write its heap trace: every RAW, MEM and OBJ\n"
+    "allocation from interpreter start-up on, which of them are GC-capable, pymalloc's arenas,\n"
+    "every collection, and at the end gc.get_stats() and the pymalloc statistics. The script\n"
+    "runs on the system's python3.11 with the recorder preloaded (the interpreter a plain run\n"
+    "uses); with --embedded, or when PYTHONMALLOC or PYTHONDEVMODE is set, on libpython3.11\n"
+    "inside heapreplay. --mode graph also records the object graph as CPython's cycle\n"
+    "collector sees it. With --native, run any program under an LD_PRELOAD recorder of malloc\n"
+    "and friends.\n"
     "The exit status is the program's (128+N when it was killed by signal N); the recorder's own\n"
     "errors are printed as 'heapreplay record: error: ...' (status 3 when the program succeeded).\n"
     "A killed program leaves a trace readable up to its last complete frame (frames are flushed\n"

@@ -2,6 +2,8 @@
  *
  *   hr_record_python  runs a Python script on an embedded CPython 3.11 with PEP 445 hooks
  *                     (docs/recorder.md: what is recorded and how exact it is)
+ *   libhr_pyrec.so    the same recorder preloaded into the system's python3.11 (the CLI's
+ *                     default), configured through the HR_PYREC_ENV_* variables below
  *   native recorder   an LD_PRELOAD module (libhr_preload.so) configured through the
  *                     environment variables below; the CLI sets them and execs the command
  */
@@ -18,6 +20,18 @@
 #define HR_PRELOAD_ENV_CMD "HEAPREPLAY_NATIVE_CMD"   /* command line, for the metadata */
 #define HR_PRELOAD_ENV_ERR "HEAPREPLAY_NATIVE_ERR"   /* file for the recorder's own errors */
 #define HR_PRELOAD_NAME "libhr_preload.so"
+
+/* Environment of the Python recorder preloaded into the system's python3.11 (libhr_pyrec.so);
+ * the module removes these (and itself from LD_PRELOAD) before the program starts. */
+#define HR_PYREC_ENV_OUT "HEAPREPLAY_PY_OUT"       /* trace path */
+#define HR_PYREC_ENV_PID "HEAPREPLAY_PY_PID"       /* only this pid records */
+#define HR_PYREC_ENV_CMD "HEAPREPLAY_PY_CMD"       /* command line, for the metadata */
+#define HR_PYREC_ENV_MODE "HEAPREPLAY_PY_MODE"     /* alloc or graph */
+#define HR_PYREC_ENV_FRAME "HEAPREPLAY_PY_FRAME"   /* frame target, 0: default */
+#define HR_PYREC_ENV_LEVEL "HEAPREPLAY_PY_LEVEL"   /* zstd level, 0: default */
+#define HR_PYREC_ENV_SCRIPT "HEAPREPLAY_PY_SCRIPT" /* the script path, as passed to python */
+#define HR_PYREC_ENV_KEEP "HEAPREPLAY_PY_KEEP"     /* LD_PRELOAD before ours (set if there was one) */
+#define HR_PYREC_NAME "libhr_pyrec.so"
 
 typedef struct hr_record_opts {
     const char *out_path;  /* borrowed: the trace to write */

@@ -101,13 +101,17 @@ static void rec_alloc(void *p, size_t size, unsigned flags, unsigned align)
 {
     if (!p || sink.off)
         return;
-    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_NATIVE, .flags = (uint8_t)flags,
-                     .a = hr_trace_writer_next_id(sink.w), .b = size};
-    if (align) {
-        ev.flags |= HR_F_ALIGNED;
-        ev.align_log2 = (uint8_t)align;
+    uint64_t id;
+    int rc;
+    if (HR_LIKELY(!align)) {
+        rc = hr_sink_alloc(&sink, size, HR_DOMAIN_NATIVE, flags, 0, &id);
+    } else {
+        hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_NATIVE,
+                         .flags = (uint8_t)(flags | HR_F_ALIGNED), .align_log2 = (uint8_t)align,
+                         .a = id = hr_trace_writer_next_id(sink.w), .b = size};
+        rc = hr_sink_write(&sink, &ev);
     }
-    if (hr_sink_write(&sink, &ev) == 0 && hr_idmap_put(&map, (uintptr_t)p, ev.a, 0)) {
+    if (rc == 0 && hr_idmap_add_fast(&map, (uintptr_t)p, id, 0)) {
         hr_err_set(&sink.err, HR_ENOMEM, "the recorder's address map cannot grow");
         sink.failed = 1;
         sink.off = 1;
@@ -117,10 +121,9 @@ static void rec_alloc(void *p, size_t size, unsigned flags, unsigned align)
 static void rec_free(void *p)
 {
     uint64_t id;
-    if (p && !sink.off && hr_idmap_take(&map, (uintptr_t)p, &id, NULL)) {
-        hr_event_t ev = {.op = HR_OP_FREE, .a = id};
-        hr_sink_write(&sink, &ev);
-    }
+    unsigned fl;
+    if (p && !sink.off && hr_idmap_take_fast(&map, (uintptr_t)p, &id, &fl))
+        hr_sink_free(&sink, id);
 }
 
 #define BEGIN()                                                                                \
@@ -343,12 +346,12 @@ __attribute__((constructor)) static void start(void)
     hr_trace_header_set(&h, "date", date);
     hr_trace_header_set(&h, "mode", "alloc");
     hr_trace_header_set(&h, "recorder", "native-ldpreload");
-    if (hr_idmap_init(&map, 16)) {
+    if (hr_idmap_init_direct(&map)) {
         hr_err_set(&err, HR_ENOMEM, "cannot map the recorder's address table");
         report(&err);
     } else {
         hr_sink_flusher_init = flusher_is_ours;
-        if (hr_sink_open(&sink, out, &h, NULL, &err) == 0) {
+        if (hr_sink_open(&sink, out, &h, NULL, 0, &err) == 0) {
             pthread_atfork(NULL, NULL, child_after_fork);
             recording = 1;
         } else {

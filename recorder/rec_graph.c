@@ -68,6 +68,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define R hr_rec
 #define NIL UINT32_MAX
@@ -133,20 +134,65 @@ static struct graph {
         s_revived, s_subclass_entries, s_refreshed;
 } G;
 
-static int vpush(vec_t *v, uint32_t x)
+/* Edge lists start with 16 slots from a pool of such buffers, given back when their object
+ * dies (vec_release): otherwise every new object's first link cost a malloc and every dead
+ * object's lists stayed allocated. */
+static uint32_t *pool16;
+
+static uint32_t *pool_take(void)
 {
-    if (v->len == v->cap) {
-        uint32_t cap = v->cap ? v->cap * 2 : 16;
-        uint32_t *p = realloc(v->v, cap * sizeof *p);
-        if (!p) {
-            R.sink.off = 1;
-            return -1;
-        }
-        v->v = p, v->cap = cap;
+    uint32_t *p = pool16;
+    if (!p)
+        return malloc(16 * sizeof *p);
+    memcpy(&pool16, p, sizeof pool16);
+    return p;
+}
+
+static void vec_release(vec_t *v)
+{
+    if (v->cap == 16) {
+        memcpy(v->v, &pool16, sizeof pool16);
+        pool16 = v->v;
+    } else {
+        free(v->v);
     }
+    *v = (vec_t){0};
+}
+
+static int vgrow(vec_t *v)
+{
+    uint32_t cap = v->cap ? v->cap * 2 : 16;
+    uint32_t *p = v->cap ? realloc(v->v, cap * sizeof *p) : pool_take();
+    if (!p) {
+        R.sink.off = 1;
+        return -1;
+    }
+    v->v = p, v->cap = cap;
+    return 0;
+}
+
+static inline int vpush(vec_t *v, uint32_t x)
+{
+    if (HR_UNLIKELY(v->len == v->cap) && vgrow(v))
+        return -1;
     v->v[v->len++] = x;
     return 0;
 }
+
+/* The per-id arrays live in their own mappings, grown with mremap: no copy, new pages
+ * zero-filled by the kernel when first touched (in huge pages where it can), so growing costs
+ * neither a memset nor a realloc copy of hundreds of megabytes. */
+static void *grow_mapping(void *p, size_t old_bytes, size_t new_bytes)
+{
+    void *q = p ? mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE)
+                : mmap(NULL, new_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED)
+        return NULL;
+    madvise(q, new_bytes, MADV_HUGEPAGE);
+    return q;
+}
+
+static size_t page_round(size_t n) { return (n + 4095) & ~(size_t)4095; }
 
 static int grow_ids(uint64_t id)
 {
@@ -157,10 +203,11 @@ static int grow_ids(uint64_t id)
         cap *= 2;
 #define GROW(p, T, fill)                                                                       \
     do {                                                                                       \
-        T *q = realloc(G.p, cap * sizeof(T));                                                  \
+        T *q = grow_mapping(G.p, page_round(G.cap * sizeof(T)), page_round(cap * sizeof(T))); \
         if (!q)                                                                                \
             return -1;                                                                         \
-        memset(q + G.cap, fill, (cap - G.cap) * sizeof(T));                                    \
+        if (fill)                                                                              \
+            memset(q + G.cap, fill, (cap - G.cap) * sizeof(T));                                \
         G.p = q;                                                                               \
     } while (0)
     GROW(obj, uintptr_t, 0);
@@ -261,7 +308,7 @@ int hr_rec_graph_init(hr_err_t *err)
 {
     memset(&G, 0, sizeof G);
     G.ghead[0] = G.ghead[1] = G.ghead[2] = NIL;
-    if (hr_idmap_init(&G.objs, 16) || hr_idmap_init(&G.tmap, 10) || grow_ids(1024))
+    if (hr_idmap_init_direct(&G.objs) || hr_idmap_init(&G.tmap, 10) || grow_ids(1024))
         return hr_err_set(err, HR_ENOMEM, "cannot allocate the graph recorder's tables");
     G.unknown_type = UINT32_MAX;
     G.prepared_gen = -1;
@@ -495,6 +542,51 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Sorting the few edges of one object: insertion sort below 16 (most objects), qsort above. */
+static void sort_u32(uint32_t *v, uint32_t n)
+{
+    if (n > 16) {
+        qsort(v, n, sizeof *v, cmp_u32);
+        return;
+    }
+    for (uint32_t i = 1; i < n; i++)
+        for (uint32_t j = i, x = v[i]; j > 0 && v[j - 1] > x; j--)
+            v[j] = v[j - 1], v[j - 1] = x;
+}
+
+static void sort_u64(uint64_t *v, uint32_t n)
+{
+    if (n > 16) {
+        qsort(v, n, sizeof *v, cmp_u64);
+        return;
+    }
+    for (uint32_t i = 1; i < n; i++) {
+        uint64_t x = v[i];
+        uint32_t j = i;
+        for (; j > 0 && v[j - 1] > x; j--)
+            v[j] = v[j - 1];
+        v[j] = x;
+    }
+}
+
+/* A buffer of n uint64_t reused from call to call (traverse_obj runs for every object a
+ * collection looks at: a malloc and free each time cost more than the traversal). */
+static uint64_t *scratch_u64(size_t n)
+{
+    static uint64_t *buf;
+    static size_t cap;
+    if (n > cap) {
+        size_t c = cap ? cap : 64;
+        while (c < n)
+            c *= 2;
+        uint64_t *p = realloc(buf, c * sizeof *p);
+        if (!p)
+            return NULL;
+        buf = p, cap = c;
+    }
+    return buf;
+}
+
 /* Make id's out-edges what tp_traverse reports among recorded objects (nothing for an object
  * with ob_refcnt 0: it sits on a free list or is being deallocated and holds nothing): LINK new
  * ones at once, queue gone ones in G.removed; targets whose in-edges change are touched. */
@@ -519,12 +611,12 @@ static void traverse_obj(uint32_t id)
             visit_subclass_entries((PyTypeObject *)op);
     }
     if (G.scratch_ids.len > 1)
-        qsort(G.scratch_ids.v, G.scratch_ids.len, sizeof(uint32_t), cmp_u32);
+        sort_u32(G.scratch_ids.v, G.scratch_ids.len);
     vec_t *o = &G.out[id];
     uint32_t n = o->len;
     if (!n && !G.scratch_ids.len)
         return;
-    uint64_t *old = n ? malloc(n * sizeof *old) : NULL;
+    uint64_t *old = n ? scratch_u64(n) : NULL;
     if (n && !old) {
         R.sink.off = 1;
         return;
@@ -532,7 +624,7 @@ static void traverse_obj(uint32_t id)
     for (uint32_t k = 0; k < n; k++)
         old[k] = (uint64_t)G.edst[o->v[k]] << 32 | o->v[k];
     if (n > 1)
-        qsort(old, n, sizeof *old, cmp_u64);
+        sort_u64(old, n);
     uint32_t x = 0, y = 0;
     while (x < G.scratch_ids.len || y < n) {
         uint32_t nt = x < G.scratch_ids.len ? G.scratch_ids.v[x] : NIL;
@@ -551,7 +643,6 @@ static void traverse_obj(uint32_t id)
             y++;
         }
     }
-    free(old);
 }
 
 /* Write the ext corrections of every touched object and the queued unlinks: increases first,
@@ -730,6 +821,8 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
     while (G.in[id].len)
         edge_del(G.in[id].v[G.in[id].len - 1]);
     gen_remove((uint32_t)id);
+    vec_release(&G.out[id]);
+    vec_release(&G.in[id]);
     G.obj[id] = 0;
     G.ext[id] = 0;
     G.mark[id] = 0;
@@ -1105,6 +1198,8 @@ static void flush_flagged(void)
             hr_rec_emit_id(HR_OP_DIED, d);
             while (G.in[d].len)
                 edge_del(G.in[d].v[G.in[d].len - 1]);
+            vec_release(&G.in[d]);
+            vec_release(&G.out[d]);
             G.obj[d] = 0;
             G.ext[d] = 0;
             G.lost[d] = 1;

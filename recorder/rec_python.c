@@ -62,6 +62,7 @@
 
 #include <dlfcn.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -92,13 +93,32 @@ static inline struct _gc_runtime_state *gcstate(void)
  * Writing
  * ==================================================================== */
 
+/* Graph mode writes most of its events through these: the writer's fast paths take ALLOC (of
+ * the next id, unaligned), the id events and LINK/UNLINK; the rest goes through hr_trace_write. */
 int hr_rec_emit(const hr_event_t *ev)
 {
+    uint64_t id;
+    switch (ev->op) {
+    case HR_OP_ALLOC:
+        if (ev->a != hr_trace_writer_next_id(R.sink.w) || (ev->flags & HR_F_ALIGNED))
+            break;
+        return hr_sink_alloc(&R.sink, ev->b, ev->domain, ev->flags, ev->tag, &id);
+    case HR_OP_LINK:
+    case HR_OP_UNLINK:
+        return hr_sink_link(&R.sink, ev->op, ev->a, ev->b);
+    case HR_OP_FREE:
+    case HR_OP_INCREF:
+    case HR_OP_DECREF:
+    case HR_OP_DIED:
+        return hr_sink_id(&R.sink, ev->op, ev->a);
+    }
     return hr_sink_write(&R.sink, ev);
 }
 
 int hr_rec_emit_id(int op, uint64_t id)
 {
+    if (op == HR_OP_FREE || op == HR_OP_INCREF || op == HR_OP_DECREF || op == HR_OP_DIED)
+        return hr_sink_id(&R.sink, op, id);
     hr_event_t ev = {.op = (uint8_t)op, .a = id};
     return hr_sink_write(&R.sink, &ev);
 }
@@ -120,15 +140,12 @@ static void emit_gc_control(unsigned action, uint64_t a, uint64_t b)
 }
 
 /* Write ALLOC for a block now at `addr` and remember it. */
-static void emit_alloc(uintptr_t addr, uint64_t size, int domain, unsigned flags, uint32_t type)
+static void emit_alloc(uintptr_t addr, uint64_t size, int domain, unsigned flags)
 {
-    if (R.sink.off)
+    uint64_t id;
+    if (hr_sink_alloc(&R.sink, size, (unsigned)domain, flags, 0, &id))
         return;
-    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = (uint8_t)domain, .flags = (uint8_t)flags,
-                     .tag = type, .a = hr_trace_writer_next_id(R.sink.w), .b = size};
-    if (hr_sink_write(&R.sink, &ev))
-        return;
-    if (hr_idmap_put(&R.map, addr, ev.a, flags)) {
+    if (hr_idmap_add_fast(&R.map, addr, id, flags)) {
         hr_err_set(&R.sink.err, HR_ENOMEM, "the recorder's address map cannot grow");
         R.sink.failed = 1;
         R.sink.off = 1;
@@ -157,12 +174,64 @@ static int readable_type(uintptr_t t)
     return dladdr((void *)t, &info) != 0 && info.dli_fname != NULL;
 }
 
+/* Is t a GC type with that pre-header? Its metatype is read (PyType_Check) only if it is
+ * readable too: in a static, non-PIE interpreter (the preloaded recorder's) the brk heap and the
+ * executable's data lie below 4 GiB, so the refcount test of learn_type lets pointers through and
+ * a candidate inside the executable's image may be any data. */
 static int valid_type(uintptr_t t, size_t pre)
 {
     if (!readable_type(t))
         return 0;
     PyTypeObject *ty = (PyTypeObject *)t;
+    uintptr_t meta = (uintptr_t)Py_TYPE((PyObject *)ty);
+    if (meta != (uintptr_t)&PyType_Type && !readable_type(meta))
+        return 0;
     return PyType_Check((PyObject *)ty) && PyType_IS_GC(ty) && preheader(ty) == pre;
+}
+
+/* The learned types sit in R.types (type address -> pre-header size). Every GC allocation asks
+ * about its type, every GC free about its address, so two small tables answer first: a
+ * direct-mapped cache of learned types (positive answers only) and a bit filter of the addresses
+ * ever learned (a clear bit: not a learned type, no lookup). */
+#define TCACHE 256
+static struct {
+    uintptr_t type;
+    uint64_t pre;
+} tcache[TCACHE];
+static uint64_t tfilter[64]; /* 4096 bits */
+
+static inline unsigned tcache_slot(uintptr_t t) { return (unsigned)((t >> 4) ^ (t >> 12)) & (TCACHE - 1); }
+static inline int tfilter_has(uintptr_t t) { return (tfilter[(t >> 10) & 63] >> ((t >> 4) & 63)) & 1; }
+
+/* The pre-header size of learned type t, or 0. */
+static inline uint64_t type_pre(uintptr_t t)
+{
+    unsigned k = tcache_slot(t);
+    if (HR_LIKELY(tcache[k].type == t))
+        return tcache[k].pre;
+    uint64_t pre;
+    if (!tfilter_has(t) || !hr_idmap_get(&R.types, t, &pre, NULL))
+        return 0;
+    tcache[k].type = t;
+    tcache[k].pre = pre;
+    return pre;
+}
+
+static void type_learned(uintptr_t t, uint64_t pre)
+{
+    hr_idmap_put(&R.types, t, pre, 0);
+    tfilter[(t >> 10) & 63] |= (uint64_t)1 << ((t >> 4) & 63);
+    tcache[tcache_slot(t)].type = t;
+    tcache[tcache_slot(t)].pre = pre;
+}
+
+static void type_forget(uintptr_t t)
+{
+    if (!tfilter_has(t))
+        return;
+    hr_idmap_take(&R.types, t, NULL, NULL);
+    if (tcache[tcache_slot(t)].type == t)
+        tcache[tcache_slot(t)].type = 0, tcache[tcache_slot(t)].pre = 0;
 }
 
 /* Learn the type of a block that the count showed to be a GC allocation. The object may be
@@ -171,18 +240,17 @@ static int valid_type(uintptr_t t, size_t pre)
 static void learn_type(uintptr_t a, uint64_t size)
 {
     const uint64_t *w = (const uint64_t *)a;
-    uint64_t known;
     for (int pre = 16; pre <= 32; pre += 16) {
         size_t rc = (size_t)pre / 8, ty = rc + 1;
         if (size < (uint64_t)pre + 16 || w[rc] >= SMALL_WORD)
             continue;
         uintptr_t t = (uintptr_t)w[ty];
-        if (hr_idmap_get(&R.types, t, &known, NULL) && known == (uint64_t)pre)
+        if (type_pre(t) == (uint64_t)pre)
             return;
         if (hr_idmap_get(&R.rejected, t, NULL, NULL))
             continue;
         if (valid_type(t, (size_t)pre)) {
-            hr_idmap_put(&R.types, t, (uint64_t)pre, 0);
+            type_learned(t, (uint64_t)pre);
             return;
         }
         if (R.rejected.count < 4096)
@@ -195,14 +263,11 @@ static void learn_type(uintptr_t a, uint64_t size)
 static PyTypeObject *gc_block_type(uintptr_t a, uint64_t size, size_t *pre)
 {
     const uint64_t *w = (const uint64_t *)a;
-    uint64_t known;
-    if (size >= 32 && w[2] < SMALL_WORD &&
-        hr_idmap_get(&R.types, (uintptr_t)w[3], &known, NULL) && known == 16) {
+    if (size >= 32 && w[2] < SMALL_WORD && type_pre((uintptr_t)w[3]) == 16) {
         *pre = 16;
         return (PyTypeObject *)w[3];
     }
-    if (size >= 48 && w[4] < SMALL_WORD &&
-        hr_idmap_get(&R.types, (uintptr_t)w[5], &known, NULL) && known == 32) {
+    if (size >= 48 && w[4] < SMALL_WORD && type_pre((uintptr_t)w[5]) == 32) {
         *pre = 32;
         return (PyTypeObject *)w[5];
     }
@@ -225,10 +290,10 @@ PyTypeObject *hr_rec_gc_block_type(uintptr_t block, uint64_t size, size_t *pre)
 }
 
 /* A type object is being freed: forget it (its address may come back as another type). */
-static void forget_type_at(uintptr_t block)
+static inline void forget_type_at(uintptr_t block)
 {
-    hr_idmap_take(&R.types, block + 16, NULL, NULL);
-    hr_idmap_take(&R.types, block + 32, NULL, NULL);
+    type_forget(block + 16);
+    type_forget(block + 32);
 }
 
 /* {====================================================================
@@ -247,7 +312,7 @@ static uint64_t gc_first_id;
 #define OBS_FREE_OTHER (UINT64_MAX - 1) /* a free of the pending or an unknown block */
 static uint64_t obs_free_id = OBS_NOT_FREE; /* else the id h_free is freeing while it observes */
 
-static void note_gc_settings(const struct _gc_runtime_state *g)
+static void note_gc_settings_changed(const struct _gc_runtime_state *g)
 {
     if (g->enabled != R.gc_enabled) {
         R.gc_enabled = g->enabled;
@@ -260,6 +325,14 @@ static void note_gc_settings(const struct _gc_runtime_state *g)
         emit_gc_control(HR_GC_THRESHOLD, (uint64_t)R.gc_thr[0],
                         (uint64_t)(uint32_t)R.gc_thr[1] | (uint64_t)(uint32_t)R.gc_thr[2] << 32);
     }
+}
+
+static inline void note_gc_settings(const struct _gc_runtime_state *g)
+{
+    if (HR_UNLIKELY(g->enabled != R.gc_enabled || g->generations[0].threshold != R.gc_thr[0] ||
+                    g->generations[1].threshold != R.gc_thr[1] ||
+                    g->generations[2].threshold != R.gc_thr[2]))
+        note_gc_settings_changed(g);
 }
 
 static void resolve_pending(int next, int now, int triggered)
@@ -312,7 +385,7 @@ static void resolve_pending(int next, int now, int triggered)
     if (R.mode == HR_KIND_GRAPH && gc)
         hr_rec_graph_alloc(p->addr, p->size, flags);
     else
-        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags, 0);
+        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
 }
 
 static void copy_stats(int64_t dst[3][3], const struct _gc_runtime_state *g)
@@ -403,7 +476,7 @@ static void observe_without_callback(struct _gc_runtime_state *g, int triggered)
 }
 
 /* `next` says what the event being observed is (for the count arithmetic). Holds the lock. */
-static void observe(int next)
+static void observe_full(int next)
 {
     struct _gc_runtime_state *g = gcstate();
     int now = g ? g->generations[0].count : -1;
@@ -481,6 +554,59 @@ static void observe(int next)
     }
 }
 
+/* resolve_pending for the cases nearly every resolution meets: the next event is not a free of
+ * a GC block or of the pending block itself, and the count moved by 0 (not GC) or +1 (GC); the
+ * type of a GC block is usually learned already (type_pre answers from its cache). Everything
+ * else, and the self-check, goes to resolve_pending. Same decisions, same events. */
+HR_INLINE void resolve_pending_fast(int next, int now, const struct _gc_runtime_state *g)
+{
+    hr_pending_t *p = &R.pend;
+    int moved = now - p->count0;
+    if (HR_UNLIKELY(next != NEXT_OTHER || p->count0 < 0 || (unsigned)moved > 1 || R.self_check)) {
+        resolve_pending(next, now, 0);
+        return;
+    }
+    p->active = 0;
+    unsigned flags = p->zero ? HR_F_ZERO : 0;
+    if (moved) {
+        const uint64_t *w = (const uint64_t *)p->addr;
+        if (!(p->size >= 32 && w[2] < SMALL_WORD && type_pre((uintptr_t)w[3]) == 16))
+            learn_type(p->addr, p->size); /* g->collecting is 0 here (observe's fast path) */
+        R.stat.gc_allocs++;
+        R.last_gc = 1;
+        note_gc_settings(g);
+        flags |= HR_F_GC;
+        if (R.mode == HR_KIND_GRAPH) {
+            hr_rec_graph_alloc(p->addr, p->size, flags);
+            return;
+        }
+    }
+    emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+}
+
+/* observe_full, shortened for the state nearly every call finds: the gc callback installed, no
+ * collection in progress or being tracked, no per-observation debugging. Then the start-up and
+ * graph-mode checks of observe_full are all false and only the pending allocation and the
+ * skipped-collection check remain. */
+HR_INLINE void observe(int next)
+{
+    struct _gc_runtime_state *g = gcstate();
+    if (HR_UNLIKELY(!g || g->collecting || !R.cb_active || R.gc_state != GC_IDLE ||
+                    R.self_check > 1)) {
+        observe_full(next);
+        return;
+    }
+    int now = g->generations[0].count;
+    R.last_gc = 0;
+    if (R.pend.active)
+        resolve_pending_fast(next, now, g);
+    if (HR_UNLIKELY(R.last_gc) && g->enabled && g->generations[0].threshold &&
+        now > g->generations[0].threshold) {
+        emit_phase("gc.skipped"); /* see observe_full */
+        R.stat.skipped++;
+    }
+}
+
 /* {====================================================================
  * The hooks
  * ==================================================================== */
@@ -495,15 +621,44 @@ static inline int gil_held(int domain)
     return domain != PYMEM_DOMAIN_RAW || PyGILState_Check();
 }
 
-static inline void enter(void) { t_depth++; hr_sink_lock(&R.sink); }
-static inline void leave(void) { hr_sink_unlock(&R.sink); t_depth--; }
+/* The sink's owner door is for the thread holding the GIL: MEM and OBJ calls always, a RAW call
+ * only when this thread's state is the one holding the GIL (PyGILState_Check also says 1 when
+ * it cannot tell, which is fine for reading the gc state but not for the door). */
+static inline int owns_gil(int domain)
+{
+    if (domain != PYMEM_DOMAIN_RAW)
+        return 1;
+    PyThreadState *cur =
+        (PyThreadState *)_Py_atomic_load_relaxed(&_PyRuntime.gilstate.tstate_current);
+    return cur && cur == PyGILState_GetThisThreadState();
+}
+
+enum { DOOR_OWNER = 0, DOOR_OWNER_SPIN = 1, DOOR_SPIN = 2 };
+
+HR_INLINE int enter(int domain)
+{
+    t_depth++;
+    if (HR_LIKELY(owns_gil(domain)))
+        return hr_sink_enter_owner(&R.sink); /* DOOR_OWNER or DOOR_OWNER_SPIN */
+    hr_sink_lock(&R.sink);
+    return DOOR_SPIN;
+}
+
+HR_INLINE void leave(int door)
+{
+    if (HR_LIKELY(door != DOOR_SPIN))
+        hr_sink_leave_owner(&R.sink, door);
+    else
+        hr_sink_unlock(&R.sink);
+    t_depth--;
+}
 
 static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
 {
     PyMemAllocatorEx *o = &R.orig[d];
     if ((d == PYMEM_DOMAIN_RAW && t_depth) || R.sink.off)
         return zero ? o->calloc(o->ctx, nelem, elsize) : o->malloc(o->ctx, nelem);
-    enter();
+    int door = enter(d);
     if (gil_held(d))
         observe(NEXT_OTHER);
     if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && !R.cb_active && d == PYMEM_DOMAIN_OBJ &&
@@ -519,6 +674,7 @@ static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
     if (p && !R.sink.off) {
         uint64_t size = zero ? (uint64_t)nelem * elsize : nelem;
         if (d == PYMEM_DOMAIN_OBJ) {
+            hr_idmap_prefetch(&R.map, (uintptr_t)p); /* written at the next observation */
             struct _gc_runtime_state *g = gcstate();
             R.pend = (hr_pending_t){.active = 1, .addr = (uintptr_t)p, .size = size,
                                     .zero = zero, .count0 = g ? g->generations[0].count : -1};
@@ -528,10 +684,10 @@ static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
                 R.pend.collecting = g->collecting;
             }
         } else {
-            emit_alloc((uintptr_t)p, size, d, zero ? HR_F_ZERO : 0, 0);
+            emit_alloc((uintptr_t)p, size, d, zero ? HR_F_ZERO : 0);
         }
     }
-    leave();
+    leave(door);
     return p;
 }
 
@@ -549,7 +705,7 @@ static void h_free(void *ctx, void *p)
         o->free(o->ctx, p);
         return;
     }
-    enter();
+    int door = enter(d);
     uintptr_t a = (uintptr_t)p;
     uint64_t id = 0;
     unsigned fl = 0;
@@ -559,7 +715,7 @@ static void h_free(void *ctx, void *p)
         if (R.pend.active && R.pend.addr == a) {
             next = NEXT_FREE_PENDING;
         } else {
-            known = hr_idmap_take(&R.map, a, &id, &fl);
+            known = hr_idmap_take_fast(&R.map, a, &id, &fl);
             if (known && (fl & HR_F_GC))
                 next = NEXT_GC_FREE;
         }
@@ -567,18 +723,18 @@ static void h_free(void *ctx, void *p)
         observe(next); /* may write the pending block (which may be this one) */
         obs_free_id = OBS_NOT_FREE;
     }
-    if (known || hr_idmap_take(&R.map, a, &id, &fl)) {
+    if (known || hr_idmap_take_fast(&R.map, a, &id, &fl)) {
         if (fl & HR_F_GC)
             forget_type_at(a);
         if (fl & HR_F_OBJECT)
             hr_rec_graph_free(a, id, fl);
         else
-            hr_rec_emit_id(HR_OP_FREE, id);
+            hr_sink_free(&R.sink, id);
     } else {
         R.stat.unknown_frees++; /* allocated before the hooks, or through a swapped allocator */
     }
     o->free(o->ctx, p);
-    leave();
+    leave(door);
 }
 
 static void *obj_plain_alloc(size_t n);
@@ -591,7 +747,7 @@ static void *h_realloc(void *ctx, void *p, size_t n)
         return o->realloc(o->ctx, p, n);
     if (!p) /* realloc(NULL, n) is malloc(n), never a GC object: written at once */
         return d == PYMEM_DOMAIN_OBJ ? obj_plain_alloc(n) : do_alloc(d, n, 1, 0);
-    enter();
+    int door = enter(d);
     uintptr_t a = (uintptr_t)p;
     if (gil_held(d))
         observe(NEXT_OTHER);
@@ -607,10 +763,10 @@ static void *h_realloc(void *ctx, void *p, size_t n)
                 hr_rec_graph_moved(a, (uintptr_t)q, id);
         } else {
             R.stat.unknown_reallocs++;
-            emit_alloc((uintptr_t)q, n, d, 0, 0);
+            emit_alloc((uintptr_t)q, n, d, 0);
         }
     }
-    leave();
+    leave(door);
     return q;
 }
 
@@ -618,12 +774,12 @@ static void *h_realloc(void *ctx, void *p, size_t n)
 static void *obj_plain_alloc(size_t n)
 {
     PyMemAllocatorEx *o = &R.orig[PYMEM_DOMAIN_OBJ];
-    enter();
+    int door = enter(PYMEM_DOMAIN_OBJ);
     observe(NEXT_OTHER);
     void *p = o->realloc(o->ctx, NULL, n);
     if (p)
-        emit_alloc((uintptr_t)p, n, HR_DOMAIN_OBJ, 0, 0);
-    leave();
+        emit_alloc((uintptr_t)p, n, HR_DOMAIN_OBJ, 0);
+    leave(door);
     return p;
 }
 
@@ -690,7 +846,7 @@ static PyObject *gc_callback(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_Clear();
     hr_sink_lock(&R.sink);
     if (!R.sink.off) {
-        observe(NEXT_OTHER);
+        observe_full(NEXT_OTHER);
         struct _gc_runtime_state *g = gcstate();
         if (g)
             note_gc_settings(g);
@@ -734,7 +890,7 @@ static PyObject *mod_phase(PyObject *self, PyObject *arg)
     }
     hr_sink_lock(&R.sink);
     if (!R.sink.off) {
-        observe(NEXT_OTHER);
+        observe_full(NEXT_OTHER);
         hr_rec_emit_str(HR_OP_PHASE, 0, s, (size_t)len);
     }
     hr_sink_unlock(&R.sink);
@@ -800,7 +956,7 @@ static void dump_stats(void)
         return;
     }
     R.stats_done = 1;
-    observe(NEXT_OTHER);
+    observe_full(NEXT_OTHER);
     struct _gc_runtime_state *g = gcstate();
     char json[512];
     if (g) {
@@ -882,31 +1038,34 @@ static void selfcheck_stats(void)
 /* Close the trace (once, in the owning process). Holds no lock on entry. */
 static int finish(hr_err_t *err)
 {
-    if (R.finished || R.sink.owner != getpid())
+    if (R.finished || !R.started || R.sink.owner != getpid())
         return HR_OK;
     R.finished = 1;
     hr_sink_lock(&R.sink);
     if (!R.sink.off) {
         if (R.pend.active) /* no interpreter left to ask: decide from the last count seen */
-            observe(NEXT_OTHER);
+            observe_full(NEXT_OTHER);
         selfcheck_stats();
     }
     hr_sink_unlock(&R.sink);
     return hr_sink_close(&R.sink, err);
 }
 
+static int exit_on_report; /* embedded: a failure to close at exit ends the process with 3 */
+
 static void at_c_exit(void)
 {
     hr_err_t err = {0};
     if (finish(&err) && R.report) {
         R.report(&err);
-        _exit(3);
+        if (exit_on_report)
+            _exit(3);
     }
 }
 
 static void forked_child(void) { hr_sink_forked_child(&R.sink); }
 
-static int make_header(hr_trace_header_t *h, const hr_record_opts_t *o)
+static int make_header(hr_trace_header_t *h, const hr_record_opts_t *o, const char *recorder)
 {
     char date[64], buf[64];
     time_t now = time(NULL);
@@ -918,7 +1077,7 @@ static int make_header(hr_trace_header_t *h, const hr_record_opts_t *o)
     rc |= hr_trace_header_set(h, "python_version", Py_GetVersion());
     rc |= hr_trace_header_set(h, "date", date);
     rc |= hr_trace_header_set(h, "mode", o->mode == HR_KIND_GRAPH ? "graph" : "alloc");
-    rc |= hr_trace_header_set(h, "recorder", "cpython-pep445");
+    rc |= hr_trace_header_set(h, "recorder", recorder);
     const char *pm = getenv("PYTHONMALLOC");
     rc |= hr_trace_header_set(h, "pythonmalloc", pm && *pm ? pm : "default");
     snprintf(buf, sizeof buf, "%zu", ARENA_BYTES);
@@ -927,6 +1086,64 @@ static int make_header(hr_trace_header_t *h, const hr_record_opts_t *o)
     rc |= hr_trace_header_set(h, "gc_threshold", "700,10,10");
     return rc;
 }
+
+/* Start recording, before the interpreter is initialised (and, embedded, after
+ * Py_PreInitialize chose the allocators): the tables, the trace, PHASE startup, the hooks. */
+static int rec_start(const hr_record_opts_t *o, const char *recorder, hr_err_t *err)
+{
+    if (R.started)
+        return hr_err_set(err, HR_EUSAGE, "the Python recorder runs once per process");
+    R.started = 1;
+    R.mode = o->mode;
+    R.report = o->report;
+    const char *sc = getenv("HEAPREPLAY_SELF_CHECK");
+    R.self_check = sc && *sc ? atoi(sc) : 0;
+    R.gc_enabled = 1;
+    R.gc_thr[0] = 700, R.gc_thr[1] = 10, R.gc_thr[2] = 10;
+    if (hr_idmap_init_direct(&R.map) || hr_idmap_init(&R.types, 10) || hr_idmap_init(&R.rejected, 8))
+        return hr_err_set(err, HR_ENOMEM, "cannot map the recorder's tables");
+    if (R.mode == HR_KIND_GRAPH && hr_rec_graph_init(err))
+        return err ? err->code : HR_ENOMEM;
+    if (PyImport_AppendInittab("_heapreplay", mod_init) < 0)
+        return hr_err_set(err, HR_EINTERNAL, "cannot register the _heapreplay module");
+    hr_trace_header_t h;
+    if (make_header(&h, o, recorder)) {
+        hr_trace_header_free(&h);
+        return hr_err_set(err, HR_EINTERNAL, "cannot build the trace header");
+    }
+    /* frames are compressed on the writer's worker thread (libc allocations: not recorded) */
+    hr_trace_write_opts_t wo = {.frame_target = o->frame_target, .level = o->level, .async = 1};
+    int rc = hr_sink_open(&R.sink, o->out_path, &h, &wo, 1, err);
+    hr_trace_header_free(&h);
+    if (rc)
+        return rc;
+    pthread_atfork(NULL, NULL, forked_child);
+    atexit(at_c_exit);
+    hr_sink_lock(&R.sink);
+    emit_phase("startup");
+    hr_sink_unlock(&R.sink);
+    install_hooks();
+    return HR_OK;
+}
+
+/* The interpreter is initialised and the script is about to run; the caller holds the GIL. */
+static int rec_script_begins(hr_err_t *err)
+{
+    if (python_setup(err))
+        return err ? err->code : HR_EINTERNAL;
+    hr_sink_lock(&R.sink);
+    if (!R.sink.off) {
+        observe_full(NEXT_OTHER);
+        R.cb_active = 1;
+        emit_phase("script");
+    }
+    hr_sink_unlock(&R.sink);
+    return HR_OK;
+}
+
+/* {====================================================================
+ * Embedded: heapreplay runs the interpreter itself (libpython3.11)
+ * ==================================================================== */
 
 static int wset(wchar_t **dst, const char *s, PyConfig *c)
 {
@@ -939,18 +1156,7 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
     *exit_status = -1;
     if (R.started)
         return hr_err_set(err, HR_EUSAGE, "the Python recorder runs once per process");
-    R.started = 1;
-    R.mode = o->mode;
-    R.report = o->report;
-    const char *sc = getenv("HEAPREPLAY_SELF_CHECK");
-    R.self_check = sc && *sc ? atoi(sc) : 0;
-    R.gc_enabled = 1;
-    R.gc_thr[0] = 700, R.gc_thr[1] = 10, R.gc_thr[2] = 10;
-    if (hr_idmap_init(&R.map, 18) || hr_idmap_init(&R.types, 10) || hr_idmap_init(&R.rejected, 8))
-        return hr_err_set(err, HR_ENOMEM, "cannot map the recorder's tables");
-    if (R.mode == HR_KIND_GRAPH && hr_rec_graph_init(err))
-        return err ? err->code : HR_ENOMEM;
-
+    exit_on_report = 1;
     /* Pre-initialise (this may select the allocators, e.g. PYTHONMALLOC), then hook. */
     PyPreConfig pre;
     PyPreConfig_InitPythonConfig(&pre);
@@ -958,25 +1164,9 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
     if (PyStatus_Exception(st))
         return hr_err_set(err, HR_EINTERNAL, "Py_PreInitialize failed: %s",
                           st.err_msg ? st.err_msg : "?");
-    if (PyImport_AppendInittab("_heapreplay", mod_init) < 0)
-        return hr_err_set(err, HR_EINTERNAL, "cannot register the _heapreplay module");
-
-    hr_trace_header_t h;
-    if (make_header(&h, o)) {
-        hr_trace_header_free(&h);
-        return hr_err_set(err, HR_EINTERNAL, "cannot build the trace header");
-    }
-    hr_trace_write_opts_t wo = {.frame_target = o->frame_target, .level = o->level};
-    int rc = hr_sink_open(&R.sink, o->out_path, &h, &wo, err);
-    hr_trace_header_free(&h);
+    int rc = rec_start(o, "cpython-pep445", err);
     if (rc)
         return rc;
-    pthread_atfork(NULL, NULL, forked_child);
-    atexit(at_c_exit);
-    hr_sink_lock(&R.sink);
-    emit_phase("startup");
-    hr_sink_unlock(&R.sink);
-    install_hooks();
 
     PyConfig cfg;
     PyConfig_InitPythonConfig(&cfg);
@@ -1000,18 +1190,151 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
         return hr_err_set(err, HR_EINTERNAL, "Python initialisation failed: %s",
                           st.err_msg ? st.err_msg : "?");
     }
-    if (python_setup(err)) {
+    if (rec_script_begins(err)) {
         finish(NULL);
         return err ? err->code : HR_EINTERNAL;
     }
-    hr_sink_lock(&R.sink);
-    if (!R.sink.off) {
-        observe(NEXT_OTHER);
-        R.cb_active = 1;
-        emit_phase("script");
-    }
-    hr_sink_unlock(&R.sink);
-
     *exit_status = Py_RunMain(); /* runs the script, the atexit handlers, and finalises */
     return finish(err);
 }
+
+/* {====================================================================
+ * Preloaded: libhr_pyrec.so inside the system's python3.11 (HR_REC_PRELOAD)
+ *
+ * `heapreplay record` runs HR_PYTHON_EXE SCRIPT ARGS with this module in LD_PRELOAD: the very
+ * interpreter a plain run uses (Debian's is a static, profile-optimised build; libpython3.11.so
+ * costs about a quarter more time on the same script). The constructor runs before main: it
+ * takes its settings from the environment (HR_PYREC_ENV_*), puts the environment back as the
+ * program would have had it (LD_PRELOAD and those variables removed), and starts recording. Hooks
+ * installed before Py_PreInitialize stay installed unless PYTHONMALLOC or the development mode
+ * select allocators (the reference, section 3.3 item 4): the CLI uses the embedded recorder then,
+ * and the constructor refuses too. The script's start is where the interpreter opens it
+ * (pymain_run_file: fopen, with the GIL released, after site and sys.path[0]): the fopen
+ * wrapper below takes the GIL there for rec_script_begins.
+ * ==================================================================== */
+#ifdef HR_REC_PRELOAD
+#define HR_EXPORT __attribute__((visibility("default")))
+
+static char pre_script[4096]; /* the script path as given */
+static struct stat pre_script_st; /* its file, when it existed at start-up (pre_script_known) */
+static int pre_script_known;
+static volatile int pre_await; /* 1 until the script's fopen */
+
+/* The recorder's own errors, as heapreplay prints them (the process is heapreplay's). */
+static void pre_report(const hr_err_t *err)
+{
+    fprintf(stderr, "heapreplay record: error: %s\n", err->msg[0] ? err->msg : hr_strerror(err->code));
+}
+
+static void take_env(char *dst, size_t cap, const char *name)
+{
+    const char *v = getenv(name);
+    snprintf(dst, cap, "%s", v ? v : "");
+}
+
+__attribute__((constructor)) static void pre_start(void)
+{
+    const char *pid = getenv(HR_PYREC_ENV_PID);
+    if (!pid || strtol(pid, NULL, 10) != (long)getpid())
+        return;
+    if (!&_PyRuntime || !&Py_Version)
+        return; /* not the interpreter (yet): a launcher that execs it keeps the environment */
+    char out[4096], cmd[8192], mode[16], frame[32], level[32], keep[8192];
+    take_env(out, sizeof out, HR_PYREC_ENV_OUT);
+    take_env(cmd, sizeof cmd, HR_PYREC_ENV_CMD);
+    take_env(mode, sizeof mode, HR_PYREC_ENV_MODE);
+    take_env(frame, sizeof frame, HR_PYREC_ENV_FRAME);
+    take_env(level, sizeof level, HR_PYREC_ENV_LEVEL);
+    take_env(pre_script, sizeof pre_script, HR_PYREC_ENV_SCRIPT);
+    /* The interpreter opens the script by an absolute path of its own making: recognise the file
+     * (or, if it does not exist, the path as given) */
+    pre_script_known = stat(pre_script, &pre_script_st) == 0;
+    int had_preload = getenv(HR_PYREC_ENV_KEEP) != NULL;
+    take_env(keep, sizeof keep, HR_PYREC_ENV_KEEP);
+    /* The program sees the environment it would have had: children do not load this module. */
+    if (had_preload && keep[0])
+        setenv("LD_PRELOAD", keep, 1);
+    else
+        unsetenv("LD_PRELOAD");
+    const char *names[] = {HR_PYREC_ENV_PID, HR_PYREC_ENV_OUT, HR_PYREC_ENV_CMD,
+                           HR_PYREC_ENV_MODE, HR_PYREC_ENV_FRAME, HR_PYREC_ENV_LEVEL,
+                           HR_PYREC_ENV_SCRIPT, HR_PYREC_ENV_KEEP};
+    for (size_t i = 0; i < HR_ARRAY_LEN(names); i++)
+        unsetenv(names[i]);
+
+    hr_err_t err = {0};
+    const char *pm = getenv("PYTHONMALLOC"), *dev = getenv("PYTHONDEVMODE");
+    if ((Py_Version >> 16) != (PY_VERSION_HEX >> 16)) {
+        hr_err_set(&err, HR_EUSAGE, "the interpreter is Python %lx, the recorder was built for "
+                   "%x (use --embedded)", Py_Version, (unsigned)PY_VERSION_HEX);
+    } else if ((pm && *pm) || (dev && *dev)) {
+        hr_err_set(&err, HR_EUSAGE, "PYTHONMALLOC or PYTHONDEVMODE would replace the recorder's "
+                   "hooks in a preloaded interpreter (use --embedded)");
+    } else {
+        hr_record_opts_t o = {.out_path = out, .cmdline = cmd, .report = pre_report,
+                              .mode = strcmp(mode, "graph") == 0 ? HR_KIND_GRAPH : HR_KIND_ALLOC,
+                              .frame_target = (size_t)strtoull(frame, NULL, 10),
+                              .level = atoi(level)};
+        exit_on_report = 1;
+        if (rec_start(&o, "cpython-pep445-preload", &err) == 0) {
+            pre_await = 1;
+            return;
+        }
+    }
+    pre_report(&err); /* as the embedded recorder: nothing runs unrecorded */
+    _exit(3);
+}
+
+static int is_script(const char *path)
+{
+    struct stat st;
+    if (!pre_script_known) {
+        const char *base = strrchr(pre_script, '/'), *pbase = strrchr(path, '/');
+        return strcmp(path, pre_script) == 0 ||
+               (pbase && strcmp(pbase + 1, base ? base + 1 : pre_script) == 0);
+    }
+    return stat(path, &st) == 0 && st.st_dev == pre_script_st.st_dev &&
+           st.st_ino == pre_script_st.st_ino;
+}
+
+static void pre_script_opens(const char *path)
+{
+    if (HR_LIKELY(!pre_await) || !path || !_PyRuntime.initialized ||
+        R.sink.owner != getpid() || !is_script(path))
+        return;
+    pre_await = 0;
+    PyGILState_STATE st = PyGILState_Ensure();
+    hr_err_t err = {0};
+    if (rec_script_begins(&err)) { /* reported at exit, as a failed write would be */
+        hr_sink_lock(&R.sink);
+        if (!R.sink.failed)
+            R.sink.err = err;
+        R.sink.failed = 1;
+        R.sink.off = 1;
+        hr_sink_unlock(&R.sink);
+    }
+    PyGILState_Release(st);
+}
+
+/* Both names (stdio.h may rename fopen to fopen64, so they are defined by symbol name). */
+HR_EXPORT FILE *pre_fopen(const char *path, const char *mode) __asm__("fopen");
+HR_EXPORT FILE *pre_fopen64(const char *path, const char *mode) __asm__("fopen64");
+
+HR_EXPORT FILE *pre_fopen64(const char *path, const char *mode)
+{
+    static FILE *(*real)(const char *, const char *);
+    if (HR_UNLIKELY(!real))
+        *(void **)&real = dlsym(RTLD_NEXT, "fopen64");
+    pre_script_opens(path);
+    return real(path, mode);
+}
+
+HR_EXPORT FILE *pre_fopen(const char *path, const char *mode)
+{
+    static FILE *(*real)(const char *, const char *);
+    if (HR_UNLIKELY(!real))
+        *(void **)&real = dlsym(RTLD_NEXT, "fopen");
+    pre_script_opens(path);
+    return real(path, mode);
+}
+#endif /* HR_REC_PRELOAD */

@@ -59,6 +59,17 @@ typedef struct hr_rec {
 
 extern hr_rec_t hr_rec;
 
+#ifdef HR_REC_PRELOAD
+/* Preloaded, the module must load harmlessly into a process that is not Python (one that
+ * inherited LD_PRELOAD before the module could remove it, a valgrind launcher): the data it
+ * takes from the interpreter is weak (0 when absent; functions are bound lazily). */
+#pragma weak _PyRuntime
+#pragma weak Py_Version
+#pragma weak _Py_NoneStruct
+#pragma weak PyExc_TypeError
+#pragma weak PyType_Type
+#endif
+
 int hr_rec_emit(const hr_event_t *ev);
 int hr_rec_emit_id(int op, uint64_t id);
 int hr_rec_emit_str(int op, uint32_t tag, const char *s, size_t len);

@@ -4,12 +4,19 @@
  * are appended to `payload`; when the payload reaches the frame target (or on flush/close) it is
  * compressed as one zstd frame (content size + checksum) and written out with write(2), so the
  * file always ends at a frame boundary except while a write is in flight.
+ *
+ * With opts.async a worker thread compresses and writes: a finished payload is swapped with the
+ * worker's (empty) buffer and the caller goes on filling the next frame; it waits only when the
+ * worker is still busy with the previous frame. Frames reach the file in order (one worker, one
+ * job at a time). The worker's first error is returned by the next emit, flush or close.
  */
 #include "hr_trace.h"
+#include "trace_internal.h"
 #include "trace_wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +36,18 @@ struct hr_trace_writer {
     uint64_t events;     /* events accepted */
     int frame_open;      /* a FRAME record has been written to payload */
     uint64_t prev;       /* the id the last id-naming event named (reset to newest per frame) */
+    /* async (see the top): the worker owns job, zout and cctx while busy */
+    int async;           /* a worker thread runs */
+    pthread_t worker;
+    pthread_mutex_t mu;  /* guards busy, quit, werr */
+    pthread_cond_t cv;
+    hr_buf_t job;        /* the payload being compressed and written */
+    int busy, quit;
+    int werr;            /* the worker's first error (0: none) */
+    hr_err_t werr_msg;
 };
+
+static void *worker_main(void *arg);
 
 static int write_all(hr_trace_writer_t *w, const void *p, size_t n, hr_err_t *err)
 {
@@ -138,6 +156,16 @@ int hr_trace_writer_open(hr_trace_writer_t **out, const char *path, const hr_tra
         rc = hr_err_set(err, HR_ENOMEM, "out of memory");
         goto fail;
     }
+    if (o.async) {
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, NULL);
+        if (pthread_create(&w->worker, NULL, worker_main, w) == 0) {
+            w->async = 1;
+        } else { /* compress in the caller's thread then */
+            pthread_cond_destroy(&w->cv);
+            pthread_mutex_destroy(&w->mu);
+        }
+    }
     *out = w;
     return HR_OK;
 fail:
@@ -163,18 +191,90 @@ static int open_frame(hr_trace_writer_t *w)
     return HR_OK;
 }
 
-static int emit_frame(hr_trace_writer_t *w, hr_err_t *err)
+/* Compress one payload as a frame and write it. */
+static int compress_write(hr_trace_writer_t *w, const hr_buf_t *payload, hr_err_t *err)
 {
-    size_t bound = ZSTD_compressBound(w->payload.len);
+    size_t bound = ZSTD_compressBound(payload->len);
     w->zout.len = 0;
     if (hr_buf_reserve(&w->zout, bound))
         return hr_err_set(err, HR_ENOMEM, "out of memory compressing a frame");
-    size_t z = ZSTD_compress2(w->cctx, w->zout.data, bound, w->payload.data, w->payload.len);
+    size_t z = ZSTD_compress2(w->cctx, w->zout.data, bound, payload->data, payload->len);
     if (ZSTD_isError(z))
         return hr_err_set(err, HR_EINTERNAL, "%s: zstd: %s", w->path, ZSTD_getErrorName(z));
-    int rc = write_all(w, w->zout.data, z, err);
-    if (rc)
-        return rc;
+    return write_all(w, w->zout.data, z, err);
+}
+
+static void *worker_main(void *arg)
+{
+    hr_trace_writer_t *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->busy && !w->quit)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->busy)
+            break;
+        pthread_mutex_unlock(&w->mu);
+        hr_err_t e = {0};
+        int rc = w->werr ? HR_OK : compress_write(w, &w->job, &e); /* nothing after an error */
+        pthread_mutex_lock(&w->mu);
+        if (rc && !w->werr) {
+            w->werr = rc;
+            w->werr_msg = e;
+        }
+        w->job.len = 0;
+        w->busy = 0;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Async: wait until the worker is idle; its first error, if any. Holds w->mu on return. */
+static int worker_idle(hr_trace_writer_t *w, hr_err_t *err)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->busy)
+        pthread_cond_wait(&w->cv, &w->mu);
+    if (w->werr && err)
+        *err = w->werr_msg;
+    return w->werr;
+}
+
+static void worker_stop(hr_trace_writer_t *w)
+{
+    if (!w->async)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->quit = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->worker, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    w->async = 0;
+}
+
+static int emit_frame(hr_trace_writer_t *w, hr_err_t *err)
+{
+    if (w->async) {
+        int rc = worker_idle(w, err);
+        if (!rc) { /* hand the payload over; fill the worker's old buffer next */
+            hr_buf_t t = w->job;
+            w->job = w->payload;
+            w->payload = t;
+            w->busy = 1;
+            pthread_cond_broadcast(&w->cv);
+        }
+        pthread_mutex_unlock(&w->mu);
+        if (rc)
+            return rc;
+        if (hr_buf_reserve(&w->payload, w->frame_target + 4096))
+            return hr_err_set(err, HR_ENOMEM, "out of memory");
+    } else {
+        int rc = compress_write(w, &w->payload, err);
+        if (rc)
+            return rc;
+    }
     w->frames++;
     w->payload.len = 0;
     w->frame_open = 0;
@@ -323,6 +423,118 @@ int hr_trace_write(hr_trace_writer_t *w, const hr_event_t *ev, hr_err_t *err)
     return HR_OK;
 }
 
+/* {==== Fast paths: ALLOC, the id events, LINK/UNLINK ====
+ *
+ * A recorder writes millions of these. Each fast path applies exactly the checker's rules for its
+ * event (hr_trace_check_event: the ALLOC, FREE, INCREF/DECREF/DIED and LINK/UNLINK cases) and
+ * encodes exactly what encode_event would, with the work that cannot fail hoisted out: the frame
+ * is already open and the payload has room (the buffer keeps frame_target + 4096 bytes, so no
+ * reserve call) and the state bitmap has room; ALLOC takes no alignment. Anything else, valid or
+ * not, goes through hr_trace_write, which refuses what the reader would refuse. A test
+ * (tests/trace/test_trace.c) writes the same random streams, invalid events included, both ways
+ * and compares return codes, messages and the files byte for byte.
+ */
+#define FAST_ROOM (1 + 2 * HR_VARINT_MAX)
+
+int hr_trace_write_alloc(hr_trace_writer_t *w, uint64_t size, unsigned domain, unsigned flags,
+                         uint32_t type, uint64_t *id, hr_err_t *err)
+{
+    hr_trace_check_t *c = &w->chk;
+    *id = c->next_id;
+    if (HR_LIKELY(w->frame_open && w->payload.cap - w->payload.len > FAST_ROOM &&
+                  domain < HR_DOMAIN_COUNT && !(flags & ~(unsigned)(HR_F_ALL & ~HR_F_ALIGNED)) &&
+                  size <= HR_TRACE_MAX_SIZE && hr_chk_has_room(c) &&
+                  (!(flags & HR_F_OBJECT) || c->kind == HR_KIND_GRAPH) &&
+                  (!(flags & HR_F_TYPED) || type < c->ntypes))) {
+        uint8_t *p = w->payload.data + w->payload.len;
+        size_t n = 1 + hr_varint_put(p + 1, size);
+        if (flags) {
+            p[0] = (uint8_t)(HR_W_ALLOC_FLAGS + domain);
+            p[n++] = (uint8_t)flags; /* < 0x80: one varint byte */
+            if (flags & HR_F_TYPED)
+                n += hr_varint_put(p + n, type);
+        } else {
+            p[0] = (uint8_t)(HR_W_ALLOC + domain);
+        }
+        hr_chk_set(c, c->next_id, (flags & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
+        w->prev = c->next_id++;
+        w->payload.len += n;
+        w->events++;
+        return HR_UNLIKELY(w->payload.len >= w->frame_target) ? emit_frame(w, err) : HR_OK;
+    }
+    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = (uint8_t)domain, .flags = (uint8_t)flags,
+                     .tag = type, .a = c->next_id, .b = size};
+    if (domain > 0xff || flags > 0xff) /* would not survive the narrowing above */
+        return hr_err_set(err, HR_EFORMAT, "alloc with unknown domain %u or flags 0x%x", domain,
+                          flags);
+    return hr_trace_write(w, &ev, err);
+}
+
+/* The wire opcode of an id-naming op, or 0 for the ops the fast paths leave alone. */
+static inline unsigned id_opcode(int op)
+{
+    switch (op) {
+    case HR_OP_FREE: return HR_W_FREE;
+    case HR_OP_INCREF: return HR_W_INCREF;
+    case HR_OP_DECREF: return HR_W_DECREF;
+    case HR_OP_DIED: return HR_W_DIED;
+    case HR_OP_LINK: return HR_W_LINK;
+    case HR_OP_UNLINK: return HR_W_UNLINK;
+    default: return 0;
+    }
+}
+
+int hr_trace_write_id(hr_trace_writer_t *w, int op, uint64_t id, hr_err_t *err)
+{
+    hr_trace_check_t *c = &w->chk;
+    unsigned wop = id_opcode(op);
+    /* FREE names a live block; INCREF, DECREF and DIED an object of a graph trace */
+    int want = op == HR_OP_FREE ? HR_ID_BLOCK : HR_ID_OBJECT;
+    if (HR_LIKELY(wop && op != HR_OP_LINK && op != HR_OP_UNLINK && w->frame_open &&
+                  w->payload.cap - w->payload.len > FAST_ROOM && id < c->next_id &&
+                  (want == HR_ID_BLOCK || c->kind == HR_KIND_GRAPH) &&
+                  hr_chk_get(c, id) == want)) {
+        uint8_t *p = w->payload.data + w->payload.len;
+        uint64_t operand;
+        p[0] = (uint8_t)(wop | hr_wire_id_operand(id, c->next_id - 1, w->prev, &operand));
+        size_t n = 1 + hr_varint_put(p + 1, operand);
+        if (op == HR_OP_FREE)
+            hr_chk_set(c, id, HR_ID_FREED);
+        w->prev = id;
+        w->payload.len += n;
+        w->events++;
+        return HR_UNLIKELY(w->payload.len >= w->frame_target) ? emit_frame(w, err) : HR_OK;
+    }
+    hr_event_t ev = {.op = (uint8_t)op, .a = id};
+    return hr_trace_write(w, &ev, err);
+}
+
+int hr_trace_write_free(hr_trace_writer_t *w, uint64_t id, hr_err_t *err)
+{
+    return hr_trace_write_id(w, HR_OP_FREE, id, err);
+}
+
+int hr_trace_write_link(hr_trace_writer_t *w, int op, uint64_t src, uint64_t dst, hr_err_t *err)
+{
+    hr_trace_check_t *c = &w->chk;
+    if (HR_LIKELY((op == HR_OP_LINK || op == HR_OP_UNLINK) && c->kind == HR_KIND_GRAPH &&
+                  w->frame_open && w->payload.cap - w->payload.len > FAST_ROOM &&
+                  src < c->next_id && dst < c->next_id && hr_chk_get(c, src) == HR_ID_OBJECT &&
+                  hr_chk_get(c, dst) == HR_ID_OBJECT)) {
+        uint8_t *p = w->payload.data + w->payload.len;
+        uint64_t operand;
+        p[0] = (uint8_t)(id_opcode(op) | hr_wire_id_operand(src, c->next_id - 1, w->prev, &operand));
+        size_t n = 1 + hr_varint_put(p + 1, operand);
+        n += hr_varint_put(p + n, hr_zigzag((int64_t)(dst - src))); /* target near source */
+        w->prev = dst;
+        w->payload.len += n;
+        w->events++;
+        return HR_UNLIKELY(w->payload.len >= w->frame_target) ? emit_frame(w, err) : HR_OK;
+    }
+    hr_event_t ev = {.op = (uint8_t)op, .a = src, .b = dst};
+    return hr_trace_write(w, &ev, err);
+}
+
 uint64_t hr_trace_writer_next_id(const hr_trace_writer_t *w) { return w->chk.next_id; }
 uint64_t hr_trace_writer_events(const hr_trace_writer_t *w) { return w->events; }
 const hr_trace_check_t *hr_trace_writer_check(const hr_trace_writer_t *w) { return &w->chk; }
@@ -347,6 +559,13 @@ int hr_trace_writer_close(hr_trace_writer_t *w, hr_err_t *err)
             rc = emit_frame(w, err);
         }
     }
+    if (w->async) { /* the last frame is written when the worker is idle again */
+        int wrc = worker_idle(w, rc ? NULL : err);
+        pthread_mutex_unlock(&w->mu);
+        if (!rc)
+            rc = wrc;
+        worker_stop(w);
+    }
     if (!rc && fsync(w->fd) != 0 && errno != EINVAL && errno != EROFS)
         rc = hr_err_set(err, HR_EIO, "%s: fsync failed: %s", w->path, strerror(errno));
     if (close(w->fd) != 0 && !rc)
@@ -369,6 +588,7 @@ void hr_trace_writer_abort(hr_trace_writer_t *w)
 {
     if (!w)
         return;
+    worker_stop(w); /* finishes the frame in hand: the file keeps what was handed over */
     if (w->fd >= 0)
         close(w->fd);
     if (w->tmp_path) {
@@ -378,6 +598,7 @@ void hr_trace_writer_abort(hr_trace_writer_t *w)
     free(w->path);
     hr_trace_check_free(&w->chk);
     hr_buf_free(&w->payload);
+    hr_buf_free(&w->job);
     hr_buf_free(&w->zout);
     ZSTD_freeCCtx(w->cctx);
     free(w);

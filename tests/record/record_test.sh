@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # record_test.sh: end-to-end tests of 'heapreplay record' (TAP).
 # Usage: record_test.sh HEAPREPLAY SRCDIR PYTHON_RECORDER(0|1) NATIVE(0|1)
+# NATIVE=1 also means the Python recorder runs preloaded into python3.11 by default (both need an
+# uninstrumented build).
 set -u
 HR=$1 SRC=$2 HAVE_PY=$3 NATIVE=$4
+PRELOAD_PY=$NATIVE
 D=$SRC/tests/record
 PY=/usr/bin/python3
 CHECK="$PY $D/check_trace.py"
@@ -83,6 +86,40 @@ if [ "$HAVE_PY" = 1 ]; then
   st=$?
   check "an unwritable trace: the recorder's own error, marked, exit 3" \
     bash -c "[ $st = 3 ] && grep -q '^heapreplay record: error:' '$T/bad.err'"
+
+  # {==== how the script runs: preloaded into the system's python3.11, or embedded ====
+  if [ "$PRELOAD_PY" = 1 ]; then
+    cat >"$T/env.py" <<'PYEOF'
+import os, subprocess, sys
+print(sorted(k for k in os.environ if k.startswith(("HEAPREPLAY_PY", "LD_PRELOAD"))), sys.orig_argv)
+print(subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('LD_PRELOAD'))"],
+                     capture_output=True, text=True).stdout.strip())
+PYEOF
+    "$HR" record -o "$T/env.hrt" -- "$T/env.py" a b >"$T/env.out" 2>&1
+    check "preloaded: the trace says so and is complete" \
+      bash -c "\"$HR\" info '$T/env.hrt' | grep -q 'recorder *= cpython-pep445-preload' && \"$HR\" info '$T/env.hrt' | grep -q '^status *complete'"
+    /usr/bin/python3.11 "$T/env.py" a b >"$T/env.plain" 2>&1
+    check "preloaded: the program sees the environment and argv of a plain run (no LD_PRELOAD, no recorder variables, children not preloaded)" \
+      bash -c "diff '$T/env.out' '$T/env.plain' && grep -qx None '$T/env.out'"
+    # The interpreter opens the script by an absolute path of its own: a relative one given to
+    # record must still start the script phase (gc callback, statistics at the end).
+    HRABS=$(cd "$(dirname "$HR")" && pwd)/$(basename "$HR")
+    (cd "$D/.." && "$HRABS" record -o "$T/rel.hrt" -- record/../record/exits.py normal >/dev/null 2>&1)
+    check "preloaded, relative script path: phases startup, script, finalize and the statistics" \
+      bash -c "\"$HR\" dump '$T/rel.hrt' | grep -E '^(phase \"(startup|script|finalize)\"|stats pymalloc)' | cut -c1-22 | tr '\n' ' ' | grep -q 'startup.*script.*stats pymalloc.*finalize'"
+    PYTHONMALLOC=pymalloc "$HR" record -o "$T/pm.hrt" -- "$D/exits.py" normal >/dev/null 2>&1
+    check "PYTHONMALLOC set: recorded on the embedded interpreter (the preloaded hooks would be replaced)" \
+      bash -c "\"$HR\" info '$T/pm.hrt' | grep -q 'recorder *= cpython-pep445\$'"
+  fi
+  "$HR" record --embedded -o "$T/emb.hrt" -- "$D/basic.py" >"$T/emb.out" 2>&1
+  "$HR" dump "$T/emb.hrt" >"$T/emb.txt"
+  check "--embedded: the trace names the embedded recorder" \
+    bash -c "\"$HR\" info '$T/emb.hrt' | grep -Eq 'recorder += cpython-pep445\$'"
+  check "--embedded: basic.py: stats, collections, arenas, self-check" $CHECK stats "$T/emb.txt"
+  check "--embedded: basic.py: live MEM+OBJ blocks = sys.getallocatedblocks()" \
+    $CHECK blocks "$T/emb.txt" "$(awk '/allocated_blocks/ {print $2}' "$T/emb.out")"
+  "$HR" validate "$T/emb.hrt" >"$T/emb.val" 2>&1
+  check "--embedded: validate basic.py: every check matches" grep -q '^all checks match' "$T/emb.val"
 
   # {==== killed ====
   "$HR" record -o "$T/kill.hrt" -- "$D/forever.py" >"$T/kill.out" 2>&1 &

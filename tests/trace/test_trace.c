@@ -602,12 +602,128 @@ static void test_crafted(void)
     TAP_OK(access(leftover, F_OK) != 0, "and no temporary file is left behind");
 }
 
+/* {==== The writer's fast paths equal the general path ==== */
+
+/* Random streams of what recorders write, invalid events included (double frees, ids never
+ * allocated, frees of objects, increfs of plain blocks, links in allocation traces, bad domains,
+ * flags, types and sizes, a TYPE or PHASE now and then), written through the fast paths
+ * (hr_trace_write_alloc/_id/_link) into one file and through hr_trace_write into another: every
+ * return code and message must agree and the files must be byte-identical. Small frame targets
+ * put frame boundaries and the fast paths' fallbacks (frame not open) everywhere. */
+static void test_fast_paths(void)
+{
+    size_t targets[] = {17, 64, 1000, 0};
+    for (size_t t = 0; t < HR_ARRAY_LEN(targets); t++) {
+        for (int kind = HR_KIND_ALLOC; kind <= HR_KIND_GRAPH; kind++) {
+            const char *pa = tmp_path("fast.hrt"), *pb = tmp_path("slow.hrt");
+            hr_trace_header_t h;
+            hr_trace_header_init(&h, kind);
+            /* the fast paths' writer also compresses on a worker thread (async): the file must
+             * not change either */
+            hr_trace_write_opts_t o = {.frame_target = targets[t]}, oa = o;
+            oa.async = 1;
+            hr_err_t ea = {0}, eb = {0};
+            hr_trace_writer_t *wa = NULL, *wb = NULL;
+            int rc = hr_trace_writer_open(&wa, pa, &h, &oa, &ea);
+            rc |= hr_trace_writer_open(&wb, pb, &h, &o, &eb);
+            uint64_t seed = 0x9E3779B97F4A7C15ull * (t * 2 + (size_t)kind + 1), live[512];
+            size_t nlive = 0, events = 0, refused = 0, mismatches = 0, ntypes = 0;
+            for (int i = 0; rc == 0 && i < 300000; i++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                unsigned r = (unsigned)(seed >> 33), what = r % 16;
+                int ra, rb;
+                memset(&ea, 0, sizeof ea), memset(&eb, 0, sizeof eb);
+                uint64_t next = hr_trace_writer_next_id(wb);
+                /* an id: mostly a live one, sometimes freed, never allocated or far */
+                uint64_t any = nlive && r % 7 ? live[(r >> 4) % nlive]
+                                              : (r % 3 == 0 ? next + (r >> 9) % 5
+                                                            : (r >> 5) % (next + 1));
+                if (what == 0) { /* something else in between */
+                    hr_event_t ev = {.op = HR_OP_PHASE, .a = 1, .str = (const uint8_t *)"x"};
+                    if (r & 16)
+                        ev = (hr_event_t){.op = HR_OP_TYPE, .tag = (uint32_t)ntypes, .a = 1,
+                                          .str = (const uint8_t *)"T"};
+                    ra = hr_trace_write(wa, &ev, &ea);
+                    rb = hr_trace_write(wb, &ev, &eb);
+                    ntypes += ev.op == HR_OP_TYPE && rb == 0;
+                } else if (what < 7 && nlive < HR_ARRAY_LEN(live)) {
+                    uint64_t size = (r >> 8) % 3000, id;
+                    unsigned dom = (r >> 4) & 3, flags = (r >> 20) % 4 == 0 ? HR_F_GC : 0;
+                    uint32_t type = (uint32_t)((r >> 12) % (ntypes + 2));
+                    if (r % 31 == 0)
+                        size = HR_TRACE_MAX_SIZE + (r & 1) * 7; /* at and over the limit */
+                    if (r % 37 == 0)
+                        dom = HR_DOMAIN_COUNT + (r >> 7) % 3;
+                    if (r % 41 == 0)
+                        flags = (r >> 3) & 0xff;
+                    if ((r >> 21) % 5 == 0)
+                        flags |= HR_F_ZERO;
+                    if ((r >> 23) % 3 == 0)
+                        flags |= HR_F_OBJECT | HR_F_TYPED | HR_F_GC;
+                    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = (uint8_t)dom,
+                                     .flags = (uint8_t)flags, .tag = type, .a = next, .b = size};
+                    ra = hr_trace_write_alloc(wa, size, dom, flags & ~(unsigned)HR_F_ALIGNED,
+                                              type, &id, &ea);
+                    ev.flags &= (uint8_t)~HR_F_ALIGNED;
+                    rb = hr_trace_write(wb, &ev, &eb);
+                    if (ra == 0)
+                        live[nlive++] = id;
+                    mismatches += ra == 0 && id != ev.a;
+                } else if (what < 11) {
+                    static const int ops[] = {HR_OP_FREE, HR_OP_FREE, HR_OP_INCREF,
+                                              HR_OP_DECREF, HR_OP_DIED};
+                    int op = ops[(r >> 3) % 5];
+                    hr_event_t ev = {.op = (uint8_t)op, .a = any};
+                    ra = op == HR_OP_FREE ? hr_trace_write_free(wa, any, &ea)
+                                          : hr_trace_write_id(wa, op, any, &ea);
+                    rb = hr_trace_write(wb, &ev, &eb);
+                    for (size_t k = 0; op == HR_OP_FREE && rb == 0 && k < nlive; k++)
+                        if (live[k] == any) {
+                            live[k] = live[--nlive];
+                            break;
+                        }
+                } else {
+                    uint64_t dst = nlive ? live[(r >> 11) % nlive] : 0;
+                    int op = r & 8 ? HR_OP_LINK : HR_OP_UNLINK;
+                    hr_event_t ev = {.op = (uint8_t)op, .a = any, .b = dst};
+                    ra = hr_trace_write_link(wa, op, any, dst, &ea);
+                    rb = hr_trace_write(wb, &ev, &eb);
+                }
+                events++;
+                refused += ra != 0;
+                if (ra != rb || strcmp(ea.msg, eb.msg) != 0) {
+                    if (!mismatches)
+                        TAP_DIAG("event %zu: fast %d '%s', general %d '%s'", events, ra, ea.msg,
+                                 rb, eb.msg);
+                    mismatches++;
+                }
+            }
+            rc |= hr_trace_writer_close(wa, &ea);
+            rc |= hr_trace_writer_close(wb, &eb);
+            hr_trace_header_free(&h);
+            hr_buf_t a, b;
+            slurp(pa, &a);
+            slurp(pb, &b);
+            result_t res = read_mem(a.data, a.len, 0, NULL);
+            TAP_OK(rc == 0 && mismatches == 0 && refused > 1000 && events - refused > 100000 &&
+                       a.len == b.len && memcmp(a.data, b.data, a.len) == 0 && res.rc == 0 &&
+                       res.complete,
+                   "fast ALLOC/id/LINK paths, async frames = hr_trace_write (%s trace, frame target %zu: %zu "
+                   "events, %zu refused alike, %zu mismatches, files %zu/%zu bytes, read %d)",
+                   hr_kind_name(kind), targets[t], events, refused, mismatches, a.len, b.len,
+                   res.rc);
+            hr_buf_free(&a), hr_buf_free(&b);
+        }
+    }
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/hr_test_trace.XXXXXX");
     if (!mkdtemp(tmpdir))
         return 99;
     test_api_roundtrip();
+    test_fast_paths();
     test_crafted();
     test_truncation();
     test_bit_flips();
