@@ -262,7 +262,12 @@ static void note_gc_settings(const struct _gc_runtime_state *g)
     }
 }
 
-static void resolve_pending(int next, int now, int triggered)
+/* `in_link`: a collection started inside the pending allocation's _PyObject_GC_Link, which
+ * CPython calls before it initialises the object (gc_alloc, _PyType_AllocNoTrack): the block
+ * still holds whatever its previous occupant left there (pymalloc does not clear a block; a
+ * dead object of another type in the same size class looks like a live object of that type),
+ * so graph mode must not read a type from it. */
+static void resolve_pending(int next, int now, int triggered, int in_link)
 {
     hr_pending_t *p = &R.pend;
     p->active = 0;
@@ -310,7 +315,7 @@ static void resolve_pending(int next, int now, int triggered)
     }
     unsigned flags = (gc ? HR_F_GC : 0) | (p->zero ? HR_F_ZERO : 0);
     if (R.mode == HR_KIND_GRAPH && gc)
-        hr_rec_graph_alloc(p->addr, p->size, flags);
+        hr_rec_graph_alloc(p->addr, p->size, flags, in_link);
     else
         emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags, 0);
 }
@@ -416,6 +421,12 @@ static void observe(int next)
          g->generation_stats[1].collections != R.last_stats[1][0] ||
          g->generation_stats[2].collections != R.last_stats[2][0]))
         triggered = 1;
+    /* The collection in progress started inside the pending allocation's link (this is the
+     * first observation since): that allocation is not initialised yet. */
+    int in_link = triggered ||
+                  (g && g->collecting && R.pend.active && !R.pend.collecting &&
+                   R.pend.count0 >= 0 && g->enabled && g->generations[0].threshold &&
+                   R.pend.count0 + 1 > g->generations[0].threshold);
     if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && g) {
         if (!R.cb_active) {
             /* start-up: a collection predicted at the allocation; did it happen? */
@@ -423,10 +434,7 @@ static void observe(int next)
                 graph_collection(collect_gen(g, R.pend.count0 + 1));
             else if (hr_rec_graph_prepared() >= 0)
                 hr_rec_graph_discard();
-        } else if (g->collecting && R.gc_state == GC_IDLE && R.pend.active &&
-                   !R.pend.collecting && R.pend.count0 >= 0 && g->enabled &&
-                   g->generations[0].threshold &&
-                   R.pend.count0 + 1 > g->generations[0].threshold) {
+        } else if (in_link && R.gc_state == GC_IDLE) {
             /* A collection started inside the pending allocation's link, and this is the first
              * observation since (gc callbacks' info dict): the heap is still whole. The
              * reconciliation goes before that ALLOC, where the replay collects. */
@@ -434,7 +442,7 @@ static void observe(int next)
         }
     }
     if (R.pend.active)
-        resolve_pending(next, now, triggered);
+        resolve_pending(next, now, triggered, in_link);
     if (!g)
         return;
     if (HR_UNLIKELY(R.self_check > 1)) { /* debugging aid: the real count at every observation */
