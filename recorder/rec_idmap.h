@@ -38,7 +38,8 @@ void hr_idmap_free(hr_idmap_t *m); /* accepts a zeroed map */
 
 /* Insert or replace key. Returns 0, or -1 when the table cannot grow (mmap failed). */
 int hr_idmap_put(hr_idmap_t *m, uintptr_t key, uint64_t id, unsigned flags);
-/* Find key: returns 1 and fills *id / *flags (either may be NULL), or 0 when absent. */
+/* Find key: returns 1 and fills *id / *flags (either may be NULL), or 0 when absent (always for
+ * key 0, which no entry has: callers may look up a word read from memory without testing it). */
 int hr_idmap_get(const hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags);
 /* Remove key: returns 1 and fills *id / *flags, or 0 when absent. */
 int hr_idmap_take(hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags);
