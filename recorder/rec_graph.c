@@ -338,12 +338,16 @@ static uint32_t type_id(PyTypeObject *t)
 
 extern PyTypeObject *hr_rec_gc_block_type(uintptr_t block, uint64_t size, size_t *pre);
 
-void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags)
+void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int uninitialised)
 {
     if (R.sink.off)
         return;
+    /* The block of an object whose allocation started a collection holds its previous
+     * occupant's bytes (a dead object of another type in the same size class, say a Node where
+     * a dict is being allocated): reading a type there would place the object at the wrong
+     * offset, so that no traversal ever finds it. */
     size_t pre = 0;
-    PyTypeObject *t = hr_rec_gc_block_type(block, size, &pre);
+    PyTypeObject *t = uninitialised ? NULL : hr_rec_gc_block_type(block, size, &pre);
     if (!t)
         G.s_untyped++;
     uint32_t ty = type_id(t);

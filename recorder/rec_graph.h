@@ -11,8 +11,10 @@
 #include "hr_common.h"
 
 int hr_rec_graph_init(hr_err_t *err);
-/* A GC allocation was resolved: write TYPE (if new) and ALLOC (gc, object, typed). */
-void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags);
+/* A GC allocation was resolved: write TYPE (if new) and ALLOC (gc, object, typed).
+ * `uninitialised`: a collection started inside its allocation, before CPython initialised the
+ * object, so its block's contents are not its own (the object is written untyped). */
+void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int uninitialised);
 /* An object's block is about to be freed (id already taken out of the address map). */
 void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags);
 /* An object's block moved (realloc). */

@@ -83,8 +83,13 @@ static int hash_put(hr_idmap_t *m, uintptr_t key, uint64_t v)
     }
 }
 
+/* The slot holding key, or NULL. Key 0 marks an empty slot, so it is never present (without
+ * this test a lookup of 0, e.g. the type word of a block that is not an object, would "find"
+ * the first empty slot of its run). */
 static inline hr_idmap_slot_t *find(const hr_idmap_t *m, uintptr_t key)
 {
+    if (!key)
+        return NULL;
     size_t mask = m->cap - 1, i = slot_of(m, key);
     for (;; i = (i + 1) & mask) {
         if (m->slots[i].key == key)

@@ -65,7 +65,8 @@ void hr_idmap_free(hr_idmap_t *m); /* accepts a zeroed map */
 
 /* Insert or replace key. Returns 0, or -1 when the table cannot grow (mmap failed). */
 HR_INLINE int hr_idmap_put(hr_idmap_t *m, uintptr_t key, uint64_t id, unsigned flags);
-/* Find key: returns 1 and fills *id / *flags (either may be NULL), or 0 when absent. */
+/* Find key: returns 1 and fills *id / *flags (either may be NULL), or 0 when absent (always for
+ * key 0, which no entry has: callers may look up a word read from memory without testing it). */
 HR_INLINE int hr_idmap_get(const hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags);
 /* Remove key: returns 1 and fills *id / *flags, or 0 when absent. */
 HR_INLINE int hr_idmap_take(hr_idmap_t *m, uintptr_t key, uint64_t *id, unsigned *flags);
@@ -105,7 +106,7 @@ HR_INLINE int hr_idmap_get(const hr_idmap_t *m, uintptr_t key, uint64_t *id, uns
     if (!s) {
         if (!m->dir) { /* a hashed map: the key is usually in its home slot, or absent there */
             const hr_idmap_slot_t *h = &m->slots[hr_idmap_home(m, key)];
-            if (h->key == key) {
+            if (h->key == key && key) { /* 0 marks an empty slot */
                 if (id)
                     *id = h->value & HR_IDMAP_ID_MASK;
                 if (flags)

@@ -335,7 +335,12 @@ static inline void note_gc_settings(const struct _gc_runtime_state *g)
         note_gc_settings_changed(g);
 }
 
-static void resolve_pending(int next, int now, int triggered)
+/* `in_link`: a collection started inside the pending allocation's _PyObject_GC_Link, which
+ * CPython calls before it initialises the object (gc_alloc, _PyType_AllocNoTrack): the block
+ * still holds whatever its previous occupant left there (pymalloc does not clear a block; a
+ * dead object of another type in the same size class looks like a live object of that type),
+ * so graph mode must not read a type from it. */
+static void resolve_pending(int next, int now, int triggered, int in_link)
 {
     hr_pending_t *p = &R.pend;
     p->active = 0;
@@ -383,7 +388,7 @@ static void resolve_pending(int next, int now, int triggered)
     }
     unsigned flags = (gc ? HR_F_GC : 0) | (p->zero ? HR_F_ZERO : 0);
     if (R.mode == HR_KIND_GRAPH && gc)
-        hr_rec_graph_alloc(p->addr, p->size, flags);
+        hr_rec_graph_alloc(p->addr, p->size, flags, in_link);
     else
         emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
 }
@@ -489,6 +494,12 @@ static void observe_full(int next)
          g->generation_stats[1].collections != R.last_stats[1][0] ||
          g->generation_stats[2].collections != R.last_stats[2][0]))
         triggered = 1;
+    /* The collection in progress started inside the pending allocation's link (this is the
+     * first observation since): that allocation is not initialised yet. */
+    int in_link = triggered ||
+                  (g && g->collecting && R.pend.active && !R.pend.collecting &&
+                   R.pend.count0 >= 0 && g->enabled && g->generations[0].threshold &&
+                   R.pend.count0 + 1 > g->generations[0].threshold);
     if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && g) {
         if (!R.cb_active) {
             /* start-up: a collection predicted at the allocation; did it happen? */
@@ -496,10 +507,7 @@ static void observe_full(int next)
                 graph_collection(collect_gen(g, R.pend.count0 + 1));
             else if (hr_rec_graph_prepared() >= 0)
                 hr_rec_graph_discard();
-        } else if (g->collecting && R.gc_state == GC_IDLE && R.pend.active &&
-                   !R.pend.collecting && R.pend.count0 >= 0 && g->enabled &&
-                   g->generations[0].threshold &&
-                   R.pend.count0 + 1 > g->generations[0].threshold) {
+        } else if (in_link && R.gc_state == GC_IDLE) {
             /* A collection started inside the pending allocation's link, and this is the first
              * observation since (gc callbacks' info dict): the heap is still whole. The
              * reconciliation goes before that ALLOC, where the replay collects. */
@@ -507,7 +515,7 @@ static void observe_full(int next)
         }
     }
     if (R.pend.active)
-        resolve_pending(next, now, triggered);
+        resolve_pending(next, now, triggered, in_link);
     if (!g)
         return;
     if (HR_UNLIKELY(R.self_check > 1)) { /* debugging aid: the real count at every observation */
@@ -563,7 +571,7 @@ HR_INLINE void resolve_pending_fast(int next, int now, const struct _gc_runtime_
     hr_pending_t *p = &R.pend;
     int moved = now - p->count0;
     if (HR_UNLIKELY(next != NEXT_OTHER || p->count0 < 0 || (unsigned)moved > 1 || R.self_check)) {
-        resolve_pending(next, now, 0);
+        resolve_pending(next, now, 0, 0); /* g->collecting is 0 here: not in a link */
         return;
     }
     p->active = 0;
@@ -577,7 +585,7 @@ HR_INLINE void resolve_pending_fast(int next, int now, const struct _gc_runtime_
         note_gc_settings(g);
         flags |= HR_F_GC;
         if (R.mode == HR_KIND_GRAPH) {
-            hr_rec_graph_alloc(p->addr, p->size, flags);
+            hr_rec_graph_alloc(p->addr, p->size, flags, 0);
             return;
         }
     }
