@@ -12,8 +12,8 @@
  * (varints, sizes, id bounds, the checker's id-state bitmap). At any other event, at a check that
  * fails, and at the end of the frame it stops *without consuming*, so the next hr_trace_read
  * decodes that event as usual, or reports it with its file, frame, byte offset and event index.
- * Hence a consumer that mixes the two sees the same events, and the same errors, as one that
- * only calls hr_trace_read.
+ * hr_trace_read's own fast path is this cursor, so a consumer that mixes the two sees the
+ * same events, and the same errors, as one that only calls hr_trace_read.
  *
  *   hr_trace_cursor_t c = hr_trace_cursor_take(r);  // c.p == c.end: not inside a frame
  *   while ((op = hr_trace_cursor_next(&c, &ev)) != 0)                // op: an hr_op_t
@@ -30,17 +30,27 @@
 
 /* {==== The checker's id-state bitmap (2 bits per id), shared with the reader and writer ==== */
 
+HR_INLINE int hr_idstate_get(const uint8_t *state, uint64_t id)
+{
+    return (state[id >> 2] >> ((id & 3) * 2)) & 3;
+}
+
+HR_INLINE void hr_idstate_set(uint8_t *state, uint64_t id, int s)
+{
+    uint8_t *p = &state[id >> 2];
+    unsigned sh = (unsigned)(id & 3) * 2;
+    *p = (uint8_t)((*p & ~(3u << sh)) | ((unsigned)s << sh));
+}
+
 /* State of an allocated id (id < c->next_id). */
 HR_INLINE int hr_chk_get(const hr_trace_check_t *c, uint64_t id)
 {
-    return (c->state[id >> 2] >> ((id & 3) * 2)) & 3;
+    return hr_idstate_get(c->state, id);
 }
 
 HR_INLINE void hr_chk_set(hr_trace_check_t *c, uint64_t id, int s)
 {
-    uint8_t *p = &c->state[id >> 2];
-    unsigned sh = (unsigned)(id & 3) * 2;
-    *p = (uint8_t)((*p & ~(3u << sh)) | ((unsigned)s << sh));
+    hr_idstate_set(c->state, id, s);
 }
 
 /* Room for the state of id next_id without growing. */
@@ -75,25 +85,13 @@ hr_trace_cursor_t hr_trace_cursor_take(hr_trace_reader_t *r);
 /* Give the cursor back: the reader continues after the last event the cursor decoded. */
 void hr_trace_cursor_give(hr_trace_reader_t *r, hr_trace_cursor_t c);
 
-HR_INLINE int hr_cur_get_(const hr_trace_cursor_t *c, uint64_t id)
-{
-    return (c->state[id >> 2] >> ((id & 3) * 2)) & 3;
-}
-
-HR_INLINE void hr_cur_set_(hr_trace_cursor_t *c, uint64_t id, int s)
-{
-    uint8_t *p = &c->state[id >> 2];
-    unsigned sh = (unsigned)(id & 3) * 2;
-    *p = (uint8_t)((*p & ~(3u << sh)) | ((unsigned)s << sh));
-}
-
 /* Decode the next event if it is one of the cursor's kinds and passes every check; returns its
  * hr_op_t, or 0 (stop) without consuming anything:
  *   ALLOC     a plain block, or flags among gc, object, zero, typed (a defined type)
  *   FREE      of a block;  REALLOC of a live id to a legal size
  *   INCREF, DECREF, DIED, LINK, UNLINK   on live objects of a graph trace
- * These are the events hr_trace_read accepts on its own fast paths: the checker would accept
- * them too and change nothing else. */
+ * These are events the checker (hr_trace_check_event) would accept, with the same state changes;
+ * the trace tests and the fuzz_cursor target compare the two. */
 HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
 {
     const uint8_t *p = c->p, *end = c->end;
@@ -106,7 +104,7 @@ HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
             (c->next_id >> 2) >= c->state_cap)
             return 0;
         a = c->next_id++;
-        hr_cur_set_(c, a, HR_ID_BLOCK);
+        hr_idstate_set(c->state, a, HR_ID_BLOCK);
         ev->a = a;
         ev->b = x;
         ev->domain = (uint8_t)(op & 3);
@@ -127,7 +125,7 @@ HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
         if ((y & HR_F_TYPED) && (hr_varint_get(&p, end, &tag) != 1 || tag >= c->ntypes))
             return 0;
         a = c->next_id++;
-        hr_cur_set_(c, a, (y & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
+        hr_idstate_set(c->state, a, (y & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
         ev->a = a;
         ev->b = x;
         ev->domain = (uint8_t)(op & 3);
@@ -153,13 +151,13 @@ HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
     a = (op & HR_W_FROM_PREV) ? c->prev + (uint64_t)hr_unzigzag(x) : c->next_id - 1 - x;
     if (HR_UNLIKELY(a >= c->next_id)) /* also catches negative candidates (wrapped) */
         return 0;
-    int s = hr_cur_get_(c, a);
+    int s = hr_idstate_get(c->state, a);
     uint64_t prev = a;
     switch (kind) {
     case HR_OP_FREE:
         if (HR_UNLIKELY(s != HR_ID_BLOCK))
             return 0;
-        hr_cur_set_(c, a, HR_ID_FREED);
+        hr_idstate_set(c->state, a, HR_ID_FREED);
         break;
     case HR_OP_REALLOC:
         if (s == HR_ID_FREED || hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE)
@@ -171,7 +169,7 @@ HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
         if (!c->graph || s != HR_ID_OBJECT || hr_varint_get(&p, end, &y) != 1)
             return 0;
         y = a + (uint64_t)hr_unzigzag(y);
-        if (y >= c->next_id || hr_cur_get_(c, y) != HR_ID_OBJECT)
+        if (y >= c->next_id || hr_idstate_get(c->state, y) != HR_ID_OBJECT)
             return 0;
         ev->b = prev = y;
         break;

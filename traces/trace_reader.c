@@ -494,43 +494,22 @@ static int fail_at(hr_trace_reader_t *r, hr_err_t *err, int code, size_t payload
         (dst) = (uint64_t)bad;                                                                     \
     } while (0)
 
-/* Events that certainly pass the checker and change none of its state: graph events on live
- * objects of a graph trace, and reallocs of live blocks to a legal size. (ids were already
- * bounds-checked by GETID.) Everything else takes the checker, which also explains failures. */
-HR_INLINE int fast_accept(const hr_trace_check_t *chk, const hr_event_t *ev)
-{
-    switch (ev->op) {
-    case HR_OP_INCREF:
-    case HR_OP_DECREF:
-    case HR_OP_DIED:
-        return chk->kind == HR_KIND_GRAPH && hr_chk_get(chk, ev->a) == HR_ID_OBJECT;
-    case HR_OP_LINK:
-    case HR_OP_UNLINK:
-        return chk->kind == HR_KIND_GRAPH && hr_chk_get(chk, ev->a) == HR_ID_OBJECT &&
-               hr_chk_get(chk, ev->b) == HR_ID_OBJECT;
-    case HR_OP_REALLOC:
-        return hr_chk_get(chk, ev->a) != HR_ID_FREED && ev->b <= HR_TRACE_MAX_SIZE;
-    default:
-        return 0;
-    }
-}
-
 /* {==== The cursor (hr_trace_fast.h) ==== */
+
+/* A cursor at p in the current frame, with the checker's state as it is now. */
+static hr_trace_cursor_t cursor_at(const hr_trace_reader_t *r, const uint8_t *p, uint64_t prev)
+{
+    hr_trace_cursor_t c = {p, r->frame.data + r->frame.len, prev, r->chk.next_id, r->chk.ntypes,
+                           r->chk.state, r->chk.state_cap, r->chk.kind == HR_KIND_GRAPH, 0};
+    return c;
+}
 
 hr_trace_cursor_t hr_trace_cursor_take(hr_trace_reader_t *r)
 {
     hr_trace_cursor_t c = {0};
     if (r->state != ST_IN_FRAME || r->fpos >= r->frame.len)
         return c;
-    c.p = r->frame.data + r->fpos;
-    c.end = r->frame.data + r->frame.len;
-    c.prev = r->prev;
-    c.next_id = r->chk.next_id;
-    c.ntypes = r->chk.ntypes;
-    c.graph = r->chk.kind == HR_KIND_GRAPH;
-    c.state = r->chk.state;
-    c.state_cap = r->chk.state_cap;
-    return c;
+    return cursor_at(r, r->frame.data + r->fpos, r->prev);
 }
 
 void hr_trace_cursor_give(hr_trace_reader_t *r, hr_trace_cursor_t c)
@@ -564,9 +543,24 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
         }
         const uint8_t *base = r->frame.data, *p = base + r->fpos, *end = base + r->frame.len;
         uint64_t prev = r->prev;
-        while (n < cap && p < end) {
-            const uint8_t *start = p;
+        hr_trace_cursor_t c = cursor_at(r, p, prev);
+        while (n < cap && c.p < end) {
             hr_event_t *ev = &evs[n];
+            /* The fast path is the cursor's (hr_trace_fast.h): the commonest events, with every
+             * check they need. It stops without consuming at anything else, which is decoded
+             * below and judged by the checker (which also words every error). */
+            hr_cur_event_t ce = {0};
+            int cop = hr_trace_cursor_next(&c, &ce);
+            if (cop) {
+                *ev = (hr_event_t){.op = (uint8_t)cop, .domain = ce.domain, .flags = ce.flags,
+                                   .tag = ce.tag, .a = ce.a, .b = ce.b};
+                n++;
+                continue;
+            }
+            chk->next_id = c.next_id;
+            p = c.p;
+            prev = c.prev;
+            const uint8_t *start = p;
             uint64_t newest = chk->next_id - 1, x, y;
             int64_t bad = 0;
             unsigned op = *p++;
@@ -578,13 +572,6 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                 ev->domain = (uint8_t)(op - HR_W_ALLOC);
                 ev->a = chk->next_id;
                 GETV(ev->b);
-                /* fast path: a plain block; anything unusual goes through the checker */
-                if (HR_LIKELY(ev->b <= HR_TRACE_MAX_SIZE && hr_chk_has_room(chk))) {
-                    hr_chk_set(chk, chk->next_id++, HR_ID_BLOCK);
-                    prev = ev->a;
-                    n++;
-                    continue;
-                }
                 break;
             case HR_W_ALLOC_FLAGS + 0: case HR_W_ALLOC_FLAGS + 1:
             case HR_W_ALLOC_FLAGS + 2: case HR_W_ALLOC_FLAGS + 3:
@@ -608,27 +595,11 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                         goto bad_value;
                     ev->align_log2 = (uint8_t)y;
                 }
-                /* fast path: flags this trace kind allows, a defined type, no alignment */
-                if (HR_LIKELY(!(x & ~(uint64_t)(HR_F_GC | HR_F_OBJECT | HR_F_ZERO | HR_F_TYPED)) &&
-                              ev->b <= HR_TRACE_MAX_SIZE && hr_chk_has_room(chk) &&
-                              (!(x & HR_F_OBJECT) || chk->kind == HR_KIND_GRAPH) &&
-                              (!(x & HR_F_TYPED) || ev->tag < chk->ntypes))) {
-                    hr_chk_set(chk, chk->next_id++, (x & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
-                    prev = ev->a;
-                    n++;
-                    continue;
-                }
                 break;
             case HR_W_FREE:
             case HR_W_FREE | HR_W_FROM_PREV:
                 ev->op = HR_OP_FREE;
                 GETID(ev->a, op & HR_W_FROM_PREV);
-                if (HR_LIKELY(hr_chk_get(chk, ev->a) == HR_ID_BLOCK)) { /* fast path */
-                    hr_chk_set(chk, ev->a, HR_ID_FREED);
-                    prev = ev->a;
-                    n++;
-                    continue;
-                }
                 break;
             case HR_W_INCREF: case HR_W_INCREF | HR_W_FROM_PREV:
                 ev->op = HR_OP_INCREF;
@@ -799,8 +770,8 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                 }
                 break;
             }
-            /* The general path: every rule of the checker, unless a fast accept applies. */
-            if (!fast_accept(chk, ev)) {
+            /* The general path: every rule of the checker. */
+            {
                 hr_err_t cerr;
                 cerr.code = HR_OK;
                 if (HR_UNLIKELY(hr_trace_check_event(chk, ev, &cerr) != HR_OK))
@@ -821,6 +792,7 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                                    "out of memory for the type table");
                 break;
             }
+            c = cursor_at(r, p, prev); /* the checker may have grown its bitmap or types */
             n++;
             continue;
         bad_varint:
@@ -836,9 +808,10 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
             return fail_at(r, err, HR_EFORMAT, (size_t)(start - base), r->st.events + n, m);
         }
         }
-        r->prev = prev;
-        r->fpos = (size_t)(p - base);
-        if (p == end) /* the frame is used up; the END record is the only way out */
+        chk->next_id = c.next_id;
+        r->prev = c.prev;
+        r->fpos = (size_t)(c.p - base);
+        if (c.p == end) /* the frame is used up; the END record is the only way out */
             r->state = ST_BETWEEN;
     }
     r->st.events += n;

@@ -53,7 +53,7 @@ typedef struct result {
  * varying batches). The two must deliver the same events, the same status and the same error
  * message; `cursor` counts the comparisons, the events the cursor decoded and the disagreements. */
 static struct {
-    uint64_t reads, cursor_events, mismatches, large;
+    uint64_t reads, cursor_events, mismatches, large, rejected;
 } cursor;
 
 /* A running hash of the events read, for comparisons without text (text formatting would
@@ -68,6 +68,20 @@ static void hash_event(uint64_t *h, const hr_event_t *ev)
         *h = (*h ^ v[i]) * 0x100000001b3ull;
 }
 
+/* One event as delivered: into the text, the hash, and through an independent checker, which
+ * must accept it (hr_trace_read's fast path is the cursor too, so the checker is the oracle for
+ * both; `cursor.rejected` counts what it refused). */
+static void deliver(hr_trace_check_t *oracle, hr_buf_t *text, uint64_t *hash, const hr_event_t *ev)
+{
+    hr_err_t e = {0};
+    if (text)
+        hr_trace_format_event(text, ev);
+    hash_event(hash, ev);
+    if (hr_trace_check_event(oracle, ev, &e) != HR_OK && cursor.rejected++ < 3)
+        TAP_DIAG("the checker refuses a delivered %s of id %llu: %s", hr_op_name(ev->op),
+                 (unsigned long long)ev->a, e.msg);
+}
+
 static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t *text, int mixed,
                             uint64_t *hash)
 {
@@ -79,6 +93,8 @@ static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t 
         return res;
     if (text)
         hr_trace_format_header(text, hr_trace_header(r));
+    hr_trace_check_t oracle;
+    hr_trace_check_init(&oracle, hr_trace_header(r)->kind);
     hr_event_t evs[333]; /* an odd batch size crosses frame boundaries at odd places */
     size_t round = 0;
     for (;;) {
@@ -96,9 +112,7 @@ static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t 
                     ev.b = ce.b;
                 if (op == HR_OP_ALLOC)
                     ev.domain = ce.domain, ev.flags = ce.flags, ev.tag = ce.tag;
-                if (text)
-                    hr_trace_format_event(text, &ev);
-                hash_event(hash, &ev);
+                deliver(&oracle, text, hash, &ev);
                 cursor.cursor_events++;
             }
             hr_trace_cursor_give(r, c);
@@ -107,12 +121,10 @@ static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t 
         res.rc = hr_trace_read(r, evs, cap, &n, &res.err);
         if (res.rc || n == 0)
             break;
-        for (size_t i = 0; i < n; i++) {
-            if (text)
-                hr_trace_format_event(text, &evs[i]);
-            hash_event(hash, &evs[i]);
-        }
+        for (size_t i = 0; i < n; i++)
+            deliver(&oracle, text, hash, &evs[i]);
     }
+    hr_trace_check_free(&oracle);
     const hr_trace_status_t *st = hr_trace_status(r);
     res.events = st->events, res.frames = st->frames, res.skipped = st->skipped;
     res.cut_short = st->cut_short, res.complete = st->complete;
@@ -733,6 +745,8 @@ int main(void)
            "%llu reads, %llu events decoded by the cursor, %llu disagreements",
            (unsigned long long)cursor.reads, (unsigned long long)cursor.cursor_events,
            (unsigned long long)cursor.mismatches);
+    TAP_OK(cursor.rejected == 0, "the checker accepts every event either read delivered (%llu "
+           "refused)", (unsigned long long)cursor.rejected);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
