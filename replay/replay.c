@@ -362,24 +362,35 @@ HR_INLINE int settle(engine_t *e, hr_err_t *err)
     return HR_OK;
 }
 
+/* An allocation that is not an object: the block is served, and a GC-capable one is counted by
+ * the collector, which may collect. */
+HR_INLINE int alloc_nonobject(engine_t *e, uint64_t id, uint64_t size, hr_domain_t dom,
+                              unsigned flags, unsigned align_log2, hr_err_t *err)
+{
+    int rc = alloc_block(e, id, size, dom, flags, align_log2, err);
+    if (rc != HR_OK || !(flags & HR_F_GC) || !e->gvt->block_alloc)
+        return rc;
+    e->gvt->block_alloc(e->gc->ctx, id, flags);
+    return settle(e, err);
+}
+
 static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
 {
     int rc = HR_OK;
     switch (ev->op) {
     case HR_OP_ALLOC:
+        if (!(ev->flags & HR_F_OBJECT))
+            return alloc_nonobject(e, ev->a, ev->b, (hr_domain_t)ev->domain, ev->flags,
+                                   ev->align_log2, err);
         if ((rc = alloc_block(e, ev->a, ev->b, (hr_domain_t)ev->domain, ev->flags,
                               ev->align_log2, err)))
             return rc;
-        if (ev->flags & HR_F_OBJECT) {
-            e->live_objects++;
-            e->objects_allocated++;
-            if (e->check && (rc = shadow_apply(e, ev, err)))
-                return rc;
-            if (e->gvt->alloc)
-                rc = e->gvt->alloc(e->gc->ctx, ev->a, ev->b, ev->flags, err);
-        } else if ((ev->flags & HR_F_GC) && e->gvt->block_alloc) {
-            e->gvt->block_alloc(e->gc->ctx, ev->a, ev->flags);
-        }
+        e->live_objects++;
+        e->objects_allocated++;
+        if (e->check && (rc = shadow_apply(e, ev, err)))
+            return rc;
+        if (e->gvt->alloc)
+            rc = e->gvt->alloc(e->gc->ctx, ev->a, ev->b, ev->flags, err);
         break;
     case HR_OP_FREE:
         return free_block(e, ev->a, err);
@@ -560,19 +571,11 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
             hr_cur_event_t ce = {0};
             int op;
             while ((op = hr_trace_cursor_next(&c, &ce)) != 0) {
+                /* The commonest events without step()'s dispatch; the same helpers. */
                 if (HR_LIKELY(op == HR_OP_FREE)) {
-                    hr_entry_t *en = hr_idtab_get(&e.tab, ce.a);
-                    if (HR_LIKELY(en && (en->meta & E_LIVE) && E_FLAGS(en->meta) == 0))
-                        drop_block(&e, en, ce.a);
-                    else
-                        rc = free_block(&e, ce.a, err);
+                    rc = free_block(&e, ce.a, err);
                 } else if (op == HR_OP_ALLOC && !(ce.flags & HR_F_OBJECT)) {
-                    /* a block (GC-capable ones tell the collector, which counts them) */
-                    rc = alloc_block(&e, ce.a, ce.b, (hr_domain_t)ce.domain, ce.flags, 0, err);
-                    if ((ce.flags & HR_F_GC) && e.gvt->block_alloc && rc == HR_OK) {
-                        e.gvt->block_alloc(e.gc->ctx, ce.a, ce.flags); /* may collect */
-                        rc = settle(&e, err);
-                    }
+                    rc = alloc_nonobject(&e, ce.a, ce.b, (hr_domain_t)ce.domain, ce.flags, 0, err);
                 } else if (op == HR_OP_REALLOC) {
                     rc = realloc_block(&e, ce.a, ce.b, err);
                 } else if (op >= HR_OP_INCREF && op <= HR_OP_UNLINK && graphless) {
