@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 HR=$(realpath "${1:-build/cli/heapreplay}")
 events=${2:-6M}
-T=$(mktemp -d /tmp/hr_jobs.XXXXXX)
+T=$(mktemp -d "${TMPDIR:-/tmp}/hr_jobs.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 "$HR" gen churn events="$events" seed=7 -o "$T/churn.hrt"
 echo "trace: churn events=$events; one replay takes about $("$HR" replay "$T/churn.hrt" -q | sed -n 's/^time *//p')"

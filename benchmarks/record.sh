@@ -12,7 +12,7 @@ N=${2:-300}
 HR=$B/cli/heapreplay
 PY=/usr/bin/python3.11
 W=benchmarks/record_workload.py
-T=$(mktemp -d /tmp/hr_recbench.XXXXXX)
+T=$(mktemp -d "${TMPDIR:-/tmp}/hr_recbench.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 [ -x "$HR" ] || { echo "record.sh: build first (scripts/build.sh $B)" >&2; exit 1; }
 command -v hyperfine >/dev/null || { echo "record.sh: needs hyperfine" >&2; exit 1; }

@@ -125,8 +125,8 @@ static int abs_path(const char *out, char *outabs, size_t cap)
  * it succeeded but the recorder reported an error or wrote no trace. */
 static int run_preloaded(const preload_job_t *job, const char *outabs, char **args)
 {
-    char errfile[] = "/tmp/heapreplay-record.XXXXXX";
-    int efd = mkstemp(errfile);
+    char errfile[4096];
+    int efd = hr_tmp_template(errfile, sizeof errfile, "heapreplay-record") ? -1 : mkstemp(errfile);
     if (efd >= 0)
         close(efd);
     /* The trace is created by the preload module; remove a stale one so a failure shows. */

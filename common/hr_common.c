@@ -174,6 +174,13 @@ uint32_t hr_crc32(uint32_t crc, const void *p, size_t n)
 
 /* {==== Small helpers ==== */
 
+int hr_tmp_template(char *buf, size_t cap, const char *name)
+{
+    const char *dir = getenv("TMPDIR");
+    int n = snprintf(buf, cap, "%s/%s.XXXXXX", dir && *dir ? dir : "/tmp", name);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
 int hr_read_file(const char *path, hr_buf_t *out, hr_err_t *err)
 {
     FILE *f = fopen(path, "rb");

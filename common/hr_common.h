@@ -135,6 +135,10 @@ char *hr_fmt_thousands(char *buf, size_t cap, uint64_t n);
 /* Write s as a JSON string literal (quotes, backslash and control characters escaped). */
 void hr_fput_json_string(FILE *f, const char *s);
 
+/* A mkstemp/mkdtemp template for a temporary file or folder: "$TMPDIR/NAME.XXXXXX" ("/tmp" when
+ * TMPDIR is unset or empty). Returns 0, or -1 when it does not fit in cap bytes. */
+int hr_tmp_template(char *buf, size_t cap, const char *name);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t hr_now_ns(void);
 

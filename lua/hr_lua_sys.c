@@ -1185,7 +1185,10 @@ static int l_exec(lua_State *L)
 {
     hr_lua_checktype(L, 1, "hr.exec", LUA_TTABLE);
     hr_lua_check_options(L, 2, "hr.exec", exec_opts);
-    char tmpl_o[] = "/tmp/hr_exec_out.XXXXXX", tmpl_e[] = "/tmp/hr_exec_err.XXXXXX";
+    char tmpl_o[4096], tmpl_e[4096];
+    if (hr_tmp_template(tmpl_o, sizeof tmpl_o, "hr_exec_out") ||
+        hr_tmp_template(tmpl_e, sizeof tmpl_e, "hr_exec_err"))
+        return luaL_error(L, "hr.exec: TMPDIR is too long");
     const char *paths[2] = {NULL, NULL};
     int capture[2] = {0, 0};
     const char *names[2] = {"stdout", "stderr"};

@@ -14,7 +14,7 @@ if [ ! -f build-fuzz/build.ninja ]; then
   CC=clang meson setup build-fuzz -Dfuzz=enabled -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 fi
 ninja -C build-fuzz >/dev/null
-work=$(mktemp -d /tmp/hr_fuzz.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/hr_fuzz.XXXXXX")
 for t in "${targets[@]}"; do
   mkdir -p "$work/$t"
   cp tests/fuzz/corpus/$t/* "$work/$t/"

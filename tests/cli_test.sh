@@ -4,7 +4,7 @@ set -u
 HR=$1
 SRC=$2
 DATA=$SRC/tests/data
-T=$(mktemp -d /tmp/hr_cli.XXXXXX)
+T=$(mktemp -d "${TMPDIR:-/tmp}/hr_cli.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }

@@ -589,7 +589,8 @@ static void test_workloads_check(void)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/hr_test_gc.XXXXXX");
+    if (hr_tmp_template(tmpdir, sizeof tmpdir, "hr_test_gc"))
+        return 99;
     if (!mkdtemp(tmpdir))
         return 99;
     test_known_answers();

@@ -4,7 +4,7 @@
 # Usage: footprint_test.sh HEAPREPLAY FOOTPRINT_PROGRAM
 set -u
 HR=$1 PROG=$2
-T=$(mktemp -d /tmp/hr_footprint.XXXXXX)
+T=$(mktemp -d "${TMPDIR:-/tmp}/hr_footprint.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }

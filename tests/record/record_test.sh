@@ -9,7 +9,7 @@ PRELOAD_PY=$NATIVE
 D=$SRC/tests/record
 PY=/usr/bin/python3
 CHECK="$PY $D/check_trace.py"
-T=$(mktemp -d /tmp/hr_record.XXXXXX)
+T=$(mktemp -d "${TMPDIR:-/tmp}/hr_record.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 export HEAPREPLAY_SELF_CHECK=1
 export ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0 # CPython keeps memory to the end on purpose

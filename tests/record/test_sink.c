@@ -53,8 +53,9 @@ static void *other(void *arg)
  * spin lock alone, passed as -2) */
 static void round_with(int force, const char *what)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/tmp/hr_test_sink.%ld.hrt", (long)getpid());
+    char path[4096];
+    const char *dir = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/hr_test_sink.%ld.hrt", dir && *dir ? dir : "/tmp", (long)getpid());
     hr_trace_header_t h;
     hr_trace_header_init(&h, HR_KIND_ALLOC);
     hr_err_t err = {0};

@@ -6,7 +6,7 @@ set -u
 HR=$1
 SRC=$2
 EXP=$3
-T=$(mktemp -d /tmp/hr_exp.XXXXXX)
+T=$(mktemp -d "${TMPDIR:-/tmp}/hr_exp.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 if [ "$4" != 1 ] && grep -q 'record(' "$SRC/scripts/experiments/$EXP.lua"; then
   echo "1..0 # SKIP $EXP records Python programs and this build has no recorder"

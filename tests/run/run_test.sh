@@ -5,7 +5,7 @@
 # script or job leaves earlier results untouched. Usage: run_test.sh HEAPREPLAY SRCDIR
 set -u
 HR=$1
-T=$(mktemp -d /tmp/hr_run.XXXXXX)
+T=$(mktemp -d "${TMPDIR:-/tmp}/hr_run.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }

@@ -731,7 +731,8 @@ static void test_fast_paths(void)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/hr_test_trace.XXXXXX");
+    if (hr_tmp_template(tmpdir, sizeof tmpdir, "hr_test_trace"))
+        return 99;
     if (!mkdtemp(tmpdir))
         return 99;
     test_api_roundtrip();
