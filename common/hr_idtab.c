@@ -132,7 +132,6 @@ void hr_idtab_init(hr_idtab_t *t, size_t rec_size)
 
 void hr_idtab_compact(hr_idtab_t *t, size_t live_off, uint64_t live_mask)
 {
-    t->compacting = 1;
     t->live_off = live_off;
     t->live_mask = live_mask;
     t->compact_at = HR_IDTAB_COMPACT_LATE;
@@ -377,7 +376,8 @@ void *hr_idtab_put_slow(hr_idtab_t *t, uint64_t id)
             t->peak_leaves = t->leaves;
         /* The leaf COMPACT_AGE behind this one has had its chance to die young. */
         uint64_t j = k - HR_IDTAB_COMPACT_AGE - 1;
-        if (t->compacting && k > HR_IDTAB_COMPACT_AGE && t->dir[j] && !((uintptr_t)t->dir[j] & 1) &&
+        int compacting = t->compact_at != UINT32_MAX;
+        if (compacting && k > HR_IDTAB_COMPACT_AGE && t->dir[j] && !((uintptr_t)t->dir[j] & 1) &&
             t->live[j] > 0 && t->live[j] <= HR_IDTAB_COMPACT_MAX)
             compact_leaf(t, j);
     }

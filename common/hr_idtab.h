@@ -48,7 +48,6 @@ typedef struct hr_idtab {
     uint8_t **dirty, **clean;   /* owned: stacks of free leaves, capacity nchunks * CHUNK */
     size_t ndirty, nclean;
     /* Compact leaves (opt-in, see hr_idtab_compact): dir[k] with bit 0 set points to one. */
-    int compacting;                  /* hr_idtab_compact was called */
     size_t live_off;                 /* a record is live iff its word at live_off & live_mask */
     uint64_t live_mask;
     uint32_t compact_at;             /* HR_IDTAB_COMPACT_LATE, or UINT32_MAX when not compacting */
