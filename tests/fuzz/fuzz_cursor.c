@@ -16,6 +16,9 @@
  * reference may deliver fewer than the batch size more, then must fail with the same code and
  * message.
  *
+ * hr_trace_read's own fast path is the cursor too, so every event the reference delivers also
+ * goes through an independent checker (hr_trace_check_event), which must accept it.
+ *
  * Every input is read twice this way: as a trace file, and as the payload of the single data frame
  * of a trace whose kind is bit 0 of the input's first byte (the rest is the payload, FRAME record
  * included). The second form lets mutations reach the event grammar instead of dying at the
@@ -79,6 +82,7 @@ typedef struct ref {
     hr_err_t err;
     int rc, done;
     hr_event_t ev; /* the event just read */
+    hr_trace_check_t oracle; /* an independent checker: it must accept every event delivered */
 } ref_t;
 
 /* The reference's next event: 1, or 0 at the end or at an error (rc, err). */
@@ -93,6 +97,8 @@ static int ref_next(ref_t *f)
         return 0;
     }
     CHECK(n == 1);
+    hr_err_t e = {0};
+    CHECK(hr_trace_check_event(&f->oracle, &f->ev, &e) == HR_OK);
     return 1;
 }
 
@@ -127,6 +133,7 @@ static void differential(const uint8_t *data, size_t len, int partial, uint64_t 
         CHECK(err.code == rc1 && err.msg[0]);
         return;
     }
+    hr_trace_check_init(&ref.oracle, hr_trace_header(ref.r)->kind);
     uint64_t rs = seed | 1, delivered = 0;
     hr_event_t evs[64];
     for (;;) {
@@ -191,6 +198,7 @@ static void differential(const uint8_t *data, size_t len, int partial, uint64_t 
     }
     hr_trace_close(m);
     hr_trace_close(ref.r);
+    hr_trace_check_free(&ref.oracle);
 }
 
 /* {==== Inputs as frame payloads ==== */
