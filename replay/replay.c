@@ -144,6 +144,13 @@ HR_INLINE void touch_block(void *p, uint64_t size, uint64_t id)
     }
 }
 
+/* The record of a live block, or NULL. */
+HR_INLINE hr_entry_t *live_entry(engine_t *e, uint64_t id)
+{
+    hr_entry_t *en = hr_idtab_get(&e->tab, id);
+    return HR_LIKELY(en && (en->meta & E_LIVE)) ? en : NULL;
+}
+
 /* Free a live block and forget it: the one way a block leaves the table (explicit frees,
  * reclamations by the collector, the loop's fast path). */
 HR_INLINE void drop_block(engine_t *e, hr_entry_t *en, uint64_t id)
@@ -160,11 +167,12 @@ HR_INLINE void drop_block(engine_t *e, hr_entry_t *en, uint64_t id)
 static void engine_reclaim(void *arg, uint64_t id)
 {
     engine_t *e = arg;
-    hr_entry_t *en = hr_idtab_get(&e->tab, id);
-    if (!en || !(en->meta & E_LIVE)) {
+    hr_entry_t *en = live_entry(e, id);
+    if (!en || !(E_FLAGS(en->meta) & HR_F_OBJECT)) {
         if (!e->failed)
-            hr_err_set(&e->fail, HR_ECHECK, "collector '%s' reclaimed object %llu, which is not "
-                       "live", e->gc->spec, (unsigned long long)id);
+            hr_err_set(&e->fail, HR_ECHECK, "collector '%s' reclaimed %s %llu, which is not "
+                       "%s", e->gc->spec, en ? "block" : "object", (unsigned long long)id,
+                       en ? "an object" : "live");
         e->failed = 1;
         return;
     }
@@ -317,26 +325,30 @@ HR_INLINE int alloc_block(engine_t *e, uint64_t id, uint64_t size, hr_domain_t d
     return HR_OK;
 }
 
-/* An explicit FREE: the block must be live; a GC-capable block is also a collector's business. */
-HR_INLINE int free_block(engine_t *e, uint64_t id, hr_err_t *err)
+/* The reader's checker asks the engine which blocks of an allocation-only trace are live
+ * (hr_trace_check_external): the table knows, so the reader keeps no bitmap of its own. */
+static int engine_id_state(void *arg, uint64_t id)
 {
-    hr_entry_t *en = hr_idtab_get(&e->tab, id);
-    if (HR_UNLIKELY(!en || !(en->meta & E_LIVE)))
-        return hr_err_set(err, HR_ECHECK, "free of block %llu, which is not live",
-                          (unsigned long long)id);
+    return live_entry(arg, id) ? HR_ID_BLOCK : HR_ID_FREED;
+}
+
+/* An explicit FREE of the live block en: a GC-capable block is also a collector's business. */
+HR_INLINE void free_entry(engine_t *e, hr_entry_t *en, uint64_t id)
+{
     unsigned flags = E_FLAGS(en->meta);
     drop_block(e, en, id);
     if (HR_UNLIKELY(flags & HR_F_GC) && e->gvt->block_free)
         e->gvt->block_free(e->gc->ctx, id, flags);
-    return HR_OK;
 }
 
-static int realloc_block(engine_t *e, uint64_t id, uint64_t size, hr_err_t *err)
+static int not_live(const char *what, uint64_t id, hr_err_t *err)
 {
-    hr_entry_t *en = hr_idtab_get(&e->tab, id);
-    if (HR_UNLIKELY(!en || !(en->meta & E_LIVE)))
-        return hr_err_set(err, HR_ECHECK, "realloc of block %llu, which is not live",
-                          (unsigned long long)id);
+    return hr_err_set(err, HR_ECHECK, "%s of block %llu, which is not live", what,
+                      (unsigned long long)id);
+}
+
+static int realloc_entry(engine_t *e, hr_entry_t *en, uint64_t id, uint64_t size, hr_err_t *err)
+{
     uint64_t m = en->meta, old = E_SIZE(m);
     void *q = hr_alloc_realloc(e->alloc, en->p, old, size, E_DOMAIN(m));
     if (HR_UNLIKELY(!q))
@@ -392,10 +404,19 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
         if (e->gvt->alloc)
             rc = e->gvt->alloc(e->gc->ctx, ev->a, ev->b, ev->flags, err);
         break;
-    case HR_OP_FREE:
-        return free_block(e, ev->a, err);
-    case HR_OP_REALLOC:
-        return realloc_block(e, ev->a, ev->b, err);
+    case HR_OP_FREE: {
+        hr_entry_t *en = live_entry(e, ev->a);
+        if (!en)
+            return not_live("free", ev->a, err);
+        free_entry(e, en, ev->a);
+        return HR_OK;
+    }
+    case HR_OP_REALLOC: {
+        hr_entry_t *en = live_entry(e, ev->a);
+        if (!en)
+            return not_live("realloc", ev->a, err);
+        return realloc_entry(e, en, ev->a, ev->b, err);
+    }
     case HR_OP_INCREF:
     case HR_OP_DECREF:
     case HR_OP_LINK:
@@ -522,7 +543,8 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     hr_gc_env_t env = {&e, engine_reclaim, &e.event, engine_collection};
     hr_trace_reader_t *r = NULL;
     hr_event_t *evs = NULL;
-    int rc = hr_trace_open(&r, path, &(hr_trace_read_opts_t){.partial = o->partial}, err);
+    int rc = hr_trace_open(&r, path, &(hr_trace_read_opts_t){.partial = o->partial,
+                           .id_state = engine_id_state, .id_state_arg = &e}, err);
     if (rc)
         goto out;
     res->kind = hr_trace_header(r)->kind;
@@ -570,14 +592,26 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
         if (c.p != c.end) {
             hr_cur_event_t ce = {0};
             int op;
-            while ((op = hr_trace_cursor_next(&c, &ce)) != 0) {
+            const uint8_t *p0 = c.p;
+            uint64_t prev0 = c.prev;
+            /* Unverified: the engine looks up every freed or resized block anyway, and with
+             * external id states (allocation-only traces) its table is the only record of
+             * which blocks are live. An id that is not live goes back to the reader, which
+             * reports it with its place in the file. */
+            while ((op = hr_trace_cursor_next_unverified(&c, &ce)) != 0) {
                 /* The commonest events without step()'s dispatch; the same helpers. */
-                if (HR_LIKELY(op == HR_OP_FREE)) {
-                    rc = free_block(&e, ce.a, err);
+                if (HR_LIKELY(op == HR_OP_FREE || op == HR_OP_REALLOC)) {
+                    hr_entry_t *en = live_entry(&e, ce.a);
+                    if (HR_UNLIKELY(!en)) {
+                        hr_trace_cursor_unread(&c, p0, prev0);
+                        break;
+                    }
+                    if (op == HR_OP_FREE)
+                        free_entry(&e, en, ce.a);
+                    else
+                        rc = realloc_entry(&e, en, ce.a, ce.b, err);
                 } else if (op == HR_OP_ALLOC && !(ce.flags & HR_F_OBJECT)) {
                     rc = alloc_nonobject(&e, ce.a, ce.b, (hr_domain_t)ce.domain, ce.flags, 0, err);
-                } else if (op == HR_OP_REALLOC) {
-                    rc = realloc_block(&e, ce.a, ce.b, err);
                 } else if (op >= HR_OP_INCREF && op <= HR_OP_UNLINK && graphless) {
                     /* a collector without graph slots (none): nothing to do */
                 } else {
@@ -595,6 +629,8 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
                     take_sample(&e);
                     next_sample += o->every;
                 }
+                p0 = c.p;
+                prev0 = c.prev;
             }
             hr_trace_cursor_give(r, c);
         }

@@ -156,12 +156,19 @@ const char *hr_trace_header_get(const hr_trace_header_t *h, const char *key);
  * ==================================================================== */
 enum { HR_ID_FREED = 0, HR_ID_BLOCK = 1, HR_ID_OBJECT = 2 };
 
+/* Who says whether a block is live: the checker's own bitmap, or (allocation-only traces, see
+ * hr_trace_check_external) the consumer, which returns HR_ID_BLOCK or HR_ID_FREED for an id
+ * below next_id. */
+typedef int (*hr_id_state_fn)(void *arg, uint64_t id);
+
 typedef struct hr_trace_check {
     int kind;          /* hr_trace_kind_t */
     uint64_t next_id;  /* ids allocated so far */
     uint64_t ntypes;   /* types defined so far */
-    uint8_t *state;    /* owned: 2 bits per id, 4 ids per byte */
+    uint8_t *state;    /* owned: 2 bits per id, 4 ids per byte; NULL while ext is set */
     size_t state_cap;  /* bytes allocated for state */
+    hr_id_state_fn ext; /* external id states, or NULL */
+    void *ext_arg;
 } hr_trace_check_t;
 
 void hr_trace_check_init(hr_trace_check_t *c, int kind);
@@ -172,6 +179,12 @@ void hr_trace_check_free(hr_trace_check_t *c);
 int hr_trace_check_event(hr_trace_check_t *c, const hr_event_t *ev, hr_err_t *err);
 /* The state of an id (HR_ID_*); ids >= next_id report HR_ID_FREED. */
 int hr_trace_check_state(const hr_trace_check_t *c, uint64_t id);
+/* Let `fn` answer which blocks are live instead of the checker's bitmap (2 bits per id ever
+ * allocated, the only state of the checker that grows with the trace): for a consumer that
+ * already tracks the live blocks, such as the replay engine. Allocation-only traces only (a
+ * graph trace's objects outlive the consumer's records of them); call before the first event.
+ * HR_EUSAGE otherwise. The consumer must apply every event before the checker judges the next. */
+int hr_trace_check_external(hr_trace_check_t *c, hr_id_state_fn fn, void *arg, hr_err_t *err);
 
 /* {====================================================================
  * Reader
@@ -180,6 +193,11 @@ typedef struct hr_trace_reader hr_trace_reader_t;
 
 typedef struct hr_trace_read_opts {
     int partial; /* 1: a cut-short trace ends normally after its last complete frame */
+    /* External id states (hr_trace_check_external) for an allocation-only trace; ignored for a
+     * graph trace (hr_trace_ids_external says which). With them, hr_trace_read delivers one
+     * event per call, so the consumer has applied each event before the next is checked. */
+    hr_id_state_fn id_state;
+    void *id_state_arg;
 } hr_trace_read_opts_t;
 
 /* Summary of what has been read so far; complete once hr_trace_read returned 0 events. */
@@ -205,6 +223,8 @@ int hr_trace_open_mem(hr_trace_reader_t **out, const void *data, size_t len, con
 void hr_trace_close(hr_trace_reader_t *r); /* accepts NULL */
 const hr_trace_header_t *hr_trace_header(const hr_trace_reader_t *r);
 const hr_trace_status_t *hr_trace_status(const hr_trace_reader_t *r);
+/* 1 when the consumer's id_state answers for block liveness (hr_trace_read_opts_t). */
+int hr_trace_ids_external(const hr_trace_reader_t *r);
 /* The type table so far: name of type `id` (length in *len), or NULL. Valid while r lives. */
 const char *hr_trace_type_name(const hr_trace_reader_t *r, uint64_t id, size_t *len);
 /* Read up to `cap` events into `evs`. *n == 0 with a 0 return means the end of the trace. On a

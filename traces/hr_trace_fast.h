@@ -66,8 +66,10 @@ typedef struct hr_trace_cursor {
     uint64_t prev;          /* the id the last id-naming event named */
     uint64_t next_id;       /* the checker's next id (written back by give) */
     uint64_t ntypes;        /* types defined (constant under a cursor: TYPE records stop it) */
-    uint8_t *state;         /* the checker's id-state bitmap and its size in bytes */
-    size_t state_cap;
+    uint8_t *state;         /* the checker's id-state bitmap and its size in bytes (unused */
+    size_t state_cap;       /*   when the id states are external: */
+    hr_id_state_fn ext;     /*   the consumer's, hr_trace_check_external), or NULL */
+    void *ext_arg;
     int graph;              /* the trace is a graph trace */
     uint64_t events;        /* events decoded through this cursor */
 } hr_trace_cursor_t;
@@ -91,8 +93,14 @@ void hr_trace_cursor_give(hr_trace_reader_t *r, hr_trace_cursor_t c);
  *   FREE      of a block;  REALLOC of a live id to a legal size
  *   INCREF, DECREF, DIED, LINK, UNLINK   on live objects of a graph trace
  * These are events the checker (hr_trace_check_event) would accept, with the same state changes;
- * the trace tests and the fuzz_cursor target compare the two. */
-HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
+ * the trace tests and the fuzz_cursor target compare the two.
+ *
+ * With external id states (c->ext set) this asks c->ext whether a freed or resized block
+ * is live. A consumer that answers that question itself anyway (it must look the block up) may
+ * call hr_trace_cursor_next_unverified instead, which skips the call: it must then check that
+ * the id of every FREE and REALLOC it gets is live, and if not, put the event back with
+ * hr_trace_cursor_unread and let hr_trace_read report it (file, offset, event index). */
+HR_INLINE int hr_trace_cursor_decode_(hr_trace_cursor_t *c, hr_cur_event_t *ev, const int verify)
 {
     const uint8_t *p = c->p, *end = c->end;
     uint64_t x, y, a;
@@ -101,10 +109,11 @@ HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
     unsigned op = *p++, kind;
     if ((op & ~3u) == HR_W_ALLOC) {
         if (hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE ||
-            (c->next_id >> 2) >= c->state_cap)
+            (!c->ext && (c->next_id >> 2) >= c->state_cap))
             return 0;
         a = c->next_id++;
-        hr_idstate_set(c->state, a, HR_ID_BLOCK);
+        if (!c->ext)
+            hr_idstate_set(c->state, a, HR_ID_BLOCK);
         ev->a = a;
         ev->b = x;
         ev->domain = (uint8_t)(op & 3);
@@ -119,13 +128,14 @@ HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
         if (hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE ||
             hr_varint_get(&p, end, &y) != 1 ||
             (y & ~(uint64_t)(HR_F_GC | HR_F_OBJECT | HR_F_ZERO | HR_F_TYPED)) ||
-            ((y & HR_F_OBJECT) && !c->graph) || (c->next_id >> 2) >= c->state_cap)
+            ((y & HR_F_OBJECT) && !c->graph) || (!c->ext && (c->next_id >> 2) >= c->state_cap))
             return 0;
         uint64_t tag = 0;
         if ((y & HR_F_TYPED) && (hr_varint_get(&p, end, &tag) != 1 || tag >= c->ntypes))
             return 0;
         a = c->next_id++;
-        hr_idstate_set(c->state, a, (y & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
+        if (!c->ext)
+            hr_idstate_set(c->state, a, (y & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
         ev->a = a;
         ev->b = x;
         ev->domain = (uint8_t)(op & 3);
@@ -151,8 +161,24 @@ HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
     a = (op & HR_W_FROM_PREV) ? c->prev + (uint64_t)hr_unzigzag(x) : c->next_id - 1 - x;
     if (HR_UNLIKELY(a >= c->next_id)) /* also catches negative candidates (wrapped) */
         return 0;
-    int s = hr_idstate_get(c->state, a);
     uint64_t prev = a;
+    if (c->ext) { /* external id states: an allocation-only trace, only blocks */
+        if (kind != HR_OP_FREE && kind != HR_OP_REALLOC)
+            return 0;
+        if (verify && c->ext(c->ext_arg, a) != HR_ID_BLOCK)
+            return 0;
+        if (kind == HR_OP_REALLOC) {
+            if (hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE)
+                return 0;
+            ev->b = x;
+        }
+        ev->a = a;
+        c->prev = prev;
+        c->p = p;
+        c->events++;
+        return (int)kind;
+    }
+    int s = hr_idstate_get(c->state, a);
     switch (kind) {
     case HR_OP_FREE:
         if (HR_UNLIKELY(s != HR_ID_BLOCK))
@@ -183,6 +209,25 @@ HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
     c->p = p;
     c->events++;
     return (int)kind;
+}
+
+HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
+{
+    return hr_trace_cursor_decode_(c, ev, 1);
+}
+
+HR_INLINE int hr_trace_cursor_next_unverified(hr_trace_cursor_t *c, hr_cur_event_t *ev)
+{
+    return hr_trace_cursor_decode_(c, ev, 0);
+}
+
+/* Put back a FREE or REALLOC the consumer found not live: p and prev are the cursor's fields as
+ * they were before the hr_trace_cursor_next_unverified call that returned it. */
+HR_INLINE void hr_trace_cursor_unread(hr_trace_cursor_t *c, const uint8_t *p, uint64_t prev)
+{
+    c->p = p;
+    c->prev = prev;
+    c->events--;
 }
 
 #endif

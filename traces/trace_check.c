@@ -106,7 +106,20 @@ void hr_trace_check_free(hr_trace_check_t *c)
 
 int hr_trace_check_state(const hr_trace_check_t *c, uint64_t id)
 {
-    return id < c->next_id ? hr_chk_get(c, id) : HR_ID_FREED;
+    if (id >= c->next_id)
+        return HR_ID_FREED;
+    return c->ext ? c->ext(c->ext_arg, id) : hr_chk_get(c, id);
+}
+
+int hr_trace_check_external(hr_trace_check_t *c, hr_id_state_fn fn, void *arg, hr_err_t *err)
+{
+    if (c->kind != HR_KIND_ALLOC || c->next_id != 0 || !fn)
+        return hr_err_set(err, HR_EUSAGE, "external id states need an allocation-only trace, "
+                          "before its first event");
+    hr_trace_check_free(c);
+    c->ext = fn;
+    c->ext_arg = arg;
+    return HR_OK;
 }
 
 #define set_state hr_chk_set /* the bitmap helpers live in trace_internal.h */
@@ -172,9 +185,11 @@ int hr_trace_check_event(hr_trace_check_t *c, const hr_event_t *ev, hr_err_t *er
         if ((ev->flags & HR_F_ALIGNED) && (ev->align_log2 < 4 || ev->align_log2 > 30))
             return hr_err_set(err, HR_EFORMAT, "alloc alignment 2^%u outside 2^4 .. 2^30",
                               ev->align_log2);
-        if (!hr_chk_has_room(c) && (rc = grow_state(c, err)))
-            return rc;
-        set_state(c, c->next_id, (ev->flags & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
+        if (!c->ext) {
+            if (!hr_chk_has_room(c) && (rc = grow_state(c, err)))
+                return rc;
+            set_state(c, c->next_id, (ev->flags & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
+        }
         c->next_id++;
         return HR_OK;
     case HR_OP_FREE:
@@ -190,7 +205,8 @@ int hr_trace_check_event(hr_trace_check_t *c, const hr_event_t *ev, hr_err_t *er
                               "decides when objects die)",
                               (unsigned long long)ev->a);
         }
-        set_state(c, ev->a, HR_ID_FREED);
+        if (!c->ext)
+            set_state(c, ev->a, HR_ID_FREED);
         return HR_OK;
     case HR_OP_REALLOC:
         if ((rc = check_live(c, ev->a, "realloc", err)))

@@ -41,6 +41,8 @@ struct hr_trace_reader {
     hr_buf_t inbuf;             /* owned window storage in file mode */
     int eof;                    /* no more bytes beyond the window */
     int partial;
+    hr_id_state_fn id_state;    /* the consumer's id states (hr_trace_read_opts_t), or NULL */
+    void *id_state_arg;
     int state;
     hr_err_t fail;              /* the error repeated in ST_FAILED */
     hr_trace_header_t hdr;
@@ -162,6 +164,9 @@ static int read_header(hr_trace_reader_t *r, hr_err_t *err)
         return hr_err_set(err, HR_EFORMAT, "%s: byte 18: unknown trace kind %u", r->name, kind);
     hr_trace_header_init(&r->hdr, (int)kind);
     hr_trace_check_init(&r->chk, (int)kind);
+    if (kind == HR_KIND_ALLOC && r->id_state &&
+        hr_trace_check_external(&r->chk, r->id_state, r->id_state_arg, err))
+        return err->code;
     const uint8_t *q = p + 12, *end = p + plen - 4;
     uint64_t nmeta;
     if (hr_varint_get(&q, end, &nmeta) != 1 || nmeta > HR_TRACE_META_MAX)
@@ -204,6 +209,8 @@ static int reader_new(hr_trace_reader_t **out, const char *name, const hr_trace_
     r->name = strdup(name);
     r->dctx = ZSTD_createDCtx();
     r->partial = opts ? opts->partial : 0;
+    r->id_state = opts ? opts->id_state : NULL;
+    r->id_state_arg = opts ? opts->id_state_arg : NULL;
     r->type_off = calloc(64, sizeof *r->type_off);
     r->type_cap = 64;
     if (!r->name || !r->dctx || !r->type_off) {
@@ -275,6 +282,8 @@ void hr_trace_close(hr_trace_reader_t *r)
 
 const hr_trace_header_t *hr_trace_header(const hr_trace_reader_t *r) { return &r->hdr; }
 const hr_trace_status_t *hr_trace_status(const hr_trace_reader_t *r) { return &r->st; }
+
+int hr_trace_ids_external(const hr_trace_reader_t *r) { return r->chk.ext != NULL; }
 
 const char *hr_trace_type_name(const hr_trace_reader_t *r, uint64_t id, size_t *len)
 {
@@ -500,7 +509,8 @@ static int fail_at(hr_trace_reader_t *r, hr_err_t *err, int code, size_t payload
 static hr_trace_cursor_t cursor_at(const hr_trace_reader_t *r, const uint8_t *p, uint64_t prev)
 {
     hr_trace_cursor_t c = {p, r->frame.data + r->frame.len, prev, r->chk.next_id, r->chk.ntypes,
-                           r->chk.state, r->chk.state_cap, r->chk.kind == HR_KIND_GRAPH, 0};
+                           r->chk.state, r->chk.state_cap, r->chk.ext, r->chk.ext_arg,
+                           r->chk.kind == HR_KIND_GRAPH, 0};
     return c;
 }
 
@@ -533,6 +543,8 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
     if (r->state == ST_FAILED)
         return hr_err_set(err, r->fail.code, "%s", r->fail.msg);
     hr_trace_check_t *chk = &r->chk;
+    if (chk->ext && cap > 1)
+        cap = 1; /* the consumer applies each event before the checker asks it about the next */
     while (n < cap && r->state != ST_DONE) {
         if (r->state == ST_BETWEEN) {
             if (n > 0)

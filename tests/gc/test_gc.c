@@ -4,6 +4,7 @@
 #include "hr_gen.h"
 #include "hr_replay.h"
 #include "hr_trace.h"
+#include "craft.h"
 #include "tap.h"
 
 #include <stdlib.h>
@@ -587,6 +588,65 @@ static void test_workloads_check(void)
     }
 }
 
+/* {==== Bad frees in allocation traces: the engine's table answers for the reader ==== */
+
+/* In an allocation-only trace the reader keeps no bitmap of live ids: the engine's table answers
+ * (hr_trace_check_external), and the engine's own fast loop decodes frees and reallocs without
+ * asking, looks the block up, and hands a dead one back to the reader. Either way a bad free or
+ * realloc must come out as the reader's error: file, byte offset, event index, what. */
+static void test_bad_frees(void)
+{
+    /* FRAME; 100 allocs of 16 bytes; free id 5; 10 allocs; then the bad event (event 111) */
+    uint8_t pl[512];
+    size_t n = 0;
+    static const uint8_t frame[] = {0x02, 0, 0, 0, 0};
+    memcpy(pl, frame, sizeof frame), n = sizeof frame;
+    for (int i = 0; i < 100; i++)
+        pl[n++] = 0x12, pl[n++] = 16;
+    pl[n++] = 0x20, pl[n++] = 99 - 5; /* free, id coded from the newest (99) */
+    for (int i = 0; i < 10; i++)
+        pl[n++] = 0x12, pl[n++] = 16;
+    struct {
+        const uint8_t bad[3];
+        size_t len;
+        const char *want, *what;
+    } cases[] = {
+        {{0x20, 109 - 5}, 2, "free of id 5 that is not live (double free)", "a double free"},
+        {{0x21, 109 - 5, 64}, 3, "realloc of id 5 that is not live", "a realloc of a freed block"},
+        /* from the previous id (109): delta -104, zigzag 207, varint 0xcf 0x01 */
+        {{0x28, 0xcf, 0x01}, 3, "free of id 5 that is not live",
+         "a double free coded from the previous id"},
+    };
+    const char *setups[][2] = {{"null", "none"}, {"libc", "generational:700,10,10"},
+                               {"libc", "refcount"}};
+    for (size_t c = 0; c < HR_ARRAY_LEN(cases); c++) {
+        uint8_t buf[512];
+        memcpy(buf, pl, n);
+        memcpy(buf + n, cases[c].bad, cases[c].len);
+        hr_buf_t b;
+        craft_header(HR_KIND_ALLOC, tpath("hdr.hrt"), &b);
+        craft_frame(&b, buf, n + cases[c].len, 1);
+        const char *path = tpath("badfree.hrt");
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(b.data, 1, b.len, f) != b.len || fclose(f))
+            exit(99);
+        hr_buf_free(&b);
+        for (size_t k = 0; k < HR_ARRAY_LEN(setups); k++) {
+            hr_replay_opts_t o = {.alloc_spec = setups[k][0], .gc_spec = setups[k][1]};
+            hr_replay_result_t r;
+            hr_err_t err = {0};
+            int rc = hr_replay_run(path, &o, &r, &err);
+            /* the bad event: payload byte 5 + 2 * 111 = 227, event 111 */
+            TAP_OK(rc == HR_EFORMAT && strstr(err.msg, "badfree.hrt") &&
+                       strstr(err.msg, "payload byte 227, event 111: ") &&
+                       strstr(err.msg, cases[c].want) && r.events == 111,
+                   "replay --alloc %s --gc %s: %s is the reader's error, located: %s",
+                   setups[k][0], setups[k][1], cases[c].what, err.msg);
+            hr_replay_result_free(&r);
+        }
+    }
+}
+
 int main(void)
 {
     if (hr_tmp_template(tmpdir, sizeof tmpdir, "hr_test_gc"))
@@ -601,6 +661,7 @@ int main(void)
     test_check_mode();
     test_workloads_check();
     test_deep_chain();
+    test_bad_frees();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)

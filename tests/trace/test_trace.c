@@ -2,6 +2,7 @@
 #include "hr_gen.h"
 #include "hr_trace.h"
 #include "hr_trace_fast.h"
+#include "craft.h"
 #include "tap.h"
 
 #include <stdlib.h>
@@ -48,13 +49,48 @@ typedef struct result {
     hr_err_t err;
 } result_t;
 
-/* Every read is done twice: once with hr_trace_read alone, once the way the replay engine reads
- * (hr_trace_fast.h: a cursor decodes plain events in place, hr_trace_read the rest, in small and
- * varying batches). The two must deliver the same events, the same status and the same error
- * message; `cursor` counts the comparisons, the events the cursor decoded and the disagreements. */
+/* Every read is done three times: once with hr_trace_read alone; once the way the replay engine
+ * reads (hr_trace_fast.h: a cursor decodes plain events in place, hr_trace_read the rest, in
+ * small and varying batches); and, for allocation-only traces, once more that way with external
+ * id states (hr_trace_check_external): the reader keeps no bitmap, this test's own table of live
+ * blocks answers for it, and the cursor's unverified frees and reallocs are checked here and put
+ * back when not live, as the engine does. All must deliver the same events, the same status and
+ * the same error message; `cursor` counts the comparisons, the events the cursor decoded, the
+ * events put back and the disagreements. */
 static struct {
-    uint64_t reads, cursor_events, mismatches, large, rejected;
+    uint64_t reads, cursor_events, mismatches, large, rejected, ext_reads, unread;
 } cursor;
+
+/* The consumer's side of external id states: a byte per id, 1 while the block is live. */
+typedef struct livetab {
+    uint8_t *v;
+    size_t n;
+} livetab_t;
+
+static int livetab_state(void *arg, uint64_t id)
+{
+    livetab_t *t = arg;
+    return id < t->n && t->v[id] ? HR_ID_BLOCK : HR_ID_FREED;
+}
+
+static void livetab_apply(livetab_t *t, int op, uint64_t id)
+{
+    if (op == HR_OP_ALLOC) {
+        if (id >= t->n) {
+            size_t n = t->n ? t->n * 2 : 1024;
+            while (n <= id)
+                n *= 2;
+            uint8_t *v = realloc(t->v, n);
+            if (!v)
+                exit(99);
+            memset(v + t->n, 0, n - t->n);
+            t->v = v, t->n = n;
+        }
+        t->v[id] = 1;
+    } else if (op == HR_OP_FREE) {
+        t->v[id] = 0;
+    }
+}
 
 /* A running hash of the events read, for comparisons without text (text formatting would
  * dominate the test's time). */
@@ -86,11 +122,19 @@ static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t 
                             uint64_t *hash)
 {
     result_t res = {0};
+    livetab_t live = {0};
     hr_trace_read_opts_t o = {.partial = partial};
+    if (mixed == 2)
+        o.id_state = livetab_state, o.id_state_arg = &live;
     hr_trace_reader_t *r;
     res.rc = hr_trace_open_mem(&r, data, len, "mem.hrt", &o, &res.err);
     if (res.rc)
         return res;
+    const int ext = hr_trace_ids_external(r);
+    if (ext != (mixed == 2 && hr_trace_header(r)->kind == HR_KIND_ALLOC) && cursor.mismatches++ < 3)
+        TAP_DIAG("external id states %s for a %s trace", ext ? "taken" : "refused",
+                 hr_trace_header(r)->kind == HR_KIND_ALLOC ? "alloc" : "graph");
+    cursor.ext_reads += ext;
     if (text)
         hr_trace_format_header(text, hr_trace_header(r));
     hr_trace_check_t oracle;
@@ -103,7 +147,18 @@ static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t 
             hr_trace_cursor_t c = hr_trace_cursor_take(r);
             hr_cur_event_t ce = {0};
             int op;
-            while ((op = hr_trace_cursor_next(&c, &ce)) != 0) {
+            const uint8_t *p0 = c.p;
+            uint64_t prev0 = c.prev;
+            while ((op = mixed == 2 ? hr_trace_cursor_next_unverified(&c, &ce)
+                                    : hr_trace_cursor_next(&c, &ce)) != 0) {
+                if (ext && (op == HR_OP_FREE || op == HR_OP_REALLOC) &&
+                    livetab_state(&live, ce.a) != HR_ID_BLOCK) {
+                    hr_trace_cursor_unread(&c, p0, prev0); /* the reader reports it */
+                    cursor.unread++;
+                    break;
+                }
+                livetab_apply(&live, op, ce.a);
+                p0 = c.p, prev0 = c.prev;
                 hr_event_t ev = {0};
                 ev.op = (uint8_t)op;
                 ev.a = ce.a;
@@ -121,10 +176,15 @@ static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t 
         res.rc = hr_trace_read(r, evs, cap, &n, &res.err);
         if (res.rc || n == 0)
             break;
-        for (size_t i = 0; i < n; i++)
+        if (ext && n > 1 && cursor.mismatches++ < 3)
+            TAP_DIAG("hr_trace_read delivered %zu events at once with external id states", n);
+        for (size_t i = 0; i < n; i++) {
+            livetab_apply(&live, evs[i].op, evs[i].a);
             deliver(&oracle, text, hash, &evs[i]);
+        }
     }
     hr_trace_check_free(&oracle);
+    free(live.v);
     const hr_trace_status_t *st = hr_trace_status(r);
     res.events = st->events, res.frames = st->frames, res.skipped = st->skipped;
     res.cut_short = st->cut_short, res.complete = st->complete;
@@ -134,34 +194,43 @@ static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t 
 
 static result_t read_mem(const void *data, size_t len, int partial, hr_buf_t *text)
 {
-    uint64_t h1 = 0, h2 = 0;
+    uint64_t h1 = 0;
     if (len > 65536 && cursor.large++ % 2) /* big traces: every other one (test time) */
         return read_mem_as(data, len, partial, text, 0, &h1);
-    hr_buf_t t2;
-    hr_buf_init(&t2);
     size_t before = text ? text->len : 0;
     result_t r1 = read_mem_as(data, len, partial, text, 0, &h1);
-    result_t r2 = read_mem_as(data, len, partial, text ? &t2 : NULL, 1, &h2);
-    cursor.reads++;
-    /* On an error hr_trace_read drops the events of the failing batch that came before it, while
-     * the cursor has already delivered them: there only the error and the counts that do not
-     * depend on batches are compared (the text, when there is one, must be a prefix). */
-    int same;
     size_t l1 = text ? text->len - before : 0;
-    if (r1.rc == 0)
-        same = r1.events == r2.events && h1 == h2 &&
-               (!text || (l1 == t2.len && (l1 == 0 || memcmp(text->data + before, t2.data, l1) == 0)));
-    else
-        same = r1.events <= r2.events &&
-               (!text || (l1 <= t2.len && (l1 == 0 || memcmp(text->data + before, t2.data, l1) == 0)));
-    if (r1.rc != r2.rc || strcmp(r1.err.msg, r2.err.msg) != 0 || !same || r1.frames != r2.frames ||
-        r1.complete != r2.complete || r1.cut_short != r2.cut_short) {
-        if (cursor.mismatches++ < 3)
-            TAP_DIAG("cursor read differs: rc %d/%d, events %llu/%llu, '%s' / '%s'", r1.rc, r2.rc,
-                     (unsigned long long)r1.events, (unsigned long long)r2.events, r1.err.msg,
-                     r2.err.msg);
+    cursor.reads++;
+    for (int mixed = 1; mixed <= 2; mixed++) {
+        /* external id states apply to allocation traces (kind: byte 18); graph traces are read
+         * that way only when small (test time), to see the reader decline them */
+        if (mixed == 2 && len > 4096 && !(len > 18 && ((const uint8_t *)data)[18] == HR_KIND_ALLOC))
+            break;
+        uint64_t h2 = 0;
+        hr_buf_t t2;
+        hr_buf_init(&t2);
+        result_t r2 = read_mem_as(data, len, partial, text ? &t2 : NULL, mixed, &h2);
+        /* On an error hr_trace_read drops the events of the failing batch that came before it,
+         * while the cursor has already delivered them: there only the error and the counts that
+         * do not depend on batches are compared (the text, when there is one, must be a
+         * prefix). */
+        int same;
+        if (r1.rc == 0)
+            same = r1.events == r2.events && h1 == h2 &&
+                   (!text || (l1 == t2.len && (l1 == 0 || memcmp(text->data + before, t2.data, l1) == 0)));
+        else
+            same = r1.events <= r2.events &&
+                   (!text || (l1 <= t2.len && (l1 == 0 || memcmp(text->data + before, t2.data, l1) == 0)));
+        if (r1.rc != r2.rc || strcmp(r1.err.msg, r2.err.msg) != 0 || !same ||
+            r1.frames != r2.frames || r1.complete != r2.complete || r1.cut_short != r2.cut_short) {
+            if (cursor.mismatches++ < 3)
+                TAP_DIAG("%s read differs: rc %d/%d, events %llu/%llu, '%s' / '%s'",
+                         mixed == 1 ? "cursor" : "external-id-state", r1.rc, r2.rc,
+                         (unsigned long long)r1.events, (unsigned long long)r2.events, r1.err.msg,
+                         r2.err.msg);
+        }
+        hr_buf_free(&t2);
     }
-    hr_buf_free(&t2);
     return r1;
 }
 
@@ -399,41 +468,12 @@ static void test_bit_flips(void)
 
 /* {==== Crafted bad input ==== */
 
-/* A header taken from a real trace (kind graph or alloc), then raw frames built by hand. */
-static size_t header_of(int kind, hr_buf_t *out)
-{
-    const char *p = tmp_path("hdr.hrt");
-    hr_trace_header_t h;
-    hr_trace_header_init(&h, kind);
-    hr_trace_writer_t *w;
-    hr_err_t err = {0};
-    hr_trace_writer_open(&w, p, &h, NULL, &err);
-    hr_trace_writer_close(w, &err);
-    hr_buf_t b;
-    slurp(p, &b);
-    size_t hl = 8 + (b.data[4] | (size_t)b.data[5] << 8);
-    hr_buf_init(out);
-    hr_buf_append(out, b.data, hl);
-    hr_buf_free(&b);
-    return hl;
-}
-
-static void add_frame(hr_buf_t *out, const uint8_t *payload, size_t n, int checksum)
-{
-    ZSTD_CCtx *c = ZSTD_createCCtx();
-    ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, checksum);
-    size_t bound = ZSTD_compressBound(n);
-    hr_buf_reserve(out, bound);
-    size_t z = ZSTD_compress2(c, out->data + out->len, bound, payload, n);
-    out->len += z;
-    ZSTD_freeCCtx(c);
-}
-
+/* Raw frames built by hand after a real header: craft.h. */
 static result_t craft(int kind, const uint8_t *payload, size_t n)
 {
     hr_buf_t b;
-    header_of(kind, &b);
-    add_frame(&b, payload, n, 1);
+    craft_header(kind, tmp_path("hdr.hrt"), &b);
+    craft_frame(&b, payload, n, 1);
     result_t r = read_mem(b.data, b.len, 0, NULL);
     hr_buf_free(&b);
     return r;
@@ -507,47 +547,47 @@ static void test_crafted(void)
     }
     hr_buf_t b;
     /* a frame without checksum */
-    header_of(HR_KIND_ALLOC, &b);
+    craft_header(HR_KIND_ALLOC, tmp_path("hdr.hrt"), &b);
     static const uint8_t end0[] = {0x02, 0, 0, 0, 0, 0x01, 0, 0, 0};
-    add_frame(&b, end0, sizeof end0, 0);
+    craft_frame(&b, end0, sizeof end0, 0);
     expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT, "carry a checksum", "frame without checksum");
     hr_buf_free(&b);
     /* garbage after the end of the file, and a second valid frame after END */
-    header_of(HR_KIND_ALLOC, &b);
-    add_frame(&b, end0, sizeof end0, 1);
+    craft_header(HR_KIND_ALLOC, tmp_path("hdr.hrt"), &b);
+    craft_frame(&b, end0, sizeof end0, 1);
     size_t good = b.len;
     hr_buf_append(&b, "xyz", 3);
     expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT, "garbage after the end of the trace",
            "bytes after the last frame");
     b.len = good;
-    add_frame(&b, end0, sizeof end0, 1);
+    craft_frame(&b, end0, sizeof end0, 1);
     expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT, "garbage after the end", "a frame after END");
     hr_buf_free(&b);
     /* a foreign skippable frame between data frames is skipped */
-    header_of(HR_KIND_ALLOC, &b);
+    craft_header(HR_KIND_ALLOC, tmp_path("hdr.hrt"), &b);
     static const uint8_t f0[] = {0x02, 0, 0, 0, 0, 0x12, 16};
     static const uint8_t f1[] = {0x02, 1, 1, 1, 0, 0x20, 0, 0x01, 2, 1, 0};
-    add_frame(&b, f0, sizeof f0, 1);
+    craft_frame(&b, f0, sizeof f0, 1);
     static const uint8_t skip[] = {0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 'a', 'b', 'c'};
     hr_buf_append(&b, skip, sizeof skip);
-    add_frame(&b, f1, sizeof f1, 1);
+    craft_frame(&b, f1, sizeof f1, 1);
     result_t r = read_mem(b.data, b.len, 0, NULL);
     TAP_OK(r.rc == 0 && r.events == 2 && r.frames == 2 && r.skipped == 1,
            "a foreign skippable frame between data frames is skipped (%s)", r.err.msg);
     hr_buf_free(&b);
     /* a repeated frame */
-    size_t hl = header_of(HR_KIND_ALLOC, &b);
+    size_t hl = craft_header(HR_KIND_ALLOC, tmp_path("hdr.hrt"), &b);
     (void)hl;
-    add_frame(&b, f0, sizeof f0, 1);
-    add_frame(&b, f0, sizeof f0, 1);
+    craft_frame(&b, f0, sizeof f0, 1);
+    craft_frame(&b, f0, sizeof f0, 1);
     expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT, "frame 1 at byte", "a repeated frame");
     hr_buf_free(&b);
     /* wrong magic, empty file, unknown version (with a valid CRC), bad header CRC */
     expect(read_mem("hello, world, this is text", 26, 0, NULL), HR_EFORMAT,
            "byte 0: wrong magic, not a heapreplay trace", "wrong magic");
     expect(read_mem("", 0, 0, NULL), HR_EFORMAT, "empty file", "empty file");
-    hl = header_of(HR_KIND_ALLOC, &b);
-    add_frame(&b, end0, sizeof end0, 1);
+    hl = craft_header(HR_KIND_ALLOC, tmp_path("hdr.hrt"), &b);
+    craft_frame(&b, end0, sizeof end0, 1);
     b.data[16] = 2; /* version 2 */
     uint32_t crc = hr_crc32(0, b.data + 8, hl - 12);
     b.data[hl - 4] = (uint8_t)crc, b.data[hl - 3] = (uint8_t)(crc >> 8);
@@ -612,6 +652,96 @@ static void test_crafted(void)
     char leftover[600];
     snprintf(leftover, sizeof leftover, "%s.tmp.%ld", tmp_path("keep.hrt"), (long)getpid());
     TAP_OK(access(leftover, F_OK) != 0, "and no temporary file is left behind");
+}
+
+/* {==== Allocation streams with a bad free or realloc somewhere ==== */
+
+/* Hand-built payloads (no writer would produce them) of allocations, frees and reallocs, ids
+ * coded both ways (from the newest id and from the previous one), with at most one bad event at
+ * a random place: a double free, a realloc of a freed block, a free of an id never allocated.
+ * read_mem reads each three ways (above); with external id states the bad free or realloc is the
+ * consumer's to notice and put back, and the reader must still report it with the same words,
+ * byte offset and event index. */
+static void put_id(hr_buf_t *b, unsigned op, uint64_t id, uint64_t *prev, uint64_t next_id,
+                   hr_rng_t *rng)
+{
+    uint8_t v[10];
+    if (hr_rng_below(rng, 2)) {
+        int64_t d = (int64_t)(id - *prev);
+        uint8_t o = (uint8_t)(op | HR_W_FROM_PREV);
+        hr_buf_append(b, &o, 1);
+        hr_buf_append(b, v, hr_varint_put(v, ((uint64_t)d << 1) ^ (uint64_t)(d >> 63)));
+    } else {
+        uint8_t o = (uint8_t)op;
+        hr_buf_append(b, &o, 1);
+        hr_buf_append(b, v, hr_varint_put(v, next_id - 1 - id));
+    }
+    *prev = id;
+}
+
+static void test_bad_alloc_streams(void)
+{
+    int ok = 1;
+    size_t bad = 0, reported = 0;
+    for (uint64_t seed = 1; seed <= 400; seed++) {
+        hr_rng_t rng;
+        hr_rng_seed(&rng, seed);
+        hr_buf_t pl;
+        hr_buf_init(&pl);
+        static const uint8_t frame[] = {HR_W_FRAME, 0, 0, 0, 0};
+        hr_buf_append(&pl, frame, sizeof frame);
+        uint64_t live[256], freed[256], nlive = 0, nfreed = 0, next_id = 0, prev = 0, events = 0;
+        size_t n = 20 + hr_rng_below(&rng, 300), bad_at = seed % 4 ? hr_rng_below(&rng, n) : n;
+        uint8_t v[10];
+        for (size_t i = 0; i < n; i++, events++) {
+            unsigned c = (unsigned)hr_rng_below(&rng, 10);
+            if (i == bad_at && (nfreed || c < 3)) {
+                unsigned k = (unsigned)hr_rng_below(&rng, 3);
+                uint64_t id = k == 2 || !nfreed ? next_id + hr_rng_below(&rng, 3)
+                                                : freed[hr_rng_below(&rng, nfreed)];
+                put_id(&pl, k || id >= next_id ? HR_W_FREE : HR_W_REALLOC, id, &prev, next_id,
+                       &rng);
+                if (k == 0 && id < next_id)
+                    hr_buf_append(&pl, v, hr_varint_put(v, 48));
+                bad++;
+                break; /* the reader stops here */
+            }
+            if (c < 5 || nlive == 0) {
+                uint8_t o = (uint8_t)(HR_W_ALLOC | hr_rng_below(&rng, 3));
+                hr_buf_append(&pl, &o, 1);
+                hr_buf_append(&pl, v, hr_varint_put(v, hr_rng_below(&rng, 200)));
+                if (nlive < HR_ARRAY_LEN(live))
+                    live[nlive++] = next_id;
+                prev = next_id++;
+            } else if (c < 8) {
+                size_t j = hr_rng_below(&rng, nlive);
+                put_id(&pl, HR_W_FREE, live[j], &prev, next_id, &rng);
+                if (nfreed < HR_ARRAY_LEN(freed))
+                    freed[nfreed++] = live[j];
+                live[j] = live[--nlive];
+            } else {
+                put_id(&pl, HR_W_REALLOC, live[hr_rng_below(&rng, nlive)], &prev, next_id, &rng);
+                hr_buf_append(&pl, v, hr_varint_put(v, hr_rng_below(&rng, 500)));
+            }
+        }
+        uint8_t end = HR_W_END;
+        hr_buf_append(&pl, &end, 1);
+        hr_buf_append(&pl, v, hr_varint_put(v, events));
+        hr_buf_append(&pl, v, hr_varint_put(v, next_id));
+        hr_buf_append(&pl, v, hr_varint_put(v, 0));
+        result_t r = craft(HR_KIND_ALLOC, pl.data, pl.len);
+        if (bad_at < n && r.rc != 0) {
+            reported += r.rc == HR_EFORMAT && strstr(r.err.msg, "mem.hrt") &&
+                        strstr(r.err.msg, "byte") && strstr(r.err.msg, "event");
+        } else if (bad_at >= n && r.rc != 0) {
+            ok = 0;
+            TAP_DIAG("seed %llu: a good stream fails: %s", (unsigned long long)seed, r.err.msg);
+        }
+        hr_buf_free(&pl);
+    }
+    TAP_OK(ok && bad > 200 && reported == bad,
+           "hand-built allocation streams: %zu with a bad free or realloc, %zu reported with "
+           "file, byte and event; every good one reads", bad, reported);
 }
 
 /* {==== The writer's fast paths equal the general path ==== */
@@ -738,6 +868,7 @@ int main(void)
     test_api_roundtrip();
     test_fast_paths();
     test_crafted();
+    test_bad_alloc_streams();
     test_truncation();
     test_bit_flips();
     test_generated_million();
@@ -748,6 +879,10 @@ int main(void)
            (unsigned long long)cursor.mismatches);
     TAP_OK(cursor.rejected == 0, "the checker accepts every event either read delivered (%llu "
            "refused)", (unsigned long long)cursor.rejected);
+    TAP_OK(cursor.ext_reads > 300 && cursor.unread > 100,
+           "allocation traces were read with external id states too (%llu reads), and the frees "
+           "and reallocs of blocks not live the consumer put back were reported by the reader "
+           "(%llu)", (unsigned long long)cursor.ext_reads, (unsigned long long)cursor.unread);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
