@@ -62,7 +62,8 @@ static uint8_t *leaf_new(hr_idtab_t *t)
 {
     if (t->ndirty) {
         uint8_t *p = t->dirty[--t->ndirty];
-        memset(p, 0, leaf_bytes(t));
+        if (!t->dense)
+            memset(p, 0, leaf_bytes(t));
         return p;
     }
     if (t->nclean)
@@ -130,6 +131,8 @@ void hr_idtab_init(hr_idtab_t *t, size_t rec_size)
     t->compact_at = UINT32_MAX;
 }
 
+void hr_idtab_dense(hr_idtab_t *t) { t->dense = 1; }
+
 void hr_idtab_compact(hr_idtab_t *t, size_t live_off, uint64_t live_mask)
 {
     t->live_off = live_off;
@@ -159,7 +162,9 @@ void hr_idtab_free(hr_idtab_t *t)
     free(t->dir);
     free(t->live);
     size_t rs = t->rec_size;
+    int dense = t->dense;
     hr_idtab_init(t, rs);
+    t->dense = dense;
 }
 
 /* {==== Compact leaves ====
@@ -282,19 +287,22 @@ static void compact_leaf(hr_idtab_t *t, uint64_t k)
     uint8_t *l = t->dir[k];
     uint32_t n = t->live[k];
     size_t m = 0, rs = t->rec_size;
-    for (size_t i = 0; i < HR_IDTAB_LEAF; i++)
-        m += is_live(t, l + i * rs) != 0;
-    if (m != n)
-        return;
     cleaf_t *c = cleaf_new(t, class_for(n));
     if (!c)
         return;
-    m = 0;
     for (size_t i = 0; i < HR_IDTAB_LEAF; i++)
         if (is_live(t, l + i * rs)) {
+            if (m == n) { /* more live records than live ids: not the caller's records */
+                cleaf_free(t, c);
+                return;
+            }
             c->bits[i >> 6] |= (uint64_t)1 << (i & 63);
             memcpy(crecs(c) + m++ * rs, l + i * rs, rs);
         }
+    if (m != n) {
+        cleaf_free(t, c);
+        return;
+    }
     c->n = n;
     leaf_free(t, l);
     t->leaves--;
@@ -336,6 +344,26 @@ static void compact_release(hr_idtab_t *t, uint64_t k)
 static int old_enough(const hr_idtab_t *t, uint64_t k)
 {
     return t->frontier > (k + 1 + HR_IDTAB_COMPACT_AGE) << HR_IDTAB_SHIFT;
+}
+
+/* Leaf k fell to COMPACT_LATE live ids. It waits in a ring until HR_IDTAB_LATE_RING more leaves
+ * did the same, and is packed then if it still has live ids: ids dying in order (a mass free)
+ * empty a leaf long before that, which costs nothing, where packing it at once would copy its
+ * records and rebuild it smaller several times on the way to empty. At most that many sparse
+ * leaves wait unpacked (256 KiB of 16-byte records). */
+static void late_push(hr_idtab_t *t, uint64_t k)
+{
+    if (t->nlate == HR_IDTAB_LATE_RING) {
+        uint64_t j = t->late[t->late_head];
+        t->late[t->late_head] = k;
+        t->late_head = (t->late_head + 1) % HR_IDTAB_LATE_RING;
+        /* closed leaves never come back, so j is the same leaf if it is still there */
+        if (t->dir[j] && !((uintptr_t)t->dir[j] & 1) && t->live[j] > 0 &&
+            t->live[j] <= HR_IDTAB_COMPACT_LATE)
+            compact_leaf(t, j);
+        return;
+    }
+    t->late[(t->late_head + t->nlate++) % HR_IDTAB_LATE_RING] = k;
 }
 
 void *hr_idtab_put_slow(hr_idtab_t *t, uint64_t id)
@@ -396,7 +424,7 @@ void hr_idtab_release_slow(hr_idtab_t *t, uint64_t id)
     }
     if (t->live[k] != 0) { /* down to COMPACT_LATE live ids */
         if (old_enough(t, k))
-            compact_leaf(t, k);
+            late_push(t, k);
         return;
     }
     /* Free the leaf only when no id of it can be put any more. A leaf emptied while the frontier

@@ -30,6 +30,7 @@
 #define HR_IDTAB_COMPACT_AGE 64  /* frontier gets this many leaves past it; */
 #define HR_IDTAB_COMPACT_LATE 32 /* later, when its live ids fall to this many */
 #define HR_IDTAB_CLASSES 11      /* compact leaf capacities 4, 6, 8, 12, ..., 96, 128 records */
+#define HR_IDTAB_LATE_RING 64    /* leaves down to COMPACT_LATE wait for this many more (below) */
 
 typedef struct hr_idtab {
     size_t rec_size;   /* bytes per record */
@@ -51,6 +52,9 @@ typedef struct hr_idtab {
     size_t live_off;                 /* a record is live iff its word at live_off & live_mask */
     uint64_t live_mask;
     uint32_t compact_at;             /* HR_IDTAB_COMPACT_LATE, or UINT32_MAX when not compacting */
+    int dense;                       /* hr_idtab_dense: reused leaves are not zeroed */
+    uint64_t late[HR_IDTAB_LATE_RING]; /* leaves whose live ids fell to COMPACT_LATE, oldest at */
+    unsigned late_head, nlate;         /*   late_head: compacted when pushed out, if still sparse */
     struct hr_cslab {
         void *free;                 /* free compact leaves of this class, linked through word 0 */
         uint8_t *carve, *carve_end; /* never handed out part of its newest chunk */
@@ -64,13 +68,19 @@ typedef struct hr_idtab {
 void hr_idtab_init(hr_idtab_t *t, size_t rec_size);
 /* Let the table keep leaves that stay sparse in a compact form: a closed leaf (no id of it can be
  * put any more) with at most HR_IDTAB_COMPACT_MAX live ids HR_IDTAB_COMPACT_AGE leaves behind
- * the frontier, or whose live ids fall to HR_IDTAB_COMPACT_LATE after that, becomes a bitmap of its live ids and their records packed in id order, rebuilt
+ * the frontier, or whose live ids fall to HR_IDTAB_COMPACT_LATE after that (and stay above zero
+ * until HR_IDTAB_LATE_RING more leaves did so: a leaf being freed from end to end is not worth
+ * packing), becomes a bitmap of its live ids and their records packed in id order, rebuilt
  * smaller as they die. Records then MOVE (at compaction and at rebuilds, both inside a release or
  * a put): a pointer from hr_idtab_get is valid only until the next put or release. Only for
  * callers that never hold record pointers (the replay engine; not the heap graph). A record is
  * live when the 64-bit word at byte live_off has a bit of live_mask set (the table must know which
  * records to keep). Call before the first put. */
 void hr_idtab_compact(hr_idtab_t *t, size_t live_off, uint64_t live_mask);
+/* Promise that every id below the frontier is put (none skipped) and that the caller writes the
+ * whole record at each put: the table then hands out reused leaves without zeroing them (a
+ * record's contents before its put are unspecified). Call before the first put. */
+void hr_idtab_dense(hr_idtab_t *t);
 void hr_idtab_free(hr_idtab_t *t);
 
 /* The record of a live id, or NULL if its leaf is gone (then the id is certainly not live; a
@@ -89,7 +99,8 @@ HR_INLINE void *hr_idtab_get(const hr_idtab_t *t, uint64_t id)
     return l + (size_t)(id & (HR_IDTAB_LEAF - 1)) * t->rec_size;
 }
 
-/* Make a zeroed record for a new id and count it live. NULL when out of memory. */
+/* Make a zeroed record (see hr_idtab_dense) for a new id and count it live. NULL when out of
+ * memory. */
 void *hr_idtab_put_slow(hr_idtab_t *t, uint64_t id);
 HR_INLINE void *hr_idtab_put(hr_idtab_t *t, uint64_t id)
 {

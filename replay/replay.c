@@ -532,6 +532,7 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     e.touch = !o->no_touch;
     e.check = o->check;
     hr_idtab_init(&e.tab, sizeof(hr_entry_t));
+    hr_idtab_dense(&e.tab); /* every id is allocated, and alloc_block writes its whole record */
     /* the engine never holds entry pointers across a put or release */
     hr_idtab_compact(&e.tab, offsetof(hr_entry_t, meta), E_LIVE);
     const char *aspec = o->alloc_spec;

@@ -61,14 +61,15 @@ static void test_compact(void)
     TAP_OK(c[0] == live && c[1] == live, "each visits the %llu live records (%llu, %llu right)",
            (unsigned long long)live, (unsigned long long)c[0], (unsigned long long)c[1]);
     size_t before = hr_idtab_bytes(&t);
-    /* leaf 5 falls to COMPACT_LATE live: it is old, so it is compacted at once */
+    /* leaf 5 falls to COMPACT_LATE live: it waits (test_compact_late) */
     for (uint64_t i = 129; i >= HR_IDTAB_COMPACT_LATE; i--) {
         rec_t *r = hr_idtab_get(&t, 5 * HR_IDTAB_LEAF + i);
         r->live = 0;
         hr_idtab_release(&t, 5 * HR_IDTAB_LEAF + i);
         live--;
     }
-    TAP_OK((uintptr_t)t.dir[5] & 1, "a full old leaf whose live ids fall to %d is compacted",
+    TAP_OK(!((uintptr_t)t.dir[5] & 1) && t.nlate == 1,
+           "a full old leaf whose live ids fall to %d waits to be compacted",
            HR_IDTAB_COMPACT_LATE);
     /* kill survivors in a scrambled order, checking every other survivor of the same leaf */
     ok = 1;
@@ -179,6 +180,81 @@ static void test_compact_large_records(void)
     hr_idtab_free(&t);
 }
 
+/* Leaves that fall to COMPACT_LATE live ids are packed only if they are still alive after
+ * LATE_RING more leaves did the same: a leaf freed from end to end is never packed (no copying on
+ * the way to empty), a leaf whose survivors stay is. Also with hr_idtab_dense (reused leaves are
+ * not zeroed: the caller writes every record). */
+static void test_compact_late(int dense)
+{
+    hr_idtab_t t;
+    hr_idtab_init(&t, sizeof(rec_t));
+    hr_idtab_compact(&t, offsetof(rec_t, live), ~(uint64_t)0);
+    if (dense)
+        hr_idtab_dense(&t);
+    /* first some leaves that die young, so that later leaves are reused dirty ones; their
+     * records keep saying live (only the table's count says dead), which a dense table must
+     * not be misled by once the caller writes the records of the new ids */
+    for (uint64_t id = 0; id < 40 * HR_IDTAB_LEAF; id++) {
+        rec_t *r = hr_idtab_put(&t, id);
+        r->id = id, r->live = 1;
+        hr_idtab_release(&t, id);
+    }
+    uint64_t b = t.frontier, nl = HR_IDTAB_LATE_RING + 10;
+    uint64_t n = (nl + HR_IDTAB_COMPACT_AGE + 2) * HR_IDTAB_LEAF;
+    for (uint64_t id = b; id < b + n; id++) {
+        rec_t *r = hr_idtab_put(&t, id);
+        r->id = id, r->live = 1;
+    }
+    uint64_t k0 = b / HR_IDTAB_LEAF;
+    TAP_OK(t.compacts == 0, "full leaves are not packed (%zu)", t.compacts);
+    /* leaf k0 dies in id order: never packed */
+    int ok = 1;
+    for (uint64_t i = 0; i < HR_IDTAB_LEAF; i++) {
+        rec_t *r = hr_idtab_get(&t, b + i);
+        r->live = 0;
+        hr_idtab_release(&t, b + i);
+        ok &= t.compacts == 0;
+    }
+    TAP_OK(ok && !t.dir[k0], "a leaf freed from end to end is never packed, and is freed");
+    /* leaves k0+1 .. k0+LATE_RING fall to COMPACT_LATE: they wait */
+    for (uint64_t k = k0 + 1; k <= k0 + nl; k++) {
+        for (uint64_t i = HR_IDTAB_COMPACT_LATE; i < HR_IDTAB_LEAF; i++) {
+            uint64_t id = k * HR_IDTAB_LEAF + i;
+            rec_t *r = hr_idtab_get(&t, id);
+            r->live = 0;
+            hr_idtab_release(&t, id);
+        }
+        if (k == k0 + 1) { /* leaf k0+1 then dies altogether while it waits */
+            for (uint64_t i = 0; i < HR_IDTAB_COMPACT_LATE; i++) {
+                rec_t *r = hr_idtab_get(&t, k * HR_IDTAB_LEAF + i);
+                r->live = 0;
+                hr_idtab_release(&t, k * HR_IDTAB_LEAF + i);
+            }
+        }
+        if (k == k0 + HR_IDTAB_LATE_RING)
+            TAP_OK(t.compacts == 0 && t.nlate == HR_IDTAB_LATE_RING,
+                   "%d leaves down to %d live ids wait, none packed yet", HR_IDTAB_LATE_RING,
+                   HR_IDTAB_COMPACT_LATE);
+    }
+    /* the 10 pushes after the ring filled packed leaves k0+2 .. k0+10 (k0+1 had died) */
+    ok = !t.dir[k0 + 1];
+    for (uint64_t k = k0 + 2; k <= k0 + 10; k++)
+        ok &= ((uintptr_t)t.dir[k] & 1) != 0;
+    TAP_OK(ok && t.compacts == 9, "leaves still sparse when pushed out are packed (%zu packed)",
+           t.compacts);
+    ok = 1;
+    uint64_t live = 0;
+    for (uint64_t id = b; id < b + n; id++) {
+        rec_t *r = hr_idtab_get(&t, id);
+        if (r && r->live)
+            ok &= r->id == id, live++;
+    }
+    TAP_OK(ok && live == (nl - 1) * HR_IDTAB_COMPACT_LATE + (HR_IDTAB_COMPACT_AGE + 1) * HR_IDTAB_LEAF,
+           "%s: every live id finds its own record (%llu live)", dense ? "dense" : "zeroing",
+           (unsigned long long)live);
+    hr_idtab_free(&t);
+}
+
 int main(void)
 {
     hr_idtab_t t;
@@ -255,6 +331,8 @@ int main(void)
            "the next 1000 leaves reuse the pool (no new chunk) and read as zero");
     hr_idtab_free(&t);
     test_compact();
+    test_compact_late(0);
+    test_compact_late(1);
     test_pool_odd_leaves();
     test_compact_large_records();
     return tap_done();
