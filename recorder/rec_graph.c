@@ -49,7 +49,10 @@
  * callback machinery building its info dict, before the collector touched anything. Before the
  * callback exists (interpreter start-up) the collection is predicted at the allocation that may
  * trigger it (the count is at the threshold), reconciled there, and committed when the
- * allocation turns out to be the GC allocation that started it.
+ * allocation turns out to be the GC allocation that started it. A collection that calls no
+ * callbacks (interpreter finalisation) is reconciled from inside the collector, when it traverses
+ * the recorder's probe object: CPython has merged its younger lists into the collected one by
+ * then (hr_rec_graph_merged), and changed nothing else.
  *
  * Between observation points the shadow is as old as the last one: an object's count is exact
  * at its own death and at the collections that traverse it, and approximate in between.

@@ -39,7 +39,10 @@
  * triggering ALLOC and before the callback's own allocations, with the generation computed by
  * the same rule gc_collect_generations uses (checked against the callback's generation). An
  * explicit gc.collect() is written as GC_CONTROL collect then GC_BEGIN from the start callback;
- * GC_END comes from the stop callback.
+ * GC_END comes from the stop callback. Collections that call no callbacks (interpreter
+ * finalisation's _PyGC_CollectNoFail) are seen from inside the collector: the recorder's probe
+ * object is traversed as each full collection starts (see "The probe"); they are written like a
+ * gc.collect(), and GC_END comes at the first observation after `collecting` is back at 0.
  *
  * Locking: MEM/OBJ hooks run with the GIL; RAW hooks may not. Only a thread holding the GIL
  * reads the interpreter's gc state; a RAW call from a thread without it is written while the
