@@ -11,6 +11,12 @@
  *             - every object CPython freed outside a collection dies in the replay in the same
  *               observation (no allocation event between the replay's death and DIED)
  *             - every object CPython's cycle collector freed is leaked by counting
+ *
+ * Graph traces report the collections of interpreter finalisation (after PHASE "finalize": the
+ * exit's gc.collect and the collections without callbacks the recorder's probe brackets) in rows
+ * of their own: there the heap holds what the program never sees (module teardown, the
+ * interpreter's own objects), and what a graph does not hold shows (docs/recorder.md, "What
+ * remains inexact").
  */
 #include "cli.h"
 #include "graph.h"
@@ -27,7 +33,7 @@ typedef struct vcheck {
     char detail[HR_ERR_MSG_MAX + 64];
 } vcheck_t;
 
-#define MAX_CHECKS 10
+#define MAX_CHECKS 12
 
 typedef struct vreport {
     vcheck_t c[MAX_CHECKS];
@@ -98,7 +104,43 @@ static int run_replay_row(const char *path, const hr_replay_opts_t *o, const cha
     return 1;
 }
 
-static int check_schedule(const char *path, const char *gc_spec, vreport_t *rep, hr_err_t *err)
+/* The event index of the first PHASE "finalize" (the script and its atexit handlers are done;
+ * docs/recorder.md), or UINT64_MAX. */
+static int finalize_event(const char *path, uint64_t *at, hr_err_t *err)
+{
+    *at = UINT64_MAX;
+    hr_trace_reader_t *tr;
+    int rc = hr_trace_open(&tr, path, NULL, err);
+    if (rc)
+        return rc;
+    hr_event_t evs[256];
+    size_t got;
+    uint64_t event = 0;
+    while (*at == UINT64_MAX && (rc = hr_trace_read(tr, evs, 256, &got, err)) == 0 && got > 0)
+        for (size_t i = 0; i < got; i++, event++)
+            if (evs[i].op == HR_OP_PHASE && evs[i].a == 8 && memcmp(evs[i].str, "finalize", 8) == 0) {
+                *at = event;
+                break;
+            }
+    hr_trace_close(tr);
+    return rc;
+}
+
+/* A collection's garbage against CPython's, into row c. */
+static void count_garbage(vcheck_t *c, size_t i, const hr_collection_t *a, const hr_collection_t *b)
+{
+    c->total++;
+    if (a->collected == b->collected)
+        c->matched++;
+    else if (!c->detail[0])
+        snprintf(c->detail, sizeof c->detail,
+                 "collection %zu (generation %u, event %llu): CPython found %llu, the replay %llu",
+                 i, a->generation, (unsigned long long)a->begin, (unsigned long long)a->collected,
+                 (unsigned long long)b->collected);
+}
+
+static int check_schedule(const char *path, const char *gc_spec, uint64_t fin, vreport_t *rep,
+                          hr_err_t *err)
 {
     hr_replay_opts_t o = {.alloc_spec = "pymalloc:preset=3.11,placement=recorded", .gc_spec = gc_spec,
                           .log_deaths = 1};
@@ -154,6 +196,9 @@ static int check_schedule(const char *path, const char *gc_spec, vreport_t *rep,
     /* Collection points: the i-th replayed collection against the i-th recorded one. */
     vcheck_t *cp = add_check(rep, "collection points and generations");
     vcheck_t *cg = r.kind == HR_KIND_GRAPH ? add_check(rep, "garbage found per collection") : NULL;
+    vcheck_t *cgf = r.kind == HR_KIND_GRAPH && fin != UINT64_MAX
+                        ? add_check(rep, "garbage found per collection, finalisation")
+                        : NULL;
     size_t n = r.recorded.n > r.replayed.n ? r.recorded.n : r.replayed.n;
     cp->total = n;
     uint64_t prev_end = 0;
@@ -181,16 +226,8 @@ static int check_schedule(const char *path, const char *gc_spec, vreport_t *rep,
                      "%llu), replayed generation %u at event %llu",
                      i, a->generation, (unsigned long long)a->begin, (unsigned long long)prev_end,
                      b->generation, (unsigned long long)b->event);
-        if (cg) {
-            cg->total++;
-            if (a->collected == b->collected)
-                cg->matched++;
-            else if (!cg->detail[0])
-                snprintf(cg->detail, sizeof cg->detail,
-                         "collection %zu (generation %u, event %llu): CPython found %llu, the "
-                         "replay %llu", i, a->generation, (unsigned long long)a->begin,
-                         (unsigned long long)a->collected, (unsigned long long)b->collected);
-        }
+        if (cg)
+            count_garbage(cgf && a->begin > fin ? cgf : cg, i, a, b);
         prev_end = a->event;
     }
     hr_replay_result_free(&r);
@@ -252,7 +289,7 @@ static int cmp_death_event(const void *x, const void *y)
     return a->event < b->event ? -1 : a->event > b->event;
 }
 
-static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
+static int check_refcount(const char *path, uint64_t fin, vreport_t *rep, hr_err_t *err)
 {
     hr_replay_opts_t o = {.alloc_spec = "libc", .gc_spec = "refcount", .log_deaths = 1};
     hr_replay_result_t r;
@@ -262,7 +299,10 @@ static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
     if (r.reclaimed.n)
         qsort(r.reclaimed.v, r.reclaimed.n, sizeof *r.reclaimed.v, cmp_death_event);
     vcheck_t *ex = add_check(rep, "refcount deaths where CPython freed (same observation)");
-    vcheck_t *lk = add_check(rep, "cycle garbage (and what only it holds) leaked by refcount");
+    vcheck_t *lks = add_check(rep, "cycle garbage (and what only it holds) leaked by refcount");
+    vcheck_t *lkf = fin != UINT64_MAX ? add_check(rep, "cycle garbage leaked by refcount, finalisation")
+                                      : lks;
+    vcheck_t *lk = lks;
     /* Stream the trace once more: count allocation events, and meet the replay's deaths and the
      * recorded DIED events in order. Alongside, the refcount replay's heap graph (zg) with
      * "zombies": objects CPython freed that counting keeps (a leaked cycle and what it holds);
@@ -282,13 +322,17 @@ static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
         return rc;
     }
     size_t k2 = 0;
-    uint64_t held = 0;
     hr_trace_reader_t *tr;
     if ((rc = hr_trace_open(&tr, path, NULL, err)))
         goto out;
     hr_event_t *evs = malloc(4096 * sizeof *evs);
     size_t k = 0, got;
-    uint64_t event = 0, hard = 0, early = 0, late = 0, missing = 0, freed_cyclic = 0;
+    uint64_t event = 0, hard = 0, early = 0, late = 0, missing = 0, freed_cyclic[2] = {0, 0};
+    uint64_t held[2] = {0, 0};
+    /* Ids are dense and increase: an object allocated after the collection's GC_BEGIN (by a
+     * finalizer the collection runs: a generator's close raises GeneratorExit and so builds a
+     * frame object and a traceback) cannot be part of the set that collection examines. */
+    uint64_t next_id = 0, begin_id = 0;
     hr_gobj_t *zo;
     hr_err_t zerr = {0};
     int in_gc = 0, freelists = 0;
@@ -303,8 +347,11 @@ static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
                     d->hard = hard + 1;
             }
             zevent = event;
+            int late_row = event > fin;
+            lk = late_row ? lkf : lks;
             switch (ev->op) {
             case HR_OP_ALLOC:
+                next_id = ev->a + 1;
                 if (ev->flags & HR_F_OBJECT) {
                     hr_graph_alloc(&zg, ev->a, ev->b, ev->flags, &zo, &zerr);
                     if (verbose && (ev->flags & HR_F_TYPED)) {
@@ -340,6 +387,7 @@ static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
             case HR_OP_GC_BEGIN:
                 in_gc = 1 + (ev->tag > 2 ? 2 : (int)ev->tag);
                 freelists = 0;
+                begin_id = next_id;
                 break;
             case HR_OP_GC_END:
                 in_gc = 0;
@@ -354,19 +402,19 @@ static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
                 death_rec_t *d = hr_idtab_get(&map, ev->a);
                 uint64_t h = d ? d->hard : 0;
                 hr_gobj_t *o = hr_graph_get(&zg, ev->a);
-                if (in_gc && !freelists) {
+                if (in_gc && !freelists && ev->a < begin_id) {
                     lk->total++;
                     if (!h)
                         lk->matched++;
                     else {
-                        freed_cyclic++;
+                        freed_cyclic[late_row]++;
                         if (verbose)
                             mis_add(tr, MIS_CYCLIC + in_gc - 1, d ? d->type : 0);
                     }
                 } else if (!h && o && o->ext == 0 && (int64_t)o->in == o->scratch) {
                     lk->total++; /* held by cycle garbage only */
                     lk->matched++;
-                    held++;
+                    held[late_row]++;
                 } else {
                     ex->total++;
                     if (h && h - 1 == hard)
@@ -411,10 +459,15 @@ static int check_refcount(const char *path, vreport_t *rep, hr_err_t *err)
              "%llu died earlier in the replay (an allocation event lies between), %llu not "
              "reclaimed by counting at all",
              (unsigned long long)early, (unsigned long long)missing);
-    snprintf(lk->detail, sizeof lk->detail, "%llu freed by counting although CPython's cycle "
-             "collector freed them (%llu objects counted here were freed by CPython outside a "
-             "collection but are held only by cycle garbage in the replay)",
-             (unsigned long long)freed_cyclic, (unsigned long long)held);
+    for (int f = 0; f < 2; f++) {
+        vcheck_t *c = f ? lkf : lks;
+        if (f && c == lks)
+            break;
+        snprintf(c->detail, sizeof c->detail, "%llu freed by counting although CPython's cycle "
+                 "collector freed them (%llu objects counted here were freed by CPython outside "
+                 "a collection but are held only by cycle garbage in the replay)",
+                 (unsigned long long)freed_cyclic[f], (unsigned long long)held[f]);
+    }
 out:
     hr_graph_free(&zg);
     hr_idtab_free(&map);
@@ -451,9 +504,12 @@ static int run_validate(int argc, char **argv)
         fprintf(stderr, "heapreplay validate: warning: %s was not written by 'heapreplay record'; "
                         "comparing what it holds\n", in[0]);
     vreport_t rep = {0};
-    int rc = check_schedule(in[0], gc_spec, &rep, &err);
+    uint64_t fin = UINT64_MAX;
+    int rc = kind == HR_KIND_GRAPH ? finalize_event(in[0], &fin, &err) : HR_OK;
+    if (!rc)
+        rc = check_schedule(in[0], gc_spec, fin, &rep, &err);
     if (!rc && kind == HR_KIND_GRAPH)
-        rc = check_refcount(in[0], &rep, &err);
+        rc = check_refcount(in[0], fin, &rep, &err);
     if (rc)
         return hr_cli_fail(&err);
     int bad = 0;

@@ -49,7 +49,10 @@
  * callback machinery building its info dict, before the collector touched anything. Before the
  * callback exists (interpreter start-up) the collection is predicted at the allocation that may
  * trigger it (the count is at the threshold), reconciled there, and committed when the
- * allocation turns out to be the GC allocation that started it.
+ * allocation turns out to be the GC allocation that started it. A collection that calls no
+ * callbacks (interpreter finalisation) is reconciled from inside the collector, when it traverses
+ * the recorder's probe object: CPython has merged its younger lists into the collected one by
+ * then (hr_rec_graph_merged), and changed nothing else.
  *
  * Between observation points the shadow is as old as the last one: an object's count is exact
  * at its own death and at the collections that traverse it, and approximate in between.
@@ -114,6 +117,7 @@ static struct graph {
     hr_idmap_t tmap;  /* type address -> type id + 1 */
     uint32_t ntypes, unknown_type;
     int in_collection;
+    int merged;         /* CPython's younger lists are merged into the collected one already */
     int freelist_phase; /* PHASE "gc.freelists" written in the collection in progress */
     /* a reconciled collection not yet committed (prepared), and the one in progress */
     int prepared_gen;  /* -1: none */
@@ -1022,7 +1026,9 @@ static void sync_generations(struct _gc_runtime_state *g, int gen)
             }
             add_member((uint32_t)id);
             G.mark[id] |= M_LISTED;
-            if (G.gen[id] != i)
+            /* merged: CPython has already appended generations 0..gen-1 to gen; the replay
+             * merges the mirror's young generations the same way when it collects */
+            if (G.gen[id] != i && !(G.merged && G.gen[id] <= gen))
                 emit_track((uint32_t)id, HR_TRACK, i);
         }
     }
@@ -1154,6 +1160,10 @@ void hr_rec_graph_discard(void)
 }
 
 int hr_rec_graph_prepared(void) { return G.prepared_gen; }
+
+void hr_rec_graph_merged(int merged) { G.merged = merged; }
+
+int hr_rec_graph_own_visit(visitproc v) { return v == visit; }
 
 void hr_rec_graph_commit(void)
 {

@@ -5,6 +5,7 @@
 #ifndef HR_REC_GRAPH_H
 #define HR_REC_GRAPH_H
 
+#include <Python.h> /* visitproc */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,12 @@ void hr_rec_graph_moved(uintptr_t old_block, uintptr_t new_block, uint64_t id);
 void hr_rec_graph_prepare(int gen);
 /* The generation prepared and not yet committed, or -1. */
 int hr_rec_graph_prepared(void);
+/* CPython's younger generation lists are already merged into the one about to be collected
+ * (a collection seen from inside the collector): hr_rec_graph_prepare then keeps the mirror's
+ * generations among the young ones as they are (the replay merges them too). */
+void hr_rec_graph_merged(int merged);
+/* Is v the recorder's own visit function (a traversal the recorder makes, not CPython)? */
+int hr_rec_graph_own_visit(visitproc v);
 /* The prepared collection did not happen (start-up prediction at a non-GC allocation). */
 void hr_rec_graph_discard(void);
 /* The prepared collection happens (the replay performs it at the event just written or about

@@ -39,7 +39,10 @@
  * triggering ALLOC and before the callback's own allocations, with the generation computed by
  * the same rule gc_collect_generations uses (checked against the callback's generation). An
  * explicit gc.collect() is written as GC_CONTROL collect then GC_BEGIN from the start callback;
- * GC_END comes from the stop callback.
+ * GC_END comes from the stop callback. Collections that call no callbacks (interpreter
+ * finalisation's _PyGC_CollectNoFail) are seen from inside the collector: the recorder's probe
+ * object is traversed as each full collection starts (see "The probe"); they are written like a
+ * gc.collect(), and GC_END comes at the first observation after `collecting` is back at 0.
  *
  * Locking: MEM/OBJ hooks run with the GIL; RAW hooks may not. Only a thread holding the GIL
  * reads the interpreter's gc state; a RAW call from a thread without it is written while the
@@ -300,7 +303,9 @@ static inline void forget_type_at(uintptr_t block)
  * Observation: resolve the pending allocation, notice collections and gc setting changes
  * ==================================================================== */
 
-enum { NEXT_OTHER = 0, NEXT_GC_FREE = 1, NEXT_FREE_PENDING = 2 };
+/* NEXT_COUNT_LOST: a collection zeroed the count since the pending allocation (one seen only
+ * from inside the collector: the probe below), so the count cannot tell. */
+enum { NEXT_OTHER = 0, NEXT_GC_FREE = 1, NEXT_FREE_PENDING = 2, NEXT_COUNT_LOST = 3 };
 
 /* After the start callback, until CPython zeroes the counts, only the callback machinery's own
  * frees happen: the info dict's key strings (allocated from gc_first_id on) and its keys object;
@@ -349,7 +354,7 @@ static void resolve_pending(int next, int now, int triggered, int in_link)
         gc = 1; /* a collection started inside its link (seen without a callback) */
     } else if (p->count0 < 0 || now < 0) {
         gc = 0; /* no interpreter: no GC object can exist */
-    } else if (next == NEXT_FREE_PENDING) {
+    } else if (next == NEXT_FREE_PENDING || next == NEXT_COUNT_LOST) {
         decided = 0;
     } else if (next == NEXT_GC_FREE) {
         if (p->count0 == 0)
@@ -444,6 +449,16 @@ static void graph_collection(int gen)
     R.graph_done = 1;
 }
 
+/* A collection bracketed without a stop callback (GC_OPEN_NOCB: at start-up, or found by the
+ * probe) is over: GC_END with what generation_stats say it found. */
+static void end_without_callback(const struct _gc_runtime_state *g)
+{
+    int64_t now[3][3];
+    copy_stats(now, g);
+    int i = R.gc_gen;
+    write_gc_end(i, now[i][1] - R.begin_stats[i][1], now[i][2] - R.begin_stats[i][2]);
+}
+
 /* Before our gc.callbacks entry exists (interpreter start-up) collections are seen only through
  * the gc state: `collecting`, the counts and generation_stats. */
 static void observe_without_callback(struct _gc_runtime_state *g, int triggered)
@@ -463,8 +478,7 @@ static void observe_without_callback(struct _gc_runtime_state *g, int triggered)
         int64_t now[3][3];
         copy_stats(now, g);
         if (R.gc_state == GC_OPEN_NOCB) {
-            int i = R.gc_gen;
-            write_gc_end(i, now[i][1] - R.begin_stats[i][1], now[i][2] - R.begin_stats[i][2]);
+            end_without_callback(g);
         } else if (triggered) { /* begun and ended between two observations */
             for (int i = 2; i >= 0; i--)
                 if (now[i][0] != R.last_stats[i][0]) {
@@ -555,7 +569,9 @@ static void observe_full(int next)
             }
         }
     } else if (R.gc_state != GC_IDLE) {
-        if (R.gc_state == GC_OPEN || R.gc_state == GC_CB) /* ended without a stop callback */
+        if (R.gc_state == GC_OPEN_NOCB) /* a collection without callbacks (the probe) ended */
+            end_without_callback(g);
+        else if (R.gc_state == GC_OPEN || R.gc_state == GC_CB) /* ended without a stop callback */
             R.stat.gc_unclosed++;
         R.gc_state = GC_IDLE;
         R.graph_done = 0;
@@ -887,6 +903,97 @@ static PyObject *gc_callback(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* {==== The probe: collections that call no callbacks
+
+ * CPython runs full collections during finalisation without gc.callbacks (_PyGC_CollectNoFail,
+ * from finalize_modules and interpreter_clear), and no allocator call happens between their start
+ * and the moment the collector has found its garbage. What every collection does call first is
+ * tp_traverse of each object it examines (subtract_refs, after it zeroed the counts, merged the
+ * younger generations into the collected one and copied each refcount into gc_refs, before it
+ * changed anything else). So the recorder keeps one tracked object of its own type (the probe,
+ * held by the recorder: always reachable); a full collection examines every tracked object, and
+ * the probe's traversal is the collection's first observation: the heap is whole (refcounts,
+ * links, CPython's lists) and no collection callback announced it. There the recorder writes
+ * what a program's gc.collect() gets (the reconciliation, GC_CONTROL collect, GC_BEGIN); GC_END
+ * follows at the first observation with `collecting` back at 0.
+ *
+ * The probe's traversal must be the collector's: `collecting` set, the probe's PyGC_Head in the
+ * COLLECTING state (set by update_refs for every object of the set being collected, cleared as
+ * move_unreachable passes it), no collection already announced or bracketed, and not the
+ * recorder's own traversal. */
+
+static PyObject *probe; /* owned by the recorder until the process ends */
+
+/* Which of CPython's generation lists holds the probe (walk to the list head), or -1. */
+static int probe_generation(const struct _gc_runtime_state *g)
+{
+    const PyGC_Head *self = (const PyGC_Head *)probe - 1;
+    for (const PyGC_Head *h = (const PyGC_Head *)self->_gc_next; h && h != self;
+         h = (const PyGC_Head *)h->_gc_next)
+        for (int i = 0; i < NUM_GENERATIONS; i++)
+            if (h == &g->generations[i].head)
+                return i;
+    return -1;
+}
+
+static void probe_collection_begins(struct _gc_runtime_state *g, int gen)
+{
+    if (R.pend.active) /* allocated before the collection, whose start zeroed the count */
+        resolve_pending(NEXT_COUNT_LOST, 0, 0, 0);
+    R.last_gc = 0;
+    note_gc_settings(g);
+    R.gc_gen = gen;
+    if (R.mode == HR_KIND_GRAPH) {
+        R.graph_done = 0;
+        hr_rec_graph_merged(1); /* CPython's younger lists are empty now: merged into gen */
+        graph_collection(gen);
+        hr_rec_graph_merged(0);
+    }
+    emit_gc_control(HR_GC_COLLECT, (uint64_t)gen, 0);
+    copy_stats(R.begin_stats, g);
+    write_gc_begin(gen);
+    R.gc_state = GC_OPEN_NOCB;
+    R.stat.probed++;
+}
+
+static int probe_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    (void)arg;
+    struct _gc_runtime_state *g = gcstate();
+    if (self != probe || !g || !g->collecting || hr_rec_graph_own_visit(visit) ||
+        !(((PyGC_Head *)self - 1)->_gc_prev & _PyGC_PREV_MASK_COLLECTING))
+        return 0;
+    hr_sink_lock(&R.sink);
+    /* GC_SEEN: an observation inside this collection before any callback (gc.DEBUG_STATS
+     * prints, and allocates, before the collector starts): still no callback for it. */
+    if (!R.sink.off && R.cb_active && (R.gc_state == GC_IDLE || R.gc_state == GC_SEEN)) {
+        int gen = probe_generation(g);
+        if (gen >= 0)
+            probe_collection_begins(g, gen);
+    }
+    hr_sink_unlock(&R.sink);
+    return 0;
+}
+
+static PyTypeObject probe_type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_heapreplay.probe",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "heapreplay recorder: sees the start of collections that call no callbacks",
+    .tp_traverse = probe_traverse,
+};
+
+static int probe_setup(void)
+{
+    if (PyType_Ready(&probe_type) < 0)
+        return -1;
+    probe = (PyObject *)PyObject_GC_New(PyObject, &probe_type);
+    if (!probe)
+        return -1;
+    PyObject_GC_Track(probe);
+    return 0;
+}
+
 static PyObject *mod_phase(PyObject *self, PyObject *arg)
 {
     (void)self;
@@ -926,8 +1033,8 @@ static struct PyModuleDef mod_def = {PyModuleDef_HEAD_INIT, "_heapreplay",
                                      mod_methods, NULL, NULL, NULL, NULL};
 static PyObject *mod_init(void) { return PyModule_Create(&mod_def); }
 
-/* Register the gc callback and the end-of-script handler (atexit runs handlers last-in first-out,
- * so one registered before the script runs after all of the script's own). */
+/* Register the gc callback, the probe and the end-of-script handler (atexit runs handlers
+ * last-in first-out, so one registered before the script runs after all of the script's own). */
 static int python_setup(hr_err_t *err)
 {
     int rc = -1;
@@ -938,11 +1045,11 @@ static int python_setup(hr_err_t *err)
     PyObject *endf = PyCFunction_New(&end_def, NULL);
     PyObject *r = NULL;
     if (cbs && cb && PyList_Check(cbs) && PyList_Append(cbs, cb) == 0 && ax && endf &&
-        (r = PyObject_CallMethod(ax, "register", "O", endf)) != NULL)
+        (r = PyObject_CallMethod(ax, "register", "O", endf)) != NULL && probe_setup() == 0)
         rc = 0;
     if (rc) {
         PyErr_Print();
-        hr_err_set(err, HR_EINTERNAL, "cannot install the gc callback and exit handler");
+        hr_err_set(err, HR_EINTERNAL, "cannot install the gc callback, probe and exit handler");
     }
     Py_XDECREF(r);
     Py_XDECREF(endf);
@@ -1025,7 +1132,8 @@ static void selfcheck_stats(void)
                      "unexpected_count %llu\ncheck_disagree %llu\nlearn_rejected %llu\n"
                      "learned_types %zu\ngen_mispredicted %llu\ngc_unclosed %llu\n"
                      "skipped_triggers %llu\ncollections %llu\narenas_mapped %llu\narenas_unmapped %llu\n"
-                     "unknown_frees %llu\nunknown_reallocs %llu\ngraph_late %llu\nself_check %d\n",
+                     "unknown_frees %llu\nunknown_reallocs %llu\ngraph_late %llu\nprobed %llu\n"
+                     "self_check %d\n",
                      (unsigned long long)R.stat.gc_allocs, (unsigned long long)R.stat.ambiguous,
                      (unsigned long long)R.stat.ambiguous_gc, (unsigned long long)R.stat.unexpected,
                      (unsigned long long)R.stat.check_disagree,
@@ -1037,7 +1145,8 @@ static void selfcheck_stats(void)
                      (unsigned long long)R.stat.arenas_unmapped,
                      (unsigned long long)R.stat.unknown_frees,
                      (unsigned long long)R.stat.unknown_reallocs,
-                     (unsigned long long)R.stat.graph_late, R.self_check);
+                     (unsigned long long)R.stat.graph_late, (unsigned long long)R.stat.probed,
+                     R.self_check);
     if (R.mode == HR_KIND_GRAPH)
         n += hr_rec_graph_selfcheck(buf + n, sizeof buf - (size_t)n);
     hr_rec_emit_str(HR_OP_STATS, HR_STATS_TEXT, buf, strlen(buf));

@@ -33,6 +33,7 @@ typedef struct hr_rec_stats {
     uint64_t gc_allocs, ambiguous, ambiguous_gc, unexpected, check_disagree, learn_rejected;
     uint64_t gen_mispredicted, gc_unclosed, collections, arenas_mapped, arenas_unmapped;
     uint64_t unknown_frees, unknown_reallocs, skipped, graph_late;
+    uint64_t probed; /* collections without callbacks seen by the probe (finalisation) */
 } hr_rec_stats_t;
 
 typedef struct hr_rec {

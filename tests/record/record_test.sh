@@ -153,6 +153,8 @@ PYEOF
   # (collections inside the allocation of dicts whose blocks last held another class's
   # instance), json_re_cycles.py (20,000 dicts through json, 3,000 Node cycles) and
   # stdlib_mix.py (ast, json, re, difflib over stdlib sources; 6 M events, 269 collections).
+  # gc_count.py (generators closed inside collections), finalizers.py (below). These rows cover
+  # the program's collections; interpreter finalisation's have rows of their own (below).
   # PYTHONHASHSEED fixes str hashes; object hashes (addresses) still vary with ASLR, and so can
   # which pymalloc block an allocation gets.
   row() { grep -Eq "^$2 +[0-9]+ +[0-9]+  MATCH" "$1"; }
@@ -181,8 +183,10 @@ PYEOF
     [ $try -gt 1 ] && echo "# $prog.py (graph${perturb:+, MALLOC_PERTURB_=$perturb}): validate needed $try recordings"
     return 0
   }
-  for prog in graph graph_mix exits basic stale_block workloads/json_re_cycles workloads/stdlib_mix; do
+  for prog in graph graph_mix exits basic stale_block gc_count finalizers workloads/json_re_cycles \
+              workloads/stdlib_mix; do
     arg=; [ $prog = exits ] && arg=normal
+    [ $prog = gc_count ] && arg=$T/gc_graph.expect
     v=$T/v_${prog#workloads/}
     graph_record "$v" "$prog" "$arg" ""
     check "$prog.py: graph trace recorded" complete "$v.hrt"
@@ -225,6 +229,24 @@ PYEOF
       done
     done
   done
+  # Collections during interpreter finalisation call no gc.callbacks (_PyGC_CollectNoFail, twice
+  # from finalize_modules, once from interpreter_clear): the recorder's probe object sees each
+  # start from inside the collector and brackets it like a gc.collect(), so what they free is
+  # left to the collector under test, and validate reports it in rows of its own.
+  # finalizers.py leaves 1,000 pairs of Node objects in cycles to finalisation.
+  fin_brackets() {
+    "$HR" dump "$1" | awk '
+      /^phase "finalize"$/ { f = 1 }
+      f && /^gc collect 2$/ { c = 1; next }
+      f && /^gc begin 2$/ { if (c) n++ }
+      { c = 0 }
+      /^stats text "heapreplay recorder self-check/ { p = ($0 ~ /\\nprobed 3\\n/) }
+      END { exit !(n >= 3 && p) }'
+  }
+  check "finalizers.py: the three collections of finalisation are bracketed (GC_CONTROL collect, GC_BEGIN; probed 3)" \
+    fin_brackets "$T/v_finalizers.hrt"
+  check "finalizers.py: validate leaves finalisation's cycle garbage (2,000 Node objects and more) to the collector" \
+    bash -c "grep -Eq '^cycle garbage leaked by refcount, finalisation +([2-9][0-9]{3}|[0-9]{5,}) ' '$T/v_finalizers.out' && grep -Eq '^garbage found per collection, finalisation +[0-9]+ +[4-9] ' '$T/v_finalizers.out'"
   # What makes those rows match is in the traces: the replay's generations follow CPython's
   # (GC_TRACK), and the full collection's free-list clearing is marked.
   "$HR" dump "$T/v_graph_mix.hrt" >"$T/v_graph_mix.txt"
