@@ -569,8 +569,8 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     }
     res->rss_start = hr_rss_bytes();
     /* A collector without any graph slot (none) has nothing to do with graph events. */
-    const int graphless = !e.check && !e.gvt->incref && !e.gvt->decref && !e.gvt->link &&
-                          !e.gvt->unlink;
+    const int graphless = !e.check && !e.gvt->alloc && !e.gvt->incref && !e.gvt->decref &&
+                          !e.gvt->link && !e.gvt->unlink;
     uint64_t t0 = hr_now_ns(), next_sample = o->every ? 0 : UINT64_MAX;
     uint64_t next_progress = o->progress ? 1u << 20 : UINT64_MAX;
     /* Events come two ways (hr_trace_fast.h): a cursor decodes plain allocs, frees and reallocs
@@ -613,6 +613,12 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
                         rc = realloc_entry(&e, en, ce.a, ce.b, err);
                 } else if (op == HR_OP_ALLOC && !(ce.flags & HR_F_OBJECT)) {
                     rc = alloc_nonobject(&e, ce.a, ce.b, (hr_domain_t)ce.domain, ce.flags, 0, err);
+                } else if (op == HR_OP_ALLOC && graphless) {
+                    /* an object, for a collector that never sees objects: step() without the
+                     * collector's part */
+                    rc = alloc_block(&e, ce.a, ce.b, (hr_domain_t)ce.domain, ce.flags, 0, err);
+                    e.live_objects++;
+                    e.objects_allocated++;
                 } else if (op >= HR_OP_INCREF && op <= HR_OP_UNLINK && graphless) {
                     /* a collector without graph slots (none): nothing to do */
                 } else {

@@ -19,6 +19,12 @@
  * hr_trace_read's own fast path is the cursor too, so every event the reference delivers also
  * goes through an independent checker (hr_trace_check_event), which must accept it.
  *
+ * For allocation-only traces the mixed reader also runs with external id states (as the replay
+ * engine does): a table of live blocks kept here answers for its checker, its cursor runs are
+ * unverified (hr_trace_cursor_next_unverified), and a free or realloc of a block this table says
+ * is not live is put back (hr_trace_cursor_unread) for hr_trace_read to report. The reference
+ * keeps its own bitmap; everything must still agree.
+ *
  * Every input is read twice this way: as a trace file, and as the payload of the single data frame
  * of a trace whose kind is bit 0 of the input's first byte (the rest is the payload, FRAME record
  * included). The second form lets mutations reach the event grammar instead of dying at the
@@ -26,6 +32,7 @@
  */
 #include "hr_trace.h"
 #include "hr_trace_fast.h"
+#include "livetab.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -119,20 +126,26 @@ static uint64_t rng_next(uint64_t *s)
     return *s = x;
 }
 
-static void differential(const uint8_t *data, size_t len, int partial, uint64_t seed)
+static void differential(const uint8_t *data, size_t len, int partial, int ext, uint64_t seed)
 {
-    hr_trace_read_opts_t o = {.partial = partial};
+    hr_trace_read_opts_t o = {.partial = partial}, om = o;
+    livetab_t live;
+    memset(&live, 0, sizeof live);
+    if (ext)
+        om.id_state = livetab_state, om.id_state_arg = &live;
     ref_t ref;
     memset(&ref, 0, sizeof ref);
     hr_err_t err = {0};
     hr_trace_reader_t *m = NULL;
     int rc1 = hr_trace_open_mem(&ref.r, data, len, "fuzz.hrt", &o, &ref.err);
-    int rc2 = hr_trace_open_mem(&m, data, len, "fuzz.hrt", &o, &err);
+    int rc2 = hr_trace_open_mem(&m, data, len, "fuzz.hrt", &om, &err);
     CHECK(rc1 == rc2 && strcmp(ref.err.msg, err.msg) == 0);
     if (rc1) {
         CHECK(err.code == rc1 && err.msg[0]);
         return;
     }
+    ext = hr_trace_ids_external(m);
+    CHECK(ext == (om.id_state && hr_trace_header(m)->kind == HR_KIND_ALLOC));
     hr_trace_check_init(&ref.oracle, hr_trace_header(ref.r)->kind);
     uint64_t rs = seed | 1, delivered = 0;
     hr_event_t evs[64];
@@ -148,7 +161,18 @@ static void differential(const uint8_t *data, size_t len, int partial, uint64_t 
         hr_cur_event_t ce;
         memset(&ce, 0, sizeof ce);
         int op;
-        for (uint64_t k = 0; k < limit && (op = hr_trace_cursor_next(&c, &ce)) != 0; k++) {
+        const uint8_t *p0 = c.p;
+        uint64_t prev0 = c.prev;
+        for (uint64_t k = 0; k < limit && (op = ext ? hr_trace_cursor_next_unverified(&c, &ce)
+                                                    : hr_trace_cursor_next(&c, &ce)) != 0;
+             k++) {
+            if (ext && (op == HR_OP_FREE || op == HR_OP_REALLOC) &&
+                livetab_state(&live, ce.a) != HR_ID_BLOCK) {
+                hr_trace_cursor_unread(&c, p0, prev0);
+                break;
+            }
+            livetab_apply(&live, op, ce.a);
+            p0 = c.p, prev0 = c.prev;
             hr_event_t ev = from_cursor(op, &ce);
             CHECK(ref_next(&ref) && same_event(&ev, &ref.ev));
             delivered++;
@@ -160,6 +184,9 @@ static void differential(const uint8_t *data, size_t len, int partial, uint64_t 
         /* A batch from hr_trace_read. */
         size_t cap = 1 + (size_t)(rng_next(&rs) % (dice % 3 ? 7 : HR_ARRAY_LEN(evs))), n = 0;
         int rc = hr_trace_read(m, evs, cap, &n, &err);
+        CHECK(!ext || n <= 1);
+        for (size_t i = 0; i < n; i++)
+            livetab_apply(&live, evs[i].op, evs[i].a);
         if (rc) { /* (garbage after the END record comes with the events before it) */
             CHECK(n <= cap && err.code == rc && err.msg[0]);
             for (size_t i = 0; i < n; i++)
@@ -199,6 +226,7 @@ static void differential(const uint8_t *data, size_t len, int partial, uint64_t 
     hr_trace_close(m);
     hr_trace_close(ref.r);
     hr_trace_check_free(&ref.oracle);
+    free(live.v);
 }
 
 /* {==== Inputs as frame payloads ==== */
@@ -236,15 +264,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t seed = 0xcbf29ce484222325ull; /* FNV-1a of the input: the mixing schedule */
     for (size_t i = 0; i < size; i++)
         seed = (seed ^ data[i]) * 0x100000001b3ull;
-    differential(data, size, 0, seed);
-    differential(data, size, 1, seed ^ 0x9e3779b97f4a7c15ull);
+    differential(data, size, 0, 0, seed);
+    differential(data, size, 1, 1, seed ^ 0x9e3779b97f4a7c15ull);
     if (size >= 1) {
         size_t cap = 64 + ZSTD_compressBound(size);
         uint8_t *t = malloc(cap);
         CHECK(t);
         size_t tlen = wrap_payload(data[0] & 1, data + 1, size - 1, t, cap);
-        differential(t, tlen, 0, seed + 1);
-        differential(t, tlen, 1, seed + 2);
+        differential(t, tlen, 0, 0, seed + 1);
+        differential(t, tlen, 1, 0, seed + 2);
+        differential(t, tlen, 0, 1, seed + 3);
+        differential(t, tlen, 1, 1, seed + 4);
         free(t);
     }
     return 0;

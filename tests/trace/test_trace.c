@@ -3,6 +3,7 @@
 #include "hr_trace.h"
 #include "hr_trace_fast.h"
 #include "craft.h"
+#include "livetab.h"
 #include "tap.h"
 
 #include <stdlib.h>
@@ -60,37 +61,6 @@ typedef struct result {
 static struct {
     uint64_t reads, cursor_events, mismatches, large, rejected, ext_reads, unread;
 } cursor;
-
-/* The consumer's side of external id states: a byte per id, 1 while the block is live. */
-typedef struct livetab {
-    uint8_t *v;
-    size_t n;
-} livetab_t;
-
-static int livetab_state(void *arg, uint64_t id)
-{
-    livetab_t *t = arg;
-    return id < t->n && t->v[id] ? HR_ID_BLOCK : HR_ID_FREED;
-}
-
-static void livetab_apply(livetab_t *t, int op, uint64_t id)
-{
-    if (op == HR_OP_ALLOC) {
-        if (id >= t->n) {
-            size_t n = t->n ? t->n * 2 : 1024;
-            while (n <= id)
-                n *= 2;
-            uint8_t *v = realloc(t->v, n);
-            if (!v)
-                exit(99);
-            memset(v + t->n, 0, n - t->n);
-            t->v = v, t->n = n;
-        }
-        t->v[id] = 1;
-    } else if (op == HR_OP_FREE) {
-        t->v[id] = 0;
-    }
-}
 
 /* A running hash of the events read, for comparisons without text (text formatting would
  * dominate the test's time). */
