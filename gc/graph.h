@@ -32,7 +32,8 @@
 
 typedef struct hr_gobj {
     uint64_t id;                   /* the trace id */
-    uint64_t *out;                 /* owned: link targets, nout used of outcap */
+    uint64_t *out;                 /* owned: link targets, nout used of outcap (a power of 2;
+                                    * from 64 on, an index follows them: graph.c) */
     uint32_t nout, outcap;
     uint32_t ext;                  /* external references */
     uint32_t in;                   /* incoming links */

@@ -588,6 +588,72 @@ static void test_workloads_check(void)
     }
 }
 
+/* {==== The link index of objects with many links ==== */
+
+static void noop_reclaim(void *engine, uint64_t id) { (void)engine, (void)id; }
+
+/* A container whose links grow past the index threshold and shrink again, with repeats (the same
+ * target held several times), unlinked in random order: after every step its out array holds
+ * exactly the multiset a plain model holds, an unlink of a link it does not hold fails, and the
+ * graph's invariants hold. */
+static void test_link_index(void)
+{
+    static const hr_gc_env_t env = {NULL, noop_reclaim, NULL, NULL};
+    hr_graph_t g;
+    hr_gc_stats_t st = {0};
+    hr_err_t err = {0};
+    hr_graph_init(&g, &env, &st, &err);
+    enum { NT = 300 };
+    hr_gobj_t *o;
+    int ok = 1;
+    for (uint64_t id = 0; id <= NT; id++)
+        ok &= hr_graph_alloc(&g, id, 16, HR_F_GC, &o, &err) == HR_OK;
+    unsigned held[NT + 1] = {0}; /* model: how many links 0 -> t */
+    static uint64_t links[4096];   /* model: the links, in no order */
+    uint64_t nlinks = 0, x = 99, steps = 0, refused = 0;
+    for (int round = 0; round < 4; round++) {
+        /* grow to 2000 links (targets drawn from 300: many repeats), then shrink to 10 */
+        uint64_t want = round % 2 ? 10 : 2000;
+        while (nlinks != want) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            uint64_t t = 1 + (x >> 33) % NT;
+            int grow = nlinks < want ? (x >> 20) % 4 != 0 : (x >> 20) % 4 == 0;
+            if (grow) {
+                ok &= hr_graph_link(&g, 0, t, &err) == HR_OK;
+                held[t]++, links[nlinks++] = t;
+            } else if (nlinks && (x >> 24) % 16) {
+                size_t j = (x >> 40) % nlinks;
+                t = links[j];
+                links[j] = links[--nlinks];
+                hr_gobj_t *d;
+                ok &= hr_graph_unlink(&g, 0, t, &d, &err) == HR_OK && d->id == t;
+                held[t]--;
+            } else if (!held[t]) {
+                hr_gobj_t *d;
+                hr_err_clear(&err);
+                refused += hr_graph_unlink(&g, 0, t, &d, &err) == HR_ECHECK &&
+                           strstr(err.msg, "holds no such link") != NULL;
+                ok &= refused > 0;
+            }
+            if (++steps % 97 == 0 || nlinks == want) {
+                hr_gobj_t *c = hr_graph_get(&g, 0);
+                unsigned seen[NT + 1] = {0};
+                for (uint32_t i = 0; i < c->nout; i++)
+                    seen[c->out[i]]++;
+                ok &= c->nout == nlinks && memcmp(seen, held, sizeof seen) == 0;
+                for (uint64_t t2 = 1; t2 <= NT; t2++)
+                    ok &= hr_graph_get(&g, t2)->in == held[t2];
+            }
+        }
+    }
+    hr_err_clear(&err);
+    ok &= hr_graph_verify(&g, &err) == HR_OK;
+    TAP_OK(ok && refused > 0, "a container of up to 2,000 links to 300 objects: after %llu random "
+           "links and unlinks (%llu refused: no such link) its links are the model's: %s",
+           (unsigned long long)steps, (unsigned long long)refused, err.msg);
+    hr_graph_free(&g);
+}
+
 /* {==== Bad frees in allocation traces: the engine's table answers for the reader ==== */
 
 /* In an allocation-only trace the reader keeps no bitmap of live ids: the engine's table answers
@@ -662,6 +728,7 @@ int main(void)
     test_workloads_check();
     test_deep_chain();
     test_bad_frees();
+    test_link_index();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
