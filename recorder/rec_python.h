@@ -68,6 +68,10 @@ extern hr_rec_t hr_rec;
 #pragma weak _Py_NoneStruct
 #pragma weak PyExc_TypeError
 #pragma weak PyType_Type
+#pragma weak PyTuple_Type
+#pragma weak PyList_Type
+#pragma weak PyDict_Type
+#pragma weak _PyWeakref_RefType
 #endif
 
 int hr_rec_emit(const hr_event_t *ev);

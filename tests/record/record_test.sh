@@ -107,6 +107,11 @@ PYEOF
     (cd "$D/.." && "$HRABS" record -o "$T/rel.hrt" -- record/../record/exits.py normal >/dev/null 2>&1)
     check "preloaded, relative script path: phases startup, script, finalize and the statistics" \
       bash -c "\"$HR\" dump '$T/rel.hrt' | grep -E '^(phase \"(startup|script|finalize)\"|stats pymalloc)' | cut -c1-22 | tr '\n' ' ' | grep -q 'startup.*script.*stats pymalloc.*finalize'"
+    PYREC=$(dirname "$HR")/../recorder/libhr_pyrec.so
+    if [ -f "$PYREC" ]; then
+      check "preloaded module loads harmlessly into a program that is not Python (its Python data symbols are weak)" \
+        env LD_PRELOAD="$PYREC" /bin/sh -c 'echo loaded'
+    fi
     PYTHONMALLOC=pymalloc "$HR" record -o "$T/pm.hrt" -- "$D/exits.py" normal >/dev/null 2>&1
     check "PYTHONMALLOC set: recorded on the embedded interpreter (the preloaded hooks would be replaced)" \
       bash -c "\"$HR\" info '$T/pm.hrt' | grep -q 'recorder *= cpython-pep445\$'"
