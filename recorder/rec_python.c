@@ -139,17 +139,21 @@ static void emit_gc_control(unsigned action, uint64_t a, uint64_t b)
     hr_rec_emit(&ev);
 }
 
+static void map_failed(void)
+{
+    hr_err_set(&R.sink.err, HR_ENOMEM, "the recorder's address map cannot grow");
+    R.sink.failed = 1;
+    R.sink.off = 1;
+}
+
 /* Write ALLOC for a block now at `addr` and remember it. */
-static void emit_alloc(uintptr_t addr, uint64_t size, int domain, unsigned flags)
+HR_INLINE void emit_alloc(uintptr_t addr, uint64_t size, int domain, unsigned flags)
 {
     uint64_t id;
-    if (hr_sink_alloc(&R.sink, size, (unsigned)domain, flags, 0, &id))
+    if (HR_UNLIKELY(hr_sink_alloc(&R.sink, size, (unsigned)domain, flags, 0, &id)))
         return;
-    if (hr_idmap_add_fast(&R.map, addr, id, flags)) {
-        hr_err_set(&R.sink.err, HR_ENOMEM, "the recorder's address map cannot grow");
-        R.sink.failed = 1;
-        R.sink.off = 1;
-    }
+    if (HR_UNLIKELY(hr_idmap_add_fast(&R.map, addr, id, flags)))
+        map_failed();
 }
 
 /* {====================================================================
@@ -290,10 +294,12 @@ PyTypeObject *hr_rec_gc_block_type(uintptr_t block, uint64_t size, size_t *pre)
 }
 
 /* A type object is being freed: forget it (its address may come back as another type). */
-static inline void forget_type_at(uintptr_t block)
+HR_INLINE void forget_type_at(uintptr_t block)
 {
-    type_forget(block + 16);
-    type_forget(block + 32);
+    if (HR_UNLIKELY(tfilter_has(block + 16)))
+        type_forget(block + 16);
+    if (HR_UNLIKELY(tfilter_has(block + 32)))
+        type_forget(block + 32);
 }
 
 /* {====================================================================
@@ -480,8 +486,14 @@ static void observe_without_callback(struct _gc_runtime_state *g, int triggered)
     }
 }
 
+/* observe()'s gate: the state nearly every call finds is R.slow == 0. */
+static inline void gate_update(void)
+{
+    R.slow = !R.cb_active || R.gc_state != GC_IDLE || R.self_check > 1;
+}
+
 /* `next` says what the event being observed is (for the count arithmetic). Holds the lock. */
-static void observe_full(int next)
+static void observe_full_(int next)
 {
     struct _gc_runtime_state *g = gcstate();
     int now = g ? g->generations[0].count : -1;
@@ -562,6 +574,12 @@ static void observe_full(int next)
     }
 }
 
+static void observe_full(int next)
+{
+    observe_full_(next);
+    gate_update();
+}
+
 /* resolve_pending for the cases nearly every resolution meets: the next event is not a free of
  * a GC block or of the pending block itself, and the count moved by 0 (not GC) or +1 (GC); the
  * type of a GC block is usually learned already (type_pre answers from its cache). Everything
@@ -599,8 +617,7 @@ HR_INLINE void resolve_pending_fast(int next, int now, const struct _gc_runtime_
 HR_INLINE void observe(int next)
 {
     struct _gc_runtime_state *g = gcstate();
-    if (HR_UNLIKELY(!g || g->collecting || !R.cb_active || R.gc_state != GC_IDLE ||
-                    R.self_check > 1)) {
+    if (HR_UNLIKELY(!g || R.slow || g->collecting)) {
         observe_full(next);
         return;
     }
@@ -618,11 +635,6 @@ HR_INLINE void observe(int next)
 /* {====================================================================
  * The hooks
  * ==================================================================== */
-
-typedef struct dom_ctx {
-    int domain; /* PYMEM_DOMAIN_RAW/MEM/OBJ == HR_DOMAIN_RAW/MEM/OBJ */
-} dom_ctx_t;
-static dom_ctx_t dom_ctx[3] = {{0}, {1}, {2}};
 
 static inline int gil_held(int domain)
 {
@@ -661,7 +673,9 @@ HR_INLINE void leave(int door)
     t_depth--;
 }
 
-static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
+/* The hooks' bodies take the domain as a constant: each domain has its own copies (below), so
+ * OBJ and MEM calls test nothing about threads or nesting. */
+HR_INLINE void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
 {
     PyMemAllocatorEx *o = &R.orig[d];
     if ((d == PYMEM_DOMAIN_RAW && t_depth) || R.sink.off)
@@ -684,12 +698,19 @@ static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
         if (d == PYMEM_DOMAIN_OBJ) {
             hr_idmap_prefetch(&R.map, (uintptr_t)p); /* written at the next observation */
             struct _gc_runtime_state *g = gcstate();
-            R.pend = (hr_pending_t){.active = 1, .addr = (uintptr_t)p, .size = size,
-                                    .zero = zero, .count0 = g ? g->generations[0].count : -1};
-            if (g) {
-                R.pend.count1 = g->generations[1].count;
-                R.pend.count2 = g->generations[2].count;
-                R.pend.collecting = g->collecting;
+            hr_pending_t *pd = &R.pend;
+            pd->active = 1;
+            pd->addr = (uintptr_t)p;
+            pd->size = size;
+            pd->zero = zero;
+            if (HR_LIKELY(g != NULL)) {
+                pd->count0 = g->generations[0].count;
+                pd->count1 = g->generations[1].count;
+                pd->count2 = g->generations[2].count;
+                pd->collecting = g->collecting;
+            } else {
+                pd->count0 = -1;
+                pd->count1 = pd->count2 = pd->collecting = 0;
             }
         } else {
             emit_alloc((uintptr_t)p, size, d, zero ? HR_F_ZERO : 0);
@@ -699,15 +720,8 @@ static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
     return p;
 }
 
-static void *h_malloc(void *ctx, size_t n) { return do_alloc(((dom_ctx_t *)ctx)->domain, n, 1, 0); }
-static void *h_calloc(void *ctx, size_t ne, size_t es)
+HR_INLINE void do_free(int d, void *p)
 {
-    return do_alloc(((dom_ctx_t *)ctx)->domain, ne, es, 1);
-}
-
-static void h_free(void *ctx, void *p)
-{
-    int d = ((dom_ctx_t *)ctx)->domain;
     PyMemAllocatorEx *o = &R.orig[d];
     if (!p || (d == PYMEM_DOMAIN_RAW && t_depth) || R.sink.off) {
         o->free(o->ctx, p);
@@ -747,9 +761,8 @@ static void h_free(void *ctx, void *p)
 
 static void *obj_plain_alloc(size_t n);
 
-static void *h_realloc(void *ctx, void *p, size_t n)
+HR_INLINE void *do_realloc(int d, void *p, size_t n)
 {
-    int d = ((dom_ctx_t *)ctx)->domain;
     PyMemAllocatorEx *o = &R.orig[d];
     if ((d == PYMEM_DOMAIN_RAW && t_depth) || R.sink.off)
         return o->realloc(o->ctx, p, n);
@@ -777,6 +790,33 @@ static void *h_realloc(void *ctx, void *p, size_t n)
     leave(door);
     return q;
 }
+
+/* One set of hooks per domain, the domain a constant in each. */
+#define HOOKS(name, d)                                                                           \
+    static void *h_malloc_##name(void *ctx, size_t n)                                            \
+    {                                                                                            \
+        (void)ctx;                                                                               \
+        return do_alloc(d, n, 1, 0);                                                             \
+    }                                                                                            \
+    static void *h_calloc_##name(void *ctx, size_t ne, size_t es)                                \
+    {                                                                                            \
+        (void)ctx;                                                                               \
+        return do_alloc(d, ne, es, 1);                                                           \
+    }                                                                                            \
+    static void *h_realloc_##name(void *ctx, void *p, size_t n)                                  \
+    {                                                                                            \
+        (void)ctx;                                                                               \
+        return do_realloc(d, p, n);                                                              \
+    }                                                                                            \
+    static void h_free_##name(void *ctx, void *p)                                                \
+    {                                                                                            \
+        (void)ctx;                                                                               \
+        do_free(d, p);                                                                           \
+    }
+HOOKS(raw, PYMEM_DOMAIN_RAW)
+HOOKS(mem, PYMEM_DOMAIN_MEM)
+HOOKS(obj, PYMEM_DOMAIN_OBJ)
+#undef HOOKS
 
 /* OBJ realloc(NULL, n): an OBJ allocation that cannot be a GC object, written at once. */
 static void *obj_plain_alloc(size_t n)
@@ -817,10 +857,13 @@ static void arena_free(void *ctx, void *p, size_t size)
 
 static void install_hooks(void)
 {
+    PyMemAllocatorEx h[3] = {
+        [PYMEM_DOMAIN_RAW] = {NULL, h_malloc_raw, h_calloc_raw, h_realloc_raw, h_free_raw},
+        [PYMEM_DOMAIN_MEM] = {NULL, h_malloc_mem, h_calloc_mem, h_realloc_mem, h_free_mem},
+        [PYMEM_DOMAIN_OBJ] = {NULL, h_malloc_obj, h_calloc_obj, h_realloc_obj, h_free_obj}};
     for (int d = 0; d < 3; d++) {
         PyMem_GetAllocator((PyMemAllocatorDomain)d, &R.orig[d]);
-        PyMemAllocatorEx h = {&dom_ctx[d], h_malloc, h_calloc, h_realloc, h_free};
-        PyMem_SetAllocator((PyMemAllocatorDomain)d, &h);
+        PyMem_SetAllocator((PyMemAllocatorDomain)d, &h[d]);
     }
     PyObject_GetArenaAllocator(&R.orig_arena);
     PyObjectArenaAllocator ah = {NULL, arena_alloc, arena_free};
@@ -882,6 +925,7 @@ static PyObject *gc_callback(PyObject *self, PyObject *const *args, Py_ssize_t n
                              uncollectable < 0 ? 0 : uncollectable);
             R.gc_state = GC_ENDED;
         }
+        gate_update();
     }
     hr_sink_unlock(&R.sink);
     Py_RETURN_NONE;
@@ -1106,6 +1150,7 @@ static int rec_start(const hr_record_opts_t *o, const char *recorder, hr_err_t *
     R.report = o->report;
     const char *sc = getenv("HEAPREPLAY_SELF_CHECK");
     R.self_check = sc && *sc ? atoi(sc) : 0;
+    gate_update();
     R.gc_enabled = 1;
     R.gc_thr[0] = 700, R.gc_thr[1] = 10, R.gc_thr[2] = 10;
     if (hr_idmap_init_direct(&R.map) || hr_idmap_init(&R.types, 10) || hr_idmap_init(&R.rejected, 8))
@@ -1143,6 +1188,7 @@ static int rec_script_begins(hr_err_t *err)
     if (!R.sink.off) {
         observe_full(NEXT_OTHER);
         R.cb_active = 1;
+        gate_update();
         emit_phase("script");
     }
     hr_sink_unlock(&R.sink);
