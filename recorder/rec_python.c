@@ -673,9 +673,8 @@ HR_INLINE void leave(int door)
     t_depth--;
 }
 
-/* The hooks' bodies take the domain as a constant: each domain has its own copies (below), so
- * OBJ and MEM calls test nothing about threads or nesting. */
-HR_INLINE void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
+/* The general hooks: every domain, every state (the fast paths below take the common case). */
+static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
 {
     PyMemAllocatorEx *o = &R.orig[d];
     if ((d == PYMEM_DOMAIN_RAW && t_depth) || R.sink.off)
@@ -720,7 +719,7 @@ HR_INLINE void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
     return p;
 }
 
-HR_INLINE void do_free(int d, void *p)
+static void do_free(int d, void *p)
 {
     PyMemAllocatorEx *o = &R.orig[d];
     if (!p || (d == PYMEM_DOMAIN_RAW && t_depth) || R.sink.off) {
@@ -761,7 +760,7 @@ HR_INLINE void do_free(int d, void *p)
 
 static void *obj_plain_alloc(size_t n);
 
-HR_INLINE void *do_realloc(int d, void *p, size_t n)
+static void *do_realloc(int d, void *p, size_t n)
 {
     PyMemAllocatorEx *o = &R.orig[d];
     if ((d == PYMEM_DOMAIN_RAW && t_depth) || R.sink.off)
@@ -791,17 +790,166 @@ HR_INLINE void *do_realloc(int d, void *p, size_t n)
     return q;
 }
 
-/* One set of hooks per domain, the domain a constant in each. */
-#define HOOKS(name, d)                                                                           \
+/* {====================================================================
+ * The hooks' fast paths
+ *
+ * MEM and OBJ calls hold the GIL. In the state nearly every call finds (recording, the gc
+ * callback installed, no collection in progress or being tracked: R.slow == 0 and the
+ * interpreter's `collecting` == 0) an observation only resolves the pending allocation, and
+ * allocations and frees only write their event and update the address map. The fast hooks do
+ * that inline, with the domain a constant: the same decisions, events and state changes as the
+ * general hooks above (observe -> observe_full, resolve_pending), to which everything else goes
+ * (RAW calls, the other states, frees of the pending or an unknown block, the ambiguous and
+ * unexpected resolutions, the self-check). Graph mode uses them too (its objects' allocations
+ * and frees call into rec_graph.c as before).
+ * ==================================================================== */
+
+/* learn_type, with the answers of the common blocks inline (a GC object whose 16- or 32-byte
+ * pre-header candidate is a learned type), in learn_type's order: the 16-byte candidate first
+ * when its refcount word is small, else the 32-byte one. */
+HR_INLINE void learn_type_fast(uintptr_t a, uint64_t size)
+{
+    const uint64_t *w = (const uint64_t *)a;
+    if (size >= 32 && w[2] < SMALL_WORD) {
+        if (HR_LIKELY(type_pre((uintptr_t)w[3]) == 16))
+            return;
+    } else if (size >= 48 && w[4] < SMALL_WORD && type_pre((uintptr_t)w[5]) == 32) {
+        return;
+    }
+    learn_type(a, size);
+}
+
+static void note_skipped(void)
+{
+    emit_phase("gc.skipped"); /* see observe_full */
+    R.stat.skipped++;
+}
+
+/* Resolve the pending allocation at an observation of kind `next` (NEXT_OTHER or NEXT_GC_FREE)
+ * in the fast state. The count moved by +1 (GC) or 0 (not GC), or, when a GC block is being
+ * freed and the count was at least 1, by 0 (GC) or -1 (not GC): the rows of the table at the
+ * top that are not ambiguous. */
+HR_INLINE void resolve_fast(const struct _gc_runtime_state *g, int next, int now)
+{
+    hr_pending_t *p = &R.pend;
+    int gcfree = next == NEXT_GC_FREE;
+    int gc = now - p->count0 + gcfree;
+    if (HR_UNLIKELY((unsigned)gc > 1 || p->count0 < gcfree || R.self_check)) {
+        R.last_gc = 0;
+        resolve_pending(next, now, 0, 0); /* collecting is 0: not in a link */
+        if (R.last_gc && g->enabled && g->generations[0].threshold &&
+            now > g->generations[0].threshold)
+            note_skipped();
+        return;
+    }
+    p->active = 0;
+    unsigned flags = p->zero ? HR_F_ZERO : 0;
+    if (!gc) {
+        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+        return;
+    }
+    learn_type_fast(p->addr, p->size);
+    R.stat.gc_allocs++;
+    note_gc_settings(g);
+    flags |= HR_F_GC;
+    if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH))
+        hr_rec_graph_alloc(p->addr, p->size, flags, 0);
+    else
+        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+    if (HR_UNLIKELY(g->enabled && g->generations[0].threshold &&
+                    now > g->generations[0].threshold))
+        note_skipped(); /* the count passed the threshold but no collection started */
+}
+
+/* The fast state? (*gp: the interpreter's gc state) */
+HR_INLINE int fast_state(struct _gc_runtime_state **gp)
+{
+    struct _gc_runtime_state *g = gcstate();
+    *gp = g;
+    return HR_LIKELY(!(R.sink.off | R.slow)) && HR_LIKELY(g != NULL) && HR_LIKELY(!g->collecting);
+}
+
+HR_INLINE void *fast_alloc(int d, size_t nelem, size_t elsize, int zero)
+{
+    struct _gc_runtime_state *g;
+    if (HR_UNLIKELY(!fast_state(&g)))
+        return do_alloc(d, nelem, elsize, zero);
+    t_depth++;
+    int door = hr_sink_enter_owner(&R.sink);
+    if (R.pend.active)
+        resolve_fast(g, NEXT_OTHER, g->generations[0].count);
+    PyMemAllocatorEx *o = &R.orig[d];
+    void *p = zero ? o->calloc(o->ctx, nelem, elsize) : o->malloc(o->ctx, nelem);
+    if (HR_LIKELY(p != NULL) && HR_LIKELY(!R.sink.off)) {
+        uint64_t size = zero ? (uint64_t)nelem * elsize : nelem;
+        if (d == PYMEM_DOMAIN_OBJ) {
+            /* pending until the next observation; count1 and count2 are read only before the
+             * gc callback exists, and the allocator does not start collections */
+            hr_idmap_prefetch(&R.map, (uintptr_t)p);
+            hr_pending_t *pd = &R.pend;
+            pd->active = 1;
+            pd->addr = (uintptr_t)p;
+            pd->size = size;
+            pd->zero = zero;
+            pd->count0 = g->generations[0].count;
+            pd->collecting = 0;
+        } else {
+            emit_alloc((uintptr_t)p, size, d, zero ? HR_F_ZERO : 0);
+        }
+    }
+    hr_sink_leave_owner(&R.sink, door);
+    t_depth--;
+    return p;
+}
+
+HR_INLINE void fast_free(int d, void *p)
+{
+    struct _gc_runtime_state *g;
+    uintptr_t a = (uintptr_t)p;
+    uint64_t *slot;
+    if (HR_UNLIKELY(!p || !fast_state(&g) || (R.pend.active && R.pend.addr == a) ||
+                    !(slot = hr_idmap_direct_slot(&R.map, a)))) {
+        do_free(d, p);
+        return;
+    }
+    t_depth++;
+    int door = hr_sink_enter_owner(&R.sink);
+    uint64_t v = *slot;
+    if (HR_UNLIKELY(!v)) { /* not recorded: the general hook counts it */
+        hr_sink_leave_owner(&R.sink, door);
+        t_depth--;
+        do_free(d, p);
+        return;
+    }
+    *slot = 0;
+    R.map.count--;
+    uint64_t id = (v & HR_IDMAP_ID_MASK) - 1;
+    unsigned fl = (unsigned)(v >> HR_IDMAP_ID_BITS);
+    if (R.pend.active)
+        resolve_fast(g, (fl & HR_F_GC) ? NEXT_GC_FREE : NEXT_OTHER, g->generations[0].count);
+    if (fl & HR_F_GC)
+        forget_type_at(a);
+    if (HR_UNLIKELY(fl & HR_F_OBJECT))
+        hr_rec_graph_free(a, id, fl);
+    else
+        hr_sink_free(&R.sink, id);
+    PyMemAllocatorEx *o = &R.orig[d];
+    o->free(o->ctx, p);
+    hr_sink_leave_owner(&R.sink, door);
+    t_depth--;
+}
+
+/* One set of hooks per domain: MEM and OBJ take the fast paths, RAW the general ones. */
+#define HOOKS(name, d, alloc, free_)                                                              \
     static void *h_malloc_##name(void *ctx, size_t n)                                            \
     {                                                                                            \
         (void)ctx;                                                                               \
-        return do_alloc(d, n, 1, 0);                                                             \
+        return alloc(d, n, 1, 0);                                                                \
     }                                                                                            \
     static void *h_calloc_##name(void *ctx, size_t ne, size_t es)                                \
     {                                                                                            \
         (void)ctx;                                                                               \
-        return do_alloc(d, ne, es, 1);                                                           \
+        return alloc(d, ne, es, 1);                                                              \
     }                                                                                            \
     static void *h_realloc_##name(void *ctx, void *p, size_t n)                                  \
     {                                                                                            \
@@ -811,11 +959,15 @@ HR_INLINE void *do_realloc(int d, void *p, size_t n)
     static void h_free_##name(void *ctx, void *p)                                                \
     {                                                                                            \
         (void)ctx;                                                                               \
-        do_free(d, p);                                                                           \
+        free_(d, p);                                                                             \
     }
-HOOKS(raw, PYMEM_DOMAIN_RAW)
-HOOKS(mem, PYMEM_DOMAIN_MEM)
-HOOKS(obj, PYMEM_DOMAIN_OBJ)
+HOOKS(raw, PYMEM_DOMAIN_RAW, do_alloc, do_free)
+HOOKS(mem, PYMEM_DOMAIN_MEM, fast_alloc, fast_free)
+HOOKS(obj, PYMEM_DOMAIN_OBJ, fast_alloc, fast_free)
+/* HEAPREPLAY_GENERIC_HOOKS=1: MEM and OBJ through the general hooks only (a test compares the
+ * traces; the library's layout, and so every address, stays the same) */
+HOOKS(gmem, PYMEM_DOMAIN_MEM, do_alloc, do_free)
+HOOKS(gobj, PYMEM_DOMAIN_OBJ, do_alloc, do_free)
 #undef HOOKS
 
 /* OBJ realloc(NULL, n): an OBJ allocation that cannot be a GC object, written at once. */
@@ -861,6 +1013,13 @@ static void install_hooks(void)
         [PYMEM_DOMAIN_RAW] = {NULL, h_malloc_raw, h_calloc_raw, h_realloc_raw, h_free_raw},
         [PYMEM_DOMAIN_MEM] = {NULL, h_malloc_mem, h_calloc_mem, h_realloc_mem, h_free_mem},
         [PYMEM_DOMAIN_OBJ] = {NULL, h_malloc_obj, h_calloc_obj, h_realloc_obj, h_free_obj}};
+    const char *gen = getenv("HEAPREPLAY_GENERIC_HOOKS");
+    if (gen && *gen == '1') {
+        h[PYMEM_DOMAIN_MEM] =
+            (PyMemAllocatorEx){NULL, h_malloc_gmem, h_calloc_gmem, h_realloc_gmem, h_free_gmem};
+        h[PYMEM_DOMAIN_OBJ] =
+            (PyMemAllocatorEx){NULL, h_malloc_gobj, h_calloc_gobj, h_realloc_gobj, h_free_gobj};
+    }
     for (int d = 0; d < 3; d++) {
         PyMem_GetAllocator((PyMemAllocatorDomain)d, &R.orig[d]);
         PyMem_SetAllocator((PyMemAllocatorDomain)d, &h[d]);
