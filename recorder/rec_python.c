@@ -41,6 +41,16 @@
  * explicit gc.collect() is written as GC_CONTROL collect then GC_BEGIN from the start callback;
  * GC_END comes from the stop callback.
  *
+ * Hooks: RAW calls take the general hooks (do_alloc, do_free, do_realloc), which handle every
+ * state. MEM and OBJ calls take fast paths (fast_alloc, fast_free) whenever the recorder and the
+ * interpreter are in the state nearly every call finds (the gc callback installed, no collection
+ * in progress or being tracked, no per-observation debugging: R.slow == 0 and `collecting` == 0):
+ * there an observation only resolves the pending allocation's unambiguous cases, and the event is
+ * encoded in place (hr_trace_wfast.h) next to the address map's store. Anything else (an
+ * ambiguous or unexpected count, the pending block or an unknown block freed, the self-check)
+ * goes to the general code, so both write the same events: HEAPREPLAY_GENERIC_HOOKS=1 installs
+ * the general hooks for MEM and OBJ too, and a test compares the traces.
+ *
  * Locking: MEM/OBJ hooks run with the GIL; RAW hooks may not. Only a thread holding the GIL
  * reads the interpreter's gc state; a RAW call from a thread without it is written while the
  * pending allocation stays pending (the two calls are concurrent, either order is true).
