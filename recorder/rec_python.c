@@ -44,6 +44,16 @@
  * object is traversed as each full collection starts (see "The probe"); they are written like a
  * gc.collect(), and GC_END comes at the first observation after `collecting` is back at 0.
  *
+ * Hooks: RAW calls take the general hooks (do_alloc, do_free, do_realloc), which handle every
+ * state. MEM and OBJ calls take fast paths (fast_alloc, fast_free) whenever the recorder and the
+ * interpreter are in the state nearly every call finds (the gc callback installed, no collection
+ * in progress or being tracked, no per-observation debugging: R.slow == 0 and `collecting` == 0):
+ * there an observation only resolves the pending allocation's unambiguous cases, and the event is
+ * encoded in place (hr_trace_wfast.h) next to the address map's store. Anything else (an
+ * ambiguous or unexpected count, the pending block or an unknown block freed, the self-check)
+ * goes to the general code, so both write the same events: HEAPREPLAY_GENERIC_HOOKS=1 installs
+ * the general hooks for MEM and OBJ too, and a test compares the traces.
+ *
  * Locking: MEM/OBJ hooks run with the GIL; RAW hooks may not. Only a thread holding the GIL
  * reads the interpreter's gc state; a RAW call from a thread without it is written while the
  * pending allocation stays pending (the two calls are concurrent, either order is true).
@@ -142,17 +152,21 @@ static void emit_gc_control(unsigned action, uint64_t a, uint64_t b)
     hr_rec_emit(&ev);
 }
 
+static void map_failed(void)
+{
+    hr_err_set(&R.sink.err, HR_ENOMEM, "the recorder's address map cannot grow");
+    R.sink.failed = 1;
+    R.sink.off = 1;
+}
+
 /* Write ALLOC for a block now at `addr` and remember it. */
-static void emit_alloc(uintptr_t addr, uint64_t size, int domain, unsigned flags)
+HR_INLINE void emit_alloc(uintptr_t addr, uint64_t size, int domain, unsigned flags)
 {
     uint64_t id;
-    if (hr_sink_alloc(&R.sink, size, (unsigned)domain, flags, 0, &id))
+    if (HR_UNLIKELY(hr_sink_alloc(&R.sink, size, (unsigned)domain, flags, 0, &id)))
         return;
-    if (hr_idmap_add_fast(&R.map, addr, id, flags)) {
-        hr_err_set(&R.sink.err, HR_ENOMEM, "the recorder's address map cannot grow");
-        R.sink.failed = 1;
-        R.sink.off = 1;
-    }
+    if (HR_UNLIKELY(hr_idmap_add_fast(&R.map, addr, id, flags)))
+        map_failed();
 }
 
 /* {====================================================================
@@ -293,10 +307,12 @@ PyTypeObject *hr_rec_gc_block_type(uintptr_t block, uint64_t size, size_t *pre)
 }
 
 /* A type object is being freed: forget it (its address may come back as another type). */
-static inline void forget_type_at(uintptr_t block)
+HR_INLINE void forget_type_at(uintptr_t block)
 {
-    type_forget(block + 16);
-    type_forget(block + 32);
+    if (HR_UNLIKELY(tfilter_has(block + 16)))
+        type_forget(block + 16);
+    if (HR_UNLIKELY(tfilter_has(block + 32)))
+        type_forget(block + 32);
 }
 
 /* {====================================================================
@@ -494,8 +510,14 @@ static void observe_without_callback(struct _gc_runtime_state *g, int triggered)
     }
 }
 
+/* observe()'s gate: the state nearly every call finds is R.slow == 0. */
+static inline void gate_update(void)
+{
+    R.slow = !R.cb_active || R.gc_state != GC_IDLE || R.self_check > 1;
+}
+
 /* `next` says what the event being observed is (for the count arithmetic). Holds the lock. */
-static void observe_full(int next)
+static void observe_full_(int next)
 {
     struct _gc_runtime_state *g = gcstate();
     int now = g ? g->generations[0].count : -1;
@@ -578,6 +600,12 @@ static void observe_full(int next)
     }
 }
 
+static void observe_full(int next)
+{
+    observe_full_(next);
+    gate_update();
+}
+
 /* resolve_pending for the cases nearly every resolution meets: the next event is not a free of
  * a GC block or of the pending block itself, and the count moved by 0 (not GC) or +1 (GC); the
  * type of a GC block is usually learned already (type_pre answers from its cache). Everything
@@ -615,8 +643,7 @@ HR_INLINE void resolve_pending_fast(int next, int now, const struct _gc_runtime_
 HR_INLINE void observe(int next)
 {
     struct _gc_runtime_state *g = gcstate();
-    if (HR_UNLIKELY(!g || g->collecting || !R.cb_active || R.gc_state != GC_IDLE ||
-                    R.self_check > 1)) {
+    if (HR_UNLIKELY(!g || R.slow || g->collecting)) {
         observe_full(next);
         return;
     }
@@ -634,11 +661,6 @@ HR_INLINE void observe(int next)
 /* {====================================================================
  * The hooks
  * ==================================================================== */
-
-typedef struct dom_ctx {
-    int domain; /* PYMEM_DOMAIN_RAW/MEM/OBJ == HR_DOMAIN_RAW/MEM/OBJ */
-} dom_ctx_t;
-static dom_ctx_t dom_ctx[3] = {{0}, {1}, {2}};
 
 static inline int gil_held(int domain)
 {
@@ -677,6 +699,7 @@ HR_INLINE void leave(int door)
     t_depth--;
 }
 
+/* The general hooks: every domain, every state (the fast paths below take the common case). */
 static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
 {
     PyMemAllocatorEx *o = &R.orig[d];
@@ -700,12 +723,19 @@ static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
         if (d == PYMEM_DOMAIN_OBJ) {
             hr_idmap_prefetch(&R.map, (uintptr_t)p); /* written at the next observation */
             struct _gc_runtime_state *g = gcstate();
-            R.pend = (hr_pending_t){.active = 1, .addr = (uintptr_t)p, .size = size,
-                                    .zero = zero, .count0 = g ? g->generations[0].count : -1};
-            if (g) {
-                R.pend.count1 = g->generations[1].count;
-                R.pend.count2 = g->generations[2].count;
-                R.pend.collecting = g->collecting;
+            hr_pending_t *pd = &R.pend;
+            pd->active = 1;
+            pd->addr = (uintptr_t)p;
+            pd->size = size;
+            pd->zero = zero;
+            if (HR_LIKELY(g != NULL)) {
+                pd->count0 = g->generations[0].count;
+                pd->count1 = g->generations[1].count;
+                pd->count2 = g->generations[2].count;
+                pd->collecting = g->collecting;
+            } else {
+                pd->count0 = -1;
+                pd->count1 = pd->count2 = pd->collecting = 0;
             }
         } else {
             emit_alloc((uintptr_t)p, size, d, zero ? HR_F_ZERO : 0);
@@ -715,15 +745,8 @@ static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
     return p;
 }
 
-static void *h_malloc(void *ctx, size_t n) { return do_alloc(((dom_ctx_t *)ctx)->domain, n, 1, 0); }
-static void *h_calloc(void *ctx, size_t ne, size_t es)
+static void do_free(int d, void *p)
 {
-    return do_alloc(((dom_ctx_t *)ctx)->domain, ne, es, 1);
-}
-
-static void h_free(void *ctx, void *p)
-{
-    int d = ((dom_ctx_t *)ctx)->domain;
     PyMemAllocatorEx *o = &R.orig[d];
     if (!p || (d == PYMEM_DOMAIN_RAW && t_depth) || R.sink.off) {
         o->free(o->ctx, p);
@@ -763,9 +786,8 @@ static void h_free(void *ctx, void *p)
 
 static void *obj_plain_alloc(size_t n);
 
-static void *h_realloc(void *ctx, void *p, size_t n)
+static void *do_realloc(int d, void *p, size_t n)
 {
-    int d = ((dom_ctx_t *)ctx)->domain;
     PyMemAllocatorEx *o = &R.orig[d];
     if ((d == PYMEM_DOMAIN_RAW && t_depth) || R.sink.off)
         return o->realloc(o->ctx, p, n);
@@ -793,6 +815,186 @@ static void *h_realloc(void *ctx, void *p, size_t n)
     leave(door);
     return q;
 }
+
+/* {====================================================================
+ * The hooks' fast paths
+ *
+ * MEM and OBJ calls hold the GIL. In the state nearly every call finds (recording, the gc
+ * callback installed, no collection in progress or being tracked: R.slow == 0 and the
+ * interpreter's `collecting` == 0) an observation only resolves the pending allocation, and
+ * allocations and frees only write their event and update the address map. The fast hooks do
+ * that inline, with the domain a constant: the same decisions, events and state changes as the
+ * general hooks above (observe -> observe_full, resolve_pending), to which everything else goes
+ * (RAW calls, the other states, frees of the pending or an unknown block, the ambiguous and
+ * unexpected resolutions, the self-check). Graph mode uses them too (its objects' allocations
+ * and frees call into rec_graph.c as before).
+ * ==================================================================== */
+
+/* learn_type, with the answers of the common blocks inline (a GC object whose 16- or 32-byte
+ * pre-header candidate is a learned type), in learn_type's order: the 16-byte candidate first
+ * when its refcount word is small, else the 32-byte one. */
+HR_INLINE void learn_type_fast(uintptr_t a, uint64_t size)
+{
+    const uint64_t *w = (const uint64_t *)a;
+    if (size >= 32 && w[2] < SMALL_WORD) {
+        if (HR_LIKELY(type_pre((uintptr_t)w[3]) == 16))
+            return;
+    } else if (size >= 48 && w[4] < SMALL_WORD && type_pre((uintptr_t)w[5]) == 32) {
+        return;
+    }
+    learn_type(a, size);
+}
+
+static void note_skipped(void)
+{
+    emit_phase("gc.skipped"); /* see observe_full */
+    R.stat.skipped++;
+}
+
+/* Resolve the pending allocation at an observation of kind `next` (NEXT_OTHER or NEXT_GC_FREE)
+ * in the fast state. The count moved by +1 (GC) or 0 (not GC), or, when a GC block is being
+ * freed and the count was at least 1, by 0 (GC) or -1 (not GC): the rows of the table at the
+ * top that are not ambiguous. */
+HR_INLINE void resolve_fast(const struct _gc_runtime_state *g, int next, int now)
+{
+    hr_pending_t *p = &R.pend;
+    int gcfree = next == NEXT_GC_FREE;
+    int gc = now - p->count0 + gcfree;
+    if (HR_UNLIKELY((unsigned)gc > 1 || p->count0 < gcfree || R.self_check)) {
+        R.last_gc = 0;
+        resolve_pending(next, now, 0, 0); /* collecting is 0: not in a link */
+        if (R.last_gc && g->enabled && g->generations[0].threshold &&
+            now > g->generations[0].threshold)
+            note_skipped();
+        return;
+    }
+    p->active = 0;
+    unsigned flags = p->zero ? HR_F_ZERO : 0;
+    if (!gc) {
+        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+        return;
+    }
+    learn_type_fast(p->addr, p->size);
+    R.stat.gc_allocs++;
+    note_gc_settings(g);
+    flags |= HR_F_GC;
+    if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH))
+        hr_rec_graph_alloc(p->addr, p->size, flags, 0);
+    else
+        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+    if (HR_UNLIKELY(g->enabled && g->generations[0].threshold &&
+                    now > g->generations[0].threshold))
+        note_skipped(); /* the count passed the threshold but no collection started */
+}
+
+/* The fast state? (*gp: the interpreter's gc state) */
+HR_INLINE int fast_state(struct _gc_runtime_state **gp)
+{
+    struct _gc_runtime_state *g = gcstate();
+    *gp = g;
+    return HR_LIKELY(!(R.sink.off | R.slow)) && HR_LIKELY(g != NULL) && HR_LIKELY(!g->collecting);
+}
+
+HR_INLINE void *fast_alloc(int d, size_t nelem, size_t elsize, int zero)
+{
+    struct _gc_runtime_state *g;
+    if (HR_UNLIKELY(!fast_state(&g)))
+        return do_alloc(d, nelem, elsize, zero);
+    t_depth++;
+    int door = hr_sink_enter_owner(&R.sink);
+    if (R.pend.active)
+        resolve_fast(g, NEXT_OTHER, g->generations[0].count);
+    PyMemAllocatorEx *o = &R.orig[d];
+    void *p = zero ? o->calloc(o->ctx, nelem, elsize) : o->malloc(o->ctx, nelem);
+    if (HR_LIKELY(p != NULL) && HR_LIKELY(!R.sink.off)) {
+        uint64_t size = zero ? (uint64_t)nelem * elsize : nelem;
+        if (d == PYMEM_DOMAIN_OBJ) {
+            /* pending until the next observation; count1 and count2 are read only before the
+             * gc callback exists, and the allocator does not start collections */
+            hr_idmap_prefetch(&R.map, (uintptr_t)p);
+            hr_pending_t *pd = &R.pend;
+            pd->active = 1;
+            pd->addr = (uintptr_t)p;
+            pd->size = size;
+            pd->zero = zero;
+            pd->count0 = g->generations[0].count;
+            pd->collecting = 0;
+        } else {
+            emit_alloc((uintptr_t)p, size, d, zero ? HR_F_ZERO : 0);
+        }
+    }
+    hr_sink_leave_owner(&R.sink, door);
+    t_depth--;
+    return p;
+}
+
+HR_INLINE void fast_free(int d, void *p)
+{
+    struct _gc_runtime_state *g;
+    uintptr_t a = (uintptr_t)p;
+    uint64_t *slot;
+    if (HR_UNLIKELY(!p || !fast_state(&g) || (R.pend.active && R.pend.addr == a) ||
+                    !(slot = hr_idmap_direct_slot(&R.map, a)))) {
+        do_free(d, p);
+        return;
+    }
+    t_depth++;
+    int door = hr_sink_enter_owner(&R.sink);
+    uint64_t v = *slot;
+    if (HR_UNLIKELY(!v)) { /* not recorded: the general hook counts it */
+        hr_sink_leave_owner(&R.sink, door);
+        t_depth--;
+        do_free(d, p);
+        return;
+    }
+    *slot = 0;
+    R.map.count--;
+    uint64_t id = (v & HR_IDMAP_ID_MASK) - 1;
+    unsigned fl = (unsigned)(v >> HR_IDMAP_ID_BITS);
+    if (R.pend.active)
+        resolve_fast(g, (fl & HR_F_GC) ? NEXT_GC_FREE : NEXT_OTHER, g->generations[0].count);
+    if (fl & HR_F_GC)
+        forget_type_at(a);
+    if (HR_UNLIKELY(fl & HR_F_OBJECT))
+        hr_rec_graph_free(a, id, fl);
+    else
+        hr_sink_free(&R.sink, id);
+    PyMemAllocatorEx *o = &R.orig[d];
+    o->free(o->ctx, p);
+    hr_sink_leave_owner(&R.sink, door);
+    t_depth--;
+}
+
+/* One set of hooks per domain: MEM and OBJ take the fast paths, RAW the general ones. */
+#define HOOKS(name, d, alloc, free_)                                                              \
+    static void *h_malloc_##name(void *ctx, size_t n)                                            \
+    {                                                                                            \
+        (void)ctx;                                                                               \
+        return alloc(d, n, 1, 0);                                                                \
+    }                                                                                            \
+    static void *h_calloc_##name(void *ctx, size_t ne, size_t es)                                \
+    {                                                                                            \
+        (void)ctx;                                                                               \
+        return alloc(d, ne, es, 1);                                                              \
+    }                                                                                            \
+    static void *h_realloc_##name(void *ctx, void *p, size_t n)                                  \
+    {                                                                                            \
+        (void)ctx;                                                                               \
+        return do_realloc(d, p, n);                                                              \
+    }                                                                                            \
+    static void h_free_##name(void *ctx, void *p)                                                \
+    {                                                                                            \
+        (void)ctx;                                                                               \
+        free_(d, p);                                                                             \
+    }
+HOOKS(raw, PYMEM_DOMAIN_RAW, do_alloc, do_free)
+HOOKS(mem, PYMEM_DOMAIN_MEM, fast_alloc, fast_free)
+HOOKS(obj, PYMEM_DOMAIN_OBJ, fast_alloc, fast_free)
+/* HEAPREPLAY_GENERIC_HOOKS=1: MEM and OBJ through the general hooks only (a test compares the
+ * traces; the library's layout, and so every address, stays the same) */
+HOOKS(gmem, PYMEM_DOMAIN_MEM, do_alloc, do_free)
+HOOKS(gobj, PYMEM_DOMAIN_OBJ, do_alloc, do_free)
+#undef HOOKS
 
 /* OBJ realloc(NULL, n): an OBJ allocation that cannot be a GC object, written at once. */
 static void *obj_plain_alloc(size_t n)
@@ -833,10 +1035,20 @@ static void arena_free(void *ctx, void *p, size_t size)
 
 static void install_hooks(void)
 {
+    PyMemAllocatorEx h[3] = {
+        [PYMEM_DOMAIN_RAW] = {NULL, h_malloc_raw, h_calloc_raw, h_realloc_raw, h_free_raw},
+        [PYMEM_DOMAIN_MEM] = {NULL, h_malloc_mem, h_calloc_mem, h_realloc_mem, h_free_mem},
+        [PYMEM_DOMAIN_OBJ] = {NULL, h_malloc_obj, h_calloc_obj, h_realloc_obj, h_free_obj}};
+    const char *gen = getenv("HEAPREPLAY_GENERIC_HOOKS");
+    if (gen && *gen == '1') {
+        h[PYMEM_DOMAIN_MEM] =
+            (PyMemAllocatorEx){NULL, h_malloc_gmem, h_calloc_gmem, h_realloc_gmem, h_free_gmem};
+        h[PYMEM_DOMAIN_OBJ] =
+            (PyMemAllocatorEx){NULL, h_malloc_gobj, h_calloc_gobj, h_realloc_gobj, h_free_gobj};
+    }
     for (int d = 0; d < 3; d++) {
         PyMem_GetAllocator((PyMemAllocatorDomain)d, &R.orig[d]);
-        PyMemAllocatorEx h = {&dom_ctx[d], h_malloc, h_calloc, h_realloc, h_free};
-        PyMem_SetAllocator((PyMemAllocatorDomain)d, &h);
+        PyMem_SetAllocator((PyMemAllocatorDomain)d, &h[d]);
     }
     PyObject_GetArenaAllocator(&R.orig_arena);
     PyObjectArenaAllocator ah = {NULL, arena_alloc, arena_free};
@@ -898,6 +1110,7 @@ static PyObject *gc_callback(PyObject *self, PyObject *const *args, Py_ssize_t n
                              uncollectable < 0 ? 0 : uncollectable);
             R.gc_state = GC_ENDED;
         }
+        gate_update();
     }
     hr_sink_unlock(&R.sink);
     Py_RETURN_NONE;
@@ -1215,6 +1428,7 @@ static int rec_start(const hr_record_opts_t *o, const char *recorder, hr_err_t *
     R.report = o->report;
     const char *sc = getenv("HEAPREPLAY_SELF_CHECK");
     R.self_check = sc && *sc ? atoi(sc) : 0;
+    gate_update();
     R.gc_enabled = 1;
     R.gc_thr[0] = 700, R.gc_thr[1] = 10, R.gc_thr[2] = 10;
     if (hr_idmap_init_direct(&R.map) || hr_idmap_init(&R.types, 10) || hr_idmap_init(&R.rejected, 8))
@@ -1252,6 +1466,7 @@ static int rec_script_begins(hr_err_t *err)
     if (!R.sink.off) {
         observe_full(NEXT_OTHER);
         R.cb_active = 1;
+        gate_update();
         emit_phase("script");
     }
     hr_sink_unlock(&R.sink);

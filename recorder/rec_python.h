@@ -48,6 +48,8 @@ typedef struct hr_rec {
     int last_gc;         /* the observation in progress resolved a GC allocation */
     int gc_state, gc_gen, win_count;
     int cb_active;       /* our gc.callbacks entry is installed */
+    int slow;            /* observe() must take observe_full: !cb_active, gc_state != GC_IDLE or
+                            self_check > 1 (recomputed by gate_update wherever they change) */
     int graph_done;      /* graph mode: the collection in progress was reconciled */
     int64_t last_stats[3][3]; /* generation_stats seen last (while no callback is installed) */
     int64_t begin_stats[3][3];
@@ -69,6 +71,10 @@ extern hr_rec_t hr_rec;
 #pragma weak _Py_NoneStruct
 #pragma weak PyExc_TypeError
 #pragma weak PyType_Type
+#pragma weak PyTuple_Type
+#pragma weak PyList_Type
+#pragma weak PyDict_Type
+#pragma weak _PyWeakref_RefType
 #endif
 
 int hr_rec_emit(const hr_event_t *ev);

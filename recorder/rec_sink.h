@@ -43,6 +43,7 @@
 #include <sys/types.h>
 
 #include "hr_trace.h"
+#include "hr_trace_wfast.h"
 
 #define HR_SINK_FLUSH_MS 250
 
@@ -77,28 +78,28 @@ extern void (*hr_sink_flusher_init)(void);
 /* Write one event; the caller holds s->lock. On failure the sink switches itself off. */
 int hr_sink_write(hr_sink_t *s, const hr_event_t *ev);
 /* The writer's fast paths (hr_trace_write_alloc, _id, _link: the same checks and bytes as
- * hr_trace_write); the caller holds s->lock. */
-static inline int hr_sink_failed_(hr_sink_t *s, int rc)
+ * hr_trace_write; ALLOC and the id events inline, hr_trace_wfast.h); the caller holds s->lock. */
+HR_INLINE int hr_sink_failed_(hr_sink_t *s, int rc)
 {
     if (HR_UNLIKELY(rc))
         s->failed = 1, s->off = 1;
     return rc;
 }
-static inline int hr_sink_alloc(hr_sink_t *s, uint64_t size, unsigned domain, unsigned flags,
+HR_INLINE int hr_sink_alloc(hr_sink_t *s, uint64_t size, unsigned domain, unsigned flags,
                                 uint32_t type, uint64_t *id)
 {
     if (HR_UNLIKELY(s->off))
         return HR_EIO;
-    return hr_sink_failed_(s, hr_trace_write_alloc(s->w, size, domain, flags, type, id, &s->err));
+    return hr_sink_failed_(s, hr_trace_wfast_alloc(s->w, size, domain, flags, type, id, &s->err));
 }
-static inline int hr_sink_id(hr_sink_t *s, int op, uint64_t id)
+HR_INLINE int hr_sink_id(hr_sink_t *s, int op, uint64_t id)
 {
     if (HR_UNLIKELY(s->off))
         return HR_EIO;
-    return hr_sink_failed_(s, hr_trace_write_id(s->w, op, id, &s->err));
+    return hr_sink_failed_(s, hr_trace_wfast_id(s->w, op, id, &s->err));
 }
-static inline int hr_sink_free(hr_sink_t *s, uint64_t id) { return hr_sink_id(s, HR_OP_FREE, id); }
-static inline int hr_sink_link(hr_sink_t *s, int op, uint64_t src, uint64_t dst)
+HR_INLINE int hr_sink_free(hr_sink_t *s, uint64_t id) { return hr_sink_id(s, HR_OP_FREE, id); }
+HR_INLINE int hr_sink_link(hr_sink_t *s, int op, uint64_t src, uint64_t dst)
 {
     if (HR_UNLIKELY(s->off))
         return HR_EIO;

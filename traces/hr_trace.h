@@ -253,7 +253,7 @@ int hr_trace_writer_open(hr_trace_writer_t **out, const char *path, const hr_tra
 int hr_trace_write(hr_trace_writer_t *w, const hr_event_t *ev, hr_err_t *err);
 /* The same as hr_trace_write of ALLOC (id = *id = the next id; `type` used with HR_F_TYPED;
  * no alignment), of an id event (FREE, INCREF, DECREF, DIED) and of LINK/UNLINK, faster: for
- * recorders. Same checks, same bytes, same errors. */
+ * recorders. Same checks, same bytes, same errors. hr_trace_wfast.h has the first two inline. */
 int hr_trace_write_alloc(hr_trace_writer_t *w, uint64_t size, unsigned domain, unsigned flags,
                          uint32_t type, uint64_t *id, hr_err_t *err);
 int hr_trace_write_id(hr_trace_writer_t *w, int op, uint64_t id, hr_err_t *err);

@@ -13,6 +13,7 @@
 #include "hr_trace.h"
 #include "trace_internal.h"
 #include "trace_wire.h"
+#include "hr_trace_wfast.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,31 +24,18 @@
 #include <unistd.h>
 #include <zstd.h>
 
-struct hr_trace_writer {
-    int fd;
-    char *path;          /* owned: final path */
-    char *tmp_path;      /* owned: path written while atomic, else NULL */
-    hr_trace_check_t chk;
-    hr_buf_t payload;    /* payload of the open frame */
-    hr_buf_t zout;       /* compressed frame */
-    ZSTD_CCtx *cctx;
-    size_t frame_target;
-    uint64_t frames;     /* frames written */
-    uint64_t events;     /* events accepted */
-    int frame_open;      /* a FRAME record has been written to payload */
-    uint64_t prev;       /* the id the last id-naming event named (reset to newest per frame) */
-    /* async (see the top): the worker owns job, zout and cctx while busy */
-    int async;           /* a worker thread runs */
-    pthread_t worker;
-    pthread_mutex_t mu;  /* guards busy, quit, werr */
-    pthread_cond_t cv;
-    hr_buf_t job;        /* the payload being compressed and written */
-    int busy, quit;
-    int werr;            /* the worker's first error (0: none) */
-    hr_err_t werr_msg;
-};
+/* struct hr_trace_writer is in hr_trace_wfast.h (the recorders' inline fast paths use it). */
 
 static void *worker_main(void *arg);
+
+/* Recompute fast_lim (hr_trace_wfast.h) after the frame opened or closed or the payload buffer
+ * changed. */
+static inline void wfast_refresh(hr_trace_writer_t *w)
+{
+    w->fast_lim = w->frame_open && w->payload.cap > HR_TRACE_WFAST_ROOM
+                      ? w->payload.cap - HR_TRACE_WFAST_ROOM
+                      : 0;
+}
 
 static int write_all(hr_trace_writer_t *w, const void *p, size_t n, hr_err_t *err)
 {
@@ -188,6 +176,7 @@ static int open_frame(hr_trace_writer_t *w)
     w->payload.len += n;
     w->frame_open = 1;
     w->prev = w->chk.next_id - 1;
+    wfast_refresh(w);
     return HR_OK;
 }
 
@@ -268,8 +257,10 @@ static int emit_frame(hr_trace_writer_t *w, hr_err_t *err)
         pthread_mutex_unlock(&w->mu);
         if (rc)
             return rc;
-        if (hr_buf_reserve(&w->payload, w->frame_target + 4096))
+        if (hr_buf_reserve(&w->payload, w->frame_target + 4096)) {
+            wfast_refresh(w); /* another buffer now */
             return hr_err_set(err, HR_ENOMEM, "out of memory");
+        }
     } else {
         int rc = compress_write(w, &w->payload, err);
         if (rc)
@@ -278,6 +269,7 @@ static int emit_frame(hr_trace_writer_t *w, hr_err_t *err)
     w->frames++;
     w->payload.len = 0;
     w->frame_open = 0;
+    wfast_refresh(w);
     return HR_OK;
 }
 
@@ -415,7 +407,9 @@ int hr_trace_write(hr_trace_writer_t *w, const hr_event_t *ev, hr_err_t *err)
     int rc = hr_trace_check_event(&w->chk, ev, err);
     if (rc)
         return rc;
-    if (encode_event(&w->payload, ev, newest, &w->prev))
+    int enc = encode_event(&w->payload, ev, newest, &w->prev);
+    wfast_refresh(w); /* the payload may have grown */
+    if (enc)
         return hr_err_set(err, HR_ENOMEM, "out of memory encoding an event");
     w->events++;
     if (w->payload.len >= w->frame_target)
@@ -432,36 +426,19 @@ int hr_trace_write(hr_trace_writer_t *w, const hr_event_t *ev, hr_err_t *err)
  * reserve call) and the state bitmap has room; ALLOC takes no alignment. Anything else, valid or
  * not, goes through hr_trace_write, which refuses what the reader would refuse. A test
  * (tests/trace/test_trace.c) writes the same random streams, invalid events included, both ways
- * and compares return codes, messages and the files byte for byte.
+ * and compares return codes, messages and the files byte for byte. ALLOC and the id events are
+ * the inline tries of hr_trace_wfast.h (which recorders also inline); "the payload has room" is
+ * fast_lim there.
  */
-#define FAST_ROOM (1 + 2 * HR_VARINT_MAX)
+#define FAST_ROOM HR_TRACE_WFAST_ROOM
 
 int hr_trace_write_alloc(hr_trace_writer_t *w, uint64_t size, unsigned domain, unsigned flags,
                          uint32_t type, uint64_t *id, hr_err_t *err)
 {
+    if (HR_LIKELY(hr_trace_wfast_alloc_try(w, size, domain, flags, type, id)))
+        return HR_UNLIKELY(w->payload.len >= w->frame_target) ? emit_frame(w, err) : HR_OK;
     hr_trace_check_t *c = &w->chk;
     *id = c->next_id;
-    if (HR_LIKELY(w->frame_open && w->payload.cap - w->payload.len > FAST_ROOM &&
-                  domain < HR_DOMAIN_COUNT && !(flags & ~(unsigned)(HR_F_ALL & ~HR_F_ALIGNED)) &&
-                  size <= HR_TRACE_MAX_SIZE && hr_chk_has_room(c) &&
-                  (!(flags & HR_F_OBJECT) || c->kind == HR_KIND_GRAPH) &&
-                  (!(flags & HR_F_TYPED) || type < c->ntypes))) {
-        uint8_t *p = w->payload.data + w->payload.len;
-        size_t n = 1 + hr_varint_put(p + 1, size);
-        if (flags) {
-            p[0] = (uint8_t)(HR_W_ALLOC_FLAGS + domain);
-            p[n++] = (uint8_t)flags; /* < 0x80: one varint byte */
-            if (flags & HR_F_TYPED)
-                n += hr_varint_put(p + n, type);
-        } else {
-            p[0] = (uint8_t)(HR_W_ALLOC + domain);
-        }
-        hr_chk_set(c, c->next_id, (flags & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
-        w->prev = c->next_id++;
-        w->payload.len += n;
-        w->events++;
-        return HR_UNLIKELY(w->payload.len >= w->frame_target) ? emit_frame(w, err) : HR_OK;
-    }
     hr_event_t ev = {.op = HR_OP_ALLOC, .domain = (uint8_t)domain, .flags = (uint8_t)flags,
                      .tag = type, .a = c->next_id, .b = size};
     if (domain > 0xff || flags > 0xff) /* would not survive the narrowing above */
@@ -470,41 +447,10 @@ int hr_trace_write_alloc(hr_trace_writer_t *w, uint64_t size, unsigned domain, u
     return hr_trace_write(w, &ev, err);
 }
 
-/* The wire opcode of an id-naming op, or 0 for the ops the fast paths leave alone. */
-static inline unsigned id_opcode(int op)
-{
-    switch (op) {
-    case HR_OP_FREE: return HR_W_FREE;
-    case HR_OP_INCREF: return HR_W_INCREF;
-    case HR_OP_DECREF: return HR_W_DECREF;
-    case HR_OP_DIED: return HR_W_DIED;
-    case HR_OP_LINK: return HR_W_LINK;
-    case HR_OP_UNLINK: return HR_W_UNLINK;
-    default: return 0;
-    }
-}
-
 int hr_trace_write_id(hr_trace_writer_t *w, int op, uint64_t id, hr_err_t *err)
 {
-    hr_trace_check_t *c = &w->chk;
-    unsigned wop = id_opcode(op);
-    /* FREE names a live block; INCREF, DECREF and DIED an object of a graph trace */
-    int want = op == HR_OP_FREE ? HR_ID_BLOCK : HR_ID_OBJECT;
-    if (HR_LIKELY(wop && op != HR_OP_LINK && op != HR_OP_UNLINK && w->frame_open &&
-                  w->payload.cap - w->payload.len > FAST_ROOM && id < c->next_id &&
-                  (want == HR_ID_BLOCK || c->kind == HR_KIND_GRAPH) &&
-                  hr_chk_get(c, id) == want)) {
-        uint8_t *p = w->payload.data + w->payload.len;
-        uint64_t operand;
-        p[0] = (uint8_t)(wop | hr_wire_id_operand(id, c->next_id - 1, w->prev, &operand));
-        size_t n = 1 + hr_varint_put(p + 1, operand);
-        if (op == HR_OP_FREE)
-            hr_chk_set(c, id, HR_ID_FREED);
-        w->prev = id;
-        w->payload.len += n;
-        w->events++;
+    if (HR_LIKELY(hr_trace_wfast_id_try(w, op, id)))
         return HR_UNLIKELY(w->payload.len >= w->frame_target) ? emit_frame(w, err) : HR_OK;
-    }
     hr_event_t ev = {.op = (uint8_t)op, .a = id};
     return hr_trace_write(w, &ev, err);
 }
@@ -523,7 +469,8 @@ int hr_trace_write_link(hr_trace_writer_t *w, int op, uint64_t src, uint64_t dst
                   hr_chk_get(c, dst) == HR_ID_OBJECT)) {
         uint8_t *p = w->payload.data + w->payload.len;
         uint64_t operand;
-        p[0] = (uint8_t)(id_opcode(op) | hr_wire_id_operand(src, c->next_id - 1, w->prev, &operand));
+        p[0] = (uint8_t)((op == HR_OP_LINK ? HR_W_LINK : HR_W_UNLINK) |
+                         hr_wire_id_operand(src, c->next_id - 1, w->prev, &operand));
         size_t n = 1 + hr_varint_put(p + 1, operand);
         n += hr_varint_put(p + n, hr_zigzag((int64_t)(dst - src))); /* target near source */
         w->prev = dst;

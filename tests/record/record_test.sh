@@ -107,6 +107,29 @@ PYEOF
     (cd "$D/.." && "$HRABS" record -o "$T/rel.hrt" -- record/../record/exits.py normal >/dev/null 2>&1)
     check "preloaded, relative script path: phases startup, script, finalize and the statistics" \
       bash -c "\"$HR\" dump '$T/rel.hrt' | grep -E '^(phase \"(startup|script|finalize)\"|stats pymalloc)' | cut -c1-22 | tr '\n' ' ' | grep -q 'startup.*script.*stats pymalloc.*finalize'"
+    PYREC=$(dirname "$HR")/../recorder/libhr_pyrec.so
+    if [ -f "$PYREC" ]; then
+      check "preloaded module loads harmlessly into a program that is not Python (its Python data symbols are weak)" \
+        env LD_PRELOAD="$PYREC" /bin/sh -c 'echo loaded'
+    fi
+    # The MEM/OBJ hooks' fast paths against the general hooks they shortcut
+    # (HEAPREPLAY_GENERIC_HOOKS=1): without address randomisation and with fixed str hashes a
+    # program allocates alike in both runs, so the traces must be identical, event for event,
+    # self-check counters included.
+    if setarch -R true 2>/dev/null; then
+      for pm in "gc_count alloc" "graph_mix graph" "workloads/json_re_cycles alloc"; do
+        read -r hprog hmode <<<"$pm"
+        for gh in 0 1; do
+          HEAPREPLAY_GENERIC_HOOKS=$gh PYTHONHASHSEED=0 setarch -R "$HR" record --mode $hmode \
+            -o "$T/hooks$gh.hrt" -- "$D/$hprog.py" >/dev/null 2>&1
+          "$HR" dump "$T/hooks$gh.hrt" | grep -v '^meta date' >"$T/hooks$gh.txt"
+        done
+        check "fast hooks = general hooks: $hprog.py ($hmode mode) writes the same trace" \
+          bash -c "[ -s '$T/hooks0.txt' ] && diff -q '$T/hooks0.txt' '$T/hooks1.txt' && wc -l <'$T/hooks0.txt'"
+      done
+    else
+      echo "# fast hooks = general hooks: skipped (setarch -R not permitted here)"
+    fi
     PYTHONMALLOC=pymalloc "$HR" record -o "$T/pm.hrt" -- "$D/exits.py" normal >/dev/null 2>&1
     check "PYTHONMALLOC set: recorded on the embedded interpreter (the preloaded hooks would be replaced)" \
       bash -c "\"$HR\" info '$T/pm.hrt' | grep -q 'recorder *= cpython-pep445\$'"

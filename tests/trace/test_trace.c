@@ -2,6 +2,7 @@
 #include "hr_gen.h"
 #include "hr_trace.h"
 #include "hr_trace_fast.h"
+#include "hr_trace_wfast.h"
 #include "craft.h"
 #include "livetab.h"
 #include "tap.h"
@@ -719,7 +720,8 @@ static void test_bad_alloc_streams(void)
 /* Random streams of what recorders write, invalid events included (double frees, ids never
  * allocated, frees of objects, increfs of plain blocks, links in allocation traces, bad domains,
  * flags, types and sizes, a TYPE or PHASE now and then), written through the fast paths
- * (hr_trace_write_alloc/_id/_link) into one file and through hr_trace_write into another: every
+ * (hr_trace_write_alloc/_id/_link, and half of them through the inline hr_trace_wfast_alloc/_id
+ * that recorders use) into one file and through hr_trace_write into another: every
  * return code and message must agree and the files must be byte-identical. Small frame targets
  * put frame boundaries and the fast paths' fallbacks (frame not open) everywhere. */
 static void test_fast_paths(void)
@@ -774,8 +776,12 @@ static void test_fast_paths(void)
                         flags |= HR_F_OBJECT | HR_F_TYPED | HR_F_GC;
                     hr_event_t ev = {.op = HR_OP_ALLOC, .domain = (uint8_t)dom,
                                      .flags = (uint8_t)flags, .tag = type, .a = next, .b = size};
-                    ra = hr_trace_write_alloc(wa, size, dom, flags & ~(unsigned)HR_F_ALIGNED,
-                                              type, &id, &ea);
+                    ra = r >> 31 ? hr_trace_wfast_alloc(wa, size, dom,
+                                                        flags & ~(unsigned)HR_F_ALIGNED, type,
+                                                        &id, &ea)
+                                 : hr_trace_write_alloc(wa, size, dom,
+                                                        flags & ~(unsigned)HR_F_ALIGNED, type,
+                                                        &id, &ea);
                     ev.flags &= (uint8_t)~HR_F_ALIGNED;
                     rb = hr_trace_write(wb, &ev, &eb);
                     if (ra == 0)
@@ -786,8 +792,9 @@ static void test_fast_paths(void)
                                               HR_OP_DECREF, HR_OP_DIED};
                     int op = ops[(r >> 3) % 5];
                     hr_event_t ev = {.op = (uint8_t)op, .a = any};
-                    ra = op == HR_OP_FREE ? hr_trace_write_free(wa, any, &ea)
-                                          : hr_trace_write_id(wa, op, any, &ea);
+                    ra = r >> 31                ? hr_trace_wfast_id(wa, op, any, &ea)
+                         : op == HR_OP_FREE ? hr_trace_write_free(wa, any, &ea)
+                                            : hr_trace_write_id(wa, op, any, &ea);
                     rb = hr_trace_write(wb, &ev, &eb);
                     for (size_t k = 0; op == HR_OP_FREE && rb == 0 && k < nlive; k++)
                         if (live[k] == any) {
@@ -820,7 +827,7 @@ static void test_fast_paths(void)
             TAP_OK(rc == 0 && mismatches == 0 && refused > 1000 && events - refused > 100000 &&
                        a.len == b.len && memcmp(a.data, b.data, a.len) == 0 && res.rc == 0 &&
                        res.complete,
-                   "fast ALLOC/id/LINK paths, async frames = hr_trace_write (%s trace, frame target %zu: %zu "
+                   "fast ALLOC/id/LINK paths (out of line and inline), async frames = hr_trace_write (%s trace, frame target %zu: %zu "
                    "events, %zu refused alike, %zu mismatches, files %zu/%zu bytes, read %d)",
                    hr_kind_name(kind), targets[t], events, refused, mismatches, a.len, b.len,
                    res.rc);

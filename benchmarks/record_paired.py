@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+# record_paired.py: paired, interleaved cost of recording (a benchmark, not a test).
+#
+# On a machine whose speed changes from moment to moment, comparing commands measured at
+# different moments (hyperfine runs all repetitions of one command before the next) compares
+# the moments. Here each iteration runs the plain program and then every recorded variant once,
+# in an order that rotates, and divides each run's CPU time (user + sys of the child, from
+# wait4) and wall time by the plain run of the same iteration; the medians and interquartile
+# ranges of those ratios are printed, with the load average before and after.
+#
+# Usage: benchmarks/record_paired.py [-n ITER] [-r ROUNDS] NAME=BUILD_DIR[:MODE[:EXTRA]] ...
+#   e.g.  record_paired.py -n 15 before=/tmp/base:alloc after=build:alloc after-graph=build:graph
+# MODE is alloc (default) or graph; EXTRA is passed to `record` (e.g. --embedded).
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = "/usr/bin/python3.11"
+WORKLOAD = os.path.join(ROOT, "benchmarks", "record_workload.py")
+
+
+def run(cmd):
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"record_paired: {' '.join(cmd)} failed")
+    return ru.ru_utime + ru.ru_stime, wall
+
+
+def quartiles(xs):
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], statistics.median(xs), q[2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=15, help="iterations")
+    ap.add_argument("-r", type=int, default=300, help="workload rounds")
+    ap.add_argument("variants", nargs="+")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="hr_paired.", dir=os.environ.get("TMPDIR", "/tmp"))
+    plain = ["nice", "-n", "-20", PY, WORKLOAD, str(a.r)] if os.geteuid() == 0 else \
+        [PY, WORKLOAD, str(a.r)]
+    nice = plain[:3] if os.geteuid() == 0 else []
+    cmds = []
+    for v in a.variants:
+        name, spec = v.split("=", 1)
+        parts = spec.split(":")
+        build, mode = parts[0], parts[1] if len(parts) > 1 and parts[1] else "alloc"
+        extra = parts[2].split() if len(parts) > 2 else []
+        out = os.path.join(tmp, name + ".hrt")
+        cmds.append((name, nice + [os.path.join(build, "cli", "heapreplay"), "record", "--mode",
+                                   mode, *extra, "-o", out, "--", WORKLOAD, str(a.r)]))
+    ratios = {n: ([], []) for n, _ in cmds}
+    plains = []
+    load0 = os.getloadavg()
+    for it in range(a.n):
+        k = it % len(cmds)
+        order = cmds[k:] + cmds[:k]
+        pc, pw = run(plain)
+        plains.append((pc, pw))
+        for name, cmd in order:
+            c, w = run(cmd)
+            ratios[name][0].append(c / pc)
+            ratios[name][1].append(w / pw)
+    load1 = os.getloadavg()
+    pcpu = statistics.median(p[0] for p in plains)
+    pwall = statistics.median(p[1] for p in plains)
+    print(f"{a.n} iterations, {a.r} rounds; plain median {pcpu:.3f} s CPU, {pwall:.3f} s wall; "
+          f"load {load0[0]:.2f} -> {load1[0]:.2f}")
+    for name, _ in cmds:
+        c, w = ratios[name]
+        cl, cm, ch = quartiles(c)
+        wl, wm, wh = quartiles(w)
+        print(f"  {name:14s} CPU {cm:5.2f}x [{cl:.2f}-{ch:.2f}]   wall {wm:5.2f}x [{wl:.2f}-{wh:.2f}]")
+    for f in os.listdir(tmp):
+        os.unlink(os.path.join(tmp, f))
+    os.rmdir(tmp)
+
+
+if __name__ == "__main__":
+    main()
