@@ -1,6 +1,7 @@
 /* graph.h: the heap graph every collector works on: objects, their reference counts and links.
  *
- * Per object (hr_gobj_t, one record per object id in an hr_idtab):
+ * Per object (hr_gobj_t, a record that never moves while the object lives; an hr_idtab maps ids
+ * to records):
  *   ext   references from outside the heap (stack, globals, C): 1 at alloc, +1 incref, -1 decref
  *   in    references held by containers: one per link edge pointing at it
  *   out   the link edges it holds (targets, with repeats: a list may hold the same object twice)
@@ -62,7 +63,10 @@ void hr_gstack_free(hr_gstack_t *s);
 typedef void (*hr_graph_unlist_fn)(void *ctx, hr_gobj_t *o);
 
 struct hr_graph {
-    hr_idtab_t objs;           /* hr_gobj_t per live object */
+    hr_idtab_t objs;           /* hr_gobj_t * per live object (packed leaves: graph.c) */
+    hr_gobj_t *free_objs;      /* reclaimed records for reuse, linked through next */
+    void **ochunks;            /* owned: mmap'd chunks the records are carved from */
+    size_t nochunks, ocarve;   /* chunks; records carved from the newest */
     const hr_gc_env_t *env;    /* borrowed */
     hr_gc_stats_t *st;         /* borrowed: the owning collector's statistics */
     hr_graph_unlist_fn unlist; /* may be NULL */
@@ -76,9 +80,16 @@ int hr_graph_init(hr_graph_t *g, const hr_gc_env_t *env, hr_gc_stats_t *st, hr_e
 /* Free the graph's memory. The objects' blocks are the engine's business. */
 void hr_graph_free(hr_graph_t *g);
 
+/* The record of object id while it is in the graph (live, or dying: see hr_gobj_t.live). */
+HR_INLINE hr_gobj_t *hr_graph_obj_(hr_graph_t *g, uint64_t id)
+{
+    hr_gobj_t **pp = hr_idtab_get(&g->objs, id);
+    return pp ? *pp : NULL;
+}
+
 HR_INLINE hr_gobj_t *hr_graph_get(hr_graph_t *g, uint64_t id)
 {
-    hr_gobj_t *o = hr_idtab_get(&g->objs, id);
+    hr_gobj_t *o = hr_graph_obj_(g, id);
     return o && o->live == 1 ? o : NULL;
 }
 
