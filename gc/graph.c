@@ -12,10 +12,12 @@
  * Collectors hold hr_gobj_t pointers (generation lists, stacks), so records must not move while
  * their objects live. They are carved from mmap'd chunks of OBJ_CHUNK records (not malloc: the
  * allocator under test may be glibc's), reused through a free list when objects die, and the id
- * table maps ids to them with an 8-byte pointer per id, in leaves the table may pack when few of
- * their ids are objects still alive (hr_idtab_compact: a null pointer is a dead id). Records in
- * the id table itself, 80 bytes in leaves of 256 ids, cost up to 20 KiB per long-lived object
- * when survivors are spread thinly (genmix: 81 MiB of peak RSS for 60,000 live objects). */
+ * table maps ids to them with an 8-byte pointer per id (NULL: not an object in the graph). Records
+ * in the id table itself, 80 bytes in leaves of 256 ids, cost up to 20 KiB per long-lived object
+ * when survivors are spread thinly (genmix: 81 MiB of peak RSS for 60,000 live objects); a leaf
+ * of pointers costs 2 KiB. The table's packed leaves would save a little more but put a bitmap
+ * and a population count on every lookup of an old object (measured: more instructions and
+ * cache misses than before on a recorded graph trace), so they are not used here. */
 #define OBJ_CHUNK 1024
 
 static size_t ochunk_bytes(void) { return OBJ_CHUNK * sizeof(hr_gobj_t); }
@@ -66,7 +68,6 @@ int hr_graph_init(hr_graph_t *g, const hr_gc_env_t *env, hr_gc_stats_t *st, hr_e
     (void)err;
     memset(g, 0, sizeof *g);
     hr_idtab_init(&g->objs, sizeof(hr_gobj_t *));
-    hr_idtab_compact(&g->objs, 0, ~(uint64_t)0); /* graph code never holds a pp across calls */
     g->env = env;
     g->st = st;
     return HR_OK;

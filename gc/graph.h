@@ -63,7 +63,7 @@ void hr_gstack_free(hr_gstack_t *s);
 typedef void (*hr_graph_unlist_fn)(void *ctx, hr_gobj_t *o);
 
 struct hr_graph {
-    hr_idtab_t objs;           /* hr_gobj_t * per live object (packed leaves: graph.c) */
+    hr_idtab_t objs;           /* hr_gobj_t * per object id (graph.c) */
     hr_gobj_t *free_objs;      /* reclaimed records for reuse, linked through next */
     void **ochunks;            /* owned: mmap'd chunks the records are carved from */
     size_t nochunks, ocarve;   /* chunks; records carved from the newest */
