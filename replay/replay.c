@@ -386,6 +386,22 @@ HR_INLINE int alloc_nonobject(engine_t *e, uint64_t id, uint64_t size, hr_domain
     return settle(e, err);
 }
 
+/* A graph event (INCREF, DECREF, LINK, UNLINK) for the collector, outside check mode (the
+ * shadow comes first there: step). */
+HR_INLINE int graph_event(engine_t *e, int op, uint64_t a, uint64_t b, hr_err_t *err)
+{
+    int rc = HR_OK;
+    if (op == HR_OP_INCREF && e->gvt->incref)
+        rc = e->gvt->incref(e->gc->ctx, a, err);
+    else if (op == HR_OP_DECREF && e->gvt->decref)
+        rc = e->gvt->decref(e->gc->ctx, a, err);
+    else if (op == HR_OP_LINK && e->gvt->link)
+        rc = e->gvt->link(e->gc->ctx, a, b, err);
+    else if (op == HR_OP_UNLINK && e->gvt->unlink)
+        rc = e->gvt->unlink(e->gc->ctx, a, b, err);
+    return rc ? rc : settle(e, err);
+}
+
 static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
 {
     int rc = HR_OK;
@@ -423,15 +439,7 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
     case HR_OP_UNLINK:
         if (e->check && (rc = shadow_apply(e, ev, err)))
             return rc;
-        if (ev->op == HR_OP_INCREF && e->gvt->incref)
-            rc = e->gvt->incref(e->gc->ctx, ev->a, err);
-        else if (ev->op == HR_OP_DECREF && e->gvt->decref)
-            rc = e->gvt->decref(e->gc->ctx, ev->a, err);
-        else if (ev->op == HR_OP_LINK && e->gvt->link)
-            rc = e->gvt->link(e->gc->ctx, ev->a, ev->b, err);
-        else if (ev->op == HR_OP_UNLINK && e->gvt->unlink)
-            rc = e->gvt->unlink(e->gc->ctx, ev->a, ev->b, err);
-        break;
+        return graph_event(e, ev->op, ev->a, ev->b, err);
     case HR_OP_DIED:
         if (e->o->log_deaths && push_death(&e->res->died, ev->a, e->event))
             return hr_err_set(err, HR_ENOMEM, "out of memory logging deaths");
@@ -621,6 +629,8 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
                     e.objects_allocated++;
                 } else if (op >= HR_OP_INCREF && op <= HR_OP_UNLINK && graphless) {
                     /* a collector without graph slots (none): nothing to do */
+                } else if (op >= HR_OP_INCREF && op <= HR_OP_UNLINK && !e.check) {
+                    rc = graph_event(&e, op, ce.a, ce.b, err);
                 } else {
                     hr_event_t ev = {.op = (uint8_t)op, .domain = ce.domain, .flags = ce.flags,
                                      .tag = ce.tag, .a = ce.a, .b = ce.b};
