@@ -672,6 +672,21 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     if ((rc = hr_alloc_stats_text(e.alloc, &res->alloc_text, err)))
         goto out;
 out:
+    if (rc == HR_ECHECK && r && hr_trace_header(r)->kind == HR_KIND_GRAPH && err &&
+        strstr(err->msg, "(already reclaimed)")) {
+        /* A recorded CPython graph trace is exact only where CPython itself looked at the heap
+         * (docs/recorder.md, "Which collectors a recorded graph trace supports"). */
+        const char *rec = hr_trace_header_get(hr_trace_header(r), "recorder");
+        if (rec && strncmp(rec, "cpython", 7) == 0) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            hr_err_clear(err); /* the first error wins otherwise; this one says more */
+            hr_err_set(err, rc, "%s; a recorded CPython graph trace replays exactly only under "
+                       "refcount and under generational with its recorded thresholds "
+                       "(docs/recorder.md, \"Which collectors a recorded graph trace supports\")",
+                       msg);
+        }
+    }
     if (r) {
         const hr_trace_status_t *st = hr_trace_status(r);
         res->events = e.event;
