@@ -174,8 +174,8 @@ static result_t read_mem(const void *data, size_t len, int partial, hr_buf_t *te
     cursor.reads++;
     for (int mixed = 1; mixed <= 2; mixed++) {
         /* external id states apply to allocation traces (kind: byte 18); graph traces are read
-         * that way only when small (test time), to see the reader decline them */
-        if (mixed == 2 && len > 4096 && !(len > 18 && ((const uint8_t *)data)[18] == HR_KIND_ALLOC))
+         * that way only when small (256 bytes: test time), to see the reader decline them */
+        if (mixed == 2 && len > 256 && !(len > 18 && ((const uint8_t *)data)[18] == HR_KIND_ALLOC))
             break;
         uint64_t h2 = 0;
         hr_buf_t t2;
