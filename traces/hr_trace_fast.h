@@ -21,6 +21,12 @@
  *   hr_trace_cursor_give(r, c);                    // position, ids, event count go back to r
  *
  * Between take and give the reader must not be used.
+ *
+ * A consumer that keeps its own record of live blocks (the replay engine) can open an
+ * allocation-only trace with external id states (hr_trace_read_opts_t.id_state): the checker
+ * then asks the consumer instead of keeping 2 bits per id, and the consumer may decode with
+ * hr_trace_cursor_next_unverified, checking the freed or resized block itself and putting a dead
+ * one back with hr_trace_cursor_unread for hr_trace_read to report.
  */
 #ifndef HR_TRACE_FAST_H
 #define HR_TRACE_FAST_H
