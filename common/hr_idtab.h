@@ -86,7 +86,9 @@ void hr_idtab_free(hr_idtab_t *t);
 /* The record of a live id, or NULL if its leaf is gone (then the id is certainly not live; a
  * non-NULL answer says nothing about liveness: the caller's record does). */
 void *hr_idtab_get_compact_(const hr_idtab_t *t, const uint8_t *leaf, uint64_t id);
-HR_INLINE void *hr_idtab_get(const hr_idtab_t *t, uint64_t id)
+/* The same for a caller that knows its record size at compile time (rec_size must equal
+ * t->rec_size): the multiply becomes a shift or a constant. */
+HR_INLINE void *hr_idtab_get_sized(const hr_idtab_t *t, uint64_t id, size_t rec_size)
 {
     uint64_t k = id >> HR_IDTAB_SHIFT;
     if (HR_UNLIKELY(k >= t->ndir))
@@ -96,7 +98,11 @@ HR_INLINE void *hr_idtab_get(const hr_idtab_t *t, uint64_t id)
         return NULL;
     if (HR_UNLIKELY((uintptr_t)l & 1))
         return hr_idtab_get_compact_(t, l - 1, id);
-    return l + (size_t)(id & (HR_IDTAB_LEAF - 1)) * t->rec_size;
+    return l + (size_t)(id & (HR_IDTAB_LEAF - 1)) * rec_size;
+}
+HR_INLINE void *hr_idtab_get(const hr_idtab_t *t, uint64_t id)
+{
+    return hr_idtab_get_sized(t, id, t->rec_size);
 }
 
 /* Make a zeroed record (see hr_idtab_dense) for a new id and count it live. NULL when out of
