@@ -117,7 +117,8 @@ typedef struct node {
     int64_t ext;      /* external count */
     vec_t out, in;    /* edge ids */
     int64_t scratch;  /* gc_refs / cascade count / edges going: 0 between computations */
-    uint32_t gprev, gnext; /* neighbours (ids) on the mirror's generation list, when gen != NOGEN */
+    struct node *gprev, *gnext; /* neighbours on the mirror's generation list (gen != NOGEN) */
+    uint32_t id;      /* the object's id */
     uint16_t mark;    /* M_* */
     uint8_t gen;      /* the mirror's generation, NOGEN when on no list */
     uint8_t lost;     /* 1: reclaimed by the replay while CPython kept the block; 2: untyped */
@@ -132,9 +133,10 @@ static struct graph {
     size_t nchunks, carved; /* chunks; records carved from the newest */
     size_t nodes, peak_nodes;
     /* the mirror's generation lists */
-    uint32_t ghead[3];
-    /* edges */
+    node_t *ghead[3];
+    /* edges: ends (ids, and their records: walks need no id lookups), positions in the lists */
     uint32_t *esrc, *edst, *epos_out, *epos_in;
+    node_t **ensrc, **endst;
     size_t ecap, enext;
     vec_t efree;
     hr_idmap_t objs;  /* PyObject address -> id */
@@ -203,7 +205,7 @@ static node_t *node_new(uint64_t id)
         return NULL;
     }
     *pp = n;
-    *n = (node_t){.gprev = NIL, .gnext = NIL, .gen = NOGEN};
+    *n = (node_t){.id = (uint32_t)id, .gen = NOGEN};
     if (++G.nodes > G.peak_nodes)
         G.peak_nodes = G.nodes;
     return n;
@@ -266,14 +268,14 @@ static inline int vpush(vec_t *v, uint32_t x)
 }
 /* {==== the mirror's generation lists ==== */
 
-static void gen_add(uint32_t id, node_t *n, int g)
+static void gen_add(node_t *n, int g)
 {
     n->gen = (uint8_t)g;
-    n->gprev = NIL;
+    n->gprev = NULL;
     n->gnext = G.ghead[g];
-    if (G.ghead[g] != NIL)
-        ND(G.ghead[g])->gprev = id;
-    G.ghead[g] = id;
+    if (G.ghead[g])
+        G.ghead[g]->gprev = n;
+    G.ghead[g] = n;
 }
 
 static void gen_remove(node_t *n)
@@ -281,12 +283,12 @@ static void gen_remove(node_t *n)
     int g = n->gen;
     if (g == NOGEN)
         return;
-    if (n->gprev != NIL)
-        ND(n->gprev)->gnext = n->gnext;
+    if (n->gprev)
+        n->gprev->gnext = n->gnext;
     else
         G.ghead[g] = n->gnext;
-    if (n->gnext != NIL)
-        ND(n->gnext)->gprev = n->gprev;
+    if (n->gnext)
+        n->gnext->gprev = n->gprev;
     n->gen = NOGEN;
 }
 
@@ -309,16 +311,23 @@ static uint32_t edge_new(uint32_t s, node_t *ns, uint32_t t, node_t *nt)
             if (c)
                 G.epos_out = c;
             uint32_t *d = c ? realloc(G.epos_in, cap * 4) : NULL;
-            if (!d) {
+            if (d)
+                G.epos_in = d;
+            node_t **f = d ? realloc(G.ensrc, cap * sizeof *f) : NULL;
+            if (f)
+                G.ensrc = f;
+            node_t **h = f ? realloc(G.endst, cap * sizeof *h) : NULL;
+            if (!h) {
                 R.sink.off = 1;
                 return UINT32_MAX;
             }
-            G.epos_in = d;
+            G.endst = h;
             G.ecap = cap;
         }
         e = (uint32_t)G.enext++;
     }
     G.esrc[e] = s, G.edst[e] = t;
+    G.ensrc[e] = ns, G.endst[e] = nt;
     G.epos_out[e] = ns->out.len;
     G.epos_in[e] = nt->in.len;
     vpush(&ns->out, e);
@@ -326,14 +335,9 @@ static uint32_t edge_new(uint32_t s, node_t *ns, uint32_t t, node_t *nt)
     return e;
 }
 
-/* Remove edge e; ns and nt are its ends' records (NULL: looked up). */
-static void edge_del(uint32_t e, node_t *ns, node_t *nt)
+static void edge_del(uint32_t e)
 {
-    if (!ns)
-        ns = ND(G.esrc[e]);
-    if (!nt)
-        nt = ND(G.edst[e]);
-    vec_t *o = &ns->out, *i = &nt->in;
+    vec_t *o = &G.ensrc[e]->out, *i = &G.endst[e]->in;
     uint32_t last = o->v[--o->len];
     if (last != e) {
         o->v[G.epos_out[e]] = last;
@@ -350,7 +354,6 @@ static void edge_del(uint32_t e, node_t *ns, node_t *nt)
 int hr_rec_graph_init(hr_err_t *err)
 {
     memset(&G, 0, sizeof G);
-    G.ghead[0] = G.ghead[1] = G.ghead[2] = NIL;
     hr_idtab_init(&G.ids, sizeof(node_t *));
     hr_idtab_compact(&G.ids, 0, ~(uint64_t)0); /* no table slot pointer is held across calls */
     if (hr_idmap_init_direct(&G.objs) || hr_idmap_init(&G.tmap, 10))
@@ -416,7 +419,7 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int unin
     if (!t)
         vpush(&G.untyped, (uint32_t)id);
     if (flags & HR_F_GC)
-        gen_add((uint32_t)id, n, 0); /* the replay tracks it after any collection it triggers */
+        gen_add(n, 0); /* the replay tracks it after any collection it triggers */
 }
 
 void hr_rec_graph_moved(uintptr_t old_block, uintptr_t new_block, uint64_t id)
@@ -554,7 +557,7 @@ static int entry_of_dying_class(node_t *n)
     if (n->lost || !PyWeakref_CheckRefExact(w) || n->in.len != 1)
         return 0;
     PyObject *t = PyWeakref_GET_OBJECT(w); /* before any call: its assert needs no proxy types */
-    node_t *s = ND(G.esrc[n->in.v[0]]);
+    node_t *s = G.ensrc[n->in.v[0]];
     return s->obj == (uintptr_t)t && (s->mark & M_DYING) && PyType_Check(t) &&
            (((PyTypeObject *)t)->tp_flags & Py_TPFLAGS_HEAPTYPE);
 }
@@ -690,7 +693,7 @@ static void traverse_obj(uint32_t id, node_t *n)
             x++;
         } else {
             vpush(&G.removed, (uint32_t)old[y]);
-            touch(ot, ND(ot));
+            touch(ot, G.endst[(uint32_t)old[y]]);
             y++;
         }
     }
@@ -701,7 +704,7 @@ static void traverse_obj(uint32_t id, node_t *n)
 static void flush_touched(void)
 {
     for (uint32_t r = 0; r < G.removed.len; r++)
-        ND(G.edst[G.removed.v[r]])->scratch++;
+        G.endst[G.removed.v[r]]->scratch++;
     for (uint32_t k = 0; k < G.touched.len; k++) {
         uint32_t t = G.touched.v[k];
         node_t *n = nd(t);
@@ -710,11 +713,10 @@ static void flush_touched(void)
     }
     for (uint32_t r = 0; r < G.removed.len; r++) {
         uint32_t e = G.removed.v[r];
-        node_t *nt = ND(G.edst[e]);
-        nt->scratch = 0;
+        G.endst[e]->scratch = 0;
         emit_edge(HR_OP_UNLINK, G.esrc[e], G.edst[e]);
         G.s_unlinks++;
-        edge_del(e, NULL, nt);
+        edge_del(e);
     }
     G.removed.len = 0;
     for (uint32_t k = 0; k < G.touched.len; k++) {
@@ -747,7 +749,7 @@ static void flush_refresh(void)
             node_t *nt = nd(t);
             for (uint32_t j = 0; nt && nt->obj && j < nt->in.len; j++) {
                 uint32_t src = G.esrc[nt->in.v[j]];
-                node_t *ns = ND(src);
+                node_t *ns = G.ensrc[nt->in.v[j]];
                 if (!(ns->mark & M_DONE_TRAV) && ns->obj) {
                     add_member(src, ns);
                     traverse_obj(src, ns);
@@ -839,24 +841,22 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         /* 1. Targets that stay alive keep their real count once this object's links go. */
         vec_t *o = &n->out;
         for (uint32_t k = 0; k < o->len; k++) {
-            uint32_t t = G.edst[o->v[k]];
-            if (t != id)
-                ND(t)->scratch++;
+            node_t *nt = G.endst[o->v[k]];
+            if (nt != n)
+                nt->scratch++;
         }
         for (uint32_t k = 0; k < o->len; k++) {
-            uint32_t t = G.edst[o->v[k]];
-            node_t *nt;
-            if (t != id && (nt = ND(t))->obj)
-                put_ext(t, nt, wanted_ext(t, nt, (uint32_t)nt->scratch), 1);
+            node_t *nt = G.endst[o->v[k]];
+            if (nt != n && nt->obj)
+                put_ext(nt->id, nt, wanted_ext(nt->id, nt, (uint32_t)nt->scratch), 1);
         }
         for (uint32_t k = 0; k < o->len; k++) {
-            uint32_t t = G.edst[o->v[k]];
-            node_t *nt;
-            if (t != id && (nt = ND(t))->obj)
-                put_ext(t, nt, wanted_ext(t, nt, (uint32_t)nt->scratch), 0);
+            node_t *nt = G.endst[o->v[k]];
+            if (nt != n && nt->obj)
+                put_ext(nt->id, nt, wanted_ext(nt->id, nt, (uint32_t)nt->scratch), 0);
         }
         for (uint32_t k = 0; k < o->len; k++)
-            ND(G.edst[o->v[k]])->scratch = 0;
+            G.endst[o->v[k]]->scratch = 0;
         /* 2. Its own count goes to 0 at the last of these events. */
         if (n->ext + (int64_t)n->in.len <= 0)
             G.s_premature++;
@@ -868,7 +868,7 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
                 emit_edge(HR_OP_UNLINK, s, (uint32_t)id);
                 G.s_unlinks++;
             }
-            edge_del(e, NULL, n);
+            edge_del(e);
         }
         put_ext(id, n, 0, 0);
     }
@@ -878,9 +878,9 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         hr_rec_emit(&ev);
     }
     while (n->out.len)
-        edge_del(n->out.v[n->out.len - 1], n, NULL);
+        edge_del(n->out.v[n->out.len - 1]);
     while (n->in.len)
-        edge_del(n->in.v[n->in.len - 1], NULL, n);
+        edge_del(n->in.v[n->in.len - 1]);
     gen_remove(n);
     vec_release(&n->out);
     vec_release(&n->in);
@@ -906,7 +906,7 @@ static void predict(void)
     for (uint32_t k = 0; k < y->len; k++) {
         vec_t *o = &ND(y->v[k])->out;
         for (uint32_t j = 0; j < o->len; j++) {
-            node_t *t = ND(G.edst[o->v[j]]);
+            node_t *t = G.endst[o->v[j]];
             if (t->mark & M_YOUNG)
                 t->scratch--;
         }
@@ -924,11 +924,10 @@ static void predict(void)
         uint32_t x = G.work.v[--G.work.len];
         vec_t *o = &ND(x)->out;
         for (uint32_t j = 0; j < o->len; j++) {
-            uint32_t t = G.edst[o->v[j]];
-            node_t *nt = ND(t);
+            node_t *nt = G.endst[o->v[j]];
             if ((nt->mark & (M_YOUNG | M_SIM)) == M_YOUNG) {
                 nt->mark |= M_SIM;
-                vpush(&G.work, t);
+                vpush(&G.work, nt->id);
             }
         }
     }
@@ -948,8 +947,8 @@ static void predict(void)
     for (uint32_t k = 0; k < G.dying.len; k++) {
         vec_t *o = &ND(G.dying.v[k])->out;
         for (uint32_t j = 0; j < o->len; j++) {
-            uint32_t t = G.edst[o->v[j]];
-            node_t *nt = ND(t);
+            node_t *nt = G.endst[o->v[j]];
+            uint32_t t = nt->id;
             if (nt->mark & M_DYING)
                 continue;
             if (!(nt->mark & M_SIM)) {
@@ -995,7 +994,7 @@ static void emit_track(uint32_t id, node_t *n, unsigned action, int gen)
     hr_rec_emit(&ev);
     gen_remove(n);
     if (action == HR_TRACK) {
-        gen_add(id, n, gen);
+        gen_add(n, gen);
         G.s_track++;
     } else {
         G.s_untrack += action == HR_UNTRACK;
@@ -1090,12 +1089,9 @@ static void sync_generations(struct _gc_runtime_state *g, int gen)
     }
     G.scratch_ids.len = 0;
     for (int i = 0; i <= gen; i++)
-        for (uint32_t x = G.ghead[i]; x != NIL;) {
-            node_t *n = ND(x);
+        for (node_t *n = G.ghead[i]; n; n = n->gnext)
             if (!(n->mark & M_LISTED))
-                vpush(&G.scratch_ids, x);
-            x = n->gnext;
-        }
+                vpush(&G.scratch_ids, n->id);
     G.older.len = 0;
     for (uint32_t k = 0; k < G.scratch_ids.len; k++) {
         uint32_t x = G.scratch_ids.v[k];
@@ -1153,12 +1149,10 @@ void hr_rec_graph_prepare(int gen)
     sync_generations(g, gen);
     G.young.len = 0;
     for (int i = 0; i <= gen; i++) {
-        for (uint32_t x = G.ghead[i]; x != NIL;) {
-            node_t *n = ND(x);
-            add_member(x, n);
+        for (node_t *n = G.ghead[i]; n; n = n->gnext) {
+            add_member(n->id, n);
             n->mark |= M_YOUNG;
-            vpush(&G.young, x);
-            x = n->gnext;
+            vpush(&G.young, n->id);
         }
     }
     for (uint32_t k = 0; k < G.members.len; k++) {
@@ -1186,8 +1180,8 @@ void hr_rec_graph_prepare(int gen)
             }
             vec_t *o = &n->out;
             for (uint32_t j = 0; j < o->len; j++) {
-                uint32_t t = G.edst[o->v[j]];
-                node_t *nt = ND(t);
+                node_t *nt = G.endst[o->v[j]];
+                uint32_t t = nt->id;
                 if (!(nt->mark & (M_DONE_EXT | M_DYING))) {
                     add_member(t, nt);
                     touch(t, nt);
@@ -1257,7 +1251,7 @@ void hr_rec_graph_commit(void)
         n->mark = (uint16_t)((n->mark & ~(M_DYING | M_YOUNG)) | M_FLAGGED);
         gen_remove(n);
         while (n->out.len)
-            edge_del(n->out.v[n->out.len - 1], n, NULL);
+            edge_del(n->out.v[n->out.len - 1]);
     }
     for (uint32_t k = 0; k < G.dying.len; k++)
         vpush(&G.flagged, G.dying.v[k]);
@@ -1273,7 +1267,7 @@ void hr_rec_graph_commit(void)
         n->mark &= (uint16_t)~M_YOUNG;
         if (n->gen != to) {
             gen_remove(n);
-            gen_add(x, n, to);
+            gen_add(n, to);
         }
         vpush(&G.survivors, x);
     }
@@ -1294,7 +1288,7 @@ static void flush_flagged(void)
             hr_idmap_take(&G.objs, n->obj, NULL, NULL);
             hr_rec_emit_id(HR_OP_DIED, d);
             while (n->in.len)
-                edge_del(n->in.v[n->in.len - 1], NULL, n);
+                edge_del(n->in.v[n->in.len - 1]);
             vec_release(&n->in);
             vec_release(&n->out);
             n->obj = 0;
