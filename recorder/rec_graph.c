@@ -124,7 +124,17 @@ typedef struct node {
     uint8_t lost;     /* 1: reclaimed by the replay while CPython kept the block; 2: untyped */
 } node_t;
 
-#define NODE_CHUNK 4096 /* records per chunk: 288 KiB */
+#define NODE_CHUNK 4096 /* records per chunk: 320 KiB */
+
+/* Records of live objects. Work lists that live only inside one reconciliation hold records
+ * alone (no object is freed or allocated there, so no record goes or is reused meanwhile).
+ * Lists that outlive it (young, dying, flagged, survivors) pair each id with the record it had
+ * (vec_t + pvec_t, same index): the record is still the id's iff rec->id == id (node_drop sets
+ * id to NIL, a reused record has its new object's id), which is nd(id) without the lookup. */
+typedef struct pvec {
+    node_t **v;
+    uint32_t len, cap;
+} pvec_t;
 
 static struct graph {
     hr_idtab_t ids;   /* node_t * per id with a record */
@@ -150,11 +160,14 @@ static struct graph {
     vec_t dying;       /* predicted to be reclaimed by the prepared collection */
     vec_t flagged;     /* reclaimed by the replay at the collection in progress */
     vec_t survivors;   /* moved on by the collection in progress (to survivors_gen) */
+    pvec_t dyingn, flaggedn, survivorsn; /* their records */
     int survivors_gen;
-    vec_t older;       /* young in the mirror, tracked in an older generation by CPython */
-    vec_t clamped;     /* objects whose real count is below their in-links (flush_refresh) */
+    pvec_t older;      /* young in the mirror, tracked in an older generation by CPython */
+    pvec_t clamped;    /* objects whose real count is below their in-links (flush_refresh) */
     int collect_clamped;
-    vec_t members, young, removed, touched, work;
+    vec_t young, removed;
+    pvec_t youngn;     /* young's records */
+    pvec_t members, touched, work, seen;
     vec_t scratch_ids;
     vec_t untyped;     /* objects allocated before their type was set */
     uint64_t s_premature, s_clamped, s_traversed, s_links, s_unlinks, s_incref, s_decref,
@@ -164,7 +177,7 @@ static struct graph {
         s_revived, s_subclass_entries, s_refreshed;
 } G;
 
-/* The record of id, or NULL when it has none. */
+/* The record of id, or NULL when it has none. (G.objs maps object addresses to records.) */
 static inline node_t *nd(uint64_t id)
 {
     node_t **pp = hr_idtab_get_sized(&G.ids, id, sizeof(node_t *));
@@ -211,12 +224,16 @@ static node_t *node_new(uint64_t id)
     return n;
 }
 
-/* id's record goes (its edge lists already released): the table forgets it, the record is
- * reused. */
-static void node_drop(uint64_t id, node_t *n)
+/* id's record goes (its edge lists already released, its scratch 0): the table forgets it, the
+ * record is reused. pp: id's table slot if the caller has it (no put or release since), or
+ * NULL. */
+static void node_drop(uint64_t id, node_t *n, node_t **pp)
 {
-    *(node_t **)hr_idtab_get_sized(&G.ids, id, sizeof(node_t *)) = NULL; /* dead for compaction */
+    if (!pp)
+        pp = hr_idtab_get_sized(&G.ids, id, sizeof(node_t *));
+    *pp = NULL; /* dead, for the table's compaction */
     hr_idtab_release(&G.ids, id);
+    n->id = NIL; /* a paired list's entry (see pvec_t) no longer matches */
     n->obj = (uintptr_t)G.free_nodes;
     G.free_nodes = n;
     G.nodes--;
@@ -264,6 +281,26 @@ static inline int vpush(vec_t *v, uint32_t x)
     if (HR_UNLIKELY(v->len == v->cap) && vgrow(v))
         return -1;
     v->v[v->len++] = x;
+    return 0;
+}
+
+static int pgrow(pvec_t *v)
+{
+    uint32_t cap = v->cap ? v->cap * 2 : 64;
+    node_t **p = realloc(v->v, cap * sizeof *p);
+    if (!p) {
+        R.sink.off = 1;
+        return -1;
+    }
+    v->v = p, v->cap = cap;
+    return 0;
+}
+
+static inline int ppush(pvec_t *v, node_t *n)
+{
+    if (HR_UNLIKELY(v->len == v->cap) && pgrow(v))
+        return -1;
+    v->v[v->len++] = n;
     return 0;
 }
 /* {==== the mirror's generation lists ==== */
@@ -412,7 +449,7 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int unin
      * assumed to have the common 16-byte pre-header. */
     uintptr_t op = block + (pre ? pre : 16);
     hr_idmap_put(&R.map, block, id, ev.flags | (pre == 32 ? 0x80 : 0));
-    hr_idmap_put(&G.objs, op, id, 0);
+    hr_idmap_put(&G.objs, op, (uintptr_t)n, 0);
     n->obj = op;
     n->ext = 1;
     n->lost = t ? 0 : 2;
@@ -430,7 +467,7 @@ void hr_rec_graph_moved(uintptr_t old_block, uintptr_t new_block, uint64_t id)
         return;
     hr_idmap_take(&G.objs, op, NULL, NULL);
     op = op - old_block + new_block;
-    hr_idmap_put(&G.objs, op, id, 0);
+    hr_idmap_put(&G.objs, op, (uintptr_t)n, 0);
     n->obj = op;
 }
 
@@ -442,8 +479,9 @@ static void emit_edge(int op, uint32_t s, uint32_t t)
     hr_rec_emit(&ev);
 }
 
-static void put_ext(uint64_t id, node_t *n, int64_t target, int increases)
+static void put_ext(node_t *n, int64_t target, int increases)
 {
+    uint32_t id = n->id;
     while (increases && n->ext < target) {
         hr_rec_emit_id(HR_OP_INCREF, id);
         n->ext++;
@@ -459,7 +497,7 @@ static void put_ext(uint64_t id, node_t *n, int64_t target, int increases)
 /* Is id's memory recognisably an object now? An object allocated while a collection started
  * inside its link had no type yet and was assumed to have a 16-byte pre-header; once it is
  * initialised the real position is known. */
-static int obj_ok(uint32_t id, node_t *n)
+static int obj_ok(node_t *n)
 {
     PyObject *op = (PyObject *)n->obj;
     if (HR_UNLIKELY(n->lost == 2)) {
@@ -469,7 +507,7 @@ static int obj_ok(uint32_t id, node_t *n)
             if (pre == 32) {
                 hr_idmap_take(&G.objs, n->obj, NULL, NULL);
                 n->obj += 16;
-                hr_idmap_put(&G.objs, n->obj, id, 0);
+                hr_idmap_put(&G.objs, n->obj, (uintptr_t)n, 0);
                 op = (PyObject *)n->obj;
             }
         }
@@ -481,9 +519,9 @@ static int obj_ok(uint32_t id, node_t *n)
 /* The external count that makes id's shadow count equal its real refcount, given that
  * `in_less` of its in-edges are about to go. The block is allocated, so the count stays at
  * least 1 (rule 1): ob_refcnt 0 means a free list holds the object. */
-static int64_t wanted_ext(uint64_t id, node_t *n, uint32_t in_less)
+static int64_t wanted_ext(node_t *n, uint32_t in_less)
 {
-    if (HR_UNLIKELY(!obj_ok((uint32_t)id, n))) {
+    if (HR_UNLIKELY(!obj_ok(n))) {
         G.s_unreadable++;
         return n->ext; /* not readable as an object: no correction */
     }
@@ -496,7 +534,7 @@ static int64_t wanted_ext(uint64_t id, node_t *n, uint32_t in_less)
     if (w < 0) {
         G.s_clamped++;
         if (G.collect_clamped)
-            vpush(&G.clamped, (uint32_t)id);
+            ppush(&G.clamped, n);
         w = 0;
     }
     return w;
@@ -504,11 +542,11 @@ static int64_t wanted_ext(uint64_t id, node_t *n, uint32_t in_less)
 
 /* {==== reconciliation ==== */
 
-static void touch(uint32_t id, node_t *n)
+static void touch(node_t *n)
 {
     if (!(n->mark & M_TOUCHED)) {
         n->mark |= M_TOUCHED;
-        vpush(&G.touched, id);
+        ppush(&G.touched, n);
     }
 }
 
@@ -542,10 +580,10 @@ static int subclass_entry(PyObject *d, PyObject *w)
 
 static int visit(PyObject *op, void *arg)
 {
-    uint64_t id;
-    if (op && hr_idmap_get(&G.objs, (uintptr_t)op, &id, NULL) &&
+    uint64_t v;
+    if (op && hr_idmap_get(&G.objs, (uintptr_t)op, &v, NULL) &&
         !(arg && PyDict_CheckExact((PyObject *)arg) && subclass_entry(arg, op)))
-        vpush(&G.scratch_ids, (uint32_t)id);
+        vpush(&G.scratch_ids, ((node_t *)(uintptr_t)v)->id);
     return 0;
 }
 
@@ -643,11 +681,12 @@ static uint64_t *scratch_u64(size_t n)
 /* Make id's out-edges what tp_traverse reports among recorded objects (nothing for an object
  * with ob_refcnt 0: it sits on a free list or is being deallocated and holds nothing): LINK new
  * ones at once, queue gone ones in G.removed; targets whose in-edges change are touched. */
-static void traverse_obj(uint32_t id, node_t *n)
+static void traverse_obj(node_t *n)
 {
+    uint32_t id = n->id;
     PyObject *op;
     n->mark |= M_DONE_TRAV;
-    if (!(n->mark & M_LISTED) && !obj_ok(id, n)) {
+    if (!(n->mark & M_LISTED) && !obj_ok(n)) {
         /* Not tracked by CPython and not recognisably an object of a known GC type (its type
          * may have been guessed wrong): its links stay as they are. */
         G.s_untraversable++;
@@ -688,12 +727,12 @@ static void traverse_obj(uint32_t id, node_t *n)
             node_t *t = ND(nt);
             emit_edge(HR_OP_LINK, id, nt);
             edge_new(id, n, nt, t);
-            touch(nt, t);
+            touch(t);
             G.s_links++;
             x++;
         } else {
             vpush(&G.removed, (uint32_t)old[y]);
-            touch(ot, G.endst[(uint32_t)old[y]]);
+            touch(G.endst[(uint32_t)old[y]]);
             y++;
         }
     }
@@ -706,10 +745,9 @@ static void flush_touched(void)
     for (uint32_t r = 0; r < G.removed.len; r++)
         G.endst[G.removed.v[r]]->scratch++;
     for (uint32_t k = 0; k < G.touched.len; k++) {
-        uint32_t t = G.touched.v[k];
-        node_t *n = nd(t);
-        if (n && n->obj)
-            put_ext(t, n, wanted_ext(t, n, (uint32_t)n->scratch), 1);
+        node_t *n = G.touched.v[k];
+        if (n->obj)
+            put_ext(n, wanted_ext(n, (uint32_t)n->scratch), 1);
     }
     for (uint32_t r = 0; r < G.removed.len; r++) {
         uint32_t e = G.removed.v[r];
@@ -720,12 +758,9 @@ static void flush_touched(void)
     }
     G.removed.len = 0;
     for (uint32_t k = 0; k < G.touched.len; k++) {
-        uint32_t t = G.touched.v[k];
-        node_t *n = nd(t);
-        if (!n)
-            continue;
+        node_t *n = G.touched.v[k];
         if (n->obj)
-            put_ext(t, n, wanted_ext(t, n, 0), 0);
+            put_ext(n, wanted_ext(n, 0), 0);
         n->mark = (uint16_t)((n->mark & ~M_TOUCHED) | M_DONE_EXT);
     }
     G.touched.len = 0;
@@ -735,7 +770,7 @@ static void flush_touched(void)
  * linked from objects that have let go of it since they were last traversed (typically a
  * container that now sits on a free list and holds nothing, rule 1). Traverse those sources
  * too, and flush again, until no count is clamped for a source not yet traversed. */
-static void add_member(uint32_t id, node_t *n);
+static void add_member(node_t *n);
 
 static void flush_refresh(void)
 {
@@ -745,16 +780,14 @@ static void flush_refresh(void)
         flush_touched();
         int more = 0;
         for (uint32_t k = 0; k < G.clamped.len; k++) {
-            uint32_t t = G.clamped.v[k];
-            node_t *nt = nd(t);
-            for (uint32_t j = 0; nt && nt->obj && j < nt->in.len; j++) {
-                uint32_t src = G.esrc[nt->in.v[j]];
+            node_t *nt = G.clamped.v[k];
+            for (uint32_t j = 0; nt->obj && j < nt->in.len; j++) {
                 node_t *ns = G.ensrc[nt->in.v[j]];
                 if (!(ns->mark & M_DONE_TRAV) && ns->obj) {
-                    add_member(src, ns);
-                    traverse_obj(src, ns);
-                    touch(src, ns);
-                    touch(t, nt);
+                    add_member(ns);
+                    traverse_obj(ns);
+                    touch(ns);
+                    touch(nt);
                     G.s_refreshed++;
                     more = 1;
                 }
@@ -816,7 +849,8 @@ static void begin_freelist_phase(void)
 void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
 {
     (void)block;
-    node_t *n = R.sink.off ? NULL : nd(id);
+    node_t **pp = R.sink.off ? NULL : hr_idtab_get_sized(&G.ids, id, sizeof(node_t *));
+    node_t *n = pp ? *pp : NULL; /* pp stays valid: nothing below puts or releases ids */
     if (!n)
         return;
     if (n->lost == 1) {
@@ -825,7 +859,7 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = HR_GC_DEL};
         hr_rec_emit(&ev);
         G.s_lost_frees++;
-        node_drop(id, n); /* a lost block's record holds nothing else */
+        node_drop(id, n, pp); /* a lost block's record holds nothing else */
         return;
     }
     if (!n->obj)
@@ -848,12 +882,12 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         for (uint32_t k = 0; k < o->len; k++) {
             node_t *nt = G.endst[o->v[k]];
             if (nt != n && nt->obj)
-                put_ext(nt->id, nt, wanted_ext(nt->id, nt, (uint32_t)nt->scratch), 1);
+                put_ext(nt, wanted_ext(nt, (uint32_t)nt->scratch), 1);
         }
         for (uint32_t k = 0; k < o->len; k++) {
             node_t *nt = G.endst[o->v[k]];
             if (nt != n && nt->obj)
-                put_ext(nt->id, nt, wanted_ext(nt->id, nt, (uint32_t)nt->scratch), 0);
+                put_ext(nt, wanted_ext(nt, (uint32_t)nt->scratch), 0);
         }
         for (uint32_t k = 0; k < o->len; k++)
             G.endst[o->v[k]]->scratch = 0;
@@ -870,7 +904,7 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
             }
             edge_del(e);
         }
-        put_ext(id, n, 0, 0);
+        put_ext(n, 0, 0);
     }
     hr_rec_emit_id(HR_OP_DIED, id);
     if ((flags & F_REVIVED) && !(G.in_collection && (n->mark & M_FLAGGED))) {
@@ -884,7 +918,7 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
     gen_remove(n);
     vec_release(&n->out);
     vec_release(&n->in);
-    node_drop(id, n);
+    node_drop(id, n, pp);
 }
 
 /* {==== collections ==== */
@@ -895,16 +929,17 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
  * (marked M_DYING). Pure computation on the shadow. */
 static void predict(void)
 {
-    for (uint32_t k = 0; k < G.dying.len; k++)
-        ND(G.dying.v[k])->mark &= (uint16_t)~M_DYING;
+    for (uint32_t k = 0; k < G.dyingn.len; k++)
+        G.dyingn.v[k]->mark &= (uint16_t)~M_DYING;
     G.dying.len = 0;
-    vec_t *y = &G.young;
+    G.dyingn.len = 0;
+    pvec_t *y = &G.youngn;
     for (uint32_t k = 0; k < y->len; k++) {
-        node_t *n = ND(y->v[k]);
+        node_t *n = y->v[k];
         n->scratch = n->ext + (int64_t)n->in.len;
     }
     for (uint32_t k = 0; k < y->len; k++) {
-        vec_t *o = &ND(y->v[k])->out;
+        vec_t *o = &y->v[k]->out;
         for (uint32_t j = 0; j < o->len; j++) {
             node_t *t = G.endst[o->v[j]];
             if (t->mark & M_YOUNG)
@@ -913,76 +948,74 @@ static void predict(void)
     }
     G.work.len = 0;
     for (uint32_t k = 0; k < y->len; k++) {
-        uint32_t x = y->v[k];
-        node_t *n = ND(x);
+        node_t *n = y->v[k];
         if (n->scratch > 0) {
             n->mark |= M_SIM;
-            vpush(&G.work, x);
+            ppush(&G.work, n);
         }
     }
     while (G.work.len) {
-        uint32_t x = G.work.v[--G.work.len];
-        vec_t *o = &ND(x)->out;
+        vec_t *o = &G.work.v[--G.work.len]->out;
         for (uint32_t j = 0; j < o->len; j++) {
             node_t *nt = G.endst[o->v[j]];
             if ((nt->mark & (M_YOUNG | M_SIM)) == M_YOUNG) {
                 nt->mark |= M_SIM;
-                vpush(&G.work, nt->id);
+                ppush(&G.work, nt);
             }
         }
     }
     for (uint32_t k = 0; k < y->len; k++) {
-        uint32_t x = y->v[k];
-        node_t *n = ND(x);
+        node_t *n = y->v[k];
         n->scratch = 0;
         if (n->mark & M_SIM)
             n->mark &= (uint16_t)~M_SIM;
         else {
             n->mark |= M_DYING;
-            vpush(&G.dying, x);
+            vpush(&G.dying, n->id);
+            ppush(&G.dyingn, n);
         }
     }
     /* The cascade: targets outside the set whose count falls to 0 as its links go. */
-    vec_t seen = {0};
-    for (uint32_t k = 0; k < G.dying.len; k++) {
-        vec_t *o = &ND(G.dying.v[k])->out;
+    G.seen.len = 0;
+    for (uint32_t k = 0; k < G.dyingn.len; k++) {
+        vec_t *o = &G.dyingn.v[k]->out;
         for (uint32_t j = 0; j < o->len; j++) {
             node_t *nt = G.endst[o->v[j]];
-            uint32_t t = nt->id;
             if (nt->mark & M_DYING)
                 continue;
             if (!(nt->mark & M_SIM)) {
                 nt->mark |= M_SIM;
                 nt->scratch = nt->ext + (int64_t)nt->in.len;
-                vpush(&seen, t);
+                ppush(&G.seen, nt);
             }
             if (--nt->scratch == 0) {
                 nt->mark |= M_DYING;
-                vpush(&G.dying, t);
+                vpush(&G.dying, nt->id);
+                ppush(&G.dyingn, nt);
                 G.s_cascade++;
             }
         }
     }
-    for (uint32_t k = 0; k < seen.len; k++) {
-        node_t *n = ND(seen.v[k]);
+    for (uint32_t k = 0; k < G.seen.len; k++) {
+        node_t *n = G.seen.v[k];
         n->mark &= (uint16_t)~M_SIM;
         n->scratch = 0;
     }
-    free(seen.v);
+    G.seen.len = 0;
 }
 
 static void clear_round(void)
 {
     for (uint32_t k = 0; k < G.members.len; k++)
-        ND(G.members.v[k])->mark &= (uint16_t)~(M_MEMBER | M_DONE_EXT | M_DONE_TRAV | M_LISTED);
+        G.members.v[k]->mark &= (uint16_t)~(M_MEMBER | M_DONE_EXT | M_DONE_TRAV | M_LISTED);
     G.members.len = 0;
 }
 
-static void add_member(uint32_t id, node_t *n)
+static void add_member(node_t *n)
 {
     if (!(n->mark & M_MEMBER)) {
         n->mark |= M_MEMBER;
-        vpush(&G.members, id);
+        ppush(&G.members, n);
     }
 }
 
@@ -1019,7 +1052,7 @@ static int cpython_tracked(node_t *n)
  * generation CPython keeps it in (the caller's business); its free writes `gc del` after the
  * death (PyObject_GC_Del lowers the count). The replay allocates a block here that CPython did
  * not (it freed one at the collection that CPython did not). */
-static int revive(PyObject *op, uint64_t *out)
+static int revive(PyObject *op, node_t **out)
 {
     uintptr_t gch = (uintptr_t)op - sizeof(PyGC_Head);
     uint64_t old;
@@ -1050,12 +1083,12 @@ static int revive(PyObject *op, uint64_t *out)
     uintptr_t block = gch - (pre - 16);
     hr_idmap_put(&R.map, block, id, HR_F_GC | HR_F_OBJECT | HR_F_TYPED | F_REVIVED |
                                         (pre == 32 ? 0x80 : 0));
-    hr_idmap_put(&G.objs, (uintptr_t)op, id, 0);
-    node_drop(old, no); /* the block's old id is never named again */
+    hr_idmap_put(&G.objs, (uintptr_t)op, (uintptr_t)n, 0);
+    node_drop(old, no, NULL); /* the block's old id is never named again */
     n->obj = (uintptr_t)op;
     n->ext = 1;
     G.s_revived++;
-    *out = id;
+    *out = n;
     return 1;
 }
 
@@ -1072,56 +1105,57 @@ static void sync_generations(struct _gc_runtime_state *g, int gen)
         PyGC_Head *head = &g->generations[i].head;
         for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
              h = (PyGC_Head *)h->_gc_next) {
-            uint64_t id;
-            if (!hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &id, NULL) &&
-                !revive((PyObject *)(h + 1), &id)) {
+            uint64_t v;
+            node_t *n;
+            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &v, NULL))
+                n = (node_t *)(uintptr_t)v;
+            else if (!revive((PyObject *)(h + 1), &n)) {
                 G.s_unknown_listed++;
                 continue;
             }
-            node_t *n = ND(id);
-            add_member((uint32_t)id, n);
+            add_member(n);
             n->mark |= M_LISTED;
             /* merged: CPython has already appended generations 0..gen-1 to gen; the replay
              * merges the mirror's young generations the same way when it collects */
             if (n->gen != i && !(G.merged && n->gen <= gen))
-                emit_track((uint32_t)id, n, HR_TRACK, i);
+                emit_track(n->id, n, HR_TRACK, i);
         }
     }
-    G.scratch_ids.len = 0;
+    G.work.len = 0;
     for (int i = 0; i <= gen; i++)
         for (node_t *n = G.ghead[i]; n; n = n->gnext)
             if (!(n->mark & M_LISTED))
-                vpush(&G.scratch_ids, n->id);
+                ppush(&G.work, n);
     G.older.len = 0;
-    for (uint32_t k = 0; k < G.scratch_ids.len; k++) {
-        uint32_t x = G.scratch_ids.v[k];
-        node_t *n = ND(x);
-        add_member(x, n); /* traversed too: links it let go of (e.g. on a free list) go */
+    for (uint32_t k = 0; k < G.work.len; k++) {
+        node_t *n = G.work.v[k];
+        add_member(n); /* traversed too: links it let go of (e.g. on a free list) go */
         int t = cpython_tracked(n);
         if (t == 0)
-            emit_track(x, n, HR_UNTRACK, 0);
+            emit_track(n->id, n, HR_UNTRACK, 0);
         else if (t > 0) {
             n->mark |= M_SIM;
-            vpush(&G.older, x);
+            ppush(&G.older, n);
         }
     }
+    G.work.len = 0;
     /* Tracked, but in an older generation than the mirror's (rare): find which. */
     for (int i = gen + 1; i < 3 && G.older.len; i++) {
         PyGC_Head *head = &g->generations[i].head;
         for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
              h = (PyGC_Head *)h->_gc_next) {
-            uint64_t id;
+            uint64_t v;
             node_t *n;
-            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &id, NULL) &&
-                ((n = ND(id))->mark & M_SIM)) {
+            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &v, NULL) &&
+                ((n = (node_t *)(uintptr_t)v)->mark & M_SIM)) {
                 n->mark &= (uint16_t)~M_SIM;
-                emit_track((uint32_t)id, n, HR_TRACK, i);
+                emit_track(n->id, n, HR_TRACK, i);
                 G.s_older++;
             }
         }
     }
     for (uint32_t k = 0; k < G.older.len; k++)
-        ND(G.older.v[k])->mark &= (uint16_t)~M_SIM;
+        G.older.v[k]->mark &= (uint16_t)~M_SIM;
 }
 
 void hr_rec_graph_prepare(int gen)
@@ -1139,7 +1173,7 @@ void hr_rec_graph_prepare(int gen)
         uint32_t x = G.untyped.v[k];
         node_t *n = nd(x);
         if (n && n->obj && n->lost == 2) {
-            obj_ok(x, n);
+            obj_ok(n);
             if (n->lost == 2)
                 G.untyped.v[keep++] = x;
         }
@@ -1148,18 +1182,19 @@ void hr_rec_graph_prepare(int gen)
     /* The set to traverse: CPython's generations 0..gen, which the mirror's become. */
     sync_generations(g, gen);
     G.young.len = 0;
+    G.youngn.len = 0;
     for (int i = 0; i <= gen; i++) {
         for (node_t *n = G.ghead[i]; n; n = n->gnext) {
-            add_member(n->id, n);
+            add_member(n);
             n->mark |= M_YOUNG;
             vpush(&G.young, n->id);
+            ppush(&G.youngn, n);
         }
     }
     for (uint32_t k = 0; k < G.members.len; k++) {
-        uint32_t x = G.members.v[k];
-        node_t *n = ND(x);
-        traverse_obj(x, n);
-        touch(x, n);
+        node_t *n = G.members.v[k];
+        traverse_obj(n);
+        touch(n);
     }
     flush_refresh();
     /* Predict, then make sure everything the prediction depends on outside the traversed set
@@ -1169,22 +1204,20 @@ void hr_rec_graph_prepare(int gen)
         G.s_rounds++;
         predict();
         int changed = 0;
-        for (uint32_t k = 0; k < G.dying.len; k++) {
-            uint32_t d = G.dying.v[k];
-            node_t *n = ND(d);
+        for (uint32_t k = 0; k < G.dyingn.len; k++) {
+            node_t *n = G.dyingn.v[k];
             if (!(n->mark & M_DONE_TRAV)) {
-                add_member(d, n);
-                traverse_obj(d, n);
-                touch(d, n);
+                add_member(n);
+                traverse_obj(n);
+                touch(n);
                 changed = 1;
             }
             vec_t *o = &n->out;
             for (uint32_t j = 0; j < o->len; j++) {
                 node_t *nt = G.endst[o->v[j]];
-                uint32_t t = nt->id;
                 if (!(nt->mark & (M_DONE_EXT | M_DYING))) {
-                    add_member(t, nt);
-                    touch(t, nt);
+                    add_member(nt);
+                    touch(nt);
                     changed = 1;
                 }
             }
@@ -1197,11 +1230,10 @@ void hr_rec_graph_prepare(int gen)
      * them) but die with the class: out of the young set, so that the replay frees them by
      * counting with the class instead of counting them as garbage found. They die in this
      * collection, so no survivor count changes. */
-    for (uint32_t k = 0; k < G.dying.len; k++) {
-        uint32_t d = G.dying.v[k];
-        node_t *n = ND(d);
+    for (uint32_t k = 0; k < G.dyingn.len; k++) {
+        node_t *n = G.dyingn.v[k];
         if ((n->mark & M_YOUNG) && entry_of_dying_class(n)) {
-            emit_track(d, n, HR_UNTRACK, 0);
+            emit_track(n->id, n, HR_UNTRACK, 0);
             n->mark &= (uint16_t)~M_YOUNG;
         }
     }
@@ -1211,21 +1243,17 @@ void hr_rec_graph_prepare(int gen)
 
 void hr_rec_graph_discard(void)
 {
-    /* young and dying may name objects freed since the prepare (no record: skipped) */
-    for (uint32_t k = 0; k < G.young.len; k++) {
-        node_t *n = nd(G.young.v[k]);
-        if (n)
-            n->mark &= (uint16_t)~M_YOUNG;
-    }
-    G.young.len = 0;
-    for (uint32_t k = 0; k < G.dying.len; k++) {
-        node_t *n = nd(G.dying.v[k]);
-        if (n)
-            n->mark &= (uint16_t)~M_DYING;
-    }
+    /* young and dying may name objects freed since the prepare (skipped) */
+    for (uint32_t k = 0; k < G.young.len; k++)
+        if (G.youngn.v[k]->id == G.young.v[k])
+            G.youngn.v[k]->mark &= (uint16_t)~M_YOUNG;
+    G.young.len = G.youngn.len = 0;
+    for (uint32_t k = 0; k < G.dying.len; k++)
+        if (G.dyingn.v[k]->id == G.dying.v[k])
+            G.dyingn.v[k]->mark &= (uint16_t)~M_DYING;
     if (G.prepared_gen >= 0)
         G.s_discarded++;
-    G.dying.len = 0;
+    G.dying.len = G.dyingn.len = 0;
     G.prepared_gen = -1;
 }
 
@@ -1244,25 +1272,26 @@ void hr_rec_graph_commit(void)
     /* What the replay does at the collection: the young generations merge, the garbage and the
      * objects it alone held die (their links go), the survivors move on. */
     for (uint32_t k = 0; k < G.dying.len; k++) {
-        uint32_t d = G.dying.v[k];
-        node_t *n = nd(d);
-        if (!n) /* freed since the prepare */
+        node_t *n = G.dyingn.v[k];
+        if (n->id != G.dying.v[k]) /* freed since the prepare */
             continue;
         n->mark = (uint16_t)((n->mark & ~(M_DYING | M_YOUNG)) | M_FLAGGED);
         gen_remove(n);
         while (n->out.len)
             edge_del(n->out.v[n->out.len - 1]);
     }
-    for (uint32_t k = 0; k < G.dying.len; k++)
+    for (uint32_t k = 0; k < G.dying.len; k++) {
         vpush(&G.flagged, G.dying.v[k]);
-    G.dying.len = 0;
+        ppush(&G.flaggedn, G.dyingn.v[k]);
+    }
+    G.dying.len = G.dyingn.len = 0;
     int to = gen < 2 ? gen + 1 : 2;
-    G.survivors.len = 0;
+    G.survivors.len = G.survivorsn.len = 0;
     G.survivors_gen = to;
     for (uint32_t k = 0; k < G.young.len; k++) {
         uint32_t x = G.young.v[k];
-        node_t *n = nd(x);
-        if (!n || !(n->mark & M_YOUNG))
+        node_t *n = G.youngn.v[k];
+        if (n->id != x || !(n->mark & M_YOUNG))
             continue; /* died */
         n->mark &= (uint16_t)~M_YOUNG;
         if (n->gen != to) {
@@ -1270,8 +1299,9 @@ void hr_rec_graph_commit(void)
             gen_add(n, to);
         }
         vpush(&G.survivors, x);
+        ppush(&G.survivorsn, n);
     }
-    G.young.len = 0;
+    G.young.len = G.youngn.len = 0;
     G.in_collection = 1;
 }
 
@@ -1281,8 +1311,8 @@ static void flush_flagged(void)
 {
     for (uint32_t k = 0; k < G.flagged.len; k++) {
         uint32_t d = G.flagged.v[k];
-        node_t *n = nd(d);
-        if (!n) /* freed during the collection */
+        node_t *n = G.flaggedn.v[k];
+        if (n->id != d) /* freed during the collection */
             continue;
         if (n->obj && (n->mark & M_FLAGGED)) {
             hr_idmap_take(&G.objs, n->obj, NULL, NULL);
@@ -1298,7 +1328,7 @@ static void flush_flagged(void)
         }
         n->mark = 0;
     }
-    G.flagged.len = 0;
+    G.flagged.len = G.flaggedn.len = 0;
 }
 
 void hr_rec_graph_collection_end(void)
@@ -1307,11 +1337,11 @@ void hr_rec_graph_collection_end(void)
      * full one), before it counted them into long_lived_pending / long_lived_total. */
     for (uint32_t k = 0; k < G.survivors.len; k++) {
         uint32_t x = G.survivors.v[k];
-        node_t *n = nd(x);
-        if (n && n->obj && n->gen == G.survivors_gen && cpython_tracked(n) == 0)
+        node_t *n = G.survivorsn.v[k];
+        if (n->id == x && n->obj && n->gen == G.survivors_gen && cpython_tracked(n) == 0)
             emit_track(x, n, HR_UNTRACK_SURVIVOR, 0);
     }
-    G.survivors.len = 0;
+    G.survivors.len = G.survivorsn.len = 0;
     flush_flagged();
     G.in_collection = 0;
     G.freelist_phase = 0;
