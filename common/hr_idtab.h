@@ -73,7 +73,9 @@ void hr_idtab_init(hr_idtab_t *t, size_t rec_size);
  * packing), becomes a bitmap of its live ids and their records packed in id order, rebuilt
  * smaller as they die. Records then MOVE (at compaction and at rebuilds, both inside a release or
  * a put): a pointer from hr_idtab_get is valid only until the next put or release. Only for
- * callers that never hold record pointers (the replay engine; not the heap graph). A record is
+ * callers that never hold record pointers across those (the replay engine; the graph recorder,
+ * whose records are pointers to its own object records). Finding a record in a packed leaf costs
+ * one population count (each bitmap word keeps the rank before it), still a call. A record is
  * live when the 64-bit word at byte live_off has a bit of live_mask set (the table must know which
  * records to keep). Call before the first put. */
 void hr_idtab_compact(hr_idtab_t *t, size_t live_off, uint64_t live_mask);
