@@ -103,26 +103,32 @@ enum {
  * block is freed (hr_rec_graph_free) or, for a lost block, revived under a new id. Records live
  * in mmap'd chunks of NODE_CHUNK and are reused through a free list, so they never move while
  * their object lives; G.ids (an hr_idtab of node_t pointers, packed leaves on) maps ids to them.
- * Memory therefore follows the live objects: 72 bytes per record up to the peak number of live
+ * Memory therefore follows the live objects: 80 bytes per record up to the peak number of live
  * objects, and the id table's 8 bytes per id in leaves (freed when all their ids died, packed
  * when few survive) plus 12 bytes of directory per 256 ids of the whole trace. (The recorder
- * used to keep ten arrays indexed by id, 68 bytes per id ever allocated.)
+ * used to keep ten arrays indexed by id, 68 bytes per id ever allocated: docs/recorder.md,
+ * "Graph mode's memory".)
  *
- * Invariant: nd(id) != NULL iff id has a record; a dead id's table slot is NULL (its record may
- * already belong to another id), so lists that may still name dead ids (young, dying, flagged,
- * survivors, untyped) look their ids up and skip the dead ones, which the arrays used to read
- * as zero. Table slot pointers (hr_idtab_get) are valid only until the next put or release. */
+ * Walks never look ids up (a lookup in a packed leaf is a call and a population count): the
+ * generation lists, the edges' ends (G.ensrc, G.endst), G.objs and the work lists hold records.
+ *
+ * Invariants: nd(id) != NULL iff id has a record, and then nd(id)->id == id; a dead id's table
+ * slot is NULL and its record's id NIL until the record is reused for another id. Lists that may
+ * still name dead ids skip them, which the arrays used to read as zero: untyped looks its ids
+ * up; young, dying, flagged and survivors pair each id with its record (see pvec_t). Table slot
+ * pointers (hr_idtab_get) are valid only until the next put or release. */
 typedef struct node {
     uintptr_t obj;    /* PyObject address; 0 in a lost block's record; free list link when free */
     int64_t ext;      /* external count */
     vec_t out, in;    /* edge ids */
     int64_t scratch;  /* gc_refs / cascade count / edges going: 0 between computations */
     struct node *gprev, *gnext; /* neighbours on the mirror's generation list (gen != NOGEN) */
-    uint32_t id;      /* the object's id */
+    uint32_t id;      /* the object's id; NIL while the record is free */
     uint16_t mark;    /* M_* */
     uint8_t gen;      /* the mirror's generation, NOGEN when on no list */
     uint8_t lost;     /* 1: reclaimed by the replay while CPython kept the block; 2: untyped */
 } node_t;
+_Static_assert(sizeof(node_t) == 80, "the docs count 80 bytes per object record");
 
 #define NODE_CHUNK 4096 /* records per chunk: 320 KiB */
 
