@@ -73,7 +73,9 @@ void hr_idtab_init(hr_idtab_t *t, size_t rec_size);
  * packing), becomes a bitmap of its live ids and their records packed in id order, rebuilt
  * smaller as they die. Records then MOVE (at compaction and at rebuilds, both inside a release or
  * a put): a pointer from hr_idtab_get is valid only until the next put or release. Only for
- * callers that never hold record pointers (the replay engine; not the heap graph). A record is
+ * callers that never hold record pointers across those (the replay engine; the graph recorder,
+ * whose records are pointers to its own object records). Finding a record in a packed leaf costs
+ * one population count (each bitmap word keeps the rank before it), still a call. A record is
  * live when the 64-bit word at byte live_off has a bit of live_mask set (the table must know which
  * records to keep). Call before the first put. */
 void hr_idtab_compact(hr_idtab_t *t, size_t live_off, uint64_t live_mask);
@@ -86,7 +88,9 @@ void hr_idtab_free(hr_idtab_t *t);
 /* The record of a live id, or NULL if its leaf is gone (then the id is certainly not live; a
  * non-NULL answer says nothing about liveness: the caller's record does). */
 void *hr_idtab_get_compact_(const hr_idtab_t *t, const uint8_t *leaf, uint64_t id);
-HR_INLINE void *hr_idtab_get(const hr_idtab_t *t, uint64_t id)
+/* The same for a caller that knows its record size at compile time (rec_size must equal
+ * t->rec_size): the multiply becomes a shift or a constant. */
+HR_INLINE void *hr_idtab_get_sized(const hr_idtab_t *t, uint64_t id, size_t rec_size)
 {
     uint64_t k = id >> HR_IDTAB_SHIFT;
     if (HR_UNLIKELY(k >= t->ndir))
@@ -96,7 +100,11 @@ HR_INLINE void *hr_idtab_get(const hr_idtab_t *t, uint64_t id)
         return NULL;
     if (HR_UNLIKELY((uintptr_t)l & 1))
         return hr_idtab_get_compact_(t, l - 1, id);
-    return l + (size_t)(id & (HR_IDTAB_LEAF - 1)) * t->rec_size;
+    return l + (size_t)(id & (HR_IDTAB_LEAF - 1)) * rec_size;
+}
+HR_INLINE void *hr_idtab_get(const hr_idtab_t *t, uint64_t id)
+{
+    return hr_idtab_get_sized(t, id, t->rec_size);
 }
 
 /* Make a zeroed record (see hr_idtab_dense) for a new id and count it live. NULL when out of

@@ -66,6 +66,7 @@
 #include "internal/pycore_runtime.h"
 #include "internal/pycore_tuple.h"
 
+#include "hr_idtab.h"
 #include "rec_graph.h"
 #include "rec_python.h"
 
@@ -83,7 +84,7 @@ typedef struct vec {
     uint32_t len, cap;
 } vec_t;
 
-/* per-id mark bits */
+/* per-object mark bits */
 enum {
     M_FLAGGED = 1,    /* the replay reclaims it at the collection in progress */
     M_TOUCHED = 2,    /* queued for an ext correction (flush_touched) */
@@ -96,21 +97,62 @@ enum {
     M_LISTED = 256    /* in one of CPython's generation lists being collected */
 };
 
+/* {==== object records ====
+ *
+ * One record per object of the shadow, from its ALLOC (hr_rec_graph_alloc, revive) until its
+ * block is freed (hr_rec_graph_free) or, for a lost block, revived under a new id. Records live
+ * in mmap'd chunks of NODE_CHUNK and are reused through a free list, so they never move while
+ * their object lives; G.ids (an hr_idtab of node_t pointers, packed leaves on) maps ids to them.
+ * Memory therefore follows the live objects: 80 bytes per record up to the peak number of live
+ * objects, and the id table's 8 bytes per id in leaves (freed when all their ids died, packed
+ * when few survive) plus 12 bytes of directory per 256 ids of the whole trace. (The recorder
+ * used to keep ten arrays indexed by id, 68 bytes per id ever allocated: docs/recorder.md,
+ * "Graph mode's memory".)
+ *
+ * Walks never look ids up (a lookup in a packed leaf is a call and a population count): the
+ * generation lists, the edges' ends (G.ensrc, G.endst), G.objs and the work lists hold records.
+ *
+ * Invariants: nd(id) != NULL iff id has a record, and then nd(id)->id == id; a dead id's table
+ * slot is NULL and its record's id NIL until the record is reused for another id. Lists that may
+ * still name dead ids skip them, which the arrays used to read as zero: untyped looks its ids
+ * up; young, dying, flagged and survivors pair each id with its record (see pvec_t). Table slot
+ * pointers (hr_idtab_get) are valid only until the next put or release. */
+typedef struct node {
+    uintptr_t obj;    /* PyObject address; 0 in a lost block's record; free list link when free */
+    int64_t ext;      /* external count */
+    vec_t out, in;    /* edge ids */
+    int64_t scratch;  /* gc_refs / cascade count / edges going: 0 between computations */
+    struct node *gprev, *gnext; /* neighbours on the mirror's generation list (gen != NOGEN) */
+    uint32_t id;      /* the object's id; NIL while the record is free */
+    uint16_t mark;    /* M_* */
+    uint8_t gen;      /* the mirror's generation, NOGEN when on no list */
+    uint8_t lost;     /* 1: reclaimed by the replay while CPython kept the block; 2: untyped */
+} node_t;
+_Static_assert(sizeof(node_t) == 80, "the docs count 80 bytes per object record");
+
+#define NODE_CHUNK 4096 /* records per chunk: 320 KiB */
+
+/* Records of live objects. Work lists that live only inside one reconciliation hold records
+ * alone (no object is freed or allocated there, so no record goes or is reused meanwhile).
+ * Lists that outlive it (young, dying, flagged, survivors) pair each id with the record it had
+ * (vec_t + pvec_t, same index): the record is still the id's iff rec->id == id (node_drop sets
+ * id to NIL, a reused record has its new object's id), which is nd(id) without the lookup. */
+typedef struct pvec {
+    node_t **v;
+    uint32_t len, cap;
+} pvec_t;
+
 static struct graph {
-    /* per id (dense, grown on demand) */
-    size_t cap;
-    uintptr_t *obj;   /* PyObject address, 0 when not a live object */
-    int64_t *ext;
-    vec_t *out, *in;  /* edge ids */
-    uint16_t *mark;
-    uint8_t *gen;     /* the mirror's generation, NOGEN when on no list */
-    uint8_t *lost;    /* 1: reclaimed by the replay while CPython kept the block; 2: untyped */
-    uint32_t *gprev, *gnext;
-    int64_t *scratch; /* gc_refs / cascade count / edges going */
+    hr_idtab_t ids;   /* node_t * per id with a record */
+    node_t *free_nodes;
+    node_t **chunks;  /* owned: mmap'd chunks of NODE_CHUNK records */
+    size_t nchunks, carved; /* chunks; records carved from the newest */
+    size_t nodes, peak_nodes;
     /* the mirror's generation lists */
-    uint32_t ghead[3];
-    /* edges */
+    node_t *ghead[3];
+    /* edges: ends (ids, and their records: walks need no id lookups), positions in the lists */
     uint32_t *esrc, *edst, *epos_out, *epos_in;
+    node_t **ensrc, **endst;
     size_t ecap, enext;
     vec_t efree;
     hr_idmap_t objs;  /* PyObject address -> id */
@@ -124,11 +166,14 @@ static struct graph {
     vec_t dying;       /* predicted to be reclaimed by the prepared collection */
     vec_t flagged;     /* reclaimed by the replay at the collection in progress */
     vec_t survivors;   /* moved on by the collection in progress (to survivors_gen) */
+    pvec_t dyingn, flaggedn, survivorsn; /* their records */
     int survivors_gen;
-    vec_t older;       /* young in the mirror, tracked in an older generation by CPython */
-    vec_t clamped;     /* objects whose real count is below their in-links (flush_refresh) */
+    pvec_t older;      /* young in the mirror, tracked in an older generation by CPython */
+    pvec_t clamped;    /* objects whose real count is below their in-links (flush_refresh) */
     int collect_clamped;
-    vec_t members, young, removed, touched, work;
+    vec_t young, removed;
+    pvec_t youngn;     /* young's records */
+    pvec_t members, touched, work, seen;
     vec_t scratch_ids;
     vec_t untyped;     /* objects allocated before their type was set */
     uint64_t s_premature, s_clamped, s_traversed, s_links, s_unlinks, s_incref, s_decref,
@@ -137,6 +182,68 @@ static struct graph {
         s_track, s_untrack, s_untrack_survivor, s_older, s_unknown_listed,
         s_revived, s_subclass_entries, s_refreshed;
 } G;
+
+/* The record of id, or NULL when it has none. (G.objs maps object addresses to records.) */
+static inline node_t *nd(uint64_t id)
+{
+    node_t **pp = hr_idtab_get_sized(&G.ids, id, sizeof(node_t *));
+    return pp ? *pp : NULL;
+}
+
+/* The record of an id that certainly has one (an edge's ends, a member of the round). */
+static inline node_t *ND(uint64_t id)
+{
+    return *(node_t **)hr_idtab_get_sized(&G.ids, id, sizeof(node_t *));
+}
+
+/* A fresh record for a new id (fields as the arrays' fill was: zero, gen NOGEN), or NULL. */
+static node_t *node_new(uint64_t id)
+{
+    node_t *n = G.free_nodes;
+    if (n) {
+        G.free_nodes = (node_t *)n->obj;
+    } else {
+        if (G.nchunks == 0 || G.carved == NODE_CHUNK) {
+            node_t **c = realloc(G.chunks, (G.nchunks + 1) * sizeof *c);
+            if (!c)
+                return NULL;
+            G.chunks = c;
+            void *p = mmap(NULL, NODE_CHUNK * sizeof(node_t), PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED)
+                return NULL;
+            G.chunks[G.nchunks++] = p;
+            G.carved = 0;
+        }
+        n = G.chunks[G.nchunks - 1] + G.carved++;
+    }
+    node_t **pp = hr_idtab_put(&G.ids, id);
+    if (!pp) {
+        n->obj = (uintptr_t)G.free_nodes;
+        G.free_nodes = n;
+        return NULL;
+    }
+    *pp = n;
+    *n = (node_t){.id = (uint32_t)id, .gen = NOGEN};
+    if (++G.nodes > G.peak_nodes)
+        G.peak_nodes = G.nodes;
+    return n;
+}
+
+/* id's record goes (its edge lists already released, its scratch 0): the table forgets it, the
+ * record is reused. pp: id's table slot if the caller has it (no put or release since), or
+ * NULL. */
+static void node_drop(uint64_t id, node_t *n, node_t **pp)
+{
+    if (!pp)
+        pp = hr_idtab_get_sized(&G.ids, id, sizeof(node_t *));
+    *pp = NULL; /* dead, for the table's compaction */
+    hr_idtab_release(&G.ids, id);
+    n->id = NIL; /* a paired list's entry (see pvec_t) no longer matches */
+    n->obj = (uintptr_t)G.free_nodes;
+    G.free_nodes = n;
+    G.nodes--;
+}
 
 /* Edge lists start with 16 slots from a pool of such buffers, given back when their object
  * dies (vec_release): otherwise every new object's first link cost a malloc and every dead
@@ -183,81 +290,54 @@ static inline int vpush(vec_t *v, uint32_t x)
     return 0;
 }
 
-/* The per-id arrays live in their own mappings, grown with mremap: no copy, new pages
- * zero-filled by the kernel when first touched (in huge pages where it can), so growing costs
- * neither a memset nor a realloc copy of hundreds of megabytes. */
-static void *grow_mapping(void *p, size_t old_bytes, size_t new_bytes)
+static int pgrow(pvec_t *v)
 {
-    void *q = p ? mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE)
-                : mmap(NULL, new_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (q == MAP_FAILED)
-        return NULL;
-    madvise(q, new_bytes, MADV_HUGEPAGE);
-    return q;
-}
-
-static size_t page_round(size_t n) { return (n + 4095) & ~(size_t)4095; }
-
-static int grow_ids(uint64_t id)
-{
-    if (id < G.cap)
-        return 0;
-    size_t cap = G.cap ? G.cap : 1024;
-    while (cap <= id)
-        cap *= 2;
-#define GROW(p, T, fill)                                                                       \
-    do {                                                                                       \
-        T *q = grow_mapping(G.p, page_round(G.cap * sizeof(T)), page_round(cap * sizeof(T))); \
-        if (!q)                                                                                \
-            return -1;                                                                         \
-        if (fill)                                                                              \
-            memset(q + G.cap, fill, (cap - G.cap) * sizeof(T));                                \
-        G.p = q;                                                                               \
-    } while (0)
-    GROW(obj, uintptr_t, 0);
-    GROW(ext, int64_t, 0);
-    GROW(out, vec_t, 0);
-    GROW(in, vec_t, 0);
-    GROW(mark, uint16_t, 0);
-    GROW(gen, uint8_t, NOGEN);
-    GROW(lost, uint8_t, 0);
-    GROW(gprev, uint32_t, 0xff);
-    GROW(gnext, uint32_t, 0xff);
-    GROW(scratch, int64_t, 0);
-#undef GROW
-    G.cap = cap;
+    uint32_t cap = v->cap ? v->cap * 2 : 64;
+    node_t **p = realloc(v->v, cap * sizeof *p);
+    if (!p) {
+        R.sink.off = 1;
+        return -1;
+    }
+    v->v = p, v->cap = cap;
     return 0;
 }
 
+static inline int ppush(pvec_t *v, node_t *n)
+{
+    if (HR_UNLIKELY(v->len == v->cap) && pgrow(v))
+        return -1;
+    v->v[v->len++] = n;
+    return 0;
+}
 /* {==== the mirror's generation lists ==== */
 
-static void gen_add(uint32_t id, int g)
+static void gen_add(node_t *n, int g)
 {
-    G.gen[id] = (uint8_t)g;
-    G.gprev[id] = NIL;
-    G.gnext[id] = G.ghead[g];
-    if (G.ghead[g] != NIL)
-        G.gprev[G.ghead[g]] = id;
-    G.ghead[g] = id;
+    n->gen = (uint8_t)g;
+    n->gprev = NULL;
+    n->gnext = G.ghead[g];
+    if (G.ghead[g])
+        G.ghead[g]->gprev = n;
+    G.ghead[g] = n;
 }
 
-static void gen_remove(uint32_t id)
+static void gen_remove(node_t *n)
 {
-    int g = G.gen[id];
+    int g = n->gen;
     if (g == NOGEN)
         return;
-    if (G.gprev[id] != NIL)
-        G.gnext[G.gprev[id]] = G.gnext[id];
+    if (n->gprev)
+        n->gprev->gnext = n->gnext;
     else
-        G.ghead[g] = G.gnext[id];
-    if (G.gnext[id] != NIL)
-        G.gprev[G.gnext[id]] = G.gprev[id];
-    G.gen[id] = NOGEN;
+        G.ghead[g] = n->gnext;
+    if (n->gnext)
+        n->gnext->gprev = n->gprev;
+    n->gen = NOGEN;
 }
 
 /* {==== edges ==== */
 
-static uint32_t edge_new(uint32_t s, uint32_t t)
+static uint32_t edge_new(uint32_t s, node_t *ns, uint32_t t, node_t *nt)
 {
     uint32_t e;
     if (G.efree.len)
@@ -274,27 +354,33 @@ static uint32_t edge_new(uint32_t s, uint32_t t)
             if (c)
                 G.epos_out = c;
             uint32_t *d = c ? realloc(G.epos_in, cap * 4) : NULL;
-            if (!d) {
+            if (d)
+                G.epos_in = d;
+            node_t **f = d ? realloc(G.ensrc, cap * sizeof *f) : NULL;
+            if (f)
+                G.ensrc = f;
+            node_t **h = f ? realloc(G.endst, cap * sizeof *h) : NULL;
+            if (!h) {
                 R.sink.off = 1;
                 return UINT32_MAX;
             }
-            G.epos_in = d;
+            G.endst = h;
             G.ecap = cap;
         }
         e = (uint32_t)G.enext++;
     }
     G.esrc[e] = s, G.edst[e] = t;
-    G.epos_out[e] = G.out[s].len;
-    G.epos_in[e] = G.in[t].len;
-    vpush(&G.out[s], e);
-    vpush(&G.in[t], e);
+    G.ensrc[e] = ns, G.endst[e] = nt;
+    G.epos_out[e] = ns->out.len;
+    G.epos_in[e] = nt->in.len;
+    vpush(&ns->out, e);
+    vpush(&nt->in, e);
     return e;
 }
 
 static void edge_del(uint32_t e)
 {
-    uint32_t s = G.esrc[e], t = G.edst[e];
-    vec_t *o = &G.out[s], *i = &G.in[t];
+    vec_t *o = &G.ensrc[e]->out, *i = &G.endst[e]->in;
     uint32_t last = o->v[--o->len];
     if (last != e) {
         o->v[G.epos_out[e]] = last;
@@ -311,8 +397,9 @@ static void edge_del(uint32_t e)
 int hr_rec_graph_init(hr_err_t *err)
 {
     memset(&G, 0, sizeof G);
-    G.ghead[0] = G.ghead[1] = G.ghead[2] = NIL;
-    if (hr_idmap_init_direct(&G.objs) || hr_idmap_init(&G.tmap, 10) || grow_ids(1024))
+    hr_idtab_init(&G.ids, sizeof(node_t *));
+    hr_idtab_compact(&G.ids, 0, ~(uint64_t)0); /* no table slot pointer is held across calls */
+    if (hr_idmap_init_direct(&G.objs) || hr_idmap_init(&G.tmap, 10))
         return hr_err_set(err, HR_ENOMEM, "cannot allocate the graph recorder's tables");
     G.unknown_type = UINT32_MAX;
     G.prepared_gen = -1;
@@ -359,7 +446,8 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int unin
     hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_OBJ,
                      .flags = (uint8_t)(flags | HR_F_OBJECT | HR_F_TYPED), .tag = ty, .a = id,
                      .b = size};
-    if (id >= NIL || hr_rec_emit(&ev) || grow_ids(id)) {
+    node_t *n;
+    if (id >= NIL || hr_rec_emit(&ev) || !(n = node_new(id))) {
         R.sink.off = 1;
         return;
     }
@@ -367,26 +455,26 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int unin
      * assumed to have the common 16-byte pre-header. */
     uintptr_t op = block + (pre ? pre : 16);
     hr_idmap_put(&R.map, block, id, ev.flags | (pre == 32 ? 0x80 : 0));
-    hr_idmap_put(&G.objs, op, id, 0);
-    G.obj[id] = op;
-    G.ext[id] = 1;
-    G.mark[id] = 0;
-    G.lost[id] = t ? 0 : 2;
+    hr_idmap_put(&G.objs, op, (uintptr_t)n, 0);
+    n->obj = op;
+    n->ext = 1;
+    n->lost = t ? 0 : 2;
     if (!t)
         vpush(&G.untyped, (uint32_t)id);
     if (flags & HR_F_GC)
-        gen_add((uint32_t)id, 0); /* the replay tracks it after any collection it triggers */
+        gen_add(n, 0); /* the replay tracks it after any collection it triggers */
 }
 
 void hr_rec_graph_moved(uintptr_t old_block, uintptr_t new_block, uint64_t id)
 {
-    uintptr_t op = G.obj[id];
+    node_t *n = nd(id);
+    uintptr_t op = n ? n->obj : 0;
     if (!op)
         return;
     hr_idmap_take(&G.objs, op, NULL, NULL);
     op = op - old_block + new_block;
-    hr_idmap_put(&G.objs, op, id, 0);
-    G.obj[id] = op;
+    hr_idmap_put(&G.objs, op, (uintptr_t)n, 0);
+    n->obj = op;
 }
 
 /* {==== counts ==== */
@@ -397,16 +485,17 @@ static void emit_edge(int op, uint32_t s, uint32_t t)
     hr_rec_emit(&ev);
 }
 
-static void put_ext(uint64_t id, int64_t target, int increases)
+static void put_ext(node_t *n, int64_t target, int increases)
 {
-    while (increases && G.ext[id] < target) {
+    uint32_t id = n->id;
+    while (increases && n->ext < target) {
         hr_rec_emit_id(HR_OP_INCREF, id);
-        G.ext[id]++;
+        n->ext++;
         G.s_incref++;
     }
-    while (!increases && G.ext[id] > target) {
+    while (!increases && n->ext > target) {
         hr_rec_emit_id(HR_OP_DECREF, id);
-        G.ext[id]--;
+        n->ext--;
         G.s_decref++;
     }
 }
@@ -414,18 +503,18 @@ static void put_ext(uint64_t id, int64_t target, int increases)
 /* Is id's memory recognisably an object now? An object allocated while a collection started
  * inside its link had no type yet and was assumed to have a 16-byte pre-header; once it is
  * initialised the real position is known. */
-static int obj_ok(uint32_t id)
+static int obj_ok(node_t *n)
 {
-    PyObject *op = (PyObject *)G.obj[id];
-    if (HR_UNLIKELY(G.lost[id] == 2)) {
+    PyObject *op = (PyObject *)n->obj;
+    if (HR_UNLIKELY(n->lost == 2)) {
         size_t pre = 0;
-        if (hr_rec_gc_block_type(G.obj[id] - 16, 64, &pre)) {
-            G.lost[id] = 0;
+        if (hr_rec_gc_block_type(n->obj - 16, 64, &pre)) {
+            n->lost = 0;
             if (pre == 32) {
-                hr_idmap_take(&G.objs, G.obj[id], NULL, NULL);
-                G.obj[id] += 16;
-                hr_idmap_put(&G.objs, G.obj[id], id, 0);
-                op = (PyObject *)G.obj[id];
+                hr_idmap_take(&G.objs, n->obj, NULL, NULL);
+                n->obj += 16;
+                hr_idmap_put(&G.objs, n->obj, (uintptr_t)n, 0);
+                op = (PyObject *)n->obj;
             }
         }
     }
@@ -436,22 +525,22 @@ static int obj_ok(uint32_t id)
 /* The external count that makes id's shadow count equal its real refcount, given that
  * `in_less` of its in-edges are about to go. The block is allocated, so the count stays at
  * least 1 (rule 1): ob_refcnt 0 means a free list holds the object. */
-static int64_t wanted_ext(uint64_t id, uint32_t in_less)
+static int64_t wanted_ext(node_t *n, uint32_t in_less)
 {
-    if (HR_UNLIKELY(!obj_ok((uint32_t)id))) {
+    if (HR_UNLIKELY(!obj_ok(n))) {
         G.s_unreadable++;
-        return G.ext[id]; /* not readable as an object: no correction */
+        return n->ext; /* not readable as an object: no correction */
     }
-    Py_ssize_t rc = Py_REFCNT((PyObject *)G.obj[id]);
+    Py_ssize_t rc = Py_REFCNT((PyObject *)n->obj);
     if (rc <= 0) {
         rc = 1;
         G.s_freelisted++;
     }
-    int64_t w = (int64_t)rc - (int64_t)(G.in[id].len - in_less);
+    int64_t w = (int64_t)rc - (int64_t)(n->in.len - in_less);
     if (w < 0) {
         G.s_clamped++;
         if (G.collect_clamped)
-            vpush(&G.clamped, (uint32_t)id);
+            ppush(&G.clamped, n);
         w = 0;
     }
     return w;
@@ -459,11 +548,11 @@ static int64_t wanted_ext(uint64_t id, uint32_t in_less)
 
 /* {==== reconciliation ==== */
 
-static void touch(uint32_t id)
+static void touch(node_t *n)
 {
-    if (!(G.mark[id] & M_TOUCHED)) {
-        G.mark[id] |= M_TOUCHED;
-        vpush(&G.touched, id);
+    if (!(n->mark & M_TOUCHED)) {
+        n->mark |= M_TOUCHED;
+        ppush(&G.touched, n);
     }
 }
 
@@ -497,23 +586,23 @@ static int subclass_entry(PyObject *d, PyObject *w)
 
 static int visit(PyObject *op, void *arg)
 {
-    uint64_t id;
-    if (op && hr_idmap_get(&G.objs, (uintptr_t)op, &id, NULL) &&
+    uint64_t v;
+    if (op && hr_idmap_get(&G.objs, (uintptr_t)op, &v, NULL) &&
         !(arg && PyDict_CheckExact((PyObject *)arg) && subclass_entry(arg, op)))
-        vpush(&G.scratch_ids, (uint32_t)id);
+        vpush(&G.scratch_ids, ((node_t *)(uintptr_t)v)->id);
     return 0;
 }
 
 /* Is d a subclass-list entry (linked from its class by visit_subclass_entries) of a class the
  * collection being prepared reclaims? */
-static int entry_of_dying_class(uint32_t d)
+static int entry_of_dying_class(node_t *n)
 {
-    PyObject *w = (PyObject *)G.obj[d];
-    if (G.lost[d] || !PyWeakref_CheckRefExact(w) || G.in[d].len != 1)
+    PyObject *w = (PyObject *)n->obj;
+    if (n->lost || !PyWeakref_CheckRefExact(w) || n->in.len != 1)
         return 0;
-    uint32_t s = G.esrc[G.in[d].v[0]];
-    PyObject *t = PyWeakref_GET_OBJECT(w);
-    return G.obj[s] == (uintptr_t)t && (G.mark[s] & M_DYING) && PyType_Check(t) &&
+    PyObject *t = PyWeakref_GET_OBJECT(w); /* before any call: its assert needs no proxy types */
+    node_t *s = G.ensrc[n->in.v[0]];
+    return s->obj == (uintptr_t)t && (s->mark & M_DYING) && PyType_Check(t) &&
            (((PyTypeObject *)t)->tp_flags & Py_TPFLAGS_HEAPTYPE);
 }
 
@@ -598,17 +687,18 @@ static uint64_t *scratch_u64(size_t n)
 /* Make id's out-edges what tp_traverse reports among recorded objects (nothing for an object
  * with ob_refcnt 0: it sits on a free list or is being deallocated and holds nothing): LINK new
  * ones at once, queue gone ones in G.removed; targets whose in-edges change are touched. */
-static void traverse_obj(uint32_t id)
+static void traverse_obj(node_t *n)
 {
-    PyObject *op = (PyObject *)G.obj[id];
-    G.mark[id] |= M_DONE_TRAV;
-    if (!(G.mark[id] & M_LISTED) && !obj_ok(id)) {
+    uint32_t id = n->id;
+    PyObject *op;
+    n->mark |= M_DONE_TRAV;
+    if (!(n->mark & M_LISTED) && !obj_ok(n)) {
         /* Not tracked by CPython and not recognisably an object of a known GC type (its type
          * may have been guessed wrong): its links stay as they are. */
         G.s_untraversable++;
         return;
     }
-    op = (PyObject *)G.obj[id];
+    op = (PyObject *)n->obj;
     G.s_traversed++;
     G.scratch_ids.len = 0;
     if (Py_REFCNT(op) > 0) {
@@ -620,34 +710,35 @@ static void traverse_obj(uint32_t id)
     }
     if (G.scratch_ids.len > 1)
         sort_u32(G.scratch_ids.v, G.scratch_ids.len);
-    vec_t *o = &G.out[id];
-    uint32_t n = o->len;
-    if (!n && !G.scratch_ids.len)
+    vec_t *o = &n->out;
+    uint32_t no = o->len;
+    if (!no && !G.scratch_ids.len)
         return;
-    uint64_t *old = n ? scratch_u64(n) : NULL;
-    if (n && !old) {
+    uint64_t *old = no ? scratch_u64(no) : NULL;
+    if (no && !old) {
         R.sink.off = 1;
         return;
     }
-    for (uint32_t k = 0; k < n; k++)
+    for (uint32_t k = 0; k < no; k++)
         old[k] = (uint64_t)G.edst[o->v[k]] << 32 | o->v[k];
-    if (n > 1)
-        sort_u64(old, n);
+    if (no > 1)
+        sort_u64(old, no);
     uint32_t x = 0, y = 0;
-    while (x < G.scratch_ids.len || y < n) {
+    while (x < G.scratch_ids.len || y < no) {
         uint32_t nt = x < G.scratch_ids.len ? G.scratch_ids.v[x] : NIL;
-        uint32_t ot = y < n ? (uint32_t)(old[y] >> 32) : NIL;
+        uint32_t ot = y < no ? (uint32_t)(old[y] >> 32) : NIL;
         if (nt == ot) {
             x++, y++;
         } else if (nt < ot) {
+            node_t *t = ND(nt);
             emit_edge(HR_OP_LINK, id, nt);
-            edge_new(id, nt);
-            touch(nt);
+            edge_new(id, n, nt, t);
+            touch(t);
             G.s_links++;
             x++;
         } else {
             vpush(&G.removed, (uint32_t)old[y]);
-            touch(ot);
+            touch(G.endst[(uint32_t)old[y]]);
             y++;
         }
     }
@@ -658,25 +749,25 @@ static void traverse_obj(uint32_t id)
 static void flush_touched(void)
 {
     for (uint32_t r = 0; r < G.removed.len; r++)
-        G.scratch[G.edst[G.removed.v[r]]]++;
+        G.endst[G.removed.v[r]]->scratch++;
     for (uint32_t k = 0; k < G.touched.len; k++) {
-        uint32_t t = G.touched.v[k];
-        if (G.obj[t])
-            put_ext(t, wanted_ext(t, (uint32_t)G.scratch[t]), 1);
+        node_t *n = G.touched.v[k];
+        if (n->obj)
+            put_ext(n, wanted_ext(n, (uint32_t)n->scratch), 1);
     }
     for (uint32_t r = 0; r < G.removed.len; r++) {
         uint32_t e = G.removed.v[r];
-        G.scratch[G.edst[e]] = 0;
+        G.endst[e]->scratch = 0;
         emit_edge(HR_OP_UNLINK, G.esrc[e], G.edst[e]);
         G.s_unlinks++;
         edge_del(e);
     }
     G.removed.len = 0;
     for (uint32_t k = 0; k < G.touched.len; k++) {
-        uint32_t t = G.touched.v[k];
-        if (G.obj[t])
-            put_ext(t, wanted_ext(t, 0), 0);
-        G.mark[t] = (uint16_t)((G.mark[t] & ~M_TOUCHED) | M_DONE_EXT);
+        node_t *n = G.touched.v[k];
+        if (n->obj)
+            put_ext(n, wanted_ext(n, 0), 0);
+        n->mark = (uint16_t)((n->mark & ~M_TOUCHED) | M_DONE_EXT);
     }
     G.touched.len = 0;
 }
@@ -685,7 +776,7 @@ static void flush_touched(void)
  * linked from objects that have let go of it since they were last traversed (typically a
  * container that now sits on a free list and holds nothing, rule 1). Traverse those sources
  * too, and flush again, until no count is clamped for a source not yet traversed. */
-static void add_member(uint32_t id);
+static void add_member(node_t *n);
 
 static void flush_refresh(void)
 {
@@ -695,14 +786,14 @@ static void flush_refresh(void)
         flush_touched();
         int more = 0;
         for (uint32_t k = 0; k < G.clamped.len; k++) {
-            uint32_t t = G.clamped.v[k];
-            for (uint32_t j = 0; G.obj[t] && j < G.in[t].len; j++) {
-                uint32_t src = G.esrc[G.in[t].v[j]];
-                if (!(G.mark[src] & M_DONE_TRAV) && G.obj[src]) {
-                    add_member(src);
-                    traverse_obj(src);
-                    touch(src);
-                    touch(t);
+            node_t *nt = G.clamped.v[k];
+            for (uint32_t j = 0; nt->obj && j < nt->in.len; j++) {
+                node_t *ns = G.ensrc[nt->in.v[j]];
+                if (!(ns->mark & M_DONE_TRAV) && ns->obj) {
+                    add_member(ns);
+                    traverse_obj(ns);
+                    touch(ns);
+                    touch(nt);
                     G.s_refreshed++;
                     more = 1;
                 }
@@ -764,50 +855,52 @@ static void begin_freelist_phase(void)
 void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
 {
     (void)block;
-    if (R.sink.off || id >= G.cap)
+    node_t **pp = R.sink.off ? NULL : hr_idtab_get_sized(&G.ids, id, sizeof(node_t *));
+    node_t *n = pp ? *pp : NULL; /* pp stays valid: nothing below puts or releases ids */
+    if (!n)
         return;
-    if (G.lost[id] == 1) {
+    if (n->lost == 1) {
         /* Reclaimed by the replay at a collection while CPython kept the block (a free list);
          * now PyObject_GC_Del takes it off generation 0's count: so must the replay. */
         hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = HR_GC_DEL};
         hr_rec_emit(&ev);
-        G.lost[id] = 0;
         G.s_lost_frees++;
+        node_drop(id, n, pp); /* a lost block's record holds nothing else */
         return;
     }
-    if (!G.obj[id])
+    if (!n->obj)
         return;
-    if (G.in_collection && !G.freelist_phase && !(G.mark[id] & M_FLAGGED) &&
-        freelist_clearing((PyObject *)G.obj[id]))
+    if (G.in_collection && !G.freelist_phase && !(n->mark & M_FLAGGED) &&
+        freelist_clearing((PyObject *)n->obj))
         begin_freelist_phase();
-    hr_idmap_take(&G.objs, G.obj[id], NULL, NULL);
-    if (G.in_collection && (G.mark[id] & M_FLAGGED)) {
+    hr_idmap_take(&G.objs, n->obj, NULL, NULL);
+    if (G.in_collection && (n->mark & M_FLAGGED)) {
         G.s_gc_deaths++;
     } else {
         G.s_rc_deaths++;
         /* 1. Targets that stay alive keep their real count once this object's links go. */
-        vec_t *o = &G.out[id];
+        vec_t *o = &n->out;
         for (uint32_t k = 0; k < o->len; k++) {
-            uint32_t t = G.edst[o->v[k]];
-            if (t != id)
-                G.scratch[t]++;
+            node_t *nt = G.endst[o->v[k]];
+            if (nt != n)
+                nt->scratch++;
         }
         for (uint32_t k = 0; k < o->len; k++) {
-            uint32_t t = G.edst[o->v[k]];
-            if (t != id && G.obj[t])
-                put_ext(t, wanted_ext(t, (uint32_t)G.scratch[t]), 1);
+            node_t *nt = G.endst[o->v[k]];
+            if (nt != n && nt->obj)
+                put_ext(nt, wanted_ext(nt, (uint32_t)nt->scratch), 1);
         }
         for (uint32_t k = 0; k < o->len; k++) {
-            uint32_t t = G.edst[o->v[k]];
-            if (t != id && G.obj[t])
-                put_ext(t, wanted_ext(t, (uint32_t)G.scratch[t]), 0);
+            node_t *nt = G.endst[o->v[k]];
+            if (nt != n && nt->obj)
+                put_ext(nt, wanted_ext(nt, (uint32_t)nt->scratch), 0);
         }
         for (uint32_t k = 0; k < o->len; k++)
-            G.scratch[G.edst[o->v[k]]] = 0;
+            G.endst[o->v[k]]->scratch = 0;
         /* 2. Its own count goes to 0 at the last of these events. */
-        if (G.ext[id] + (int64_t)G.in[id].len <= 0)
+        if (n->ext + (int64_t)n->in.len <= 0)
             G.s_premature++;
-        vec_t *in = &G.in[id];
+        vec_t *in = &n->in;
         while (in->len) {
             uint32_t e = in->v[in->len - 1];
             uint32_t s = G.esrc[e];
@@ -817,23 +910,21 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
             }
             edge_del(e);
         }
-        put_ext(id, 0, 0);
+        put_ext(n, 0, 0);
     }
     hr_rec_emit_id(HR_OP_DIED, id);
-    if ((flags & F_REVIVED) && !(G.in_collection && (G.mark[id] & M_FLAGGED))) {
+    if ((flags & F_REVIVED) && !(G.in_collection && (n->mark & M_FLAGGED))) {
         hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = HR_GC_DEL};
         hr_rec_emit(&ev);
     }
-    while (G.out[id].len)
-        edge_del(G.out[id].v[G.out[id].len - 1]);
-    while (G.in[id].len)
-        edge_del(G.in[id].v[G.in[id].len - 1]);
-    gen_remove((uint32_t)id);
-    vec_release(&G.out[id]);
-    vec_release(&G.in[id]);
-    G.obj[id] = 0;
-    G.ext[id] = 0;
-    G.mark[id] = 0;
+    while (n->out.len)
+        edge_del(n->out.v[n->out.len - 1]);
+    while (n->in.len)
+        edge_del(n->in.v[n->in.len - 1]);
+    gen_remove(n);
+    vec_release(&n->out);
+    vec_release(&n->in);
+    node_drop(id, n, pp);
 }
 
 /* {==== collections ==== */
@@ -844,102 +935,105 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
  * (marked M_DYING). Pure computation on the shadow. */
 static void predict(void)
 {
-    for (uint32_t k = 0; k < G.dying.len; k++)
-        G.mark[G.dying.v[k]] &= (uint16_t)~M_DYING;
+    for (uint32_t k = 0; k < G.dyingn.len; k++)
+        G.dyingn.v[k]->mark &= (uint16_t)~M_DYING;
     G.dying.len = 0;
-    vec_t *y = &G.young;
+    G.dyingn.len = 0;
+    pvec_t *y = &G.youngn;
     for (uint32_t k = 0; k < y->len; k++) {
-        uint32_t x = y->v[k];
-        G.scratch[x] = G.ext[x] + (int64_t)G.in[x].len;
+        node_t *n = y->v[k];
+        n->scratch = n->ext + (int64_t)n->in.len;
     }
     for (uint32_t k = 0; k < y->len; k++) {
-        vec_t *o = &G.out[y->v[k]];
+        vec_t *o = &y->v[k]->out;
         for (uint32_t j = 0; j < o->len; j++) {
-            uint32_t t = G.edst[o->v[j]];
-            if (G.mark[t] & M_YOUNG)
-                G.scratch[t]--;
+            node_t *t = G.endst[o->v[j]];
+            if (t->mark & M_YOUNG)
+                t->scratch--;
         }
     }
     G.work.len = 0;
     for (uint32_t k = 0; k < y->len; k++) {
-        uint32_t x = y->v[k];
-        if (G.scratch[x] > 0) {
-            G.mark[x] |= M_SIM;
-            vpush(&G.work, x);
+        node_t *n = y->v[k];
+        if (n->scratch > 0) {
+            n->mark |= M_SIM;
+            ppush(&G.work, n);
         }
     }
     while (G.work.len) {
-        uint32_t x = G.work.v[--G.work.len];
-        vec_t *o = &G.out[x];
+        vec_t *o = &G.work.v[--G.work.len]->out;
         for (uint32_t j = 0; j < o->len; j++) {
-            uint32_t t = G.edst[o->v[j]];
-            if ((G.mark[t] & (M_YOUNG | M_SIM)) == M_YOUNG) {
-                G.mark[t] |= M_SIM;
-                vpush(&G.work, t);
+            node_t *nt = G.endst[o->v[j]];
+            if ((nt->mark & (M_YOUNG | M_SIM)) == M_YOUNG) {
+                nt->mark |= M_SIM;
+                ppush(&G.work, nt);
             }
         }
     }
     for (uint32_t k = 0; k < y->len; k++) {
-        uint32_t x = y->v[k];
-        G.scratch[x] = 0;
-        if (G.mark[x] & M_SIM)
-            G.mark[x] &= (uint16_t)~M_SIM;
+        node_t *n = y->v[k];
+        n->scratch = 0;
+        if (n->mark & M_SIM)
+            n->mark &= (uint16_t)~M_SIM;
         else {
-            G.mark[x] |= M_DYING;
-            vpush(&G.dying, x);
+            n->mark |= M_DYING;
+            vpush(&G.dying, n->id);
+            ppush(&G.dyingn, n);
         }
     }
     /* The cascade: targets outside the set whose count falls to 0 as its links go. */
-    vec_t seen = {0};
-    for (uint32_t k = 0; k < G.dying.len; k++) {
-        vec_t *o = &G.out[G.dying.v[k]];
+    G.seen.len = 0;
+    for (uint32_t k = 0; k < G.dyingn.len; k++) {
+        vec_t *o = &G.dyingn.v[k]->out;
         for (uint32_t j = 0; j < o->len; j++) {
-            uint32_t t = G.edst[o->v[j]];
-            if (G.mark[t] & M_DYING)
+            node_t *nt = G.endst[o->v[j]];
+            if (nt->mark & M_DYING)
                 continue;
-            if (!(G.mark[t] & M_SIM)) {
-                G.mark[t] |= M_SIM;
-                G.scratch[t] = G.ext[t] + (int64_t)G.in[t].len;
-                vpush(&seen, t);
+            if (!(nt->mark & M_SIM)) {
+                nt->mark |= M_SIM;
+                nt->scratch = nt->ext + (int64_t)nt->in.len;
+                ppush(&G.seen, nt);
             }
-            if (--G.scratch[t] == 0) {
-                G.mark[t] |= M_DYING;
-                vpush(&G.dying, t);
+            if (--nt->scratch == 0) {
+                nt->mark |= M_DYING;
+                vpush(&G.dying, nt->id);
+                ppush(&G.dyingn, nt);
                 G.s_cascade++;
             }
         }
     }
-    for (uint32_t k = 0; k < seen.len; k++) {
-        G.mark[seen.v[k]] &= (uint16_t)~M_SIM;
-        G.scratch[seen.v[k]] = 0;
+    for (uint32_t k = 0; k < G.seen.len; k++) {
+        node_t *n = G.seen.v[k];
+        n->mark &= (uint16_t)~M_SIM;
+        n->scratch = 0;
     }
-    free(seen.v);
+    G.seen.len = 0;
 }
 
 static void clear_round(void)
 {
     for (uint32_t k = 0; k < G.members.len; k++)
-        G.mark[G.members.v[k]] &= (uint16_t)~(M_MEMBER | M_DONE_EXT | M_DONE_TRAV | M_LISTED);
+        G.members.v[k]->mark &= (uint16_t)~(M_MEMBER | M_DONE_EXT | M_DONE_TRAV | M_LISTED);
     G.members.len = 0;
 }
 
-static void add_member(uint32_t id)
+static void add_member(node_t *n)
 {
-    if (!(G.mark[id] & M_MEMBER)) {
-        G.mark[id] |= M_MEMBER;
-        vpush(&G.members, id);
+    if (!(n->mark & M_MEMBER)) {
+        n->mark |= M_MEMBER;
+        ppush(&G.members, n);
     }
 }
 
 /* {==== generation membership ==== */
 
-static void emit_track(uint32_t id, unsigned action, int gen)
+static void emit_track(uint32_t id, node_t *n, unsigned action, int gen)
 {
     hr_event_t ev = {.op = HR_OP_GC_TRACK, .tag = action, .a = id, .b = (uint64_t)(gen < 0 ? 0 : gen)};
     hr_rec_emit(&ev);
-    gen_remove(id);
+    gen_remove(n);
     if (action == HR_TRACK) {
-        gen_add(id, gen);
+        gen_add(n, gen);
         G.s_track++;
     } else {
         G.s_untrack += action == HR_UNTRACK;
@@ -949,11 +1043,11 @@ static void emit_track(uint32_t id, unsigned action, int gen)
 
 /* Is id's object tracked by CPython now? (Its PyGC_Head sits right before the object, also
  * for managed-dict types, whose two extra words precede the head.) -1: not readable. */
-static int cpython_tracked(uint32_t id)
+static int cpython_tracked(node_t *n)
 {
-    if (G.lost[id] == 2)
+    if (n->lost == 2)
         return -1;
-    PyGC_Head *h = (PyGC_Head *)G.obj[id] - 1;
+    PyGC_Head *h = (PyGC_Head *)n->obj - 1;
     return h->_gc_next != 0;
 }
 
@@ -964,7 +1058,7 @@ static int cpython_tracked(uint32_t id)
  * generation CPython keeps it in (the caller's business); its free writes `gc del` after the
  * death (PyObject_GC_Del lowers the count). The replay allocates a block here that CPython did
  * not (it freed one at the collection that CPython did not). */
-static int revive(PyObject *op, uint64_t *out)
+static int revive(PyObject *op, node_t **out)
 {
     uintptr_t gch = (uintptr_t)op - sizeof(PyGC_Head);
     uint64_t old;
@@ -975,33 +1069,32 @@ static int revive(PyObject *op, uint64_t *out)
         if (!hr_idmap_get(&R.map, gch - 16, &old, &fl))
             return 0;
     }
-    if (old >= G.cap || G.lost[old] != 1 || !(fl & HR_F_OBJECT) ||
+    node_t *no = nd(old);
+    if (!no || no->lost != 1 || !(fl & HR_F_OBJECT) ||
         !hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL))
         return 0;
     PyTypeObject *t = Py_TYPE(op);
-    Py_ssize_t n = t->tp_itemsize ? Py_SIZE(op) : 0;
-    uint64_t size = pre + (((uint64_t)t->tp_basicsize + (uint64_t)(n < 0 ? -n : n) *
+    Py_ssize_t items = t->tp_itemsize ? Py_SIZE(op) : 0;
+    uint64_t size = pre + (((uint64_t)t->tp_basicsize + (uint64_t)(items < 0 ? -items : items) *
                             (uint64_t)t->tp_itemsize + 7) & ~(uint64_t)7);
     uint32_t ty = type_id(t);
     uint64_t id = hr_trace_writer_next_id(R.sink.w);
     hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_OBJ,
                      .flags = (uint8_t)(HR_F_OBJECT | HR_F_TYPED), .tag = ty, .a = id, .b = size};
-    if (id >= NIL || hr_rec_emit(&ev) || grow_ids(id)) {
+    node_t *n;
+    if (id >= NIL || hr_rec_emit(&ev) || !(n = node_new(id))) {
         R.sink.off = 1;
         return 0;
     }
     uintptr_t block = gch - (pre - 16);
     hr_idmap_put(&R.map, block, id, HR_F_GC | HR_F_OBJECT | HR_F_TYPED | F_REVIVED |
                                         (pre == 32 ? 0x80 : 0));
-    hr_idmap_put(&G.objs, (uintptr_t)op, id, 0);
-    G.lost[old] = 0;
-    G.obj[id] = (uintptr_t)op;
-    G.ext[id] = 1;
-    G.mark[id] = 0;
-    G.lost[id] = 0;
-    G.gen[id] = NOGEN;
+    hr_idmap_put(&G.objs, (uintptr_t)op, (uintptr_t)n, 0);
+    node_drop(old, no, NULL); /* the block's old id is never named again */
+    n->obj = (uintptr_t)op;
+    n->ext = 1;
     G.s_revived++;
-    *out = id;
+    *out = n;
     return 1;
 }
 
@@ -1018,52 +1111,57 @@ static void sync_generations(struct _gc_runtime_state *g, int gen)
         PyGC_Head *head = &g->generations[i].head;
         for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
              h = (PyGC_Head *)h->_gc_next) {
-            uint64_t id;
-            if (!hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &id, NULL) &&
-                !revive((PyObject *)(h + 1), &id)) {
+            uint64_t v;
+            node_t *n;
+            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &v, NULL))
+                n = (node_t *)(uintptr_t)v;
+            else if (!revive((PyObject *)(h + 1), &n)) {
                 G.s_unknown_listed++;
                 continue;
             }
-            add_member((uint32_t)id);
-            G.mark[id] |= M_LISTED;
+            add_member(n);
+            n->mark |= M_LISTED;
             /* merged: CPython has already appended generations 0..gen-1 to gen; the replay
              * merges the mirror's young generations the same way when it collects */
-            if (G.gen[id] != i && !(G.merged && G.gen[id] <= gen))
-                emit_track((uint32_t)id, HR_TRACK, i);
+            if (n->gen != i && !(G.merged && n->gen <= gen))
+                emit_track(n->id, n, HR_TRACK, i);
         }
     }
-    G.scratch_ids.len = 0;
+    G.work.len = 0;
     for (int i = 0; i <= gen; i++)
-        for (uint32_t x = G.ghead[i]; x != NIL; x = G.gnext[x])
-            if (!(G.mark[x] & M_LISTED))
-                vpush(&G.scratch_ids, x);
+        for (node_t *n = G.ghead[i]; n; n = n->gnext)
+            if (!(n->mark & M_LISTED))
+                ppush(&G.work, n);
     G.older.len = 0;
-    for (uint32_t k = 0; k < G.scratch_ids.len; k++) {
-        uint32_t x = G.scratch_ids.v[k];
-        add_member(x); /* traversed too: links it let go of (e.g. on a free list) go */
-        int t = cpython_tracked(x);
+    for (uint32_t k = 0; k < G.work.len; k++) {
+        node_t *n = G.work.v[k];
+        add_member(n); /* traversed too: links it let go of (e.g. on a free list) go */
+        int t = cpython_tracked(n);
         if (t == 0)
-            emit_track(x, HR_UNTRACK, 0);
+            emit_track(n->id, n, HR_UNTRACK, 0);
         else if (t > 0) {
-            G.mark[x] |= M_SIM;
-            vpush(&G.older, x);
+            n->mark |= M_SIM;
+            ppush(&G.older, n);
         }
     }
+    G.work.len = 0;
     /* Tracked, but in an older generation than the mirror's (rare): find which. */
     for (int i = gen + 1; i < 3 && G.older.len; i++) {
         PyGC_Head *head = &g->generations[i].head;
         for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
              h = (PyGC_Head *)h->_gc_next) {
-            uint64_t id;
-            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &id, NULL) && (G.mark[id] & M_SIM)) {
-                G.mark[id] &= (uint16_t)~M_SIM;
-                emit_track((uint32_t)id, HR_TRACK, i);
+            uint64_t v;
+            node_t *n;
+            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &v, NULL) &&
+                ((n = (node_t *)(uintptr_t)v)->mark & M_SIM)) {
+                n->mark &= (uint16_t)~M_SIM;
+                emit_track(n->id, n, HR_TRACK, i);
                 G.s_older++;
             }
         }
     }
     for (uint32_t k = 0; k < G.older.len; k++)
-        G.mark[G.older.v[k]] &= (uint16_t)~M_SIM;
+        G.older.v[k]->mark &= (uint16_t)~M_SIM;
 }
 
 void hr_rec_graph_prepare(int gen)
@@ -1079,9 +1177,10 @@ void hr_rec_graph_prepare(int gen)
     uint32_t keep = 0;
     for (uint32_t k = 0; k < G.untyped.len; k++) {
         uint32_t x = G.untyped.v[k];
-        if (G.obj[x] && G.lost[x] == 2) {
-            obj_ok(x);
-            if (G.lost[x] == 2)
+        node_t *n = nd(x);
+        if (n && n->obj && n->lost == 2) {
+            obj_ok(n);
+            if (n->lost == 2)
                 G.untyped.v[keep++] = x;
         }
     }
@@ -1089,17 +1188,19 @@ void hr_rec_graph_prepare(int gen)
     /* The set to traverse: CPython's generations 0..gen, which the mirror's become. */
     sync_generations(g, gen);
     G.young.len = 0;
+    G.youngn.len = 0;
     for (int i = 0; i <= gen; i++) {
-        for (uint32_t x = G.ghead[i]; x != NIL; x = G.gnext[x]) {
-            add_member(x);
-            G.mark[x] |= M_YOUNG;
-            vpush(&G.young, x);
+        for (node_t *n = G.ghead[i]; n; n = n->gnext) {
+            add_member(n);
+            n->mark |= M_YOUNG;
+            vpush(&G.young, n->id);
+            ppush(&G.youngn, n);
         }
     }
     for (uint32_t k = 0; k < G.members.len; k++) {
-        uint32_t x = G.members.v[k];
-        traverse_obj(x);
-        touch(x);
+        node_t *n = G.members.v[k];
+        traverse_obj(n);
+        touch(n);
     }
     flush_refresh();
     /* Predict, then make sure everything the prediction depends on outside the traversed set
@@ -1109,20 +1210,20 @@ void hr_rec_graph_prepare(int gen)
         G.s_rounds++;
         predict();
         int changed = 0;
-        for (uint32_t k = 0; k < G.dying.len; k++) {
-            uint32_t d = G.dying.v[k];
-            if (!(G.mark[d] & M_DONE_TRAV)) {
-                add_member(d);
-                traverse_obj(d);
-                touch(d);
+        for (uint32_t k = 0; k < G.dyingn.len; k++) {
+            node_t *n = G.dyingn.v[k];
+            if (!(n->mark & M_DONE_TRAV)) {
+                add_member(n);
+                traverse_obj(n);
+                touch(n);
                 changed = 1;
             }
-            vec_t *o = &G.out[d];
+            vec_t *o = &n->out;
             for (uint32_t j = 0; j < o->len; j++) {
-                uint32_t t = G.edst[o->v[j]];
-                if (!(G.mark[t] & (M_DONE_EXT | M_DYING))) {
-                    add_member(t);
-                    touch(t);
+                node_t *nt = G.endst[o->v[j]];
+                if (!(nt->mark & (M_DONE_EXT | M_DYING))) {
+                    add_member(nt);
+                    touch(nt);
                     changed = 1;
                 }
             }
@@ -1135,11 +1236,11 @@ void hr_rec_graph_prepare(int gen)
      * them) but die with the class: out of the young set, so that the replay frees them by
      * counting with the class instead of counting them as garbage found. They die in this
      * collection, so no survivor count changes. */
-    for (uint32_t k = 0; k < G.dying.len; k++) {
-        uint32_t d = G.dying.v[k];
-        if ((G.mark[d] & M_YOUNG) && entry_of_dying_class(d)) {
-            emit_track(d, HR_UNTRACK, 0);
-            G.mark[d] &= (uint16_t)~M_YOUNG;
+    for (uint32_t k = 0; k < G.dyingn.len; k++) {
+        node_t *n = G.dyingn.v[k];
+        if ((n->mark & M_YOUNG) && entry_of_dying_class(n)) {
+            emit_track(n->id, n, HR_UNTRACK, 0);
+            n->mark &= (uint16_t)~M_YOUNG;
         }
     }
     clear_round();
@@ -1148,14 +1249,17 @@ void hr_rec_graph_prepare(int gen)
 
 void hr_rec_graph_discard(void)
 {
+    /* young and dying may name objects freed since the prepare (skipped) */
     for (uint32_t k = 0; k < G.young.len; k++)
-        G.mark[G.young.v[k]] &= (uint16_t)~M_YOUNG;
-    G.young.len = 0;
+        if (G.youngn.v[k]->id == G.young.v[k])
+            G.youngn.v[k]->mark &= (uint16_t)~M_YOUNG;
+    G.young.len = G.youngn.len = 0;
     for (uint32_t k = 0; k < G.dying.len; k++)
-        G.mark[G.dying.v[k]] &= (uint16_t)~M_DYING;
+        if (G.dyingn.v[k]->id == G.dying.v[k])
+            G.dyingn.v[k]->mark &= (uint16_t)~M_DYING;
     if (G.prepared_gen >= 0)
         G.s_discarded++;
-    G.dying.len = 0;
+    G.dying.len = G.dyingn.len = 0;
     G.prepared_gen = -1;
 }
 
@@ -1174,30 +1278,36 @@ void hr_rec_graph_commit(void)
     /* What the replay does at the collection: the young generations merge, the garbage and the
      * objects it alone held die (their links go), the survivors move on. */
     for (uint32_t k = 0; k < G.dying.len; k++) {
-        uint32_t d = G.dying.v[k];
-        G.mark[d] = (uint16_t)((G.mark[d] & ~(M_DYING | M_YOUNG)) | M_FLAGGED);
-        gen_remove(d);
-        while (G.out[d].len)
-            edge_del(G.out[d].v[G.out[d].len - 1]);
+        node_t *n = G.dyingn.v[k];
+        if (n->id != G.dying.v[k]) /* freed since the prepare */
+            continue;
+        n->mark = (uint16_t)((n->mark & ~(M_DYING | M_YOUNG)) | M_FLAGGED);
+        gen_remove(n);
+        while (n->out.len)
+            edge_del(n->out.v[n->out.len - 1]);
     }
-    for (uint32_t k = 0; k < G.dying.len; k++)
+    for (uint32_t k = 0; k < G.dying.len; k++) {
         vpush(&G.flagged, G.dying.v[k]);
-    G.dying.len = 0;
+        ppush(&G.flaggedn, G.dyingn.v[k]);
+    }
+    G.dying.len = G.dyingn.len = 0;
     int to = gen < 2 ? gen + 1 : 2;
-    G.survivors.len = 0;
+    G.survivors.len = G.survivorsn.len = 0;
     G.survivors_gen = to;
     for (uint32_t k = 0; k < G.young.len; k++) {
         uint32_t x = G.young.v[k];
-        if (!(G.mark[x] & M_YOUNG))
+        node_t *n = G.youngn.v[k];
+        if (n->id != x || !(n->mark & M_YOUNG))
             continue; /* died */
-        G.mark[x] &= (uint16_t)~M_YOUNG;
-        if (G.gen[x] != to) {
-            gen_remove(x);
-            gen_add(x, to);
+        n->mark &= (uint16_t)~M_YOUNG;
+        if (n->gen != to) {
+            gen_remove(n);
+            gen_add(n, to);
         }
         vpush(&G.survivors, x);
+        ppush(&G.survivorsn, n);
     }
-    G.young.len = 0;
+    G.young.len = G.youngn.len = 0;
     G.in_collection = 1;
 }
 
@@ -1207,21 +1317,24 @@ static void flush_flagged(void)
 {
     for (uint32_t k = 0; k < G.flagged.len; k++) {
         uint32_t d = G.flagged.v[k];
-        if (G.obj[d] && (G.mark[d] & M_FLAGGED)) {
-            hr_idmap_take(&G.objs, G.obj[d], NULL, NULL);
+        node_t *n = G.flaggedn.v[k];
+        if (n->id != d) /* freed during the collection */
+            continue;
+        if (n->obj && (n->mark & M_FLAGGED)) {
+            hr_idmap_take(&G.objs, n->obj, NULL, NULL);
             hr_rec_emit_id(HR_OP_DIED, d);
-            while (G.in[d].len)
-                edge_del(G.in[d].v[G.in[d].len - 1]);
-            vec_release(&G.in[d]);
-            vec_release(&G.out[d]);
-            G.obj[d] = 0;
-            G.ext[d] = 0;
-            G.lost[d] = 1;
+            while (n->in.len)
+                edge_del(n->in.v[n->in.len - 1]);
+            vec_release(&n->in);
+            vec_release(&n->out);
+            n->obj = 0;
+            n->ext = 0;
+            n->lost = 1; /* the record stays until the block is freed or revived */
             G.s_lost++;
         }
-        G.mark[d] = 0;
+        n->mark = 0;
     }
-    G.flagged.len = 0;
+    G.flagged.len = G.flaggedn.len = 0;
 }
 
 void hr_rec_graph_collection_end(void)
@@ -1230,10 +1343,11 @@ void hr_rec_graph_collection_end(void)
      * full one), before it counted them into long_lived_pending / long_lived_total. */
     for (uint32_t k = 0; k < G.survivors.len; k++) {
         uint32_t x = G.survivors.v[k];
-        if (G.obj[x] && G.gen[x] == G.survivors_gen && cpython_tracked(x) == 0)
-            emit_track(x, HR_UNTRACK_SURVIVOR, 0);
+        node_t *n = G.survivorsn.v[k];
+        if (n->id == x && n->obj && n->gen == G.survivors_gen && cpython_tracked(n) == 0)
+            emit_track(x, n, HR_UNTRACK_SURVIVOR, 0);
     }
-    G.survivors.len = 0;
+    G.survivors.len = G.survivorsn.len = 0;
     flush_flagged();
     G.in_collection = 0;
     G.freelist_phase = 0;
