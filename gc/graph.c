@@ -125,7 +125,7 @@ int hr_graph_alloc(hr_graph_t *g, uint64_t id, uint64_t size, unsigned flags, hr
 /* `what` names the event and the role: "incref of", "link from", "link to". */
 static int missing(hr_err_t *err, const char *what, uint64_t id)
 {
-    return hr_err_set(err, HR_ECHECK, "%s object %llu, which is not live (already reclaimed)",
+    return hr_err_set(err, HR_ECHECK, "%s object %llu, which is not live " HR_GRAPH_RECLAIMED,
                       what, (unsigned long long)id);
 }
 

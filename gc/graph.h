@@ -83,7 +83,7 @@ void hr_graph_free(hr_graph_t *g);
 /* The record of object id while it is in the graph (live, or dying: see hr_gobj_t.live). */
 HR_INLINE hr_gobj_t *hr_graph_obj_(hr_graph_t *g, uint64_t id)
 {
-    hr_gobj_t **pp = hr_idtab_get(&g->objs, id);
+    hr_gobj_t **pp = hr_idtab_get_sized(&g->objs, id, sizeof *pp);
     return pp ? *pp : NULL;
 }
 
@@ -92,6 +92,10 @@ HR_INLINE hr_gobj_t *hr_graph_get(hr_graph_t *g, uint64_t id)
     hr_gobj_t *o = hr_graph_obj_(g, id);
     return o && o->live == 1 ? o : NULL;
 }
+
+/* What an error says when an event names an object a collector already reclaimed (the replay
+ * engine recognises it to explain recorded traces: docs/recorder.md). */
+#define HR_GRAPH_RECLAIMED "(already reclaimed)"
 
 HR_INLINE uint64_t hr_graph_count(const hr_gobj_t *o) { return (uint64_t)o->ext + o->in; }
 

@@ -147,7 +147,7 @@ HR_INLINE void touch_block(void *p, uint64_t size, uint64_t id)
 /* The record of a live block, or NULL. */
 HR_INLINE hr_entry_t *live_entry(engine_t *e, uint64_t id)
 {
-    hr_entry_t *en = hr_idtab_get(&e->tab, id);
+    hr_entry_t *en = hr_idtab_get_sized(&e->tab, id, sizeof *en);
     return HR_LIKELY(en && (en->meta & E_LIVE)) ? en : NULL;
 }
 
@@ -374,14 +374,25 @@ HR_INLINE int settle(engine_t *e, hr_err_t *err)
     return HR_OK;
 }
 
-/* An allocation that is not an object: the block is served, and a GC-capable one is counted by
- * the collector, which may collect. */
-HR_INLINE int alloc_nonobject(engine_t *e, uint64_t id, uint64_t size, hr_domain_t dom,
-                              unsigned flags, unsigned align_log2, hr_err_t *err)
+/* An ALLOC outside the shadow's part (check mode applies objects to the shadow first: step):
+ * the block is served; an object is the collector's (alloc), and a GC-capable block that is not
+ * one is counted by it (block_alloc); either may collect. */
+HR_INLINE int alloc_event(engine_t *e, uint64_t id, uint64_t size, hr_domain_t dom,
+                          unsigned flags, unsigned align_log2, hr_err_t *err)
 {
     int rc = alloc_block(e, id, size, dom, flags, align_log2, err);
-    if (rc != HR_OK || !(flags & HR_F_GC) || !e->gvt->block_alloc)
+    if (rc != HR_OK)
         return rc;
+    if (flags & HR_F_OBJECT) {
+        e->live_objects++;
+        e->objects_allocated++;
+        if (!e->gvt->alloc)
+            return HR_OK;
+        rc = e->gvt->alloc(e->gc->ctx, id, size, flags, err);
+        return rc ? rc : settle(e, err);
+    }
+    if (!(flags & HR_F_GC) || !e->gvt->block_alloc)
+        return HR_OK;
     e->gvt->block_alloc(e->gc->ctx, id, flags);
     return settle(e, err);
 }
@@ -407,19 +418,10 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
     int rc = HR_OK;
     switch (ev->op) {
     case HR_OP_ALLOC:
-        if (!(ev->flags & HR_F_OBJECT))
-            return alloc_nonobject(e, ev->a, ev->b, (hr_domain_t)ev->domain, ev->flags,
-                                   ev->align_log2, err);
-        if ((rc = alloc_block(e, ev->a, ev->b, (hr_domain_t)ev->domain, ev->flags,
-                              ev->align_log2, err)))
+        if ((ev->flags & HR_F_OBJECT) && e->check && (rc = shadow_apply(e, ev, err)))
             return rc;
-        e->live_objects++;
-        e->objects_allocated++;
-        if (e->check && (rc = shadow_apply(e, ev, err)))
-            return rc;
-        if (e->gvt->alloc)
-            rc = e->gvt->alloc(e->gc->ctx, ev->a, ev->b, ev->flags, err);
-        break;
+        return alloc_event(e, ev->a, ev->b, (hr_domain_t)ev->domain, ev->flags, ev->align_log2,
+                           err);
     case HR_OP_FREE: {
         hr_entry_t *en = live_entry(e, ev->a);
         if (!en)
@@ -577,8 +579,8 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     }
     res->rss_start = hr_rss_bytes();
     /* A collector without any graph slot (none) has nothing to do with graph events. */
-    const int graphless = !e.check && !e.gvt->alloc && !e.gvt->incref && !e.gvt->decref &&
-                          !e.gvt->link && !e.gvt->unlink;
+    const int graphless = !e.check && !e.gvt->incref && !e.gvt->decref && !e.gvt->link &&
+                          !e.gvt->unlink;
     uint64_t t0 = hr_now_ns(), next_sample = o->every ? 0 : UINT64_MAX;
     uint64_t next_progress = o->progress ? 1u << 20 : UINT64_MAX;
     /* Events come two ways (hr_trace_fast.h): a cursor decodes plain allocs, frees and reallocs
@@ -619,14 +621,8 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
                         free_entry(&e, en, ce.a);
                     else
                         rc = realloc_entry(&e, en, ce.a, ce.b, err);
-                } else if (op == HR_OP_ALLOC && !(ce.flags & HR_F_OBJECT)) {
-                    rc = alloc_nonobject(&e, ce.a, ce.b, (hr_domain_t)ce.domain, ce.flags, 0, err);
-                } else if (op == HR_OP_ALLOC && graphless) {
-                    /* an object, for a collector that never sees objects: step() without the
-                     * collector's part */
-                    rc = alloc_block(&e, ce.a, ce.b, (hr_domain_t)ce.domain, ce.flags, 0, err);
-                    e.live_objects++;
-                    e.objects_allocated++;
+                } else if (op == HR_OP_ALLOC && (!e.check || !(ce.flags & HR_F_OBJECT))) {
+                    rc = alloc_event(&e, ce.a, ce.b, (hr_domain_t)ce.domain, ce.flags, 0, err);
                 } else if (op >= HR_OP_INCREF && op <= HR_OP_UNLINK && graphless) {
                     /* a collector without graph slots (none): nothing to do */
                 } else if (op >= HR_OP_INCREF && op <= HR_OP_UNLINK && !e.check) {
@@ -673,7 +669,7 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
         goto out;
 out:
     if (rc == HR_ECHECK && r && hr_trace_header(r)->kind == HR_KIND_GRAPH && err &&
-        strstr(err->msg, "(already reclaimed)")) {
+        strstr(err->msg, HR_GRAPH_RECLAIMED)) {
         /* A recorded CPython graph trace is exact only where CPython itself looked at the heap
          * (docs/recorder.md, "Which collectors a recorded graph trace supports"). */
         const char *rec = hr_trace_header_get(hr_trace_header(r), "recorder");

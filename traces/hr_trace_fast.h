@@ -168,28 +168,16 @@ HR_INLINE int hr_trace_cursor_decode_(hr_trace_cursor_t *c, hr_cur_event_t *ev, 
     if (HR_UNLIKELY(a >= c->next_id)) /* also catches negative candidates (wrapped) */
         return 0;
     uint64_t prev = a;
-    if (c->ext) { /* external id states: an allocation-only trace, only blocks */
-        if (kind != HR_OP_FREE && kind != HR_OP_REALLOC)
-            return 0;
-        if (verify && c->ext(c->ext_arg, a) != HR_ID_BLOCK)
-            return 0;
-        if (kind == HR_OP_REALLOC) {
-            if (hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE)
-                return 0;
-            ev->b = x;
-        }
-        ev->a = a;
-        c->prev = prev;
-        c->p = p;
-        c->events++;
-        return (int)kind;
-    }
-    int s = hr_idstate_get(c->state, a);
+    /* External id states (an allocation-only trace: every id is a block) are the consumer's to
+     * check, or to ask here; the bitmap otherwise. */
+    int s = !c->ext ? hr_idstate_get(c->state, a)
+                    : verify ? c->ext(c->ext_arg, a) : HR_ID_BLOCK;
     switch (kind) {
     case HR_OP_FREE:
         if (HR_UNLIKELY(s != HR_ID_BLOCK))
             return 0;
-        hr_idstate_set(c->state, a, HR_ID_FREED);
+        if (!c->ext)
+            hr_idstate_set(c->state, a, HR_ID_FREED);
         break;
     case HR_OP_REALLOC:
         if (s == HR_ID_FREED || hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE)
