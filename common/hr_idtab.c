@@ -364,6 +364,13 @@ static int old_enough(const hr_idtab_t *t, uint64_t k)
  * empty a leaf long before that, which costs nothing, where packing it at once would copy its
  * records and rebuild it smaller several times on the way to empty. At most that many sparse
  * leaves wait unpacked (256 KiB of 16-byte records). */
+/* Pack leaf j if it is a full leaf with 1 .. most live ids. */
+static void compact_if_sparse(hr_idtab_t *t, uint64_t j, uint32_t most)
+{
+    if (t->dir[j] && !((uintptr_t)t->dir[j] & 1) && t->live[j] > 0 && t->live[j] <= most)
+        compact_leaf(t, j);
+}
+
 static void late_push(hr_idtab_t *t, uint64_t k)
 {
     if (t->nlate == HR_IDTAB_LATE_RING) {
@@ -371,9 +378,7 @@ static void late_push(hr_idtab_t *t, uint64_t k)
         t->late[t->late_head] = k;
         t->late_head = (t->late_head + 1) % HR_IDTAB_LATE_RING;
         /* closed leaves never come back, so j is the same leaf if it is still there */
-        if (t->dir[j] && !((uintptr_t)t->dir[j] & 1) && t->live[j] > 0 &&
-            t->live[j] <= HR_IDTAB_COMPACT_LATE)
-            compact_leaf(t, j);
+        compact_if_sparse(t, j, HR_IDTAB_COMPACT_LATE);
         return;
     }
     t->late[(t->late_head + t->nlate++) % HR_IDTAB_LATE_RING] = k;
@@ -416,11 +421,8 @@ void *hr_idtab_put_slow(hr_idtab_t *t, uint64_t id)
         if (++t->leaves > t->peak_leaves)
             t->peak_leaves = t->leaves;
         /* The leaf COMPACT_AGE behind this one has had its chance to die young. */
-        uint64_t j = k - HR_IDTAB_COMPACT_AGE - 1;
-        int compacting = t->compact_at != UINT32_MAX;
-        if (compacting && k > HR_IDTAB_COMPACT_AGE && t->dir[j] && !((uintptr_t)t->dir[j] & 1) &&
-            t->live[j] > 0 && t->live[j] <= HR_IDTAB_COMPACT_MAX)
-            compact_leaf(t, j);
+        if (t->compact_at != UINT32_MAX && k > HR_IDTAB_COMPACT_AGE)
+            compact_if_sparse(t, k - HR_IDTAB_COMPACT_AGE - 1, HR_IDTAB_COMPACT_MAX);
     }
     t->live[k]++;
     if (id >= t->frontier)
