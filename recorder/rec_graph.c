@@ -13,7 +13,7 @@
  *   gen     the generation the *replay's* generational collector keeps it in (a mirror of
  *           gc/generational.c: new objects in 0, survivors of a collection of g < 2 to g + 1)
  *
- * The shadow is exactly the graph of a generational replay of the trace written so far. Three
+ * The shadow is exactly the graph of a generational replay of the trace written so far. Four
  * rules keep every replay consistent (no event ever names an object a replay already reclaimed):
  *
  *   1. While an object's block is allocated its count never falls below 1 (wanted_ext): an
@@ -33,6 +33,15 @@
  *      are flagged: the replay reclaims them at the collection, so from then on the trace names
  *      them only in DIED (at their free inside the collection, or, when CPython put one on a
  *      free list instead, just before GC_END; such a block is "lost": its reuse is invisible).
+ *   4. Only objects about to die (rule 2, rule 3's prediction) are ever written at external
+ *      count 0. Between observation points an object's true external count can be staler than
+ *      its links (references from places no tp_traverse reports, such as 3.11's frame stack),
+ *      so a count the shadow believes 0 is written as 1 (M_PINNED: ext is then one more than the
+ *      truth, truth_ext), and the pin goes only at its death or just before the collection that
+ *      finds it garbage. Predictions use the truth, so the recorded collector's garbage does
+ *      not change; a collector looking at other moments (a tracing one, other thresholds) sees
+ *      every object CPython has not freed or found garbage as a root, and can never reclaim one
+ *      the trace names later.
  *
  * Four more things make the replays agree with CPython, not only with each other (docs/recorder.md,
  * "Generations, free lists, and references tp_traverse does not report"): at every collection
@@ -94,7 +103,8 @@ enum {
     M_YOUNG = 32,     /* in the mirror's young set */
     M_SIM = 64,       /* garbage computation: reachable / cascade: counted */
     M_DYING = 128,    /* in the predicted garbage or cascade */
-    M_LISTED = 256    /* in one of CPython's generation lists being collected */
+    M_LISTED = 256,   /* in one of CPython's generation lists being collected */
+    M_PINNED = 512    /* rule 4: ext is 1 where the truth is 0 */
 };
 
 /* {==== object records ====
@@ -119,7 +129,7 @@ enum {
  * pointers (hr_idtab_get) are valid only until the next put or release. */
 typedef struct node {
     uintptr_t obj;    /* PyObject address; 0 in a lost block's record; free list link when free */
-    int64_t ext;      /* external count */
+    int64_t ext;      /* external count as written (truth_ext: less rule 4's pin) */
     vec_t out, in;    /* edge ids */
     int64_t scratch;  /* gc_refs / cascade count / edges going: 0 between computations */
     struct node *gprev, *gnext; /* neighbours on the mirror's generation list (gen != NOGEN) */
@@ -180,7 +190,7 @@ static struct graph {
         s_gc_deaths, s_rc_deaths, s_untyped, s_freelisted, s_lost, s_lost_frees, s_cascade,
         s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable, s_freelist_clears,
         s_track, s_untrack, s_untrack_survivor, s_older, s_unknown_listed,
-        s_revived, s_subclass_entries, s_refreshed;
+        s_revived, s_subclass_entries, s_refreshed, s_unpinned, s_repinned;
 } G;
 
 /* The record of id, or NULL when it has none. (G.objs maps object addresses to records.) */
@@ -485,19 +495,38 @@ static void emit_edge(int op, uint32_t s, uint32_t t)
     hr_rec_emit(&ev);
 }
 
-static void put_ext(node_t *n, int64_t target, int increases)
+/* The external count the shadow believes true: ext less rule 4's pin. */
+static inline int64_t truth_ext(const node_t *n)
+{
+    return n->ext - ((n->mark & M_PINNED) != 0);
+}
+
+/* Move n's written external count towards the true count `target` (>= 0), only upwards or only
+ * downwards (callers order increases before decreases so that no count passes through 0). Rule
+ * 4: a true count of 0 is written as 1 (pinned), unless `to_zero` (the object dies at this
+ * point, or is predicted garbage of the collection being prepared). */
+static void put_ext_(node_t *n, int64_t target, int increases, int to_zero)
 {
     uint32_t id = n->id;
-    while (increases && n->ext < target) {
+    int64_t want = target > 0 || to_zero ? target : 1;
+    while (increases && n->ext < want) {
         hr_rec_emit_id(HR_OP_INCREF, id);
         n->ext++;
         G.s_incref++;
     }
-    while (!increases && n->ext > target) {
+    while (!increases && n->ext > want) {
         hr_rec_emit_id(HR_OP_DECREF, id);
         n->ext--;
         G.s_decref++;
     }
+    if (n->ext == want)
+        n->mark = want != target ? (uint16_t)(n->mark | M_PINNED)
+                                 : (uint16_t)(n->mark & ~M_PINNED);
+}
+
+static inline void put_ext(node_t *n, int64_t target, int increases)
+{
+    put_ext_(n, target, increases, 0);
 }
 
 /* Is id's memory recognisably an object now? An object allocated while a collection started
@@ -529,7 +558,7 @@ static int64_t wanted_ext(node_t *n, uint32_t in_less)
 {
     if (HR_UNLIKELY(!obj_ok(n))) {
         G.s_unreadable++;
-        return n->ext; /* not readable as an object: no correction */
+        return truth_ext(n); /* not readable as an object: no correction */
     }
     Py_ssize_t rc = Py_REFCNT((PyObject *)n->obj);
     if (rc <= 0) {
@@ -910,7 +939,7 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
             }
             edge_del(e);
         }
-        put_ext(n, 0, 0);
+        put_ext_(n, 0, 0, 1);
     }
     hr_rec_emit_id(HR_OP_DIED, id);
     if ((flags & F_REVIVED) && !(G.in_collection && (n->mark & M_FLAGGED))) {
@@ -942,7 +971,7 @@ static void predict(void)
     pvec_t *y = &G.youngn;
     for (uint32_t k = 0; k < y->len; k++) {
         node_t *n = y->v[k];
-        n->scratch = n->ext + (int64_t)n->in.len;
+        n->scratch = truth_ext(n) + (int64_t)n->in.len;
     }
     for (uint32_t k = 0; k < y->len; k++) {
         vec_t *o = &y->v[k]->out;
@@ -991,7 +1020,7 @@ static void predict(void)
                 continue;
             if (!(nt->mark & M_SIM)) {
                 nt->mark |= M_SIM;
-                nt->scratch = nt->ext + (int64_t)nt->in.len;
+                nt->scratch = truth_ext(nt) + (int64_t)nt->in.len;
                 ppush(&G.seen, nt);
             }
             if (--nt->scratch == 0) {
@@ -1243,6 +1272,16 @@ void hr_rec_graph_prepare(int gen)
             n->mark &= (uint16_t)~M_YOUNG;
         }
     }
+    /* Rule 4: the garbage and the objects it alone holds are true count 0 outside the heap (no
+     * external reference: gc_refs 0, or every reference from the garbage); their pins go, so the
+     * replay finds exactly them. */
+    for (uint32_t k = 0; k < G.dyingn.len; k++) {
+        node_t *n = G.dyingn.v[k];
+        if (n->mark & M_PINNED) {
+            put_ext_(n, truth_ext(n), 0, 1);
+            G.s_unpinned++;
+        }
+    }
     clear_round();
     G.prepared_gen = gen;
 }
@@ -1254,9 +1293,16 @@ void hr_rec_graph_discard(void)
         if (G.youngn.v[k]->id == G.young.v[k])
             G.youngn.v[k]->mark &= (uint16_t)~M_YOUNG;
     G.young.len = G.youngn.len = 0;
-    for (uint32_t k = 0; k < G.dying.len; k++)
-        if (G.dyingn.v[k]->id == G.dying.v[k])
-            G.dyingn.v[k]->mark &= (uint16_t)~M_DYING;
+    for (uint32_t k = 0; k < G.dying.len; k++) {
+        node_t *n = G.dyingn.v[k];
+        if (n->id != G.dying.v[k])
+            continue;
+        n->mark &= (uint16_t)~M_DYING;
+        if (n->obj && n->ext == 0) { /* unpinned for a collection that did not happen */
+            put_ext(n, 0, 1);
+            G.s_repinned++;
+        }
+    }
     if (G.prepared_gen >= 0)
         G.s_discarded++;
     G.dying.len = G.dyingn.len = 0;
@@ -1353,6 +1399,22 @@ void hr_rec_graph_collection_end(void)
     G.freelist_phase = 0;
 }
 
+/* Rule 4's invariant, checked over every record: live objects not predicted or flagged garbage
+ * have ext >= 1. The number that do not (0 unless the rule is broken). */
+static uint64_t ext_zero_live(void)
+{
+    uint64_t bad = 0;
+    for (size_t c = 0; c < G.nchunks; c++) {
+        size_t m = c + 1 == G.nchunks ? G.carved : NODE_CHUNK;
+        for (size_t i = 0; i < m; i++) {
+            const node_t *n = &G.chunks[c][i];
+            bad += n->id != NIL && n->obj && !n->lost && n->ext <= 0 &&
+                   !(n->mark & (M_FLAGGED | M_DYING));
+        }
+    }
+    return bad;
+}
+
 int hr_rec_graph_selfcheck(char *buf, size_t cap)
 {
     int n = snprintf(buf, cap,
@@ -1365,7 +1427,8 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_unreadable %llu\ngraph_freelist_clears %llu\ngraph_track %llu\n"
                      "graph_untrack %llu\ngraph_untrack_survivor %llu\ngraph_track_older %llu\n"
                      "graph_unknown_listed %llu\ngraph_revived %llu\n"
-                     "graph_subclass_entries %llu\ngraph_refreshed %llu\n",
+                     "graph_subclass_entries %llu\ngraph_refreshed %llu\n"
+                     "graph_unpinned %llu\ngraph_repinned %llu\ngraph_ext_zero_live %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
@@ -1381,6 +1444,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      (unsigned long long)G.s_older, (unsigned long long)G.s_unknown_listed,
                      (unsigned long long)G.s_revived,
                      (unsigned long long)G.s_subclass_entries,
-                     (unsigned long long)G.s_refreshed);
+                     (unsigned long long)G.s_refreshed, (unsigned long long)G.s_unpinned,
+                     (unsigned long long)G.s_repinned, (unsigned long long)ext_zero_live());
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }

@@ -1407,6 +1407,8 @@ static int make_header(hr_trace_header_t *h, const hr_record_opts_t *o, const ch
     rc |= hr_trace_header_set(h, "python_version", Py_GetVersion());
     rc |= hr_trace_header_set(h, "date", date);
     rc |= hr_trace_header_set(h, "mode", o->mode == HR_KIND_GRAPH ? "graph" : "alloc");
+    if (o->mode == HR_KIND_GRAPH) /* rec_graph.c's rules 1-4: replays under every collector */
+        rc |= hr_trace_header_set(h, "graph_rules", "4");
     rc |= hr_trace_header_set(h, "recorder", recorder);
     const char *pm = getenv("PYTHONMALLOC");
     rc |= hr_trace_header_set(h, "pythonmalloc", pm && *pm ? pm : "default");

@@ -672,15 +672,23 @@ out:
         strstr(err->msg, HR_GRAPH_RECLAIMED)) {
         /* A recorded CPython graph trace is exact only where CPython itself looked at the heap
          * (docs/recorder.md, "Which collectors a recorded graph trace supports"). */
-        const char *rec = hr_trace_header_get(hr_trace_header(r), "recorder");
+        const hr_trace_header_t *h = hr_trace_header(r);
+        const char *rec = hr_trace_header_get(h, "recorder");
+        const char *rules = hr_trace_header_get(h, "graph_rules");
         if (rec && strncmp(rec, "cpython", 7) == 0) {
             char msg[sizeof err->msg];
             snprintf(msg, sizeof msg, "%s", err->msg);
             hr_err_clear(err); /* the first error wins otherwise; this one says more */
-            hr_err_set(err, rc, "%s; a recorded CPython graph trace replays exactly only under "
-                       "refcount and under generational with its recorded thresholds "
-                       "(docs/recorder.md, \"Which collectors a recorded graph trace supports\")",
-                       msg);
+            if (rules && atoi(rules) >= 4)
+                hr_err_set(err, rc, "%s; the recorder keeps every object CPython has not freed "
+                           "referenced (its rule 4), so this is a recorder defect: please report "
+                           "it with the trace", msg);
+            else
+                hr_err_set(err, rc, "%s; a CPython graph trace recorded before rule 4 (no "
+                           "'graph_rules 4' in its header) replays exactly only under refcount "
+                           "and under generational with its recorded thresholds: record it "
+                           "again (docs/recorder.md, \"Which collectors a recorded graph trace "
+                           "supports\")", msg);
         }
     }
     if (r) {
