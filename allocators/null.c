@@ -11,20 +11,30 @@
  *   contents survive only until the next request. realloc keeps the contents of the block being
  *   resized (it is the scratch region itself; when the region must grow, the old contents are
  *   copied). A replaced region is kept until destroy, because pointers into it may still be
- *   handed back to free or realloc.
+ *   handed back to free or realloc. Regions are mapped with mmap, not malloc'd: a trace with a
+ *   block of many GiB costs the pages the engine writes (its first and last word), not a
+ *   malloc that MALLOC_PERTURB_ or a debugging allocator would fill end to end.
  *
  * Invariant: cap >= every size returned so far; scratch is aligned to `align` (>= 64).
  */
 #include "hr_alloc.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+typedef struct region {
+    void *base; /* what mmap returned */
+    size_t len; /* what was mapped */
+} region_t;
 
 typedef struct null_alloc {
-    unsigned char *scratch; /* owned; NULL until the first request */
+    unsigned char *scratch; /* inside `cur`; NULL until the first request */
     size_t cap;             /* bytes usable at scratch */
     size_t align;           /* alignment of scratch */
-    void **retired;         /* owned: earlier scratch regions, freed at destroy */
+    region_t cur;           /* owned: the mapping scratch lies in */
+    region_t *retired;      /* owned: earlier mappings, unmapped at destroy */
     size_t nretired, retired_cap;
     uint64_t footprint;     /* bytes held: scratch + retired */
 } null_alloc_t;
@@ -43,17 +53,25 @@ static int null_grow(null_alloc_t *n, size_t size, size_t align)
         align = n->align;
     if (n->scratch && n->nretired == n->retired_cap) {
         size_t rc = n->retired_cap ? n->retired_cap * 2 : 8;
-        void **r = realloc(n->retired, rc * sizeof *r);
+        region_t *r = realloc(n->retired, rc * sizeof *r);
         if (!r)
             return -1;
         n->retired = r;
         n->retired_cap = rc;
     }
-    void *p;
-    if (posix_memalign(&p, align, cap) != 0)
+    /* mmap aligns to a page; a larger alignment maps that much more and starts inside */
+    size_t extra = align > 4096 ? align : 0;
+    if (cap > SIZE_MAX - extra)
         return -1;
+    region_t g = {NULL, cap + extra};
+    g.base = mmap(NULL, g.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                  -1, 0);
+    if (g.base == MAP_FAILED)
+        return -1;
+    unsigned char *p = (unsigned char *)(((uintptr_t)g.base + align - 1) & ~(uintptr_t)(align - 1));
     if (n->scratch)
-        n->retired[n->nretired++] = n->scratch;
+        n->retired[n->nretired++] = n->cur;
+    n->cur = g;
     n->scratch = p;
     n->cap = cap;
     n->align = align;
@@ -78,9 +96,10 @@ static void null_destroy(void *ctx)
     if (!n)
         return;
     for (size_t i = 0; i < n->nretired; i++)
-        free(n->retired[i]);
+        munmap(n->retired[i].base, n->retired[i].len);
     free(n->retired);
-    free(n->scratch);
+    if (n->scratch)
+        munmap(n->cur.base, n->cur.len);
     free(n);
 }
 

@@ -179,18 +179,21 @@ void hr_idtab_free(hr_idtab_t *t)
  * costs one popcount, not up to four. */
 typedef struct cleaf {
     uint64_t bits[HR_IDTAB_LEAF / 64];
-    uint32_t cls, n;
+    uint16_t cls, n; /* n <= HR_IDTAB_LEAF */
     uint8_t rank[HR_IDTAB_LEAF / 64]; /* records before word w (at most 192) */
     /* then cap(cls) records */
 } cleaf_t;
 _Static_assert(HR_IDTAB_LEAF - 64 <= UINT8_MAX, "cleaf_t.rank must hold the rank of the last word");
 
-/* Capacities grow by 1.5x and 1.33x in turn: a packed leaf is at least 2/3 full when built. */
-static const uint16_t caps[HR_IDTAB_CLASSES] = {4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128};
+/* Capacities grow by at most 1.25x: a packed leaf is at least 4/5 full when built, and rebuilt
+ * into the next class down as soon as its live records fit there. */
+static const uint16_t caps[HR_IDTAB_CLASSES] = {4,  5,  6,  7,  8,  10, 12, 14, 16,  20,  24,
+                                                28, 32, 40, 48, 56, 64, 80, 96, 112, 128};
 static size_t class_cap(unsigned cls) { return caps[cls]; }
+/* Leaves of a class lie back to back in a slab: 8-byte aligned, for records of pointers. */
 static size_t class_bytes(const hr_idtab_t *t, unsigned cls)
 {
-    return (sizeof(cleaf_t) + class_cap(cls) * t->rec_size + 15) & ~(size_t)15;
+    return (sizeof(cleaf_t) + class_cap(cls) * t->rec_size + 7) & ~(size_t)7;
 }
 static uint8_t *crecs(cleaf_t *c) { return (uint8_t *)(c + 1); }
 /* Bytes per slab chunk: CCHUNK, or one leaf of the largest class if records are so large (over
@@ -227,7 +230,7 @@ static cleaf_t *cleaf_new(hr_idtab_t *t, unsigned cls)
         sl->carve += bytes;
     }
     memset(c, 0, sizeof *c);
-    c->cls = cls;
+    c->cls = (uint16_t)cls;
     t->compacts++;
     account(t, (ptrdiff_t)bytes);
     return c;
@@ -247,6 +250,17 @@ static int is_live(const hr_idtab_t *t, const uint8_t *rec)
     uint64_t w;
     memcpy(&w, rec + t->live_off, sizeof w);
     return (w & t->live_mask) != 0;
+}
+
+/* One record copied (the sizes the table's users have are copied inline, not by a call). */
+static inline void rec_copy(uint8_t *dst, const uint8_t *src, size_t rs)
+{
+    switch (rs) {
+    case 8: memcpy(dst, src, 8); break;
+    case 12: memcpy(dst, src, 12); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, rs);
+    }
 }
 
 static unsigned class_for(size_t n)
@@ -308,13 +322,13 @@ static void compact_leaf(hr_idtab_t *t, uint64_t k)
                 return;
             }
             c->bits[i >> 6] |= (uint64_t)1 << (i & 63);
-            memcpy(crecs(c) + m++ * rs, l + i * rs, rs);
+            rec_copy(crecs(c) + m++ * rs, l + i * rs, rs);
         }
     if (m != n) {
         cleaf_free(t, c);
         return;
     }
-    c->n = n;
+    c->n = (uint16_t)n;
     set_ranks(c);
     leaf_free(t, l);
     t->leaves--;
@@ -329,24 +343,23 @@ static void compact_leaf(hr_idtab_t *t, uint64_t k)
 static void compact_release(hr_idtab_t *t, uint64_t k)
 {
     cleaf_t *c = (cleaf_t *)(uintptr_t)(t->dir[k] - 1);
-    c->n = t->live[k];
+    c->n = (uint16_t)t->live[k];
     if (c->n == 0) {
         cleaf_free(t, c);
         t->dir[k] = NULL;
-    } else if (c->cls > 0 && c->n <= class_cap(c->cls) / 2) {
+    } else if (c->cls > 0 && c->n <= class_cap(c->cls - 1)) {
         cleaf_t *d = cleaf_new(t, class_for(c->n));
         if (!d)
             return; /* stays in the larger class */
-        size_t rs = t->rec_size, r = 0, m = 0;
-        for (size_t i = 0; i < HR_IDTAB_LEAF; i++)
-            if (c->bits[i >> 6] >> (i & 63) & 1) {
-                const uint8_t *rec = crecs(c) + r++ * rs;
+        size_t rs = t->rec_size, m = 0;
+        const uint8_t *rec = crecs(c);
+        for (size_t w = 0; w < HR_IDTAB_LEAF / 64; w++)
+            for (uint64_t b = c->bits[w]; b; b &= b - 1, rec += rs) /* set bits, in order */
                 if (is_live(t, rec)) {
-                    d->bits[i >> 6] |= (uint64_t)1 << (i & 63);
-                    memcpy(crecs(d) + m++ * rs, rec, rs);
+                    d->bits[w] |= b & -b;
+                    rec_copy(crecs(d) + m++ * rs, rec, rs);
                 }
-            }
-        d->n = (uint32_t)m;
+        d->n = (uint16_t)m;
         set_ranks(d);
         cleaf_free(t, c);
         t->dir[k] = (uint8_t *)d + 1;

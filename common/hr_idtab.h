@@ -20,7 +20,7 @@
 
 #include "hr_common.h"
 
-/* 256 ids a leaf: a leaf of 16-byte records is one 4 KiB page, so a long-lived id pins at most a
+/* 256 ids a leaf: a leaf of 12- or 16-byte records is 3 or 4 KiB, so a long-lived id pins at most a
  * page; 1024-id leaves made the engine cost 25-70 bytes per live block on recorded traces. */
 #define HR_IDTAB_SHIFT 8
 #define HR_IDTAB_CHUNK 64 /* leaves per mmap'd chunk */
@@ -29,7 +29,7 @@
 #define HR_IDTAB_COMPACT_MAX 128 /* a leaf with at most this many live ids is compacted when the */
 #define HR_IDTAB_COMPACT_AGE 64  /* frontier gets this many leaves past it; */
 #define HR_IDTAB_COMPACT_LATE 32 /* later, when its live ids fall to this many */
-#define HR_IDTAB_CLASSES 11      /* compact leaf capacities 4, 6, 8, 12, ..., 96, 128 records */
+#define HR_IDTAB_CLASSES 21      /* compact leaf capacities 4, 5, 6, 7, 8, 10, ..., 112, 128 */
 #define HR_IDTAB_LATE_RING 64    /* leaves down to COMPACT_LATE wait for this many more (below) */
 
 typedef struct hr_idtab {

@@ -5,11 +5,16 @@
  *   blocks). For each event the engine does the allocator's part itself and hands graph events
  *   to the collector; the collector may reclaim objects at any of its calls, through reclaim().
  *
- *   Per live block the engine keeps an hr_entry_t (16 bytes) in an id table whose leaves are
- *   freed as ids die, so memory follows the live heap, not the trace length.
+ *   Per live block the engine keeps an hr_entry_t (12 bytes, 4-aligned) in an id table whose
+ *   leaves are freed as ids die (and packed when few ids of theirs live), so memory follows the
+ *   live heap, not the trace length:
  *
- *   entry.p     the block the allocator returned (NULL once freed)
- *   entry.meta  bits 0-47 size, 48-49 domain, 50-54 alloc flags, 63 live
+ *   word (bytes 0-7)  bits 0-47 the block the allocator returned, 48-55 size bits 32-39,
+ *                     56-60 alloc flags, 61-62 domain, 63 live (all 0 once freed)
+ *   lo (bytes 8-11)   size bits 0-31
+ *
+ *   So a block is below 1 TiB and its address below 2^48 (user space on x86-64 and arm64):
+ *   either limit broken is a clear error, never a truncated entry.
  *
  * Check mode keeps a second, independent heap graph (the shadow). Every event is applied to the
  * shadow first, then to the collector; the objects the collector reclaimed during the event form
@@ -30,15 +35,37 @@
 #include <unistd.h>
 
 typedef struct hr_entry {
-    void *p;
-    uint64_t meta;
+    uint32_t w[3]; /* word (w[0], w[1]) and lo (w[2]): 12 bytes, no padding */
 } hr_entry_t;
+_Static_assert(sizeof(hr_entry_t) == 12, "the docs count 12 bytes per live block");
 
 #define E_LIVE ((uint64_t)1 << 63)
-#define E_SIZE(m) ((m) & (((uint64_t)1 << 48) - 1))
-#define E_DOMAIN(m) ((hr_domain_t)(((m) >> 48) & 3))
-#define E_FLAGS(m) ((unsigned)(((m) >> 50) & 0x1f))
-#define E_META(size, dom, flags) ((size) | (uint64_t)(dom) << 48 | (uint64_t)(flags) << 50 | E_LIVE)
+#define E_PTR_BITS 48
+#define E_SIZE_BITS 40
+#define E_FLAGS(m) ((unsigned)(((m) >> 56) & 0x1f))
+#define E_DOMAIN(m) ((hr_domain_t)(((m) >> 61) & 3))
+#define E_FLAGS_MAX 0x1f
+
+HR_INLINE uint64_t e_word(const hr_entry_t *en)
+{
+    uint64_t m;
+    memcpy(&m, en->w, sizeof m);
+    return m;
+}
+HR_INLINE void *e_ptr(uint64_t m) { return (void *)(uintptr_t)(m & (((uint64_t)1 << E_PTR_BITS) - 1)); }
+HR_INLINE uint64_t e_size(const hr_entry_t *en, uint64_t m)
+{
+    return (uint64_t)en->w[2] | ((m >> E_PTR_BITS) & 0xff) << 32;
+}
+/* p below 2^48, size below 2^40, flags below 32 (checked by the callers: e_fits) */
+HR_INLINE void e_set(hr_entry_t *en, void *p, uint64_t size, hr_domain_t dom, unsigned flags)
+{
+    uint64_t m = (uint64_t)(uintptr_t)p | (size >> 32) << E_PTR_BITS | (uint64_t)flags << 56 |
+                 (uint64_t)dom << 61 | E_LIVE;
+    memcpy(en->w, &m, sizeof m);
+    en->w[2] = (uint32_t)size;
+}
+HR_INLINE void e_clear(hr_entry_t *en) { memset(en, 0, sizeof *en); }
 
 typedef struct engine {
     hr_alloc_t *alloc;
@@ -148,16 +175,16 @@ HR_INLINE void touch_block(void *p, uint64_t size, uint64_t id)
 HR_INLINE hr_entry_t *live_entry(engine_t *e, uint64_t id)
 {
     hr_entry_t *en = hr_idtab_get_sized(&e->tab, id, sizeof *en);
-    return HR_LIKELY(en && (en->meta & E_LIVE)) ? en : NULL;
+    return HR_LIKELY(en && (e_word(en) & E_LIVE)) ? en : NULL;
 }
 
 /* Free a live block and forget it: the one way a block leaves the table (explicit frees,
  * reclamations by the collector, the loop's fast path). */
 HR_INLINE void drop_block(engine_t *e, hr_entry_t *en, uint64_t id)
 {
-    hr_alloc_free(e->alloc, en->p, E_SIZE(en->meta), E_DOMAIN(en->meta));
-    en->p = NULL;
-    en->meta = 0;
+    uint64_t m = e_word(en);
+    hr_alloc_free(e->alloc, e_ptr(m), e_size(en, m), E_DOMAIN(m));
+    e_clear(en);
     hr_idtab_release(&e->tab, id);
     e->res->live_blocks--;
 }
@@ -168,7 +195,7 @@ static void engine_reclaim(void *arg, uint64_t id)
 {
     engine_t *e = arg;
     hr_entry_t *en = live_entry(e, id);
-    if (!en || !(E_FLAGS(en->meta) & HR_F_OBJECT)) {
+    if (!en || !(E_FLAGS(e_word(en)) & HR_F_OBJECT)) {
         if (!e->failed)
             hr_err_set(&e->fail, HR_ECHECK, "collector '%s' reclaimed %s %llu, which is not "
                        "%s", e->gc->spec, en ? "block" : "object", (unsigned long long)id,
@@ -293,10 +320,27 @@ static int checkpoint(engine_t *e, const hr_event_t *ev, hr_err_t *err)
 
 /* {==== One event ==== */
 
+/* The entry's limits (see the top of the file), as errors. */
+static int too_large(uint64_t size, hr_err_t *err)
+{
+    return hr_err_set(err, HR_ECHECK, "a block of %llu bytes: the replay engine keeps blocks "
+                      "below 1 TiB (2^%d bytes)", (unsigned long long)size, E_SIZE_BITS);
+}
+
+static int high_address(engine_t *e, void *p, hr_err_t *err)
+{
+    return hr_err_set(err, HR_EUSAGE, "allocator '%s' returned address %p, above the 2^%d the "
+                      "replay engine's table holds", e->alloc->vt->name, p, E_PTR_BITS);
+}
+
+_Static_assert(HR_F_ALL <= E_FLAGS_MAX, "an entry holds every allocation flag");
+
 HR_INLINE int alloc_block(engine_t *e, uint64_t id, uint64_t size, hr_domain_t dom,
                           unsigned flags, unsigned align_log2, hr_err_t *err)
 {
     void *p;
+    if (HR_UNLIKELY(size >> E_SIZE_BITS))
+        return too_large(size, err);
     if (HR_LIKELY(!(flags & (HR_F_ALIGNED | HR_F_ZERO)))) {
         p = hr_alloc_malloc(e->alloc, size, dom);
     } else if (flags & HR_F_ALIGNED) {
@@ -310,6 +354,10 @@ HR_INLINE int alloc_block(engine_t *e, uint64_t id, uint64_t size, hr_domain_t d
     if (HR_UNLIKELY(!p))
         return hr_err_set(err, HR_ENOMEM, "allocator '%s' failed to allocate %llu bytes",
                           e->alloc->vt->name, (unsigned long long)size);
+    if (HR_UNLIKELY((uintptr_t)p >> E_PTR_BITS)) {
+        hr_alloc_free(e->alloc, p, size, dom);
+        return high_address(e, p, err);
+    }
     if (e->touch)
         touch_block(p, size, id);
     hr_entry_t *en = hr_idtab_put(&e->tab, id);
@@ -317,8 +365,7 @@ HR_INLINE int alloc_block(engine_t *e, uint64_t id, uint64_t size, hr_domain_t d
         hr_alloc_free(e->alloc, p, size, dom);
         return hr_err_set(err, HR_ENOMEM, "out of memory for the id table");
     }
-    en->p = p;
-    en->meta = E_META(size, dom, flags);
+    e_set(en, p, size, dom, flags);
     hr_replay_result_t *r = e->res;
     if (++r->live_blocks > r->peak_live_blocks)
         r->peak_live_blocks = r->live_blocks;
@@ -335,7 +382,7 @@ static int engine_id_state(void *arg, uint64_t id)
 /* An explicit FREE of the live block en: a GC-capable block is also a collector's business. */
 HR_INLINE void free_entry(engine_t *e, hr_entry_t *en, uint64_t id)
 {
-    unsigned flags = E_FLAGS(en->meta);
+    unsigned flags = E_FLAGS(e_word(en));
     drop_block(e, en, id);
     if (HR_UNLIKELY(flags & HR_F_GC) && e->gvt->block_free)
         e->gvt->block_free(e->gc->ctx, id, flags);
@@ -349,15 +396,23 @@ static int not_live(const char *what, uint64_t id, hr_err_t *err)
 
 static int realloc_entry(engine_t *e, hr_entry_t *en, uint64_t id, uint64_t size, hr_err_t *err)
 {
-    uint64_t m = en->meta, old = E_SIZE(m);
-    void *q = hr_alloc_realloc(e->alloc, en->p, old, size, E_DOMAIN(m));
+    uint64_t m = e_word(en), old = e_size(en, m);
+    if (HR_UNLIKELY(size >> E_SIZE_BITS))
+        return too_large(size, err);
+    void *q = hr_alloc_realloc(e->alloc, e_ptr(m), old, size, E_DOMAIN(m));
     if (HR_UNLIKELY(!q))
         return hr_err_set(err, HR_ENOMEM, "allocator '%s' failed to resize a block to %llu bytes",
                           e->alloc->vt->name, (unsigned long long)size);
+    if (HR_UNLIKELY((uintptr_t)q >> E_PTR_BITS)) {
+        hr_alloc_free(e->alloc, q, size, E_DOMAIN(m)); /* the old block went with realloc */
+        e_clear(en);
+        hr_idtab_release(&e->tab, id);
+        e->res->live_blocks--;
+        return high_address(e, q, err);
+    }
     if (e->touch)
         touch_block(q, size, id);
-    en->p = q;
-    en->meta = E_META(size, E_DOMAIN(m), E_FLAGS(m));
+    e_set(en, q, size, E_DOMAIN(m), E_FLAGS(m));
     if ((E_FLAGS(m) & HR_F_OBJECT) && e->gvt->resize)
         e->gvt->resize(e->gc->ctx, id, size);
     return HR_OK;
@@ -498,8 +553,9 @@ static int free_live(void *arg, uint64_t id, void *rec)
 {
     (void)id;
     hr_entry_t *en = rec;
-    if (en->meta & E_LIVE)
-        hr_alloc_free((hr_alloc_t *)arg, en->p, E_SIZE(en->meta), E_DOMAIN(en->meta));
+    uint64_t m = e_word(en);
+    if (m & E_LIVE)
+        hr_alloc_free((hr_alloc_t *)arg, e_ptr(m), e_size(en, m), E_DOMAIN(m));
     return 0;
 }
 
@@ -507,8 +563,9 @@ static int sum_object_bytes(void *arg, uint64_t id, void *rec)
 {
     (void)id;
     const hr_entry_t *en = rec;
-    if ((en->meta & E_LIVE) && (E_FLAGS(en->meta) & HR_F_OBJECT))
-        *(uint64_t *)arg += E_SIZE(en->meta);
+    uint64_t m = e_word(en);
+    if ((m & E_LIVE) && (E_FLAGS(m) & HR_F_OBJECT))
+        *(uint64_t *)arg += e_size(en, m);
     return 0;
 }
 
@@ -544,7 +601,7 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     hr_idtab_init(&e.tab, sizeof(hr_entry_t));
     hr_idtab_dense(&e.tab); /* every id is allocated, and alloc_block writes its whole record */
     /* the engine never holds entry pointers across a put or release */
-    hr_idtab_compact(&e.tab, offsetof(hr_entry_t, meta), E_LIVE);
+    hr_idtab_compact(&e.tab, 0, E_LIVE); /* the live bit is bit 63 of word */
     const char *aspec = o->alloc_spec;
     if (!aspec)
         aspec = hr_alloc_by_name("pymalloc") ? "pymalloc:preset=3.11" : "libc";

@@ -635,6 +635,52 @@ static void test_stale_recorded(void)
     hr_replay_result_free(&r);
 }
 
+/* {==== The engine's entry: sizes above 4 GiB, and its limits ==== */
+
+/* An entry keeps a block's size in 40 bits, 32 of them apart from the rest: sizes that need the
+ * high bits must come back whole at realloc and free (the allocator wrapper's bytes in use say
+ * what the engine passed), and a block of 1 TiB or more is an error naming the event. The null
+ * allocator serves every block from one lazily mapped region: only the pages the engine writes
+ * (first and last word of each block) become resident. */
+static void test_entry_sizes(void)
+{
+    const uint64_t a = ((uint64_t)1 << 32) + 24, b = ((uint64_t)1 << 33) + 8,
+                   c = ((uint64_t)3 << 32) + 8;
+    char text[512];
+    /* (block 1 first: the region is then large enough for every later request, and realloc
+     * copies nothing) */
+    snprintf(text, sizeof text, "heapreplay-trace 1 alloc\nalloc 0 %llu obj\nalloc 1 %llu mem\n"
+             "alloc 2 40 mem\nrealloc 1 %llu\nfree 0\nfree 2\n", (unsigned long long)b,
+             (unsigned long long)a, (unsigned long long)c);
+    const char *big = pack("entry-big.txt", text);
+    hr_replay_opts_t o = {.alloc_spec = "null", .gc_spec = "none"};
+    hr_replay_result_t r;
+    hr_err_t err = {0};
+    int rc = hr_replay_run(big, &o, &r, &err);
+    TAP_OK(rc == HR_OK && r.live_blocks == 1 && r.alloc.bytes_in_use == c &&
+               r.alloc.peak_bytes_in_use == c + b + 40,
+           "sizes above 4 GiB survive the entry: in use %llu (want %llu), peak %llu (want %llu): %s",
+           (unsigned long long)r.alloc.bytes_in_use, (unsigned long long)c,
+           (unsigned long long)r.alloc.peak_bytes_in_use, (unsigned long long)(c + b + 40),
+           err.msg);
+    hr_replay_result_free(&r);
+    snprintf(text, sizeof text, "heapreplay-trace 1 alloc\nalloc 0 16 mem\nalloc 1 %llu mem\n",
+             (unsigned long long)1 << 40);
+    const char *huge = pack("entry-huge.txt", text);
+    rc = hr_replay_run(huge, &o, &r, &err);
+    TAP_OK(rc == HR_ECHECK && strstr(err.msg, "event 1:") && strstr(err.msg, "below 1 TiB"),
+           "a block of 1 TiB is an error at its event: %s", err.msg);
+    hr_replay_result_free(&r);
+    snprintf(text, sizeof text, "heapreplay-trace 1 alloc\nalloc 0 16 mem\nrealloc 0 %llu\n",
+             (unsigned long long)1 << 41);
+    const char *rhuge = pack("entry-rhuge.txt", text);
+    hr_err_clear(&err);
+    rc = hr_replay_run(rhuge, &o, &r, &err);
+    TAP_OK(rc == HR_ECHECK && strstr(err.msg, "event 1:") && strstr(err.msg, "below 1 TiB"),
+           "so is a realloc to 2 TiB: %s", err.msg);
+    hr_replay_result_free(&r);
+}
+
 /* {==== The link index of objects with many links ==== */
 
 static void noop_reclaim(void *engine, uint64_t id) { (void)engine, (void)id; }
@@ -777,6 +823,7 @@ int main(void)
     test_bad_frees();
     test_link_index();
     test_stale_recorded();
+    test_entry_sizes();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)

@@ -96,6 +96,81 @@ static void test_compact(void)
     hr_idtab_free(&t);
 }
 
+/* Records of the sizes the table's users have -- 8 (pointers), 12 (the replay engine's entry:
+ * 4-aligned, its live word at offset 0 unaligned in packed leaves), 16 -- through packing and
+ * every rebuild on the way down: survivors of a random density per leaf (1 to 128 of 256) die in
+ * a scrambled order, and after each death every record of the leaf still holds its own id and
+ * check bytes. */
+static void put_rec(uint8_t *r, size_t rs, uint64_t id)
+{
+    uint64_t w = id | (uint64_t)1 << 63;
+    memcpy(r, &w, 8);
+    for (size_t b = 8; b < rs; b++)
+        r[b] = (uint8_t)(id * 131 + b);
+}
+
+static int rec_is(const uint8_t *r, size_t rs, uint64_t id)
+{
+    uint64_t w;
+    memcpy(&w, r, 8);
+    if (w != (id | (uint64_t)1 << 63))
+        return 0;
+    for (size_t b = 8; b < rs; b++)
+        if (r[b] != (uint8_t)(id * 131 + b))
+            return 0;
+    return 1;
+}
+
+static void test_compact_sizes(size_t rs)
+{
+    hr_idtab_t t;
+    hr_idtab_init(&t, rs);
+    hr_idtab_compact(&t, 0, (uint64_t)1 << 63);
+    uint64_t nl = HR_IDTAB_COMPACT_AGE + 40, n = nl * HR_IDTAB_LEAF, live = 0, x = 99;
+    uint64_t keep_per_leaf = 1;
+    for (uint64_t id = 0; id < n; id++) {
+        if (id % HR_IDTAB_LEAF == 0) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            keep_per_leaf = 1 + (x >> 33) % HR_IDTAB_COMPACT_MAX;
+        }
+        uint8_t *r = hr_idtab_put(&t, id);
+        put_rec(r, rs, id);
+        if (id % HR_IDTAB_LEAF < keep_per_leaf) {
+            live++;
+        } else {
+            memset(r, 0, rs);
+            hr_idtab_release(&t, id);
+        }
+    }
+    size_t packed = t.compacts;
+    int ok = packed > 0;
+    for (uint64_t step = 0; step < n && ok; step++) {
+        uint64_t id = (step * 7919) % n;
+        uint8_t *r = hr_idtab_get(&t, id);
+        uint64_t w = 0;
+        if (r)
+            memcpy(&w, r, 8);
+        if (!(w >> 63))
+            continue;
+        memset(r, 0, rs);
+        hr_idtab_release(&t, id);
+        live--;
+        uint64_t base = id & ~(HR_IDTAB_LEAF - 1);
+        for (uint64_t j = base; j < base + HR_IDTAB_LEAF; j++) {
+            const uint8_t *q = hr_idtab_get(&t, j);
+            uint64_t v = 0;
+            if (q)
+                memcpy(&v, q, 8);
+            if (v >> 63)
+                ok &= rec_is(q, rs, j);
+        }
+    }
+    TAP_OK(ok && live == 0 && t.compacts == 0,
+           "%zu-byte records: %zu packed leaves shrink class by class as their ids die, every "
+           "record intact (%llu left)", rs, packed, (unsigned long long)live);
+    hr_idtab_free(&t);
+}
+
 /* The pool gives dead leaves back to the kernel by pages. A leaf need not be a whole number of
  * pages (here 256 records of 24 bytes: 1.5 pages of 4 KiB; 16-byte records on a 64 KiB-page
  * machine): giving back a dead leaf must leave the live leaves next to it alone. Every other leaf
@@ -331,6 +406,9 @@ int main(void)
            "the next 1000 leaves reuse the pool (no new chunk) and read as zero");
     hr_idtab_free(&t);
     test_compact();
+    test_compact_sizes(8);
+    test_compact_sizes(12);
+    test_compact_sizes(16);
     test_compact_late(0);
     test_compact_late(1);
     test_pool_odd_leaves();
