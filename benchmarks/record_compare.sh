@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# record_compare.sh: do two versions of the recorder write the same graph traces? (a measurement
+# record_compare.sh: do two versions of the recorder write the same traces? (a measurement
 # tool, not a test). Builds REV_A and REV_B (git revisions; WORKTREE = the working tree) into
-# $TMPDIR/hr_reccmp/, each with the same comparison patch, records every PROGRAM in graph mode
-# with both under `setarch -R` and PYTHONHASHSEED=0, and compares the dumps.
+# $TMPDIR/hr_reccmp/, each with the same comparison patch, records every PROGRAM (graph mode, or
+# MODE) with both under `setarch -R` and PYTHONHASHSEED=0, and compares the dumps.
 #
 # Why a patch: the recorder's own mmaps and mallocs share the recorded program's address space,
 # so two recorders that allocate differently place pymalloc's arenas and glibc's blocks
@@ -11,11 +11,14 @@
 # mmap calls of recorder/rec_graph.c and common/hr_idtab.c to a private region far from the heap
 # and maps arenas at fixed addresses, so the program runs alike under both recorders.
 #
-# Usage: benchmarks/record_compare.sh REV_A REV_B PROGRAM.py...
+# Usage: [MODE=alloc] [ENV_A=... ENV_B=...] benchmarks/record_compare.sh REV_A REV_B PROGRAM.py...
 #   e.g. benchmarks/record_compare.sh main WORKTREE tests/record/graph.py tests/record/gc_count.py
+# MODE (default graph) is the recording mode; ENV_A and ENV_B are extra environment for each
+# side's recordings, e.g. ENV_A=HEAPREPLAY_GENERIC_HOOKS=0 ENV_B=HEAPREPLAY_GENERIC_HOOKS=1 (the program sees
+# its environment: give both sides variables of the same length, or its allocations differ).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 3 ] || { sed -n '2,16p' "$0" >&2; exit 1; }
+[ $# -ge 3 ] || { sed -n '2,20p' "$0" >&2; exit 1; }
 A=$1 B=$2
 shift 2
 ROOT=$(pwd)
@@ -115,7 +118,10 @@ rc=0
 for prog in "$@"; do
   name=$(basename "$prog" .py)
   for side in a b; do
-    PYTHONHASHSEED=0 setarch -R "$W/$side-b/cli/heapreplay" record --mode graph \
+    env_side=()
+    [ $side = a ] && [ -n "${ENV_A:-}" ] && read -r -a env_side <<<"$ENV_A"
+    [ $side = b ] && [ -n "${ENV_B:-}" ] && read -r -a env_side <<<"$ENV_B"
+    env "${env_side[@]}" PYTHONHASHSEED=0 setarch -R "$W/$side-b/cli/heapreplay" record --mode "${MODE:-graph}" \
       -o "$W/$name-$side.hrt" -- "$ROOT/$prog" >/dev/null 2>&1 || true
     "$W/$side-b/cli/heapreplay" dump "$W/$name-$side.hrt" | grep -v '^meta date' >"$W/$name-$side.txt"
   done

@@ -10,7 +10,8 @@
 #
 # Usage: benchmarks/record_paired.py [-n ITER] [-r ROUNDS] NAME=BUILD_DIR[:MODE[:EXTRA]] ...
 #   e.g.  record_paired.py -n 15 before=/tmp/base:alloc after=build:alloc after-graph=build:graph
-# MODE is alloc (default) or graph; EXTRA is passed to `record` (e.g. --embedded).
+# MODE is alloc (default) or graph; EXTRA is passed to `record` (e.g. --embedded), except its
+# VAR=VALUE words, which go into the recording's environment (e.g. HEAPREPLAY_GENERIC_HOOKS=1).
 import argparse
 import os
 import statistics
@@ -24,9 +25,10 @@ PY = "/usr/bin/python3.11"
 WORKLOAD = os.path.join(ROOT, "benchmarks", "record_workload.py")
 
 
-def run(cmd):
+def run(cmd, env=None):
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                         env=dict(os.environ, **env) if env else None)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
     if os.waitstatus_to_exitcode(status) != 0:
@@ -54,11 +56,13 @@ def main():
         name, spec = v.split("=", 1)
         parts = spec.split(":")
         build, mode = parts[0], parts[1] if len(parts) > 1 and parts[1] else "alloc"
-        extra = parts[2].split() if len(parts) > 2 else []
+        words = parts[2].split() if len(parts) > 2 else []
+        env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
+        extra = [w for w in words if not ("=" in w and not w.startswith("-"))]
         out = os.path.join(tmp, name + ".hrt")
         cmds.append((name, nice + [os.path.join(build, "cli", "heapreplay"), "record", "--mode",
-                                   mode, *extra, "-o", out, "--", WORKLOAD, str(a.r)]))
-    ratios = {n: ([], []) for n, _ in cmds}
+                                   mode, *extra, "-o", out, "--", WORKLOAD, str(a.r)], env))
+    ratios = {n: ([], []) for n, _, _ in cmds}
     plains = []
     load0 = os.getloadavg()
     for it in range(a.n):
@@ -66,8 +70,8 @@ def main():
         order = cmds[k:] + cmds[:k]
         pc, pw = run(plain)
         plains.append((pc, pw))
-        for name, cmd in order:
-            c, w = run(cmd)
+        for name, cmd, env in order:
+            c, w = run(cmd, env)
             ratios[name][0].append(c / pc)
             ratios[name][1].append(w / pw)
     load1 = os.getloadavg()
@@ -75,7 +79,7 @@ def main():
     pwall = statistics.median(p[1] for p in plains)
     print(f"{a.n} iterations, {a.r} rounds; plain median {pcpu:.3f} s CPU, {pwall:.3f} s wall; "
           f"load {load0[0]:.2f} -> {load1[0]:.2f}")
-    for name, _ in cmds:
+    for name, _, _ in cmds:
         c, w = ratios[name]
         cl, cm, ch = quartiles(c)
         wl, wm, wh = quartiles(w)
