@@ -169,33 +169,48 @@ void hr_idtab_free(hr_idtab_t *t)
 
 /* {==== Compact leaves ====
  *
- * A compact leaf is a closed leaf with few live ids: a bitmap of which of its ids are live and
- * their records packed in id order (record r belongs to the r-th set bit). dir[k] points to it
- * with bit 0 set. It comes from a slab of its size class (capacity caps[cls] records), carved from
- * mmap'd chunks of cchunk_bytes(), never from malloc. Invariants: popcount(bits) <= cap(cls) records,
- * of which n == live[k] are live (the others died since the leaf was last built: their records
- * say so); a compact leaf is never empty (it is freed at n == 0); rank[w] == popcount of
- * bits[0..w-1] (bits change only when a leaf is built, set_ranks then), so finding a record
- * costs one popcount, not up to four. */
+ * A compact leaf is a closed leaf with few live ids: the records of m of its slots (ids) packed
+ * in slot order, and which slots they are, said one of two ways by the leaf's size class:
+ *   tiny (capacity <= TINY_CAP records): the sorted slot numbers, a byte each, after the header;
+ *   bitmap (larger): a 256-bit map after the header, record r belonging to the r-th set bit,
+ *     and rank[w] == the set bits in words 0..w-1, so finding a record costs one popcount.
+ * dir[k] points to it with bit 0 set. It comes from a slab of its size class (capacity caps[cls]
+ * records), carved from mmap'd chunks of cchunk_bytes(), never from malloc. Invariants: m <=
+ * cap(cls) records, of which live[k] are live (the others died since the leaf was last built:
+ * their records say so); the slots change only when a leaf is built (cl_add, cl_done); a compact
+ * leaf is never empty (it is freed when live[k] falls to 0). A tiny header is 8-24 bytes where a
+ * bitmap one is 40: on a heap whose survivors keep about a dozen ids a leaf (the churn generator)
+ * that is about a byte and a half per live block. */
 typedef struct cleaf {
-    uint64_t bits[HR_IDTAB_LEAF / 64];
-    uint16_t cls, n; /* n <= HR_IDTAB_LEAF */
-    uint8_t rank[HR_IDTAB_LEAF / 64]; /* records before word w (at most 192) */
-    /* then cap(cls) records */
+    uint8_t cls;  /* size class */
+    uint8_t m;    /* slots (records) held, live or not; live[k] of them are live */
+    uint8_t rank[HR_IDTAB_LEAF / 64]; /* bitmap: set bits before word w (at most 192) */
+    /* tiny: m slot numbers from offset 2 (over rank), records from chdr(cls);
+     * bitmap: uint64_t bits[HR_IDTAB_LEAF / 64] from offset 8, records from offset 40 */
 } cleaf_t;
 _Static_assert(HR_IDTAB_LEAF - 64 <= UINT8_MAX, "cleaf_t.rank must hold the rank of the last word");
+_Static_assert(HR_IDTAB_COMPACT_MAX <= UINT8_MAX, "cleaf_t.m must count a leaf's records");
+#define TINY_CAP 22
 
 /* Capacities grow by at most 1.25x: a packed leaf is at least 4/5 full when built, and rebuilt
  * into the next class down as soon as its live records fit there. */
-static const uint16_t caps[HR_IDTAB_CLASSES] = {4,  5,  6,  7,  8,  10, 12, 14, 16,  20,  24,
-                                                28, 32, 40, 48, 56, 64, 80, 96, 112, 128};
+static const uint16_t caps[HR_IDTAB_CLASSES] = {4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 16, 18,
+                                                20, 22, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128};
 static size_t class_cap(unsigned cls) { return caps[cls]; }
-/* Leaves of a class lie back to back in a slab: 8-byte aligned, for records of pointers. */
+static int tiny(unsigned cls) { return class_cap(cls) <= TINY_CAP; }
+/* Header bytes: records start 8-byte aligned, for records of pointers. */
+static size_t chdr(unsigned cls)
+{
+    return tiny(cls) ? (2 + class_cap(cls) + 7) & ~(size_t)7 : 8 + HR_IDTAB_LEAF / 8;
+}
+/* Leaves of a class lie back to back in a slab. */
 static size_t class_bytes(const hr_idtab_t *t, unsigned cls)
 {
-    return (sizeof(cleaf_t) + class_cap(cls) * t->rec_size + 7) & ~(size_t)7;
+    return (chdr(cls) + class_cap(cls) * t->rec_size + 7) & ~(size_t)7;
 }
-static uint8_t *crecs(cleaf_t *c) { return (uint8_t *)(c + 1); }
+static uint8_t *crecs(cleaf_t *c) { return (uint8_t *)c + chdr(c->cls); }
+static uint8_t *cslots(cleaf_t *c) { return (uint8_t *)c + 2; }
+static uint64_t *cbits(cleaf_t *c) { return (uint64_t *)(void *)((uint8_t *)c + 8); }
 /* Bytes per slab chunk: CCHUNK, or one leaf of the largest class if records are so large (over
  * 500 bytes) that it would not fit. */
 static size_t cchunk_bytes(const hr_idtab_t *t)
@@ -229,8 +244,8 @@ static cleaf_t *cleaf_new(hr_idtab_t *t, unsigned cls)
         c = (cleaf_t *)sl->carve;
         sl->carve += bytes;
     }
-    memset(c, 0, sizeof *c);
-    c->cls = (uint16_t)cls;
+    memset(c, 0, chdr(cls));
+    c->cls = (uint8_t)cls;
     t->compacts++;
     account(t, (ptrdiff_t)bytes);
     return c;
@@ -280,29 +295,59 @@ static size_t pop64(uint64_t x)
     return (size_t)((x * 0x0101010101010101ull) >> 56);
 }
 
-static void set_ranks(cleaf_t *c)
+/* Building a compact leaf: records are added in increasing slot order, then cl_done. */
+static void cl_add(const hr_idtab_t *t, cleaf_t *c, size_t slot, const uint8_t *rec)
 {
+    if (tiny(c->cls))
+        cslots(c)[c->m] = (uint8_t)slot;
+    else
+        cbits(c)[slot >> 6] |= (uint64_t)1 << (slot & 63);
+    rec_copy(crecs(c) + (size_t)c->m * t->rec_size, rec, t->rec_size);
+    c->m++;
+}
+
+static void cl_done(cleaf_t *c)
+{
+    if (tiny(c->cls))
+        return;
     size_t r = 0;
     for (size_t w = 0; w < HR_IDTAB_LEAF / 64; w++) {
         c->rank[w] = (uint8_t)r;
-        r += pop64(c->bits[w]);
+        r += pop64(cbits(c)[w]);
     }
 }
 
-/* Rank of slot i: records before it. */
-static size_t crank(const cleaf_t *c, size_t i)
+/* The slots c holds, in order, into out; returns how many (c->m). */
+static size_t cl_slots(cleaf_t *c, uint8_t out[HR_IDTAB_LEAF])
 {
-    size_t w = i >> 6;
-    return c->rank[w] + pop64(c->bits[w] & (((uint64_t)1 << (i & 63)) - 1));
+    if (tiny(c->cls)) {
+        memcpy(out, cslots(c), c->m);
+        return c->m;
+    }
+    size_t r = 0;
+    for (size_t w = 0; w < HR_IDTAB_LEAF / 64; w++)
+        for (uint64_t b = cbits(c)[w]; b; b &= b - 1)
+            out[r++] = (uint8_t)(w * 64 + (size_t)__builtin_ctzll(b));
+    return r;
 }
 
 void *hr_idtab_get_compact_(const hr_idtab_t *t, const uint8_t *leaf, uint64_t id)
 {
     cleaf_t *c = (cleaf_t *)(uintptr_t)leaf;
     size_t i = (size_t)(id & (HR_IDTAB_LEAF - 1));
-    if (!(c->bits[i >> 6] >> (i & 63) & 1))
+    if (tiny(c->cls)) {
+        const uint8_t *sl = cslots(c);
+        for (size_t r = 0; r < c->m && sl[r] <= i; r++)
+            if (sl[r] == i)
+                return crecs(c) + r * t->rec_size;
         return NULL;
-    return crecs(c) + crank(c, i) * t->rec_size;
+    }
+    const uint64_t *bits = cbits(c);
+    size_t w = i >> 6;
+    uint64_t below = bits[w] & (((uint64_t)1 << (i & 63)) - 1);
+    if (!(bits[w] >> (i & 63) & 1))
+        return NULL;
+    return crecs(c) + (c->rank[w] + pop64(below)) * t->rec_size;
 }
 
 /* Make full leaf k compact (it is closed and has 1..COMPACT_MAX live ids). On failure (no memory,
@@ -311,25 +356,23 @@ static void compact_leaf(hr_idtab_t *t, uint64_t k)
 {
     uint8_t *l = t->dir[k];
     uint32_t n = t->live[k];
-    size_t m = 0, rs = t->rec_size;
+    size_t rs = t->rec_size;
     cleaf_t *c = cleaf_new(t, class_for(n));
     if (!c)
         return;
     for (size_t i = 0; i < HR_IDTAB_LEAF; i++)
         if (is_live(t, l + i * rs)) {
-            if (m == n) { /* more live records than live ids: not the caller's records */
+            if (c->m == n) { /* more live records than live ids: not the caller's records */
                 cleaf_free(t, c);
                 return;
             }
-            c->bits[i >> 6] |= (uint64_t)1 << (i & 63);
-            rec_copy(crecs(c) + m++ * rs, l + i * rs, rs);
+            cl_add(t, c, i, l + i * rs);
         }
-    if (m != n) {
+    if (c->m != n) {
         cleaf_free(t, c);
         return;
     }
-    c->n = (uint16_t)n;
-    set_ranks(c);
+    cl_done(c);
     leaf_free(t, l);
     t->leaves--;
     account(t, -(ptrdiff_t)leaf_bytes(t));
@@ -338,29 +381,26 @@ static void compact_leaf(hr_idtab_t *t, uint64_t k)
 
 /* An id of compact leaf k was released (its record already says dead). Records do not move
  * here: a release costs a decrement, and the leaf is rebuilt, with its live records only, into
- * the class that fits them once they fall to half its capacity (O(capacity) per rebuild, and
- * each rebuild at least halves the capacity: O(1) per release; mass deaths stay linear). */
+ * the class that fits them once they fit the next class down (O(records held) per rebuild, and
+ * classes differ by at least one record in four: O(1) per release, amortised). */
 static void compact_release(hr_idtab_t *t, uint64_t k)
 {
     cleaf_t *c = (cleaf_t *)(uintptr_t)(t->dir[k] - 1);
-    c->n = (uint16_t)t->live[k];
-    if (c->n == 0) {
+    uint32_t n = t->live[k];
+    if (n == 0) {
         cleaf_free(t, c);
         t->dir[k] = NULL;
-    } else if (c->cls > 0 && c->n <= class_cap(c->cls - 1)) {
-        cleaf_t *d = cleaf_new(t, class_for(c->n));
+    } else if (c->cls > 0 && n <= class_cap(c->cls - 1u)) {
+        cleaf_t *d = cleaf_new(t, class_for(n));
         if (!d)
             return; /* stays in the larger class */
-        size_t rs = t->rec_size, m = 0;
+        uint8_t slots[HR_IDTAB_LEAF];
+        size_t m = cl_slots(c, slots);
         const uint8_t *rec = crecs(c);
-        for (size_t w = 0; w < HR_IDTAB_LEAF / 64; w++)
-            for (uint64_t b = c->bits[w]; b; b &= b - 1, rec += rs) /* set bits, in order */
-                if (is_live(t, rec)) {
-                    d->bits[w] |= b & -b;
-                    rec_copy(crecs(d) + m++ * rs, rec, rs);
-                }
-        d->n = (uint16_t)m;
-        set_ranks(d);
+        for (size_t r = 0; r < m; r++, rec += t->rec_size)
+            if (is_live(t, rec))
+                cl_add(t, d, slots[r], rec);
+        cl_done(d);
         cleaf_free(t, c);
         t->dir[k] = (uint8_t *)d + 1;
     }
@@ -474,13 +514,14 @@ int hr_idtab_each(hr_idtab_t *t, int (*fn)(void *arg, uint64_t id, void *rec), v
             continue;
         if ((uintptr_t)t->dir[k] & 1) {
             cleaf_t *c = (cleaf_t *)(uintptr_t)(t->dir[k] - 1);
-            for (size_t i = 0, r = 0; i < HR_IDTAB_LEAF; i++)
-                if (c->bits[i >> 6] >> (i & 63) & 1) {
-                    int rc = fn(arg, ((uint64_t)k << HR_IDTAB_SHIFT) + i,
-                                crecs(c) + r++ * t->rec_size);
-                    if (rc)
-                        return rc;
-                }
+            uint8_t slots[HR_IDTAB_LEAF];
+            size_t m = cl_slots(c, slots);
+            for (size_t r = 0; r < m; r++) {
+                int rc = fn(arg, ((uint64_t)k << HR_IDTAB_SHIFT) + slots[r],
+                            crecs(c) + r * t->rec_size);
+                if (rc)
+                    return rc;
+            }
             continue;
         }
         for (uint64_t i = 0; i < HR_IDTAB_LEAF; i++) {

@@ -29,7 +29,7 @@
 #define HR_IDTAB_COMPACT_MAX 128 /* a leaf with at most this many live ids is compacted when the */
 #define HR_IDTAB_COMPACT_AGE 64  /* frontier gets this many leaves past it; */
 #define HR_IDTAB_COMPACT_LATE 32 /* later, when its live ids fall to this many */
-#define HR_IDTAB_CLASSES 21      /* compact leaf capacities 4, 5, 6, 7, 8, 10, ..., 112, 128 */
+#define HR_IDTAB_CLASSES 26      /* compact leaf capacities 4, 5, ..., 14, 16, ..., 112, 128 */
 #define HR_IDTAB_LATE_RING 64    /* leaves down to COMPACT_LATE wait for this many more (below) */
 
 typedef struct hr_idtab {
