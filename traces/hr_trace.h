@@ -4,7 +4,8 @@
  *
  *   writer: hr_event_t --encode--> frame payload --ZSTD_compress2--> data frame --> file
  *   reader: file --> data frame --ZSTD_decompressStream (checksum verified)--> payload --decode-->
- *           hr_event_t batches
+ *           hr_event_t batches        (the first two steps on a prefetch thread, one frame ahead:
+ *                                      hr_trace_read_opts_t.threads)
  *
  * Both sides run every event through the same checker (hr_trace_check_t), so a writer cannot
  * produce a trace its reader would reject, and every consumer sees only valid events.
