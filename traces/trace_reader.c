@@ -605,12 +605,15 @@ static void thread_start(hr_trace_reader_t *r)
     r->released = r->ring0 = r->consumed - 1; /* the consumer holds slots[0] */
     r->held_peak = 1;
     /* The slot the thread fills first gets its buffer here, from the caller's thread, as large as
-     * the frame just read (frames are about the writer's frame target). */
+     * the frame just read (frames are about the writer's frame target), and written once, so its
+     * pages are resident from now on as the first frame's are (a caller that measures its own
+     * memory from here, as the replay engine does, does not count them). */
     slot_t *next = &r->slots[1], *held = &r->slots[0];
     if (next->buf.cap < held->buf.cap) {
         next->buf.len = 0;
         if (hr_buf_reserve(&next->buf, held->buf.cap - 1))
             return;
+        memset(next->buf.data, 0, next->buf.cap);
     }
     if (pthread_mutex_init(&r->mu, NULL))
         return;
