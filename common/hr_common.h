@@ -104,6 +104,21 @@ HR_INLINE int hr_varint_get(const uint8_t **pp, const uint8_t *end, uint64_t *ou
         *pp = p + 1;
         return 1;
     }
+    /* Two and three bytes (sizes, ids far back) without the general loop's bounds and overflow
+     * checks per byte: they cannot overflow, and the bytes are known to be there. */
+    if (HR_LIKELY(end - p >= 3)) {
+        uint64_t v = (uint64_t)(p[0] & 0x7f) | (uint64_t)(p[1] & 0x7f) << 7;
+        if (p[1] < 0x80) {
+            *out = v;
+            *pp = p + 2;
+            return 1;
+        }
+        if (p[2] < 0x80) {
+            *out = v | (uint64_t)p[2] << 14;
+            *pp = p + 3;
+            return 1;
+        }
+    }
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 70; shift += 7) {
         if (p >= end)

@@ -618,7 +618,8 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     res->kind = hr_trace_header(r)->kind;
     /* Everything the harness needs for the run is allocated before the allocator under test
      * exists (the event batch, the reader's frame buffer and zstd context by reading the first
-     * batch), so a backend that shares glibc's heap (libc) does not count it. */
+     * batch, which also starts the reader's prefetch thread and gives the second frame buffer
+     * its size), so a backend that shares glibc's heap (libc) does not count it. */
     evs = malloc(GENERAL_BATCH * sizeof *evs);
     if (!evs) {
         rc = hr_err_set(err, HR_ENOMEM, "out of memory");

@@ -145,6 +145,20 @@ expect "replay of a cut trace" 2 'cut short' "$HR" replay "$T/trunc.hrt" --alloc
 "$HR" replay "$T/trunc.hrt" --alloc libc --gc refcount --partial -q >/dev/null 2>"$T/err"
 [ $? = 0 ] && grep -q 'warning: the trace was cut short' "$T/err"
 check $? "replay --partial replays a cut trace up to its last complete frame"
+# The reader's prefetch thread (HEAPREPLAY_READ_THREADS: 1 on whatever the frame size, 0 off):
+# the same output and the same messages either way, on good, cut and corrupt traces.
+same=0
+for f in "$G" "$T/trunc.hrt" "$T/flip.hrt"; do
+  for cmd in "dump" "dump --partial" "info" "replay --gc refcount -q"; do
+    HEAPREPLAY_READ_THREADS=1 "$HR" $cmd "$f" >"$T/on.out" 2>"$T/on.err"; s1=$?
+    HEAPREPLAY_READ_THREADS=0 "$HR" $cmd "$f" >"$T/off.out" 2>"$T/off.err"; s0=$?
+    if [ $s1 != $s0 ] || ! cmp -s "$T/on.err" "$T/off.err" ||
+       { [ "$cmd" != "replay --gc refcount -q" ] && ! cmp -s "$T/on.out" "$T/off.out"; }; then
+      same=1; echo "# $cmd $f: exit $s1/$s0: $(head -c 200 "$T/on.err") / $(head -c 200 "$T/off.err")"
+    fi
+  done
+done
+check $same "HEAPREPLAY_READ_THREADS=1 and =0: dump, info and replay print the same, also on cut and corrupt traces"
 "$HR" collectors | grep -q '^generational ' && "$HR" allocators | grep -q 'pymalloc'
 check $? "collectors and allocators list what is built in"
 

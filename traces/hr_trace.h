@@ -4,7 +4,8 @@
  *
  *   writer: hr_event_t --encode--> frame payload --ZSTD_compress2--> data frame --> file
  *   reader: file --> data frame --ZSTD_decompressStream (checksum verified)--> payload --decode-->
- *           hr_event_t batches
+ *           hr_event_t batches        (the first two steps on a prefetch thread, one frame ahead:
+ *                                      hr_trace_read_opts_t.threads)
  *
  * Both sides run every event through the same checker (hr_trace_check_t), so a writer cannot
  * produce a trace its reader would reject, and every consumer sees only valid events.
@@ -198,7 +199,16 @@ typedef struct hr_trace_read_opts {
      * event per call, so the consumer has applied each event before the next is checked. */
     hr_id_state_fn id_state;
     void *id_state_arg;
+    /* Prefetch: decompress the next frame on a thread of the reader's own while the caller
+     * decodes this one (trace_reader.c). 0: the environment variable HEAPREPLAY_READ_THREADS
+     * decides (0 off, 1 on), else on when the first frame holds at least 64 KiB (the writers'
+     * default is 1 MiB; smaller frames cost more to hand over than they gain); 1: on;
+     * HR_READ_NO_THREADS: off, hr_trace_read decompresses each frame itself. Events, errors and
+     * status are the same either way. */
+    int threads;
 } hr_trace_read_opts_t;
+
+#define HR_READ_NO_THREADS (-1)
 
 /* Summary of what has been read so far; complete once hr_trace_read returned 0 events. */
 typedef struct hr_trace_status {
@@ -211,6 +221,8 @@ typedef struct hr_trace_status {
     uint64_t payload_bytes; /* decoded payload bytes */
     int complete;           /* the END record was read and nothing follows it */
     int cut_short;          /* the file ended before its END record */
+    int frames_held_peak;   /* most decoded frames the reader held at once: 1 without the
+                               prefetch thread, 2 at most with it (memory stays bounded) */
     char cut_msg[512];      /* where and how it was cut short, when cut_short */
 } hr_trace_status_t;
 
@@ -225,6 +237,9 @@ const hr_trace_header_t *hr_trace_header(const hr_trace_reader_t *r);
 const hr_trace_status_t *hr_trace_status(const hr_trace_reader_t *r);
 /* 1 when the consumer's id_state answers for block liveness (hr_trace_read_opts_t). */
 int hr_trace_ids_external(const hr_trace_reader_t *r);
+/* 1 once the prefetch thread started (hr_trace_read_opts_t.threads): after a first frame that
+ * more input follows. It ends by itself after the last frame or an error; close joins it. */
+int hr_trace_prefetching(const hr_trace_reader_t *r);
 /* The type table so far: name of type `id` (length in *len), or NULL. Valid while r lives. */
 const char *hr_trace_type_name(const hr_trace_reader_t *r, uint64_t id, size_t *len);
 /* Read up to `cap` events into `evs`. *n == 0 with a 0 return means the end of the trace. On a

@@ -2,20 +2,56 @@
  *
  * Theory of operation
  *   The input is a zstd multi-frame stream: a skippable header frame, then data frames. The reader
- *   pulls one whole data frame at a time through ZSTD_decompressStream into `frame`; zstd verifies
- *   the frame's content checksum when the frame ends, and only then are its events decoded and
- *   handed out. Consequences:
+ *   has two halves that meet at a *slot*:
+ *
+ *     producer:  file --read--> input window --ZSTD_decompressStream--> slot (one whole frame,
+ *                                                                     checksum verified)
+ *     consumer:  slot --FRAME record check, decode, checker--> events (hr_trace_read, cursor)
+ *
+ *   The producer knows only the file: it finds the next data frame (skipping skippable frames),
+ *   decompresses it whole into a slot, and notes what the file holds right after it (the END
+ *   record's "garbage after the end" check needs that). When it cannot produce a frame it fills
+ *   the slot with *why* instead: cut short (and how), or an error whose message it words itself
+ *   (file, frame number, byte offset: all producer knowledge). It then stops for good. The
+ *   consumer takes slots in file order and alone knows the events, ids and types, so it alone
+ *   checks the FRAME record, words "cut short ... readable up to event N", and reports a slot's
+ *   error when it reaches it, after every event of the frames before it.
+ *
+ *   Prefetch: by default the producer runs on a thread of its own, so the next frame is
+ *   decompressed while the consumer decodes this one (zstd is about a quarter of the replay's
+ *   instructions on generated traces). Two slots: the one the consumer holds (its events' strings
+ *   and the cursor point into it) and the one the producer fills; the producer waits when both are
+ *   taken. Slots are numbered in file order; `produced` counts the slots filled, `consumed` the
+ *   slots taken, `released` the slots the consumer is done with (all but the one it holds), and
+ *   the producer fills slot k (in slots[(k - ring0) % 2]) only when k < released + 2. Until the
+ *   thread runs, the consumer calls the producer itself, into slots[0]; it starts the thread
+ *   after such a frame when more input follows it and the frame is large enough to repay the
+ *   hand-overs (PREFETCH_MIN; so a one-frame trace never starts it, and the first frame's buffers
+ *   are the caller's thread's allocations). The thread stops after its final slot (cut short or
+ *   an error), or when the reader is closed (hr_trace_close asks it to stop, wakes it, joins it;
+ *   a frame in progress is abandoned between two decompression steps). Without the thread
+ *   (hr_trace_read_opts_t.threads = HR_READ_NO_THREADS, or HEAPREPLAY_READ_THREADS=0) the
+ *   consumer calls the producer for every frame. Both ways run the same producer and consumer
+ *   code, so events, errors and status are the same; the trace tests read traces both ways and
+ *   compare.
+ *
+ *   Consequences:
  *     - a flipped bit anywhere in a data frame is reported before any of that frame's events;
  *     - a trace cut short (killed writer) yields every complete frame, then says where it stops;
- *     - memory is bounded by one frame (64 MiB at most), whatever the trace length.
+ *     - memory is bounded by two frames (64 MiB each at most) and the input window, whatever the
+ *       trace length (one frame without the thread).
  *   Every decoded event goes through the same checker as the writer's, so consumers see only
  *   valid events. Errors carry: file, frame number and its byte offset, payload byte, event index.
  *
- * States
- *   BETWEEN  no frame loaded: the next call looks for a frame (or the end of the file)
+ * Consumer states
+ *   BETWEEN  no frame held: the next call takes the next slot (or the end of the file)
  *   IN_FRAME frame[fpos..flen) holds undecoded events of frame number `frames - 1`
  *   DONE     END read and verified, nothing after it
  *   FAILED   an error was reported; every later call repeats it
+ *
+ * Ownership: before the thread starts, and without it, everything belongs to the caller's
+ * thread. While it runs, the producer half of the struct (marked "producer" below) belongs to the
+ * thread; `mu` guards the slot counters; a slot belongs to whoever its number says.
  */
 #include "hr_trace.h"
 #include "trace_internal.h"
@@ -23,6 +59,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,24 +69,66 @@
 enum { ST_BETWEEN, ST_IN_FRAME, ST_DONE, ST_FAILED };
 
 #define IN_CHUNK (1u << 20)
+#define NSLOT 2 /* the consumer's frame and the next one: memory stays at two frames */
+/* The smallest first frame (decoded bytes) for which the default starts the thread: each frame
+ * handed over costs about two thread wake-ups (some microseconds), which a frame of the writers'
+ * default size (1 MiB, some 10^5 events) repays a thousand times, and a test's 512-byte frames
+ * never. */
+#define PREFETCH_MIN ((size_t)64 << 10)
+
+/* What the producer hands over: one data frame, or why there is none. */
+enum { SLOT_FRAME, SLOT_CUT, SLOT_FAIL };
+
+typedef struct slot {
+    int kind;            /* SLOT_FRAME, SLOT_CUT (the input ends before an END record), SLOT_FAIL */
+    hr_buf_t buf;        /* owned: SLOT_FRAME's decoded payload (buf.len bytes, checksum checked) */
+    hr_err_t err;        /* SLOT_FAIL: code and the whole message */
+    char how[160];       /* SLOT_CUT: how the input ends */
+    uint64_t frame_off;  /* file offset of the frame (SLOT_FRAME) */
+    uint64_t file_bytes; /* bytes of the file consumed when the slot was filled */
+    uint64_t skipped;    /* skippable frames skipped before it (since the previous slot) */
+    size_t after;        /* SLOT_FRAME: input bytes available right after the frame ... */
+    int after_eof;       /*   ... and whether the input ends there (the window's eof flag) */
+    hr_err_t after_err;  /*   ... or the read error found looking (code != HR_OK) */
+} slot_t;
 
 struct hr_trace_reader {
-    char *name;                 /* owned: file name for messages */
+    char *name;                 /* owned: file name for messages (read-only once open) */
+    int partial;
+    hr_id_state_fn id_state;    /* the consumer's id states (hr_trace_read_opts_t), or NULL */
+    void *id_state_arg;
+    /* producer */
     int fd;                     /* -1 in memory mode */
     const uint8_t *in;          /* input window: in[0..in_len) holds file bytes from in_base */
     size_t in_len, in_pos;      /* bytes in the window; next unread byte */
     uint64_t in_base;           /* file offset of in[0] */
     hr_buf_t inbuf;             /* owned window storage in file mode */
     int eof;                    /* no more bytes beyond the window */
-    int partial;
-    hr_id_state_fn id_state;    /* the consumer's id states (hr_trace_read_opts_t), or NULL */
-    void *id_state_arg;
+    ZSTD_DCtx *dctx;
+    uint64_t p_frames;          /* data frames produced */
+    uint64_t p_file_bytes;      /* what st.file_bytes says once the consumer gets this far */
+    hr_err_t p_pending;         /* a read error found after the last frame: the next slot's */
+    atomic_int stop;            /* hr_trace_close asks the thread to stop */
+    /* the hand-over */
+    slot_t slots[NSLOT];
+    int want_thread;            /* prefetch on a thread (opts and the environment) */
+    int threaded;               /* the thread runs (started and not yet joined) */
+    pthread_t thread;
+    pthread_mutex_t mu;         /* guards the three counters while `threaded` */
+    pthread_cond_t cv;          /* any change of them */
+    uint64_t produced, consumed, released; /* slot numbers: see the top comment */
+    uint64_t ring0;             /* slot number that went to slots[0] when the thread started */
+    int held_peak;              /* most frames held at once (produced - released), under mu */
+    /* consumer */
     int state;
     hr_err_t fail;              /* the error repeated in ST_FAILED */
     hr_trace_header_t hdr;
     hr_trace_check_t chk;
-    ZSTD_DCtx *dctx;
-    hr_buf_t frame;             /* decoded payload of the current frame */
+    const uint8_t *frame;       /* the held slot's payload (borrowed from slots[]) */
+    size_t flen;                /* its length */
+    size_t after;               /* its slot's after, after_eof, after_err (the END check) */
+    int after_eof;
+    const hr_err_t *after_err;
     size_t fpos;                /* decode position in frame */
     uint64_t prev;              /* the id the last id-naming event named (per frame) */
     uint64_t frame_off;         /* file offset of the current frame */
@@ -58,7 +138,7 @@ struct hr_trace_reader {
     hr_trace_status_t st;
 };
 
-/* {==== Input window ==== */
+/* {==== Input window (producer) ==== */
 
 /* Make at least `n` bytes available at in_pos (fewer only at the end of the input). Returns the
  * number of bytes available. */
@@ -199,6 +279,20 @@ static int read_header(hr_trace_reader_t *r, hr_err_t *err)
     return HR_OK;
 }
 
+/* Whether to prefetch on a thread: the option, else HEAPREPLAY_READ_THREADS (0 no, 1 yes), else
+ * PREFETCH_AUTO: yes when the first frame is large enough (prefetch_min). */
+enum { PREFETCH_NO, PREFETCH_YES, PREFETCH_AUTO };
+
+static int want_thread(const hr_trace_read_opts_t *opts)
+{
+    if (opts && opts->threads)
+        return opts->threads > 0 ? PREFETCH_YES : PREFETCH_NO;
+    const char *env = getenv("HEAPREPLAY_READ_THREADS");
+    if (env && env[0] && !env[1] && (env[0] == '0' || env[0] == '1'))
+        return env[0] == '1' ? PREFETCH_YES : PREFETCH_NO;
+    return PREFETCH_AUTO;
+}
+
 static int reader_new(hr_trace_reader_t **out, const char *name, const hr_trace_read_opts_t *opts,
                       hr_err_t *err)
 {
@@ -211,6 +305,8 @@ static int reader_new(hr_trace_reader_t **out, const char *name, const hr_trace_
     r->partial = opts ? opts->partial : 0;
     r->id_state = opts ? opts->id_state : NULL;
     r->id_state_arg = opts ? opts->id_state_arg : NULL;
+    r->want_thread = want_thread(opts);
+    atomic_init(&r->stop, 0);
     r->type_off = calloc(64, sizeof *r->type_off);
     r->type_cap = 64;
     if (!r->name || !r->dctx || !r->type_off) {
@@ -263,15 +359,32 @@ int hr_trace_open_mem(hr_trace_reader_t **out, const void *data, size_t len, con
     return HR_OK;
 }
 
+/* Stop the producer thread if it runs: ask, wake, join. */
+static void thread_stop(hr_trace_reader_t *r)
+{
+    if (!r->threaded)
+        return;
+    atomic_store(&r->stop, 1);
+    pthread_mutex_lock(&r->mu);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->thread, NULL);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    r->threaded = 0;
+}
+
 void hr_trace_close(hr_trace_reader_t *r)
 {
     if (!r)
         return;
+    thread_stop(r);
     if (r->fd >= 0)
         close(r->fd);
     free(r->name);
     hr_buf_free(&r->inbuf);
-    hr_buf_free(&r->frame);
+    for (int i = 0; i < NSLOT; i++)
+        hr_buf_free(&r->slots[i].buf);
     hr_buf_free(&r->type_names);
     free(r->type_off);
     hr_trace_header_free(&r->hdr);
@@ -285,6 +398,8 @@ const hr_trace_status_t *hr_trace_status(const hr_trace_reader_t *r) { return &r
 
 int hr_trace_ids_external(const hr_trace_reader_t *r) { return r->chk.ext != NULL; }
 
+int hr_trace_prefetching(const hr_trace_reader_t *r) { return r->threaded; }
+
 const char *hr_trace_type_name(const hr_trace_reader_t *r, uint64_t id, size_t *len)
 {
     if (id >= r->st.types)
@@ -293,7 +408,256 @@ const char *hr_trace_type_name(const hr_trace_reader_t *r, uint64_t id, size_t *
     return (const char *)r->type_names.data + r->type_off[id];
 }
 
-/* {==== Frames ==== */
+/* {==== The producer: the next data frame into a slot ==== */
+
+/* Fill `s` with an error (the whole message) and return SLOT_FAIL. */
+static int pfail(slot_t *s, int code, const char *fmt, ...) HR_PRINTF(3, 4);
+
+static int pfail(slot_t *s, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s->err.code = HR_OK;
+    hr_err_vset(&s->err, code, fmt, ap);
+    va_end(ap);
+    return s->kind = SLOT_FAIL;
+}
+
+/* The input ends before an END record: `how` goes to the consumer, which words the message. */
+static int pcut(slot_t *s, const char *how)
+{
+    snprintf(s->how, sizeof s->how, "%s", how);
+    return s->kind = SLOT_CUT;
+}
+
+/* Produce the next slot: find the next data frame (skipping skippable frames), decompress it
+ * whole, verify its checksum, look at what follows. Returns s->kind. Touches only the producer
+ * half of r. */
+static int produce(hr_trace_reader_t *r, slot_t *s)
+{
+    int rc;
+    char how[160];
+    hr_err_t e;
+    s->skipped = 0;
+    s->buf.len = 0;
+    if (r->p_pending.code) { /* a read error right after the previous frame */
+        s->file_bytes = r->p_file_bytes;
+        return pfail(s, r->p_pending.code, "%s", r->p_pending.msg);
+    }
+    for (;;) {
+        s->file_bytes = r->p_file_bytes;
+        e.code = HR_OK;
+        size_t avail = in_ensure(r, 8, &e, &rc);
+        if (rc)
+            return pfail(s, rc, "%s", e.msg);
+        if (avail == 0)
+            return pcut(s, "the file ends without an end record");
+        s->frame_off = in_offset(r);
+        if (avail < 4) {
+            snprintf(how, sizeof how, "%zu stray bytes at byte %llu", avail,
+                     (unsigned long long)s->frame_off);
+            return pcut(s, how);
+        }
+        uint32_t magic = hr_le32(r->in + r->in_pos);
+        if ((magic & 0xFFFFFFF0u) == 0x184D2A50u) {
+            if (magic == HR_HEADER_SKIP_MAGIC)
+                return pfail(s, HR_EFORMAT, "%s: byte %llu: a second trace header (two traces "
+                             "concatenated?)", r->name, (unsigned long long)s->frame_off);
+            if (avail < 8) {
+                snprintf(how, sizeof how, "a skippable frame header at byte %llu is incomplete",
+                         (unsigned long long)s->frame_off);
+                return pcut(s, how);
+            }
+            uint64_t skip = 8 + (uint64_t)hr_le32(r->in + r->in_pos + 4);
+            while (skip > 0) { /* skip in window-sized steps */
+                size_t have = in_ensure(r, 1, &e, &rc);
+                if (rc)
+                    return pfail(s, rc, "%s", e.msg);
+                if (have == 0) {
+                    snprintf(how, sizeof how, "a skippable frame at byte %llu is incomplete",
+                             (unsigned long long)s->frame_off);
+                    return pcut(s, how);
+                }
+                size_t step = have < skip ? have : (size_t)skip;
+                r->in_pos += step;
+                skip -= step;
+            }
+            s->skipped++;
+            r->p_file_bytes = in_offset(r);
+            continue;
+        }
+        if (magic != HR_ZSTD_MAGIC)
+            return pfail(s, HR_EFORMAT,
+                         "%s: frame %llu at byte %llu: not a zstd frame (magic %08x), corrupt trace",
+                         r->name, (unsigned long long)r->p_frames,
+                         (unsigned long long)s->frame_off, magic);
+        break;
+    }
+    /* The zstd frame header (RFC 8878, at most 18 bytes) tells the decoded size; its descriptor
+     * byte says whether a checksum and a dictionary id follow. */
+    size_t avail = in_ensure(r, 18, &e, &rc);
+    if (rc)
+        return pfail(s, rc, "%s", e.msg);
+    const uint8_t *fh = r->in + r->in_pos;
+    unsigned desc = avail > 4 ? fh[4] : 0;
+    unsigned long long csize = ZSTD_getFrameContentSize(fh, avail);
+    if (csize == ZSTD_CONTENTSIZE_ERROR) {
+        if (avail < 18) {
+            snprintf(how, sizeof how, "frame %llu at byte %llu is incomplete",
+                     (unsigned long long)r->p_frames, (unsigned long long)s->frame_off);
+            return pcut(s, how);
+        }
+        return pfail(s, HR_EFORMAT, "%s: frame %llu at byte %llu: bad zstd frame header",
+                     r->name, (unsigned long long)r->p_frames, (unsigned long long)s->frame_off);
+    }
+    if (csize == ZSTD_CONTENTSIZE_UNKNOWN || !(desc & 0x04) || (desc & 0x03))
+        return pfail(s, HR_EFORMAT,
+                     "%s: frame %llu at byte %llu: a data frame must declare its size and carry a "
+                     "checksum, without a dictionary",
+                     r->name, (unsigned long long)r->p_frames, (unsigned long long)s->frame_off);
+    if (csize > HR_TRACE_FRAME_LIMIT || csize == 0)
+        return pfail(s, HR_EFORMAT,
+                     "%s: frame %llu at byte %llu: decoded size %llu outside 1 .. 64 MiB (corrupt)",
+                     r->name, (unsigned long long)r->p_frames, (unsigned long long)s->frame_off,
+                     csize);
+    size_t fsize = (size_t)csize;
+    if (hr_buf_reserve(&s->buf, fsize + 16))
+        return pfail(s, HR_ENOMEM, "%s: out of memory for a frame of %zu bytes", r->name, fsize);
+    ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_only);
+    ZSTD_outBuffer out = {s->buf.data, fsize, 0};
+    for (;;) {
+        if (atomic_load_explicit(&r->stop, memory_order_relaxed)) /* closing: nobody waits */
+            return pfail(s, HR_EINTERNAL, "%s: reader closed", r->name);
+        size_t avail = in_ensure(r, 1, &e, &rc);
+        if (rc)
+            return pfail(s, rc, "%s", e.msg);
+        if (avail == 0) {
+            snprintf(how, sizeof how, "frame %llu at byte %llu is incomplete (%llu bytes present)",
+                     (unsigned long long)r->p_frames, (unsigned long long)s->frame_off,
+                     (unsigned long long)(in_offset(r) - s->frame_off));
+            return pcut(s, how);
+        }
+        ZSTD_inBuffer in = {r->in + r->in_pos, avail, 0};
+        size_t z = ZSTD_decompressStream(r->dctx, &out, &in);
+        r->in_pos += in.pos;
+        if (ZSTD_isError(z))
+            return pfail(s, HR_EFORMAT, "%s: frame %llu at byte %llu: corrupt: %s",
+                         r->name, (unsigned long long)r->p_frames,
+                         (unsigned long long)s->frame_off, ZSTD_getErrorName(z));
+        if (z == 0)
+            break;
+        if (in.pos == 0 && out.pos == out.size)
+            return pfail(s, HR_EFORMAT, "%s: frame %llu at byte %llu: corrupt: more data "
+                         "than its declared size", r->name, (unsigned long long)r->p_frames,
+                         (unsigned long long)s->frame_off);
+        /* Make sure the next in_ensure reads more instead of returning the same bytes. */
+        if (in.pos == avail)
+            continue;
+    }
+    if (out.pos != fsize)
+        return pfail(s, HR_EFORMAT, "%s: frame %llu at byte %llu: decoded %zu bytes, declared %zu",
+                     r->name, (unsigned long long)r->p_frames, (unsigned long long)s->frame_off,
+                     out.pos, fsize);
+    s->buf.len = fsize;
+    r->p_frames++;
+    r->p_file_bytes = s->file_bytes = in_offset(r);
+    /* What follows the frame: after an END record, anything is garbage. A read error here is
+     * also the next slot's (the next frame would meet it first). */
+    s->after_err.code = HR_OK;
+    s->after = in_ensure(r, 1, &s->after_err, &rc);
+    s->after_eof = r->eof;
+    if (rc)
+        r->p_pending = s->after_err;
+    return s->kind = SLOT_FRAME;
+}
+
+/* {==== The prefetch thread ==== */
+
+static void *thread_main(void *arg)
+{
+    hr_trace_reader_t *r = arg;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (!atomic_load(&r->stop) && r->produced >= r->released + NSLOT)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (atomic_load(&r->stop))
+            break;
+        slot_t *s = &r->slots[(r->produced - r->ring0) % NSLOT];
+        pthread_mutex_unlock(&r->mu);
+        int kind = produce(r, s);
+        pthread_mutex_lock(&r->mu);
+        r->produced++;
+        if (kind == SLOT_FRAME && (int)(r->produced - r->released) > r->held_peak)
+            r->held_peak = (int)(r->produced - r->released);
+        pthread_cond_broadcast(&r->cv);
+        if (kind != SLOT_FRAME)
+            break; /* the producer's last word */
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* Start the thread after the consumer took slot consumed - 1 (it holds it). Without a thread
+ * (it cannot be created) the reader goes on without. */
+static void thread_start(hr_trace_reader_t *r)
+{
+    r->produced = r->consumed;
+    r->released = r->ring0 = r->consumed - 1; /* the consumer holds slots[0] */
+    r->held_peak = 1;
+    /* The slot the thread fills first gets its buffer here, from the caller's thread, as large as
+     * the frame just read (frames are about the writer's frame target), and written once, so its
+     * pages are resident from now on as the first frame's are (a caller that measures its own
+     * memory from here, as the replay engine does, does not count them). */
+    slot_t *next = &r->slots[1], *held = &r->slots[0];
+    if (next->buf.cap < held->buf.cap) {
+        next->buf.len = 0;
+        if (hr_buf_reserve(&next->buf, held->buf.cap - 1))
+            return;
+        memset(next->buf.data, 0, next->buf.cap);
+    }
+    if (pthread_mutex_init(&r->mu, NULL))
+        return;
+    if (pthread_cond_init(&r->cv, NULL)) {
+        pthread_mutex_destroy(&r->mu);
+        return;
+    }
+    if (pthread_create(&r->thread, NULL, thread_main, r)) {
+        pthread_cond_destroy(&r->cv);
+        pthread_mutex_destroy(&r->mu);
+        return;
+    }
+    r->threaded = 1;
+}
+
+/* The next slot in file order, for the consumer, which is done with the one it held. */
+static slot_t *next_slot(hr_trace_reader_t *r)
+{
+    slot_t *s;
+    if (r->threaded) {
+        pthread_mutex_lock(&r->mu);
+        r->released = r->consumed;
+        pthread_cond_broadcast(&r->cv);
+        while (r->produced == r->consumed)
+            pthread_cond_wait(&r->cv, &r->mu);
+        s = &r->slots[(r->consumed++ - r->ring0) % NSLOT];
+        if (r->held_peak > r->st.frames_held_peak)
+            r->st.frames_held_peak = r->held_peak;
+        pthread_mutex_unlock(&r->mu);
+        return s;
+    }
+    s = &r->slots[0];
+    r->consumed++;
+    if (produce(r, s) == SLOT_FRAME && !r->st.frames_held_peak)
+        r->st.frames_held_peak = 1;
+    /* More input after a frame: the rest is prefetched from now on. */
+    if (r->want_thread && s->kind == SLOT_FRAME && !s->after_err.code &&
+        (s->after > 0 || !s->after_eof) &&
+        (r->want_thread == PREFETCH_YES || s->buf.len >= PREFETCH_MIN))
+        thread_start(r);
+    return s;
+}
+
+/* {==== Frames (consumer) ==== */
 
 /* The trace ends here without an END record: cut short. */
 static int cut_short(hr_trace_reader_t *r, hr_err_t *err, const char *how)
@@ -311,129 +675,28 @@ static int cut_short(hr_trace_reader_t *r, hr_err_t *err, const char *how)
     return fail(r, err, HR_ETRUNC, "%s", r->st.cut_msg);
 }
 
-/* Load the next data frame into `frame`. Returns HR_OK with state IN_FRAME, or with state DONE
- * when the input ends cleanly after a cut (partial mode), or an error. */
+/* Take the next data frame. Returns HR_OK with state IN_FRAME, or with state DONE when the input
+ * ends cleanly after a cut (partial mode), or an error. */
 static int load_frame(hr_trace_reader_t *r, hr_err_t *err)
 {
-    int rc;
-    char how[160];
-    for (;;) {
-        size_t avail = in_ensure(r, 8, err, &rc);
-        if (rc)
-            return fail(r, err, rc, "%s", err ? err->msg : "read error");
-        if (avail == 0)
-            return cut_short(r, err, "the file ends without an end record");
-        r->frame_off = in_offset(r);
-        if (avail < 4) {
-            snprintf(how, sizeof how, "%zu stray bytes at byte %llu", avail,
-                     (unsigned long long)r->frame_off);
-            return cut_short(r, err, how);
-        }
-        uint32_t magic = hr_le32(r->in + r->in_pos);
-        if ((magic & 0xFFFFFFF0u) == 0x184D2A50u) {
-            if (magic == HR_HEADER_SKIP_MAGIC)
-                return fail(r, err, HR_EFORMAT, "%s: byte %llu: a second trace header (two traces "
-                            "concatenated?)", r->name, (unsigned long long)r->frame_off);
-            if (avail < 8) {
-                snprintf(how, sizeof how, "a skippable frame header at byte %llu is incomplete",
-                         (unsigned long long)r->frame_off);
-                return cut_short(r, err, how);
-            }
-            uint64_t skip = 8 + (uint64_t)hr_le32(r->in + r->in_pos + 4);
-            while (skip > 0) { /* skip in window-sized steps */
-                size_t have = in_ensure(r, 1, err, &rc);
-                if (rc)
-                    return fail(r, err, rc, "%s", err ? err->msg : "read error");
-                if (have == 0) {
-                    snprintf(how, sizeof how, "a skippable frame at byte %llu is incomplete",
-                             (unsigned long long)r->frame_off);
-                    return cut_short(r, err, how);
-                }
-                size_t step = have < skip ? have : (size_t)skip;
-                r->in_pos += step;
-                skip -= step;
-            }
-            r->st.skipped++;
-            r->st.file_bytes = in_offset(r);
-            continue;
-        }
-        if (magic != HR_ZSTD_MAGIC)
-            return fail(r, err, HR_EFORMAT,
-                        "%s: frame %llu at byte %llu: not a zstd frame (magic %08x), corrupt trace",
-                        r->name, (unsigned long long)r->st.frames,
-                        (unsigned long long)r->frame_off, magic);
-        break;
-    }
-    /* The zstd frame header (RFC 8878, at most 18 bytes) tells the decoded size; its descriptor
-     * byte says whether a checksum and a dictionary id follow. */
-    size_t avail = in_ensure(r, 18, err, &rc);
-    if (rc)
-        return fail(r, err, rc, "%s", err ? err->msg : "read error");
-    const uint8_t *fh = r->in + r->in_pos;
-    unsigned desc = avail > 4 ? fh[4] : 0;
-    unsigned long long csize = ZSTD_getFrameContentSize(fh, avail);
-    if (csize == ZSTD_CONTENTSIZE_ERROR) {
-        if (avail < 18) {
-            snprintf(how, sizeof how, "frame %llu at byte %llu is incomplete",
-                     (unsigned long long)r->st.frames, (unsigned long long)r->frame_off);
-            return cut_short(r, err, how);
-        }
-        return fail(r, err, HR_EFORMAT, "%s: frame %llu at byte %llu: bad zstd frame header",
-                    r->name, (unsigned long long)r->st.frames, (unsigned long long)r->frame_off);
-    }
-    if (csize == ZSTD_CONTENTSIZE_UNKNOWN || !(desc & 0x04) || (desc & 0x03))
-        return fail(r, err, HR_EFORMAT,
-                    "%s: frame %llu at byte %llu: a data frame must declare its size and carry a "
-                    "checksum, without a dictionary",
-                    r->name, (unsigned long long)r->st.frames, (unsigned long long)r->frame_off);
-    if (csize > HR_TRACE_FRAME_LIMIT || csize == 0)
-        return fail(r, err, HR_EFORMAT,
-                    "%s: frame %llu at byte %llu: decoded size %llu outside 1 .. 64 MiB (corrupt)",
-                    r->name, (unsigned long long)r->st.frames, (unsigned long long)r->frame_off,
-                    csize);
-    size_t fsize = (size_t)csize;
-    r->frame.len = 0;
-    if (hr_buf_reserve(&r->frame, fsize + 16))
-        return fail(r, err, HR_ENOMEM, "%s: out of memory for a frame of %zu bytes", r->name, fsize);
-    ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_only);
-    ZSTD_outBuffer out = {r->frame.data, fsize, 0};
-    for (;;) {
-        size_t avail = in_ensure(r, 1, err, &rc);
-        if (rc)
-            return fail(r, err, rc, "%s", err ? err->msg : "read error");
-        if (avail == 0) {
-            snprintf(how, sizeof how, "frame %llu at byte %llu is incomplete (%llu bytes present)",
-                     (unsigned long long)r->st.frames, (unsigned long long)r->frame_off,
-                     (unsigned long long)(in_offset(r) - r->frame_off));
-            return cut_short(r, err, how);
-        }
-        ZSTD_inBuffer in = {r->in + r->in_pos, avail, 0};
-        size_t z = ZSTD_decompressStream(r->dctx, &out, &in);
-        r->in_pos += in.pos;
-        if (ZSTD_isError(z))
-            return fail(r, err, HR_EFORMAT, "%s: frame %llu at byte %llu: corrupt: %s",
-                        r->name, (unsigned long long)r->st.frames,
-                        (unsigned long long)r->frame_off, ZSTD_getErrorName(z));
-        if (z == 0)
-            break;
-        if (in.pos == 0 && out.pos == out.size)
-            return fail(r, err, HR_EFORMAT, "%s: frame %llu at byte %llu: corrupt: more data "
-                        "than its declared size", r->name, (unsigned long long)r->st.frames,
-                        (unsigned long long)r->frame_off);
-        /* Make sure the next in_ensure reads more instead of returning the same bytes. */
-        if (in.pos == avail)
-            continue;
-    }
-    if (out.pos != fsize)
-        return fail(r, err, HR_EFORMAT, "%s: frame %llu at byte %llu: decoded %zu bytes, declared %zu",
-                    r->name, (unsigned long long)r->st.frames, (unsigned long long)r->frame_off,
-                    out.pos, fsize);
-    r->frame.len = fsize;
+    slot_t *s = next_slot(r);
+    r->st.skipped += s->skipped;
+    r->st.file_bytes = s->file_bytes;
+    if (s->kind == SLOT_CUT)
+        return cut_short(r, err, s->how);
+    if (s->kind == SLOT_FAIL)
+        return fail(r, err, s->err.code, "%s", s->err.msg);
+    size_t fsize = s->buf.len;
+    r->frame = s->buf.data;
+    r->flen = fsize;
+    r->after = s->after;
+    r->after_eof = s->after_eof;
+    r->after_err = &s->after_err;
+    r->frame_off = s->frame_off;
     r->fpos = 0;
     r->st.payload_bytes += fsize;
-    r->st.file_bytes = in_offset(r);
     /* The FRAME record restates where this frame belongs. */
-    const uint8_t *p = r->frame.data, *end = p + fsize;
+    const uint8_t *p = r->frame, *end = p + fsize;
     uint64_t v[4];
     int ok = *p++ == HR_W_FRAME;
     for (int i = 0; ok && i < 4; i++)
@@ -452,7 +715,7 @@ static int load_frame(hr_trace_reader_t *r, hr_err_t *err)
                     (unsigned long long)v[0], (unsigned long long)v[1], (unsigned long long)v[2],
                     (unsigned long long)v[3], (unsigned long long)r->st.events,
                     (unsigned long long)r->chk.next_id, (unsigned long long)r->chk.ntypes);
-    r->fpos = (size_t)(p - r->frame.data);
+    r->fpos = (size_t)(p - r->frame);
     r->prev = r->chk.next_id - 1;
     r->st.frames++;
     r->state = ST_IN_FRAME;
@@ -508,7 +771,7 @@ static int fail_at(hr_trace_reader_t *r, hr_err_t *err, int code, size_t payload
 /* A cursor at p in the current frame, with the checker's state as it is now. */
 static hr_trace_cursor_t cursor_at(const hr_trace_reader_t *r, const uint8_t *p, uint64_t prev)
 {
-    hr_trace_cursor_t c = {p, r->frame.data + r->frame.len, prev, r->chk.next_id, r->chk.ntypes,
+    hr_trace_cursor_t c = {p, r->frame + r->flen, prev, r->chk.next_id, r->chk.ntypes,
                            r->chk.state, r->chk.state_cap, r->chk.ext, r->chk.ext_arg,
                            r->chk.kind == HR_KIND_GRAPH, 0};
     return c;
@@ -517,21 +780,21 @@ static hr_trace_cursor_t cursor_at(const hr_trace_reader_t *r, const uint8_t *p,
 hr_trace_cursor_t hr_trace_cursor_take(hr_trace_reader_t *r)
 {
     hr_trace_cursor_t c = {0};
-    if (r->state != ST_IN_FRAME || r->fpos >= r->frame.len)
+    if (r->state != ST_IN_FRAME || r->fpos >= r->flen)
         return c;
-    return cursor_at(r, r->frame.data + r->fpos, r->prev);
+    return cursor_at(r, r->frame + r->fpos, r->prev);
 }
 
 void hr_trace_cursor_give(hr_trace_reader_t *r, hr_trace_cursor_t c)
 {
     if (!c.p)
         return;
-    r->fpos = (size_t)(c.p - r->frame.data);
+    r->fpos = (size_t)(c.p - r->frame);
     r->prev = c.prev;
     r->chk.next_id = c.next_id;
     r->st.events += c.events;
     r->st.ids = c.next_id;
-    if (r->fpos == r->frame.len) /* used up: the END record is the only way out */
+    if (r->fpos == r->flen) /* used up: the END record is the only way out */
         r->state = ST_BETWEEN;
 }
 
@@ -553,7 +816,7 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                 return rc;
             continue;
         }
-        const uint8_t *base = r->frame.data, *p = base + r->fpos, *end = base + r->frame.len;
+        const uint8_t *base = r->frame, *p = base + r->fpos, *end = base + r->flen;
         uint64_t prev = r->prev;
         hr_trace_cursor_t c = cursor_at(r, p, prev);
         while (n < cap && c.p < end) {
@@ -673,19 +936,17 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                     return fail_at(r, err, HR_EFORMAT, r->fpos, r->st.events + n,
                                    "garbage after the end record inside the last frame");
                 }
-                {
-                    size_t more = in_ensure(r, 1, err, &rc);
-                    if (rc)
-                        return fail(r, err, rc, "%s", err ? err->msg : "read error");
-                    if (more) {
-                        r->st.events += n;
-                        *n_out = n;
-                        return fail(r, err, HR_EFORMAT,
-                                    "%s: byte %llu: garbage after the end of the trace (%s%zu "
-                                    "bytes follow the end record)",
-                                    r->name, (unsigned long long)in_offset(r),
-                                    r->eof ? "" : "at least ", more);
-                    }
+                /* What followed the frame in the file, as the producer saw it. */
+                if (r->after_err->code)
+                    return fail(r, err, r->after_err->code, "%s", r->after_err->msg);
+                if (r->after) {
+                    r->st.events += n;
+                    *n_out = n;
+                    return fail(r, err, HR_EFORMAT,
+                                "%s: byte %llu: garbage after the end of the trace (%s%zu "
+                                "bytes follow the end record)",
+                                r->name, (unsigned long long)r->st.file_bytes,
+                                r->after_eof ? "" : "at least ", r->after);
                 }
                 r->fpos = (size_t)(p - base);
                 r->state = ST_DONE;

@@ -18,13 +18,17 @@ static const char *fuzz_scratch(int k)
     return path[k];
 }
 
-/* Decode a whole trace; on success append its text form to *text. Returns the reader's code. */
-static int fuzz_decode_text(const void *data, size_t len, int partial, hr_buf_t *text)
+/* Decode a whole trace; on success append its text form to *text. Returns the reader's code and,
+ * in *err_out when not NULL, its message. `threads` as hr_trace_read_opts_t.threads. */
+static int fuzz_decode_text(const void *data, size_t len, int partial, hr_buf_t *text,
+                            int threads, hr_err_t *err_out)
 {
     hr_err_t err = {0};
-    hr_trace_read_opts_t o = {.partial = partial};
+    hr_trace_read_opts_t o = {.partial = partial, .threads = threads};
     hr_trace_reader_t *r;
     int rc = hr_trace_open_mem(&r, data, len, "fuzz", &o, &err);
+    if (err_out)
+        *err_out = err;
     if (rc)
         return rc;
     if (text)
@@ -41,6 +45,8 @@ static int fuzz_decode_text(const void *data, size_t len, int partial, hr_buf_t 
         abort(); /* the status must count exactly what was delivered */
     if (rc != 0 && (!err.msg[0] || err.code != rc))
         abort(); /* every error carries a message */
+    if (err_out)
+        *err_out = err;
     hr_trace_close(r);
     return rc;
 }
@@ -58,7 +64,7 @@ static void fuzz_text_roundtrip(const char *text, size_t len)
     hr_buf_t bin, t1, bin2;
     hr_buf_init(&bin), hr_buf_init(&t1), hr_buf_init(&bin2);
     if (hr_read_file(fuzz_scratch(0), &bin, &err) ||
-        fuzz_decode_text(bin.data, bin.len, 0, &t1) != 0)
+        fuzz_decode_text(bin.data, bin.len, 0, &t1, 0, NULL) != 0)
         abort(); /* the writer produced something its reader rejects */
     if (hr_trace_pack_buf("t1", (const char *)t1.data, t1.len, fuzz_scratch(1), &o, &err) ||
         hr_read_file(fuzz_scratch(1), &bin2, &err) || bin.len != bin2.len ||

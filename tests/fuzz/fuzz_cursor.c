@@ -28,7 +28,10 @@
  * Every input is read twice this way: as a trace file, and as the payload of the single data frame
  * of a trace whose kind is bit 0 of the input's first byte (the rest is the payload, FRAME record
  * included). The second form lets mutations reach the event grammar instead of dying at the
- * frame's checksum.
+ * frame's checksum. The reference decompresses each frame itself; the mixed reader reads the
+ * first form with the prefetch thread (hr_trace_read_opts_t.threads = 1: from the second frame
+ * on, when there is one), so the comparison covers the thread's hand-over of frames and errors
+ * as well (the second form has one frame: no thread).
  */
 #include "hr_trace.h"
 #include "hr_trace_fast.h"
@@ -126,9 +129,11 @@ static uint64_t rng_next(uint64_t *s)
     return *s = x;
 }
 
-static void differential(const uint8_t *data, size_t len, int partial, int ext, uint64_t seed)
+static void differential(const uint8_t *data, size_t len, int partial, int ext, uint64_t seed,
+                         int threads)
 {
-    hr_trace_read_opts_t o = {.partial = partial}, om = o;
+    hr_trace_read_opts_t o = {.partial = partial, .threads = HR_READ_NO_THREADS}, om = o;
+    om.threads = threads;
     livetab_t live;
     memset(&live, 0, sizeof live);
     if (ext)
@@ -264,17 +269,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t seed = 0xcbf29ce484222325ull; /* FNV-1a of the input: the mixing schedule */
     for (size_t i = 0; i < size; i++)
         seed = (seed ^ data[i]) * 0x100000001b3ull;
-    differential(data, size, 0, 0, seed);
-    differential(data, size, 1, 1, seed ^ 0x9e3779b97f4a7c15ull);
+    differential(data, size, 0, 0, seed, 1);
+    differential(data, size, 1, 1, seed ^ 0x9e3779b97f4a7c15ull, 1);
     if (size >= 1) {
         size_t cap = 64 + ZSTD_compressBound(size);
         uint8_t *t = malloc(cap);
         CHECK(t);
         size_t tlen = wrap_payload(data[0] & 1, data + 1, size - 1, t, cap);
-        differential(t, tlen, 0, 0, seed + 1);
-        differential(t, tlen, 1, 0, seed + 2);
-        differential(t, tlen, 0, 1, seed + 3);
-        differential(t, tlen, 1, 1, seed + 4);
+        differential(t, tlen, 0, 0, seed + 1, HR_READ_NO_THREADS);
+        differential(t, tlen, 1, 0, seed + 2, HR_READ_NO_THREADS);
+        differential(t, tlen, 0, 1, seed + 3, HR_READ_NO_THREADS);
+        differential(t, tlen, 1, 1, seed + 4, HR_READ_NO_THREADS);
         free(t);
     }
     return 0;

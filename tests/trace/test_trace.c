@@ -46,22 +46,32 @@ static void spit(const char *path, const void *p, size_t n)
  * Returns the reader's code; *events and *skipped report what was delivered. */
 typedef struct result {
     int rc;
-    uint64_t events, frames, skipped;
-    int cut_short, complete;
+    uint64_t events, frames, skipped, ids, types, file_bytes, payload_bytes;
+    int cut_short, complete, prefetched, held_peak;
+    char cut_msg[512];
     hr_err_t err;
 } result_t;
 
-/* Every read is done three times: once with hr_trace_read alone; once the way the replay engine
- * reads (hr_trace_fast.h: a cursor decodes plain events in place, hr_trace_read the rest, in
- * small and varying batches); and, for allocation-only traces, once more that way with external
- * id states (hr_trace_check_external): the reader keeps no bitmap, this test's own table of live
- * blocks answers for it, and the cursor's unverified frees and reallocs are checked here and put
- * back when not live, as the engine does. All must deliver the same events, the same status and
- * the same error message; `cursor` counts the comparisons, the events the cursor decoded, the
- * events put back and the disagreements. */
+/* Every read is done four times: once with hr_trace_read alone, decompressing each frame itself;
+ * once more so with the prefetch thread (hr_trace_read_opts_t.threads = 1: it starts after the
+ * first frame whatever the frames' size), which must give the same events, the same status and
+ * byte for byte the same error; once the way the replay engine reads (hr_trace_fast.h: a cursor
+ * decodes plain events in place, hr_trace_read the rest, in small and varying batches); and, for
+ * allocation-only traces, once more that way with external id states (hr_trace_check_external):
+ * the reader keeps no bitmap, this test's own table of live blocks answers for it, and the
+ * cursor's unverified frees and reallocs are checked here and put back when not live, as the
+ * engine does. The cursor reads run with and without the prefetch thread in turn. All must
+ * deliver the same events, the same status and the same error message; `cursor` counts the
+ * comparisons, the events the cursor decoded, the events put back and the disagreements,
+ * `prefetch` the reads with the thread, those where it ran, and theirs. */
 static struct {
     uint64_t reads, cursor_events, mismatches, large, rejected, ext_reads, unread;
 } cursor;
+static struct {
+    uint64_t reads, started, mismatches, held2, held_over, sync_held_over;
+    unsigned stride, skip; /* the truncation test compares every stride-th read only unless skip
+                              is 0 (test time: a thread per read) */
+} prefetch = {.stride = 1};
 
 /* A running hash of the events read, for comparisons without text (text formatting would
  * dominate the test's time). */
@@ -90,11 +100,11 @@ static void deliver(hr_trace_check_t *oracle, hr_buf_t *text, uint64_t *hash, co
 }
 
 static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t *text, int mixed,
-                            uint64_t *hash)
+                            uint64_t *hash, int threads)
 {
     result_t res = {0};
     livetab_t live = {0};
-    hr_trace_read_opts_t o = {.partial = partial};
+    hr_trace_read_opts_t o = {.partial = partial, .threads = threads};
     if (mixed == 2)
         o.id_state = livetab_state, o.id_state_arg = &live;
     hr_trace_reader_t *r;
@@ -158,20 +168,55 @@ static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t 
     free(live.v);
     const hr_trace_status_t *st = hr_trace_status(r);
     res.events = st->events, res.frames = st->frames, res.skipped = st->skipped;
+    res.ids = st->ids, res.types = st->types;
+    res.file_bytes = st->file_bytes, res.payload_bytes = st->payload_bytes;
     res.cut_short = st->cut_short, res.complete = st->complete;
+    memcpy(res.cut_msg, st->cut_msg, sizeof res.cut_msg);
+    res.held_peak = st->frames_held_peak;
+    res.prefetched = hr_trace_prefetching(r);
     hr_trace_close(r);
     return res;
 }
 
+/* The read with the prefetch thread against the one without: everything the same. */
+static void compare_prefetched(const result_t *r1, uint64_t h1, const hr_buf_t *t1,
+                               const result_t *rt, uint64_t ht, const hr_buf_t *tt)
+{
+    prefetch.reads++;
+    prefetch.started += rt->prefetched;
+    prefetch.held2 += rt->held_peak == 2;
+    prefetch.held_over += rt->held_peak > 2;
+    prefetch.sync_held_over += r1->held_peak > 1;
+    if (r1->rc != rt->rc || strcmp(r1->err.msg, rt->err.msg) != 0 || h1 != ht ||
+        r1->events != rt->events || r1->frames != rt->frames || r1->skipped != rt->skipped ||
+        r1->ids != rt->ids || r1->types != rt->types || r1->file_bytes != rt->file_bytes ||
+        r1->payload_bytes != rt->payload_bytes || r1->cut_short != rt->cut_short ||
+        r1->complete != rt->complete || strcmp(r1->cut_msg, rt->cut_msg) != 0 ||
+        (t1 && (t1->len != tt->len || (t1->len && memcmp(t1->data, tt->data, t1->len) != 0)))) {
+        if (prefetch.mismatches++ < 3)
+            TAP_DIAG("prefetched read differs: rc %d/%d, events %llu/%llu, file bytes %llu/%llu, "
+                     "'%s' / '%s'", r1->rc, rt->rc, (unsigned long long)r1->events,
+                     (unsigned long long)rt->events, (unsigned long long)r1->file_bytes,
+                     (unsigned long long)rt->file_bytes, r1->err.msg, rt->err.msg);
+    }
+}
+
 static result_t read_mem(const void *data, size_t len, int partial, hr_buf_t *text)
 {
-    uint64_t h1 = 0;
+    uint64_t h1 = 0, ht = 0;
     if (len > 65536 && cursor.large++ % 2) /* big traces: every other one (test time) */
-        return read_mem_as(data, len, partial, text, 0, &h1);
+        return read_mem_as(data, len, partial, text, 0, &h1, HR_READ_NO_THREADS);
     size_t before = text ? text->len : 0;
-    result_t r1 = read_mem_as(data, len, partial, text, 0, &h1);
+    result_t r1 = read_mem_as(data, len, partial, text, 0, &h1, HR_READ_NO_THREADS);
     size_t l1 = text ? text->len - before : 0;
-    cursor.reads++;
+    if (prefetch.skip == 0 || cursor.reads % prefetch.stride == 0) {
+        hr_buf_t t1 = {text ? text->data + before : NULL, l1, l1}, tt;
+        hr_buf_init(&tt);
+        result_t rt = read_mem_as(data, len, partial, text ? &tt : NULL, 0, &ht, 1);
+        compare_prefetched(&r1, h1, text ? &t1 : NULL, &rt, ht, &tt);
+        hr_buf_free(&tt);
+    }
+    const int threads = cursor.reads++ % 4 == 1 ? 1 : HR_READ_NO_THREADS;
     for (int mixed = 1; mixed <= 2; mixed++) {
         /* external id states apply to allocation traces (kind: byte 18); graph traces are read
          * that way only when small (256 bytes: test time), to see the reader decline them */
@@ -180,7 +225,7 @@ static result_t read_mem(const void *data, size_t len, int partial, hr_buf_t *te
         uint64_t h2 = 0;
         hr_buf_t t2;
         hr_buf_init(&t2);
-        result_t r2 = read_mem_as(data, len, partial, text ? &t2 : NULL, mixed, &h2);
+        result_t r2 = read_mem_as(data, len, partial, text ? &t2 : NULL, mixed, &h2, threads);
         /* On an error hr_trace_read drops the events of the failing batch that came before it,
          * while the cursor has already delivered them: there only the error and the counts that
          * do not depend on batches are compared (the text, when there is one, must be a
@@ -375,9 +420,14 @@ static void test_truncation(void)
     size_t checked = 0;
     for (size_t cut = 0; cut < bin.len; cut++) {
         uint64_t expect = 0;
-        for (size_t f = 0; f < nf; f++)
+        int near_end = 0;
+        for (size_t f = 0; f < nf; f++) {
             if (ends[f] <= cut)
                 expect = evs_at[f];
+            near_end |= cut + 20 >= ends[f] && cut <= ends[f] + 20;
+        }
+        /* with the prefetch thread too: near frame ends, and every fourth cut point elsewhere */
+        prefetch.skip = !near_end, prefetch.stride = 4;
         result_t r = read_mem(bin.data, cut, 0, NULL);
         result_t rp = read_mem(bin.data, cut, 1, NULL);
         checked++;
@@ -392,11 +442,142 @@ static void test_truncation(void)
         if (cut > 200 && (rp.rc != 0 || !rp.cut_short || rp.events != expect))
             okp = 0;
     }
+    prefetch.skip = 0;
     TAP_OK(ok, "each of %zu cut points: error 'cut short', every complete frame delivered", checked);
     TAP_OK(bad_msgs == 0, "cut-short messages name the file and say 'cut short'");
     TAP_OK(okp, "partial mode: each cut ends cleanly after the last complete frame");
     result_t full = read_mem(bin.data, bin.len, 0, NULL);
     TAP_OK(full.rc == 0 && full.complete, "the uncut trace is complete");
+    hr_buf_free(&bin);
+}
+
+/* {==== The prefetch thread on files: the same events and errors, early close, bounded ==== */
+
+/* Read a trace file through hr_trace_open (the window and read(2) path) in batches of 1000;
+ * stop after `stop_after` batches (close early), or at the end or an error. */
+static result_t read_file_as(const char *path, int partial, int threads, uint64_t *hash,
+                             size_t stop_after)
+{
+    result_t res = {0};
+    hr_trace_reader_t *r;
+    res.rc = hr_trace_open(&r, path, &(hr_trace_read_opts_t){.partial = partial,
+                           .threads = threads}, &res.err);
+    if (res.rc)
+        return res;
+    static hr_event_t evs[1000];
+    size_t n;
+    for (size_t k = 0; k < stop_after; k++) {
+        if ((res.rc = hr_trace_read(r, evs, HR_ARRAY_LEN(evs), &n, &res.err)) || n == 0)
+            break;
+        for (size_t i = 0; i < n; i++)
+            hash_event(hash, &evs[i]);
+    }
+    const hr_trace_status_t *st = hr_trace_status(r);
+    res.events = st->events, res.frames = st->frames, res.skipped = st->skipped;
+    res.ids = st->ids, res.types = st->types;
+    res.file_bytes = st->file_bytes, res.payload_bytes = st->payload_bytes;
+    res.cut_short = st->cut_short, res.complete = st->complete;
+    memcpy(res.cut_msg, st->cut_msg, sizeof res.cut_msg);
+    res.held_peak = st->frames_held_peak;
+    res.prefetched = hr_trace_prefetching(r);
+    hr_trace_close(r);
+    return res;
+}
+
+static void test_prefetch_files(void)
+{
+    /* 300,000 events in frames of 16 KiB: some 150 frames, enough to span several windows */
+    const char *p = tmp_path("pf.hrt"), *q = tmp_path("pf-bad.hrt");
+    hr_err_t err = {0};
+    int rc = hr_gen_run("churn:events=300000,seed=4", p,
+                        &(hr_trace_write_opts_t){.frame_target = 16384}, &err);
+    hr_buf_t bin;
+    slurp(p, &bin);
+    uint64_t h1 = 0, ht = 0;
+    result_t r1 = read_file_as(p, 0, HR_READ_NO_THREADS, &h1, SIZE_MAX);
+    result_t rt = read_file_as(p, 0, 1, &ht, SIZE_MAX);
+    compare_prefetched(&r1, h1, NULL, &rt, ht, NULL);
+    TAP_OK(rc == 0 && r1.rc == 0 && r1.complete && r1.frames > 30 && rt.prefetched &&
+               r1.held_peak == 1 && rt.held_peak >= 1 && rt.held_peak <= 2 && rt.rc == 0 &&
+               rt.events == r1.events && ht == h1,
+           "a %llu-frame trace file read with the prefetch thread: the same %llu events; frames "
+           "held at once %d (at most 2), without the thread %d",
+           (unsigned long long)r1.frames, (unsigned long long)rt.events, rt.held_peak,
+           r1.held_peak);
+    /* the default starts the thread for large frames only */
+    {
+        hr_trace_reader_t *r;
+        size_t n;
+        static hr_event_t evs[64];
+        int ok = hr_trace_open(&r, p, NULL, &err) == 0 &&
+                 hr_trace_read(r, evs, 64, &n, &err) == 0;
+        int small = ok && !hr_trace_prefetching(r);
+        hr_trace_close(r);
+        const char *pb = tmp_path("pf-big.hrt");
+        rc = hr_gen_run("churn:events=300000,seed=4", pb,
+                        &(hr_trace_write_opts_t){.frame_target = 128 << 10}, &err);
+        ok &= rc == 0 && hr_trace_open(&r, pb, NULL, &err) == 0 &&
+              hr_trace_read(r, evs, 64, &n, &err) == 0;
+        int big = ok && hr_trace_prefetching(r);
+        hr_trace_close(r);
+        ok &= hr_trace_open(&r, pb, &(hr_trace_read_opts_t){.threads = HR_READ_NO_THREADS},
+                            &err) == 0 &&
+              hr_trace_read(r, evs, 64, &n, &err) == 0;
+        int off = ok && !hr_trace_prefetching(r);
+        hr_trace_close(r);
+        TAP_OK(small && big && off, "by default the thread prefetches frames of 128 KiB "
+               "(writers make 1 MiB), not frames of 16 KiB; HR_READ_NO_THREADS turns it off (%s)",
+               err.msg);
+    }
+    /* closing early: before the first read, after some batches, in every state of the thread
+     * (ASan, TSan: no leaked thread, no deadlock, no race) */
+    int ok = 1;
+    uint64_t frame_end = 0;
+    for (size_t stop = 0; stop < 400; stop += 1 + stop / 4) {
+        uint64_t h = 0, hs = 0;
+        result_t rp = read_file_as(p, 0, 1, &h, stop);
+        result_t rs = read_file_as(p, 0, HR_READ_NO_THREADS, &hs, stop);
+        ok &= rp.rc == 0 && rs.rc == 0 && rp.events == rs.events && h == hs &&
+              rp.file_bytes == rs.file_bytes;
+        if (rs.frames >= r1.frames / 2 && !frame_end)
+            frame_end = rs.file_bytes; /* the end of a frame in the middle */
+    }
+    TAP_OK(ok, "readers closed early with the thread running stop cleanly");
+    /* a corrupt frame in the middle, a file cut short inside a frame, garbage after the end (more
+     * than the input window, so the reader sees only part of it): same events, same messages */
+    struct { const char *what; size_t cut; long flip; size_t garbage; } cases[] = {
+        {"a flipped bit in the middle", bin.len, (long)bin.len / 2, 0},
+        {"cut short in the middle", bin.len / 2 + 7, -1, 0},
+        {"cut short after a frame", (size_t)frame_end, -1, 0},
+        {"garbage after the end", bin.len, -1, 3u << 20},
+    };
+    for (size_t c = 0; c < HR_ARRAY_LEN(cases); c++) {
+        hr_buf_t b;
+        hr_buf_init(&b);
+        hr_buf_append(&b, bin.data, cases[c].cut < bin.len ? cases[c].cut : bin.len);
+        if (cases[c].flip >= 0)
+            b.data[cases[c].flip] ^= 0x10;
+        for (size_t i = 0; i < cases[c].garbage; i++) {
+            uint8_t g = (uint8_t)(i * 131 + 7);
+            hr_buf_append(&b, &g, 1);
+        }
+        spit(q, b.data, b.len);
+        hr_buf_free(&b);
+        for (int partial = 0; partial <= 1; partial++) {
+            uint64_t hs = 0, hp = 0;
+            result_t rs = read_file_as(q, partial, HR_READ_NO_THREADS, &hs, SIZE_MAX);
+            result_t rp = read_file_as(q, partial, 1, &hp, SIZE_MAX);
+            compare_prefetched(&rs, hs, NULL, &rp, hp, NULL);
+            int want_fail = !partial || cases[c].flip >= 0 || cases[c].garbage;
+            TAP_OK((rs.rc != 0) == want_fail && rs.rc == rp.rc &&
+                       strcmp(rs.err.msg, rp.err.msg) == 0 && rs.events == rp.events &&
+                       hs == hp && rs.events < r1.events + (cases[c].garbage ? 1 : 0) &&
+                       strcmp(rs.cut_msg, rp.cut_msg) == 0 && rp.prefetched,
+                   "%s%s: with and without the thread, %llu events, then '%s'", cases[c].what,
+                   partial ? " (partial)" : "", (unsigned long long)rp.events,
+                   rp.rc ? rp.err.msg : rp.cut_msg);
+        }
+    }
     hr_buf_free(&bin);
 }
 
@@ -847,6 +1028,7 @@ int main(void)
     test_crafted();
     test_bad_alloc_streams();
     test_truncation();
+    test_prefetch_files();
     test_bit_flips();
     test_generated_million();
     TAP_OK(cursor.mismatches == 0 && cursor.reads > 10000 && cursor.cursor_events > 1000000,
@@ -854,6 +1036,14 @@ int main(void)
            "%llu reads, %llu events decoded by the cursor, %llu disagreements",
            (unsigned long long)cursor.reads, (unsigned long long)cursor.cursor_events,
            (unsigned long long)cursor.mismatches);
+    TAP_OK(prefetch.mismatches == 0 && prefetch.started > 1000 && prefetch.held_over == 0 &&
+               prefetch.sync_held_over == 0,
+           "every read above with the prefetch thread (%llu; the thread ran in %llu) agrees with "
+           "the read without it: events, status, errors byte for byte (%llu disagreements); it "
+           "held 2 frames at once in %llu, never more (%llu), the read without it never more than "
+           "1 (%llu)", (unsigned long long)prefetch.reads, (unsigned long long)prefetch.started,
+           (unsigned long long)prefetch.mismatches, (unsigned long long)prefetch.held2,
+           (unsigned long long)prefetch.held_over, (unsigned long long)prefetch.sync_held_over);
     TAP_OK(cursor.rejected == 0, "the checker accepts every event either read delivered (%llu "
            "refused)", (unsigned long long)cursor.rejected);
     TAP_OK(cursor.ext_reads > 300 && cursor.unread > 100,
