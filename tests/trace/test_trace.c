@@ -52,6 +52,19 @@ typedef struct result {
     hr_err_t err;
 } result_t;
 
+/* What the reader's status says at the end of a read, into res. */
+static void take_status(result_t *res, hr_trace_reader_t *r)
+{
+    const hr_trace_status_t *st = hr_trace_status(r);
+    res->events = st->events, res->frames = st->frames, res->skipped = st->skipped;
+    res->ids = st->ids, res->types = st->types;
+    res->file_bytes = st->file_bytes, res->payload_bytes = st->payload_bytes;
+    res->cut_short = st->cut_short, res->complete = st->complete;
+    memcpy(res->cut_msg, st->cut_msg, sizeof res->cut_msg);
+    res->held_peak = st->frames_held_peak;
+    res->prefetched = hr_trace_prefetching(r);
+}
+
 /* Every read is done four times: once with hr_trace_read alone, decompressing each frame itself;
  * once more so with the prefetch thread (hr_trace_read_opts_t.threads = 1: it starts after the
  * first frame whatever the frames' size), which must give the same events, the same status and
@@ -166,14 +179,7 @@ static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t 
     }
     hr_trace_check_free(&oracle);
     free(live.v);
-    const hr_trace_status_t *st = hr_trace_status(r);
-    res.events = st->events, res.frames = st->frames, res.skipped = st->skipped;
-    res.ids = st->ids, res.types = st->types;
-    res.file_bytes = st->file_bytes, res.payload_bytes = st->payload_bytes;
-    res.cut_short = st->cut_short, res.complete = st->complete;
-    memcpy(res.cut_msg, st->cut_msg, sizeof res.cut_msg);
-    res.held_peak = st->frames_held_peak;
-    res.prefetched = hr_trace_prefetching(r);
+    take_status(&res, r);
     hr_trace_close(r);
     return res;
 }
@@ -472,14 +478,7 @@ static result_t read_file_as(const char *path, int partial, int threads, uint64_
         for (size_t i = 0; i < n; i++)
             hash_event(hash, &evs[i]);
     }
-    const hr_trace_status_t *st = hr_trace_status(r);
-    res.events = st->events, res.frames = st->frames, res.skipped = st->skipped;
-    res.ids = st->ids, res.types = st->types;
-    res.file_bytes = st->file_bytes, res.payload_bytes = st->payload_bytes;
-    res.cut_short = st->cut_short, res.complete = st->complete;
-    memcpy(res.cut_msg, st->cut_msg, sizeof res.cut_msg);
-    res.held_peak = st->frames_held_peak;
-    res.prefetched = hr_trace_prefetching(r);
+    take_status(&res, r);
     hr_trace_close(r);
     return res;
 }
