@@ -57,7 +57,7 @@ HR_INLINE uint64_t e_size(const hr_entry_t *en, uint64_t m)
 {
     return (uint64_t)en->w[2] | ((m >> E_PTR_BITS) & 0xff) << 32;
 }
-/* p below 2^48, size below 2^40, flags below 32 (checked by the callers: e_fits) */
+/* p below 2^48 and size below 2^40 (alloc_block and realloc_entry check), flags below 32 */
 HR_INLINE void e_set(hr_entry_t *en, void *p, uint64_t size, hr_domain_t dom, unsigned flags)
 {
     uint64_t m = (uint64_t)(uintptr_t)p | (size >> 32) << E_PTR_BITS | (uint64_t)flags << 56 |
@@ -180,13 +180,18 @@ HR_INLINE hr_entry_t *live_entry(engine_t *e, uint64_t id)
 
 /* Free a live block and forget it: the one way a block leaves the table (explicit frees,
  * reclamations by the collector, the loop's fast path). */
+HR_INLINE void forget_entry(engine_t *e, hr_entry_t *en, uint64_t id)
+{
+    e_clear(en);
+    hr_idtab_release(&e->tab, id);
+    e->res->live_blocks--;
+}
+
 HR_INLINE void drop_block(engine_t *e, hr_entry_t *en, uint64_t id)
 {
     uint64_t m = e_word(en);
     hr_alloc_free(e->alloc, e_ptr(m), e_size(en, m), E_DOMAIN(m));
-    e_clear(en);
-    hr_idtab_release(&e->tab, id);
-    e->res->live_blocks--;
+    forget_entry(e, en, id);
 }
 
 /* {==== The collector's side: reclaim and collection notices ==== */
@@ -405,9 +410,7 @@ static int realloc_entry(engine_t *e, hr_entry_t *en, uint64_t id, uint64_t size
                           e->alloc->vt->name, (unsigned long long)size);
     if (HR_UNLIKELY((uintptr_t)q >> E_PTR_BITS)) {
         hr_alloc_free(e->alloc, q, size, E_DOMAIN(m)); /* the old block went with realloc */
-        e_clear(en);
-        hr_idtab_release(&e->tab, id);
-        e->res->live_blocks--;
+        forget_entry(e, en, id);
         return high_address(e, q, err);
     }
     if (e->touch)
@@ -589,6 +592,27 @@ static void take_sample(engine_t *e)
     e->o->sample(e->o->sample_arg, &s);
 }
 
+/* A graph trace named an object the collector had reclaimed. On a recorded CPython trace, say
+ * what that means (docs/recorder.md, "Which collectors a recorded graph trace supports"). */
+static void explain_reclaimed(const hr_trace_reader_t *r, hr_err_t *err)
+{
+    const hr_trace_header_t *h = hr_trace_header(r);
+    const char *rec = hr_trace_header_get(h, "recorder");
+    const char *rules = hr_trace_header_get(h, "graph_rules");
+    if (!rec || strncmp(rec, "cpython", 7) != 0)
+        return;
+    size_t n = strlen(err->msg);
+    if (rules && atoi(rules) >= 4)
+        snprintf(err->msg + n, sizeof err->msg - n, "; the recorder keeps every object CPython "
+                 "has not freed referenced (its rule 4), so this is a recorder defect: please "
+                 "report it with the trace");
+    else
+        snprintf(err->msg + n, sizeof err->msg - n, "; a CPython graph trace recorded before "
+                 "rule 4 (no 'graph_rules 4' in its header) replays exactly only under refcount "
+                 "and under generational with its recorded thresholds: record it again "
+                 "(docs/recorder.md, \"Which collectors a recorded graph trace supports\")");
+}
+
 int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_t *res,
                   hr_err_t *err)
 {
@@ -727,28 +751,8 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
         goto out;
 out:
     if (rc == HR_ECHECK && r && hr_trace_header(r)->kind == HR_KIND_GRAPH && err &&
-        strstr(err->msg, HR_GRAPH_RECLAIMED)) {
-        /* A recorded CPython graph trace is exact only where CPython itself looked at the heap
-         * (docs/recorder.md, "Which collectors a recorded graph trace supports"). */
-        const hr_trace_header_t *h = hr_trace_header(r);
-        const char *rec = hr_trace_header_get(h, "recorder");
-        const char *rules = hr_trace_header_get(h, "graph_rules");
-        if (rec && strncmp(rec, "cpython", 7) == 0) {
-            char msg[sizeof err->msg];
-            snprintf(msg, sizeof msg, "%s", err->msg);
-            hr_err_clear(err); /* the first error wins otherwise; this one says more */
-            if (rules && atoi(rules) >= 4)
-                hr_err_set(err, rc, "%s; the recorder keeps every object CPython has not freed "
-                           "referenced (its rule 4), so this is a recorder defect: please report "
-                           "it with the trace", msg);
-            else
-                hr_err_set(err, rc, "%s; a CPython graph trace recorded before rule 4 (no "
-                           "'graph_rules 4' in its header) replays exactly only under refcount "
-                           "and under generational with its recorded thresholds: record it "
-                           "again (docs/recorder.md, \"Which collectors a recorded graph trace "
-                           "supports\")", msg);
-        }
-    }
+        strstr(err->msg, HR_GRAPH_RECLAIMED))
+        explain_reclaimed(r, err);
     if (r) {
         const hr_trace_status_t *st = hr_trace_status(r);
         res->events = e.event;
