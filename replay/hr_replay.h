@@ -84,6 +84,9 @@ typedef struct hr_replay_opts {
     void (*progress)(void *arg, uint64_t events, uint64_t file_bytes);
     void *progress_arg;
     int log_deaths;         /* keep the replay's object deaths and the trace's DIED events */
+    int lane;               /* the hot loop's lane (replay.c): 1 on, -1 off, 0 the environment's
+                             * HEAPREPLAY_LANE (0 off), else on; events, results and errors are the
+                             * same either way (tests/fuzz/fuzz_lane.c) */
 } hr_replay_opts_t;
 
 

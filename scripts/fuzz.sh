@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # fuzz.sh [SECONDS [TARGET...]]: build the libFuzzer targets with clang (ASan+UBSan) and run each
-# (default: decode, text and cursor) for SECONDS (default 60), all at once, starting from the seed
+# (default: decode, text, cursor and lane) for SECONDS (default 60), all at once, starting from the seed
 # corpora. New crashes land in tests/fuzz/crashes/NAME/, where the normal test suite replays them.
 # Prints executions per target at the end.
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift $(( $# > 0 ? 1 : 0 ))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode text cursor)
+[ ${#targets[@]} -gt 0 ] || targets=(decode text cursor lane)
 scripts/deps.sh --test
 if [ ! -f build-fuzz/build.ninja ]; then
   CC=clang meson setup build-fuzz -Dfuzz=enabled -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
@@ -18,6 +18,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/hr_fuzz.XXXXXX")
 for t in "${targets[@]}"; do
   mkdir -p "$work/$t"
   cp tests/fuzz/corpus/$t/* "$work/$t/"
+  [ $t != lane ] || cp tests/fuzz/corpus/cursor/* "$work/$t/" # lane: also the cursor's seeds
   build-fuzz/tests/fuzz/fuzz_$t -max_total_time="$secs" -max_len=4096 -print_final_stats=1 \
     -artifact_prefix="tests/fuzz/crashes/$t/" "$work/$t" >"$work/$t.log" 2>&1 &
 done

@@ -159,6 +159,28 @@ for f in "$G" "$T/trunc.hrt" "$T/flip.hrt"; do
   done
 done
 check $same "HEAPREPLAY_READ_THREADS=1 and =0: dump, info and replay print the same, also on cut and corrupt traces"
+# The engine's lane (HEAPREPLAY_LANE=0: every event through the general path): the same replay
+# (tests/fuzz/fuzz_lane.c compares results field by field on crafted and fuzzed traces).
+same=0
+for f in "$G" "$T/trunc.hrt" "$T/flip.hrt" "$T/sc.hrt"; do
+  for gc in none refcount generational; do
+    HEAPREPLAY_LANE=1 "$HR" replay "$f" --gc $gc -q --json "$T/l1.json" >/dev/null 2>"$T/l1.err"; s1=$?
+    HEAPREPLAY_LANE=0 "$HR" replay "$f" --gc $gc -q --json "$T/l0.json" >/dev/null 2>"$T/l0.err"; s0=$?
+    if [ $s1 != $s0 ] || ! cmp -s "$T/l1.err" "$T/l0.err" ||
+       { [ $s1 = 0 ] && ! python3 - "$T/l1.json" "$T/l0.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+def strip(r):
+    return {k: {f: v for f, v in r[k].items() if not f.endswith("_ns") and "rss" not in f
+                and not f.endswith("_per_s")} for k in ("replay", "allocator", "collector")}
+sys.exit(strip(a) != strip(b))
+PY
+       }; then
+      same=1; echo "# lane $f $gc: exit $s1/$s0: $(head -c 200 "$T/l1.err") / $(head -c 200 "$T/l0.err")"
+    fi
+  done
+done
+check $same "HEAPREPLAY_LANE=1 and =0: replay gives the same results and messages, also on cut and corrupt traces"
 "$HR" collectors | grep -q '^generational ' && "$HR" allocators | grep -q 'pymalloc'
 check $? "collectors and allocators list what is built in"
 
