@@ -799,10 +799,11 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     const int lane = o->lane ? o->lane > 0 : !lane_env || strcmp(lane_env, "0") != 0;
     uint64_t t0 = hr_now_ns(), next_sample = o->every ? 0 : UINT64_MAX;
     uint64_t next_progress = o->progress ? 1u << 20 : UINT64_MAX;
-    /* Events come two ways (hr_trace_fast.h): a cursor decodes plain allocs, frees and reallocs
-     * in place and the loop replays them at once; at anything else the cursor stops and
-     * hr_trace_read decodes a small batch of general events for step(). The first batch was read
-     * above. Both ways apply the same checks, so the events, and errors, are the same. */
+    /* Events come three ways: the lane ("The lane" above) decodes and replays the commonest
+     * straight from the frame's bytes; where it stops, the cursor (hr_trace_fast.h) decodes the
+     * next event in place and the loop replays it at once; at anything else the cursor stops too
+     * and hr_trace_read decodes a small batch of general events for step(). The first batch was
+     * read above. All ways apply the same checks, so the events, and errors, are the same. */
     for (;;) {
         for (size_t i = 0; i < n; i++, e.event++) {
             const hr_event_t *ev = &evs[i];
