@@ -351,7 +351,9 @@ __attribute__((constructor)) static void start(void)
         report(&err);
     } else {
         hr_sink_flusher_init = flusher_is_ours;
-        if (hr_sink_open(&sink, out, &h, NULL, 0, &err) == 0) {
+        /* every FREE and REALLOC names an id just taken out of the address map */
+        hr_trace_write_opts_t wo = {.trusted_ids = 1};
+        if (hr_sink_open(&sink, out, &h, &wo, 0, &err) == 0) {
             pthread_atfork(NULL, NULL, child_after_fork);
             recording = 1;
         } else {

@@ -1444,8 +1444,11 @@ static int rec_start(const hr_record_opts_t *o, const char *recorder, hr_err_t *
         hr_trace_header_free(&h);
         return hr_err_set(err, HR_EINTERNAL, "cannot build the trace header");
     }
-    /* frames are compressed on the writer's worker thread (libc allocations: not recorded) */
-    hr_trace_write_opts_t wo = {.frame_target = o->frame_target, .level = o->level, .async = 1};
+    /* frames are compressed on the writer's worker thread (libc allocations: not recorded); in
+     * allocation mode every FREE and REALLOC names an id just taken out of the address map, so
+     * the writer need not keep the ids' states (trusted_ids; graph mode's objects need them) */
+    hr_trace_write_opts_t wo = {.frame_target = o->frame_target, .level = o->level, .async = 1,
+                                .trusted_ids = o->mode == HR_KIND_ALLOC};
     int rc = hr_sink_open(&R.sink, o->out_path, &h, &wo, 1, err);
     hr_trace_header_free(&h);
     if (rc)

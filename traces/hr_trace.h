@@ -259,6 +259,11 @@ typedef struct hr_trace_write_opts {
                             never lost on failure; 0: write PATH directly (crash-safe frames) */
     int async;           /* 1: compress and write frames on a worker thread (the caller goes on
                             filling the next frame); its allocations are libc's */
+    int trusted_ids;     /* 1 (allocation-only traces): the producer names in FREE and REALLOC
+                            only blocks it knows live (a recorder takes each id out of its
+                            address map as it writes the free), so the writer keeps no id-state
+                            bitmap (2 bits per id ever allocated) and does not check liveness;
+                            every other rule still holds, and a reader still checks liveness */
 } hr_trace_write_opts_t;
 
 int hr_trace_writer_open(hr_trace_writer_t **out, const char *path, const hr_trace_header_t *h,

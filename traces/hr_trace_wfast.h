@@ -14,6 +14,9 @@
  * inline tries: a try either writes the event and returns 1, or changes nothing and returns 0,
  * and then the general path (hr_trace_write) checks, encodes, or refuses the event.
  *
+ * With trusted ids (hr_trace_write_opts_t.trusted_ids: the checker's id states are external and
+ * answer "a live block" for every id) the tries skip the bitmap as the checker does.
+ *
  * `fast_lim` folds "a frame is open and an event of FAST_ROOM bytes fits" into one compare:
  * it is cap - HR_TRACE_WFAST_ROOM while a frame is open, else 0; trace_writer.c recomputes it
  * whenever the frame opens or closes or the payload buffer changes (wfast_refresh).
@@ -68,7 +71,7 @@ HR_INLINE int hr_trace_wfast_alloc_try(hr_trace_writer_t *w, uint64_t size, unsi
 {
     hr_trace_check_t *c = &w->chk;
     uint64_t nid = c->next_id;
-    if (HR_UNLIKELY(!(w->payload.len < w->fast_lim && (nid >> 2) < c->state_cap &&
+    if (HR_UNLIKELY(!(w->payload.len < w->fast_lim && (c->ext || (nid >> 2) < c->state_cap) &&
                       domain < HR_DOMAIN_COUNT && !(flags & ~(unsigned)(HR_F_ALL & ~HR_F_ALIGNED)) &&
                       size <= HR_TRACE_MAX_SIZE &&
                       (!(flags & HR_F_OBJECT) || c->kind == HR_KIND_GRAPH) &&
@@ -84,7 +87,8 @@ HR_INLINE int hr_trace_wfast_alloc_try(hr_trace_writer_t *w, uint64_t size, unsi
     } else {
         p[0] = (uint8_t)(HR_W_ALLOC + domain);
     }
-    hr_idstate_set(c->state, nid, (flags & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
+    if (!c->ext)
+        hr_idstate_set(c->state, nid, (flags & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
     *id = nid;
     w->prev = nid;
     c->next_id = nid + 1;
@@ -115,13 +119,13 @@ HR_INLINE int hr_trace_wfast_id_try(hr_trace_writer_t *w, int op, uint64_t id)
     int want = op == HR_OP_FREE ? HR_ID_BLOCK : HR_ID_OBJECT;
     if (HR_UNLIKELY(!(wop && w->payload.len < w->fast_lim && id < c->next_id &&
                       (want == HR_ID_BLOCK || c->kind == HR_KIND_GRAPH) &&
-                      hr_idstate_get(c->state, id) == want)))
+                      (c->ext ? want == HR_ID_BLOCK : hr_idstate_get(c->state, id) == want))))
         return 0;
     uint8_t *p = w->payload.data + w->payload.len;
     uint64_t operand;
     p[0] = (uint8_t)(wop | hr_wire_id_operand(id, c->next_id - 1, w->prev, &operand));
     size_t n = 1 + hr_varint_put(p + 1, operand);
-    if (op == HR_OP_FREE)
+    if (op == HR_OP_FREE && !c->ext)
         hr_idstate_set(c->state, id, HR_ID_FREED);
     w->prev = id;
     w->payload.len += n;

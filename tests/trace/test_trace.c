@@ -1016,6 +1016,97 @@ static void test_fast_paths(void)
     }
 }
 
+/* {==== Trusted ids ==== */
+
+/* A writer opened with trusted_ids (what the recorders use) keeps no id-state bitmap: on a valid
+ * stream it writes the same bytes as a checking writer (fast paths, inline and out of line, and
+ * hr_trace_write); it does not refuse a double free (the producer vouched), and the reader
+ * reports it with its place; a graph trace cannot have trusted ids. */
+static void test_trusted_ids(void)
+{
+    const char *pa = tmp_path("trusted.hrt"), *pb = tmp_path("checked.hrt");
+    hr_trace_header_t h;
+    hr_trace_header_init(&h, HR_KIND_ALLOC);
+    hr_trace_write_opts_t ot = {.frame_target = 300, .trusted_ids = 1}, oc = {.frame_target = 300};
+    hr_err_t ea = {0}, eb = {0};
+    hr_trace_writer_t *wa = NULL, *wb = NULL;
+    int rc = hr_trace_writer_open(&wa, pa, &h, &ot, &ea);
+    rc |= hr_trace_writer_open(&wb, pb, &h, &oc, &eb);
+    const hr_trace_check_t *ca = hr_trace_writer_check(wa), *cb = hr_trace_writer_check(wb);
+    uint64_t seed = 12345, live[256];
+    size_t nlive = 0, mismatches = 0;
+    for (int i = 0; rc == 0 && i < 200000; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned r = (unsigned)(seed >> 33);
+        int ra, rb;
+        if (nlive == 0 || (r % 2 && nlive < HR_ARRAY_LEN(live))) {
+            uint64_t size = (r >> 4) % 700, ia, ib;
+            unsigned dom = (r >> 2) & 3, flags = (r >> 14) % 3 == 0 ? HR_F_GC : 0;
+            ra = r >> 30 ? hr_trace_wfast_alloc(wa, size, dom, flags, 0, &ia, &ea)
+                         : hr_trace_write_alloc(wa, size, dom, flags, 0, &ia, &ea);
+            rb = hr_trace_write_alloc(wb, size, dom, flags, 0, &ib, &eb);
+            live[nlive++] = ia;
+            mismatches += ia != ib;
+        } else {
+            size_t k = (r >> 3) % nlive;
+            uint64_t id = live[k];
+            if (r % 11 == 0) {
+                hr_event_t ev = {.op = HR_OP_REALLOC, .a = id, .b = (r >> 5) % 5000};
+                ra = hr_trace_write(wa, &ev, &ea);
+                rb = hr_trace_write(wb, &ev, &eb);
+            } else {
+                ra = r >> 30 ? hr_trace_wfast_id(wa, HR_OP_FREE, id, &ea)
+                             : r & 4 ? hr_trace_write_free(wa, id, &ea)
+                                     : hr_trace_write(wa, &(hr_event_t){.op = HR_OP_FREE, .a = id},
+                                                      &ea);
+                rb = hr_trace_write_free(wb, id, &eb);
+                live[k] = live[--nlive];
+            }
+        }
+        mismatches += ra != 0 || rb != 0;
+    }
+    int no_bitmap = ca->state == NULL && cb->state != NULL;
+    rc |= hr_trace_writer_close(wa, &ea);
+    rc |= hr_trace_writer_close(wb, &eb);
+    hr_buf_t a, b;
+    slurp(pa, &a);
+    slurp(pb, &b);
+    result_t resa = read_mem(a.data, a.len, 0, NULL);
+    TAP_OK(rc == 0 && mismatches == 0 && no_bitmap && a.len == b.len &&
+               memcmp(a.data, b.data, a.len) == 0 && resa.rc == 0 && resa.complete,
+           "trusted ids: byte for byte the file of a checking writer on a valid stream (%llu "
+           "events, %zu mismatches, %zu/%zu bytes), and no id-state bitmap",
+           (unsigned long long)resa.events, mismatches, a.len, b.len);
+    hr_buf_free(&a), hr_buf_free(&b);
+    /* a double free: the checking writer refuses it, the trusted one writes it */
+    uint64_t id;
+    rc = hr_trace_writer_open(&wa, pa, &h, &ot, &ea);
+    rc |= hr_trace_writer_open(&wb, pb, &h, &oc, &eb);
+    rc |= hr_trace_write_alloc(wa, 16, HR_DOMAIN_OBJ, 0, 0, &id, &ea);
+    rc |= hr_trace_write_free(wa, id, &ea);
+    int dbl = hr_trace_write_free(wa, id, &ea);
+    rc |= hr_trace_write_alloc(wb, 16, HR_DOMAIN_OBJ, 0, 0, &id, &eb);
+    rc |= hr_trace_write_free(wb, id, &eb);
+    int refused = hr_trace_write_free(wb, id, &eb) == HR_EFORMAT;
+    rc |= hr_trace_writer_close(wa, &ea);
+    rc |= hr_trace_writer_close(wb, &eb);
+    slurp(pa, &a);
+    resa = read_mem(a.data, a.len, 0, NULL);
+    TAP_OK(rc == 0 && dbl == 0 && refused && resa.rc == HR_EFORMAT &&
+               strstr(resa.err.msg, "double free") && strstr(resa.err.msg, "event 2"),
+           "trusted ids: a double free is written, refused by a checking writer, and reported by "
+           "the reader with its place ('%s')", resa.err.msg);
+    hr_buf_free(&a);
+    hr_trace_header_free(&h);
+    hr_trace_header_init(&h, HR_KIND_GRAPH);
+    memset(&ea, 0, sizeof ea);
+    wa = NULL;
+    rc = hr_trace_writer_open(&wa, pa, &h, &ot, &ea);
+    TAP_OK(rc == HR_EUSAGE && wa == NULL && strstr(ea.msg, pa),
+           "trusted ids: refused for a graph trace ('%s')", ea.msg);
+    hr_trace_header_free(&h);
+}
+
 int main(void)
 {
     if (hr_tmp_template(tmpdir, sizeof tmpdir, "hr_test_trace"))
@@ -1024,6 +1115,7 @@ int main(void)
         return 99;
     test_api_roundtrip();
     test_fast_paths();
+    test_trusted_ids();
     test_crafted();
     test_bad_alloc_streams();
     test_truncation();
