@@ -3,8 +3,9 @@
  *
  * Property: a replay with the lane (opts.lane = 1) and one without (-1) end the same way: the
  * same return code and error message (with its event index and byte offset), the same events,
- * ids, live and peak blocks and bytes, the same allocator statistics, and the same collector
- * counts (everything but times), under collectors with and without graph slots and in check mode.
+ * ids, live and peak blocks and bytes, the same allocator statistics, the same collector counts
+ * (everything but times), and the same collections and deaths at the same event indices, under
+ * collectors with and without graph slots, in check mode and with deaths logged.
  *
  * Every input is replayed as a trace file and, like fuzz_cursor, as the payload of a single data
  * frame of a trace whose kind is bit 0 of the input's first byte, so that mutations reach the
