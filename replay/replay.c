@@ -617,8 +617,9 @@ HR_INLINE int lane_(engine_t *e, hr_trace_cursor_t *cp, uint64_t stop, hr_err_t 
     const uint64_t budget = stop - e->event;
     uint8_t *const state = cp->state;
     const size_t state_cap = cp->state_cap;
-    const int graph = cp->graph, check = e->check, graphless = e->graphless;
-    const int died_ok = !check && !e->o->log_deaths;
+    /* what the lane may take, fixed for the run: objects' ALLOCs, graph events, DIED */
+    const int objects_ok = cp->graph && !e->check, graph_ok = !ext && objects_ok;
+    const int died_ok = graph_ok && !e->o->log_deaths, graphless = e->graphless;
     int rc = HR_OK;
     while (n < budget && p < end) {
         const unsigned op = *p;
@@ -639,7 +640,7 @@ HR_INLINE int lane_(engine_t *e, hr_trace_cursor_t *cp, uint64_t stop, hr_err_t 
             if (HR_UNLIKELY(hr_varint_get(&q, end, &x) != 1 || x > HR_TRACE_MAX_SIZE ||
                             hr_varint_get(&q, end, &y) != 1 ||
                             (y & ~(uint64_t)(HR_F_GC | HR_F_OBJECT | HR_F_ZERO | HR_F_TYPED)) ||
-                            ((y & HR_F_OBJECT) && (!graph || check)) ||
+                            ((y & HR_F_OBJECT) && !objects_ok) ||
                             (!ext && (next_id >> 2) >= state_cap)))
                 break;
             if ((y & HR_F_TYPED) && (hr_varint_get(&q, end, &tag) != 1 || tag >= cp->ntypes))
@@ -681,8 +682,7 @@ HR_INLINE int lane_(engine_t *e, hr_trace_cursor_t *cp, uint64_t stop, hr_err_t 
                 }
             } else {
                 /* INCREF, DECREF, LINK, UNLINK, DIED: on live objects of a graph trace */
-                if (HR_UNLIKELY(ext || !graph || s != HR_ID_OBJECT || check ||
-                                (kind == HR_W_DIED && !died_ok)))
+                if (HR_UNLIKELY(!graph_ok || s != HR_ID_OBJECT || (kind == HR_W_DIED && !died_ok)))
                     break;
                 uint64_t dst = 0;
                 if (kind == HR_W_LINK || kind == HR_W_UNLINK) {
