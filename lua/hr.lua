@@ -337,7 +337,7 @@ function hr.plot(spec)
     ("if (!exists(\"out\")) out = '%s.'.fmt\n"):format(name) ..
     ("load '%s'\n"):format(tpl:gsub("'", "''"))
   hr.write_file(spec.dir .. "/" .. name .. ".gp", text)
-  local written = {}
+  local written, warned = {}, {}
   for _, fmt in ipairs(spec.formats or {"png", "pdf", "svg"}) do
     if fmt ~= "png" and fmt ~= "pdf" and fmt ~= "svg" then
       argerror("hr.plot", 1, ("format '%s' is not png, pdf or svg"):format(tostring(fmt)))
@@ -353,8 +353,12 @@ function hr.plot(spec)
       error(("hr.plot: gnuplot failed on %s/%s: %s"):format(spec.dir, final, err ~= "" and err or
         ("exit " .. tostring(res.exit or res.error))), 2)
     end
-    if err:match("%S") then -- warnings (e.g. points outside a log axis): reported, figure kept
-      io.stderr:write(("heapreplay: gnuplot, %s/%s: %s\n"):format(spec.dir, final, (err:gsub("%s+$", ""))))
+    -- warnings (e.g. points outside a log axis, a panel whose values are all zero): reported
+    -- once per figure (every format draws the same data), figure kept
+    local w = err:gsub(tmp:gsub("%p", "%%%0"), name .. ".FMT"):gsub("%s+$", "")
+    if w:match("%S") and not warned[w] then
+      warned[w] = true
+      io.stderr:write(("heapreplay: gnuplot, %s/%s: %s\n"):format(spec.dir, name, w))
     end
     assert(os.rename(tmp_path, spec.dir .. "/" .. final))
     written[#written + 1] = spec.dir .. "/" .. final

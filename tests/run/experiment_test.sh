@@ -22,6 +22,12 @@ start=$(date +%s.%N)
 st=$?
 secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
 check $st "$EXP runs at size=small (status $st, ${secs}s): $(head -c 600 "$T/err" | tr '\n' ' ')"
+# gnuplot's warnings (e.g. a panel whose values are all zero) are reported once per figure, not
+# once per format (experiment 03 has such a panel)
+nw=$(grep -c '^heapreplay: gnuplot, ' "$T/err")
+dups=$(grep '^heapreplay: gnuplot, ' "$T/err" | sed -E 's/\.(png|pdf|svg): /: /' | sort | uniq -d | wc -l)
+[ "$dups" = 0 ]
+check $? "gnuplot warnings reported once per figure ($nw lines, $dups repeated)"
 dir=$(ls -d "$T"/*/ 2>/dev/null | head -n 1)
 dir=${dir%/}
 [ -n "$dir" ] && [ -s "$dir/results.csv" ]
