@@ -24,11 +24,13 @@
 #include "hr_replay.h"
 #include "hr_trace.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct vcheck {
     const char *name;
+    int replay;             /* a "replay ... completes" row, not a comparison with the recording */
     uint64_t matched, total;
     char detail[HR_ERR_MSG_MAX + 64];
 } vcheck_t;
@@ -90,6 +92,7 @@ static int run_replay_row(const char *path, const hr_replay_opts_t *o, const cha
                           vreport_t *rep, hr_replay_result_t *r, hr_err_t *err)
 {
     vcheck_t *row = add_check(rep, name);
+    row->replay = 1;
     row->total = 1;
     int rc = hr_replay_run(path, o, r, err);
     if (rc) {
@@ -513,6 +516,7 @@ static int run_validate(int argc, char **argv)
     if (rc)
         return hr_cli_fail(&err);
     int bad = 0;
+    uint64_t compared = 0; /* recorded checks compared (the replays' own rows aside) */
     printf("validate %s (%s trace; replays: pymalloc:preset=3.11,placement=recorded with %s%s)\n\n",
            in[0], hr_kind_name(kind), gc_spec, kind == HR_KIND_GRAPH ? "; libc with refcount" : "");
     printf("%-56s %9s %9s  %s\n", "check", "matched", "of", "result");
@@ -520,6 +524,7 @@ static int run_validate(int argc, char **argv)
         vcheck_t *c = &rep.c[i];
         int ok = c->total > 0 && c->matched == c->total;
         bad |= !ok && c->total > 0;
+        compared += c->replay ? 0 : c->total;
         printf("%-56s %9llu %9llu  %s\n", c->name, (unsigned long long)c->matched,
                (unsigned long long)c->total, c->total == 0 ? "n/a" : ok ? "MATCH" : "MISMATCH");
         if (c->detail[0] && !ok)
@@ -527,14 +532,23 @@ static int run_validate(int argc, char **argv)
     }
     if (o[0].value) {
         FILE *f = fopen(o[0].value, "w");
-        if (f) {
-            fprintf(f, "{\"schema\": \"heapreplay-validate/1\", \"trace\": \"%s\", \"checks\": [", in[0]);
-            for (int i = 0; i < rep.n; i++)
-                fprintf(f, "%s{\"check\": \"%s\", \"matched\": %llu, \"total\": %llu}",
-                        i ? ", " : "", rep.c[i].name, (unsigned long long)rep.c[i].matched,
-                        (unsigned long long)rep.c[i].total);
-            fprintf(f, "]}\n");
-            fclose(f);
+        if (!f) {
+            hr_err_set(&err, HR_EIO, "%s: cannot create: %s", o[0].value, strerror(errno));
+            return hr_cli_fail(&err);
+        }
+        fprintf(f, "{\"schema\": \"heapreplay-validate/1\", \"trace\": ");
+        hr_fput_json_string(f, in[0]);
+        fprintf(f, ", \"checks\": [");
+        for (int i = 0; i < rep.n; i++) {
+            fprintf(f, "%s{\"check\": ", i ? ", " : "");
+            hr_fput_json_string(f, rep.c[i].name);
+            fprintf(f, ", \"matched\": %llu, \"total\": %llu}",
+                    (unsigned long long)rep.c[i].matched, (unsigned long long)rep.c[i].total);
+        }
+        fprintf(f, "]}\n");
+        if (ferror(f) | fclose(f)) {
+            hr_err_set(&err, HR_EIO, "%s: cannot write: %s", o[0].value, strerror(errno));
+            return hr_cli_fail(&err);
         }
     }
     if (verbose && nmis) {
@@ -543,6 +557,12 @@ static int run_validate(int argc, char **argv)
         for (int i = 0; i < nmis; i++)
             printf("  %-44s %8llu  %s\n", mis_kind_name[mis[i].kind], (unsigned long long)mis[i].n,
                    mis[i].name);
+    }
+    if (!bad && compared == 0) {
+        /* nothing recorded to compare with: not a match */
+        printf("\nnothing compared: the trace holds no recorded statistics or collections "
+               "(validate compares a trace written by 'heapreplay record' with its replay)\n");
+        return 2;
     }
     printf("\n%s\n", bad ? "MISMATCH: the replay does not reproduce everything the recorded program did"
                          : "all checks match");
@@ -557,4 +577,5 @@ const hr_cmd_t hr_cmd_validate = {
     run_validate,
     "Replay a trace recorded from CPython with the matching configuration and compare every check\n"
     "it holds: pymalloc's statistics text, the collection schedule per generation, and for graph\n"
-    "traces the garbage per collection and reference-counting deaths. Exit 2 on a mismatch."};
+    "traces the garbage per collection and reference-counting deaths. Exit 2 on a mismatch, or\n"
+    "when the trace holds nothing recorded to compare."};

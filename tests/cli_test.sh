@@ -187,6 +187,14 @@ check $? "collectors and allocators list what is built in"
 # Every allocator built in replays the same stream end to end; the external ones report a peak
 # footprint of their own that covers the peak live bytes.
 "$HR" gen churn events=200000 seed=3 -o "$T/churn.hrt" >/dev/null
+# validate on a trace with nothing recorded to compare (a generated one): not "all checks match"
+"$HR" validate "$T/churn.hrt" >"$T/val.out" 2>"$T/val.err"
+st=$?
+[ $st = 2 ] && grep -q '^nothing compared' "$T/val.out" && ! grep -q 'all checks match' "$T/val.out" &&
+  grep -q 'was not written by' "$T/val.err"
+check $? "validate of a trace holding no recorded checks says nothing was compared, exit 2 (got $st)"
+expect "validate --json to a path that cannot be written" 3 "nonexistent-dir/v.json: cannot create" \
+  "$HR" validate "$T/churn.hrt" --json "$T/nonexistent-dir/v.json"
 for a in $("$HR" allocators | grep -E '^[a-z]' | cut -d' ' -f1); do
   "$HR" replay "$T/churn.hrt" --alloc "$a" --gc none -q --alloc-stats --json "$T/a-$a.json" \
     >"$T/a-$a.txt" 2>&1 &&
