@@ -3,6 +3,7 @@
 #include "hr_replay.h"
 #include "hr_trace.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -134,7 +135,8 @@ static int run_replay(int argc, char **argv)
         if (!ro.every)
             ro.every = 100000;
         if (!(tl = fopen(o[TIMELINE].value, "w"))) {
-            perror(o[TIMELINE].value);
+            fprintf(stderr, "heapreplay: %s: cannot create: %s\n", o[TIMELINE].value,
+                    strerror(errno));
             return 3;
         }
         fprintf(tl, "event,live_objects,live_blocks,live_bytes,footprint,rss,gc_ns\n");
@@ -165,9 +167,11 @@ static int run_replay(int argc, char **argv)
             printf("\n(allocator '%s' has no statistics text)\n", res.alloc_spec);
     }
     if (o[JSON].value) {
+        errno = 0;
         FILE *f = fopen(o[JSON].value, "w");
         if (!f || hr_replay_write_json(f, in[0], &res) || fclose(f) != 0) {
-            fprintf(stderr, "heapreplay: cannot write %s\n", o[JSON].value);
+            fprintf(stderr, "heapreplay: %s: cannot write%s%s\n", o[JSON].value, errno ? ": " : "",
+                    errno ? strerror(errno) : "");
             status = 3;
         }
     }

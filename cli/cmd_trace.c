@@ -5,6 +5,7 @@
 #include "hr_lua.h"
 #include "hr_trace.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
@@ -77,7 +78,7 @@ static int run_dump(int argc, char **argv)
         return hr_cli_usage("dump", "--limit takes a number of events, not '%s'", o[0].value);
     FILE *out = stdout;
     if (o[2].value && !(out = fopen(o[2].value, "w"))) {
-        perror(o[2].value);
+        fprintf(stderr, "heapreplay: %s: cannot create: %s\n", o[2].value, strerror(errno));
         return 3;
     }
     hr_err_t err = {0};

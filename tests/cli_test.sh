@@ -193,6 +193,12 @@ st=$?
 [ $st = 2 ] && grep -q '^nothing compared' "$T/val.out" && ! grep -q 'all checks match' "$T/val.out" &&
   grep -q 'was not written by' "$T/val.err"
 check $? "validate of a trace holding no recorded checks says nothing was compared, exit 2 (got $st)"
+expect "replay --timeline to a path that cannot be written" 3 \
+  "^heapreplay: .*/nonexistent-dir/t.csv: cannot create: No such file" \
+  "$HR" replay "$T/churn.hrt" -q --timeline "$T/nonexistent-dir/t.csv"
+expect "gen -o to a path that cannot be written names that path" 3 \
+  "^heapreplay: .*/nonexistent-dir/c.hrt: cannot create \(its temporary file " \
+  "$HR" gen churn events=100 -o "$T/nonexistent-dir/c.hrt"
 expect "validate --json to a path that cannot be written" 3 "nonexistent-dir/v.json: cannot create" \
   "$HR" validate "$T/churn.hrt" --json "$T/nonexistent-dir/v.json"
 for a in $("$HR" allocators | grep -E '^[a-z]' | cut -d' ' -f1); do

@@ -141,7 +141,11 @@ int hr_trace_writer_open(hr_trace_writer_t **out, const char *path, const hr_tra
     }
     w->fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
-        rc = hr_err_set(err, HR_EIO, "%s: cannot create: %s", target, strerror(errno));
+        if (w->tmp_path) /* name the file the caller asked for, then the one that failed */
+            rc = hr_err_set(err, HR_EIO, "%s: cannot create (its temporary file %s): %s", path,
+                            target, strerror(errno));
+        else
+            rc = hr_err_set(err, HR_EIO, "%s: cannot create: %s", target, strerror(errno));
         goto fail;
     }
     hr_buf_t hb;
