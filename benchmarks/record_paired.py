@@ -10,8 +10,11 @@
 #
 # Usage: benchmarks/record_paired.py [-n ITER] [-r ROUNDS] NAME=BUILD_DIR[:MODE[:EXTRA]] ...
 #   e.g.  record_paired.py -n 15 before=/tmp/base:alloc after=build:alloc after-graph=build:graph
-# MODE is alloc (default) or graph; EXTRA is passed to `record` (e.g. --embedded), except its
-# VAR=VALUE words, which go into the recording's environment (e.g. HEAPREPLAY_GENERIC_HOOKS=1).
+# MODE is alloc (default), graph or native; EXTRA is passed to `record` (e.g. --embedded), except
+# its VAR=VALUE words, which go into the recording's environment (e.g. HEAPREPLAY_GENERIC_HOOKS=1).
+# native runs `record --native -- python3.11 WORKLOAD` under PYTHONMALLOC=malloc (so that the
+# interpreter's allocations reach malloc) and is divided by a plain run under PYTHONMALLOC=malloc
+# of the same iteration.
 import argparse
 import os
 import statistics
@@ -60,8 +63,15 @@ def main():
         env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
         extra = [w for w in words if not ("=" in w and not w.startswith("-"))]
         out = os.path.join(tmp, name + ".hrt")
-        cmds.append((name, nice + [os.path.join(build, "cli", "heapreplay"), "record", "--mode",
-                                   mode, *extra, "-o", out, "--", WORKLOAD, str(a.r)], env))
+        hr = os.path.join(build, "cli", "heapreplay")
+        if mode == "native":
+            env["PYTHONMALLOC"] = "malloc"
+            cmds.append((name, nice + [hr, "record", "--native", *extra, "-o", out, "--", PY,
+                                       WORKLOAD, str(a.r)], env))
+        else:
+            cmds.append((name, nice + [hr, "record", "--mode", mode, *extra, "-o", out, "--",
+                                       WORKLOAD, str(a.r)], env))
+    native = {n for n, cmd, _ in cmds if "--native" in cmd}
     ratios = {n: ([], []) for n, _, _ in cmds}
     plains = []
     load0 = os.getloadavg()
@@ -70,10 +80,12 @@ def main():
         order = cmds[k:] + cmds[:k]
         pc, pw = run(plain)
         plains.append((pc, pw))
+        mc, mw = run(plain, {"PYTHONMALLOC": "malloc"}) if native else (pc, pw)
         for name, cmd, env in order:
             c, w = run(cmd, env)
-            ratios[name][0].append(c / pc)
-            ratios[name][1].append(w / pw)
+            rc, rw = (mc, mw) if name in native else (pc, pw)
+            ratios[name][0].append(c / rc)
+            ratios[name][1].append(w / rw)
     load1 = os.getloadavg()
     pcpu = statistics.median(p[0] for p in plains)
     pwall = statistics.median(p[1] for p in plains)
