@@ -360,14 +360,19 @@ static void compact_leaf(hr_idtab_t *t, uint64_t k)
     cleaf_t *c = cleaf_new(t, class_for(n));
     if (!c)
         return;
-    for (size_t i = 0; i < HR_IDTAB_LEAF; i++)
-        if (is_live(t, l + i * rs)) {
+    const size_t off = t->live_off;
+    const uint64_t mask = t->live_mask;
+    for (size_t i = 0; i < HR_IDTAB_LEAF; i++) {
+        uint64_t w;
+        memcpy(&w, l + i * rs + off, sizeof w);
+        if (w & mask) {
             if (c->m == n) { /* more live records than live ids: not the caller's records */
                 cleaf_free(t, c);
                 return;
             }
             cl_add(t, c, i, l + i * rs);
         }
+    }
     if (c->m != n) {
         cleaf_free(t, c);
         return;
