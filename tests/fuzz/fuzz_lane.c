@@ -5,7 +5,8 @@
  * same return code and error message (with its event index and byte offset), the same events,
  * ids, live and peak blocks and bytes, the same allocator statistics, the same collector counts
  * (everything but times), and the same collections and deaths at the same event indices, under
- * collectors with and without graph slots, in check mode and with deaths logged.
+ * collectors with and without graph slots, in check mode and with deaths logged, with the null
+ * allocator and with the pymalloc model.
  *
  * Every input is replayed as a trace file and, like fuzz_cursor, as the payload of a single data
  * frame of a trace whose kind is bit 0 of the input's first byte, so that mutations reach the
@@ -69,9 +70,10 @@ static void same_results(const hr_replay_result_t *x, const hr_replay_result_t *
 #undef HR_X
 }
 
-static void both_ways(const char *path, const char *gc, int check, int log_deaths)
+static void both_ways(const char *path, const char *alloc, const char *gc, int check,
+                      int log_deaths)
 {
-    hr_replay_opts_t o = {.alloc_spec = "null", .gc_spec = gc, .check = check, .partial = 1,
+    hr_replay_opts_t o = {.alloc_spec = alloc, .gc_spec = gc, .check = check, .partial = 1,
                           .log_deaths = log_deaths};
     hr_replay_result_t res[2];
     hr_err_t err[2];
@@ -96,9 +98,12 @@ static void replay_all(const uint8_t *data, size_t size)
     const char *path = scratch(data, size);
     static const char *const gcs[] = {"none", "refcount", "generational:5,2,2", "marksweep"};
     for (size_t i = 0; i < sizeof gcs / sizeof gcs[0]; i++)
-        both_ways(path, gcs[i], 0, 0);
-    both_ways(path, "refcount", 0, 1); /* the deaths each way, with their event indices */
-    both_ways(path, "generational:5,2,2", 1, 0);
+        both_ways(path, "null", gcs[i], 0, 0);
+    both_ways(path, "null", "refcount", 0, 1); /* the deaths each way, with their event indices */
+    both_ways(path, "null", "generational:5,2,2", 1, 0);
+    /* the pymalloc model under every fuzzed stream (a libFuzzer run sets ASan's
+     * allocator_may_return_null, so that a block of many GiB is an allocation failure) */
+    both_ways(path, "pymalloc", "generational:5,2,2", 0, 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
