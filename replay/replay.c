@@ -596,131 +596,76 @@ static void take_sample(engine_t *e)
 /* {==== The lane: the commonest events straight from the frame's bytes ==== */
 
 /* Nearly every event of a trace is an ALLOC, FREE or REALLOC, or in a graph trace a graph
- * event. The lane decodes those from the cursor's bytes and replays each in one dispatch, with
- * the cursor in locals, instead of the cursor handing the loop a decoded event to dispatch again
- * (callgrind: 10-20 fewer instructions per event). It makes exactly the checks and state changes
- * of hr_trace_cursor_next_unverified (hr_trace_fast.h: varints, sizes, id bounds, the checker's
- * id-state bitmap when the states are not external), then the loop's (a freed or resized block
- * must be live), and replays with the same helpers, e->event counting as it goes (collectors
- * read it), so events, results and errors are the same; tests/fuzz/fuzz_lane.c compares the two
- * ways (opts.lane, HEAPREPLAY_LANE=0).
+ * event. The lane decodes those with the cursor's own record parsers (hr_trace_fast.h:
+ * hr_cur_alloc, hr_cur_id and their takes, from which hr_trace_cursor_decode_ is built too) and
+ * replays each where it dispatched on the opcode, with the cursor in a local, instead of the
+ * cursor handing the loop a decoded event to dispatch again (callgrind: 10-20 fewer instructions
+ * per event). Its checks are the cursor's unverified decoding's, then the loop's (a freed or
+ * resized block must be live), and it replays with the same helpers, e->event counting as it
+ * goes (collectors read it), so events, results and errors are the same; tests/fuzz/fuzz_lane.c
+ * compares the two ways (opts.lane, HEAPREPLAY_LANE=0).
  *
- * It stops without consuming at any other event (and at an object's ALLOC in check mode, a
- * graph event in check mode, a DIED that is logged), a check that fails, or a block that is not
- * live, where the general path takes over; and when e->event reaches `stop`. On an error the
- * failing event has been consumed (as on the general path) and is event e->event. */
-HR_INLINE int lane_(engine_t *e, hr_trace_cursor_t *cp, uint64_t stop, hr_err_t *err,
-                    const int ext)
+ * It stops without consuming at any other event (and at an object's ALLOC or a graph event in
+ * check mode, a DIED that is logged), a check that fails, or a block that is not live, where the
+ * general path takes over; and when e->event reaches `stop`. On an error the failing event has
+ * been consumed (as on the general path) and is event e->event. */
+static int run_lane(engine_t *e, hr_trace_cursor_t *cp, uint64_t stop, hr_err_t *err)
 {
-    const uint8_t *p = cp->p, *const end = cp->end;
-    uint64_t prev = cp->prev, next_id = cp->next_id, n = 0;
+    hr_trace_cursor_t c = *cp;
     const uint64_t budget = stop - e->event;
-    uint8_t *const state = cp->state;
-    const size_t state_cap = cp->state_cap;
+    uint64_t n = 0;
     /* what the lane may take, fixed for the run: objects' ALLOCs, graph events, DIED */
-    const int objects_ok = cp->graph && !e->check, graph_ok = !ext && objects_ok;
-    const int died_ok = graph_ok && !e->o->log_deaths, graphless = e->graphless;
+    const int graph_ok = !e->check, died_ok = !e->check && !e->o->log_deaths;
+    const int graphless = e->graphless;
     int rc = HR_OK;
-    while (n < budget && p < end) {
-        const unsigned op = *p;
-        const uint8_t *q = p + 1;
-        uint64_t x, y = 0, id;
-        if ((op & ~3u) == HR_W_ALLOC) {
-            if (HR_UNLIKELY(hr_varint_get(&q, end, &x) != 1 || x > HR_TRACE_MAX_SIZE ||
-                            (!ext && (next_id >> 2) >= state_cap)))
+    while (n < budget && c.p < c.end) {
+        const unsigned op = *c.p;
+        const uint8_t *q = c.p + 1;
+        unsigned k;
+        if ((op & ~7u) == HR_W_ALLOC) {
+            uint64_t size, flags, tag;
+            if (HR_UNLIKELY(!hr_cur_alloc(&c, op, &q, c.end, &size, &flags, &tag) ||
+                            ((flags & HR_F_OBJECT) && !graph_ok)))
                 break;
-            id = next_id++;
-            if (!ext)
-                hr_idstate_set(state, id, HR_ID_BLOCK);
-            p = q, prev = id;
-            if (HR_UNLIKELY((rc = alloc_block(e, id, x, (hr_domain_t)(op & 3), 0, 0, err))))
+            uint64_t id = hr_cur_alloc_take(&c, flags);
+            c.p = q;
+            rc = flags ? alloc_event(e, id, size, (hr_domain_t)(op & 3), (unsigned)flags, 0, err)
+                       : alloc_block(e, id, size, (hr_domain_t)(op & 3), 0, 0, err);
+        } else if (HR_LIKELY((k = hr_cur_id_kind(op)) != 0)) {
+            uint64_t id, b = 0;
+            if (HR_UNLIKELY(!hr_cur_id(&c, op, k, &q, c.end, 0, &id, &b)))
                 break;
-        } else if ((op & ~3u) == HR_W_ALLOC_FLAGS) {
-            uint64_t tag = 0;
-            if (HR_UNLIKELY(hr_varint_get(&q, end, &x) != 1 || x > HR_TRACE_MAX_SIZE ||
-                            hr_varint_get(&q, end, &y) != 1 ||
-                            (y & ~(uint64_t)(HR_F_GC | HR_F_OBJECT | HR_F_ZERO | HR_F_TYPED)) ||
-                            ((y & HR_F_OBJECT) && !objects_ok) ||
-                            (!ext && (next_id >> 2) >= state_cap)))
-                break;
-            if ((y & HR_F_TYPED) && (hr_varint_get(&q, end, &tag) != 1 || tag >= cp->ntypes))
-                break;
-            id = next_id++;
-            if (!ext)
-                hr_idstate_set(state, id, (y & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
-            p = q, prev = id;
-            if (HR_UNLIKELY((rc = alloc_event(e, id, x, (hr_domain_t)(op & 3), (unsigned)y, 0,
-                                              err))))
-                break;
-        } else {
-            const unsigned kind = op & ~(unsigned)HR_W_FROM_PREV;
-            if (HR_UNLIKELY(kind < HR_W_FREE || kind > HR_W_DIED ||
-                            (kind > HR_W_REALLOC && kind < HR_W_INCREF)))
-                break;
-            if (HR_UNLIKELY(hr_varint_get(&q, end, &x) != 1))
-                break;
-            id = (op & HR_W_FROM_PREV) ? prev + (uint64_t)hr_unzigzag(x) : next_id - 1 - x;
-            if (HR_UNLIKELY(id >= next_id)) /* also catches negative candidates (wrapped) */
-                break;
-            const int s = ext ? HR_ID_BLOCK : hr_idstate_get(state, id);
-            if (kind == HR_W_FREE || kind == HR_W_REALLOC) {
-                if (HR_UNLIKELY(kind == HR_W_FREE ? s != HR_ID_BLOCK : s == HR_ID_FREED))
-                    break;
-                if (kind == HR_W_REALLOC &&
-                    HR_UNLIKELY(hr_varint_get(&q, end, &y) != 1 || y > HR_TRACE_MAX_SIZE))
-                    break;
+            if (k == HR_W_FREE || k == HR_W_REALLOC) {
                 hr_entry_t *en = live_entry(e, id);
                 if (HR_UNLIKELY(!en))
                     break;
-                p = q, prev = id;
-                if (kind == HR_W_FREE) {
-                    if (!ext)
-                        hr_idstate_set(state, id, HR_ID_FREED);
+                hr_cur_id_take(&c, k, id, b);
+                c.p = q;
+                if (k == HR_W_FREE)
                     free_entry(e, en, id);
-                } else if (HR_UNLIKELY((rc = realloc_entry(e, en, id, y, err)))) {
-                    break;
-                }
+                else
+                    rc = realloc_entry(e, en, id, b, err);
             } else {
-                /* INCREF, DECREF, LINK, UNLINK, DIED: on live objects of a graph trace */
-                if (HR_UNLIKELY(!graph_ok || s != HR_ID_OBJECT || (kind == HR_W_DIED && !died_ok)))
+                /* INCREF, DECREF, LINK, UNLINK, DIED (hr_cur_id took only live objects of a
+                 * graph trace) */
+                if (HR_UNLIKELY(!graph_ok || (k == HR_W_DIED && !died_ok)))
                     break;
-                uint64_t dst = 0;
-                if (kind == HR_W_LINK || kind == HR_W_UNLINK) {
-                    if (HR_UNLIKELY(hr_varint_get(&q, end, &y) != 1))
-                        break;
-                    dst = id + (uint64_t)hr_unzigzag(y);
-                    if (HR_UNLIKELY(dst >= next_id || hr_idstate_get(state, dst) != HR_ID_OBJECT))
-                        break;
-                }
-                p = q;
-                prev = (kind == HR_W_LINK || kind == HR_W_UNLINK) ? dst : id;
-                if (kind != HR_W_DIED && !graphless) {
-                    static const uint8_t ops[] = {HR_OP_INCREF, HR_OP_DECREF, HR_OP_LINK,
-                                                  HR_OP_UNLINK};
-                    if (HR_UNLIKELY((rc = graph_event(e, ops[kind - HR_W_INCREF], id, dst, err))))
-                        break;
-                }
+                hr_cur_id_take(&c, k, id, b);
+                c.p = q;
+                if (k != HR_W_DIED && !graphless)
+                    rc = graph_event(e, hr_cur_id_op(k), id, b, err);
             }
+        } else {
+            break;
         }
+        if (HR_UNLIKELY(rc != HR_OK))
+            break;
         n++;
         e->event++;
     }
-    cp->p = p;
-    cp->prev = prev;
-    cp->next_id = next_id;
-    cp->events += n + (rc != HR_OK);
+    c.events += n + (rc != HR_OK);
+    *cp = c;
     return rc;
-}
-
-/* Two lanes: external id states (allocation-only traces) and the bitmap (graph traces). */
-static int lane_ext(engine_t *e, hr_trace_cursor_t *c, uint64_t stop, hr_err_t *err)
-{
-    return lane_(e, c, stop, err, 1);
-}
-
-static int lane_bitmap(engine_t *e, hr_trace_cursor_t *c, uint64_t stop, hr_err_t *err)
-{
-    return lane_(e, c, stop, err, 0);
 }
 
 /* A graph trace named an object the collector had reclaimed. On a recorded CPython trace, say
@@ -828,8 +773,7 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
              * reports it with its place in the file. */
             for (;;) {
                 if (lane) {
-                    rc = c.ext ? lane_ext(&e, &c, next_sample, err)
-                               : lane_bitmap(&e, &c, next_sample, err);
+                    rc = run_lane(&e, &c, next_sample, err);
                     if (HR_UNLIKELY(rc != HR_OK)) {
                         hr_trace_cursor_give(r, c);
                         hr_err_prefix(err, "%s: event %llu: ", path, (unsigned long long)e.event);

@@ -93,6 +93,92 @@ hr_trace_cursor_t hr_trace_cursor_take(hr_trace_reader_t *r);
 /* Give the cursor back: the reader continues after the last event the cursor decoded. */
 void hr_trace_cursor_give(hr_trace_reader_t *r, hr_trace_cursor_t c);
 
+/* The cursor's records one kind at a time: hr_trace_cursor_decode_ below, and a consumer that
+ * dispatches on the opcode itself (the replay engine's lane, replay.c), are built from these,
+ * so both make the same checks. A parse (hr_cur_alloc, hr_cur_id) reads the record after its
+ * opcode byte at *pp and changes nothing: 1 when the cursor takes it (*pp past it), 0 when not;
+ * its take (hr_cur_alloc_take, hr_cur_id_take) then makes the state changes. */
+
+/* ALLOC, plain or with flags ((op & ~7) == HR_W_ALLOC): *size, *flags, *tag. */
+HR_INLINE int hr_cur_alloc(const hr_trace_cursor_t *c, unsigned op, const uint8_t **pp,
+                           const uint8_t *end, uint64_t *size, uint64_t *flags, uint64_t *tag)
+{
+    *flags = 0, *tag = 0;
+    if (hr_varint_get(pp, end, size) != 1 || *size > HR_TRACE_MAX_SIZE ||
+        (!c->ext && (c->next_id >> 2) >= c->state_cap))
+        return 0;
+    if ((op & ~3u) == HR_W_ALLOC)
+        return 1;
+    if (hr_varint_get(pp, end, flags) != 1 ||
+        (*flags & ~(uint64_t)(HR_F_GC | HR_F_OBJECT | HR_F_ZERO | HR_F_TYPED)) ||
+        ((*flags & HR_F_OBJECT) && !c->graph))
+        return 0;
+    return !(*flags & HR_F_TYPED) || (hr_varint_get(pp, end, tag) == 1 && *tag < c->ntypes);
+}
+
+/* The id of an ALLOC hr_cur_alloc took. */
+HR_INLINE uint64_t hr_cur_alloc_take(hr_trace_cursor_t *c, uint64_t flags)
+{
+    uint64_t a = c->next_id++;
+    if (!c->ext)
+        hr_idstate_set(c->state, a, (flags & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
+    c->prev = a;
+    return a;
+}
+
+/* The wire kind of an id-naming opcode (HR_W_FREE, _REALLOC, _INCREF, _DECREF, _LINK, _UNLINK,
+ * _DIED), or 0; and the hr_op_t of such a kind. */
+HR_INLINE unsigned hr_cur_id_kind(unsigned op)
+{
+    unsigned k = op & ~(unsigned)HR_W_FROM_PREV;
+    return k == HR_W_FREE || k == HR_W_REALLOC || (k >= HR_W_INCREF && k <= HR_W_DIED) ? k : 0;
+}
+HR_INLINE int hr_cur_id_op(unsigned k)
+{
+    return k == HR_W_FREE      ? HR_OP_FREE
+           : k == HR_W_REALLOC ? HR_OP_REALLOC
+                               : HR_OP_INCREF + (int)(k - HR_W_INCREF);
+}
+
+/* An id-naming record of wire kind k (hr_cur_id_kind(op)): *a its id; *b the new size
+ * (REALLOC) or the target (LINK, UNLINK). FREE names a block, REALLOC anything not freed, the
+ * graph events objects of a graph trace. With external id states a FREE or REALLOC asks c->ext
+ * when `verify`, else is the consumer's to check (hr_trace_cursor_next_unverified). */
+HR_INLINE int hr_cur_id(const hr_trace_cursor_t *c, unsigned op, unsigned k, const uint8_t **pp,
+                        const uint8_t *end, const int verify, uint64_t *a, uint64_t *b)
+{
+    uint64_t x;
+    if (hr_varint_get(pp, end, &x) != 1)
+        return 0;
+    uint64_t id = (op & HR_W_FROM_PREV) ? c->prev + (uint64_t)hr_unzigzag(x) : c->next_id - 1 - x;
+    if (HR_UNLIKELY(id >= c->next_id)) /* also catches negative candidates (wrapped) */
+        return 0;
+    int s = !c->ext ? hr_idstate_get(c->state, id) : verify ? c->ext(c->ext_arg, id) : HR_ID_BLOCK;
+    *a = id;
+    switch (k) {
+    case HR_W_FREE:
+        return s == HR_ID_BLOCK;
+    case HR_W_REALLOC:
+        return s != HR_ID_FREED && hr_varint_get(pp, end, b) == 1 && *b <= HR_TRACE_MAX_SIZE;
+    case HR_W_LINK:
+    case HR_W_UNLINK:
+        if (!c->graph || s != HR_ID_OBJECT || hr_varint_get(pp, end, &x) != 1)
+            return 0;
+        *b = id + (uint64_t)hr_unzigzag(x);
+        return *b < c->next_id && hr_idstate_get(c->state, *b) == HR_ID_OBJECT;
+    default: /* INCREF, DECREF, DIED */
+        return c->graph && s == HR_ID_OBJECT;
+    }
+}
+
+/* The state changes of a record hr_cur_id took: a FREE frees its id; prev follows. */
+HR_INLINE void hr_cur_id_take(hr_trace_cursor_t *c, unsigned k, uint64_t a, uint64_t b)
+{
+    if (k == HR_W_FREE && !c->ext)
+        hr_idstate_set(c->state, a, HR_ID_FREED);
+    c->prev = k == HR_W_LINK || k == HR_W_UNLINK ? b : a;
+}
+
 /* Decode the next event if it is one of the cursor's kinds and passes every check; returns its
  * hr_op_t, or 0 (stop) without consuming anything:
  *   ALLOC     a plain block, or flags among gc, object, zero, typed (a defined type)
@@ -109,100 +195,34 @@ void hr_trace_cursor_give(hr_trace_reader_t *r, hr_trace_cursor_t c);
 HR_INLINE int hr_trace_cursor_decode_(hr_trace_cursor_t *c, hr_cur_event_t *ev, const int verify)
 {
     const uint8_t *p = c->p, *end = c->end;
-    uint64_t x, y, a;
     if (HR_UNLIKELY(p >= end))
         return 0;
-    unsigned op = *p++, kind;
-    if ((op & ~3u) == HR_W_ALLOC) {
-        if (hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE ||
-            (!c->ext && (c->next_id >> 2) >= c->state_cap))
+    unsigned op = *p++, k;
+    int kind;
+    if ((op & ~7u) == HR_W_ALLOC) {
+        uint64_t size, flags, tag;
+        if (!hr_cur_alloc(c, op, &p, end, &size, &flags, &tag))
             return 0;
-        a = c->next_id++;
-        if (!c->ext)
-            hr_idstate_set(c->state, a, HR_ID_BLOCK);
-        ev->a = a;
-        ev->b = x;
+        ev->a = hr_cur_alloc_take(c, flags);
+        ev->b = size;
         ev->domain = (uint8_t)(op & 3);
-        ev->flags = 0;
-        ev->tag = 0;
-        c->prev = a;
-        c->p = p;
-        c->events++;
-        return HR_OP_ALLOC;
-    }
-    if ((op & ~3u) == HR_W_ALLOC_FLAGS) {
-        if (hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE ||
-            hr_varint_get(&p, end, &y) != 1 ||
-            (y & ~(uint64_t)(HR_F_GC | HR_F_OBJECT | HR_F_ZERO | HR_F_TYPED)) ||
-            ((y & HR_F_OBJECT) && !c->graph) || (!c->ext && (c->next_id >> 2) >= c->state_cap))
-            return 0;
-        uint64_t tag = 0;
-        if ((y & HR_F_TYPED) && (hr_varint_get(&p, end, &tag) != 1 || tag >= c->ntypes))
-            return 0;
-        a = c->next_id++;
-        if (!c->ext)
-            hr_idstate_set(c->state, a, (y & HR_F_OBJECT) ? HR_ID_OBJECT : HR_ID_BLOCK);
-        ev->a = a;
-        ev->b = x;
-        ev->domain = (uint8_t)(op & 3);
-        ev->flags = (uint8_t)y;
+        ev->flags = (uint8_t)flags;
         ev->tag = (uint32_t)tag;
-        c->prev = a;
-        c->p = p;
-        c->events++;
-        return HR_OP_ALLOC;
-    }
-    switch (op & ~(unsigned)HR_W_FROM_PREV) {
-    case HR_W_FREE: kind = HR_OP_FREE; break;
-    case HR_W_REALLOC: kind = HR_OP_REALLOC; break;
-    case HR_W_INCREF: kind = HR_OP_INCREF; break;
-    case HR_W_DECREF: kind = HR_OP_DECREF; break;
-    case HR_W_DIED: kind = HR_OP_DIED; break;
-    case HR_W_LINK: kind = HR_OP_LINK; break;
-    case HR_W_UNLINK: kind = HR_OP_UNLINK; break;
-    default: return 0;
-    }
-    if (hr_varint_get(&p, end, &x) != 1)
+        kind = HR_OP_ALLOC;
+    } else if ((k = hr_cur_id_kind(op)) != 0) {
+        uint64_t a, b = 0;
+        if (!hr_cur_id(c, op, k, &p, end, verify, &a, &b))
+            return 0;
+        hr_cur_id_take(c, k, a, b);
+        ev->a = a;
+        ev->b = b;
+        kind = hr_cur_id_op(k);
+    } else {
         return 0;
-    a = (op & HR_W_FROM_PREV) ? c->prev + (uint64_t)hr_unzigzag(x) : c->next_id - 1 - x;
-    if (HR_UNLIKELY(a >= c->next_id)) /* also catches negative candidates (wrapped) */
-        return 0;
-    uint64_t prev = a;
-    /* External id states (an allocation-only trace: every id is a block) are the consumer's to
-     * check, or to ask here; the bitmap otherwise. */
-    int s = !c->ext ? hr_idstate_get(c->state, a)
-                    : verify ? c->ext(c->ext_arg, a) : HR_ID_BLOCK;
-    switch (kind) {
-    case HR_OP_FREE:
-        if (HR_UNLIKELY(s != HR_ID_BLOCK))
-            return 0;
-        if (!c->ext)
-            hr_idstate_set(c->state, a, HR_ID_FREED);
-        break;
-    case HR_OP_REALLOC:
-        if (s == HR_ID_FREED || hr_varint_get(&p, end, &x) != 1 || x > HR_TRACE_MAX_SIZE)
-            return 0;
-        ev->b = x;
-        break;
-    case HR_OP_LINK:
-    case HR_OP_UNLINK:
-        if (!c->graph || s != HR_ID_OBJECT || hr_varint_get(&p, end, &y) != 1)
-            return 0;
-        y = a + (uint64_t)hr_unzigzag(y);
-        if (y >= c->next_id || hr_idstate_get(c->state, y) != HR_ID_OBJECT)
-            return 0;
-        ev->b = prev = y;
-        break;
-    default: /* INCREF, DECREF, DIED */
-        if (!c->graph || s != HR_ID_OBJECT)
-            return 0;
-        break;
     }
-    ev->a = a;
-    c->prev = prev;
     c->p = p;
     c->events++;
-    return (int)kind;
+    return kind;
 }
 
 HR_INLINE int hr_trace_cursor_next(hr_trace_cursor_t *c, hr_cur_event_t *ev)
