@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # replay.sh: benchmark (not a test): replay throughput with the null allocator and the none
 # collector, next to `zstd -dc` of the same file, and the engine's memory per live block:
-# (peak RSS - RSS at start) / peak live blocks, each replay in its own process.
+# (peak RSS - RSS at start) / peak live blocks, each replay in its own process; then, on the
+# allocation traces, the floor: the least work a replay does per event, timed alone
+# (benchmarks/bench_replay_floor.c), next to the engine in the same runs.
 # Goals (issue 4): >= 100 M events/s; <= 16 bytes of engine metadata per live block.
 # HR_BENCH_EVENTS sets the size of the churn trace (default 100000000).
 set -euo pipefail
@@ -48,3 +50,12 @@ for t in traces:
 print("ratio: replay speed / zstd -dc speed on the same file (both measured here, best of 3).")
 print("B/live: bytes of process growth (RSS) and of the engine's id table per peak live block.")
 PY
+# What the least work costs on the same allocation traces, next to the engine in the same runs
+# (docs/replay-and-collectors.md, "How far from the floor"). Needs ~13 bytes of memory per event
+# of the largest trace (1.3 GB for 100 M events).
+echo
+alloc_traces=()
+for t in "${traces[@]}"; do
+  $HR info "$t" | grep -q '^format.*kind alloc' && alloc_traces+=("$t")
+done
+build/benchmarks/bench_replay_floor --engine "$HR" "${alloc_traces[@]}"
