@@ -251,6 +251,7 @@ static int open_hr(lua_State *L)
     lua_pushstring(L, HR_TRACE_VERSION == 1 ? "1" : "?");
     lua_setfield(L, -2, "trace_version");
     hr_lua_open_sys(L);
+    hr_lua_open_data(L);
     hr_lua_open_api(L);
     /* the high-level API (hr.lua) and the experiment driver (experiment.lua), embedded */
     if (load_embedded(L, hr_lua_src_hr, "=[heapreplay hr.lua]") != LUA_OK)

@@ -2,8 +2,10 @@
  *
  *   hr_lua.c       module `hr` assembly, the trace-writer userdata, generator scripts,
  *                  `heapreplay run` (hr_lua_run)
- *   hr_lua_sys.c   files (atomic writes), JSON and CSV codecs, processes and the parallel sweep
- *                  scheduler (hr.exec, hr.sweep), hashing, machine and build facts
+ *   hr_lua_sys.c   files (atomic writes), processes and the parallel sweep scheduler (hr.exec,
+ *                  hr.sweep), hashing, machine and build facts
+ *   hr_lua_data.c  the JSON and CSV codecs (hr.json_*, hr.read_json, hr.write_json, hr.null,
+ *                  hr.read_csv, hr.write_csv)
  *   hr_lua_api.c   trace facts computed in process (hr.info, hr.refcounts) and the registries
  *                  (hr.allocators, hr.collectors, hr.generators)
  *   hr.lua         the high-level API written in Lua on top of those (hr.replay, hr.gen, hr.record,
@@ -16,9 +18,21 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-/* Add the functions of hr_lua_sys.c / hr_lua_api.c to the table at the top of the stack. */
+/* Add the functions of hr_lua_sys.c / hr_lua_data.c / hr_lua_api.c to the table at the top of
+ * the stack (hr_lua_open_data also sets hr.null). */
 void hr_lua_open_sys(lua_State *L);
+void hr_lua_open_data(lua_State *L);
 void hr_lua_open_api(lua_State *L);
+
+/* Registry key of the JSON null sentinel (hr.null). */
+#define HR_LUA_NULL_KEY "hr.null"
+
+/* Write data to path atomically (PATH.tmp.PID, fsync, rename, fsync of the directory). Returns
+ * 0 or -1 with errno set. */
+int hr_lua_write_atomic(const char *path, const void *data, size_t len);
+/* hr.read_file(path) as a C function: the contents (raises, naming the file, when it cannot be
+ * read). */
+int hr_lua_read_file(lua_State *L);
 
 /* Check that the table argument `arg` of function `fname` holds only keys among `known`
  * (NULL-terminated); raise "bad argument #arg to 'fname' (unknown option 'x'; known: ...)". */
