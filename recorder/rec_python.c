@@ -179,30 +179,52 @@ static size_t preheader(PyTypeObject *t)
            (PyType_HasFeature(t, Py_TPFLAGS_MANAGED_DICT) ? 2 * sizeof(PyObject *) : 0);
 }
 
-/* Is t safe to read as a type object? Only addresses inside a loaded object's image (static
- * types) or 16 bytes into a live recorded block (heap types are GC objects) are dereferenced. */
-static int readable_type(uintptr_t t)
+/* Does t lie inside a loaded object's image (where static types are)? dladdr is not cheap: the
+ * candidates it rejects are remembered (R.rejected; see learn_type). */
+static int in_image(uintptr_t t)
 {
-    if (!t || (t & 7))
-        return 0;
-    if (hr_idmap_get(&R.map, t - 16, NULL, NULL))
-        return 1;
     Dl_info info;
     return dladdr((void *)t, &info) != 0 && info.dli_fname != NULL;
 }
 
-/* Is t a GC type with that pre-header? Its metatype is read (PyType_Check) only if it is
- * readable too: in a static, non-PIE interpreter (the preloaded recorder's) the brk heap and the
- * executable's data lie below 4 GiB, so the refcount test of learn_type lets pointers through and
- * a candidate inside the executable's image may be any data. */
+static inline uint64_t type_pre(uintptr_t t);
+
+/* Is t a GC type with that pre-header? Nothing is dereferenced before it is known to be safe:
+ *   - t itself: a static type lies in an image; a heap type is a GC object with a 16-byte
+ *     pre-header, so t - 16 starts a recorded GC block, whose first 32 bytes (the pre-header,
+ *     the refcount, the type) are readable. (In graph mode, a block known to have a 32-byte
+ *     pre-header, flag 0x80 in the map, holds an instance, not a type.)
+ *   - its metatype m = Py_TYPE(t) must be a type already: &PyType_Type, a learned type, or one
+ *     whose own type is &PyType_Type and that lies where t may. Only then is m->tp_flags read
+ *     (PyType_Check), and only if that says t is a type is t->tp_flags read.
+ * Reading the metatype as "any readable address" let the GC link of a class instance (the
+ * candidate learn_type finds 16 bytes into its block: a pointer to the previous object's link,
+ * which is 16 bytes into that object's block) pass as a type when random bits of the blocks
+ * after it looked like type flags: the instance allocated next to it was then placed 16 bytes
+ * off and never found by a traversal (docs/recorder.md, "A stale read"); those reads could
+ * also run past the end of an arena. */
+static int plausible_type_at(uintptr_t t)
+{
+    if (!t || (t & 7))
+        return 0;
+    unsigned fl = 0;
+    if (hr_idmap_get(&R.map, t - 16, NULL, &fl))
+        return (fl & HR_F_GC) && !(fl & 0x80);
+    return 0;
+}
+
 static int valid_type(uintptr_t t, size_t pre)
 {
-    if (!readable_type(t))
+    if (!plausible_type_at(t) && !in_image(t))
         return 0;
+    uintptr_t m = (uintptr_t)Py_TYPE((PyObject *)t);
+    if (m != (uintptr_t)&PyType_Type && !type_pre(m)) {
+        if (!plausible_type_at(m) && !(m && !(m & 7) && in_image(m)))
+            return 0;
+        if ((uintptr_t)Py_TYPE((PyObject *)m) != (uintptr_t)&PyType_Type)
+            return 0;
+    }
     PyTypeObject *ty = (PyTypeObject *)t;
-    uintptr_t meta = (uintptr_t)Py_TYPE((PyObject *)ty);
-    if (meta != (uintptr_t)&PyType_Type && !readable_type(meta))
-        return 0;
     return PyType_Check((PyObject *)ty) && PyType_IS_GC(ty) && preheader(ty) == pre;
 }
 
@@ -264,13 +286,17 @@ static void learn_type(uintptr_t a, uint64_t size)
         uintptr_t t = (uintptr_t)w[ty];
         if (type_pre(t) == (uint64_t)pre)
             return;
-        if (hr_idmap_get(&R.rejected, t, NULL, NULL))
+        /* A heap candidate is checked each time (its block may come to hold a type later); an
+         * address outside the heap's recorded blocks and the images is remembered as rejected
+         * (dladdr is the costly part). */
+        int heap = plausible_type_at(t);
+        if (!heap && hr_idmap_get(&R.rejected, t, NULL, NULL))
             continue;
         if (valid_type(t, (size_t)pre)) {
             type_learned(t, (uint64_t)pre);
             return;
         }
-        if (R.rejected.count < 4096)
+        if (!heap && R.rejected.count < 4096)
             hr_idmap_put(&R.rejected, t, 0, 0);
     }
     R.stat.learn_rejected++;
