@@ -479,6 +479,17 @@ static int collect_gen(const struct _gc_runtime_state *g, int count0)
     return 0;
 }
 
+/* The generation of the collection that ran inside the pending allocation's link, from how the
+ * older generations' counts moved since: CPython adds 1 to generation g + 1's count when it
+ * starts collecting g, and zeroes the counts up to g. (collect_gen cannot tell afterwards: it
+ * reads counts the collection already changed.) */
+static int gen_collected_since_pending(const struct _gc_runtime_state *g)
+{
+    return g->generations[1].count == R.pend.count1 + 1   ? 0
+           : g->generations[2].count == R.pend.count2 + 1 ? 1
+                                                          : 2;
+}
+
 /* Graph mode: a collection is about to run on a whole heap: reconcile and apply it to the
  * shadow (once per collection). */
 static void graph_collection(int gen)
@@ -508,9 +519,7 @@ static void observe_without_callback(struct _gc_runtime_state *g, int triggered)
     if (g->collecting && R.gc_state == GC_IDLE) {
         R.gc_state = GC_SEEN;
         if (triggered) {
-            int gen = g->generations[1].count == R.pend.count1 + 1   ? 0
-                      : g->generations[2].count == R.pend.count2 + 1 ? 1
-                                                                     : 2;
+            int gen = gen_collected_since_pending(g);
             copy_stats(R.begin_stats, g);
             write_gc_begin(gen);
             R.gc_gen = gen;
@@ -564,9 +573,14 @@ static void observe_full_(int next)
                    R.pend.count0 + 1 > g->generations[0].threshold);
     if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && g) {
         if (!R.cb_active) {
-            /* start-up: a collection predicted at the allocation; did it happen? */
+            /* start-up: a collection predicted at the allocation (do_alloc reconciled the heap
+             * before it, for the generation it predicted); did it happen? Which generation it
+             * was must come from the counts' movement: asking collect_gen now, after the
+             * collection changed the counts, named another generation when it was 1 (a gen-1
+             * collection leaves generation 1's count at 0), and the heap was reconciled again,
+             * after the collection, with the allocation already tracked and not yet known. */
             if (triggered)
-                graph_collection(collect_gen(g, R.pend.count0 + 1));
+                graph_collection(gen_collected_since_pending(g));
             else if (hr_rec_graph_prepared() >= 0)
                 hr_rec_graph_discard();
         } else if (in_link && R.gc_state == GC_IDLE) {
