@@ -551,9 +551,21 @@ static inline void gate_update(void)
     R.slow = !R.cb_active || R.gc_state != GC_IDLE || R.self_check > 1;
 }
 
+/* Preloaded with `-c`, `-m` or other interpreter options first (no script file known to see
+ * opened): 1 until the interpreter is initialised, when the script phase is scheduled
+ * (pre_init_seen, in the preloaded part below). */
+static volatile int pre_await_init;
+#ifdef HR_REC_PRELOAD
+static void pre_init_seen(void);
+#else
+static void pre_init_seen(void) { pre_await_init = 0; } /* embedded: never set */
+#endif
+
 /* `next` says what the event being observed is (for the count arithmetic). Holds the lock. */
 static void observe_full_(int next)
 {
+    if (HR_UNLIKELY(pre_await_init) && _PyRuntime.initialized)
+        pre_init_seen();
     struct _gc_runtime_state *g = gcstate();
     int now = g ? g->generations[0].count : -1;
     R.last_gc = 0;
@@ -1654,7 +1666,10 @@ __attribute__((constructor)) static void pre_start(void)
                               .level = atoi(level)};
         exit_on_report = 1;
         if (rec_start(&o, "cpython-pep445-preload", &err) == 0) {
-            pre_await = 1;
+            if (pre_script[0] == '-') /* -c CMD, -m MODULE, or options before the script */
+                pre_await_init = 1;
+            else
+                pre_await = 1;
             return;
         }
     }
@@ -1674,12 +1689,9 @@ static int is_script(const char *path)
            st.st_ino == pre_script_st.st_ino;
 }
 
-static void pre_script_opens(const char *path)
+/* The script phase begins (the gc callback, the exit handler; rec_script_begins). */
+static void pre_begin(void)
 {
-    if (HR_LIKELY(!pre_await) || !path || !_PyRuntime.initialized ||
-        R.sink.owner != getpid() || !is_script(path))
-        return;
-    pre_await = 0;
     PyGILState_STATE st = PyGILState_Ensure();
     hr_err_t err = {0};
     if (rec_script_begins(&err)) { /* reported at exit, as a failed write would be */
@@ -1691,6 +1703,39 @@ static void pre_script_opens(const char *path)
         hr_sink_unlock(&R.sink);
     }
     PyGILState_Release(st);
+}
+
+static void pre_script_opens(const char *path)
+{
+    if (HR_LIKELY(!pre_await) || !path || !_PyRuntime.initialized ||
+        R.sink.owner != getpid() || !is_script(path))
+        return;
+    pre_await = 0;
+    pre_begin();
+}
+
+/* `python -c CMD` and `python -m MODULE` open no script file (and with other options first the
+ * script is not args[0]). The script phase then begins at
+ * the first point the interpreter's main thread runs pending calls after initialisation: the
+ * start of the command's code, or of runpy's, which imports the module. An allocator hook (where
+ * the initialisation is first seen) may not run Python code, so it only schedules the call
+ * (Py_AddPendingCall neither allocates nor needs the GIL). */
+static int pre_begin_pending(void *arg)
+{
+    (void)arg;
+    if (R.sink.owner == getpid())
+        pre_begin();
+    return 0;
+}
+
+static void pre_init_seen(void)
+{
+    pre_await_init = 0;
+    if (Py_AddPendingCall(pre_begin_pending, NULL) != 0) {
+        hr_err_set(&R.sink.err, HR_EINTERNAL, "cannot schedule the script phase (-c/-m)");
+        R.sink.failed = 1;
+        R.sink.off = 1;
+    }
 }
 
 /* Both names (stdio.h may rename fopen to fopen64, so they are defined by symbol name). */

@@ -87,6 +87,15 @@ if [ "$HAVE_PY" = 1 ]; then
   check "an unwritable trace: the recorder's own error, marked, exit 3" \
     bash -c "[ $st = 3 ] && grep -q '^heapreplay record: error:' '$T/bad.err'"
 
+  # validate's rows for a graph trace that must match (see "graph mode: validate" below)
+  row() { grep -Eq "^$2 +[0-9]+ +[0-9]+  MATCH" "$1"; }
+  graph_rows=("replay with the generational collector completes"
+              "replay with reference counting completes"
+              "refcount deaths where CPython freed \(same observation\)"
+              "collection points and generations"
+              "garbage found per collection"
+              "collections per generation \(gc.get_stats\)"
+              "cycle garbage \(and what only it holds\) leaked by refcount")
   # {==== how the script runs: preloaded into the system's python3.11, or embedded ====
   if [ "$PRELOAD_PY" = 1 ]; then
     cat >"$T/env.py" <<'PYEOF'
@@ -107,6 +116,25 @@ PYEOF
     (cd "$D/.." && "$HRABS" record -o "$T/rel.hrt" -- record/../record/exits.py normal >/dev/null 2>&1)
     check "preloaded, relative script path: phases startup, script, finalize and the statistics" \
       bash -c "\"$HR\" dump '$T/rel.hrt' | grep -E '^(phase \"(startup|script|finalize)\"|stats pymalloc)' | cut -c1-22 | tr '\n' ' ' | grep -q 'startup.*script.*stats pymalloc.*finalize'"
+    # -m MODULE and -c COMMAND open no script file: the script phase starts at the first pending
+    # call after initialisation (they used to stay in start-up mode to the end: no statistics,
+    # validate "n/a"). Both then validate like scripts, allocator statistics included; the
+    # program's exit status and its argv pass through.
+    printf '{"a": [1, 2, {"b": null}], "c": "d"}\n' >"$T/in.json"
+    "$HR" record -o "$T/m.hrt" -- -m json.tool "$T/in.json" "$T/m.out" >/dev/null 2>&1
+    check "preloaded -m json.tool: runs (its output written), phases startup, script, finalize and the statistics" \
+      bash -c "python3 -c 'import json,sys; json.load(open(sys.argv[1]))' '$T/m.out' && \"$HR\" dump '$T/m.hrt' | grep -E '^(phase \"(startup|script|finalize)\"|stats pymalloc)' | cut -c1-22 | tr '\n' ' ' | grep -q 'startup.*script.*stats pymalloc.*finalize'"
+    "$HR" validate "$T/m.hrt" >"$T/m.val" 2>&1
+    check "preloaded -m json.tool: validate matches, allocator statistics and gc.get_stats compared" \
+      bash -c "grep -q '^all checks match' '$T/m.val' && grep -Eq '^allocator statistics .* 1 +1  MATCH' '$T/m.val' && grep -Eq '^collections per generation .* 1 +1  MATCH' '$T/m.val'"
+    "$HR" record --mode graph -o "$T/c.hrt" -- -c 'import argparse, json, sys; sys.exit(7)' >/dev/null 2>&1
+    st=$?
+    "$HR" validate "$T/c.hrt" >"$T/c.val" 2>&1
+    check "preloaded -c (graph): exit status 7 passes through, script phase and statistics" \
+      bash -c "[ $st = 7 ] && \"$HR\" dump '$T/c.hrt' | grep -q '^phase \"script\"' && grep -Eq '^collections per generation .* 1 +1  MATCH' '$T/c.val'"
+    for r in "${graph_rows[@]}"; do
+      check "validate -c (graph): $r" row "$T/c.val" "$r"
+    done
     PYREC=$(dirname "$HR")/../recorder/libhr_pyrec.so
     if [ -f "$PYREC" ]; then
       check "preloaded module loads harmlessly into a program that is not Python (its Python data symbols are weak)" \
@@ -193,14 +221,7 @@ PYEOF
   # the program's collections; interpreter finalisation's have rows of their own (below).
   # PYTHONHASHSEED fixes str hashes; object hashes (addresses) still vary with ASLR, and so can
   # which pymalloc block an allocation gets.
-  row() { grep -Eq "^$2 +[0-9]+ +[0-9]+  MATCH" "$1"; }
-  graph_rows=("replay with the generational collector completes"
-              "replay with reference counting completes"
-              "refcount deaths where CPython freed \(same observation\)"
-              "collection points and generations"
-              "garbage found per collection"
-              "collections per generation \(gc.get_stats\)"
-              "cycle garbage \(and what only it holds\) leaked by refcount")
+  # (row and graph_rows: defined above, before the preloaded-interpreter checks)
   # Record PROG in graph mode into V.hrt and validate it into V.out. Address randomisation used to
   # cost about 1 recording of json_re_cycles.py in 12 a few objects (a class instance's GC link
   # learned as a type: found and fixed, docs/recorder.md, "What remains inexact"); in case
