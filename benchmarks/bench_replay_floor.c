@@ -94,6 +94,15 @@ static double decode(const char *path, decoded_t *d)
 
 #define LIVE (1ull << 63)
 
+/* What the engine writes into a new or grown block: its first and last word. */
+static inline void touch(unsigned char *scratch, uint32_t id, uint32_t size)
+{
+    if (size >= 8) {
+        memcpy(scratch, &id, 4);
+        memcpy(scratch + size - 8, &id, 4);
+    }
+}
+
 /* The timed loop. Returns a checksum so nothing is optimised away. */
 static uint64_t floor_once(const decoded_t *d, uint64_t *table, unsigned char *scratch,
                            double *secs, uint64_t *peak_out)
@@ -106,10 +115,7 @@ static uint64_t floor_once(const decoded_t *d, uint64_t *table, unsigned char *s
         switch (d->op[i]) {
         case HR_OP_ALLOC:
             table[id] = LIVE | size;
-            if (size >= 8) {
-                memcpy(scratch, &id, 4);
-                memcpy(scratch + size - 8, &id, 4);
-            }
+            touch(scratch, id, size);
             bytes += size;
             if (++live > peak)
                 peak = live;
@@ -125,10 +131,7 @@ static uint64_t floor_once(const decoded_t *d, uint64_t *table, unsigned char *s
             if (table[id] & LIVE) {
                 bytes += size - (uint32_t)table[id];
                 table[id] = LIVE | size;
-                if (size >= 8) {
-                    memcpy(scratch, &id, 4);
-                    memcpy(scratch + size - 8, &id, 4);
-                }
+                touch(scratch, id, size);
             }
             break;
         }
@@ -160,10 +163,7 @@ static uint64_t idtab_once(const decoded_t *d, unsigned char *scratch, double *s
             if (!r)
                 die("hr_idtab_put", "out of memory");
             *r = LIVE | size;
-            if (size >= 8) {
-                memcpy(scratch, &id, 4);
-                memcpy(scratch + size - 8, &id, 4);
-            }
+            touch(scratch, id, size);
             bytes += size;
             if (++live > peak)
                 peak = live;
@@ -182,10 +182,7 @@ static uint64_t idtab_once(const decoded_t *d, unsigned char *scratch, double *s
             if (r && (*r & LIVE)) {
                 bytes += size - (uint32_t)*r;
                 *r = LIVE | size;
-                if (size >= 8) {
-                    memcpy(scratch, &id, 4);
-                    memcpy(scratch + size - 8, &id, 4);
-                }
+                touch(scratch, id, size);
             }
             break;
         }
