@@ -1559,10 +1559,26 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
 
     PyConfig cfg;
     PyConfig_InitPythonConfig(&cfg);
-    cfg.parse_argv = 0;
     int bad = wset(&cfg.program_name, HR_PYTHON_EXE, &cfg);
-    bad |= wset(&cfg.run_filename, o->argv[0], &cfg);
-    st = PyConfig_SetBytesArgv(&cfg, o->argc, o->argv);
+    if (o->argv[0][0] == '-') {
+        /* Interpreter options first (-m MODULE, -c COMMAND, -X ...): CPython parses them as on
+         * its own command line, after a program name. */
+        char **av = calloc((size_t)o->argc + 1, sizeof *av);
+        if (!av) {
+            PyConfig_Clear(&cfg);
+            finish(NULL);
+            return hr_err_set(err, HR_ENOMEM, "cannot configure the interpreter");
+        }
+        av[0] = (char *)HR_PYTHON_EXE;
+        memcpy(av + 1, o->argv, (size_t)o->argc * sizeof *av);
+        cfg.parse_argv = 1;
+        st = PyConfig_SetBytesArgv(&cfg, o->argc + 1, av);
+        free(av);
+    } else {
+        cfg.parse_argv = 0;
+        bad |= wset(&cfg.run_filename, o->argv[0], &cfg);
+        st = PyConfig_SetBytesArgv(&cfg, o->argc, o->argv);
+    }
     if (bad || PyStatus_Exception(st)) {
         PyConfig_Clear(&cfg);
         finish(NULL);

@@ -184,6 +184,17 @@ PYEOF
     $CHECK blocks "$T/emb.txt" "$(awk '/allocated_blocks/ {print $2}' "$T/emb.out")"
   "$HR" validate "$T/emb.hrt" >"$T/emb.val" 2>&1
   check "--embedded: validate basic.py: every check matches" grep -q '^all checks match' "$T/emb.val"
+  # Interpreter options first: the embedded interpreter parses them as python3.11 would (they
+  # used to be taken for a script named "-m").
+  printf '{"e": [1, {"f": 2}]}\n' >"$T/emb_in.json"
+  "$HR" record --embedded -o "$T/emb_m.hrt" -- -m json.tool "$T/emb_in.json" "$T/emb_m.json" >/dev/null 2>&1
+  "$HR" validate "$T/emb_m.hrt" >"$T/emb_m.val" 2>&1
+  check "--embedded -m json.tool: runs, validate matches with allocator statistics compared" \
+    bash -c "python3 -c 'import json,sys; json.load(open(sys.argv[1]))' '$T/emb_m.json' && grep -q '^all checks match' '$T/emb_m.val' && grep -Eq '^allocator statistics .* 1 +1  MATCH' '$T/emb_m.val'"
+  "$HR" record --embedded -o "$T/emb_c.hrt" -- -c 'import sys; print(sys.argv); sys.exit(4)' x >"$T/emb_c.out" 2>&1
+  st=$?
+  check "--embedded -c: sys.argv as in a plain run, exit status 4" \
+    bash -c "[ $st = 4 ] && grep -qxF \"['-c', 'x']\" '$T/emb_c.out'"
 
   # {==== killed ====
   "$HR" record -o "$T/kill.hrt" -- "$D/forever.py" >"$T/kill.out" 2>&1 &
