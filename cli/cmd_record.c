@@ -223,6 +223,15 @@ static int run_python_preloaded(const char *out, int mode, size_t frame, int lev
     char lib[PATH_MAX], outabs[PATH_MAX], buf[64];
     const char *pm = getenv("PYTHONMALLOC"), *dev = getenv("PYTHONDEVMODE");
     struct stat sb;
+    /* -X dev among the interpreter's leading options selects allocators too (the recorder
+     * reports any other way the hooks get replaced, e.g. inside combined flags) */
+    for (int i = 0; i < nargs && args[i][0] == '-'; i++) {
+        if (strcmp(args[i], "-Xdev") == 0 ||
+            (strcmp(args[i], "-X") == 0 && i + 1 < nargs && strcmp(args[i + 1], "dev") == 0))
+            return -1;
+        if (strcmp(args[i], "-c") == 0 || strcmp(args[i], "-m") == 0 || strcmp(args[i], "-") == 0)
+            break; /* the rest are the program's arguments */
+    }
     if (!HR_REC_PRELOAD_DEFAULT || (pm && *pm) || (dev && *dev) || access(HR_PYTHON_EXE, X_OK) ||
         (stat(args[0], &sb) == 0 && !S_ISREG(sb.st_mode)) ||
         find_module(HR_PYREC_NAME, "HEAPREPLAY_PYREC", lib, sizeof lib) ||
@@ -401,12 +410,11 @@ const hr_cmd_t hr_cmd_record = {
     "allocation from interpreter start-up on, which of them are GC-capable, pymalloc's arenas,\n"
     "every collection, and at the end gc.get_stats() and the pymalloc statistics. The script\n"
     "runs on the system's python3.11 with the recorder preloaded (the interpreter a plain run\n"
-    "uses); with --embedded, or when PYTHONMALLOC or PYTHONDEVMODE is set, on libpython3.11\n"
-    "inside heapreplay. --mode graph also records the object graph as CPython's cycle\n"
-    "collector sees it. Instead of a script, the interpreter's own options may come first:\n"
-    "'-- -m MODULE ARGS...', '-- -c COMMAND', '-- -X dev ... SCRIPT.py'.\n"
-    "With --native, run any program under an LD_PRELOAD recorder of malloc\n"
-    "and friends.\n"
+    "uses); with --embedded, or when PYTHONMALLOC, PYTHONDEVMODE or -X dev is given, on\n"
+    "libpython3.11 inside heapreplay. --mode graph also records the object graph as CPython's\n"
+    "cycle collector sees it. The interpreter's own options may come first, instead of or\n"
+    "before the script: '-- -m MODULE ARGS...', '-- -c COMMAND', '-- -X dev SCRIPT.py'.\n"
+    "With --native, run any program under an LD_PRELOAD recorder of malloc and friends.\n"
     "The exit status is the program's (128+N when it was killed by signal N); the recorder's own\n"
     "errors are printed as 'heapreplay record: error: ...' (status 3 when the program succeeded).\n"
     "A killed program leaves a trace readable up to its last complete frame (frames are flushed\n"

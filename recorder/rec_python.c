@@ -1417,12 +1417,34 @@ static void selfcheck_stats(void)
     hr_rec_emit_str(HR_OP_STATS, HR_STATS_TEXT, buf, strlen(buf));
 }
 
+/* Are the recorder's OBJ hooks still the interpreter's allocator? Selecting allocators at
+ * pre-initialisation (PYTHONMALLOC, the development mode: PYTHONDEVMODE or `-X dev` on the
+ * command line) replaces them, and everything after goes unrecorded. */
+static int hooks_in_place(void)
+{
+    PyMemAllocatorEx cur;
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &cur);
+    return cur.malloc == h_malloc_obj || cur.malloc == h_malloc_gobj;
+}
+
 /* Close the trace (once, in the owning process). Holds no lock on entry. */
 static int finish(hr_err_t *err)
 {
     if (R.finished || !R.started || R.sink.owner != getpid())
         return HR_OK;
     R.finished = 1;
+    if (!hooks_in_place()) { /* the trace is left without its END: not complete */
+        hr_sink_lock(&R.sink);
+        if (!R.sink.failed) {
+            hr_err_set(&R.sink.err, HR_EUSAGE,
+                       "the interpreter replaced the recorder's allocator hooks at start-up "
+                       "(PYTHONMALLOC, PYTHONDEVMODE or -X dev select allocators): the trace "
+                       "misses the program; record without them, or use --embedded");
+            R.sink.failed = 1;
+        }
+        hr_sink_unlock(&R.sink);
+        return hr_sink_close(&R.sink, err);
+    }
     hr_sink_lock(&R.sink);
     if (!R.sink.off) {
         if (R.pend.active) /* no interpreter left to ask: decide from the last count seen */
@@ -1463,6 +1485,13 @@ static int make_header(hr_trace_header_t *h, const hr_record_opts_t *o, const ch
         rc |= hr_trace_header_set(h, "graph_rules", "4");
     rc |= hr_trace_header_set(h, "recorder", recorder);
     const char *pm = getenv("PYTHONMALLOC");
+    if ((!pm || !*pm) && _PyRuntime.preinitialized) {
+        /* selected otherwise (the development mode: -X dev), known once pre-initialised */
+        static const char *const names[] = {"default", "default", "debug", "malloc",
+                                            "malloc_debug", "pymalloc", "pymalloc_debug"};
+        int a = _PyRuntime.preconfig.allocator;
+        pm = a >= 0 && a < (int)HR_ARRAY_LEN(names) ? names[a] : "default";
+    }
     rc |= hr_trace_header_set(h, "pythonmalloc", pm && *pm ? pm : "default");
     snprintf(buf, sizeof buf, "%zu", ARENA_BYTES);
     rc |= hr_trace_header_set(h, "arena_size", buf);
@@ -1546,31 +1575,47 @@ int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err)
     if (R.started)
         return hr_err_set(err, HR_EUSAGE, "the Python recorder runs once per process");
     exit_on_report = 1;
+    /* Interpreter options first (-m MODULE, -c COMMAND, -X dev ...): CPython parses them as on
+     * its own command line, after a program name, at pre-initialisation too (-X dev, -E, -I
+     * select allocators and the environment there), so hooks go on whatever they select, as
+     * with PYTHONMALLOC. */
+    char **av = NULL;
+    if (o->argv[0][0] == '-') {
+        av = calloc((size_t)o->argc + 1, sizeof *av);
+        if (!av)
+            return hr_err_set(err, HR_ENOMEM, "cannot configure the interpreter");
+        av[0] = (char *)HR_PYTHON_EXE;
+        memcpy(av + 1, o->argv, (size_t)o->argc * sizeof *av);
+    }
     /* Pre-initialise (this may select the allocators, e.g. PYTHONMALLOC), then hook. */
     PyPreConfig pre;
     PyPreConfig_InitPythonConfig(&pre);
-    PyStatus st = Py_PreInitialize(&pre);
-    if (PyStatus_Exception(st))
+    PyStatus st;
+    if (av) {
+        pre.parse_argv = 1;
+        st = Py_PreInitializeFromBytesArgs(&pre, o->argc + 1, av);
+    } else {
+        st = Py_PreInitialize(&pre);
+    }
+    if (PyStatus_Exception(st)) {
+        free(av);
+        if (PyStatus_IsExit(st)) { /* e.g. a bad option: CPython printed why */
+            *exit_status = st.exitcode;
+            return HR_OK;
+        }
         return hr_err_set(err, HR_EINTERNAL, "Py_PreInitialize failed: %s",
                           st.err_msg ? st.err_msg : "?");
+    }
     int rc = rec_start(o, "cpython-pep445", err);
-    if (rc)
+    if (rc) {
+        free(av);
         return rc;
+    }
 
     PyConfig cfg;
     PyConfig_InitPythonConfig(&cfg);
     int bad = wset(&cfg.program_name, HR_PYTHON_EXE, &cfg);
-    if (o->argv[0][0] == '-') {
-        /* Interpreter options first (-m MODULE, -c COMMAND, -X ...): CPython parses them as on
-         * its own command line, after a program name. */
-        char **av = calloc((size_t)o->argc + 1, sizeof *av);
-        if (!av) {
-            PyConfig_Clear(&cfg);
-            finish(NULL);
-            return hr_err_set(err, HR_ENOMEM, "cannot configure the interpreter");
-        }
-        av[0] = (char *)HR_PYTHON_EXE;
-        memcpy(av + 1, o->argv, (size_t)o->argc * sizeof *av);
+    if (av) {
         cfg.parse_argv = 1;
         st = PyConfig_SetBytesArgv(&cfg, o->argc + 1, av);
         free(av);

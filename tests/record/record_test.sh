@@ -135,6 +135,17 @@ PYEOF
     for r in "${graph_rows[@]}"; do
       check "validate -c (graph): $r" row "$T/c.val" "$r"
     done
+    # -X dev selects debug allocators at pre-initialisation, replacing the preloaded hooks: the
+    # CLI records such a run embedded (as with PYTHONDEVMODE); where it cannot see the option
+    # (combined flags: -BXdev), the recorder says so (status 3) and leaves the trace incomplete,
+    # instead of a complete trace of start-up alone that validate would call fine.
+    "$HR" record -o "$T/xdev0.hrt" -- -X dev -c pass >/dev/null 2>&1
+    check "-X dev: recorded on the embedded interpreter" \
+      bash -c "\"$HR\" info '$T/xdev0.hrt' | grep -Eq 'recorder += cpython-pep445\$' && \"$HR\" info '$T/xdev0.hrt' | grep -q '^status *complete'"
+    "$HR" record -o "$T/xdev.hrt" -- -BXdev -c pass >/dev/null 2>"$T/xdev.err"
+    st=$?
+    check "preloaded -BXdev: an error (status 3) naming the replaced hooks, the trace not complete" \
+      bash -c "[ $st = 3 ] && grep -q 'replaced the recorder.s allocator hooks' '$T/xdev.err' && ! \"$HR\" info '$T/xdev.hrt' 2>/dev/null | grep -q '^status *complete'"
     PYREC=$(dirname "$HR")/../recorder/libhr_pyrec.so
     if [ -f "$PYREC" ]; then
       check "preloaded module loads harmlessly into a program that is not Python (its Python data symbols are weak)" \
@@ -195,6 +206,9 @@ PYEOF
   st=$?
   check "--embedded -c: sys.argv as in a plain run, exit status 4" \
     bash -c "[ $st = 4 ] && grep -qxF \"['-c', 'x']\" '$T/emb_c.out'"
+  "$HR" record --embedded -o "$T/emb_x.hrt" -- -X dev -c 'import sys; print(sys.flags.dev_mode)' >"$T/emb_x.out" 2>&1
+  check "--embedded -X dev: the development mode is on, recorded over its allocators (pythonmalloc = debug)" \
+    bash -c "grep -qx True '$T/emb_x.out' && \"$HR\" info '$T/emb_x.hrt' | grep -Eq 'pythonmalloc += debug\$'"
 
   # {==== killed ====
   "$HR" record -o "$T/kill.hrt" -- "$D/forever.py" >"$T/kill.out" 2>&1 &
