@@ -206,7 +206,9 @@ static double zstd_once(const char *path)
 /* The engine on the same file (null allocator, none collector), its own wall time from --json. */
 static double engine_once(const char *hr, const char *path)
 {
-    char json[] = "/tmp/bench_replay_floor.XXXXXX";
+    const char *dir = getenv("TMPDIR");
+    char json[4096];
+    snprintf(json, sizeof json, "%s/bench_replay_floor.XXXXXX", dir && *dir ? dir : "/tmp");
     int fd = mkstemp(json);
     if (fd < 0)
         die(json, "cannot create");

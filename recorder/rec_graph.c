@@ -464,7 +464,7 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int unin
     /* An object whose type is not yet set (a collection started inside its allocation) is
      * assumed to have the common 16-byte pre-header. */
     uintptr_t op = block + (pre ? pre : 16);
-    hr_idmap_put(&R.map, block, id, ev.flags | (pre == 32 ? 0x80 : 0));
+    hr_idmap_put(&R.map, block, id, ev.flags | (pre == 32 ? HR_REC_F_PRE32 : 0));
     hr_idmap_put(&G.objs, op, (uintptr_t)n, 0);
     n->obj = op;
     n->ext = 1;
@@ -1117,7 +1117,7 @@ static int revive(PyObject *op, node_t **out)
     }
     uintptr_t block = gch - (pre - 16);
     hr_idmap_put(&R.map, block, id, HR_F_GC | HR_F_OBJECT | HR_F_TYPED | F_REVIVED |
-                                        (pre == 32 ? 0x80 : 0));
+                                        (pre == 32 ? HR_REC_F_PRE32 : 0));
     hr_idmap_put(&G.objs, (uintptr_t)op, (uintptr_t)n, 0);
     node_drop(old, no, NULL); /* the block's old id is never named again */
     n->obj = (uintptr_t)op;

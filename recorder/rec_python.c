@@ -152,11 +152,21 @@ static void emit_gc_control(unsigned action, uint64_t a, uint64_t b)
     hr_rec_emit(&ev);
 }
 
-static void map_failed(void)
+/* Stop recording on the recorder's own error (holds the lock): the first error is the one
+ * reported at exit, and the trace is left without its end. */
+static void rec_failed(const hr_err_t *e)
 {
-    hr_err_set(&R.sink.err, HR_ENOMEM, "the recorder's address map cannot grow");
+    if (!R.sink.failed)
+        R.sink.err = *e;
     R.sink.failed = 1;
     R.sink.off = 1;
+}
+
+static void map_failed(void)
+{
+    hr_err_t e = {0};
+    hr_err_set(&e, HR_ENOMEM, "the recorder's address map cannot grow");
+    rec_failed(&e);
 }
 
 /* Write ALLOC for a block now at `addr` and remember it. */
@@ -189,41 +199,41 @@ static int in_image(uintptr_t t)
 
 static inline uint64_t type_pre(uintptr_t t);
 
-/* Is t a GC type with that pre-header? Nothing is dereferenced before it is known to be safe:
- *   - t itself: a static type lies in an image; a heap type is a GC object with a 16-byte
- *     pre-header, so t - 16 starts a recorded GC block, whose first 32 bytes (the pre-header,
- *     the refcount, the type) are readable. (In graph mode, a block known to have a 32-byte
- *     pre-header, flag 0x80 in the map, holds an instance, not a type.)
- *   - its metatype m = Py_TYPE(t) must be a type already: &PyType_Type, a learned type, or one
- *     whose own type is &PyType_Type and that lies where t may. Only then is m->tp_flags read
- *     (PyType_Check), and only if that says t is a type is t->tp_flags read.
- * Reading the metatype as "any readable address" let the GC link of a class instance (the
- * candidate learn_type finds 16 bytes into its block: a pointer to the previous object's link,
- * which is 16 bytes into that object's block) pass as a type when random bits of the blocks
- * after it looked like type flags: the instance allocated next to it was then placed 16 bytes
- * off and never found by a traversal (docs/recorder.md, "A stale read"); those reads could
- * also run past the end of an arena. */
+/* Could t be a heap type object? Heap types are GC objects with a 16-byte pre-header, so t - 16
+ * starts a recorded GC block (whose first 32 bytes, the pre-header, refcount and type, are then
+ * readable), and not one graph mode knows to have a 32-byte pre-header (an instance). */
 static int plausible_type_at(uintptr_t t)
 {
-    if (!t || (t & 7))
-        return 0;
     unsigned fl = 0;
-    if (hr_idmap_get(&R.map, t - 16, NULL, &fl))
-        return (fl & HR_F_GC) && !(fl & 0x80);
-    return 0;
+    return t && !(t & 7) && hr_idmap_get(&R.map, t - 16, NULL, &fl) && (fl & HR_F_GC) &&
+           !(fl & HR_REC_F_PRE32);
 }
 
+/* May t's first 16 bytes be read as an object header: a plausible heap type, or inside an
+ * image (static types)? */
+static int type_address_ok(uintptr_t t)
+{
+    return plausible_type_at(t) || (t && !(t & 7) && in_image(t));
+}
+
+/* Is t a GC type with that pre-header? Nothing is dereferenced before it is known to be safe:
+ * t's header only where type_address_ok says so; its metatype m = Py_TYPE(t) must be a type
+ * already (&PyType_Type, a learned type, or at an address type_address_ok accepts with type
+ * &PyType_Type) before m->tp_flags is read (PyType_Check), and t->tp_flags only once that says
+ * t is a type. Reading the metatype as "any readable address" let the GC link of a class
+ * instance (the candidate learn_type finds 16 bytes into its block: a pointer to the previous
+ * object's link, 16 bytes into that object's block) pass as a type when random bits of the
+ * blocks after it looked like type flags: the instance allocated next to it was then placed 16
+ * bytes off and never found by a traversal, and a traversal could call through the fake type
+ * (docs/recorder.md, "A class instance's GC link taken for a type"). */
 static int valid_type(uintptr_t t, size_t pre)
 {
-    if (!plausible_type_at(t) && !in_image(t))
+    if (!type_address_ok(t))
         return 0;
     uintptr_t m = (uintptr_t)Py_TYPE((PyObject *)t);
-    if (m != (uintptr_t)&PyType_Type && !type_pre(m)) {
-        if (!plausible_type_at(m) && !(m && !(m & 7) && in_image(m)))
-            return 0;
-        if ((uintptr_t)Py_TYPE((PyObject *)m) != (uintptr_t)&PyType_Type)
-            return 0;
-    }
+    if (m != (uintptr_t)&PyType_Type && !type_pre(m) &&
+        (!type_address_ok(m) || (uintptr_t)Py_TYPE((PyObject *)m) != (uintptr_t)&PyType_Type))
+        return 0;
     PyTypeObject *ty = (PyTypeObject *)t;
     return PyType_Check((PyObject *)ty) && PyType_IS_GC(ty) && preheader(ty) == pre;
 }
@@ -1434,14 +1444,12 @@ static int finish(hr_err_t *err)
         return HR_OK;
     R.finished = 1;
     if (!hooks_in_place()) { /* the trace is left without its END: not complete */
+        hr_err_t e = {0};
+        hr_err_set(&e, HR_EUSAGE, "the interpreter replaced the recorder's allocator hooks at "
+                   "start-up (PYTHONMALLOC, PYTHONDEVMODE or -X dev select allocators): the "
+                   "trace misses the program; record without them, or use --embedded");
         hr_sink_lock(&R.sink);
-        if (!R.sink.failed) {
-            hr_err_set(&R.sink.err, HR_EUSAGE,
-                       "the interpreter replaced the recorder's allocator hooks at start-up "
-                       "(PYTHONMALLOC, PYTHONDEVMODE or -X dev select allocators): the trace "
-                       "misses the program; record without them, or use --embedded");
-            R.sink.failed = 1;
-        }
+        rec_failed(&e);
         hr_sink_unlock(&R.sink);
         return hr_sink_close(&R.sink, err);
     }
@@ -1757,10 +1765,7 @@ static void pre_begin(void)
     hr_err_t err = {0};
     if (rec_script_begins(&err)) { /* reported at exit, as a failed write would be */
         hr_sink_lock(&R.sink);
-        if (!R.sink.failed)
-            R.sink.err = err;
-        R.sink.failed = 1;
-        R.sink.off = 1;
+        rec_failed(&err);
         hr_sink_unlock(&R.sink);
     }
     PyGILState_Release(st);
@@ -1776,11 +1781,11 @@ static void pre_script_opens(const char *path)
 }
 
 /* `python -c CMD` and `python -m MODULE` open no script file (and with other options first the
- * script is not args[0]). The script phase then begins at
- * the first point the interpreter's main thread runs pending calls after initialisation: the
- * start of the command's code, or of runpy's, which imports the module. An allocator hook (where
- * the initialisation is first seen) may not run Python code, so it only schedules the call
- * (Py_AddPendingCall neither allocates nor needs the GIL). */
+ * script is not args[0]). The script phase then begins at the first point the interpreter's
+ * main thread runs pending calls after initialisation: the start of the command's code, or of
+ * runpy's, which imports the module. An allocator hook (where the initialisation is first seen)
+ * may not run Python code, so it only schedules the call (Py_AddPendingCall neither allocates
+ * nor needs the GIL). */
 static int pre_begin_pending(void *arg)
 {
     (void)arg;
@@ -1789,13 +1794,13 @@ static int pre_begin_pending(void *arg)
     return 0;
 }
 
-static void pre_init_seen(void)
+static void pre_init_seen(void) /* from an observation: holds the lock */
 {
     pre_await_init = 0;
     if (Py_AddPendingCall(pre_begin_pending, NULL) != 0) {
-        hr_err_set(&R.sink.err, HR_EINTERNAL, "cannot schedule the script phase (-c/-m)");
-        R.sink.failed = 1;
-        R.sink.off = 1;
+        hr_err_t e = {0};
+        hr_err_set(&e, HR_EINTERNAL, "cannot schedule the script phase (-c/-m)");
+        rec_failed(&e);
     }
 }
 

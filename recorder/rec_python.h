@@ -15,6 +15,10 @@
 #define HR_REC_VERSION "0.1.0"
 #endif
 
+/* A recorder flag in the address map beside the trace's HR_F_* (graph mode): the object in
+ * this block sits after a 32-byte pre-header (a class instance with a managed dict), not 16. */
+#define HR_REC_F_PRE32 0x80
+
 /* The newest OBJ allocation, not yet written: its GC flag is decided at the next observation. */
 typedef struct hr_pending {
     int active;

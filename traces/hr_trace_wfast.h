@@ -117,9 +117,11 @@ HR_INLINE int hr_trace_wfast_id_try(hr_trace_writer_t *w, int op, uint64_t id)
     hr_trace_check_t *c = &w->chk;
     unsigned wop = hr_trace_wfast_id_opcode(op);
     int want = op == HR_OP_FREE ? HR_ID_BLOCK : HR_ID_OBJECT;
+    /* external states (trusted ids: an allocation-only trace, so want is a block) say "a live
+     * block" for every id: nothing to look up */
     if (HR_UNLIKELY(!(wop && w->payload.len < w->fast_lim && id < c->next_id &&
                       (want == HR_ID_BLOCK || c->kind == HR_KIND_GRAPH) &&
-                      (c->ext ? want == HR_ID_BLOCK : hr_idstate_get(c->state, id) == want))))
+                      (c->ext || hr_idstate_get(c->state, id) == want))))
         return 0;
     uint8_t *p = w->payload.data + w->payload.len;
     uint64_t operand;

@@ -96,6 +96,11 @@ if [ "$HAVE_PY" = 1 ]; then
               "garbage found per collection"
               "collections per generation \(gc.get_stats\)"
               "cycle garbage \(and what only it holds\) leaked by refcount")
+  # check_rows LABEL OUT: one check per graph row that must match in validate's output OUT
+  check_rows() {
+    local r
+    for r in "${graph_rows[@]}"; do check "validate $1: $r" row "$2" "$r"; done
+  }
   # {==== how the script runs: preloaded into the system's python3.11, or embedded ====
   if [ "$PRELOAD_PY" = 1 ]; then
     cat >"$T/env.py" <<'PYEOF'
@@ -132,9 +137,7 @@ PYEOF
     "$HR" validate "$T/c.hrt" >"$T/c.val" 2>&1
     check "preloaded -c (graph): exit status 7 passes through, script phase and statistics" \
       bash -c "[ $st = 7 ] && \"$HR\" dump '$T/c.hrt' | grep -q '^phase \"script\"' && grep -Eq '^collections per generation .* 1 +1  MATCH' '$T/c.val'"
-    for r in "${graph_rows[@]}"; do
-      check "validate -c (graph): $r" row "$T/c.val" "$r"
-    done
+    check_rows "-c (graph)" "$T/c.val"
     # -X dev selects debug allocators at pre-initialisation, replacing the preloaded hooks: the
     # CLI records such a run embedded (as with PYTHONDEVMODE); where it cannot see the option
     # (combined flags: -BXdev), the recorder says so (status 3) and leaves the trace incomplete,
@@ -272,9 +275,7 @@ PYEOF
     v=$T/v_${prog#workloads/}
     graph_record "$v" "$prog" "$arg" ""
     check "$prog.py: graph trace recorded" complete "$v.hrt"
-    for r in "${graph_rows[@]}"; do
-      check "validate $prog.py (graph): $r" row "$v.out" "$r"
-    done
+    check_rows "$prog.py (graph)" "$v.out"
     # Rule 4 (docs/recorder.md, "Which collectors a recorded graph trace supports"): a recorded
     # graph trace replays under collectors that look at the heap at other moments than CPython
     # did -- a tracing collector every 64 KiB of allocation; on stdlib_mix.py also a generational
@@ -339,9 +340,7 @@ PYEOF
   "$HR" validate "$v.hrt" >"$v.out" 2>&1
   check "start-up collections: a collection of generation 1 before the script (precondition)" \
     bash -c "\"$HR\" dump '$v.hrt' | awk '/^gc begin 1\$/ { g = 1 } /^phase \"script\"\$/ { exit !g }'"
-  for r in "${graph_rows[@]}"; do
-    check "validate small.py after a start-up that collects (graph): $r" row "$v.out" "$r"
-  done
+  check_rows "small.py after a start-up that collects (graph)" "$v.out"
   check "start-up collections: no object unknown when CPython's lists were walked (graph_unknown_listed 0)" \
     bash -c "\"$HR\" dump '$v.hrt' | grep -a '^stats text \"heapreplay recorder self-check' | grep -q 'graph_unknown_listed 0\\\\n'"
   # The same programs under MALLOC_PERTURB_ values json_re_cycles.py was reported to fail with.
@@ -349,9 +348,7 @@ PYEOF
     for prog in stale_block workloads/json_re_cycles; do
       v=$T/p${p}_${prog#workloads/}
       graph_record "$v" "$prog" "" "$p"
-      for r in "${graph_rows[@]}"; do
-        check "validate $prog.py (graph, MALLOC_PERTURB_=$p): $r" row "$v.out" "$r"
-      done
+      check_rows "$prog.py (graph, MALLOC_PERTURB_=$p)" "$v.out"
     done
   done
   # Collections during interpreter finalisation call no gc.callbacks (_PyGC_CollectNoFail, twice
