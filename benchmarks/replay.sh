@@ -17,10 +17,16 @@ mkdir -p "$d"
 [ -f "$d/seed-arena.hrt" ] || $HR gen seed-arena -o "$d/seed-arena.hrt"
 [ -f "$d/genmix-20M.hrt" ] || $HR gen genmix events=20000000 -o "$d/genmix-20M.hrt"
 traces=("$d/churn-$n.hrt" "$d/seed-arena.hrt" "$d/genmix-20M.hrt")
-# A real program's allocation trace (5 M events), when the recorder is built in.
+# Real programs' allocation traces, when the recorder is built in: stdlib_mix.py (5 M events),
+# and benchmarks/record_workload.py at 5,950 rounds (100 M events, a heap of ~20,000 blocks: a
+# long trace with a small heap, where the table's directory used to dominate).
 if [ -f "$d/stdlib_mix.hrt" ] ||
    $HR record -o "$d/stdlib_mix.hrt" -- tests/record/workloads/stdlib_mix.py >/dev/null 2>&1; then
   traces+=("$d/stdlib_mix.hrt")
+fi
+if [ -f "$d/workload-100M.hrt" ] ||
+   $HR record -o "$d/workload-100M.hrt" -- benchmarks/record_workload.py 5950 >/dev/null 2>&1; then
+  traces+=("$d/workload-100M.hrt")
 fi
 python3 - "$HR" "${traces[@]}" <<'PY'
 import json, subprocess, sys, time, tempfile, os

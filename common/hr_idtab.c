@@ -149,6 +149,113 @@ static void account(hr_idtab_t *t, ptrdiff_t delta)
 
 static size_t cchunk_bytes(const hr_idtab_t *t);
 
+/* {==== The directory ====
+ *
+ * dir[] and live[] have an entry per leaf of the whole trace, so they are the one part of the
+ * table whose size follows the trace's length rather than its live ids (12 bytes per 256 ids:
+ * 47 MB per billion ids). They are mapped, not malloc'd, and grown with mremap, which moves
+ * pages instead of copying them and leaves the new part unbacked (it reads as zero), and they
+ * are given back to the kernel a group at a time: a group is the leaves whose live[] entries
+ * fill one page (1024 leaves, 262,144 ids, with 4 KiB pages), and once every leaf of a closed
+ * group is gone (the frontier passed its end), its pages of dir[] and live[] go with one
+ * madvise(MADV_DONTNEED) each and read as zero again. So the resident directory is the groups
+ * that hold a live id: a replay of a long trace with a small heap no longer carries the
+ * directory of every id it ever saw (a recorded program, 100 M events, 19,504 blocks live at the
+ * peak: 179 bytes of table per live block, most of them directory, before this).
+ *
+ * Invariants: ndir is a multiple of the group size; gcount[g] & GROUP_COUNT == the number of
+ * leaves of group g whose dir[] entry is not NULL; GROUP_HELD is set iff the group's directory
+ * bytes are counted in t->bytes (from its first leaf until it is given back). */
+#define GROUP_HELD 0x80000000u
+#define GROUP_COUNT 0x7fffffffu
+
+static size_t group_leaves(void)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t g = pg > 0 ? (size_t)pg / sizeof(uint32_t) : 1024;
+    return g >= 1024 ? g : 1024; /* a power of two, and dir[]'s share is whole pages too */
+}
+
+/* Make the mapping *p of *mapped bytes `bytes` long, its new part unbacked (reads as zero). */
+static int grow_map(void **p, size_t *mapped, size_t bytes)
+{
+    void *q = *mapped ? mremap(*p, *mapped, bytes, MREMAP_MAYMOVE)
+                      : mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (q == MAP_FAILED)
+        return 0;
+    *p = q;
+    *mapped = bytes;
+    return 1;
+}
+
+static size_t group_bytes(const hr_idtab_t *t)
+{
+    return t->gleaves * (sizeof *t->dir + sizeof *t->live);
+}
+
+/* Room in dir[] and live[] for leaf k. -1 when out of memory (the table is unchanged but for
+ * mappings it already grew, which hr_idtab_free unmaps). */
+static int dir_grow(hr_idtab_t *t, uint64_t k)
+{
+    if (!t->gleaves)
+        t->gleaves = group_leaves();
+    size_t n = t->ndir ? t->ndir : t->gleaves;
+    while (n <= k)
+        n *= 2;
+    size_t ng = n / t->gleaves, og = t->ndir / t->gleaves;
+    uint32_t *g = realloc(t->gcount, ng * sizeof *g);
+    if (!g)
+        return -1;
+    memset(g + og, 0, (ng - og) * sizeof *g);
+    t->gcount = g;
+    if (!grow_map((void **)&t->dir, &t->dir_map, n * sizeof *t->dir) ||
+        !grow_map((void **)&t->live, &t->live_map, n * sizeof *t->live))
+        return -1;
+    t->ndir = n;
+    return 0;
+}
+
+/* dir[k] went from NULL to a leaf. */
+static void dir_held(hr_idtab_t *t, uint64_t k)
+{
+    uint32_t *g = &t->gcount[k / t->gleaves];
+    if (!(*g & GROUP_HELD)) {
+        *g |= GROUP_HELD;
+        account(t, (ptrdiff_t)group_bytes(t));
+    }
+    (*g)++;
+}
+
+/* Give back group gi's pages if it holds no leaf and no id of it can be put any more (the
+ * newest id put or being put is in leaf kfront). */
+static void group_check(hr_idtab_t *t, size_t gi, uint64_t kfront)
+{
+    uint32_t *g = &t->gcount[gi];
+    if (*g != GROUP_HELD || kfront / t->gleaves <= gi)
+        return;
+    *g = 0;
+    account(t, -(ptrdiff_t)group_bytes(t));
+    /* If madvise fails the pages stay resident (they are all zero already): only memory. */
+    madvise(t->dir + gi * t->gleaves, t->gleaves * sizeof *t->dir, MADV_DONTNEED);
+    madvise(t->live + gi * t->gleaves, t->gleaves * sizeof *t->live, MADV_DONTNEED);
+}
+
+/* dir[k] went from a leaf to NULL; kfront as for group_check. */
+static void dir_dropped(hr_idtab_t *t, uint64_t k, uint64_t kfront)
+{
+    t->dir[k] = NULL;
+    t->gcount[k / t->gleaves]--;
+    group_check(t, k / t->gleaves, kfront);
+}
+
+/* The leaf of the newest id put (0 before any). */
+static uint64_t front_leaf(const hr_idtab_t *t)
+{
+    return t->frontier ? (t->frontier - 1) >> HR_IDTAB_SHIFT : 0;
+}
+
+
 void hr_idtab_free(hr_idtab_t *t)
 {
     for (size_t k = 0; k < t->nchunks; k++)
@@ -159,8 +266,11 @@ void hr_idtab_free(hr_idtab_t *t)
     free(t->chunks);
     free(t->dirty);
     free(t->clean);
-    free(t->dir);
-    free(t->live);
+    if (t->dir_map)
+        munmap(t->dir, t->dir_map);
+    if (t->live_map)
+        munmap(t->live, t->live_map);
+    free(t->gcount);
     size_t rs = t->rec_size;
     int dense = t->dense;
     hr_idtab_init(t, rs);
@@ -394,7 +504,7 @@ static void compact_release(hr_idtab_t *t, uint64_t k)
     uint32_t n = t->live[k];
     if (n == 0) {
         cleaf_free(t, c);
-        t->dir[k] = NULL;
+        dir_dropped(t, k, front_leaf(t));
     } else if (c->cls > 0 && n <= class_cap(c->cls - 1u)) {
         cleaf_t *d = cleaf_new(t, class_for(n));
         if (!d)
@@ -425,7 +535,9 @@ static int old_enough(const hr_idtab_t *t, uint64_t k)
 /* Pack leaf j if it is a full leaf with 1 .. most live ids. */
 static void compact_if_sparse(hr_idtab_t *t, uint64_t j, uint32_t most)
 {
-    if (t->dir[j] && !((uintptr_t)t->dir[j] & 1) && t->live[j] > 0 && t->live[j] <= most)
+    /* (a group given back is not read: its pages would come back as the zero page) */
+    if (t->gcount[j / t->gleaves] && t->dir[j] && !((uintptr_t)t->dir[j] & 1) && t->live[j] > 0 &&
+        t->live[j] <= most)
         compact_leaf(t, j);
 }
 
@@ -445,36 +557,24 @@ static void late_push(hr_idtab_t *t, uint64_t k)
 void *hr_idtab_put_slow(hr_idtab_t *t, uint64_t id)
 {
     uint64_t k = id >> HR_IDTAB_SHIFT;
-    if (k >= t->ndir) {
-        size_t n = t->ndir ? t->ndir : 64;
-        while (n <= k)
-            n *= 2;
-        uint8_t **d = realloc(t->dir, n * sizeof *d);
-        if (!d)
-            return NULL;
-        t->dir = d;
-        uint32_t *l = realloc(t->live, n * sizeof *l);
-        if (!l)
-            return NULL;
-        t->live = l;
-        memset(t->dir + t->ndir, 0, (n - t->ndir) * sizeof *d);
-        memset(t->live + t->ndir, 0, (n - t->ndir) * sizeof *l);
-        account(t, (ptrdiff_t)((n - t->ndir) * (sizeof *d + sizeof *l)));
-        t->ndir = n;
-    }
+    if (k >= t->ndir && dir_grow(t, k) != 0)
+        return NULL;
     if (!t->dir[k]) {
         /* The frontier leaves its old leaf: free that one if it emptied while still open (ids
          * may be skipped when only some ids are put, so no release would ever close it). */
         uint64_t f = t->frontier ? (t->frontier - 1) >> HR_IDTAB_SHIFT : k;
         if (f < k && t->dir[f] && t->live[f] == 0) {
             leaf_free(t, t->dir[f]);
-            t->dir[f] = NULL;
+            dir_dropped(t, f, k);
             t->leaves--;
             account(t, -(ptrdiff_t)leaf_bytes(t));
+        } else if (f < k) {
+            group_check(t, f / t->gleaves, k);
         }
         t->dir[k] = leaf_new(t);
         if (!t->dir[k])
             return NULL;
+        dir_held(t, k);
         account(t, (ptrdiff_t)leaf_bytes(t));
         if (++t->leaves > t->peak_leaves)
             t->peak_leaves = t->leaves;
@@ -504,7 +604,7 @@ void hr_idtab_release_slow(hr_idtab_t *t, uint64_t id)
      * is still inside it stays; the next put of a later id in it finds it. */
     if (t->frontier >= (k + 1) << HR_IDTAB_SHIFT) {
         leaf_free(t, t->dir[k]);
-        t->dir[k] = NULL;
+        dir_dropped(t, k, front_leaf(t));
         t->leaves--;
         account(t, -(ptrdiff_t)leaf_bytes(t));
     }
@@ -515,6 +615,10 @@ size_t hr_idtab_bytes(const hr_idtab_t *t) { return t->bytes + t->ndirty * leaf_
 int hr_idtab_each(hr_idtab_t *t, int (*fn)(void *arg, uint64_t id, void *rec), void *arg)
 {
     for (size_t k = 0; k < t->ndir; k++) {
+        if (k % t->gleaves == 0 && !t->gcount[k / t->gleaves]) {
+            k += t->gleaves - 1; /* a group without leaves (not read: see group_check) */
+            continue;
+        }
         if (!t->dir[k])
             continue;
         if ((uintptr_t)t->dir[k] & 1) {

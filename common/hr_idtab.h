@@ -9,8 +9,10 @@
  * Ids are put in increasing order (the caller may skip ids).
  * Invariants: live[k] == number of ids of leaf k put and not yet released; dir[k] == NULL iff
  * leaf k was never touched or has been freed. Memory: rec_size * LEAF per leaf holding a live id,
- * plus 12 bytes of directory per LEAF ids of the whole trace (the only part that grows with trace
- * length: 47 MB per billion ids).
+ * plus the directory (12 bytes per LEAF ids) of the groups of 1024 leaves that hold one: the
+ * directory of a group whose leaves are all gone is given back (hr_idtab.c, "The directory"), so
+ * no part of the table grows with the trace's length but a counter per group (4 bytes per
+ * 262,144 ids).
  */
 #ifndef HR_IDTAB_H
 #define HR_IDTAB_H
@@ -34,9 +36,12 @@
 
 typedef struct hr_idtab {
     size_t rec_size;   /* bytes per record */
-    uint8_t **dir;     /* owned: leaf per LEAF ids */
-    uint32_t *live;    /* owned: live ids per leaf */
-    size_t ndir;       /* entries in dir and live */
+    uint8_t **dir;     /* owned (mmap): leaf per LEAF ids */
+    uint32_t *live;    /* owned (mmap): live ids per leaf */
+    size_t ndir;       /* entries in dir and live (a multiple of gleaves) */
+    size_t gleaves;    /* leaves per directory group (hr_idtab.c, "The directory") */
+    uint32_t *gcount;  /* owned: per group, its leaves and whether its pages are held */
+    size_t dir_map, live_map; /* bytes mapped for dir and live */
     uint64_t frontier; /* 1 + the largest id put so far */
     size_t leaves;     /* leaves allocated now */
     size_t peak_leaves;

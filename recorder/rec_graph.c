@@ -115,7 +115,8 @@ enum {
  * their object lives; G.ids (an hr_idtab of node_t pointers, packed leaves on) maps ids to them.
  * Memory therefore follows the live objects: 80 bytes per record up to the peak number of live
  * objects, and the id table's 8 bytes per id in leaves (freed when all their ids died, packed
- * when few survive) plus 12 bytes of directory per 256 ids of the whole trace. (The recorder
+ * when few survive) plus 12 bytes of directory per 256 ids where a group of 262,144 ids still
+ * holds a live one (common/hr_idtab.c, "The directory"). (The recorder
  * used to keep ten arrays indexed by id, 68 bytes per id ever allocated: docs/recorder.md,
  * "Graph mode's memory".)
  *

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 typedef struct rec {
     uint64_t id, live;
@@ -330,6 +332,91 @@ static void test_compact_late(int dense)
     hr_idtab_free(&t);
 }
 
+/* Resident pages of [p, p + bytes) (p page-aligned), by mincore. */
+static size_t resident_pages(const void *p, size_t bytes)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = (bytes + pg - 1) / pg, r = 0;
+    static unsigned char vec[1 << 16];
+    for (size_t at = 0; at < n; at += sizeof vec) {
+        size_t m = n - at < sizeof vec ? n - at : sizeof vec;
+        if (mincore((char *)p + at * pg, m * pg, vec) != 0)
+            return (size_t)-1;
+        for (size_t i = 0; i < m; i++)
+            r += vec[i] & 1;
+    }
+    return r;
+}
+
+/* The directory follows the live ids, not the trace's length: a long run of ids with a small
+ * heap (1000 live at a time), a few immortal ids at the start and a survivor every 5 M ids. The
+ * directory of groups that no longer hold a leaf is given back (mincore: its pages are not
+ * resident) and counted out; records survive the directory's moves (mremap); lookups of ids of a
+ * group given back say "not live". With and without compact leaves. */
+static void test_directory(int compact)
+{
+    hr_idtab_t t;
+    hr_idtab_init(&t, sizeof(rec_t));
+    if (compact)
+        hr_idtab_compact(&t, offsetof(rec_t, live), 1);
+    const uint64_t n = 20000000, window = 1000, every = 5000000;
+    int ok = 1;
+    for (uint64_t id = 0; id < n; id++) {
+        rec_t *r = hr_idtab_put(&t, id);
+        if (!r) {
+            ok = 0;
+            break;
+        }
+        r->id = id, r->live = 1;
+        uint64_t old = id - window;
+        if (id >= window && old >= 10 && old % every != 1) {
+            rec_t *o = hr_idtab_get(&t, old);
+            ok &= o && o->id == old && o->live == 1;
+            o->live = 0;
+            hr_idtab_release(&t, old);
+        }
+    }
+    TAP_OK(ok, "20 M ids put and released with 1000 live (compact %d)", compact);
+    size_t gb = t.gleaves * (sizeof *t.dir + sizeof *t.live), groups = 0;
+    for (size_t g = 0; g < t.ndir / t.gleaves; g++)
+        groups += t.gcount[g] != 0;
+    /* held: the immortals' group, the survivors' (ids 5 M + 1, 10 M + 1, 15 M + 1), the window's
+     * (one or two) */
+    TAP_OK(groups >= 4 && groups <= 6, "%zu directory groups held of %zu", groups,
+           t.ndir / t.gleaves);
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    size_t dres = resident_pages(t.dir, t.ndir * sizeof *t.dir);
+    size_t lres = resident_pages(t.live, t.ndir * sizeof *t.live);
+    TAP_OK(dres * pg <= groups * t.gleaves * sizeof *t.dir &&
+               lres * pg <= groups * t.gleaves * sizeof *t.live,
+           "the directory's resident pages are the held groups' (dir %zu, live %zu pages; %zu "
+           "pages mapped)", dres, lres, t.ndir * (sizeof *t.dir + sizeof *t.live) / pg);
+    size_t leaves_bytes = (size_t)t.leaves * HR_IDTAB_LEAF * sizeof(rec_t);
+    TAP_OK(t.bytes <= leaves_bytes + groups * gb + (size_t)t.compacts * 4096 + t.ncchunks * 65536,
+           "bytes counted: leaves and held groups (%zu; the whole directory: %zu)", t.bytes,
+           t.ndir * (sizeof *t.dir + sizeof *t.live));
+    TAP_OK(t.peak_bytes < 3 * gb * 6 + 64 * HR_IDTAB_LEAF * sizeof(rec_t),
+           "peak bytes do not follow the trace's length (%zu)", t.peak_bytes);
+    uint64_t intact = 0;
+    for (uint64_t id = 0; id < 10; id++) {
+        const rec_t *r = hr_idtab_get(&t, id);
+        intact += r && r->id == id && r->live == 1;
+    }
+    for (uint64_t id = 1; id < n - window; id += every) {
+        const rec_t *r = hr_idtab_get(&t, id);
+        intact += r && r->id == id && r->live == 1;
+    }
+    TAP_OK(intact == 14, "immortals and survivors intact after the directory moved (%llu of 14)",
+           (unsigned long long)intact);
+    ok = 1;
+    for (uint64_t id = 1000000; id < 4000000; id += 9973) {
+        const rec_t *r = hr_idtab_get(&t, id);
+        ok &= !r || !r->live;
+    }
+    TAP_OK(ok, "ids of groups given back are not live");
+    hr_idtab_free(&t);
+    TAP_OK(t.ndir == 0 && t.dir_map == 0 && !t.gcount, "free unmaps the directory");
+}
+
 int main(void)
 {
     hr_idtab_t t;
@@ -413,5 +500,7 @@ int main(void)
     test_compact_late(1);
     test_pool_odd_leaves();
     test_compact_large_records();
+    test_directory(0);
+    test_directory(1);
     return tap_done();
 }
