@@ -129,6 +129,10 @@ typedef struct hr_alloc {
 /* Every backend built in, in display order; NULL-terminated. */
 const hr_alloc_vt *const *hr_alloc_registry(void);
 const hr_alloc_vt *hr_alloc_by_name(const char *name);
+/* Register a backend that is not built in (tests register doubles; a program embedding the
+ * library may add its own). Checked like the built-in ones at the next hr_alloc_create. HR_OK,
+ * HR_EUSAGE for a name already taken, HR_ENOMEM when the registry is full. */
+int hr_alloc_register_extra(const hr_alloc_vt *vt);
 /* Create from a spec string. Unknown names or parameters fail with HR_EUSAGE and a message that
  * lists what exists. */
 int hr_alloc_create(hr_alloc_t **out, const char *spec, hr_err_t *err);

@@ -21,8 +21,9 @@ extern const hr_alloc_vt hr_alloc_mimalloc_vt;
 extern const hr_alloc_vt hr_alloc_tcmalloc_vt;
 #endif
 
-/* Display order. NULL-terminated. */
-static const hr_alloc_vt *const registry[] = {
+/* Display order. NULL-terminated; room for extra backends (hr_alloc_register_extra). */
+#define MAX_ALLOC 16
+static const hr_alloc_vt *registry[MAX_ALLOC + 1] = {
     &hr_alloc_null_vt,
     &hr_alloc_libc_vt,
     &hr_alloc_pymalloc_vt,
@@ -46,11 +47,28 @@ const hr_alloc_vt *const *hr_alloc_registry(void)
     return registry;
 }
 
+static int checked; /* the registry passed hr_alloc_registry_check: 0 not yet, 1 yes, -1 no */
+
+int hr_alloc_register_extra(const hr_alloc_vt *vt)
+{
+    size_t n = 0;
+    while (registry[n])
+        n++;
+    if (hr_alloc_by_name(vt->name))
+        return HR_EUSAGE; /* duplicate names are refused */
+    if (n == MAX_ALLOC)
+        return HR_ENOMEM;
+    registry[n] = vt;
+    registry[n + 1] = NULL;
+    checked = 0;
+    return HR_OK;
+}
+
 const hr_alloc_vt *hr_alloc_by_name(const char *name)
 {
-    for (const hr_alloc_vt *const *v = registry; *v; v++)
-        if (strcmp((*v)->name, name) == 0)
-            return *v;
+    for (size_t i = 0; registry[i]; i++)
+        if (strcmp(registry[i]->name, name) == 0)
+            return registry[i];
     return NULL;
 }
 
@@ -88,7 +106,6 @@ static void names_list(char *buf, size_t cap)
 
 int hr_alloc_create(hr_alloc_t **out, const char *spec_text, hr_err_t *err)
 {
-    static int checked; /* 0: not yet, 1: fine, -1: broken */
     *out = NULL;
     if (!checked) {
         hr_err_t e = {0, {0}};

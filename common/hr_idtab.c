@@ -147,6 +147,8 @@ static void account(hr_idtab_t *t, ptrdiff_t delta)
         t->peak_bytes = t->bytes;
 }
 
+void hr_idtab_account_extra(hr_idtab_t *t, ptrdiff_t delta) { account(t, delta); }
+
 static size_t cchunk_bytes(const hr_idtab_t *t);
 
 /* {==== The directory ====

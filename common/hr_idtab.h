@@ -138,6 +138,10 @@ HR_INLINE void hr_idtab_release(hr_idtab_t *t, uint64_t id)
         hr_idtab_release_slow(t, id);
 }
 
+/* Count `delta` bytes the caller keeps for its records outside the table (the replay engine's
+ * side entries) in t->bytes and t->peak_bytes, so the peak is the peak of both together. */
+void hr_idtab_account_extra(hr_idtab_t *t, ptrdiff_t delta);
+
 /* Bytes held now: t->bytes (full and compact leaves in use, and the directory) plus the free
  * leaves the pool keeps resident. t->peak_bytes is the peak of t->bytes alone, what the live ids
  * needed, so it may be below this. (Free compact leaves stay on their slab's free list; neither

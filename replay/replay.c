@@ -5,16 +5,21 @@
  *   blocks). For each event the engine does the allocator's part itself and hands graph events
  *   to the collector; the collector may reclaim objects at any of its calls, through reclaim().
  *
- *   Per live block the engine keeps an hr_entry_t (12 bytes, 4-aligned) in an id table whose
- *   leaves are freed as ids die (and packed when few ids of theirs live), so memory follows the
- *   live heap, not the trace length:
+ *   Per live block the engine keeps an hr_entry_t (8 bytes) in an id table whose leaves are
+ *   freed as ids die (and packed when few ids of theirs live), so memory follows the live heap,
+ *   not the trace length:
  *
- *   word (bytes 0-7)  bits 0-47 the block the allocator returned, 48-55 size bits 32-39,
- *                     56-60 alloc flags, 61-62 domain, 63 live (all 0 once freed)
- *   lo (bytes 8-11)   size bits 0-31
+ *   bits 0-43   the block's address / 8           | side: index of its side entry
+ *   bits 44-54  its size (0 .. 2047)              |       (0)
+ *   bit 55      side: address and size are in a side entry
+ *   bits 56-60  alloc flags, 61-62 domain, 63 live (the whole word is 0 once freed)
  *
- *   So a block is below 1 TiB and its address below 2^48 (user space on x86-64 and arm64):
- *   either limit broken is a clear error, never a truncated entry.
+ *   Nearly every block of a replay is small, 8-aligned and below 2^47 (x86-64's user space), and
+ *   its record holds all of it; a block of 2 KiB or more, or at an address that is not a multiple
+ *   of 8 or not below 2^47, keeps its address and size in a side entry (16 bytes, e->side),
+ *   reused through a free list. Either way a block is
+ *   below 1 TiB and its address below 2^48 (user space on x86-64 and arm64): either limit broken
+ *   is a clear error, never a truncated entry.
  *
  * Check mode keeps a second, independent heap graph (the shadow). Every event is applied to the
  * shadow first, then to the collector; the objects the collector reclaimed during the event form
@@ -32,46 +37,45 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 typedef struct hr_entry {
-    uint32_t w[3]; /* word (w[0], w[1]) and lo (w[2]): 12 bytes, no padding */
+    uint64_t m;
 } hr_entry_t;
-_Static_assert(sizeof(hr_entry_t) == 12, "the docs count 12 bytes per live block");
+_Static_assert(sizeof(hr_entry_t) == 8, "the docs count 8 bytes per live block");
 
 #define E_LIVE ((uint64_t)1 << 63)
+#define E_SIDE ((uint64_t)1 << 55)
 #define E_PTR_BITS 48
 #define E_SIZE_BITS 40
+#define E_ADDR_MASK (((uint64_t)1 << 44) - 1)
+#define E_INLINE_SIZE 2048 /* sizes below this fit the record */
 #define E_FLAGS(m) ((unsigned)(((m) >> 56) & 0x1f))
 #define E_DOMAIN(m) ((hr_domain_t)(((m) >> 61) & 3))
 #define E_FLAGS_MAX 0x1f
 
-HR_INLINE uint64_t e_word(const hr_entry_t *en)
-{
-    uint64_t m;
-    memcpy(&m, en->w, sizeof m);
-    return m;
-}
-HR_INLINE void *e_ptr(uint64_t m) { return (void *)(uintptr_t)(m & (((uint64_t)1 << E_PTR_BITS) - 1)); }
-HR_INLINE uint64_t e_size(const hr_entry_t *en, uint64_t m)
-{
-    return (uint64_t)en->w[2] | ((m >> E_PTR_BITS) & 0xff) << 32;
-}
-/* p below 2^48 and size below 2^40 (alloc_block and realloc_entry check), flags below 32 */
-HR_INLINE void e_set(hr_entry_t *en, void *p, uint64_t size, hr_domain_t dom, unsigned flags)
-{
-    uint64_t m = (uint64_t)(uintptr_t)p | (size >> 32) << E_PTR_BITS | (uint64_t)flags << 56 |
-                 (uint64_t)dom << 61 | E_LIVE;
-    memcpy(en->w, &m, sizeof m);
-    en->w[2] = (uint32_t)size;
-}
-HR_INLINE void e_clear(hr_entry_t *en) { memset(en, 0, sizeof *en); }
+/* Side entries: address and size of the blocks the record cannot hold. Invariant: an entry is
+ * in use iff a live record names it; free entries are chained through `addr` (index + 1, 0 ends
+ * the chain). Mapped, not malloc'd (like the id table: never inside the measured heap), grown by
+ * doubling with mremap; the bytes of every entry ever handed out count as the id table's. */
+typedef struct e_side {
+    uint64_t addr, size;
+} e_side_t;
+typedef struct e_sides {
+    e_side_t *v;
+    size_t cap, used; /* entries mapped, entries ever handed out */
+    uint64_t free;    /* first free entry + 1, or 0 */
+} e_sides_t;
+
+HR_INLINE uint64_t e_word(const hr_entry_t *en) { return en->m; }
 
 typedef struct engine {
     hr_alloc_t *alloc;
     hr_gc_t *gc;
     const hr_gc_vt *gvt;
     hr_idtab_t tab;          /* hr_entry_t per live block */
+    e_sides_t side;          /* address and size of blocks their record cannot hold */
     uint64_t event;          /* index of the event being replayed */
     uint64_t gc_begin;       /* event index of the last recorded GC_BEGIN */
     const hr_replay_opts_t *o;
@@ -90,6 +94,97 @@ typedef struct engine {
     hr_gobj_t **batch;       /* owned: objects reclaimed during the current event */
     size_t nbatch, capbatch;
 } engine_t;
+
+/* {==== The record ==== */
+
+HR_INLINE const e_side_t *e_side(const engine_t *e, uint64_t m) { return &e->side.v[m & E_ADDR_MASK]; }
+HR_INLINE void *e_ptr(const engine_t *e, uint64_t m)
+{
+    return HR_LIKELY(!(m & E_SIDE)) ? (void *)(uintptr_t)((m & E_ADDR_MASK) << 3)
+                                    : (void *)(uintptr_t)e_side(e, m)->addr;
+}
+HR_INLINE uint64_t e_size(const engine_t *e, uint64_t m)
+{
+    return HR_LIKELY(!(m & E_SIDE)) ? (m >> 44) & (E_INLINE_SIZE - 1) : e_side(e, m)->size;
+}
+/* Both at once (one test of the form). */
+HR_INLINE void *e_block(const engine_t *e, uint64_t m, uint64_t *size)
+{
+    if (HR_LIKELY(!(m & E_SIDE))) {
+        *size = (m >> 44) & (E_INLINE_SIZE - 1);
+        return (void *)(uintptr_t)((m & E_ADDR_MASK) << 3);
+    }
+    const e_side_t *s = e_side(e, m);
+    *size = s->size;
+    return (void *)(uintptr_t)s->addr;
+}
+
+/* A side entry for (addr, size); its record word without the flags, domain and live bits, or 0
+ * when out of memory. */
+static uint64_t e_side_new(engine_t *e, uint64_t addr, uint64_t size)
+{
+    e_sides_t *s = &e->side;
+    uint64_t i;
+    if (s->free) {
+        i = s->free - 1;
+        s->free = s->v[i].addr;
+    } else {
+        if (s->used == s->cap) {
+            size_t cap = s->cap ? s->cap * 2 : 4096 / sizeof(e_side_t);
+            void *v = s->cap ? mremap(s->v, s->cap * sizeof *s->v, cap * sizeof *s->v,
+                                      MREMAP_MAYMOVE)
+                             : mmap(NULL, cap * sizeof *s->v, PROT_READ | PROT_WRITE,
+                                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (v == MAP_FAILED)
+                return 0;
+            s->v = v;
+            s->cap = cap;
+        }
+        i = s->used++;
+        hr_idtab_account_extra(&e->tab, (ptrdiff_t)sizeof(e_side_t));
+    }
+    s->v[i] = (e_side_t){addr, size};
+    return E_SIDE | i;
+}
+
+/* Write a live record for block p of `size` bytes (p below 2^48 and size below 2^40: alloc_block
+ * and realloc_entry check; flags below 32). The record must not name a side entry (e_clear or
+ * e_unside first). HR_ENOMEM when a side entry was needed and none could be mapped. */
+static int e_set_side(engine_t *e, hr_entry_t *en, uint64_t a, uint64_t size, uint64_t hi)
+{
+    uint64_t w = e_side_new(e, a, size);
+    en->m = w ? w | hi : 0;
+    return w ? HR_OK : HR_ENOMEM;
+}
+
+/* Bits of an address that keep its block out of the record: not below 2^47, not 8-aligned. */
+#define E_ADDR_OUT (~(((uint64_t)1 << 47) - 1) | 7)
+
+HR_INLINE int e_set(engine_t *e, hr_entry_t *en, void *p, uint64_t size, hr_domain_t dom,
+                    unsigned flags)
+{
+    uint64_t a = (uint64_t)(uintptr_t)p, hi = (uint64_t)flags << 56 | (uint64_t)dom << 61 | E_LIVE;
+    if (HR_UNLIKELY((a & E_ADDR_OUT) || size >= E_INLINE_SIZE))
+        return e_set_side(e, en, a, size, hi);
+    en->m = a >> 3 | size << 44 | hi;
+    return HR_OK;
+}
+
+/* Give back the side entry record word m names, if any. */
+HR_INLINE void e_unside(engine_t *e, uint64_t m)
+{
+    if (HR_UNLIKELY(m & E_SIDE)) {
+        uint64_t i = m & E_ADDR_MASK;
+        e->side.v[i].addr = e->side.free;
+        e->side.free = i + 1;
+    }
+}
+
+HR_INLINE void e_clear(engine_t *e, hr_entry_t *en)
+{
+    e_unside(e, en->m);
+    en->m = 0;
+}
 
 /* {==== Small helpers ==== */
 
@@ -183,15 +278,16 @@ HR_INLINE hr_entry_t *live_entry(engine_t *e, uint64_t id)
  * reclamations by the collector, the loop's fast path). */
 HR_INLINE void forget_entry(engine_t *e, hr_entry_t *en, uint64_t id)
 {
-    e_clear(en);
+    e_clear(e, en);
     hr_idtab_release(&e->tab, id);
     e->res->live_blocks--;
 }
 
 HR_INLINE void drop_block(engine_t *e, hr_entry_t *en, uint64_t id)
 {
-    uint64_t m = e_word(en);
-    hr_alloc_free(e->alloc, e_ptr(m), e_size(en, m), E_DOMAIN(m));
+    uint64_t m = e_word(en), size;
+    void *p = e_block(e, m, &size);
+    hr_alloc_free(e->alloc, p, size, E_DOMAIN(m));
     forget_entry(e, en, id);
 }
 
@@ -371,7 +467,11 @@ HR_INLINE int alloc_block(engine_t *e, uint64_t id, uint64_t size, hr_domain_t d
         hr_alloc_free(e->alloc, p, size, dom);
         return hr_err_set(err, HR_ENOMEM, "out of memory for the id table");
     }
-    e_set(en, p, size, dom, flags);
+    if (HR_UNLIKELY(e_set(e, en, p, size, dom, flags) != HR_OK)) {
+        hr_alloc_free(e->alloc, p, size, dom);
+        hr_idtab_release(&e->tab, id);
+        return hr_err_set(err, HR_ENOMEM, "out of memory for the id table");
+    }
     hr_replay_result_t *r = e->res;
     if (++r->live_blocks > r->peak_live_blocks)
         r->peak_live_blocks = r->live_blocks;
@@ -402,10 +502,10 @@ static int not_live(const char *what, uint64_t id, hr_err_t *err)
 
 static int realloc_entry(engine_t *e, hr_entry_t *en, uint64_t id, uint64_t size, hr_err_t *err)
 {
-    uint64_t m = e_word(en), old = e_size(en, m);
+    uint64_t m = e_word(en), old = e_size(e, m);
     if (HR_UNLIKELY(size >> E_SIZE_BITS))
         return too_large(size, err);
-    void *q = hr_alloc_realloc(e->alloc, e_ptr(m), old, size, E_DOMAIN(m));
+    void *q = hr_alloc_realloc(e->alloc, e_ptr(e, m), old, size, E_DOMAIN(m));
     if (HR_UNLIKELY(!q))
         return hr_err_set(err, HR_ENOMEM, "allocator '%s' failed to resize a block to %llu bytes",
                           e->alloc->vt->name, (unsigned long long)size);
@@ -416,7 +516,13 @@ static int realloc_entry(engine_t *e, hr_entry_t *en, uint64_t id, uint64_t size
     }
     if (e->touch)
         touch_block(q, size, id);
-    e_set(en, q, size, E_DOMAIN(m), E_FLAGS(m));
+    e_unside(e, m);
+    if (HR_UNLIKELY(e_set(e, en, q, size, E_DOMAIN(m), E_FLAGS(m)) != HR_OK)) {
+        hr_alloc_free(e->alloc, q, size, E_DOMAIN(m));
+        en->m = E_LIVE; /* so that forget_entry finds what it expects */
+        forget_entry(e, en, id);
+        return hr_err_set(err, HR_ENOMEM, "out of memory for the id table");
+    }
     if ((E_FLAGS(m) & HR_F_OBJECT) && e->gvt->resize)
         e->gvt->resize(e->gc->ctx, id, size);
     return HR_OK;
@@ -556,20 +662,20 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
 static int free_live(void *arg, uint64_t id, void *rec)
 {
     (void)id;
-    hr_entry_t *en = rec;
-    uint64_t m = e_word(en);
+    const engine_t *e = arg;
+    uint64_t m = e_word(rec);
     if (m & E_LIVE)
-        hr_alloc_free((hr_alloc_t *)arg, e_ptr(m), e_size(en, m), E_DOMAIN(m));
+        hr_alloc_free(e->alloc, e_ptr(e, m), e_size(e, m), E_DOMAIN(m));
     return 0;
 }
 
 static int sum_object_bytes(void *arg, uint64_t id, void *rec)
 {
     (void)id;
-    const hr_entry_t *en = rec;
-    uint64_t m = e_word(en);
+    const engine_t *e = arg;
+    uint64_t m = e_word(rec);
     if ((m & E_LIVE) && (E_FLAGS(m) & HR_F_OBJECT))
-        *(uint64_t *)arg += e_size(en, m);
+        e->res->gc.bytes_leaked += e_size(e, m);
     return 0;
 }
 
@@ -870,7 +976,7 @@ out:
         res->gc.objects_allocated = e.objects_allocated;
         res->gc.peak_objects = 0;
         res->gc.objects_leaked = e.live_objects;
-        hr_idtab_each(&e.tab, sum_object_bytes, &res->gc.bytes_leaked);
+        hr_idtab_each(&e.tab, sum_object_bytes, &e);
     }
     res->rss_end = hr_rss_bytes();
     res->peak_rss = hr_peak_rss_bytes();
@@ -879,9 +985,11 @@ out:
     hr_trace_close(r);
     hr_gc_destroy(e.gc);
     if (e.alloc && !(e.alloc->vt->flags & HR_ALLOC_F_SHARED_BLOCKS)) /* null frees nothing */
-        hr_idtab_each(&e.tab, free_live, e.alloc);
+        hr_idtab_each(&e.tab, free_live, &e);
     hr_alloc_destroy(e.alloc);
     hr_idtab_free(&e.tab);
+    if (e.side.cap)
+        munmap(e.side.v, e.side.cap * sizeof *e.side.v);
     if (e.check)
         hr_graph_free(&e.shadow);
     free(e.batch);

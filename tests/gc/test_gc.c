@@ -681,6 +681,167 @@ static void test_entry_sizes(void)
     hr_replay_result_free(&r);
 }
 
+/* {==== The engine's record: inline and side forms ==== */
+
+/* A test double that serves blocks at addresses of every alignment (its own block + 0..7 bytes)
+ * and checks that each free and realloc names a block it handed out with the size that block was
+ * requested with: whichever form the engine's record took (inline: 8-aligned and below 2 KiB; a
+ * side entry otherwise), the engine must give back exactly what it got. */
+enum { ODD_MAX = 4096 };
+static struct {
+    char *base[ODD_MAX], *p[ODD_MAX];
+    uint64_t size[ODD_MAX];
+    unsigned n, next, bad, left, aligned, odd;
+} odd;
+
+static int odd_find(const void *p, uint64_t size)
+{
+    for (unsigned i = 0; i < odd.n; i++)
+        if (odd.p[i] == p) {
+            odd.bad += odd.size[i] != size;
+            return (int)i;
+        }
+    odd.bad++;
+    return -1;
+}
+static void *odd_new(size_t size)
+{
+    if (odd.n == ODD_MAX)
+        return NULL;
+    char *b = malloc(size + 8);
+    unsigned off = odd.next++ % 8;
+    odd.aligned += off == 0, odd.odd += off != 0;
+    odd.base[odd.n] = b, odd.p[odd.n] = b + off, odd.size[odd.n] = size;
+    return odd.p[odd.n++];
+}
+static void odd_drop(unsigned i)
+{
+    free(odd.base[i]);
+    odd.n--;
+    odd.base[i] = odd.base[odd.n], odd.p[i] = odd.p[odd.n], odd.size[i] = odd.size[odd.n];
+}
+static int odd_create(void **ctx, hr_spec_t *spec, hr_err_t *err)
+{
+    (void)spec, (void)err;
+    memset(&odd, 0, sizeof odd);
+    *ctx = &odd;
+    return HR_OK;
+}
+static void odd_destroy(void *ctx)
+{
+    (void)ctx;
+    odd.left = odd.n;
+    while (odd.n)
+        odd_drop(0);
+}
+static void *odd_malloc(void *ctx, size_t size, hr_domain_t d) { (void)ctx, (void)d; return odd_new(size); }
+static void *odd_realloc(void *ctx, void *p, size_t old, size_t size, hr_domain_t d)
+{
+    (void)ctx, (void)d;
+    int i = odd_find(p, old);
+    void *q = odd_new(size);
+    if (q && i >= 0) {
+        memcpy(q, p, old < size ? old : size);
+        odd_drop((unsigned)i);
+    }
+    return q;
+}
+static void odd_free(void *ctx, void *p, size_t size, hr_domain_t d)
+{
+    (void)ctx, (void)d;
+    int i = odd_find(p, size);
+    if (i >= 0)
+        odd_drop((unsigned)i);
+}
+static const hr_alloc_vt odd_vt = {
+    .name = "test-odd", .summary = "test double: blocks at every alignment, frees checked",
+    .create = odd_create, .destroy = odd_destroy, .malloc = odd_malloc, .realloc = odd_realloc,
+    .free = odd_free};
+
+/* Random allocations, frees and reallocs across the record's limits (sizes 0 .. 2047 inline,
+ * 2048 and up in side entries, reallocs both ways), at addresses of every alignment: every free
+ * and realloc hands the allocator its own block and size, the wrapper's bytes in use and peak
+ * equal a model's, every block left is freed at the end; and side entries are reused (the table's
+ * peak does not grow with rounds of large blocks). */
+static void test_entry_forms(void)
+{
+    TAP_OK(hr_alloc_register_extra(&odd_vt) == HR_OK &&
+               hr_alloc_register_extra(&odd_vt) == HR_EUSAGE,
+           "an extra allocator registers once");
+    static const uint64_t sizes[] = {0, 1, 7, 8, 24, 1016, 2040, 2047, 2048, 2049, 4096, 70000};
+    enum { NS = sizeof sizes / sizeof sizes[0], OPS = 6000 };
+    static uint64_t live_id[OPS], live_size[OPS];
+    hr_buf_t text = {0};
+    hr_buf_printf(&text, "heapreplay-trace 1 alloc\n");
+    uint64_t x = 12345, next = 0, nlive = 0, bytes = 0, peak = 0;
+    for (int op = 0; op < OPS; op++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned r = (unsigned)(x >> 33) % 100;
+        uint64_t sz = sizes[(x >> 20) % NS];
+        if (r < 55 || nlive == 0) {
+            hr_buf_printf(&text, "alloc %llu %llu mem\n", (unsigned long long)next,
+                          (unsigned long long)sz);
+            live_id[nlive] = next++, live_size[nlive++] = sz;
+            bytes += sz;
+        } else {
+            uint64_t k = (x >> 40) % nlive;
+            if (r < 85) {
+                hr_buf_printf(&text, "free %llu\n", (unsigned long long)live_id[k]);
+                bytes -= live_size[k];
+                nlive--;
+                live_id[k] = live_id[nlive], live_size[k] = live_size[nlive];
+            } else {
+                hr_buf_printf(&text, "realloc %llu %llu\n", (unsigned long long)live_id[k],
+                              (unsigned long long)sz);
+                bytes += sz - live_size[k];
+                live_size[k] = sz;
+            }
+        }
+        if (bytes > peak)
+            peak = bytes;
+    }
+    const char *t = pack("entry-forms.txt", (const char *)text.data);
+    hr_buf_free(&text);
+    hr_replay_opts_t o = {.alloc_spec = "test-odd", .gc_spec = "none"};
+    hr_replay_result_t r;
+    hr_err_t err = {0};
+    int rc = hr_replay_run(t, &o, &r, &err);
+    TAP_OK(rc == HR_OK && r.alloc.bytes_in_use == bytes && r.alloc.peak_bytes_in_use == peak &&
+               r.live_blocks == nlive,
+           "inline and side records replay the model: in use %llu (want %llu), peak %llu (want "
+           "%llu), live %llu (want %llu): %s",
+           (unsigned long long)r.alloc.bytes_in_use, (unsigned long long)bytes,
+           (unsigned long long)r.alloc.peak_bytes_in_use, (unsigned long long)peak,
+           (unsigned long long)r.live_blocks, (unsigned long long)nlive, err.msg);
+    TAP_OK(odd.bad == 0 && odd.left == 0 && odd.aligned > 100 && odd.odd > 100,
+           "every free and realloc named the allocator's own block and size (%u wrong), blocks "
+           "left at the end %u (want 0); %u blocks 8-aligned, %u not", odd.bad, odd.left, odd.aligned, odd.odd);
+    hr_replay_result_free(&r);
+
+    /* rounds of 500 large blocks allocated and freed: side entries are reused */
+    size_t peaks[2];
+    for (int v = 0; v < 2; v++) {
+        int rounds = v ? 20 : 1;
+        hr_buf_t b = {0};
+        hr_buf_printf(&b, "heapreplay-trace 1 alloc\n");
+        for (int k = 0, id = 0; k < rounds; k++, id += 500) {
+            for (int i = 0; i < 500; i++)
+                hr_buf_printf(&b, "alloc %d 3000 mem\n", id + i);
+            for (int i = 0; i < 500; i++)
+                hr_buf_printf(&b, "free %d\n", id + i);
+        }
+        t = pack(v ? "entry-side20.txt" : "entry-side1.txt", (const char *)b.data);
+        hr_buf_free(&b);
+        rc = hr_replay_run(t, &(hr_replay_opts_t){.alloc_spec = "libc", .gc_spec = "none"}, &r,
+                           &err);
+        peaks[v] = rc == HR_OK ? r.table_bytes_peak : 0;
+        hr_replay_result_free(&r);
+    }
+    TAP_OK(peaks[0] >= 500 * 16 && peaks[1] > 0 && peaks[1] <= peaks[0] + 4096,
+           "side entries are reused: table peak %zu bytes after 1 round, %zu after 20", peaks[0],
+           peaks[1]);
+}
+
 /* {==== The link index of objects with many links ==== */
 
 static void noop_reclaim(void *engine, uint64_t id) { (void)engine, (void)id; }
@@ -824,6 +985,7 @@ int main(void)
     test_link_index();
     test_stale_recorded();
     test_entry_sizes();
+    test_entry_forms();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
