@@ -17,9 +17,9 @@
  *   Nearly every block of a replay is small, 8-aligned and below 2^47 (x86-64's user space), and
  *   its record holds all of it; a block of 2 KiB or more, or at an address that is not a multiple
  *   of 8 or not below 2^47, keeps its address and size in a side entry (16 bytes, e->side),
- *   reused through a free list. Either way a block is
- *   below 1 TiB and its address below 2^48 (user space on x86-64 and arm64): either limit broken
- *   is a clear error, never a truncated entry.
+ *   reused through a free list. Either way a block is below 1 TiB and its address below 2^48
+ *   (user space on x86-64 and arm64): either limit broken is a clear error, never a truncated
+ *   entry.
  *
  * Check mode keeps a second, independent heap graph (the shadow). Every event is applied to the
  * shadow first, then to the collector; the objects the collector reclaimed during the event form
