@@ -144,7 +144,8 @@ static uint64_t floor_once(const decoded_t *d, uint64_t *table, unsigned char *s
 /* The same work with the blocks' sizes in the engine's own id table (common/hr_idtab.h: leaves
  * of 256 ids, freed when empty, sparse ones packed), the compact structure that keeps a replay
  * within 16 bytes per live block (issue 4), with 8-byte records (live bit and size; the engine's
- * are 12 or 16 bytes). A flat array is 8 bytes per id ever allocated: it grows with the trace. */
+ * are 8 bytes too, with the address beside the size). A flat array is 8 bytes per id ever
+ * allocated: it grows with the trace. */
 static uint64_t idtab_once(const decoded_t *d, unsigned char *scratch, double *secs,
                            size_t *peak_bytes)
 {
