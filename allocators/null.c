@@ -12,9 +12,10 @@
  *   larger region maps a new one and copies nothing (a copy would cost time and memory in
  *   proportion to the block, what this allocator exists not to do: a 548-byte fuzzed trace that
  *   grew a block of 10 GiB once took 11 GB of RSS and 8 s here). A replaced region is kept until
- *   destroy, because pointers into it may still be handed back to free or realloc. Regions are mapped with mmap, not malloc'd: a trace with a
- *   block of many GiB costs the pages the engine writes (its first and last word), not a
- *   malloc that MALLOC_PERTURB_ or a debugging allocator would fill end to end.
+ *   destroy, because pointers into it may still be handed back to free or realloc. Regions are
+ *   mapped with mmap, not malloc'd: a trace with a block of many GiB costs the pages the engine
+ *   writes (its first and last word), not a malloc that MALLOC_PERTURB_ or a debugging
+ *   allocator would fill end to end.
  *
  * Invariant: cap >= every size returned so far; scratch is aligned to `align` (>= 64) and to a
  * page (mmap's base, or a multiple of an alignment above a page inside it).
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 typedef struct region {
     void *base; /* what mmap returned */
@@ -35,6 +37,7 @@ typedef struct null_alloc {
     unsigned char *scratch; /* inside `cur`; NULL until the first request */
     size_t cap;             /* bytes usable at scratch */
     size_t align;           /* alignment of scratch */
+    size_t page;            /* the system's page size */
     region_t cur;           /* owned: the mapping scratch lies in */
     region_t *retired;      /* owned: earlier mappings, unmapped at destroy */
     size_t nretired, retired_cap;
@@ -88,6 +91,8 @@ static int null_create(void **ctx, hr_spec_t *spec, hr_err_t *err)
     if (!n)
         return hr_err_set(err, HR_ENOMEM, "null: out of memory");
     n->align = 64;
+    long pg = sysconf(_SC_PAGESIZE);
+    n->page = pg > 0 ? (size_t)pg : 4096;
     *ctx = n;
     return HR_OK;
 }
@@ -123,8 +128,9 @@ static void *null_calloc(void *ctx, size_t size, hr_domain_t domain)
     unsigned char *p = null_malloc(ctx, size, domain);
     if (!p)
         return NULL;
-    const size_t page = 4096, whole = size & ~(page - 1); /* scratch is page-aligned */
-    if (whole >= 16 * page && madvise(p, whole, MADV_DONTNEED) == 0) {
+    const null_alloc_t *n = ctx;
+    const size_t whole = size & ~(n->page - 1); /* scratch is page-aligned */
+    if (whole >= 16 * n->page && madvise(p, whole, MADV_DONTNEED) == 0) {
         memset(p + whole, 0, size - whole);
         return p;
     }

@@ -207,9 +207,9 @@ static double zstd_once(const char *path)
 /* The engine on the same file (null allocator, none collector), its own wall time from --json. */
 static double engine_once(const char *hr, const char *path)
 {
-    const char *dir = getenv("TMPDIR");
     char json[4096];
-    snprintf(json, sizeof json, "%s/bench_replay_floor.XXXXXX", dir && *dir ? dir : "/tmp");
+    if (hr_tmp_template(json, sizeof json, "bench_replay_floor") != 0)
+        die("TMPDIR", "too long for a temporary file's name");
     int fd = mkstemp(json);
     if (fd < 0)
         die(json, "cannot create");

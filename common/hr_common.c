@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 /* {==== Errors ==== */
@@ -173,6 +174,16 @@ uint32_t hr_crc32(uint32_t crc, const void *p, size_t n)
 }
 
 /* {==== Small helpers ==== */
+
+void *hr_map_grow(void *p, size_t *mapped, size_t bytes)
+{
+    void *q = *mapped ? mremap(p, *mapped, bytes, MREMAP_MAYMOVE)
+                      : mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED)
+        return NULL;
+    *mapped = bytes;
+    return q;
+}
 
 int hr_tmp_template(char *buf, size_t cap, const char *name)
 {

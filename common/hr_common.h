@@ -150,6 +150,13 @@ char *hr_fmt_thousands(char *buf, size_t cap, uint64_t n);
 /* Write s as a JSON string literal (quotes, backslash and control characters escaped). */
 void hr_fput_json_string(FILE *f, const char *s);
 
+/* Grow (or create, when *mapped is 0) the anonymous private mapping p of *mapped bytes to
+ * `bytes`, with mremap: pages move instead of being copied, and the new part reads as zero and
+ * costs nothing until written. For the harness's own tables, which must not live in malloc's
+ * heap (a replay may be measuring it). Returns the mapping (*mapped = bytes), or NULL when the
+ * kernel says no (p and *mapped unchanged). */
+void *hr_map_grow(void *p, size_t *mapped, size_t bytes);
+
 /* A mkstemp/mkdtemp template for a temporary file or folder: "$TMPDIR/NAME.XXXXXX" ("/tmp" when
  * TMPDIR is unset or empty). Returns 0, or -1 when it does not fit in cap bytes. */
 int hr_tmp_template(char *buf, size_t cap, const char *name);

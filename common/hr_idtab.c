@@ -165,30 +165,16 @@ static size_t cchunk_bytes(const hr_idtab_t *t);
  * directory of every id it ever saw (a recorded program, 100 M events, 19,504 blocks live at the
  * peak: 179 bytes of table per live block, most of them directory, before this).
  *
- * Invariants: ndir is a multiple of the group size; gcount[g] & GROUP_COUNT == the number of
- * leaves of group g whose dir[] entry is not NULL; GROUP_HELD is set iff the group's directory
- * bytes are counted in t->bytes (from its first leaf until it is given back). */
+ * Invariants: ndir is a multiple of the group size; gcount[g] without GROUP_HELD is the number
+ * of leaves of group g whose dir[] entry is not NULL; GROUP_HELD is set iff the group's
+ * directory bytes are counted in t->bytes (from its first leaf until it is given back). */
 #define GROUP_HELD 0x80000000u
-#define GROUP_COUNT 0x7fffffffu
 
 static size_t group_leaves(void)
 {
     long pg = sysconf(_SC_PAGESIZE);
     size_t g = pg > 0 ? (size_t)pg / sizeof(uint32_t) : 1024;
     return g >= 1024 ? g : 1024; /* a power of two, and dir[]'s share is whole pages too */
-}
-
-/* Make the mapping *p of *mapped bytes `bytes` long, its new part unbacked (reads as zero). */
-static int grow_map(void **p, size_t *mapped, size_t bytes)
-{
-    void *q = *mapped ? mremap(*p, *mapped, bytes, MREMAP_MAYMOVE)
-                      : mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (q == MAP_FAILED)
-        return 0;
-    *p = q;
-    *mapped = bytes;
-    return 1;
 }
 
 static size_t group_bytes(const hr_idtab_t *t)
@@ -211,9 +197,14 @@ static int dir_grow(hr_idtab_t *t, uint64_t k)
         return -1;
     memset(g + og, 0, (ng - og) * sizeof *g);
     t->gcount = g;
-    if (!grow_map((void **)&t->dir, &t->dir_map, n * sizeof *t->dir) ||
-        !grow_map((void **)&t->live, &t->live_map, n * sizeof *t->live))
+    uint8_t **d = hr_map_grow(t->dir, &t->dir_map, n * sizeof *d);
+    if (!d)
         return -1;
+    t->dir = d;
+    uint32_t *l = hr_map_grow(t->live, &t->live_map, n * sizeof *l);
+    if (!l)
+        return -1;
+    t->live = l;
     t->ndir = n;
     return 0;
 }

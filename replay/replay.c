@@ -64,7 +64,7 @@ typedef struct e_side {
 } e_side_t;
 typedef struct e_sides {
     e_side_t *v;
-    size_t cap, used; /* entries mapped, entries ever handed out */
+    size_t mapped, used; /* bytes mapped, entries ever handed out */
     uint64_t free;    /* first free entry + 1, or 0 */
 } e_sides_t;
 
@@ -98,16 +98,11 @@ typedef struct engine {
 /* {==== The record ==== */
 
 HR_INLINE const e_side_t *e_side(const engine_t *e, uint64_t m) { return &e->side.v[m & E_ADDR_MASK]; }
-HR_INLINE void *e_ptr(const engine_t *e, uint64_t m)
-{
-    return HR_LIKELY(!(m & E_SIDE)) ? (void *)(uintptr_t)((m & E_ADDR_MASK) << 3)
-                                    : (void *)(uintptr_t)e_side(e, m)->addr;
-}
 HR_INLINE uint64_t e_size(const engine_t *e, uint64_t m)
 {
     return HR_LIKELY(!(m & E_SIDE)) ? (m >> 44) & (E_INLINE_SIZE - 1) : e_side(e, m)->size;
 }
-/* Both at once (one test of the form). */
+/* The block's address, and its size in *size. */
 HR_INLINE void *e_block(const engine_t *e, uint64_t m, uint64_t *size)
 {
     if (HR_LIKELY(!(m & E_SIDE))) {
@@ -129,16 +124,11 @@ static uint64_t e_side_new(engine_t *e, uint64_t addr, uint64_t size)
         i = s->free - 1;
         s->free = s->v[i].addr;
     } else {
-        if (s->used == s->cap) {
-            size_t cap = s->cap ? s->cap * 2 : 4096 / sizeof(e_side_t);
-            void *v = s->cap ? mremap(s->v, s->cap * sizeof *s->v, cap * sizeof *s->v,
-                                      MREMAP_MAYMOVE)
-                             : mmap(NULL, cap * sizeof *s->v, PROT_READ | PROT_WRITE,
-                                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (v == MAP_FAILED)
+        if (s->used * sizeof *s->v == s->mapped) {
+            e_side_t *v = hr_map_grow(s->v, &s->mapped, s->mapped ? s->mapped * 2 : 4096);
+            if (!v)
                 return 0;
             s->v = v;
-            s->cap = cap;
         }
         i = s->used++;
         hr_idtab_account_extra(&e->tab, (ptrdiff_t)sizeof(e_side_t));
@@ -147,9 +137,7 @@ static uint64_t e_side_new(engine_t *e, uint64_t addr, uint64_t size)
     return E_SIDE | i;
 }
 
-/* Write a live record for block p of `size` bytes (p below 2^48 and size below 2^40: alloc_block
- * and realloc_entry check; flags below 32). The record must not name a side entry (e_clear or
- * e_unside first). HR_ENOMEM when a side entry was needed and none could be mapped. */
+/* e_set's side form (the record is 0 when out of memory). */
 static int e_set_side(engine_t *e, hr_entry_t *en, uint64_t a, uint64_t size, uint64_t hi)
 {
     uint64_t w = e_side_new(e, a, size);
@@ -160,6 +148,10 @@ static int e_set_side(engine_t *e, hr_entry_t *en, uint64_t a, uint64_t size, ui
 /* Bits of an address that keep its block out of the record: not below 2^47, not 8-aligned. */
 #define E_ADDR_OUT (~(((uint64_t)1 << 47) - 1) | 7)
 
+/* Write a live record for block p of `size` bytes (p below 2^48 and size below 2^40: alloc_block
+ * and realloc_entry check; flags below 32). The record must not name a side entry (e_clear or
+ * e_unside first). HR_ENOMEM, and the record 0, when a side entry was needed and none could be
+ * mapped. */
 HR_INLINE int e_set(engine_t *e, hr_entry_t *en, void *p, uint64_t size, hr_domain_t dom,
                     unsigned flags)
 {
@@ -502,10 +494,11 @@ static int not_live(const char *what, uint64_t id, hr_err_t *err)
 
 static int realloc_entry(engine_t *e, hr_entry_t *en, uint64_t id, uint64_t size, hr_err_t *err)
 {
-    uint64_t m = e_word(en), old = e_size(e, m);
+    uint64_t m = e_word(en), old;
+    void *p = e_block(e, m, &old);
     if (HR_UNLIKELY(size >> E_SIZE_BITS))
         return too_large(size, err);
-    void *q = hr_alloc_realloc(e->alloc, e_ptr(e, m), old, size, E_DOMAIN(m));
+    void *q = hr_alloc_realloc(e->alloc, p, old, size, E_DOMAIN(m));
     if (HR_UNLIKELY(!q))
         return hr_err_set(err, HR_ENOMEM, "allocator '%s' failed to resize a block to %llu bytes",
                           e->alloc->vt->name, (unsigned long long)size);
@@ -519,8 +512,7 @@ static int realloc_entry(engine_t *e, hr_entry_t *en, uint64_t id, uint64_t size
     e_unside(e, m);
     if (HR_UNLIKELY(e_set(e, en, q, size, E_DOMAIN(m), E_FLAGS(m)) != HR_OK)) {
         hr_alloc_free(e->alloc, q, size, E_DOMAIN(m));
-        en->m = E_LIVE; /* so that forget_entry finds what it expects */
-        forget_entry(e, en, id);
+        forget_entry(e, en, id); /* e_set left the record 0 */
         return hr_err_set(err, HR_ENOMEM, "out of memory for the id table");
     }
     if ((E_FLAGS(m) & HR_F_OBJECT) && e->gvt->resize)
@@ -663,9 +655,11 @@ static int free_live(void *arg, uint64_t id, void *rec)
 {
     (void)id;
     const engine_t *e = arg;
-    uint64_t m = e_word(rec);
-    if (m & E_LIVE)
-        hr_alloc_free(e->alloc, e_ptr(e, m), e_size(e, m), E_DOMAIN(m));
+    uint64_t m = e_word(rec), size;
+    if (m & E_LIVE) {
+        void *p = e_block(e, m, &size);
+        hr_alloc_free(e->alloc, p, size, E_DOMAIN(m));
+    }
     return 0;
 }
 
@@ -988,8 +982,8 @@ out:
         hr_idtab_each(&e.tab, free_live, &e);
     hr_alloc_destroy(e.alloc);
     hr_idtab_free(&e.tab);
-    if (e.side.cap)
-        munmap(e.side.v, e.side.cap * sizeof *e.side.v);
+    if (e.side.mapped)
+        munmap(e.side.v, e.side.mapped);
     if (e.check)
         hr_graph_free(&e.shadow);
     free(e.batch);

@@ -128,14 +128,11 @@ int hr_trace_check_external(hr_trace_check_t *c, hr_id_state_fn fn, void *arg, h
  * malloc's heap: a replay measuring glibc must not count the reader's bookkeeping. */
 static int grow_state(hr_trace_check_t *c, hr_err_t *err)
 {
-    size_t cap = c->state_cap ? c->state_cap * 2 : 65536;
-    void *p = c->state ? mremap(c->state, c->state_cap, cap, MREMAP_MAYMOVE)
-                       : mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    uint8_t *s = hr_map_grow(c->state, &c->state_cap, c->state_cap ? c->state_cap * 2 : 65536);
+    if (!s)
         return hr_err_set(err, HR_ENOMEM, "out of memory tracking %llu ids",
                           (unsigned long long)c->next_id);
-    c->state = p;
-    c->state_cap = cap;
+    c->state = s;
     return HR_OK;
 }
 
