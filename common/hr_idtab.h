@@ -115,16 +115,22 @@ HR_INLINE void *hr_idtab_get(const hr_idtab_t *t, uint64_t id)
 /* Make a zeroed record (see hr_idtab_dense) for a new id and count it live. NULL when out of
  * memory. */
 void *hr_idtab_put_slow(hr_idtab_t *t, uint64_t id);
-HR_INLINE void *hr_idtab_put(hr_idtab_t *t, uint64_t id)
+/* The same for a caller that knows its record size at compile time (as hr_idtab_get_sized). */
+HR_INLINE void *hr_idtab_put_sized(hr_idtab_t *t, uint64_t id, size_t rec_size)
 {
     uint64_t k = id >> HR_IDTAB_SHIFT;
-    if (HR_LIKELY(k < t->ndir && t->dir[k] != NULL)) {
+    uint8_t *l;
+    if (HR_LIKELY(k < t->ndir && (l = t->dir[k]) != NULL)) {
         t->live[k]++;
         if (id >= t->frontier)
             t->frontier = id + 1;
-        return t->dir[k] + (size_t)(id & (HR_IDTAB_LEAF - 1)) * t->rec_size;
+        return l + (size_t)(id & (HR_IDTAB_LEAF - 1)) * rec_size;
     }
     return hr_idtab_put_slow(t, id);
+}
+HR_INLINE void *hr_idtab_put(hr_idtab_t *t, uint64_t id)
+{
+    return hr_idtab_put_sized(t, id, t->rec_size);
 }
 
 /* The id died: count it out; its leaf goes when empty and closed. The record must not be used

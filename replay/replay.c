@@ -82,6 +82,7 @@ typedef struct engine {
     hr_replay_result_t *res;
     int touch;
     int graphless;           /* a collector without graph slots (none), outside check mode */
+    uint64_t live_blocks, peak_live_blocks; /* copied to res at the end */
     uint64_t live_objects;
     uint64_t objects_allocated;
     int failed;              /* reclaim() found an inconsistency; message in fail */
@@ -148,7 +149,7 @@ static int e_set_side(engine_t *e, hr_entry_t *en, uint64_t a, uint64_t size, ui
 /* Bits of an address that keep its block out of the record: not below 2^47, not 8-aligned. */
 #define E_ADDR_OUT (~(((uint64_t)1 << 47) - 1) | 7)
 
-/* Write a live record for block p of `size` bytes (p below 2^48 and size below 2^40: alloc_block
+/* Write a live record for block p of `size` bytes (p below 2^48 and size below 2^40: place_block
  * and realloc_entry check; flags below 32). The record must not name a side entry (e_clear or
  * e_unside first). HR_ENOMEM, and the record 0, when a side entry was needed and none could be
  * mapped. */
@@ -272,7 +273,7 @@ HR_INLINE void forget_entry(engine_t *e, hr_entry_t *en, uint64_t id)
 {
     e_clear(e, en);
     hr_idtab_release(&e->tab, id);
-    e->res->live_blocks--;
+    e->live_blocks--;
 }
 
 HR_INLINE void drop_block(engine_t *e, hr_entry_t *en, uint64_t id)
@@ -429,6 +430,38 @@ static int high_address(engine_t *e, void *p, hr_err_t *err)
 
 _Static_assert(HR_F_ALL <= E_FLAGS_MAX, "an entry holds every allocation flag");
 
+/* Keep block p (size bytes, just served for id, not yet NULL-checked) in the table: the one way
+ * a block enters it. The 2^48 limit is tested only for the blocks e_set's own test sends to a
+ * side entry (the compiler merges the two: a small, 8-aligned block below 2^47 costs one test
+ * of its address and one of its size). */
+HR_INLINE int place_block(engine_t *e, uint64_t id, void *p, uint64_t size, hr_domain_t dom,
+                          unsigned flags, hr_err_t *err)
+{
+    uint64_t a = (uint64_t)(uintptr_t)p;
+    if (HR_UNLIKELY(!p))
+        return hr_err_set(err, HR_ENOMEM, "allocator '%s' failed to allocate %llu bytes",
+                          e->alloc->vt->name, (unsigned long long)size);
+    if (HR_UNLIKELY(((a & E_ADDR_OUT) || size >= E_INLINE_SIZE) && (a >> E_PTR_BITS))) {
+        hr_alloc_free(e->alloc, p, size, dom);
+        return high_address(e, p, err);
+    }
+    if (e->touch)
+        touch_block(p, size, id);
+    hr_entry_t *en = hr_idtab_put_sized(&e->tab, id, sizeof *en);
+    if (HR_UNLIKELY(!en)) {
+        hr_alloc_free(e->alloc, p, size, dom);
+        return hr_err_set(err, HR_ENOMEM, "out of memory for the id table");
+    }
+    if (HR_UNLIKELY(e_set(e, en, p, size, dom, flags) != HR_OK)) {
+        hr_alloc_free(e->alloc, p, size, dom);
+        hr_idtab_release(&e->tab, id);
+        return hr_err_set(err, HR_ENOMEM, "out of memory for the id table");
+    }
+    if (++e->live_blocks > e->peak_live_blocks)
+        e->peak_live_blocks = e->live_blocks;
+    return HR_OK;
+}
+
 HR_INLINE int alloc_block(engine_t *e, uint64_t id, uint64_t size, hr_domain_t dom,
                           unsigned flags, unsigned align_log2, hr_err_t *err)
 {
@@ -445,29 +478,7 @@ HR_INLINE int alloc_block(engine_t *e, uint64_t id, uint64_t size, hr_domain_t d
     } else {
         p = hr_alloc_calloc(e->alloc, size, dom);
     }
-    if (HR_UNLIKELY(!p))
-        return hr_err_set(err, HR_ENOMEM, "allocator '%s' failed to allocate %llu bytes",
-                          e->alloc->vt->name, (unsigned long long)size);
-    if (HR_UNLIKELY((uintptr_t)p >> E_PTR_BITS)) {
-        hr_alloc_free(e->alloc, p, size, dom);
-        return high_address(e, p, err);
-    }
-    if (e->touch)
-        touch_block(p, size, id);
-    hr_entry_t *en = hr_idtab_put(&e->tab, id);
-    if (HR_UNLIKELY(!en)) {
-        hr_alloc_free(e->alloc, p, size, dom);
-        return hr_err_set(err, HR_ENOMEM, "out of memory for the id table");
-    }
-    if (HR_UNLIKELY(e_set(e, en, p, size, dom, flags) != HR_OK)) {
-        hr_alloc_free(e->alloc, p, size, dom);
-        hr_idtab_release(&e->tab, id);
-        return hr_err_set(err, HR_ENOMEM, "out of memory for the id table");
-    }
-    hr_replay_result_t *r = e->res;
-    if (++r->live_blocks > r->peak_live_blocks)
-        r->peak_live_blocks = r->live_blocks;
-    return HR_OK;
+    return place_block(e, id, p, size, dom, flags, err);
 }
 
 /* The reader's checker asks the engine which blocks of an allocation-only trace are live
@@ -678,7 +689,7 @@ static void take_sample(engine_t *e)
     hr_replay_sample_t s = {
         .event = e->event,
         .live_objects = e->live_objects,
-        .live_blocks = e->res->live_blocks,
+        .live_blocks = e->live_blocks,
         .live_bytes = e->alloc->st.bytes_in_use,
         .rss = hr_rss_bytes(),
     };
@@ -709,7 +720,7 @@ static void take_sample(engine_t *e)
  * check mode, a DIED that is logged), a check that fails, or a block that is not live, where the
  * general path takes over; and when e->event reaches `stop`. On an error the failing event has
  * been consumed (as on the general path) and is event e->event. */
-static int run_lane(engine_t *e, hr_trace_cursor_t *cp, uint64_t stop, hr_err_t *err)
+HR_INLINE int lane_(engine_t *e, hr_trace_cursor_t *cp, uint64_t stop, hr_err_t *err)
 {
     hr_trace_cursor_t c = *cp;
     const uint64_t budget = stop - e->event;
@@ -766,6 +777,15 @@ static int run_lane(engine_t *e, hr_trace_cursor_t *cp, uint64_t stop, hr_err_t 
     c.events += n + (rc != HR_OK);
     *cp = c;
     return rc;
+}
+
+/* Two copies of the lane: in the first the compiler knows the id states are the engine's
+ * (allocation-only traces: c.ext is set), and drops the cursor's tests of it. */
+static int run_lane(engine_t *e, hr_trace_cursor_t *cp, uint64_t stop, hr_err_t *err)
+{
+    if (cp->ext == engine_id_state)
+        return lane_(e, cp, stop, err);
+    return lane_(e, cp, stop, err);
 }
 
 /* A graph trace named an object the collector had reclaimed. On a recorded CPython trace, say
@@ -957,6 +977,8 @@ out:
         res->frames = st->frames;
         res->cut_short = st->cut_short;
     }
+    res->live_blocks = e.live_blocks;
+    res->peak_live_blocks = e.peak_live_blocks;
     if (e.alloc) {
         hr_alloc_get_stats(e.alloc, &res->alloc);
         res->live_bytes = res->alloc.bytes_in_use; /* every block is served by the allocator */

@@ -842,6 +842,104 @@ static void test_entry_forms(void)
            peaks[1]);
 }
 
+/* An allocator handing out addresses no process can touch (the engine replays without writing
+ * into blocks: no_touch): malloc in the band at `mband`, realloc at `rband`. It checks that every
+ * free and realloc names an address it gave out, with its size. */
+static struct {
+    uint64_t mband, rband, next, bad, frees;
+    uint64_t addr[64], size[64];
+    unsigned n;
+} high;
+static int high_create(void **ctx, hr_spec_t *spec, hr_err_t *err)
+{
+    (void)spec, (void)err;
+    *ctx = &high;
+    return HR_OK;
+}
+static void high_destroy(void *ctx) { (void)ctx; }
+static void *high_new(uint64_t band, size_t size)
+{
+    if (high.n == 64)
+        return NULL;
+    uint64_t a = band + 16 * high.next++;
+    high.addr[high.n] = a, high.size[high.n++] = size;
+    return (void *)(uintptr_t)a;
+}
+static void high_drop(void *p, size_t size)
+{
+    for (unsigned i = 0; i < high.n; i++)
+        if (high.addr[i] == (uint64_t)(uintptr_t)p) {
+            high.bad += high.size[i] != size;
+            high.n--;
+            high.addr[i] = high.addr[high.n], high.size[i] = high.size[high.n];
+            return;
+        }
+    high.bad++;
+}
+static void *high_malloc(void *ctx, size_t size, hr_domain_t d)
+{
+    (void)ctx, (void)d;
+    return high_new(high.mband, size);
+}
+static void *high_realloc(void *ctx, void *p, size_t old, size_t size, hr_domain_t d)
+{
+    (void)ctx, (void)d;
+    high_drop(p, old);
+    return high_new(high.rband, size);
+}
+static void high_free(void *ctx, void *p, size_t size, hr_domain_t d)
+{
+    (void)ctx, (void)d;
+    high.frees++;
+    high_drop(p, size);
+}
+static const hr_alloc_vt high_vt = {
+    .name = "test-high", .summary = "test double: blocks at addresses from 2^47 up, untouched",
+    .create = high_create, .destroy = high_destroy, .malloc = high_malloc,
+    .realloc = high_realloc, .free = high_free};
+
+/* Addresses at the table's limits: from 2^47 a block's address leaves the record for a side
+ * entry, and every free and realloc still gets it back; from 2^48 the engine stops with an
+ * error naming the allocator, the address and the event, from malloc as from realloc. */
+static void test_high_addresses(void)
+{
+    TAP_OK(hr_alloc_register_extra(&high_vt) == HR_OK, "the high-address allocator registers");
+    const char *t = pack("high.txt", "heapreplay-trace 1 alloc\n"
+                                     "alloc 0 24 mem\nalloc 1 3000 obj\nrealloc 0 40\n"
+                                     "alloc 2 8 raw\nfree 1\nrealloc 2 16\nfree 0\nfree 2\n");
+    static const struct {
+        uint64_t mband, rband;
+        int ok;
+        const char *msg;
+    } cases[] = {
+        {(uint64_t)1 << 47, (uint64_t)1 << 47, 1, NULL},
+        {((uint64_t)1 << 48) - 4096, ((uint64_t)1 << 47) + 8, 1, NULL},
+        {(uint64_t)1 << 48, (uint64_t)1 << 47, 0, "event 0: allocator 'test-high' returned address 0x1000000000000, above the 2^48"},
+        {(uint64_t)1 << 47, (uint64_t)1 << 48, 0, "event 2: allocator 'test-high' returned address 0x1000000000020, above the 2^48"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(&high, 0, sizeof high);
+        high.mband = cases[i].mband, high.rband = cases[i].rband;
+        hr_replay_opts_t o = {.alloc_spec = "test-high", .gc_spec = "none", .no_touch = 1};
+        hr_replay_result_t r;
+        hr_err_t err = {0};
+        int rc = hr_replay_run(t, &o, &r, &err);
+        if (cases[i].ok)
+            TAP_OK(rc == HR_OK && high.bad == 0 && high.n == 0 && high.frees == 3 &&
+                       r.live_blocks == 0 && r.peak_live_blocks == 3 && r.alloc.bytes_in_use == 0,
+                   "blocks at 0x%llx / 0x%llx: replayed, every free and realloc named its own "
+                   "block (%llu wrong, %u left, %llu frees, peak live %llu): %s",
+                   (unsigned long long)cases[i].mband, (unsigned long long)cases[i].rband,
+                   (unsigned long long)high.bad, high.n, (unsigned long long)high.frees,
+                   (unsigned long long)r.peak_live_blocks, err.msg);
+        else
+            TAP_OK(rc == HR_EUSAGE && strstr(err.msg, cases[i].msg) && high.bad == 0,
+                   "a block at 0x%llx / 0x%llx is refused: \"%s\"",
+                   (unsigned long long)cases[i].mband, (unsigned long long)cases[i].rband, err.msg);
+        hr_replay_result_free(&r);
+    }
+}
+
 /* {==== The link index of objects with many links ==== */
 
 static void noop_reclaim(void *engine, uint64_t id) { (void)engine, (void)id; }
@@ -986,6 +1084,7 @@ int main(void)
     test_stale_recorded();
     test_entry_sizes();
     test_entry_forms();
+    test_high_addresses();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
