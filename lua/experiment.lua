@@ -51,8 +51,20 @@ local function type_ok(v, want)
   return false
 end
 
+-- An error message without the driver's own position (a message for the script's author).
+local function bare(msg) return (tostring(msg):gsub("^%[heapreplay [%w%.]+%]:%d+: ", "")) end
+
 local function fail(where, fmt, ...)
   error((where and (where .. ": ") or "") .. fmt:format(...), 0)
+end
+
+-- A failure that is not the script's fault, with the exit status heapreplay's commands use
+-- (2 bad input: a trace that cannot be read; 3 anything else: a job, the file system). The error
+-- is a table {msg, status} that prints as its message; `heapreplay run` exits with the status.
+local FAIL_MT = {__tostring = function(t) return t.msg end}
+local function fail_status(status, where, fmt, ...)
+  error(setmetatable({msg = (where and (where .. ": ") or "") .. fmt:format(...), status = status},
+    FAIL_MT), 0)
 end
 
 local function join(dir, p)
@@ -102,9 +114,13 @@ local function check_experiment(e, where)
       fail(where, "experiment: field '%s' must be a %s, not %s", k, want:gsub("|", " or "), type(v))
     end
   end
-  if not e.name or not e.name:match("^[%w%-_%.]+$") then
+  if e.name == nil then
     fail(where, "experiment: 'name' is required (letters, digits, '-', '_', '.'): it names "
       .. "the results folder")
+  end
+  if not e.name:match("^[%w%-_][%w%-_%.]*$") then
+    fail(where, "experiment: name '%s' is not a folder name (letters, digits, '-', '_', '.', not "
+      .. "starting with '.'): it names the results folder", e.name)
   end
   local cmd = e.command or "replay"
   if not COMMANDS[cmd] then
@@ -198,6 +214,12 @@ local function make_env(script, opts, decls)
   env.experiment = function(e)
     local where = site(2)
     check_experiment(e, where)
+    for _, d in ipairs(decls) do
+      if d.kind == "experiment" and d.e.name == e.name then
+        fail(where, "experiment '%s' is declared twice (first at %s): both would write the same "
+          .. "results folder", e.name, d.e._where)
+      end
+    end
     e._where, e._script, e._dir = where, script, sdir
     decls[#decls + 1] = {kind = "experiment", e = e}
     return e
@@ -397,8 +419,13 @@ local function prepare_traces(e, dirs, opts)
     for i, r in ipairs(res) do
       if r.status ~= "ok" then
         local p = pending[i]
-        fail(p.entry.spec.where, "experiment '%s': cannot make trace '%s' (%s): %s", e.name,
-          p.entry.name, p.entry.recipe, r.stderr or r.status)
+        local why = r.stderr and r.stderr:match("^%s*(.-)%s*$") or ""
+        if why == "" then
+          why = r.exit and ("exit status %d (a recorded program's own status passes through)"):format(r.exit)
+            or r.signal and ("killed by signal %d"):format(r.signal) or r.status
+        end
+        fail_status(3, p.entry.spec.where, "experiment '%s': cannot make trace '%s' (%s): %s", e.name,
+          p.entry.name, p.entry.recipe, why)
       end
     end
   end
@@ -412,7 +439,11 @@ local function prepare_traces(e, dirs, opts)
         and cached.path == entry.path then
       entry.info = cached
     else
-      entry.info = hr.info(entry.path)
+      local oki, info = pcall(hr.info, entry.path)
+      if not oki then
+        fail_status(2, entry.spec.where, "experiment '%s': trace '%s': %s", e.name, name, bare(info))
+      end
+      entry.info = info
       hr.write_json(cfile, entry.info)
     end
   end
@@ -644,8 +675,9 @@ local function draw_figure(e, fig, data, figdir, opts)
           local m, lo, hi, n, err = cell_stats(c, mode)
           if n > 1 and mode ~= "none" or #c.errs > 0 then any_err = any_err or err > 0 end
           if type(c.x) ~= "number" then
-            fail(e._where, "experiment '%s': figure '%s': x must be a number for lines (got %s)",
-              e.name, fig.name, tostring(c.x))
+            fail(e._where, "experiment '%s': figure '%s': x must be a number for lines (got %s "
+              .. "%s; hr.num turns a size such as \"256K\" into one, or use template = \"bars\")",
+              e.name, fig.name, type(c.x), type(c.x) == "string" and ("%q"):format(c.x) or tostring(c.x))
           end
           out[#out + 1] = ("%s %s %s %s %d\n"):format(num(c.x), num(m), num(lo), num(hi), n)
         end
@@ -725,7 +757,10 @@ local function run_experiment(e, opts)
   local dir = opts.out .. "/" .. e.name
   local dirs = {root = dir, runs = dir .. "/runs", work = dir .. "/work", traces = dir .. "/traces",
                 cache = dir .. "/runs/cache", log = dir .. "/jobs.log"}
-  hr.mkdir(dir)
+  local okm, merr = pcall(hr.mkdir, dir)
+  if not okm then
+    fail_status(3, e._where, "experiment '%s': cannot make its results folder: %s", e.name, bare(merr))
+  end
   D.locked = D.locked or {}
   if not D.locked[dir] and not hr.lock(dir .. "/.lock") then
     fail(e._where, "experiment '%s': another 'heapreplay run' is writing %s", e.name, dir)
@@ -740,7 +775,7 @@ local function run_experiment(e, opts)
   local reused_before = 0
   if not opts.resume then
     local n = #hr.list_dir(dirs.runs)
-    if n > 0 then log(opts, "%s: starting afresh (%d earlier run files discarded; --resume keeps them)", e.name, n) end
+    if n > 0 then log(opts, "%s: starting afresh (%d earlier run file(s) discarded; --resume keeps them)", e.name, n) end
     hr.remove_tree(dirs.runs)
   end
   hr.mkdir(dirs.runs); hr.mkdir(dirs.work); hr.mkdir(dirs.traces); hr.mkdir(dirs.cache)
@@ -921,7 +956,7 @@ local function run_experiment(e, opts)
         msgs[#msgs + 1] = ("  %s (%s): %s"):format(f.job.label or f.job.key, f.result.status,
           (f.result.stderr or ""):gsub("\n", "\n    "))
       end
-      fail(e._where, "experiment '%s': %d job(s) failed; the %d finished ones are kept (--resume "
+      fail_status(3, e._where, "experiment '%s': %d job(s) failed; the %d finished ones are kept (--resume "
         .. "continues):\n%s", e.name, #failures, res.done, table.concat(msgs, "\n"))
     end
   end
@@ -1036,11 +1071,13 @@ local function run_experiment(e, opts)
       end
       local okf, drawn = pcall(draw_figure, e, fig, data, staging .. "/figures", opts)
       if not okf then
-        local msg = tostring(drawn):gsub("^%[heapreplay [%w%.]+%]:%d+: ", "")
+        local msg = bare(drawn)
         if not msg:find(e._where, 1, true) then
           msg = ("%s: experiment '%s': figure '%s': %s"):format(e._where, e.name, fig.name, msg)
         end
-        error(msg, 0)
+        -- the runs are done and kept: say how to draw them without replaying again
+        error(("%s\n(no results written; the %d run(s) are kept in %s/runs: fix the figure and "
+          .. "run again with --resume to draw without replaying)"):format(msg, #rows, dir), 0)
       end
       for _, f in ipairs(drawn) do
         figfiles[#figfiles + 1] = "figures/" .. hr.basename(f)
@@ -1101,7 +1138,7 @@ local function run_experiment(e, opts)
   log(opts, "%s: %d rows -> %s/results.csv, %d figure(s) in %s/figures (%.1f s)", e.name, #rows,
     dir, #(e.figures or {}), dir, hr.now() - t_start)
   if #failures > 0 then
-    fail(e._where, "experiment '%s': %d job(s) failed (listed in provenance.json); results "
+    fail_status(3, e._where, "experiment '%s': %d job(s) failed (listed in provenance.json); results "
       .. "hold the others", e.name, #failures)
   end
   return {dir = dir, rows = rows, timeline = trows, ctx = ctx}
@@ -1111,7 +1148,8 @@ end
 
 -- Run an experiment script: load it (declarations only), then run what it declared.
 -- opts: out (results root), jobs, resume, params, quiet, formats, command_line.
-function D.run_file(script, opts)
+-- seen: experiment names run so far by the suite this script is part of (name -> where).
+function D.run_file(script, opts, seen)
   if hr.exists(script) ~= "file" then error(("no experiment script '%s'"):format(script), 0) end
   local decls = {}
   local env = make_env(script, opts, decls)
@@ -1119,11 +1157,18 @@ function D.run_file(script, opts)
   if not chunk then error(err, 0) end
   chunk()
   local results = {}
+  seen = seen or {}
   for _, d in ipairs(decls) do
     if d.kind == "experiment" then
+      local first = seen[d.e.name]
+      if first then
+        fail(d.e._where, "experiment '%s' is declared twice (first at %s): both would write the "
+          .. "same results folder", d.e.name, first)
+      end
+      seen[d.e.name] = d.e._where
       results[#results + 1] = run_experiment(d.e, opts)
     else
-      for _, r in ipairs(D.run_file(d.path, opts)) do results[#results + 1] = r end
+      for _, r in ipairs(D.run_file(d.path, opts, seen)) do results[#results + 1] = r end
     end
   end
   return results

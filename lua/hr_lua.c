@@ -394,11 +394,37 @@ static int run_main(lua_State *L)
     return 0;
 }
 
+/* The place of the innermost Lua function on the stack ("script.lua:12: "), or "". */
+static void push_lua_where(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+            return;
+        }
+    }
+    lua_pushliteral(L, "");
+}
+
+/* The run's message handler. A driver failure with an exit status ({msg, status}: experiment.lua,
+ * fail_status) goes through as it is; any other error becomes its message (with a traceback when
+ * HR_LUA_TRACEBACK is set). A script's error() with something that is not a string is reported
+ * with the place it was raised. */
 static int run_handler(lua_State *L)
 {
+    if (lua_istable(L, 1) && lua_getfield(L, 1, "status") == LUA_TNUMBER &&
+        lua_getfield(L, 1, "msg") == LUA_TSTRING) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    lua_settop(L, 1);
     const char *msg = lua_tostring(L, 1);
-    if (!msg)
-        msg = "(error object is not a string)";
+    if (!msg) {
+        push_lua_where(L);
+        msg = lua_pushfstring(L, "%serror object is a %s, not a message (error() wants a string)",
+                              lua_tostring(L, -1), luaL_typename(L, 1));
+    }
     const char *tb = getenv("HR_LUA_TRACEBACK");
     if (tb && *tb && strcmp(tb, "0") != 0)
         luaL_traceback(L, L, msg, 1);
@@ -417,9 +443,19 @@ int hr_lua_run(const hr_lua_run_opts_t *o, hr_err_t *err)
     lua_pushlightuserdata(L, (void *)o);
     int rc = HR_OK;
     if (lua_pcall(L, 1, 0, 1) != LUA_OK) {
+        int code = HR_EUSAGE; /* the script's own errors */
+        if (lua_istable(L, -1)) { /* {msg, status} from run_handler */
+            lua_getfield(L, -1, "status");
+            int status = (int)lua_tointeger(L, -1);
+            code = status == 2 ? HR_EFORMAT : status == 3 ? HR_EIO : HR_EUSAGE;
+            lua_getfield(L, -2, "msg");
+        }
         const char *msg = lua_tostring(L, -1);
-        rc = hr_err_set(err, strstr(msg, "interrupted by signal") ? HR_EINTERNAL : HR_EUSAGE, "%s",
-                        msg);
+        if (!msg)
+            msg = "(no message)";
+        if (strstr(msg, "interrupted by signal"))
+            code = HR_EINTERNAL;
+        rc = hr_err_set(err, code, "%s", msg);
     }
     lua_close(L);
     return rc;

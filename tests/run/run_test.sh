@@ -113,8 +113,80 @@ sed 's/"libc"}/"pymalloc:arena=3K"}/' "$T/exp.lua" >"$T/exp-fail.lua"
 st=$?
 grep -q "job(s) failed" "$T/fail.err" && grep -q "alloc=pymalloc:arena=3K" "$T/fail.err" && grep -q "arena" "$T/fail.err"
 check $? "a failing job: status $st, the message names the configuration and the replay's error"
+[ "$st" = 3 ]
+check $? "a failing job exits with status 3 (a failure that is not the script's), not $st"
 cmp -s "$T/before.csv" "$R/results.csv"
 check $? "a failing job leaves the earlier results.csv alone"
+
+# {==== the script's mistakes and the others': what, where, and the exit status ====
+# a figure whose x is a string: nothing written, the runs kept, --resume draws without replaying
+cat >"$T/fig.lua" <<'LUA'
+experiment {
+  name = "fig",
+  traces = {t = file(params.trace)},
+  grid = {arena = {"256K", "1M"}},
+  alloc = function(p) return "pymalloc:preset=3.11,arena=" .. p.arena end,
+  figures = {{name = "fp", x = function(r) return r.arena:match("%d+") end, y = "peak_footprint"}},
+}
+LUA
+"$HR" run "$T/fig.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/fig.err"
+st=$?
+grep -q 'fig.lua:1: .*x must be a number for lines (got string "[0-9]*"' "$T/fig.err" &&
+  grep -q -- "--resume" "$T/fig.err" && [ "$st" = 1 ] && [ ! -e "$T/res/fig/results.csv" ]
+check $? "a figure with a string x: status $st, no results, the message names the value and --resume: $(head -c 300 "$T/fig.err")"
+sed -i 's/return r.arena:match("%d+")/return hr.num(r.arena)/' "$T/fig.lua"
+runs0=$(grep -c '^start ' "$T/res/fig/jobs.log")
+"$HR" run "$T/fig.lua" trace="$T/t.hrt" --out "$T/res" --resume -q 2>"$T/fig2.err"
+st=$?
+runs1=$(grep -c '^start ' "$T/res/fig/jobs.log")
+[ "$st" = 0 ] && [ "$runs0" = "$runs1" ] && [ -s "$T/res/fig/figures/fp.png" ]
+check $? "fixed and resumed: status $st, the figure drawn, no job run again ($runs0 then $runs1 jobs started in the log)"
+# two experiments of one name would write one folder: refused before anything runs
+cat >"$T/dup.lua" <<'LUA'
+experiment {name = "dup", traces = {t = file(params.trace)}, alloc = "null", gc = "none"}
+experiment {name = "dup", traces = {t = file(params.trace)}, alloc = "libc", gc = "none"}
+LUA
+"$HR" run "$T/dup.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/dup.err"
+st=$?
+grep -q "dup.lua:2: experiment 'dup' is declared twice (first at .*dup.lua:1)" "$T/dup.err" &&
+  [ "$st" = 1 ] && [ ! -e "$T/res/dup" ]
+check $? "a name declared twice: status $st, refused before running: $(head -c 200 "$T/dup.err")"
+printf 'experiment {name = "..", traces = {t = file(params.trace)}, alloc = "null"}\n' >"$T/dots.lua"
+"$HR" run "$T/dots.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/dots.err"
+st=$?
+grep -q "dots.lua:1: experiment: name '..' is not a folder name" "$T/dots.err" && [ "$st" = 1 ]
+check $? "the name '..' is refused (status $st): $(head -c 200 "$T/dots.err")"
+# a trace that is not one: status 2, the script's line and the trace's name
+printf 'experiment {name = "notrace", traces = {t = file("/etc/passwd")}, alloc = "null"}\n' >"$T/nt.lua"
+"$HR" run "$T/nt.lua" --out "$T/res" -q 2>"$T/nt.err"
+st=$?
+grep -q "nt.lua:1: experiment 'notrace': trace 't': /etc/passwd: byte 0: wrong magic" "$T/nt.err" &&
+  [ "$st" = 2 ] && ! grep -q "experiment.lua\]" "$T/nt.err"
+check $? "a file that is not a trace: status $st, located in the script: $(head -c 200 "$T/nt.err")"
+# a recorded program that fails: its status in the message, exit 3
+printf 'import sys\nsys.exit(3)\n' >"$T/exit3.py"
+printf 'experiment {name = "rec3", traces = {t = record("exit3.py")}, alloc = "null"}\n' >"$T/rec3.lua"
+"$HR" run "$T/rec3.lua" --out "$T/res" -q 2>"$T/rec3.err"
+st=$?
+if grep -q "cannot make trace 't' .*: exit status 3" "$T/rec3.err" && [ "$st" = 3 ]; then
+  ok "a recorded program that exits 3: status $st, the message says so"
+elif grep -q "recorder is not built\|not built in" "$T/rec3.err"; then
+  ok "# SKIP the recorder is not built in"
+else
+  not_ok "a recorded program that exits 3: status $st: $(head -c 300 "$T/rec3.err")"
+fi
+# error() with a table, and a results folder that cannot be made
+printf 'local x = 1\nerror({})\n' >"$T/tab.lua"
+"$HR" run "$T/tab.lua" --out "$T/res" -q 2>"$T/tab.err"
+st=$?
+grep -q "tab.lua:2: error object is a table" "$T/tab.err" && [ "$st" = 1 ]
+check $? "error({}) is reported with its place (status $st): $(head -c 200 "$T/tab.err")"
+: >"$T/afile"
+printf 'experiment {name = "nodir", traces = {t = file(params.trace)}, alloc = "null"}\n' >"$T/nodir.lua"
+"$HR" run "$T/nodir.lua" trace="$T/t.hrt" --out "$T/afile/sub" -q 2>"$T/nodir.err"
+st=$?
+grep -q "nodir.lua:1: experiment 'nodir': cannot make its results folder" "$T/nodir.err" && [ "$st" = 3 ]
+check $? "a results folder that cannot be made: status $st, located in the script: $(head -c 200 "$T/nodir.err")"
 
 # {==== a fresh run (no --resume) redoes everything ====
 "$HR" run "$T/exp.lua" trace="$T/t.hrt" --jobs 2 --out "$T/res" 2>"$T/fresh.err"
