@@ -31,6 +31,7 @@
 typedef struct vcheck {
     const char *name;
     int replay;             /* a "replay ... completes" row, not a comparison with the recording */
+    int known;              /* a row documented as inexact (docs/recorder.md): shown, not failed */
     uint64_t matched, total;
     char detail[HR_ERR_MSG_MAX + 64];
 } vcheck_t;
@@ -152,6 +153,9 @@ static int check_schedule(const char *path, const char *gc_spec, uint64_t fin, v
     if (rc <= 0)
         return rc;
     vcheck_t *st = add_check(rep, "allocator statistics (sys._debugmallocstats)");
+    /* a graph replay frees garbage when its collector finds it, not when CPython did: its
+     * pymalloc state differs by those blocks (allocation-mode traces validate the allocator) */
+    st->known = r.kind == HR_KIND_GRAPH;
     vcheck_t *gs = add_check(rep, "collections per generation (gc.get_stats)");
     for (size_t i = 0; i < r.ncheckpoints; i++) {
         hr_checkpoint_t *c = &r.checkpoints[i];
@@ -202,6 +206,8 @@ static int check_schedule(const char *path, const char *gc_spec, uint64_t fin, v
     vcheck_t *cgf = r.kind == HR_KIND_GRAPH && fin != UINT64_MAX
                         ? add_check(rep, "garbage found per collection, finalisation")
                         : NULL;
+    if (cgf)
+        cgf->known = 1; /* the graph is less complete at finalisation (docs/recorder.md) */
     size_t n = r.recorded.n > r.replayed.n ? r.recorded.n : r.replayed.n;
     cp->total = n;
     uint64_t prev_end = 0;
@@ -305,6 +311,8 @@ static int check_refcount(const char *path, uint64_t fin, vreport_t *rep, hr_err
     vcheck_t *lks = add_check(rep, "cycle garbage (and what only it holds) leaked by refcount");
     vcheck_t *lkf = fin != UINT64_MAX ? add_check(rep, "cycle garbage leaked by refcount, finalisation")
                                       : lks;
+    if (lkf != lks)
+        lkf->known = 1;
     vcheck_t *lk = lks;
     /* Stream the trace once more: count allocation events, and meet the replay's deaths and the
      * recorded DIED events in order. Alongside, the refcount replay's heap graph (zg) with
@@ -515,7 +523,7 @@ static int run_validate(int argc, char **argv)
         rc = check_refcount(in[0], fin, &rep, &err);
     if (rc)
         return hr_cli_fail(&err);
-    int bad = 0;
+    int bad = 0, known = 0;
     uint64_t compared = 0; /* recorded checks compared (the replays' own rows aside) */
     printf("validate %s (%s trace; replays: pymalloc:preset=3.11,placement=recorded with %s%s)\n\n",
            in[0], hr_kind_name(kind), gc_spec, kind == HR_KIND_GRAPH ? "; libc with refcount" : "");
@@ -523,10 +531,12 @@ static int run_validate(int argc, char **argv)
     for (int i = 0; i < rep.n; i++) {
         vcheck_t *c = &rep.c[i];
         int ok = c->total > 0 && c->matched == c->total;
-        bad |= !ok && c->total > 0;
+        bad |= !ok && c->total > 0 && !c->known;
+        known |= !ok && c->total > 0 && c->known;
         compared += c->replay ? 0 : c->total;
         printf("%-56s %9llu %9llu  %s\n", c->name, (unsigned long long)c->matched,
-               (unsigned long long)c->total, c->total == 0 ? "n/a" : ok ? "MATCH" : "MISMATCH");
+               (unsigned long long)c->total,
+               c->total == 0 ? "n/a" : ok ? "MATCH" : c->known ? "differs (known)" : "MISMATCH");
         if (c->detail[0] && !ok)
             printf("    %s\n", c->detail);
     }
@@ -542,8 +552,9 @@ static int run_validate(int argc, char **argv)
         for (int i = 0; i < rep.n; i++) {
             fprintf(f, "%s{\"check\": ", i ? ", " : "");
             hr_fput_json_string(f, rep.c[i].name);
-            fprintf(f, ", \"matched\": %llu, \"total\": %llu}",
-                    (unsigned long long)rep.c[i].matched, (unsigned long long)rep.c[i].total);
+            fprintf(f, ", \"matched\": %llu, \"total\": %llu, \"known_inexact\": %s}",
+                    (unsigned long long)rep.c[i].matched, (unsigned long long)rep.c[i].total,
+                    rep.c[i].known ? "true" : "false");
         }
         fprintf(f, "]}\n");
         if (ferror(f) | fclose(f)) {
@@ -564,8 +575,14 @@ static int run_validate(int argc, char **argv)
                "(validate compares a trace written by 'heapreplay record' with its replay)\n");
         return 2;
     }
-    printf("\n%s\n", bad ? "MISMATCH: the replay does not reproduce everything the recorded program did"
-                         : "all checks match");
+    if (known)
+        printf("\n(differs (known): a row documented as inexact for graph traces, where the replay "
+               "cannot be\nexact: docs/recorder.md, \"What remains inexact\"; it does not make "
+               "validate fail)\n");
+    printf("\n%s\n", bad ? recorded ? "MISMATCH: the replay does not reproduce everything the "
+                                      "recorded program did"
+                                    : "MISMATCH: the replay does not reproduce what the trace holds"
+                     : known ? "every check claimed exact matches" : "all checks match");
     return bad ? 2 : 0;
 }
 
