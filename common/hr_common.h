@@ -198,7 +198,8 @@ typedef struct hr_spec {
     char storage[512];                         /* a NUL-separated copy of the spec string */
 } hr_spec_t;
 
-/* Parse `text` ("what" names the family in messages, e.g. "allocator"). */
+/* Parse `text` ("what" names the family in messages, e.g. "allocator"). A key given twice is
+ * an error (HR_EUSAGE naming the spec and the key). */
 int hr_spec_parse(hr_spec_t *spec, const char *text, const char *what, hr_err_t *err);
 /* Find key=value (marks it used). Returns the value or NULL when absent. */
 const char *hr_spec_get(hr_spec_t *spec, const char *key);

@@ -47,6 +47,12 @@ int hr_spec_parse(hr_spec_t *spec, const char *text, const char *what, hr_err_t 
                                   text);
             sp->key = p;
             sp->value = eq + 1;
+            /* A key given twice is a typo or a stale override; taking either silently would
+             * run something the user did not ask for. */
+            for (int i = 0; i < spec->nparams - 1; i++)
+                if (spec->params[i].key && strcmp(spec->params[i].key, p) == 0)
+                    return hr_err_set(err, HR_EUSAGE, "%s spec '%s' gives '%s' twice", what, text,
+                                      p);
         } else {
             sp->value = p;
         }
@@ -61,13 +67,12 @@ int hr_spec_parse(hr_spec_t *spec, const char *text, const char *what, hr_err_t 
 
 const char *hr_spec_get(hr_spec_t *spec, const char *key)
 {
-    const char *v = NULL;
-    for (int i = 0; i < spec->nparams; i++) /* the last occurrence wins */
+    for (int i = 0; i < spec->nparams; i++) /* keys are unique: hr_spec_parse saw to it */
         if (spec->params[i].key && strcmp(spec->params[i].key, key) == 0) {
             spec->params[i].used = 1;
-            v = spec->params[i].value;
+            return spec->params[i].value;
         }
-    return v;
+    return NULL;
 }
 
 const char *hr_spec_positional(hr_spec_t *spec, int i)

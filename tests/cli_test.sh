@@ -140,6 +140,12 @@ expect "unknown collector" 1 "unknown collector 'nope' \(known: generational, re
   "$HR" replay "$T/gb.hrt" --gc nope
 expect "unknown collector parameter" 1 "collector 'marksweep' has no parameter 'speed'" \
   "$HR" replay "$T/gb.hrt" --gc marksweep:speed=3
+expect "collector key given twice" 1 "collector spec 'generational:t0=5,t0=6' gives 't0' twice" \
+  "$HR" replay "$T/gb.hrt" --gc generational:t0=5,t0=6
+expect "allocator key given twice" 1 "allocator spec 'pymalloc:preset=3.11,preset=2.4' gives 'preset' twice" \
+  "$HR" replay "$T/gb.hrt" --alloc pymalloc:preset=3.11,preset=2.4
+expect "generator key given twice" 1 "generator spec 'churn:events=10,events=20' gives 'events' twice" \
+  "$HR" gen churn events=10 events=20 -o "$T/x.hrt"
 expect "unknown allocator" 1 "unknown allocator 'nope'" "$HR" replay "$T/gb.hrt" --alloc nope
 expect "replay of a cut trace" 2 'cut short' "$HR" replay "$T/trunc.hrt" --alloc libc -q
 "$HR" replay "$T/trunc.hrt" --alloc libc --gc refcount --partial -q >/dev/null 2>"$T/err"

@@ -59,6 +59,15 @@ int main(void)
     TAP_OK(hr_spec_parse(&s, ":a=1", "allocator", &err) == HR_EUSAGE, "missing name rejected");
     hr_err_clear(&err);
     TAP_OK(hr_spec_parse(&s, "x:a=1,", "allocator", &err) == HR_EUSAGE, "trailing comma rejected");
+    hr_err_clear(&err);
+    TAP_OK(hr_spec_parse(&s, "pymalloc:preset=3.11,pool=4K,preset=2.4", "allocator", &err) ==
+                   HR_EUSAGE &&
+               strstr(err.msg, "allocator spec 'pymalloc:preset=3.11,pool=4K,preset=2.4' gives "
+                               "'preset' twice") != NULL,
+           "a key given twice is rejected, naming the spec and the key: %s", err.msg);
+    hr_err_clear(&err);
+    TAP_OK(hr_spec_parse(&s, "generational:t0=5,t0=5", "collector", &err) == HR_EUSAGE,
+           "a key given twice is rejected even with the same value");
 
     uint64_t sz;
     TAP_OK(hr_parse_size("256K", &sz) == 0 && sz == 256 * 1024, "256K");
