@@ -2,6 +2,7 @@
 #include "hr_common.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,18 +141,31 @@ int hr_parse_size(const char *s, uint64_t *out)
     return HR_OK;
 }
 
+/* Only a plain decimal ("2", "1.5", ".5", "-0.25") is handed to strtod: strtod alone would also
+ * take "nan", "inf", hex floats, exponents and leading whitespace, and a NaN passes every range
+ * test a caller writes as "v < lo || v > hi". */
+static int plain_decimal(const char *s)
+{
+    const char *p = s + (*s == '-');
+    size_t digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++)
+        digits++;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            digits++;
+    if (*p == 'x' || *p == 'X') /* a factor: "2x" */
+        p++;
+    return digits > 0 && *p == '\0';
+}
+
 int hr_parse_double(const char *s, double *out)
 {
-    if (!s || !*s)
+    if (!s || !plain_decimal(s))
         return HR_EUSAGE;
     errno = 0;
     char *end;
     double v = strtod(s, &end);
-    if (errno || end == s)
-        return HR_EUSAGE;
-    if (*end == 'x' || *end == 'X')
-        end++;
-    if (*end)
+    if (errno || !isfinite(v)) /* too many digits for a double, either way */
         return HR_EUSAGE;
     *out = v;
     return HR_OK;

@@ -80,6 +80,24 @@ int main(void)
     double d;
     TAP_OK(hr_parse_double("2x", &d) == 0 && d == 2.0 && hr_parse_double("x", &d) != 0,
            "factors");
+    TAP_OK(hr_parse_double("1.5", &d) == 0 && d == 1.5 && hr_parse_double(".25", &d) == 0 &&
+               d == 0.25 && hr_parse_double("-2", &d) == 0 && d == -2.0 &&
+               hr_parse_double("3.", &d) == 0 && d == 3.0,
+           "plain decimals");
+    const char *not_plain[] = {"nan", "NaN", "inf", "-inf", "infinity", "0x1p3", "0x10", "1e3",
+                               "1E-2", " 1", "1 ", "\t2", "+1", "1.5.2", ".", "-", "2xx", "x2",
+                               "--1", ""};
+    ok = 1;
+    for (size_t i = 0; i < HR_ARRAY_LEN(not_plain); i++)
+        if (hr_parse_double(not_plain[i], &d) == 0) {
+            ok = 0;
+            TAP_DIAG("accepted '%s'", not_plain[i]);
+        }
+    TAP_OK(ok, "non-finite, hex, exponent and space-padded numbers rejected");
+    char big[400];
+    memset(big, '9', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    TAP_OK(hr_parse_double(big, &d) != 0, "a decimal beyond the range of a double is rejected");
 
     hr_err_clear(&err);
     hr_err_set(&err, HR_EFORMAT, "first");
