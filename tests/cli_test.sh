@@ -142,6 +142,8 @@ expect "unknown collector parameter" 1 "collector 'marksweep' has no parameter '
   "$HR" replay "$T/gb.hrt" --gc marksweep:speed=3
 expect "collector key given twice" 1 "collector spec 'generational:t0=5,t0=6' gives 't0' twice" \
   "$HR" replay "$T/gb.hrt" --gc generational:t0=5,t0=6
+expect "generational threshold positional and by key" 1 "threshold t0 given twice \(positional value '5' and t0=6\)" \
+  "$HR" replay "$T/gb.hrt" --gc generational:5,700,t0=6
 expect "allocator key given twice" 1 "allocator spec 'pymalloc:preset=3.11,preset=2.4' gives 'preset' twice" \
   "$HR" replay "$T/gb.hrt" --alloc pymalloc:preset=3.11,preset=2.4
 expect "generator key given twice" 1 "generator spec 'churn:events=10,events=20' gives 'events' twice" \
