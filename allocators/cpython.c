@@ -84,7 +84,7 @@ static int cpy_created; /* process-wide: set once an instance has touched libpyt
 static const hr_param_desc_t cpy_params[] = {
     {"lib", "path or soname", "libpython to load (default " HR_CPYTHON_LIB ")"},
     {"placement", "unaligned|aligned|recorded|malloc", "where arenas are mapped (as pymalloc)"},
-    {"arena", "size (1M)", "the library's arena size (256K for 3.8/3.9)"},
+    {"arena", "size (1M)", "the library's arena size (256K for 3.8/3.9), a power of two 16K..1G"},
     {"pool", "size (16K)", "the library's pool size (4K for 3.8/3.9)"},
     {NULL, NULL, NULL}};
 
@@ -168,12 +168,16 @@ static int cpy_create(void **out, hr_spec_t *spec, hr_err_t *err)
                           "cpython: placement=%s must be unaligned, aligned, recorded or malloc",
                           pl);
     uint64_t asize = (uint64_t)1 << 20, psize = (uint64_t)1 << 14;
-    if (arena && (hr_parse_size(arena, &asize) != HR_OK || !asize || (asize & (asize - 1))))
-        return hr_err_set(err, HR_EUSAGE, "cpython: arena=%s is not a power-of-two size", arena);
+    /* 16K..1G: what the arena placer takes (hr_placer_init), said here with the key. */
+    if (arena && (hr_parse_size(arena, &asize) != HR_OK || !asize || (asize & (asize - 1)) ||
+                  asize < ((uint64_t)1 << 14) || asize > ((uint64_t)1 << 30)))
+        return hr_err_set(err, HR_EUSAGE, "cpython: arena=%s must be a power of two in 16K..1G",
+                          arena);
     if (pool && (hr_parse_size(pool, &psize) != HR_OK || !psize || (psize & (psize - 1)) ||
                  psize > asize))
-        return hr_err_set(err, HR_EUSAGE, "cpython: pool=%s is not a power-of-two size <= arena",
-                          pool);
+        return hr_err_set(err, HR_EUSAGE,
+                          "cpython: pool=%s must be a power of two no larger than the arena (%llu)",
+                          pool, (unsigned long long)asize);
     if (cpy_created)
         return hr_err_set(err, HR_EUSAGE,
                           "cpython: the real obmalloc is process-global and cannot be reset; "

@@ -45,6 +45,7 @@
 #include "hr_alloc.h"
 #include "ptrset.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,15 +179,16 @@ static int je_create(void **out, hr_spec_t *spec, hr_err_t *err)
     long decay_ms = 0;
     if (decay) {
         char *end;
+        errno = 0; /* strtol saturates at LONG_MAX with ERANGE: not a value to pass on */
         decay_ms = strtol(decay, &end, 10);
-        if (*end || end == decay || decay_ms < -1)
+        if (errno || *end || end == decay || decay_ms < -1)
             return hr_err_set(err, HR_EUSAGE, "jemalloc: decay=%s must be milliseconds or -1",
                               decay);
     }
     uint64_t period = HR_FPOLL_PERIOD;
     if (poll && (hr_parse_size(poll, &period) != HR_OK || period == 0 || period > UINT32_MAX))
-        return hr_err_set(err, HR_EUSAGE, "jemalloc: poll=%s must be a count of calls >= 1",
-                          poll);
+        return hr_err_set(err, HR_EUSAGE,
+                          "jemalloc: poll=%s must be a count of calls 1..4294967295", poll);
 
     je_t *c = calloc(1, sizeof *c);
     if (!c)

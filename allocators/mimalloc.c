@@ -159,8 +159,8 @@ static int mim_create(void **out, hr_spec_t *spec, hr_err_t *err)
         return hr_err_set(err, HR_EUSAGE, "mimalloc: commit=%s must be eager or lazy", eager);
     uint64_t period = HR_FPOLL_PERIOD;
     if (poll && (hr_parse_size(poll, &period) != HR_OK || period == 0 || period > UINT32_MAX))
-        return hr_err_set(err, HR_EUSAGE, "mimalloc: poll=%s must be a count of calls >= 1",
-                          poll);
+        return hr_err_set(err, HR_EUSAGE,
+                          "mimalloc: poll=%s must be a count of calls 1..4294967295", poll);
     int rc = mi_load(lib ? lib : HR_MIMALLOC_LIB, err);
     if (rc)
         return rc;

@@ -188,8 +188,8 @@ static const hr_preset_desc_t pm_preset_desc[] = {
 
 static const hr_param_desc_t pm_params[] = {
     {"preset", "2.4|2.5|3.8|3.9|3.10|3.11|3.12|3.13", "start from a release's settings (3.11)"},
-    {"arena", "size (256K, 1M, ...)", "arena size, a power of two"},
-    {"pool", "size (4K, 16K, ...)", "pool size, a power of two, at most arena/4"},
+    {"arena", "size (256K, 1M, ...)", "arena size, a power of two, 64K..1G"},
+    {"pool", "size (4K, 16K, ...)", "pool size, a power of two, 1K..arena/4"},
     {"align", "8|16", "block alignment = size-class width"},
     {"threshold", "bytes <= 512", "largest request served from pools (multiple of align)"},
     {"release", "never|empty|keep1", "when an empty arena is unmapped"},
@@ -846,14 +846,19 @@ static int pm_stats_text(void *ctx, hr_buf_t *out, hr_err_t *err)
 }
 
 /* {==== Creation from a spec ==== */
-static int pm_parse_pow2(hr_spec_t *spec, const char *key, size_t *out, hr_err_t *err)
+/* A power-of-two size in lo..hi (`range` spells them for the message, like "64K..1G"). One
+ * message for every failure says what is accepted, whether the value was out of range, not a
+ * power of two, or a size the parser does not read ("1T"). */
+static int pm_parse_pow2(hr_spec_t *spec, const char *key, uint64_t lo, uint64_t hi,
+                         const char *range, size_t *out, hr_err_t *err)
 {
     const char *v = hr_spec_get(spec, key);
     if (!v)
         return HR_OK;
     uint64_t x;
-    if (hr_parse_size(v, &x) != HR_OK || !pm_is_pow2(x))
-        return hr_err_set(err, HR_EUSAGE, "pymalloc: %s=%s is not a power-of-two size", key, v);
+    if (hr_parse_size(v, &x) != HR_OK || !pm_is_pow2(x) || x < lo || x > hi)
+        return hr_err_set(err, HR_EUSAGE, "pymalloc: %s=%s must be a power of two in %s", key, v,
+                          range);
     *out = (size_t)x;
     return HR_OK;
 }
@@ -876,8 +881,12 @@ static int pm_configure(pm_config_t *cfg, const char **preset_name, hr_spec_t *s
     *preset_name = pr->name;
 
     int rc;
-    if ((rc = pm_parse_pow2(spec, "arena", &cfg->arena_size, err)) ||
-        (rc = pm_parse_pow2(spec, "pool", &cfg->pool_size, err)))
+    /* The pool's upper bound here is the largest arena's quarter; the check against this
+     * arena's quarter comes with the other consistency checks below. */
+    if ((rc = pm_parse_pow2(spec, "arena", KB(64), (uint64_t)1 << 30, "64K..1G", &cfg->arena_size,
+                            err)) ||
+        (rc = pm_parse_pow2(spec, "pool", KB(1), (uint64_t)1 << 28, "1K..256M", &cfg->pool_size,
+                            err)))
         return rc;
     const char *v;
     uint64_t x;

@@ -185,8 +185,8 @@ static int tcm_create(void **out, hr_spec_t *spec, hr_err_t *err)
         return hr_err_set(err, HR_EUSAGE, "tcmalloc: sized=%s must be on, off or check", sized);
     uint64_t period = HR_FPOLL_PERIOD;
     if (poll && (hr_parse_size(poll, &period) != HR_OK || period == 0 || period > UINT32_MAX))
-        return hr_err_set(err, HR_EUSAGE, "tcmalloc: poll=%s must be a count of calls >= 1",
-                          poll);
+        return hr_err_set(err, HR_EUSAGE,
+                          "tcmalloc: poll=%s must be a count of calls 1..4294967295", poll);
     int rc = tc_load(lib ? lib : HR_TCMALLOC_LIB, err);
     if (rc)
         return rc;

@@ -198,7 +198,8 @@ typedef struct hr_spec {
     char storage[512];                         /* a NUL-separated copy of the spec string */
 } hr_spec_t;
 
-/* Parse `text` ("what" names the family in messages, e.g. "allocator"). */
+/* Parse `text` ("what" names the family in messages, e.g. "allocator"). A key given twice is
+ * an error (HR_EUSAGE naming the spec and the key). */
 int hr_spec_parse(hr_spec_t *spec, const char *text, const char *what, hr_err_t *err);
 /* Find key=value (marks it used). Returns the value or NULL when absent. */
 const char *hr_spec_get(hr_spec_t *spec, const char *key);
@@ -206,8 +207,10 @@ const char *hr_spec_get(hr_spec_t *spec, const char *key);
 const char *hr_spec_positional(hr_spec_t *spec, int i);
 /* Parse an unsigned size with an optional K/M/G suffix (powers of 1024). */
 int hr_parse_size(const char *s, uint64_t *out);
-/* Parse an unsigned decimal integer, or a factor like "2x"/"1.5" into *out (doubles). */
+/* Parse an unsigned decimal integer. */
 int hr_parse_u64(const char *s, uint64_t *out);
+/* Parse a plain decimal ("1.5", ".5", "-2"), optionally written as a factor ("2x"), into a
+ * finite double. No exponent, hex, "inf", "nan" or whitespace: HR_EUSAGE. */
 int hr_parse_double(const char *s, double *out);
 /* Fail with HR_EUSAGE naming the first parameter no backend function asked for. */
 int hr_spec_check_unused(const hr_spec_t *spec, const char *what, hr_err_t *err);

@@ -2,6 +2,7 @@
 #include "hr_common.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,12 @@ int hr_spec_parse(hr_spec_t *spec, const char *text, const char *what, hr_err_t 
                                   text);
             sp->key = p;
             sp->value = eq + 1;
+            /* A key given twice is a typo or a stale override; taking either silently would
+             * run something the user did not ask for. */
+            for (int i = 0; i < spec->nparams - 1; i++)
+                if (spec->params[i].key && strcmp(spec->params[i].key, p) == 0)
+                    return hr_err_set(err, HR_EUSAGE, "%s spec '%s' gives '%s' twice", what, text,
+                                      p);
         } else {
             sp->value = p;
         }
@@ -61,13 +68,12 @@ int hr_spec_parse(hr_spec_t *spec, const char *text, const char *what, hr_err_t 
 
 const char *hr_spec_get(hr_spec_t *spec, const char *key)
 {
-    const char *v = NULL;
-    for (int i = 0; i < spec->nparams; i++) /* the last occurrence wins */
+    for (int i = 0; i < spec->nparams; i++) /* keys are unique: hr_spec_parse saw to it */
         if (spec->params[i].key && strcmp(spec->params[i].key, key) == 0) {
             spec->params[i].used = 1;
-            v = spec->params[i].value;
+            return spec->params[i].value;
         }
-    return v;
+    return NULL;
 }
 
 const char *hr_spec_positional(hr_spec_t *spec, int i)
@@ -135,18 +141,31 @@ int hr_parse_size(const char *s, uint64_t *out)
     return HR_OK;
 }
 
+/* Only a plain decimal ("2", "1.5", ".5", "-0.25") is handed to strtod: strtod alone would also
+ * take "nan", "inf", hex floats, exponents and leading whitespace, and a NaN passes every range
+ * test a caller writes as "v < lo || v > hi". */
+static int plain_decimal(const char *s)
+{
+    const char *p = s + (*s == '-');
+    size_t digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++)
+        digits++;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            digits++;
+    if (*p == 'x' || *p == 'X') /* a factor: "2x" */
+        p++;
+    return digits > 0 && *p == '\0';
+}
+
 int hr_parse_double(const char *s, double *out)
 {
-    if (!s || !*s)
+    if (!s || !plain_decimal(s))
         return HR_EUSAGE;
     errno = 0;
     char *end;
     double v = strtod(s, &end);
-    if (errno || end == s)
-        return HR_EUSAGE;
-    if (*end == 'x' || *end == 'X')
-        end++;
-    if (*end)
+    if (errno || !isfinite(v)) /* too many digits for a double, either way */
         return HR_EUSAGE;
     *out = v;
     return HR_OK;

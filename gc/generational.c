@@ -144,8 +144,9 @@ static int gen_create(void **ctx, hr_spec_t *spec, const hr_gc_env_t *env, hr_er
         const char *pv = hr_spec_positional(spec, i);
         if (v && pv) {
             free(c);
-            return hr_err_set(err, HR_EUSAGE, "collector 'generational': threshold %d given twice",
-                              i);
+            return hr_err_set(err, HR_EUSAGE,
+                              "collector 'generational': threshold %s given twice (positional "
+                              "value '%s' and %s=%s)", keys[i], pv, keys[i], v);
         }
         v = v ? v : pv;
         c->threshold[i] = dflt[i];

@@ -7,9 +7,10 @@
  *   included. Between collections nothing is reclaimed, even objects whose count is zero; that is
  *   the difference from reference counting this collector exists to measure.
  *
- * When it collects (one of, chosen by the spec)
+ * When it collects (one of, chosen by the spec; giving keys of two is a usage error)
  *   trigger=F (default 2x)  when the bytes of allocated objects exceed F times the bytes that
- *                           survived the last collection (at least `min`, default 1M)
+ *                           survived the last collection (at least `min`, default 1M); F is
+ *                           1..1000 (TRIGGER_MAX)
  *   budget=N                every N bytes of object allocation
  *   heap=N                  when allocated bytes would exceed N (a fixed heap, for heap-size
  *                           sweeps after Hertz & Berger); if live data alone exceeds N after a
@@ -29,6 +30,10 @@
 
 enum { MODE_FACTOR, MODE_BUDGET, MODE_HEAP };
 
+/* The largest growth factor. A heap a thousand times its live data is past any setting worth
+ * measuring; a documented bound makes a slip like trigger=1e18 an error, not a different run. */
+#define TRIGGER_MAX 1000.0
+
 typedef struct ms_gc {
     hr_graph_t g; /* first: the hr_graph_slot_* functions take the context as the graph */
     hr_gc_stats_t st;
@@ -43,6 +48,59 @@ typedef struct ms_gc {
     const hr_gc_env_t *env;
 } ms_gc_t;
 
+/* The keys of each policy; a spec that mixes two would leave one silently ignored. */
+static int check_one_policy(hr_spec_t *spec, hr_err_t *err)
+{
+    static const struct { const char *key; int mode; } keys[] = {
+        {"trigger", MODE_FACTOR}, {"min", MODE_FACTOR}, {"budget", MODE_BUDGET},
+        {"heap", MODE_HEAP}};
+    const char *first = NULL;
+    int first_mode = -1;
+    for (size_t i = 0; i < HR_ARRAY_LEN(keys); i++) {
+        if (!hr_spec_get(spec, keys[i].key))
+            continue;
+        if (first && keys[i].mode != first_mode)
+            return hr_err_set(err, HR_EUSAGE,
+                              "collector 'marksweep': %s= and %s= cannot be combined "
+                              "(trigger=/min=, budget= and heap= are different policies: give "
+                              "one)", first, keys[i].key);
+        if (!first)
+            first = keys[i].key, first_mode = keys[i].mode;
+    }
+    return HR_OK;
+}
+
+static int parse_policy(ms_gc_t *c, hr_spec_t *spec, hr_err_t *err)
+{
+    const char *v;
+    int rc = check_one_policy(spec, err);
+    if (rc)
+        return rc;
+    if ((v = hr_spec_get(spec, "trigger")) &&
+        (hr_parse_double(v, &c->factor) || !(c->factor >= 1.0 && c->factor <= TRIGGER_MAX)))
+        return hr_err_set(err, HR_EUSAGE,
+                          "collector 'marksweep': trigger=%s must be a factor 1..%g, like 2x", v,
+                          TRIGGER_MAX);
+    if ((v = hr_spec_get(spec, "min")) && hr_parse_size(v, &c->min))
+        return hr_err_set(err, HR_EUSAGE, "collector 'marksweep': min=%s is not a size, like 1M",
+                          v);
+    if ((v = hr_spec_get(spec, "budget"))) {
+        c->mode = MODE_BUDGET;
+        if (hr_parse_size(v, &c->budget) || c->budget == 0)
+            return hr_err_set(err, HR_EUSAGE,
+                              "collector 'marksweep': budget=%s must be a size of at least 1 byte, "
+                              "like 4M", v);
+    }
+    if ((v = hr_spec_get(spec, "heap"))) {
+        c->mode = MODE_HEAP;
+        if (hr_parse_size(v, &c->heap_limit) || c->heap_limit == 0)
+            return hr_err_set(err, HR_EUSAGE,
+                              "collector 'marksweep': heap=%s must be a size of at least 1 byte, "
+                              "like 64M", v);
+    }
+    return HR_OK;
+}
+
 static int ms_create(void **ctx, hr_spec_t *spec, const hr_gc_env_t *env, hr_err_t *err)
 {
     ms_gc_t *c = calloc(1, sizeof *c);
@@ -52,25 +110,7 @@ static int ms_create(void **ctx, hr_spec_t *spec, const hr_gc_env_t *env, hr_err
     c->mode = MODE_FACTOR;
     c->factor = 2.0;
     c->min = 1u << 20;
-    const char *v;
-    int rc = HR_OK;
-    if ((v = hr_spec_get(spec, "trigger")) && (hr_parse_double(v, &c->factor) || c->factor < 1.0))
-        rc = hr_err_set(err, HR_EUSAGE, "collector 'marksweep': trigger=%s must be a factor >= 1, "
-                        "like 2x", v);
-    if (!rc && (v = hr_spec_get(spec, "min")) && hr_parse_size(v, &c->min))
-        rc = hr_err_set(err, HR_EUSAGE, "collector 'marksweep': min=%s is not a size", v);
-    if (!rc && (v = hr_spec_get(spec, "budget"))) {
-        c->mode = MODE_BUDGET;
-        if (hr_parse_size(v, &c->budget) || c->budget == 0)
-            rc = hr_err_set(err, HR_EUSAGE, "collector 'marksweep': budget=%s is not a size", v);
-    }
-    if (!rc && (v = hr_spec_get(spec, "heap"))) {
-        if (c->mode == MODE_BUDGET)
-            rc = hr_err_set(err, HR_EUSAGE, "collector 'marksweep': give budget= or heap=, not both");
-        c->mode = MODE_HEAP;
-        if (!rc && (hr_parse_size(v, &c->heap_limit) || c->heap_limit == 0))
-            rc = hr_err_set(err, HR_EUSAGE, "collector 'marksweep': heap=%s is not a size", v);
-    }
+    int rc = parse_policy(c, spec, err);
     if (rc) {
         free(c);
         return rc;
@@ -119,6 +159,14 @@ static int gather_white(void *arg, hr_gobj_t *o)
     return 0;
 }
 
+/* bytes * factor in bytes, UINT64_MAX when that does not fit: converting a double at or above
+ * 2^64 to uint64_t is undefined (on x86-64 it gave 0, so the threshold fell to `min`). */
+static uint64_t scale_saturating(uint64_t bytes, double factor)
+{
+    double x = (double)bytes * factor;
+    return x < 18446744073709551616.0 ? (uint64_t)x : UINT64_MAX; /* 2^64, exact in a double */
+}
+
 static int collect(ms_gc_t *c, hr_err_t *err)
 {
     uint64_t t0 = hr_now_ns();
@@ -156,7 +204,7 @@ static int collect(ms_gc_t *c, hr_err_t *err)
     if (c->env->collection)
         c->env->collection(c->env->engine, 2, n);
     c->since_last = 0;
-    uint64_t next = (uint64_t)((double)c->heap_bytes * c->factor);
+    uint64_t next = scale_saturating(c->heap_bytes, c->factor);
     c->threshold = next > c->min ? next : c->min;
     return rc;
 }
@@ -222,7 +270,8 @@ static void ms_stats(void *ctx, hr_gc_stats_t *st)
 const hr_gc_vt hr_gc_marksweep_vt = {
     .name = "marksweep",
     .summary = "stop-the-world mark-sweep from externally referenced roots; no reference counting",
-    .params = "trigger=F (default 2x of the live heap) min=SIZE (1M) | budget=SIZE | heap=SIZE",
+    .params = "trigger=F (default 2x of the live heap, 1..1000) min=SIZE (1M) | budget=SIZE "
+              "| heap=SIZE (one of the three policies)",
     .create = ms_create,
     .destroy = ms_destroy,
     .alloc = ms_alloc,

@@ -140,6 +140,14 @@ expect "unknown collector" 1 "unknown collector 'nope' \(known: generational, re
   "$HR" replay "$T/gb.hrt" --gc nope
 expect "unknown collector parameter" 1 "collector 'marksweep' has no parameter 'speed'" \
   "$HR" replay "$T/gb.hrt" --gc marksweep:speed=3
+expect "collector key given twice" 1 "collector spec 'generational:t0=5,t0=6' gives 't0' twice" \
+  "$HR" replay "$T/gb.hrt" --gc generational:t0=5,t0=6
+expect "generational threshold positional and by key" 1 "threshold t0 given twice \(positional value '5' and t0=6\)" \
+  "$HR" replay "$T/gb.hrt" --gc generational:5,700,t0=6
+expect "allocator key given twice" 1 "allocator spec 'pymalloc:preset=3.11,preset=2.4' gives 'preset' twice" \
+  "$HR" replay "$T/gb.hrt" --alloc pymalloc:preset=3.11,preset=2.4
+expect "generator key given twice" 1 "generator spec 'churn:events=10,events=20' gives 'events' twice" \
+  "$HR" gen churn events=10 events=20 -o "$T/x.hrt"
 expect "unknown allocator" 1 "unknown allocator 'nope'" "$HR" replay "$T/gb.hrt" --alloc nope
 expect "replay of a cut trace" 2 'cut short' "$HR" replay "$T/trunc.hrt" --alloc libc -q
 "$HR" replay "$T/trunc.hrt" --alloc libc --gc refcount --partial -q >/dev/null 2>"$T/err"
@@ -229,6 +237,33 @@ expect "unknown command" 1 "unknown command 'frob'" "$HR" frob
 expect "unknown option" 1 "unknown option '--bogus'" "$HR" dump --bogus x
 expect "missing operand" 1 'expected one TRACE' "$HR" info
 expect "unknown generator" 1 "unknown generator 'nope' \(built in: seed-arena.*; no Lua workload .*nope.lua\)" "$HR" gen nope -o "$T/x.hrt"
+# Generator parameters: out of range values (that sized arrays or wrapped counts) are usage
+# errors naming the generator, the key, the value and the range. ('timeout': accepted, the huge
+# counts would generate for hours.)
+expect "genmix old=0" 1 "generator 'genmix': old=0 is out of range 1\.\.4294967296" \
+  "$HR" gen genmix events=100 old=0 -o "$T/x.hrt"
+expect "genmix old=2^61+1 (old * 8 wraps)" 1 "generator 'genmix': old=2305843009213693953 is out of range" \
+  "$HR" gen genmix events=1000 old=2305843009213693953 -o "$T/x.hrt"
+expect "genmix survive=nan" 1 "generator 'genmix': survive=nan must be a fraction 0\.\.1" \
+  "$HR" gen genmix events=100 survive=nan -o "$T/x.hrt"
+expect "random kind=foo" 1 "generator 'random': kind=foo must be alloc or graph" \
+  "$HR" gen random events=10 kind=foo -o "$T/x.hrt"
+expect "churn events=1e6" 1 "generator 'churn': events=1e6 must be a whole number \(like 1000000" \
+  "$HR" gen churn events=1e6 -o "$T/x.hrt"
+expect "gcbench long=25" 1 "generator 'gcbench': long=25 is out of range 0\.\.24" \
+  "$HR" gen gcbench long=25 -o "$T/x.hrt"
+expect "gcbench iters=2^44 (iters << (max - 4) could wrap)" 1 "generator 'gcbench': iters=17592186044416 is out of range 0\.\.4294967296" \
+  timeout 10 "$HR" gen gcbench iters=17592186044416 -o "$T/x.hrt"
+expect "cycles maxlen=0" 1 "generator 'cycles': maxlen=0 is out of range 1\.\.1000" \
+  "$HR" gen cycles maxlen=0 -o "$T/x.hrt"
+expect "seed-intlist n=2^61 (its item array size would wrap)" 1 "generator 'seed-intlist': n=2305843009213693952 is out of range 0\.\.1099511627776" \
+  timeout 10 "$HR" gen seed-intlist n=2305843009213693952 -o "$T/x.hrt"
+expect "seed-cycle n=2^64-1 (int values wrap)" 1 "generator 'seed-cycle': n=18446744073709551615 is out of range" \
+  timeout 10 "$HR" gen seed-cycle n=18446744073709551615 -o "$T/x.hrt"
+[ ! -e "$T/x.hrt" ]; check $? "rejected generator parameters leave no output"
+"$HR" gen genmix events=20000 old=10 -o "$T/gm.hrt" &&
+  "$HR" replay "$T/gm.hrt" --alloc libc --gc refcount --check -q >/dev/null
+check $? "genmix old=10 (the survivor array full, evicting) replays cleanly under --check"
 expect "unknown generator parameter" 1 "no parameter 'evnts'" "$HR" gen random evnts=3 -o "$T/x.hrt"
 "$HR" --help | grep -q '^  pack ' && "$HR" pack --help | grep -q 'usage: heapreplay pack'
 check $? "--help and COMMAND --help"

@@ -48,9 +48,21 @@ int hr_gen_param_u64(hr_spec_t *spec, const char *key, uint64_t dflt, uint64_t *
     const char *v = hr_spec_get(spec, key);
     *out = dflt;
     if (v && hr_parse_size(v, out))
-        return hr_err_set(err, HR_EUSAGE, "generator '%s': %s=%s is not a number", spec->name, key,
-                          v);
+        return hr_err_set(err, HR_EUSAGE,
+                          "generator '%s': %s=%s must be a whole number (like 1000000 or 1M)",
+                          spec->name, key, v);
     return HR_OK;
+}
+
+int hr_gen_param_range(hr_spec_t *spec, const char *key, uint64_t dflt, uint64_t lo, uint64_t hi,
+                       uint64_t *out, hr_err_t *err)
+{
+    int rc = hr_gen_param_u64(spec, key, dflt, out, err);
+    if (!rc && (*out < lo || *out > hi))
+        return hr_err_set(err, HR_EUSAGE, "generator '%s': %s=%s is out of range %llu..%llu",
+                          spec->name, key, hr_spec_get(spec, key), (unsigned long long)lo,
+                          (unsigned long long)hi);
+    return rc;
 }
 
 #define get_u64 hr_gen_param_u64
@@ -81,13 +93,22 @@ static uint64_t idset_take(idset_t *s, size_t i)
     return id;
 }
 
-static int kind_from_spec(hr_spec_t *spec)
+static int kind_from_spec(hr_spec_t *spec, hr_err_t *err)
 {
     const char *k = hr_spec_get(spec, "kind");
-    return k && strcmp(k, "graph") == 0 ? HR_KIND_GRAPH : HR_KIND_ALLOC;
+    if (!k || strcmp(k, "alloc") == 0)
+        return HR_KIND_ALLOC;
+    if (strcmp(k, "graph") == 0)
+        return HR_KIND_GRAPH;
+    return hr_err_set(err, HR_EUSAGE, "generator '%s': kind=%s must be alloc or graph", spec->name,
+                      k);
 }
 
-static int kind_alloc(hr_spec_t *spec) { (void)spec; return HR_KIND_ALLOC; }
+static int kind_alloc(hr_spec_t *spec, hr_err_t *err)
+{
+    (void)spec, (void)err;
+    return HR_KIND_ALLOC;
+}
 
 /* {==== random ==== */
 
@@ -115,7 +136,7 @@ static int gen_random(hr_trace_writer_t *w, hr_spec_t *spec, hr_err_t *err)
     if ((rc = get_u64(spec, "events", 10000, &events, err)) ||
         (rc = get_u64(spec, "seed", 1, &seed, err)))
         return rc;
-    int graph = kind_from_spec(spec) == HR_KIND_GRAPH;
+    int graph = kind_from_spec(spec, err) == HR_KIND_GRAPH; /* hr_gen_run checked it */
     hr_rng_t rng;
     hr_rng_seed(&rng, seed);
     idset_t blocks = {0}, objs = {0}, links = {0}; /* links: pairs (src, dst) flattened */
@@ -364,8 +385,11 @@ int hr_gen_run(const char *spec_text, const char *out_path, const hr_trace_write
             return hr_err_set(err, HR_EUSAGE, "generator '%s' has no parameter '%s' (it takes: %s)",
                               g->name, k ? k : spec.params[i].value, g->params);
     }
+    int kind = g->kind_of(&spec, err);
+    if (kind < 0)
+        return kind;
     hr_trace_header_t h;
-    hr_trace_header_init(&h, g->kind_of(&spec));
+    hr_trace_header_init(&h, kind);
     hr_trace_header_set(&h, "producer", "heapreplay gen");
     hr_trace_header_set(&h, "generator", spec_text);
     hr_trace_writer_t *w = NULL;

@@ -24,14 +24,24 @@ enum { T_INT, T_LIST, T_NODE, T_DICT, T_TUPLE, T_STR, NTYPES };
 static const char *const type_names[NTYPES] = {"int", "list", "Node", "dict", "tuple", "str"};
 
 #define get_u64 hr_gen_param_u64
+#define get_range hr_gen_param_range
+
+/* The most ints a seed list may hold: its item array (about 9n bytes) stays far below the trace's
+ * 2^47 size limit, and the int values (from 1000 + n in seed-cycle) cannot wrap. */
+#define LIST_MAX ((uint64_t)1 << 40)
+/* The most survivors genmix keeps (their ids live in an array that grows up to this). */
+#define OLD_MAX ((uint64_t)1 << 32)
+/* gcbench's iterations: iters << (max - 4) short-lived trees must not wrap (max is at most 24). */
+#define ITERS_MAX ((uint64_t)1 << 32)
 
 static int get_frac(hr_spec_t *spec, const char *key, double dflt, double *out, hr_err_t *err)
 {
     const char *v = hr_spec_get(spec, key);
     *out = dflt;
-    if (v && (hr_parse_double(v, out) || *out < 0 || *out > 1))
-        return hr_err_set(err, HR_EUSAGE, "generator '%s': %s=%s is not a fraction 0..1",
-                          spec->name, key, v);
+    if (v && (hr_parse_double(v, out) || !(*out >= 0 && *out <= 1))) /* NaN fails too */
+        return hr_err_set(err, HR_EUSAGE,
+                          "generator '%s': %s=%s must be a fraction 0..1 (like 0.5)", spec->name,
+                          key, v);
     return HR_OK;
 }
 
@@ -124,7 +134,7 @@ static int gen_intlist(hr_trace_writer_t *w, hr_spec_t *spec, hr_err_t *err)
 {
     uint64_t n;
     int rc;
-    if ((rc = get_u64(spec, "n", 10000000, &n, err)) || (rc = types(w, err)) ||
+    if ((rc = get_range(spec, "n", 10000000, 0, LIST_MAX, &n, err)) || (rc = types(w, err)) ||
         (rc = phase(w, "build", err)))
         return rc;
     pylist_t l;
@@ -138,7 +148,7 @@ static int gen_cycle(hr_trace_writer_t *w, hr_spec_t *spec, hr_err_t *err)
 {
     uint64_t n;
     int rc;
-    if ((rc = get_u64(spec, "n", 1000000, &n, err)) || (rc = types(w, err)) ||
+    if ((rc = get_range(spec, "n", 1000000, 0, LIST_MAX, &n, err)) || (rc = types(w, err)) ||
         (rc = phase(w, "build", err)))
         return rc;
     pylist_t a, b;
@@ -179,7 +189,7 @@ static int gen_genmix(hr_trace_writer_t *w, hr_spec_t *spec, hr_err_t *err)
     int rc;
     if ((rc = get_u64(spec, "events", 10000000, &events, err)) ||
         (rc = get_u64(spec, "seed", 1, &seed, err)) ||
-        (rc = get_u64(spec, "old", 50000, &old_max, err)) ||
+        (rc = get_range(spec, "old", 50000, 1, OLD_MAX, &old_max, err)) ||
         (rc = get_frac(spec, "survive", 0.12, &survive, err)) ||
         (rc = get_frac(spec, "cycles", 0.02, &cyc, err)) || (rc = types(w, err)))
         return rc;
@@ -189,10 +199,10 @@ static int gen_genmix(hr_trace_writer_t *w, hr_spec_t *spec, hr_err_t *err)
     uint64_t holder;
     if ((rc = hr_trace_put_alloc(w, 64, HR_DOMAIN_OBJ, GCOBJ, T_DICT, &holder, err)))
         return rc;
-    uint64_t *old = malloc(old_max * sizeof *old);
-    if (!old)
-        return hr_err_set(err, HR_ENOMEM, "out of memory");
-    uint64_t nold = 0;
+    /* The survivors' ids: the array grows with them (old= only bounds it), so a large old= costs
+     * memory only when that many objects do survive. */
+    uint64_t *old = NULL;
+    uint64_t nold = 0, cap = 0;
     static const struct { uint16_t size; uint8_t type, gc; } kinds[] = {
         {28, T_INT, 0}, {32, T_INT, 0}, {56, T_STR, 0}, {64, T_TUPLE, 1}, {56, T_LIST, 1},
         {48, T_NODE, 1}, {64, T_DICT, 1}, {80, T_STR, 0}};
@@ -232,6 +242,17 @@ static int gen_genmix(hr_trace_writer_t *w, hr_spec_t *spec, hr_err_t *err)
                 old[i] = x;
                 rc = hr_trace_put_link(w, HR_OP_UNLINK, holder, victim, err);
             } else {
+                if (nold == cap) {
+                    uint64_t ncap = cap ? cap * 2 : 1024;
+                    ncap = ncap < old_max ? ncap : old_max;
+                    uint64_t *p = realloc(old, (size_t)ncap * sizeof *p);
+                    if (!p) {
+                        rc = hr_err_set(err, HR_ENOMEM, "generator 'genmix': out of memory for "
+                                        "%llu survivors", (unsigned long long)ncap);
+                        break;
+                    }
+                    old = p, cap = ncap;
+                }
                 old[nold++] = x;
             }
         }
@@ -269,12 +290,12 @@ static int gen_gcbench(hr_trace_writer_t *w, hr_spec_t *spec, hr_err_t *err)
 {
     uint64_t longd, maxd, iters;
     int rc;
-    if ((rc = get_u64(spec, "long", 16, &longd, err)) ||
-        (rc = get_u64(spec, "max", 16, &maxd, err)) ||
-        (rc = get_u64(spec, "iters", 4, &iters, err)))
+    /* Depths above 24 would take 2^25 objects per tree and recurse deeper than make_tree
+     * promises. */
+    if ((rc = get_range(spec, "long", 16, 0, 24, &longd, err)) ||
+        (rc = get_range(spec, "max", 16, 0, 24, &maxd, err)) ||
+        (rc = get_range(spec, "iters", 4, 0, ITERS_MAX, &iters, err)))
         return rc;
-    if (longd > 24 || maxd > 24)
-        return hr_err_set(err, HR_EUSAGE, "generator 'gcbench': depths above 24 are not supported");
     if ((rc = types(w, err)) || (rc = phase(w, "long-lived tree", err)))
         return rc;
     uint64_t long_root;
@@ -305,10 +326,8 @@ static int gen_cycles(hr_trace_writer_t *w, hr_spec_t *spec, hr_err_t *err)
     int rc;
     if ((rc = get_u64(spec, "count", 200000, &count, err)) ||
         (rc = get_u64(spec, "seed", 1, &seed, err)) ||
-        (rc = get_u64(spec, "maxlen", 5, &maxlen, err)) || (rc = types(w, err)))
+        (rc = get_range(spec, "maxlen", 5, 1, 1000, &maxlen, err)) || (rc = types(w, err)))
         return rc;
-    if (maxlen < 1 || maxlen > 1000)
-        return hr_err_set(err, HR_EUSAGE, "generator 'cycles': maxlen must be 1..1000");
     hr_rng_t rng;
     hr_rng_seed(&rng, seed);
     uint64_t ring[1000];
@@ -324,21 +343,26 @@ static int gen_cycles(hr_trace_writer_t *w, hr_spec_t *spec, hr_err_t *err)
     return rc;
 }
 
-static int kind_graph(hr_spec_t *spec) { (void)spec; return HR_KIND_GRAPH; }
+static int kind_graph(hr_spec_t *spec, hr_err_t *err)
+{
+    (void)spec, (void)err;
+    return HR_KIND_GRAPH;
+}
 
 const hr_gen_vt hr_gen_intlist_vt = {
     "seed-intlist", "[i for i in range(N)] built and dropped: a list, N ints, its item array",
-    "n=N (default 10M)", gen_intlist, kind_graph};
+    "n=N (default 10M, at most 2^40)", gen_intlist, kind_graph};
 const hr_gen_vt hr_gen_cycle_vt = {
     "seed-cycle", "two lists of N ints that reference each other, then dropped (counting leaks them)",
-    "n=N (default 1M per list) work=N (200000 allocations afterwards)", gen_cycle, kind_graph};
+    "n=N (default 1M per list, at most 2^40) work=N (200000 allocations afterwards)", gen_cycle,
+    kind_graph};
 const hr_gen_vt hr_gen_genmix_vt = {
     "genmix", "generational hypothesis: most objects die young, a fraction lives long, some cycles",
-    "events=N seed=S survive=F (0.12) cycles=F (0.02) old=N (50000 kept at most)", gen_genmix,
-    kind_graph};
+    "events=N seed=S survive=F (0.12) cycles=F (0.02) old=N (50000 kept at most; 1..2^32)",
+    gen_genmix, kind_graph};
 const hr_gen_vt hr_gen_gcbench_vt = {
     "gcbench", "GCBench: a long-lived binary tree and many short-lived trees",
-    "long=D (16) max=D (16) iters=N (4)", gen_gcbench, kind_graph};
+    "long=D (16) max=D (16) (depths 0..24) iters=N (4, at most 2^32)", gen_gcbench, kind_graph};
 const hr_gen_vt hr_gen_cycles_vt = {
     "cycles", "many small reference cycles (rings of 1..maxlen objects) created and abandoned",
-    "count=N (200000) seed=S maxlen=N (5)", gen_cycles, kind_graph};
+    "count=N (200000) seed=S maxlen=N (5, 1..1000)", gen_cycles, kind_graph};

@@ -11,15 +11,20 @@ typedef struct hr_gen_vt {
     /* Write the generated events to w (whose header the caller made with kind_of()). The spec
      * holds key=value parameters; the generator marks what it uses. */
     int (*run)(hr_trace_writer_t *w, hr_spec_t *spec, hr_err_t *err);
-    /* The trace kind this spec produces. */
-    int (*kind_of)(hr_spec_t *spec);
+    /* The trace kind (HR_KIND_*) this spec produces, or a negative HR_E* code with err set
+     * when the spec asks for a kind that does not exist. */
+    int (*kind_of)(hr_spec_t *spec, hr_err_t *err);
 } hr_gen_vt;
 
 const hr_gen_vt *const *hr_gen_registry(void); /* NULL-terminated */
 
-/* For generators: parameter `key` as a number (K/M/G suffixes) or `dflt` when absent; a value
- * that is not a number fails with HR_EUSAGE naming the generator and the parameter. */
+/* For generators: parameter `key` as a whole number (K/M/G suffixes) or `dflt` when absent; a
+ * value that is not one fails with HR_EUSAGE naming the generator and the parameter. */
 int hr_gen_param_u64(hr_spec_t *spec, const char *key, uint64_t dflt, uint64_t *out, hr_err_t *err);
+/* The same, and outside lo..hi fails with HR_EUSAGE naming the generator, the parameter, its
+ * value and the range. */
+int hr_gen_param_range(hr_spec_t *spec, const char *key, uint64_t dflt, uint64_t lo, uint64_t hi,
+                       uint64_t *out, hr_err_t *err);
 const hr_gen_vt *hr_gen_by_name(const char *name);
 
 /* Generate `spec` ("name:k=v,...") into out_path (written atomically). */

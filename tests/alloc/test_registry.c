@@ -63,6 +63,24 @@ int main(void)
                err.msg);
     }
 
+    /* Range errors say the range, whatever the value's fault: 1T is a power of two (and a
+     * suffix the size parser does not read); it is too large. */
+    static const struct { const char *spec, *msg; } ranged[] = {
+        {"pymalloc:arena=1T", "pymalloc: arena=1T must be a power of two in 64K..1G"},
+        {"pymalloc:arena=2G", "pymalloc: arena=2G must be a power of two in 64K..1G"},
+        {"pymalloc:arena=96K", "pymalloc: arena=96K must be a power of two in 64K..1G"},
+        {"pymalloc:pool=512", "pymalloc: pool=512 must be a power of two in 1K..256M"},
+        {"cpython:arena=1T", "cpython: arena=1T must be a power of two in 16K..1G"},
+        {"jemalloc:poll=4294967296", "jemalloc: poll=4294967296 must be a count of calls 1..4294967295"},
+        {"jemalloc:decay=99999999999999999999", "jemalloc: decay=99999999999999999999 must be"},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(ranged); i++) {
+        hr_err_clear(&err);
+        rc = hr_alloc_create(&a, ranged[i].spec, &err);
+        TAP_OK(rc == HR_EUSAGE && !a && strstr(err.msg, ranged[i].msg), "'%s' rejected: %s",
+               ranged[i].spec, err.msg);
+    }
+
     static const char *const good[] = {
         "pymalloc", "pymalloc:preset=2.4", "pymalloc:preset=2.5", "pymalloc:preset=3.8",
         "pymalloc:preset=3.9", "pymalloc:preset=3.10", "pymalloc:preset=3.11",

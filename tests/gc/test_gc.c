@@ -1065,6 +1065,94 @@ static void test_bad_frees(void)
     }
 }
 
+/* {==== marksweep's spec ==== */
+
+/* An allocator handing out distinct addresses and no memory (no_touch replays only): a heap of
+ * 2^54 bytes costs nothing, so the collector's arithmetic can be tested where it overflows. */
+static uint64_t fake_next;
+static int fake_create(void **ctx, hr_spec_t *spec, hr_err_t *err)
+{
+    (void)spec, (void)err;
+    *ctx = &fake_next;
+    return HR_OK;
+}
+static void fake_destroy(void *ctx) { (void)ctx; }
+static void *fake_malloc(void *ctx, size_t size, hr_domain_t d)
+{
+    (void)ctx, (void)size, (void)d;
+    return (void *)(uintptr_t)(((uint64_t)1 << 40) + 16 * fake_next++);
+}
+static void *fake_realloc(void *ctx, void *p, size_t old, size_t size, hr_domain_t d)
+{
+    (void)p, (void)old;
+    return fake_malloc(ctx, size, d);
+}
+static void fake_free(void *ctx, void *p, size_t size, hr_domain_t d)
+{
+    (void)ctx, (void)p, (void)size, (void)d;
+}
+static const hr_alloc_vt fake_vt = {
+    .name = "test-fake", .summary = "test double: addresses without memory, untouched",
+    .create = fake_create, .destroy = fake_destroy, .malloc = fake_malloc,
+    .realloc = fake_realloc, .free = fake_free};
+
+static void test_marksweep_spec(void)
+{
+    const char *p = pack("ms-spec.txt", "heapreplay-trace 1 graph\nalloc 0 64 obj object gc\n");
+    static const struct { const char *gc, *msg; } bad[] = {
+        {"marksweep:trigger=1001", "trigger=1001 must be a factor 1..1000"},
+        {"marksweep:trigger=1e18", "trigger=1e18 must be a factor 1..1000"},
+        {"marksweep:trigger=0.5", "trigger=0.5 must be a factor 1..1000"},
+        {"marksweep:trigger=2,budget=1M", "trigger= and budget= cannot be combined"},
+        {"marksweep:min=64K,heap=4M", "min= and heap= cannot be combined"},
+        {"marksweep:budget=1M,heap=4M", "budget= and heap= cannot be combined"},
+        {"marksweep:budget=0", "budget=0 must be a size of at least 1 byte"},
+        {"marksweep:heap=0", "heap=0 must be a size of at least 1 byte"},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(bad); i++) {
+        hr_replay_result_t r;
+        hr_err_t err = {0};
+        int rc = replay(p, bad[i].gc, 0, &r, &err);
+        TAP_OK(rc == HR_EUSAGE && strstr(err.msg, bad[i].msg) != NULL, "%s rejected: %s",
+               bad[i].gc, err.msg);
+        hr_replay_result_free(&r);
+    }
+    hr_replay_result_t r;
+    hr_err_t err = {0};
+    TAP_OK(replay(p, "marksweep:trigger=1000x,min=64K", 0, &r, &err) == HR_OK,
+           "trigger=1000x (the bound) is accepted: %s", err.msg);
+    hr_replay_result_free(&r);
+
+    /* 20000 objects of 2^40 - 1 bytes (the engine's largest block) stay live; gc.collect() then
+     * sets the threshold to 1000 times their 2^54 bytes, above 2^64: it must saturate, so one
+     * more small allocation does not collect. The unsaturated conversion was undefined and gave
+     * 0 on x86-64, a threshold of `min`: a collection at that allocation. */
+    uint64_t collections[2] = {0, 0};
+    TAP_OK(hr_alloc_register_extra(&fake_vt) == HR_OK, "the address-only allocator registers");
+    for (int k = 0; k < 2; k++) {
+        hr_buf_t t = {0};
+        hr_buf_printf(&t, "heapreplay-trace 1 graph\n");
+        for (int i = 0; i < 20000; i++)
+            hr_buf_printf(&t, "alloc %d 1099511627775 obj object gc\n", i);
+        hr_buf_printf(&t, "gc collect 2\n%s", k ? "alloc 20000 16 obj object gc\n" : "");
+        p = pack(k ? "ms-saturate-1.txt" : "ms-saturate-0.txt", (const char *)t.data);
+        hr_buf_free(&t);
+        hr_replay_opts_t o = {.alloc_spec = "test-fake",
+                              .gc_spec = "marksweep:trigger=1000,min=1M", .no_touch = 1};
+        hr_err_clear(&err);
+        int rc = hr_replay_run(p, &o, &r, &err);
+        TAP_OK(rc == HR_OK, "a 2^54-byte heap replays under marksweep:trigger=1000%s: %s",
+               k ? ", then a small allocation" : "", err.msg);
+        collections[k] = r.gc.collections;
+        hr_replay_result_free(&r);
+    }
+    TAP_OK(collections[0] > 0 && collections[1] == collections[0],
+           "trigger=1000 times a 2^54-byte heap saturates: no collection at the next small "
+           "allocation (%llu collections, %llu with it)", (unsigned long long)collections[0],
+           (unsigned long long)collections[1]);
+    hr_replay_result_free(&r);
+}
+
 int main(void)
 {
     if (hr_tmp_template(tmpdir, sizeof tmpdir, "hr_test_gc"))
@@ -1085,6 +1173,7 @@ int main(void)
     test_entry_sizes();
     test_entry_forms();
     test_high_addresses();
+    test_marksweep_spec();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)

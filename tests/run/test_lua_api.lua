@@ -65,6 +65,8 @@ expect_error("hyperfine: commands", "commands[1] must be an argv array or a stri
 expect_error("run: options", "bad argument #2 to 'hr.run' (unknown option 'job'", call, hr.run, "x.lua", {job = 2})
 expect_error("run: what", "experiment script path or table expected, got number", call, hr.run, 5)
 expect_error("num: not a number", "parameter value 'abc' is not a number", call, hr.num, "abc")
+expect_error("num: nan", "parameter value 'nan' is not a number", call, hr.num, "nan")
+ok(hr.num("2x") == 2 and hr.num("4K") == 4096, "num: a factor and a size")
 
 -- experiment declarations: errors name the experiment file and the line of experiment{...}
 local function write(path, text) local f = assert(io.open(path, "w")); f:write(text); f:close() end

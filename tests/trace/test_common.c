@@ -59,6 +59,15 @@ int main(void)
     TAP_OK(hr_spec_parse(&s, ":a=1", "allocator", &err) == HR_EUSAGE, "missing name rejected");
     hr_err_clear(&err);
     TAP_OK(hr_spec_parse(&s, "x:a=1,", "allocator", &err) == HR_EUSAGE, "trailing comma rejected");
+    hr_err_clear(&err);
+    TAP_OK(hr_spec_parse(&s, "pymalloc:preset=3.11,pool=4K,preset=2.4", "allocator", &err) ==
+                   HR_EUSAGE &&
+               strstr(err.msg, "allocator spec 'pymalloc:preset=3.11,pool=4K,preset=2.4' gives "
+                               "'preset' twice") != NULL,
+           "a key given twice is rejected, naming the spec and the key: %s", err.msg);
+    hr_err_clear(&err);
+    TAP_OK(hr_spec_parse(&s, "generational:t0=5,t0=5", "collector", &err) == HR_EUSAGE,
+           "a key given twice is rejected even with the same value");
 
     uint64_t sz;
     TAP_OK(hr_parse_size("256K", &sz) == 0 && sz == 256 * 1024, "256K");
@@ -71,6 +80,24 @@ int main(void)
     double d;
     TAP_OK(hr_parse_double("2x", &d) == 0 && d == 2.0 && hr_parse_double("x", &d) != 0,
            "factors");
+    TAP_OK(hr_parse_double("1.5", &d) == 0 && d == 1.5 && hr_parse_double(".25", &d) == 0 &&
+               d == 0.25 && hr_parse_double("-2", &d) == 0 && d == -2.0 &&
+               hr_parse_double("3.", &d) == 0 && d == 3.0,
+           "plain decimals");
+    const char *not_plain[] = {"nan", "NaN", "inf", "-inf", "infinity", "0x1p3", "0x10", "1e3",
+                               "1E-2", " 1", "1 ", "\t2", "+1", "1.5.2", ".", "-", "2xx", "x2",
+                               "--1", ""};
+    ok = 1;
+    for (size_t i = 0; i < HR_ARRAY_LEN(not_plain); i++)
+        if (hr_parse_double(not_plain[i], &d) == 0) {
+            ok = 0;
+            TAP_DIAG("accepted '%s'", not_plain[i]);
+        }
+    TAP_OK(ok, "non-finite, hex, exponent and space-padded numbers rejected");
+    char big[400];
+    memset(big, '9', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    TAP_OK(hr_parse_double(big, &d) != 0, "a decimal beyond the range of a double is rejected");
 
     hr_err_clear(&err);
     hr_err_set(&err, HR_EFORMAT, "first");
