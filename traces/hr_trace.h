@@ -255,8 +255,10 @@ typedef struct hr_trace_writer hr_trace_writer_t;
 typedef struct hr_trace_write_opts {
     size_t frame_target; /* payload bytes per frame; 0: HR_TRACE_FRAME_TARGET */
     int level;           /* zstd level; 0: 3 */
-    int atomic;          /* 1: write PATH.tmp.PID and rename at close, so an existing PATH is
-                            never lost on failure; 0: write PATH directly (crash-safe frames) */
+    int atomic;          /* 1: through hr_out (hr_out.h): symlinks followed, TARGET.tmp.PID
+                            renamed onto the target at close, so an existing file is never lost
+                            on failure; a device or FIFO is written through; 0: write PATH
+                            directly (crash-safe frames) */
     int async;           /* 1: compress and write frames on a worker thread (the caller goes on
                             filling the next frame); its allocations are libc's */
     int trusted_ids;     /* 1 (allocation-only traces): the producer names in FREE and REALLOC
