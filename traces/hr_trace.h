@@ -304,7 +304,9 @@ int hr_trace_put_string(hr_trace_writer_t *w, int op, uint32_t tag, const char *
 /* {====================================================================
  * Text form
  * ==================================================================== */
-/* Pack a text trace (whole file in memory) into a binary trace at out_path. */
+/* Pack a text trace into a binary trace at out_path. The file is read as it is packed (memory:
+ * the longest line, at most 16 MiB; a longer line is refused as not a text trace), so any file,
+ * pipe or device can be the input. */
 int hr_trace_pack_text(const char *text_path, const char *out_path,
                        const hr_trace_write_opts_t *opts, hr_err_t *err);
 /* The same for a text held in memory (`text_path` names it in messages). */
