@@ -10,8 +10,10 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* {==== Formatting ==== */
 
@@ -585,8 +587,8 @@ static int packer_finish(packer_t *pk, int rc, hr_err_t *err)
 int hr_trace_pack_text(const char *text_path, const char *out_path,
                        const hr_trace_write_opts_t *opts, hr_err_t *err)
 {
-    FILE *f = fopen(text_path, "rb");
-    if (!f)
+    int fd = open(text_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return hr_err_set(err, HR_EIO, "%s: cannot open: %s", text_path, strerror(errno));
     packer_t pk;
     packer_init(&pk, text_path, out_path, opts);
@@ -599,11 +601,15 @@ int hr_trace_pack_text(const char *text_path, const char *out_path,
             rc = hr_err_set(err, HR_ENOMEM, "%s: out of memory", text_path);
             break;
         }
-        size_t n = fread(buf.data + buf.len, 1, 65536, f);
-        if (n == 0 && ferror(f)) {
+        /* read(2), not fread: from a pipe, lines are packed as they arrive */
+        ssize_t got = read(fd, buf.data + buf.len, 65536);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
             rc = hr_err_set(err, HR_EIO, "%s: read error: %s", text_path, strerror(errno));
             break;
         }
+        size_t n = (size_t)got;
         size_t scan = buf.len; /* the part already searched holds no newline */
         buf.len += n;
         eof = n == 0;
@@ -623,7 +629,7 @@ int hr_trace_pack_text(const char *text_path, const char *out_path,
         buf.len = (size_t)(end - s);
         memmove(buf.data, s, buf.len);
     }
-    fclose(f);
+    close(fd);
     hr_buf_free(&buf);
     return packer_finish(&pk, rc, err);
 }
