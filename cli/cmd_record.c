@@ -420,7 +420,8 @@ const hr_cmd_t hr_cmd_record = {
     "record", "-o TRACE [--mode alloc|graph] [--embedded] -- SCRIPT.py [ARGS...]\n"
               "       heapreplay record --native -o TRACE -- COMMAND [ARGS...]",
     "Record a Python program (CPython 3.11) or, with --native, any program.",
-    "  -o, --output TRACE   the trace to write\n"
+    "  -o, --output TRACE   the trace to write (with --native: replaced only once the command\n"
+    "                       ran; a command that cannot start leaves an existing file alone)\n"
     "  --mode MODE          alloc (default): allocations, GC flags, collections, statistics;\n"
     "                       graph: also objects, links, increfs/decrefs and deaths\n"
     "  --embedded           run the script on libpython3.11 inside heapreplay instead of the\n"

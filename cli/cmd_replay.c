@@ -208,12 +208,15 @@ const hr_cmd_t hr_cmd_replay = {
     "  --alloc-stats        print the allocator's own statistics text at the end (pymalloc and\n"
     "                       cpython: the format of sys._debugmallocstats())\n"
     "  --partial            replay a trace that was cut short, up to its last complete frame\n"
+    "                       (a success: the CSV and JSON of that part are written)\n"
     "  --no-touch           do not write into blocks (measures bookkeeping alone)\n"
     "  -q, --quiet          no progress display\n",
     run_replay,
     "Replay a trace against an allocator and a collector and report what happened.\n"
     "Allocation-only traces replay their explicit frees; in graph traces the collector decides\n"
-    "when objects die. 'heapreplay allocators' and 'heapreplay collectors' list the specs."};
+    "when objects die. 'heapreplay allocators' and 'heapreplay collectors' list the specs.\n"
+    "--json and --timeline are checked before the replay and replace an existing file only when\n"
+    "the replay succeeds (a symlink is followed, a device or FIFO is written through)."};
 
 /* `allocators` and `collectors`: print what a family's describe function writes. */
 static int print_family(const char *cmd, int argc, int (*describe)(hr_buf_t *out))

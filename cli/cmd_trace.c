@@ -373,7 +373,8 @@ static int run_gen(int argc, char **argv)
 const hr_cmd_t hr_cmd_gen = {
     "gen", "NAME [key=value ...] -o TRACE | --list",
     "Write a synthetic trace from a built-in generator or a Lua workload.",
-    "  -o, --output TRACE   the trace to write (atomically)\n"
+    "  -o, --output TRACE   the trace to write (atomically: an existing file is replaced only\n"
+    "                       when the trace is complete; a symlink is followed)\n"
     "  --list               list the generators and their parameters\n"
     "  --frame-size SIZE    payload bytes per zstd frame (default 1M)\n"
     "  --level N            zstd level, 1-19 (default 3)\n",
