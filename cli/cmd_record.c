@@ -2,6 +2,7 @@
  * preloaded, or an embedded CPython) or any command (LD_PRELOAD) and write its heap trace. */
 #include "cli.h"
 #include "hr_config.h"
+#include "hr_out.h"
 #include "hr_recorder.h"
 #include "hr_trace.h"
 
@@ -122,15 +123,15 @@ static int abs_path(const char *out, char *outabs, size_t cap)
 }
 
 /* Fork, run args[0] with the module preloaded, wait; the exit status is the program's, or 3 when
- * it succeeded but the recorder reported an error or wrote no trace. */
-static int run_preloaded(const preload_job_t *job, const char *outabs, char **args)
+ * it succeeded but the recorder reported an error or wrote no trace. The module writes `write`
+ * (out's temporary file, or its target when that is a device or FIFO), which then goes into
+ * place: a command that never started leaves an existing trace as it was. */
+static int run_preloaded(const preload_job_t *job, hr_out_t *out, const char *write, char **args)
 {
     char errfile[4096];
     int efd = hr_tmp_template(errfile, sizeof errfile, "heapreplay-record") ? -1 : mkstemp(errfile);
     if (efd >= 0)
         close(efd);
-    /* The trace is created by the preload module; remove a stale one so a failure shows. */
-    unlink(outabs);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -162,11 +163,13 @@ static int run_preloaded(const preload_job_t *job, const char *outabs, char **ar
                 strerror(errno));
         _exit(127);
     }
-    signal(SIGINT, SIG_IGN); /* the child gets it; we report its fate */
+    /* the child gets SIGINT; we report its fate (and put its trace in place) */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_int;
+    sigaction(SIGINT, &ign, &old_int);
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
-    signal(SIGINT, SIG_DFL);
+    sigaction(SIGINT, &old_int, NULL);
     int status = exit_status_of(st);
     int recorder_failed = 0;
     if (efd >= 0) {
@@ -181,7 +184,17 @@ static int run_preloaded(const preload_job_t *job, const char *outabs, char **ar
             fclose(f);
         unlink(errfile);
     }
-    if (status != 127 && !recorder_failed && access(outabs, R_OK) != 0) {
+    /* The module writes its header first: an empty temporary file means it never started. */
+    struct stat sb;
+    int wrote = !out->tmp || (stat(write, &sb) == 0 && sb.st_size > 0);
+    hr_err_t err = {0};
+    if (!wrote)
+        hr_out_abort(out); /* the existing file, if any, stays as it was */
+    else if (hr_out_commit(out, &err)) {
+        report_cb(&err);
+        recorder_failed = 1;
+    }
+    if (status != 127 && !recorder_failed && !wrote) {
         rec_error(job->path_hint);
         recorder_failed = 1;
     }
@@ -199,7 +212,17 @@ static int run_native(const char *out, char **args, const char *cmdline)
                   HR_LIBDIR " (set HEAPREPLAY_PRELOAD to its path)");
         return 3;
     }
-    if (abs_path(out, outabs, sizeof outabs)) {
+    /* The output is created here, empty, where hr_out decides (beside a symlink's target; a
+     * device or FIFO is written through), so a bad path fails before the command runs and a
+     * signal that kills us removes it. */
+    hr_err_t err = {0};
+    hr_out_t o;
+    if (hr_out_open(&o, out, &err)) {
+        report_cb(&err);
+        return 3;
+    }
+    if (abs_path(hr_out_write_path(&o), outabs, sizeof outabs)) {
+        hr_out_abort(&o);
         rec_error("cannot get the current directory");
         return 3;
     }
@@ -209,7 +232,7 @@ static int run_native(const char *out, char **args, const char *cmdline)
                          .err_var = HR_PRELOAD_ENV_ERR,
                          .path_hint = "the command ran but no trace was written (a statically "
                                       "linked program, or one that resets LD_PRELOAD?)"};
-    return run_preloaded(&job, outabs, args);
+    return run_preloaded(&job, &o, outabs, args);
 }
 
 #ifdef HR_HAVE_PYTHON
@@ -397,7 +420,8 @@ const hr_cmd_t hr_cmd_record = {
     "record", "-o TRACE [--mode alloc|graph] [--embedded] -- SCRIPT.py [ARGS...]\n"
               "       heapreplay record --native -o TRACE -- COMMAND [ARGS...]",
     "Record a Python program (CPython 3.11) or, with --native, any program.",
-    "  -o, --output TRACE   the trace to write\n"
+    "  -o, --output TRACE   the trace to write (with --native: replaced only once the command\n"
+    "                       ran; a command that cannot start leaves an existing file alone)\n"
     "  --mode MODE          alloc (default): allocations, GC flags, collections, statistics;\n"
     "                       graph: also objects, links, increfs/decrefs and deaths\n"
     "  --embedded           run the script on libpython3.11 inside heapreplay instead of the\n"

@@ -1,5 +1,6 @@
 /* cmd_replay.c: replay (trace -> allocator + collector), allocators, collectors. */
 #include "cli.h"
+#include "hr_out.h"
 #include "hr_replay.h"
 #include "hr_trace.h"
 
@@ -130,14 +131,18 @@ static int run_replay(int argc, char **argv)
                            .no_touch = o[NOTOUCH].value != NULL};
     if (o[EVERY].value && (hr_parse_size(o[EVERY].value, &ro.every) || ro.every == 0))
         return hr_cli_usage("replay", "--every takes a positive number of events");
+    /* Both outputs are opened before the replay: a bad path costs nothing, and an existing
+     * file is replaced only when the replay succeeds (a failed one leaves it as it was). A trace
+     * cut short and replayed with --partial is a success: its CSV and JSON are kept. */
+    hr_err_t err = {0};
+    hr_out_t tl_out = HR_OUT_INIT, json_out = HR_OUT_INIT;
     FILE *tl = NULL;
     if (o[TIMELINE].value) {
         if (!ro.every)
             ro.every = 100000;
-        if (!(tl = fopen(o[TIMELINE].value, "w"))) {
-            fprintf(stderr, "heapreplay: %s: cannot create: %s\n", o[TIMELINE].value,
-                    strerror(errno));
-            return 3;
+        if (hr_out_open(&tl_out, o[TIMELINE].value, &err) || !(tl = hr_out_stream(&tl_out, &err))) {
+            hr_out_abort(&tl_out);
+            return hr_cli_fail(&err);
         }
         fprintf(tl, "event,live_objects,live_blocks,live_bytes,footprint,rss,gc_ns\n");
         ro.sample = sample_csv;
@@ -145,20 +150,25 @@ static int run_replay(int argc, char **argv)
     } else if (ro.every) {
         return hr_cli_usage("replay", "--every goes with --timeline");
     }
+    if (o[JSON].value && hr_out_open(&json_out, o[JSON].value, &err)) {
+        hr_out_abort(&tl_out);
+        return hr_cli_fail(&err);
+    }
     if (isatty(2) && !o[QUIET].value)
         ro.progress = progress;
-    hr_err_t err = {0};
     hr_replay_result_t res;
     int rc = hr_replay_run(in[0], &ro, &res, &err);
     if (ro.progress && res.events >= (1u << 20))
         fprintf(stderr, "\r%60s\r", "");
-    int status = 0;
-    if (tl && fclose(tl) != 0)
-        status = 3;
     if (rc) {
+        hr_out_abort(&tl_out);
+        hr_out_abort(&json_out);
         hr_replay_result_free(&res);
         return hr_cli_fail(&err);
     }
+    int status = 0;
+    if (tl && hr_out_commit(&tl_out, &err))
+        status = hr_cli_fail(&err);
     print_summary(in[0], &res);
     if (o[ASTATS].value) {
         if (res.alloc_text.len)
@@ -167,13 +177,17 @@ static int run_replay(int argc, char **argv)
             printf("\n(allocator '%s' has no statistics text)\n", res.alloc_spec);
     }
     if (o[JSON].value) {
-        errno = 0;
-        FILE *f = fopen(o[JSON].value, "w");
-        if (!f || hr_replay_write_json(f, in[0], &res) || fclose(f) != 0) {
-            fprintf(stderr, "heapreplay: %s: cannot write%s%s\n", o[JSON].value, errno ? ": " : "",
-                    errno ? strerror(errno) : "");
-            status = 3;
+        hr_err_t jerr = {0};
+        FILE *f = hr_out_stream(&json_out, &jerr);
+        if (!f) {
+            hr_out_abort(&json_out);
+        } else {
+            /* a write error stays in the stream's error flag: the commit reports it, with why */
+            (void)hr_replay_write_json(f, in[0], &res);
+            hr_out_commit(&json_out, &jerr);
         }
+        if (jerr.code)
+            status = hr_cli_fail(&jerr);
     }
     if (res.cut_short)
         fprintf(stderr, "heapreplay: warning: the trace was cut short; replayed what it holds\n");
@@ -194,12 +208,15 @@ const hr_cmd_t hr_cmd_replay = {
     "  --alloc-stats        print the allocator's own statistics text at the end (pymalloc and\n"
     "                       cpython: the format of sys._debugmallocstats())\n"
     "  --partial            replay a trace that was cut short, up to its last complete frame\n"
+    "                       (a success: the CSV and JSON of that part are written)\n"
     "  --no-touch           do not write into blocks (measures bookkeeping alone)\n"
     "  -q, --quiet          no progress display\n",
     run_replay,
     "Replay a trace against an allocator and a collector and report what happened.\n"
     "Allocation-only traces replay their explicit frees; in graph traces the collector decides\n"
-    "when objects die. 'heapreplay allocators' and 'heapreplay collectors' list the specs."};
+    "when objects die. 'heapreplay allocators' and 'heapreplay collectors' list the specs.\n"
+    "--json and --timeline are checked before the replay and replace an existing file only when\n"
+    "the replay succeeds (a symlink is followed, a device or FIFO is written through)."};
 
 /* `allocators` and `collectors`: print what a family's describe function writes. */
 static int print_family(const char *cmd, int argc, int (*describe)(hr_buf_t *out))

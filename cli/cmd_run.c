@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "hr_config.h"
 #include "hr_lua.h"
+#include "hr_out.h"
 #include "hr_refcounts.h"
 #include "hr_trace.h"
 
@@ -84,13 +85,14 @@ const hr_cmd_t hr_cmd_run = {
 
 #define json_str hr_fput_json_string
 
-static int write_rc_json(const char *path, const char *trace, const hr_rc_stats_t *st)
+/* Write the JSON into out (opened before the trace was read) and put it into place. */
+static int write_rc_json(hr_out_t *out, const char *trace, const hr_rc_stats_t *st, hr_err_t *err)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return -1;
+    FILE *f = hr_out_stream(out, err);
+    if (!f) {
+        hr_out_abort(out);
+        return HR_ENOMEM;
+    }
     char date[64];
     time_t t = time(NULL);
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
@@ -120,12 +122,7 @@ static int write_rc_json(const char *path, const char *trace, const hr_rc_stats_
             first = 0;
         }
     fprintf(f, "\n  ]\n}\n");
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return hr_out_commit(out, err);
 }
 
 static int run_refcounts(int argc, char **argv)
@@ -139,8 +136,14 @@ static int run_refcounts(int argc, char **argv)
         return hr_cli_usage("refcounts", "expected one TRACE");
     hr_rc_stats_t st;
     hr_err_t err = {0};
+    /* the output is opened first: a bad path is refused before the trace is read, and an
+     * existing file is replaced only once the JSON is complete */
+    hr_out_t json = HR_OUT_INIT;
+    if (o[0].value && hr_out_open(&json, o[0].value, &err))
+        return hr_cli_fail(&err);
     if (hr_refcounts(in[0], o[1].value != NULL, &st, &err)) {
         hr_rc_stats_free(&st);
+        hr_out_abort(&json);
         return hr_cli_fail(&err);
     }
     char a[32], b[32];
@@ -172,10 +175,8 @@ static int run_refcounts(int argc, char **argv)
         printf("below zero    %llu times (clamped at 0: the trace's counts are approximate there)\n",
                (unsigned long long)st.below_zero);
     int status = 0;
-    if (o[0].value && write_rc_json(o[0].value, in[0], &st) != 0) {
-        fprintf(stderr, "heapreplay: cannot write %s\n", o[0].value);
-        status = 3;
-    }
+    if (o[0].value && write_rc_json(&json, in[0], &st, &err) != 0)
+        status = hr_cli_fail(&err);
     hr_rc_stats_free(&st);
     return status;
 }

@@ -3,6 +3,7 @@
 #include "hr_config.h"
 #include "hr_gen.h"
 #include "hr_lua.h"
+#include "hr_out.h"
 #include "hr_trace.h"
 
 #include <errno.h>
@@ -76,17 +77,20 @@ static int run_dump(int argc, char **argv)
     uint64_t limit = UINT64_MAX;
     if (o[0].value && hr_parse_u64(o[0].value, &limit))
         return hr_cli_usage("dump", "--limit takes a number of events, not '%s'", o[0].value);
-    FILE *out = stdout;
-    if (o[2].value && !(out = fopen(o[2].value, "w"))) {
-        fprintf(stderr, "heapreplay: %s: cannot create: %s\n", o[2].value, strerror(errno));
-        return 3;
-    }
+    /* -o: written beside its target and put in place only when the whole trace was read, so a
+     * bad trace leaves an existing file as it was (with --partial a cut-short trace is a
+     * success: its text up to the last complete frame is kept) */
     hr_err_t err = {0};
+    hr_out_t file = HR_OUT_INIT;
+    FILE *out = stdout;
+    if (o[2].value && (hr_out_open(&file, o[2].value, &err) || !(out = hr_out_stream(&file, &err)))) {
+        hr_out_abort(&file);
+        return hr_cli_fail(&err);
+    }
     hr_trace_read_opts_t ro = {.partial = o[1].value != NULL};
     hr_trace_reader_t *r;
     if (hr_trace_open(&r, in[0], &ro, &err)) {
-        if (out != stdout)
-            fclose(out);
+        hr_out_abort(&file);
         return hr_cli_fail(&err);
     }
     hr_buf_t b;
@@ -102,18 +106,20 @@ static int run_dump(int argc, char **argv)
         for (size_t i = 0; i < got && done < limit; i++, done++)
             hr_trace_format_event(&b, &evs[i]);
         if (fwrite(b.data, 1, b.len, out) != b.len)
-            rc = hr_err_set(&err, HR_EIO, "error writing the dump");
+            rc = hr_err_set(&err, HR_EIO, "%s: write failed: %s",
+                            out == stdout ? "standard output" : o[2].value, strerror(errno));
         b.len = 0;
     }
-    if (b.len)
+    if (b.len) /* the header, when the first read failed */
         fwrite(b.data, 1, b.len, out);
+    if (!rc && out != stdout)
+        rc = hr_out_commit(&file, &err);
+    hr_out_abort(&file); /* after a failure: the existing file stays, the partial text goes */
     int status = 0;
     if (rc)
         status = hr_cli_fail(&err);
     else if (hr_trace_status(r)->cut_short)
         fprintf(stderr, "heapreplay: warning: %s\n", hr_trace_status(r)->cut_msg);
-    if (out != stdout && fclose(out) != 0 && !status)
-        status = 3;
     free(evs);
     hr_buf_free(&b);
     hr_trace_close(r);
@@ -126,7 +132,8 @@ const hr_cmd_t hr_cmd_dump = {
     "  -n, --limit N        print at most N events (the rest is still read and checked)\n"
     "  --partial            accept a trace that was cut short (killed writer): print what the\n"
     "                       complete frames hold, warn, exit 0\n"
-    "  -o, --output TEXT    write to a file instead of standard output\n",
+    "  -o, --output TEXT    write to a file instead of standard output (an existing file is\n"
+    "                       replaced only when the whole trace was read)\n",
     run_dump, NULL};
 
 /* {==== info ==== */
@@ -366,7 +373,8 @@ static int run_gen(int argc, char **argv)
 const hr_cmd_t hr_cmd_gen = {
     "gen", "NAME [key=value ...] -o TRACE | --list",
     "Write a synthetic trace from a built-in generator or a Lua workload.",
-    "  -o, --output TRACE   the trace to write (atomically)\n"
+    "  -o, --output TRACE   the trace to write (atomically: an existing file is replaced only\n"
+    "                       when the trace is complete; a symlink is followed)\n"
     "  --list               list the generators and their parameters\n"
     "  --frame-size SIZE    payload bytes per zstd frame (default 1M)\n"
     "  --level N            zstd level, 1-19 (default 3)\n",

@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "graph.h"
 #include "hr_idtab.h"
+#include "hr_out.h"
 #include "hr_replay.h"
 #include "hr_trace.h"
 
@@ -514,6 +515,11 @@ static int run_validate(int argc, char **argv)
     if (!recorded)
         fprintf(stderr, "heapreplay validate: warning: %s was not written by 'heapreplay record'; "
                         "comparing what it holds\n", in[0]);
+    /* --json is opened before the replays: a bad path is refused at once, and an existing file
+     * is replaced only by a complete table */
+    hr_out_t json = HR_OUT_INIT;
+    if (o[0].value && hr_out_open(&json, o[0].value, &err))
+        return hr_cli_fail(&err);
     vreport_t rep = {0};
     uint64_t fin = UINT64_MAX;
     int rc = kind == HR_KIND_GRAPH ? finalize_event(in[0], &fin, &err) : HR_OK;
@@ -521,8 +527,10 @@ static int run_validate(int argc, char **argv)
         rc = check_schedule(in[0], gc_spec, fin, &rep, &err);
     if (!rc && kind == HR_KIND_GRAPH)
         rc = check_refcount(in[0], fin, &rep, &err);
-    if (rc)
+    if (rc) {
+        hr_out_abort(&json);
         return hr_cli_fail(&err);
+    }
     int bad = 0, known = 0;
     uint64_t compared = 0; /* recorded checks compared (the replays' own rows aside) */
     printf("validate %s (%s trace; replays: pymalloc:preset=3.11,placement=recorded with %s%s)\n\n",
@@ -541,9 +549,9 @@ static int run_validate(int argc, char **argv)
             printf("    %s\n", c->detail);
     }
     if (o[0].value) {
-        FILE *f = fopen(o[0].value, "w");
+        FILE *f = hr_out_stream(&json, &err);
         if (!f) {
-            hr_err_set(&err, HR_EIO, "%s: cannot create: %s", o[0].value, strerror(errno));
+            hr_out_abort(&json);
             return hr_cli_fail(&err);
         }
         fprintf(f, "{\"schema\": \"heapreplay-validate/1\", \"trace\": ");
@@ -557,10 +565,8 @@ static int run_validate(int argc, char **argv)
                     rep.c[i].known ? "true" : "false");
         }
         fprintf(f, "]}\n");
-        if (ferror(f) | fclose(f)) {
-            hr_err_set(&err, HR_EIO, "%s: cannot write: %s", o[0].value, strerror(errno));
+        if (hr_out_commit(&json, &err))
             return hr_cli_fail(&err);
-        }
     }
     if (verbose && nmis) {
         qsort(mis, (size_t)nmis, sizeof *mis, cmp_mis);

@@ -1,6 +1,7 @@
 /* main.c: the heapreplay command-line tool: dispatch, help and option parsing. */
 #include "cli.h"
 #include "hr_config.h"
+#include "hr_out.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -123,6 +124,8 @@ int main(int argc, char **argv)
                 return 0;
             }
         }
+        /* a killed command removes the temporary files of its outputs (hr_out.h) */
+        hr_out_catch_signals();
         int rc = commands[i]->run(argc - 1, argv + 1);
         if (fflush(stdout) != 0 && rc == 0) {
             fprintf(stderr, "heapreplay: error writing standard output\n");

@@ -523,8 +523,9 @@ static int l_write_json(lua_State *L)
     cbuf_t *b = cbuf_new(L);
     jencode(L, 2, b, 1, 0);
     cb_chr(L, b, '\n');
-    if (hr_lua_write_atomic(path, b->p, b->n) != 0)
-        return luaL_error(L, "cannot write %s: %s", path, strerror(errno));
+    hr_err_t err = {0};
+    if (hr_lua_write_atomic(path, b->p, b->n, &err) != 0)
+        return luaL_error(L, "%s", err.msg);
     return 0;
 }
 
@@ -602,8 +603,9 @@ static int l_write_csv(lua_State *L)
         lua_pop(L, 1);
         cb_chr(L, b, '\n');
     }
-    if (hr_lua_write_atomic(path, b->p ? b->p : "", b->n) != 0)
-        return luaL_error(L, "cannot write %s: %s", path, strerror(errno));
+    hr_err_t err = {0};
+    if (hr_lua_write_atomic(path, b->p ? b->p : "", b->n, &err) != 0)
+        return luaL_error(L, "%s", err.msg);
     return 0;
 }
 

@@ -15,6 +15,8 @@
 #ifndef HR_LUA_INTERNAL_H
 #define HR_LUA_INTERNAL_H
 
+#include "hr_common.h"
+
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -27,9 +29,10 @@ void hr_lua_open_api(lua_State *L);
 /* Registry key of the JSON null sentinel (hr.null). */
 #define HR_LUA_NULL_KEY "hr.null"
 
-/* Write data to path atomically (PATH.tmp.PID, fsync, rename, fsync of the directory). Returns
- * 0 or -1 with errno set. */
-int hr_lua_write_atomic(const char *path, const void *data, size_t len);
+/* Write data to path atomically through hr_out (hr_out.h: TARGET.tmp.PID beside the symlink's
+ * target, fsync, rename, fsync of the directory; a device or FIFO is written through). Returns
+ * 0 or a negative hr_code_t with err saying what and where. */
+int hr_lua_write_atomic(const char *path, const void *data, size_t len, hr_err_t *err);
 /* hr.read_file(path) as a C function: the contents (raises, naming the file, when it cannot be
  * read). */
 int hr_lua_read_file(lua_State *L);

@@ -19,12 +19,14 @@
  *   An optional log file gets one line per event ("start KEY PID", "done KEY", "failed KEY ...")
  *   appended with O_APPEND, so the tests can count how often each job ran.
  *
- * Atomic files: PATH.tmp.PID is written, fsync'd and renamed over PATH, then the directory is
- * fsync'd; a reader sees the old file or the new one, never a part.
+ * Atomic files (hr_out.h): TARGET.tmp.PID is written beside PATH's target (symlinks followed),
+ * fsync'd and renamed over it, then the directory is fsync'd; a reader sees the old file or the
+ * new one, never a part. A device or FIFO is written through instead of being replaced.
  */
 #include "hr_config.h"
 #include "hr_common.h"
 #include "hr_lua_internal.h"
+#include "hr_out.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -144,54 +146,25 @@ static int opt_bool(lua_State *L, int arg, const char *fname, const char *field,
  * Files
  * ==================================================================== */
 
-static int fsync_dir_of(const char *path)
+int hr_lua_write_atomic(const char *path, const void *data, size_t len, hr_err_t *err)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        slash[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return -1;
-    fsync(fd);
-    close(fd);
-    return 0;
-}
-
-int hr_lua_write_atomic(const char *path, const void *data, size_t len)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
+    hr_out_t o;
+    int rc = hr_out_open(&o, path, err); /* symlinks followed, devices and FIFOs written through */
+    if (rc)
+        return rc;
     const char *p = data;
     while (len) {
-        ssize_t n = write(fd, p, len);
+        ssize_t n = write(o.fd, p, len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            errno = e;
-            return -1;
+            rc = hr_err_set(err, HR_EIO, "%s: write failed: %s", path, strerror(errno));
+            hr_out_abort(&o);
+            return rc;
         }
         p += n, len -= (size_t)n;
     }
-    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        errno = e;
-        return -1;
-    }
-    fsync_dir_of(path);
-    return 0;
+    return hr_out_commit(&o, err); /* fsync, rename, fsync of the directory */
 }
 
 /* hr.write_file(path, text): atomically replace path with text. */
@@ -200,8 +173,9 @@ static int l_write_file(lua_State *L)
     const char *path = hr_lua_checklstring(L, 1, "hr.write_file", NULL);
     size_t len;
     const char *s = hr_lua_checklstring(L, 2, "hr.write_file", &len);
-    if (hr_lua_write_atomic(path, s, len) != 0)
-        return luaL_error(L, "cannot write %s: %s", path, strerror(errno));
+    hr_err_t err = {0};
+    if (hr_lua_write_atomic(path, s, len, &err) != 0)
+        return luaL_error(L, "%s", err.msg);
     return 0;
 }
 

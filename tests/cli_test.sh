@@ -205,7 +205,7 @@ expect "replay --timeline to a path that cannot be written" 3 \
   "^heapreplay: .*/nonexistent-dir/t.csv: cannot create: No such file" \
   "$HR" replay "$T/churn.hrt" -q --timeline "$T/nonexistent-dir/t.csv"
 expect "gen -o to a path that cannot be written names that path" 3 \
-  "^heapreplay: .*/nonexistent-dir/c.hrt: cannot create \(its temporary file " \
+  "^heapreplay: .*/nonexistent-dir/c.hrt: cannot create: No such file" \
   "$HR" gen churn events=100 -o "$T/nonexistent-dir/c.hrt"
 expect "validate --json to a path that cannot be written" 3 "nonexistent-dir/v.json: cannot create" \
   "$HR" validate "$T/churn.hrt" --json "$T/nonexistent-dir/v.json"
@@ -231,6 +231,114 @@ printf 'kind = "graph"\nfunction generate(w, p)\n  local a = w:alloc(16, "obj")\
 expect "Lua generator error names the script line" 1 'bad.lua:5: free of id 0 that is not live \(double free\)' \
   "$HR" gen "$T/bad.lua" -o "$T/bad.hrt"
 [ ! -e "$T/bad.hrt" ]; check $? "a failed Lua generator leaves no output"
+
+# {==== Output files: symlinks, special files, failures, signals (common/hr_out.c) ====
+O=$T/out-files
+mkdir -p "$O"
+no_tmp() { [ -z "$(ls -a "$O" | grep '\.tmp\.')" ]; }
+# A symlink is followed: the target gets the new content, the link stays a link.
+"$HR" gen churn events=1000 seed=5 -o "$O/plain.hrt"
+echo old >"$O/t.hrt"; ln -s t.hrt "$O/l.hrt"
+"$HR" gen churn events=1000 seed=5 -o "$O/l.hrt" && [ -L "$O/l.hrt" ] && cmp -s "$O/t.hrt" "$O/plain.hrt"
+check $? "gen -o SYMLINK writes the link's target and leaves the link a link"
+echo old >"$O/t.txt"; ln -s t.txt "$O/l.txt"
+"$HR" dump "$O/plain.hrt" -o "$O/l.txt" && [ -L "$O/l.txt" ] && "$HR" dump "$O/plain.hrt" | cmp -s - "$O/t.txt" &&
+  "$HR" pack "$O/t.txt" -o "$O/l.hrt" && [ -L "$O/l.hrt" ] && cmp -s "$O/t.hrt" "$O/plain.hrt"
+check $? "dump -o and pack -o through a symlink keep the link"
+echo old >"$O/t.csv"; ln -s t.csv "$O/l.csv"; echo old >"$O/t.json"; ln -s t.json "$O/l.json"
+"$HR" replay "$O/plain.hrt" -q --timeline "$O/l.csv" --json "$O/l.json" >/dev/null &&
+  [ -L "$O/l.csv" ] && [ -L "$O/l.json" ] && head -n 1 "$O/t.csv" | grep -q '^event,' &&
+  grep -q '"schema"' "$O/t.json" && "$HR" refcounts "$G" --json "$O/l.json" >/dev/null &&
+  [ -L "$O/l.json" ] && grep -q 'heapreplay-refcounts/1' "$O/t.json" && no_tmp
+check $? "replay --timeline/--json and refcounts --json through symlinks keep the links"
+# A FIFO is written through (read by a background cat), never replaced by a regular file.
+mkfifo "$O/fifo"
+cat "$O/fifo" >"$O/from-fifo" & cat_pid=$!
+"$HR" gen churn events=1000 seed=5 -o "$O/fifo"; st=$?
+for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 $cat_pid 2>/dev/null || break; sleep 0.2; done
+kill $cat_pid 2>/dev/null; wait $cat_pid 2>/dev/null
+[ $st = 0 ] && [ -p "$O/fifo" ] && cmp -s "$O/from-fifo" "$O/plain.hrt" && no_tmp
+check $? "gen -o FIFO writes through the pipe and leaves the FIFO in place"
+# A write error names the file and says why: a pipe whose reader went away (SIGPIPE ignored).
+head -c 10 "$O/fifo" >/dev/null &
+expect "replay --timeline into a pipe that breaks reports the write error" 3 \
+  "^heapreplay: .*/fifo: write failed: Broken pipe" \
+  bash -c "trap '' PIPE; exec \"\$0\" \"\$@\"" "$HR" replay "$T/churn.hrt" -q --timeline "$O/fifo" --every 1
+wait
+# A directory is an error, and it is left alone.
+mkdir "$O/dir"
+expect "gen -o DIRECTORY is refused" 1 "/dir: is a directory, not a file" \
+  "$HR" gen churn events=10 -o "$O/dir"
+expect "dump -o DIRECTORY is refused" 1 "/dir: is a directory, not a file" \
+  "$HR" dump "$O/plain.hrt" -o "$O/dir"
+[ -d "$O/dir" ] && [ -z "$(ls -A "$O/dir")" ] && no_tmp
+check $? "the directory is untouched"
+# An existing output survives a failing run byte for byte.
+printf 'precious\n' >"$O/keep"
+keep_same() { cmp -s "$O/keep" "$1" && no_tmp; }
+cp "$O/keep" "$O/keep.csv"
+expect "replay with a bad collector parameter fails" 1 "trigger=abc" \
+  "$HR" replay "$O/plain.hrt" --gc marksweep:trigger=abc --timeline "$O/keep.csv"
+keep_same "$O/keep.csv"; check $? "... and leaves the existing --timeline file as it was"
+expect "replay of a cut trace fails" 2 "cut short" \
+  "$HR" replay "$T/trunc.hrt" -q --gc refcount --timeline "$O/keep.csv"
+keep_same "$O/keep.csv"; check $? "... and leaves the existing --timeline file as it was (no partial CSV)"
+"$HR" replay "$T/trunc.hrt" -q --gc refcount --partial --timeline "$O/keep.csv" --every 1000 >/dev/null 2>&1 &&
+  head -n 1 "$O/keep.csv" | grep -q '^event,' && [ "$(wc -l <"$O/keep.csv")" -gt 2 ]
+check $? "replay --partial of a cut trace succeeds and keeps its CSV"
+cp "$O/keep" "$O/keep.json"
+expect "replay --json with a bad collector spec fails" 1 "trigger=abc" \
+  "$HR" replay "$O/plain.hrt" --gc marksweep:trigger=abc --json "$O/keep.json"
+keep_same "$O/keep.json"; check $? "... and leaves the existing --json file as it was"
+cp "$O/keep" "$O/keep.txt"
+expect "dump of a corrupt trace fails" 2 "corrupt" "$HR" dump "$T/flip.hrt" -o "$O/keep.txt"
+keep_same "$O/keep.txt"; check $? "... and leaves the existing -o file as it was (no partial text)"
+cp "$O/keep" "$O/keep.hrt"
+expect "record --native of a missing command exits 127" 127 "cannot run" \
+  "$HR" record --native -o "$O/keep.hrt" -- "$O/no-such-command"
+keep_same "$O/keep.hrt"; check $? "... and neither deletes nor changes the existing trace"
+echo old >"$O/rt.hrt"; ln -s rt.hrt "$O/rl.hrt"
+"$HR" record --native -o "$O/rl.hrt" -- true && [ -L "$O/rl.hrt" ] && "$HR" info "$O/rt.hrt" >/dev/null && no_tmp
+check $? "record --native -o SYMLINK writes the target and keeps the link"
+# Output paths are checked before the replay: nothing is replayed for a bad one.
+expect "replay --json into a missing folder is refused first" 3 "nonexistent-dir/r.json: cannot create" \
+  "$HR" replay "$T/churn.hrt" -q --json "$O/nonexistent-dir/r.json"
+[ ! -s "$T/out" ]; check $? "... before replaying (no summary printed)"
+expect "replay --json into a directory is refused first" 1 "/dir: is a directory" \
+  "$HR" replay "$T/churn.hrt" -q --json "$O/dir"
+[ ! -s "$T/out" ]; check $? "... before replaying (no summary printed)"
+# A killed writer leaves no temporary file; it dies by the signal.
+# kill_when_tmp SIG CMD...: start CMD, wait for its temporary file, send SIG; prints the status.
+kill_when_tmp() {
+  local sig=$1; shift
+  "$@" & local pid=$!
+  for _ in $(seq 100); do ls -a "$O" | grep -q '\.tmp\.' && break; sleep 0.05; done
+  kill -"$sig" $pid
+  (sleep 10; kill -KILL $pid 2>/dev/null) >/dev/null 2>&1 & local guard=$!
+  wait $pid; local st=$?
+  kill $guard 2>/dev/null; wait $guard 2>/dev/null
+  echo $st
+}
+# (a background job of a script starts with SIGINT ignored: python restores the default, then
+# becomes heapreplay, same pid)
+dfl_int='import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])'
+for sig in TERM HUP INT; do
+  st=$(kill_when_tmp $sig python3 -c "$dfl_int" "$HR" gen churn events=18446744073709551615 -o "$O/killed.hrt")
+  want=$((128 + $(kill -l $sig)))
+  [ "$st" = "$want" ] && no_tmp && [ ! -e "$O/killed.hrt" ]
+  check $? "gen killed by SIG$sig leaves no temporary file (exit $st, want $want)"
+done
+mkfifo "$O/in"
+{ printf 'heapreplay-trace 1 alloc\nalloc 0 8 mem\n'; sleep 5; } >"$O/in" & feeder=$!
+st=$(kill_when_tmp TERM "$HR" pack "$O/in" -o "$O/keep.hrt")
+kill $feeder 2>/dev/null; wait $feeder 2>/dev/null
+[ "$st" = 143 ] && keep_same "$O/keep.hrt"
+check $? "pack killed while reading a pipe leaves the old output and no temporary file (exit $st)"
+# pack streams its input: an endless one is refused at its first overlong line, not read whole.
+expect "pack of an endless input without newlines is refused" 2 \
+  "/dev/zero:1 \(byte 0\): line longer than 16 MiB" \
+  "$HR" pack /dev/zero -o "$O/zero.hrt"
+[ ! -e "$O/zero.hrt" ] && no_tmp; check $? "... and leaves nothing behind"
 
 # {==== Usage errors: exit 1 ====
 expect "unknown command" 1 "unknown command 'frob'" "$HR" frob

@@ -255,8 +255,10 @@ typedef struct hr_trace_writer hr_trace_writer_t;
 typedef struct hr_trace_write_opts {
     size_t frame_target; /* payload bytes per frame; 0: HR_TRACE_FRAME_TARGET */
     int level;           /* zstd level; 0: 3 */
-    int atomic;          /* 1: write PATH.tmp.PID and rename at close, so an existing PATH is
-                            never lost on failure; 0: write PATH directly (crash-safe frames) */
+    int atomic;          /* 1: through hr_out (hr_out.h): symlinks followed, TARGET.tmp.PID
+                            renamed onto the target at close, so an existing file is never lost
+                            on failure; a device or FIFO is written through; 0: write PATH
+                            directly (crash-safe frames) */
     int async;           /* 1: compress and write frames on a worker thread (the caller goes on
                             filling the next frame); its allocations are libc's */
     int trusted_ids;     /* 1 (allocation-only traces): the producer names in FREE and REALLOC
@@ -302,7 +304,9 @@ int hr_trace_put_string(hr_trace_writer_t *w, int op, uint32_t tag, const char *
 /* {====================================================================
  * Text form
  * ==================================================================== */
-/* Pack a text trace (whole file in memory) into a binary trace at out_path. */
+/* Pack a text trace into a binary trace at out_path. The file is read as it is packed (memory:
+ * the longest line, at most 16 MiB; a longer line is refused as not a text trace), so any file,
+ * pipe or device can be the input. */
 int hr_trace_pack_text(const char *text_path, const char *out_path,
                        const hr_trace_write_opts_t *opts, hr_err_t *err);
 /* The same for a text held in memory (`text_path` names it in messages). */

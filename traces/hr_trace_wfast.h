@@ -29,6 +29,7 @@
 
 #include <pthread.h>
 
+#include "hr_out.h"
 #include "hr_trace.h"
 #include "hr_trace_fast.h"
 #include "trace_wire.h"
@@ -48,7 +49,8 @@ struct hr_trace_writer {
     /* private to trace_writer.c */
     int fd;
     char *path;          /* owned: final path */
-    char *tmp_path;      /* owned: path written while atomic, else NULL */
+    int atomic;          /* written through `out` (hr_out.h), committed at close */
+    hr_out_t out;        /* while atomic: the temporary file and where it goes */
     hr_buf_t zout;       /* compressed frame */
     struct ZSTD_CCtx_s *cctx;
     uint64_t frames;     /* frames written */

@@ -10,8 +10,10 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* {==== Formatting ==== */
 
@@ -465,142 +467,185 @@ static int parse_event(lexer_t *lx, hr_event_t *ev)
     return 0;
 }
 
+/* {==== Packing ====
+ * One line at a time (pack_line), so a file is packed as it is read: memory stays bounded by the
+ * longest line, whatever the input's size (a device or a pipe that never ends included). */
+
+/* The longest line accepted from a file. A text line holds one event; the longest are stats and
+ * phase strings (CPython's statistics text is a few KiB, up to 4 bytes per byte escaped). */
+#define PACK_LINE_MAX ((size_t)16 << 20)
+
+typedef struct packer {
+    const char *text_path, *out_path;
+    const hr_trace_write_opts_t *opts;
+    hr_buf_t strbuf;
+    hr_trace_header_t hdr;
+    hr_trace_writer_t *w;
+    uint64_t line, event;
+    int have_header;
+} packer_t;
+
+static void packer_init(packer_t *pk, const char *text_path, const char *out_path,
+                        const hr_trace_write_opts_t *opts)
+{
+    memset(pk, 0, sizeof *pk);
+    pk->text_path = text_path, pk->out_path = out_path, pk->opts = opts;
+    hr_buf_init(&pk->strbuf);
+    hr_trace_header_init(&pk->hdr, HR_KIND_ALLOC);
+}
+
+/* Pack the line [s, eol) (without its newline) that starts at byte line_off. */
+static int pack_line(packer_t *pk, const char *s, const char *eol, size_t line_off, hr_err_t *err)
+{
+    const char *text_path = pk->text_path;
+    unsigned long long line = ++pk->line;
+    lexer_t lx = {.strbuf = &pk->strbuf, .p = s, .end = eol};
+    if (lx.end > lx.p && lx.end[-1] == '\r')
+        return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): carriage return at the end of "
+                          "the line (convert the file to Unix line endings)", text_path, line,
+                          line_off);
+    skip_space(&lx);
+    if (lx.p == lx.end || *lx.p == '#')
+        return HR_OK;
+    if (memchr(lx.p, '\0', (size_t)(lx.end - lx.p)))
+        return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): NUL byte in a text trace",
+                          text_path, line, line_off);
+    char kw[64];
+    if (!pk->have_header) {
+        uint64_t version;
+        if (!word(&lx, kw, sizeof kw) || strcmp(kw, "heapreplay-trace") != 0)
+            return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): not a heapreplay text trace "
+                              "(the first line must be 'heapreplay-trace 1 alloc|graph')",
+                              text_path, line, line_off);
+        if (!number(&lx, &version) || !word(&lx, kw, sizeof kw) || !at_end(&lx))
+            return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): bad header line: %s",
+                              text_path, line, line_off, lx.why);
+        if (version != HR_TRACE_VERSION)
+            return hr_err_set(err, HR_EVERSION, "%s:%llu (byte %zu): text trace version %llu, "
+                              "this heapreplay reads version %d", text_path, line, line_off,
+                              (unsigned long long)version, HR_TRACE_VERSION);
+        if (strcmp(kw, "alloc") && strcmp(kw, "graph"))
+            return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): unknown trace kind '%s' "
+                              "(alloc or graph)", text_path, line, line_off, kw);
+        pk->hdr.kind = kw[0] == 'g' ? HR_KIND_GRAPH : HR_KIND_ALLOC;
+        pk->have_header = 1;
+        return HR_OK;
+    }
+    const char *save = lx.p;
+    if (word(&lx, kw, sizeof kw) && strcmp(kw, "meta") == 0) {
+        char key[256];
+        if (pk->w)
+            return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): meta lines must come before "
+                              "the first event", text_path, line, line_off);
+        if (!word(&lx, key, sizeof key) || !string(&lx) || !at_end(&lx))
+            return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): bad meta line: %s",
+                              text_path, line, line_off, lx.why);
+        if (memchr(pk->strbuf.data, 0, pk->strbuf.len) || strchr(key, '"'))
+            return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): metadata may not contain NUL "
+                              "bytes, nor quotes in keys", text_path, line, line_off);
+        if (hr_trace_header_set(&pk->hdr, key, (const char *)pk->strbuf.data))
+            return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): bad metadata key '%s' or too "
+                              "many entries (at most %d)", text_path, line, line_off, key,
+                              HR_TRACE_META_MAX);
+        return HR_OK;
+    }
+    lx.p = save;
+    int rc;
+    if (!pk->w && (rc = hr_trace_writer_open(&pk->w, pk->out_path, &pk->hdr, pk->opts, err)))
+        return rc;
+    hr_event_t ev;
+    if (!parse_event(&lx, &ev))
+        return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu), event %llu: %s", text_path, line,
+                          line_off, (unsigned long long)pk->event, lx.why);
+    hr_err_t werr;
+    hr_err_clear(&werr);
+    if ((rc = hr_trace_write(pk->w, &ev, &werr)))
+        return hr_err_set(err, rc, "%s:%llu (byte %zu), event %llu: %s", text_path, line,
+                          line_off, (unsigned long long)pk->event, werr.msg);
+    pk->event++;
+    return HR_OK;
+}
+
+/* After the last line (rc: how the lines went): close the trace, or give it up. */
+static int packer_finish(packer_t *pk, int rc, hr_err_t *err)
+{
+    if (!rc && !pk->have_header)
+        rc = hr_err_set(err, HR_EFORMAT, "%s: empty text trace (no 'heapreplay-trace' line)",
+                        pk->text_path);
+    if (!rc && !pk->w)
+        rc = hr_trace_writer_open(&pk->w, pk->out_path, &pk->hdr, pk->opts, err);
+    if (!rc) {
+        rc = hr_trace_writer_close(pk->w, err);
+        pk->w = NULL;
+    }
+    hr_trace_writer_abort(pk->w); /* a failure: the temporary file goes, the old file stays */
+    hr_trace_header_free(&pk->hdr);
+    hr_buf_free(&pk->strbuf);
+    return rc;
+}
+
 int hr_trace_pack_text(const char *text_path, const char *out_path,
                        const hr_trace_write_opts_t *opts, hr_err_t *err)
 {
-    hr_buf_t text;
-    hr_buf_init(&text);
-    int rc = hr_read_file(text_path, &text, err);
-    if (!rc)
-        rc = hr_trace_pack_buf(text_path, (const char *)text.data, text.len, out_path, opts, err);
-    hr_buf_free(&text);
-    return rc;
+    int fd = open(text_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return hr_err_set(err, HR_EIO, "%s: cannot open: %s", text_path, strerror(errno));
+    packer_t pk;
+    packer_init(&pk, text_path, out_path, opts);
+    hr_buf_t buf; /* [0, len): read, not yet packed; starts at a line's beginning */
+    hr_buf_init(&buf);
+    size_t off = 0; /* file offset of buf.data[0] */
+    int rc = HR_OK, eof = 0;
+    while (!rc && !eof) {
+        if (hr_buf_reserve(&buf, 65536)) {
+            rc = hr_err_set(err, HR_ENOMEM, "%s: out of memory", text_path);
+            break;
+        }
+        /* read(2), not fread: from a pipe, lines are packed as they arrive */
+        ssize_t got = read(fd, buf.data + buf.len, 65536);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            rc = hr_err_set(err, HR_EIO, "%s: read error: %s", text_path, strerror(errno));
+            break;
+        }
+        size_t n = (size_t)got;
+        size_t scan = buf.len; /* the part already searched holds no newline */
+        buf.len += n;
+        eof = n == 0;
+        const char *s = (const char *)buf.data, *end = s + buf.len, *eol;
+        while (!rc && (eol = memchr(s + scan, '\n', (size_t)(end - s - scan))) != NULL) {
+            rc = pack_line(&pk, s, eol, off, err);
+            off += (size_t)(eol + 1 - s);
+            s = eol + 1;
+            scan = 0;
+        }
+        if (!rc && eof && s < end) /* the last line, without its newline */
+            rc = pack_line(&pk, s, end, off, err);
+        else if (!rc && (size_t)(end - s) > PACK_LINE_MAX)
+            rc = hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): line longer than %zu MiB: not "
+                            "a text trace", text_path, (unsigned long long)pk.line + 1, off,
+                            PACK_LINE_MAX >> 20);
+        buf.len = (size_t)(end - s);
+        memmove(buf.data, s, buf.len);
+    }
+    close(fd);
+    hr_buf_free(&buf);
+    return packer_finish(&pk, rc, err);
 }
 
 int hr_trace_pack_buf(const char *text_path, const char *data, size_t len, const char *out_path,
                       const hr_trace_write_opts_t *opts, hr_err_t *err)
 {
-    hr_buf_t strbuf;
-    hr_buf_init(&strbuf);
-    hr_trace_header_t hdr;
-    hr_trace_header_init(&hdr, HR_KIND_ALLOC);
-    hr_trace_writer_t *w = NULL;
-    int rc = HR_OK;
+    packer_t pk;
+    packer_init(&pk, text_path, out_path, opts);
     const char *s = data, *end = s + len;
-    uint64_t line = 0, event = 0;
-    int have_header = 0;
-    lexer_t lx = {.strbuf = &strbuf};
-    while (s < end) {
+    int rc = HR_OK;
+    while (!rc && s < end) {
         const char *eol = memchr(s, '\n', (size_t)(end - s));
         const char *next = eol ? eol + 1 : end;
-        if (!eol)
-            eol = end;
-        line++;
-        size_t line_off = (size_t)(s - data);
-        lx.p = s, lx.end = eol, lx.why = NULL;
-        if (lx.end > lx.p && lx.end[-1] == '\r') {
-            rc = hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): carriage return at the end of "
-                            "the line (convert the file to Unix line endings)", text_path,
-                            (unsigned long long)line, line_off);
-            goto out;
-        }
+        rc = pack_line(&pk, s, eol ? eol : end, (size_t)(s - data), err);
         s = next;
-        skip_space(&lx);
-        if (lx.p == lx.end || *lx.p == '#')
-            continue;
-        if (memchr(lx.p, '\0', (size_t)(lx.end - lx.p))) {
-            rc = hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): NUL byte in a text trace",
-                            text_path, (unsigned long long)line, line_off);
-            goto out;
-        }
-        char kw[64];
-        if (!have_header) {
-            uint64_t version;
-            if (!word(&lx, kw, sizeof kw) || strcmp(kw, "heapreplay-trace") != 0) {
-                rc = hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): not a heapreplay text trace "
-                                "(the first line must be 'heapreplay-trace 1 alloc|graph')",
-                                text_path, (unsigned long long)line, line_off);
-                goto out;
-            }
-            if (!number(&lx, &version) || !word(&lx, kw, sizeof kw) || !at_end(&lx)) {
-                rc = hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): bad header line: %s",
-                                text_path, (unsigned long long)line, line_off, lx.why);
-                goto out;
-            }
-            if (version != HR_TRACE_VERSION) {
-                rc = hr_err_set(err, HR_EVERSION, "%s:%llu (byte %zu): text trace version %llu, "
-                                "this heapreplay reads version %d", text_path,
-                                (unsigned long long)line, line_off, (unsigned long long)version,
-                                HR_TRACE_VERSION);
-                goto out;
-            }
-            if (strcmp(kw, "alloc") && strcmp(kw, "graph")) {
-                rc = hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): unknown trace kind '%s' "
-                                "(alloc or graph)", text_path, (unsigned long long)line, line_off,
-                                kw);
-                goto out;
-            }
-            hdr.kind = kw[0] == 'g' ? HR_KIND_GRAPH : HR_KIND_ALLOC;
-            have_header = 1;
-            continue;
-        }
-        const char *save = lx.p;
-        if (word(&lx, kw, sizeof kw) && strcmp(kw, "meta") == 0) {
-            char key[256];
-            if (w) {
-                rc = hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): meta lines must come before "
-                                "the first event", text_path, (unsigned long long)line, line_off);
-                goto out;
-            }
-            if (!word(&lx, key, sizeof key) || !string(&lx) || !at_end(&lx)) {
-                rc = hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): bad meta line: %s",
-                                text_path, (unsigned long long)line, line_off, lx.why);
-                goto out;
-            }
-            if (memchr(strbuf.data, 0, strbuf.len) || strchr(key, '"')) {
-                rc = hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): metadata may not contain NUL "
-                                "bytes, nor quotes in keys", text_path, (unsigned long long)line,
-                                line_off);
-                goto out;
-            }
-            if (hr_trace_header_set(&hdr, key, (const char *)strbuf.data)) {
-                rc = hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): bad metadata key '%s' or too "
-                                "many entries (at most %d)", text_path, (unsigned long long)line,
-                                line_off, key, HR_TRACE_META_MAX);
-                goto out;
-            }
-            continue;
-        }
-        lx.p = save;
-        if (!w && (rc = hr_trace_writer_open(&w, out_path, &hdr, opts, err)))
-            goto out;
-        hr_event_t ev;
-        if (!parse_event(&lx, &ev)) {
-            rc = hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu), event %llu: %s", text_path,
-                            (unsigned long long)line, line_off, (unsigned long long)event, lx.why);
-            goto out;
-        }
-        hr_err_t werr;
-        hr_err_clear(&werr);
-        if ((rc = hr_trace_write(w, &ev, &werr))) {
-            hr_err_set(err, rc, "%s:%llu (byte %zu), event %llu: %s", text_path,
-                       (unsigned long long)line, line_off, (unsigned long long)event, werr.msg);
-            goto out;
-        }
-        event++;
     }
-    if (!have_header) {
-        rc = hr_err_set(err, HR_EFORMAT, "%s: empty text trace (no 'heapreplay-trace' line)",
-                        text_path);
-        goto out;
-    }
-    if (!w && (rc = hr_trace_writer_open(&w, out_path, &hdr, opts, err)))
-        goto out;
-    rc = hr_trace_writer_close(w, err);
-    w = NULL;
-out:
-    hr_trace_writer_abort(w);
-    hr_trace_header_free(&hdr);
-    hr_buf_free(&strbuf);
-    return rc;
+    return packer_finish(&pk, rc, err);
 }

@@ -128,25 +128,18 @@ int hr_trace_writer_open(hr_trace_writer_t **out, const char *path, const hr_tra
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, o.level ? o.level : 3);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_contentSizeFlag, 1);
-    const char *target = path;
-    if (o.atomic) {
-        size_t n = strlen(path) + 32;
-        w->tmp_path = malloc(n);
-        if (!w->tmp_path) {
-            rc = hr_err_set(err, HR_ENOMEM, "out of memory");
+    w->out = (hr_out_t)HR_OUT_INIT;
+    if (o.atomic) { /* hr_out decides: temporary file and rename, or through a device or FIFO */
+        if ((rc = hr_out_open(&w->out, path, err)))
+            goto fail;
+        w->atomic = 1;
+        w->fd = w->out.fd;
+    } else {
+        w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (w->fd < 0) {
+            rc = hr_err_set(err, HR_EIO, "%s: cannot create: %s", path, strerror(errno));
             goto fail;
         }
-        snprintf(w->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
-        target = w->tmp_path;
-    }
-    w->fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (w->fd < 0) {
-        if (w->tmp_path) /* name the file the caller asked for, then the one that failed */
-            rc = hr_err_set(err, HR_EIO, "%s: cannot create (its temporary file %s): %s", path,
-                            target, strerror(errno));
-        else
-            rc = hr_err_set(err, HR_EIO, "%s: cannot create: %s", target, strerror(errno));
-        goto fail;
     }
     hr_buf_t hb;
     hr_buf_init(&hb);
@@ -532,19 +525,17 @@ int hr_trace_writer_close(hr_trace_writer_t *w, hr_err_t *err)
             rc = wrc;
         worker_stop(w);
     }
-    if (!rc && fsync(w->fd) != 0 && errno != EINVAL && errno != EROFS)
-        rc = hr_err_set(err, HR_EIO, "%s: fsync failed: %s", w->path, strerror(errno));
-    if (close(w->fd) != 0 && !rc)
-        rc = hr_err_set(err, HR_EIO, "%s: close failed: %s", w->path, strerror(errno));
-    w->fd = -1;
-    if (!rc && w->tmp_path) {
-        if (rename(w->tmp_path, w->path) != 0)
-            rc = hr_err_set(err, HR_EIO, "%s: cannot rename into place: %s", w->path,
-                            strerror(errno));
-        else {
-            free(w->tmp_path);
-            w->tmp_path = NULL;
-        }
+    if (w->atomic) { /* fsync, close, rename into place (or report why not) */
+        w->fd = -1;
+        int crc = hr_out_commit(&w->out, rc ? NULL : err);
+        if (!rc)
+            rc = crc;
+    } else {
+        if (!rc && fsync(w->fd) != 0 && errno != EINVAL && errno != EROFS)
+            rc = hr_err_set(err, HR_EIO, "%s: fsync failed: %s", w->path, strerror(errno));
+        if (close(w->fd) != 0 && !rc)
+            rc = hr_err_set(err, HR_EIO, "%s: close failed: %s", w->path, strerror(errno));
+        w->fd = -1;
     }
     hr_trace_writer_abort(w); /* frees; removes the temporary file only if still there */
     return rc;
@@ -555,12 +546,10 @@ void hr_trace_writer_abort(hr_trace_writer_t *w)
     if (!w)
         return;
     worker_stop(w); /* finishes the frame in hand: the file keeps what was handed over */
-    if (w->fd >= 0)
+    if (w->atomic) /* closes the fd; removes the temporary file if it is still there */
+        hr_out_abort(&w->out);
+    else if (w->fd >= 0)
         close(w->fd);
-    if (w->tmp_path) {
-        unlink(w->tmp_path);
-        free(w->tmp_path);
-    }
     free(w->path);
     hr_trace_check_free(&w->chk);
     hr_buf_free(&w->payload);

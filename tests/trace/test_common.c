@@ -1,8 +1,121 @@
-/* test_common.c: varints, CRC-32, spec strings and size parsing. */
+/* test_common.c: varints, CRC-32, spec strings and size parsing, output files (hr_out). */
 #include "hr_common.h"
+#include "hr_out.h"
 #include "tap.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[512];
+
+static const char *at(const char *name)
+{
+    static char buf[4][700];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+static void put(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static int holds(const char *path, const char *text)
+{
+    char got[64] = "";
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(got, 1, sizeof got - 1, f) : 0;
+    if (f)
+        fclose(f);
+    got[n] = '\0';
+    return strcmp(got, text) == 0;
+}
+
+/* Write text to path through hr_out: open, write, commit. */
+static int out_write(const char *path, const char *text, hr_err_t *err)
+{
+    hr_out_t o;
+    int rc = hr_out_open(&o, path, err);
+    if (rc)
+        return rc;
+    if (write(o.fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+        hr_out_abort(&o);
+        return HR_EIO;
+    }
+    return hr_out_commit(&o, err);
+}
+
+static int no_tmp_files(void)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q '\\.tmp\\.'", dir);
+    return system(cmd) != 0;
+}
+
+/* hr_out: symlinks followed (the link stays a link), the old file kept until commit, special
+ * files written through, directories refused. */
+static void test_out(void)
+{
+    if (hr_tmp_template(dir, sizeof dir, "hr_test_out") || !mkdtemp(dir)) {
+        TAP_OK(0, "cannot make a temporary folder");
+        return;
+    }
+    hr_err_t err = {0};
+    put(at("t"), "old");
+    chmod(at("t"), 0600);
+    symlink("t", at("l"));
+    int rc = out_write(at("l"), "new", &err);
+    struct stat sb, tb;
+    TAP_OK(rc == 0 && lstat(at("l"), &sb) == 0 && S_ISLNK(sb.st_mode) && holds(at("t"), "new") &&
+               stat(at("t"), &tb) == 0 && (tb.st_mode & 0777) == 0600 && no_tmp_files(),
+           "a symlink stays a symlink; its target gets the new content and keeps its mode: %s",
+           err.msg);
+
+    mkdir(at("sub"), 0755);
+    symlink("sub/l2", at("l1")); /* a chain ending in a name that does not exist yet */
+    symlink("new", at("sub/l2"));
+    rc = out_write(at("l1"), "fresh", &err);
+    TAP_OK(rc == 0 && holds(at("sub/new"), "fresh") && lstat(at("sub/l2"), &sb) == 0 &&
+               S_ISLNK(sb.st_mode) && no_tmp_files(),
+           "a chain of relative symlinks is followed to the file it names (created): %s", err.msg);
+
+    hr_out_t o;
+    rc = hr_out_open(&o, at("l"), &err);
+    if (rc == 0) {
+        TAP_OK(write(o.fd, "partial", 7) == 7, "writing to the temporary file");
+        hr_out_abort(&o);
+    }
+    TAP_OK(rc == 0 && holds(at("t"), "new") && no_tmp_files(),
+           "a writer that gives up leaves the old content and no temporary file");
+
+    hr_err_clear(&err);
+    rc = out_write(at("sub"), "x", &err);
+    TAP_OK(rc == HR_EUSAGE && strstr(err.msg, "sub: is a directory"), "a directory is refused: %s",
+           err.msg);
+
+    mkfifo(at("fifo"), 0644);
+    symlink("fifo", at("lf"));
+    rc = hr_out_prepare(&o, at("lf"), &err);
+    TAP_OK(rc == 0 && !o.tmp && strcmp(hr_out_write_path(&o), at("fifo")) == 0,
+           "a FIFO (behind a symlink) is written through, never renamed over");
+    hr_out_abort(&o);
+
+    hr_err_clear(&err);
+    rc = hr_out_prepare(&o, at("nope/x"), &err);
+    TAP_OK(rc == HR_EIO && strstr(err.msg, "nope/x: cannot create: No such file"),
+           "a missing folder is refused before anything is written: %s", err.msg);
+
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        TAP_DIAG("could not remove %s", dir);
+}
 
 int main(void)
 {
@@ -112,5 +225,6 @@ int main(void)
     TAP_OK(strcmp(hr_fmt_thousands(t, sizeof t, 1234567), "1,234,567") == 0 &&
                strcmp(hr_fmt_thousands(t, sizeof t, 12), "12") == 0,
            "thousands separators");
+    test_out();
     return tap_done();
 }
