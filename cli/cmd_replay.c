@@ -53,8 +53,9 @@ static void print_summary(const char *path, const hr_replay_result_t *r)
     char a[32], b[32], c[32], d[32];
     const hr_alloc_stats_t *as = &r->alloc;
     const hr_gc_stats_t *gs = &r->gc;
-    printf("trace         %s (%s, %s events, %llu frames)\n", path, hr_kind_name(r->kind),
-           hr_fmt_thousands(a, sizeof a, r->events), (unsigned long long)r->frames);
+    printf("trace         %s (%s, %s events, %llu frame%s)\n", path, hr_kind_name(r->kind),
+           hr_fmt_thousands(a, sizeof a, r->events), (unsigned long long)r->frames,
+           r->frames == 1 ? "" : "s");
     printf("allocator     %s\ncollector     %s\n", r->alloc_spec, r->gc_spec);
     printf("time          %s (%.1f M events/s)\n", human_ns(a, sizeof a, (double)r->wall_ns),
            r->wall_ns ? (double)r->events * 1e3 / (double)r->wall_ns : 0.0);

@@ -127,8 +127,9 @@ int main(int argc, char **argv)
         /* a killed command removes the temporary files of its outputs (hr_out.h) */
         hr_out_catch_signals();
         int rc = commands[i]->run(argc - 1, argv + 1);
-        if (fflush(stdout) != 0 && rc == 0) {
-            fprintf(stderr, "heapreplay: error writing standard output\n");
+        /* an earlier write may have failed already (a full disk, a closed pipe): ferror too */
+        if ((fflush(stdout) != 0 || ferror(stdout)) && rc == 0) {
+            fprintf(stderr, "heapreplay %s: error writing standard output\n", name);
             return 3;
         }
         return rc;

@@ -375,6 +375,18 @@ check $? "genmix old=10 (the survivor array full, evicting) replays cleanly unde
 expect "unknown generator parameter" 1 "no parameter 'evnts'" "$HR" gen random evnts=3 -o "$T/x.hrt"
 "$HR" --help | grep -q '^  pack ' && "$HR" pack --help | grep -q 'usage: heapreplay pack'
 check $? "--help and COMMAND --help"
+# a trace cut inside its first 8 bytes, after a good magic number: "cut short", not "wrong magic"
+"$HR" gen churn events=100 -o "$T/cut8.hrt" >/dev/null 2>&1
+head -c 6 "$T/cut8.hrt" >"$T/cut6.hrt"
+expect "a trace cut to 6 bytes is cut short inside the header (status 2)" 2 \
+  'cut6.hrt: cut short inside the header \(6 of at least 8 bytes\)' "$HR" info "$T/cut6.hrt"
+# standard output that cannot be written (a full device, by redirection only): status 3, said
+if [ -c /dev/full ]; then
+  "$HR" allocators >/dev/full 2>"$T/full.err"
+  st=$?
+  [ "$st" = 3 ] && grep -q "error writing standard output" "$T/full.err"
+  check $? "a command whose standard output fails (>/dev/full) exits 3 and says so (status $st)"
+fi
 
 echo "1..$n"
 [ "$failed" = 0 ]

@@ -209,6 +209,9 @@ static int read_header(hr_trace_reader_t *r, hr_err_t *err)
         (avail >= 16 && memcmp(p + 8, HR_HEADER_TAG, HR_HEADER_TAG_LEN) != 0)) {
         if (avail == 0)
             return hr_err_set(err, HR_EFORMAT, "%s: empty file, not a heapreplay trace", r->name);
+        if (avail < 8 && avail >= 4 && hr_le32(p) == HR_HEADER_SKIP_MAGIC)
+            return hr_err_set(err, HR_ETRUNC, "%s: cut short inside the header (%zu of at least "
+                              "8 bytes)", r->name, avail);
         return hr_err_set(err, HR_EFORMAT,
                           "%s: byte 0: wrong magic, not a heapreplay trace (a text trace? use "
                           "'heapreplay pack' first)",
