@@ -419,11 +419,11 @@ local function prepare_traces(e, dirs, opts)
     for i, r in ipairs(res) do
       if r.status ~= "ok" then
         local p = pending[i]
+        local st = r.exit and ("exit status %d"):format(r.exit)
+          or r.signal and ("killed by signal %d"):format(r.signal) or r.status
         local why = r.stderr and r.stderr:match("^%s*(.-)%s*$") or ""
-        if why == "" then
-          why = r.exit and ("exit status %d (a recorded program's own status passes through)"):format(r.exit)
-            or r.signal and ("killed by signal %d"):format(r.signal) or r.status
-        end
+        why = why ~= "" and ("%s [%s]"):format(why, st)
+          or r.exit and st .. " (a recorded program's own status passes through)" or st
         fail_status(3, p.entry.spec.where, "experiment '%s': cannot make trace '%s' (%s): %s", e.name,
           p.entry.name, p.entry.recipe, why)
       end

@@ -168,7 +168,8 @@ printf 'import sys\nsys.exit(3)\n' >"$T/exit3.py"
 printf 'experiment {name = "rec3", traces = {t = record("exit3.py")}, alloc = "null"}\n' >"$T/rec3.lua"
 "$HR" run "$T/rec3.lua" --out "$T/res" -q 2>"$T/rec3.err"
 st=$?
-if grep -q "cannot make trace 't' .*: exit status 3" "$T/rec3.err" && [ "$st" = 3 ]; then
+if grep -q "rec3.lua:1: experiment 'rec3': cannot make trace 't'" "$T/rec3.err" &&
+   grep -q "exit status 3" "$T/rec3.err" && [ "$st" = 3 ]; then
   ok "a recorded program that exits 3: status $st, the message says so"
 elif grep -q "recorder is not built\|not built in" "$T/rec3.err"; then
   ok "# SKIP the recorder is not built in"
