@@ -293,6 +293,12 @@ cp "$O/keep" "$O/keep.json"
 expect "replay --json with a bad collector spec fails" 1 "trigger=abc" \
   "$HR" replay "$O/plain.hrt" --gc marksweep:trigger=abc --json "$O/keep.json"
 keep_same "$O/keep.json"; check $? "... and leaves the existing --json file as it was"
+cp "$O/keep" "$O/keep.gen"
+# a trace writer that fails while writing (the file size limit: write fails with EFBIG)
+(trap '' XFSZ; ulimit -f 8; "$HR" gen churn events=200000 -o "$O/keep.gen" 2>"$T/efbig.err")
+st=$?
+[ "$st" = 3 ] && grep -q "write failed" "$T/efbig.err" && keep_same "$O/keep.gen"
+check $? "gen whose writes fail (exit $st) leaves the existing -o file as it was (no partial trace)"
 cp "$O/keep" "$O/keep.txt"
 expect "dump of a corrupt trace fails" 2 "corrupt" "$HR" dump "$T/flip.hrt" -o "$O/keep.txt"
 keep_same "$O/keep.txt"; check $? "... and leaves the existing -o file as it was (no partial text)"

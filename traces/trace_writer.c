@@ -525,11 +525,12 @@ int hr_trace_writer_close(hr_trace_writer_t *w, hr_err_t *err)
             rc = wrc;
         worker_stop(w);
     }
-    if (w->atomic) { /* fsync, close, rename into place (or report why not) */
+    if (w->atomic) {
+        /* only a complete trace goes into place (fsync, close, rename); after a failure the
+         * abort below removes the temporary file and the target keeps what it held */
         w->fd = -1;
-        int crc = hr_out_commit(&w->out, rc ? NULL : err);
         if (!rc)
-            rc = crc;
+            rc = hr_out_commit(&w->out, err);
     } else {
         if (!rc && fsync(w->fd) != 0 && errno != EINVAL && errno != EROFS)
             rc = hr_err_set(err, HR_EIO, "%s: fsync failed: %s", w->path, strerror(errno));
