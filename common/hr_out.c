@@ -208,9 +208,40 @@ int hr_out_open(hr_out_t *o, const char *path, hr_err_t *err)
 
 const char *hr_out_write_path(const hr_out_t *o) { return o->tmp ? o->tmp : o->target; }
 
+/* The stream writes through these, so the reason of a failed write is kept: stdio keeps only
+ * an error flag, and errno is long gone by the time hr_out_commit asks (a pipe that broke in the
+ * middle of a timeline used to be reported without its EPIPE). */
+static ssize_t stream_write(void *cookie, const char *buf, size_t len)
+{
+    hr_out_t *o = cookie;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(o->fd, buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (!o->werr)
+                o->werr = n < 0 ? errno : EIO;
+            return done ? (ssize_t)done : -1;
+        }
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+static int stream_close(void *cookie)
+{
+    hr_out_t *o = cookie;
+    int rc = o->fd >= 0 ? close(o->fd) : 0;
+    o->fd = -1;
+    return rc;
+}
+
 FILE *hr_out_stream(hr_out_t *o, hr_err_t *err)
 {
-    if (!o->f && !(o->f = fdopen(o->fd, "w")))
+    if (!o->f &&
+        !(o->f = fopencookie(o, "w", (cookie_io_functions_t){.write = stream_write,
+                                                             .close = stream_close})))
         hr_err_set(err, HR_ENOMEM, "%s: %s", o->path, strerror(errno));
     return o->f;
 }
@@ -220,15 +251,9 @@ FILE *hr_out_stream(hr_out_t *o, hr_err_t *err)
 int hr_out_commit(hr_out_t *o, hr_err_t *err)
 {
     int rc = HR_OK;
-    if (o->f) {
-        errno = 0;
-        /* A failed write inside fprintf leaves only the error flag; fflush tries the rest of the
-         * buffer again and says why (ENOSPC, EPIPE, EIO). */
-        if (fflush(o->f) != 0 || ferror(o->f))
-            rc = hr_err_set(err, HR_EIO, WHERE_FMT ": write failed: %s", WHERE(o),
-                            errno ? strerror(errno) : "error writing the stream");
-        o->fd = fileno(o->f);
-    }
+    if (o->f && (fflush(o->f) != 0 || ferror(o->f)))
+        rc = hr_err_set(err, HR_EIO, WHERE_FMT ": write failed: %s", WHERE(o),
+                        strerror(o->werr ? o->werr : EIO));
     /* fsync makes the rename publish complete data; devices and FIFOs have nothing to sync. */
     if (!rc && o->tmp && o->fd >= 0 && fsync(o->fd) != 0 && errno != EINVAL && errno != EROFS)
         rc = hr_err_set(err, HR_EIO, WHERE_FMT ": fsync failed: %s", WHERE(o), strerror(errno));

@@ -26,6 +26,7 @@ typedef struct hr_out {
     char *tmp;    /* the temporary file beside target, or NULL when written through; owned */
     int fd;       /* -1 until opened, and after commit or abort */
     FILE *f;      /* the stream of hr_out_stream, or NULL */
+    int werr;     /* errno of the stream's first failed write, 0 if none */
     int slot;     /* signal-cleanup registration of tmp, -1 when none */
 } hr_out_t;
 
@@ -45,8 +46,9 @@ int hr_out_open(hr_out_t *o, const char *path, hr_err_t *err);
  * is written through). For a prepared o whose file someone else writes (the recorder). */
 const char *hr_out_write_path(const hr_out_t *o);
 
-/* A stdio stream on o->fd (owned by o: hr_out_commit and hr_out_abort close it). NULL with err
- * set when out of memory. */
+/* A stdio stream on o->fd (owned by o: hr_out_commit and hr_out_abort close it). It remembers
+ * the reason of a failed write for hr_out_commit's message, through a pointer to o: o must not
+ * move while the stream is open. NULL with err set when out of memory. */
 FILE *hr_out_stream(hr_out_t *o, hr_err_t *err);
 
 /* Finish: flush and fsync (when the fd is open), close, rename the temporary file onto the
