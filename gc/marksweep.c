@@ -70,6 +70,20 @@ static int check_one_policy(hr_spec_t *spec, hr_err_t *err)
     return HR_OK;
 }
 
+/* key=N of a policy given by a size of at least 1 byte: *out, and the mode, when given. */
+static int policy_size(ms_gc_t *c, hr_spec_t *spec, const char *key, int mode, uint64_t *out,
+                       const char *like, hr_err_t *err)
+{
+    const char *v = hr_spec_get(spec, key);
+    if (!v)
+        return HR_OK;
+    c->mode = mode;
+    if (hr_parse_size(v, out) || *out == 0)
+        return hr_err_set(err, HR_EUSAGE, "collector 'marksweep': %s=%s must be a size of at "
+                          "least 1 byte, like %s", key, v, like);
+    return HR_OK;
+}
+
 static int parse_policy(ms_gc_t *c, hr_spec_t *spec, hr_err_t *err)
 {
     const char *v;
@@ -84,21 +98,9 @@ static int parse_policy(ms_gc_t *c, hr_spec_t *spec, hr_err_t *err)
     if ((v = hr_spec_get(spec, "min")) && hr_parse_size(v, &c->min))
         return hr_err_set(err, HR_EUSAGE, "collector 'marksweep': min=%s is not a size, like 1M",
                           v);
-    if ((v = hr_spec_get(spec, "budget"))) {
-        c->mode = MODE_BUDGET;
-        if (hr_parse_size(v, &c->budget) || c->budget == 0)
-            return hr_err_set(err, HR_EUSAGE,
-                              "collector 'marksweep': budget=%s must be a size of at least 1 byte, "
-                              "like 4M", v);
-    }
-    if ((v = hr_spec_get(spec, "heap"))) {
-        c->mode = MODE_HEAP;
-        if (hr_parse_size(v, &c->heap_limit) || c->heap_limit == 0)
-            return hr_err_set(err, HR_EUSAGE,
-                              "collector 'marksweep': heap=%s must be a size of at least 1 byte, "
-                              "like 64M", v);
-    }
-    return HR_OK;
+    if ((rc = policy_size(c, spec, "budget", MODE_BUDGET, &c->budget, "4M", err)))
+        return rc;
+    return policy_size(c, spec, "heap", MODE_HEAP, &c->heap_limit, "64M", err);
 }
 
 static int ms_create(void **ctx, hr_spec_t *spec, const hr_gc_env_t *env, hr_err_t *err)

@@ -67,6 +67,12 @@ local function fail_status(status, where, fmt, ...)
     FAIL_MT), 0)
 end
 
+-- Two experiments of one name (in a script, or across a suite's scripts) would share a folder.
+local function declared_twice(where, name, first)
+  fail(where, "experiment '%s' is declared twice (first at %s): both would write the same "
+    .. "results folder", name, first)
+end
+
 local function join(dir, p)
   if p:sub(1, 1) == "/" then return p end
   if dir == "." then return p end
@@ -215,10 +221,7 @@ local function make_env(script, opts, decls)
     local where = site(2)
     check_experiment(e, where)
     for _, d in ipairs(decls) do
-      if d.kind == "experiment" and d.e.name == e.name then
-        fail(where, "experiment '%s' is declared twice (first at %s): both would write the same "
-          .. "results folder", e.name, d.e._where)
-      end
+      if d.kind == "experiment" and d.e.name == e.name then declared_twice(where, e.name, d.e._where) end
     end
     e._where, e._script, e._dir = where, script, sdir
     decls[#decls + 1] = {kind = "experiment", e = e}
@@ -1161,10 +1164,7 @@ function D.run_file(script, opts, seen)
   for _, d in ipairs(decls) do
     if d.kind == "experiment" then
       local first = seen[d.e.name]
-      if first then
-        fail(d.e._where, "experiment '%s' is declared twice (first at %s): both would write the "
-          .. "same results folder", d.e.name, first)
-      end
+      if first then declared_twice(d.e._where, d.e.name, first) end
       seen[d.e.name] = d.e._where
       results[#results + 1] = run_experiment(d.e, opts)
     else

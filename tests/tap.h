@@ -46,6 +46,17 @@ static inline void tap_skip(const char *reason, const char *fmt, ...)
     fflush(stdout);
 }
 
+/* DIR/NAME in one of four buffers used in turn, so one expression may hold a few such paths
+ * (a test program's files in its temporary folder). */
+static inline const char *tap_path(const char *dir, const char *name)
+{
+    static char buf[4][1024];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
 #define TAP_DIAG(...) (printf("# "), printf(__VA_ARGS__), printf("\n"))
 
 /* Print the plan and return the process exit status. */

@@ -13,14 +13,7 @@
 
 static char tmpdir[256];
 
-static const char *tpath(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
+static const char *tpath(const char *name) { return tap_path(tmpdir, name); }
 
 /* Pack a text trace given inline. */
 static const char *pack(const char *name, const char *text)

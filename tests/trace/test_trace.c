@@ -14,14 +14,7 @@
 
 static char tmpdir[256];
 
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
+static const char *tmp_path(const char *name) { return tap_path(tmpdir, name); }
 
 static void slurp(const char *path, hr_buf_t *b)
 {
