@@ -106,17 +106,23 @@ static int follow_links(const char *path, char **out, hr_err_t *err)
     return hr_err_set(err, HR_ENOMEM, "%s: out of memory", path);
 }
 
+/* The directory `file` lies in ("." or "/" included) into dir[PATH_MAX]. */
+static void parent_dir(const char *file, char *dir)
+{
+    const char *slash = strrchr(file, '/');
+    if (!slash)
+        snprintf(dir, PATH_MAX, ".");
+    else if (slash == file)
+        snprintf(dir, PATH_MAX, "/");
+    else
+        snprintf(dir, PATH_MAX, "%.*s", (int)(slash - file), file);
+}
+
 /* 0 when files can be created in the directory of `file`; else errno. */
 static int dir_writable(const char *file)
 {
-    const char *slash = strrchr(file, '/');
     char dir[PATH_MAX];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == file)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - file), file);
+    parent_dir(file, dir);
     struct stat sb;
     if (stat(dir, &sb) != 0)
         return errno;
@@ -272,11 +278,9 @@ int hr_out_commit(hr_out_t *o, hr_err_t *err)
             free(o->tmp);
             o->tmp = NULL;
             /* the rename itself reaches the disk with its directory */
-            char *slash = strrchr(o->target, '/');
-            if (slash)
-                *slash = '\0';
-            int dfd = open(slash ? (slash == o->target ? "/" : o->target) : ".",
-                           O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            char dir[PATH_MAX];
+            parent_dir(o->target, dir);
+            int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             if (dfd >= 0) {
                 (void)fsync(dfd);
                 close(dfd);
