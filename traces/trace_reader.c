@@ -245,6 +245,9 @@ static int read_header(hr_trace_reader_t *r, hr_err_t *err)
     unsigned kind = p[10];
     if (kind > HR_KIND_GRAPH)
         return hr_err_set(err, HR_EFORMAT, "%s: byte 18: unknown trace kind %u", r->name, kind);
+    if (p[11] != 0)
+        return hr_err_set(err, HR_EFORMAT, "%s: byte 19: reserved header byte is %u, not 0 (corrupt, "
+                          "or written by a newer heapreplay?)", r->name, p[11]);
     hr_trace_header_init(&r->hdr, (int)kind);
     hr_trace_check_init(&r->chk, (int)kind);
     if (kind == HR_KIND_ALLOC && r->id_state &&
@@ -257,6 +260,7 @@ static int read_header(hr_trace_reader_t *r, hr_err_t *err)
     for (uint64_t i = 0; i < nmeta; i++) {
         uint64_t kl, vl;
         char *kv[2] = {NULL, NULL};
+        long at = (long)(q - p) + 8; /* the entry's first byte in the file */
         for (int j = 0; j < 2; j++) {
             uint64_t *len = j ? &vl : &kl;
             if (hr_varint_get(&q, end, len) != 1 || *len > (uint64_t)(end - q) ||
@@ -268,9 +272,21 @@ static int read_header(hr_trace_reader_t *r, hr_err_t *err)
             kv[j] = strndup((const char *)q, (size_t)*len);
             q += *len;
         }
+        if (kv[0] && hr_trace_header_get(&r->hdr, kv[0])) {
+            rc = hr_err_set(err, HR_EFORMAT, "%s: byte %ld: metadata entry %llu repeats the key "
+                            "'%s' (a header says each thing once)", r->name, at,
+                            (unsigned long long)i, kv[0]);
+            free(kv[0]);
+            free(kv[1]);
+            return rc;
+        }
         rc = kv[0] && kv[1] ? hr_trace_header_set(&r->hdr, kv[0], kv[1]) : HR_ENOMEM;
         free(kv[0]);
         free(kv[1]);
+        if (rc == HR_EUSAGE) /* a key that is not a bare word, or too many entries */
+            return hr_err_set(err, HR_EFORMAT, "%s: byte %ld: metadata entry %llu: bad key "
+                              "(keys are bare words) or too many entries", r->name, at,
+                              (unsigned long long)i);
         if (rc)
             return hr_err_set(err, rc, "%s: cannot keep metadata entry %llu", r->name,
                               (unsigned long long)i);

@@ -543,6 +543,9 @@ static int pack_line(packer_t *pk, const char *s, const char *eol, size_t line_o
         if (memchr(pk->strbuf.data, 0, pk->strbuf.len) || strchr(key, '"'))
             return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): metadata may not contain NUL "
                               "bytes, nor quotes in keys", text_path, line, line_off);
+        if (hr_trace_header_get(&pk->hdr, key))
+            return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): metadata key '%s' given "
+                              "twice", text_path, line, line_off, key);
         if (hr_trace_header_set(&pk->hdr, key, (const char *)pk->strbuf.data))
             return hr_err_set(err, HR_EFORMAT, "%s:%llu (byte %zu): bad metadata key '%s' or too "
                               "many entries (at most %d)", text_path, line, line_off, key,

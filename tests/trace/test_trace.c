@@ -105,6 +105,34 @@ static void deliver(hr_trace_check_t *oracle, hr_buf_t *text, uint64_t *hash, co
                  (unsigned long long)ev->a, e.msg);
 }
 
+/* A trace header built byte by byte (the writer never writes these): version 1, an
+ * allocation trace, the given reserved byte and metadata entries, a valid CRC. */
+static void hand_header(uint8_t reserved, const char *meta[][2], size_t n, hr_buf_t *out)
+{
+    hr_buf_t p;
+    hr_buf_init(&p);
+    static const uint8_t head[] = {'H', 'R', 'T', 'R', 'A', 'C', 'E', 0, 1, 0, HR_KIND_ALLOC};
+    hr_buf_append(&p, head, sizeof head);
+    hr_buf_append(&p, &reserved, 1);
+    uint8_t c = (uint8_t)n; /* small counts and lengths: one-byte varints */
+    hr_buf_append(&p, &c, 1);
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < 2; j++) {
+            c = (uint8_t)strlen(meta[i][j]);
+            hr_buf_append(&p, &c, 1);
+            hr_buf_append(&p, meta[i][j], c);
+        }
+    uint32_t crc = hr_crc32(0, p.data, p.len);
+    uint8_t le[4] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16), (uint8_t)(crc >> 24)};
+    hr_buf_append(&p, le, 4);
+    hr_buf_init(out);
+    uint32_t len = (uint32_t)p.len;
+    uint8_t frame[8] = {0x5e, 0x2a, 0x4d, 0x18, (uint8_t)len, (uint8_t)(len >> 8), 0, 0};
+    hr_buf_append(out, frame, 8);
+    hr_buf_append(out, p.data, p.len);
+    hr_buf_free(&p);
+}
+
 static result_t read_mem_as(const void *data, size_t len, int partial, hr_buf_t *text, int mixed,
                             uint64_t *hash, int threads)
 {
@@ -741,6 +769,31 @@ static void test_crafted(void)
     b.data[16] = 1; /* now the CRC no longer matches */
     expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT, "header checksum mismatch", "bad header CRC");
     hr_buf_free(&b);
+    /* The header's reserved byte and its metadata keys (each with a valid CRC): the reserved
+     * byte must be 0, a key may appear once, and a key must be a bare word. */
+    static const char *one[][2] = {{"command", "a"}};
+    static const char *twice[][2] = {{"command", "a"}, {"seed", "1"}, {"command", "b"}};
+    static const char *spaced[][2] = {{"two words", "a"}};
+    hand_header(0, one, 1, &b);
+    craft_frame(&b, end0, sizeof end0, 1);
+    r = read_mem(b.data, b.len, 0, NULL);
+    TAP_OK(r.rc == 0, "a hand-made header with one metadata entry reads (%s)", r.err.msg);
+    hr_buf_free(&b);
+    hand_header(1, one, 1, &b);
+    craft_frame(&b, end0, sizeof end0, 1);
+    expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT, "byte 19: reserved header byte is 1",
+           "a reserved header byte that is not 0");
+    hr_buf_free(&b);
+    hand_header(0, twice, 3, &b);
+    craft_frame(&b, end0, sizeof end0, 1);
+    expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT,
+           "byte 38: metadata entry 2 repeats the key 'command'", "a metadata key given twice");
+    hr_buf_free(&b);
+    hand_header(0, spaced, 1, &b);
+    craft_frame(&b, end0, sizeof end0, 1);
+    expect(read_mem(b.data, b.len, 0, NULL), HR_EFORMAT, "byte 21: metadata entry 0: bad key",
+           "a metadata key that is not a bare word");
+    hr_buf_free(&b);
 
     /* The writer refuses what the reader would reject, and writes nothing for it. */
     hr_trace_header_t h;
@@ -773,6 +826,12 @@ static void test_crafted(void)
         {"heapreplay-trace 1 alloc\nalloc 0 16 obj\ngc untrack 0 survivor\n",
          "allocation-only trace"},
     };
+    hr_err_clear(&err);
+    static const char dup_meta[] = "heapreplay-trace 1 alloc\nmeta seed \"1\"\nmeta seed \"2\"\n";
+    rc = hr_trace_pack_buf("t.txt", dup_meta, strlen(dup_meta), tmp_path("t.hrt"),
+                           &(hr_trace_write_opts_t){.atomic = 1}, &err);
+    TAP_OK(rc == HR_EFORMAT && strstr(err.msg, "t.txt:3") && strstr(err.msg, "'seed' given twice"),
+           "text form: a metadata key given twice is refused at its line: %s", err.msg);
     for (size_t i = 0; i < HR_ARRAY_LEN(bad_text); i++) {
         hr_err_clear(&err);
         rc = hr_trace_pack_buf("t.txt", bad_text[i].text, strlen(bad_text[i].text),
