@@ -30,6 +30,10 @@ int hr_cli_parse(const char *cmd, int argc, char **argv, hr_opt_t *opts, size_t 
 /* Print "heapreplay: msg" to stderr and return the exit status for err's code. */
 int hr_cli_fail(const hr_err_t *err);
 int hr_cli_usage(const char *cmd, const char *fmt, ...) HR_PRINTF(2, 3);
+/* Write s (n bytes) to f with control characters shown as \xNN, so that names and values from a
+ * trace or a program (metadata, type names, messages quoting them) cannot drive the terminal.
+ * Tabs pass, and newlines when keep_newlines (messages of several lines). */
+void hr_cli_put_safe(FILE *f, const char *s, size_t n, int keep_newlines);
 
 extern const hr_cmd_t hr_cmd_pack, hr_cmd_dump, hr_cmd_info, hr_cmd_gen, hr_cmd_replay,
     hr_cmd_allocators, hr_cmd_collectors, hr_cmd_record, hr_cmd_validate, hr_cmd_run,

@@ -218,7 +218,13 @@ static int run_info(int argc, char **argv)
     printf("file          %s (%s bytes)\n", in[0], hr_fmt_thousands(t1, sizeof t1, fsize));
     printf("format        heapreplay trace v%d, kind %s\n", h->version, hr_kind_name(h->kind));
     for (int i = 0; i < h->nmeta; i++)
-        printf("meta          %s = %s\n", h->meta[i].key, h->meta[i].value);
+    {
+        printf("meta          ");
+        hr_cli_put_safe(stdout, h->meta[i].key, strlen(h->meta[i].key), 0);
+        printf(" = ");
+        hr_cli_put_safe(stdout, h->meta[i].value, strlen(h->meta[i].value), 0);
+        putchar('\n');
+    }
     printf("frames        %llu, checksums %s\n", (unsigned long long)st->frames,
            rc ? "not all verified (see the error below)" : "all verified");
     if (rc)

@@ -572,8 +572,11 @@ static int run_validate(int argc, char **argv)
         qsort(mis, (size_t)nmis, sizeof *mis, cmp_mis);
         printf("\nrefcount mismatches by type:\n");
         for (int i = 0; i < nmis; i++)
-            printf("  %-44s %8llu  %s\n", mis_kind_name[mis[i].kind], (unsigned long long)mis[i].n,
-                   mis[i].name);
+        {
+            printf("  %-44s %8llu  ", mis_kind_name[mis[i].kind], (unsigned long long)mis[i].n);
+            hr_cli_put_safe(stdout, mis[i].name, strlen(mis[i].name), 0);
+            putchar('\n');
+        }
     }
     if (!bad && compared == 0) {
         /* nothing recorded to compare with: not a match */

@@ -23,9 +23,23 @@ int hr_cli_usage(const char *cmd, const char *fmt, ...)
     return 1;
 }
 
+void hr_cli_put_safe(FILE *f, const char *s, size_t n, int keep_newlines)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t' && !(c == '\n' && keep_newlines)) || c == 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            putc(c, f);
+    }
+}
+
 int hr_cli_fail(const hr_err_t *err)
 {
-    fprintf(stderr, "heapreplay: %s\n", err->msg[0] ? err->msg : hr_strerror(err->code));
+    const char *m = err->msg[0] ? err->msg : hr_strerror(err->code);
+    fputs("heapreplay: ", stderr);
+    hr_cli_put_safe(stderr, m, strlen(m), 1);
+    putc('\n', stderr);
     return hr_exit_status(err->code);
 }
 

@@ -51,6 +51,15 @@ grep -q '^peak live     7 blocks, 5,340 bytes [(]at event 12' "$T/info"
 check $? "info reports the peak live blocks and bytes ($(grep 'peak live' "$T/info"))"
 "$HR" info "$T/graph-basic.hrt" | grep -q 'kind graph'
 check $? "info names the trace kind"
+# control characters in a trace's strings (here an escape sequence and a newline in a metadata
+# value, and in a key given twice) reach the terminal escaped, as \xNN
+printf 'heapreplay-trace 1 alloc\nmeta command "a\\x1b[2Jb\\nc"\n' >"$T/ctl.txt"
+"$HR" pack "$T/ctl.txt" -o "$T/ctl.hrt" && "$HR" info "$T/ctl.hrt" >"$T/info" 2>&1
+grep -qx 'meta          command = a\\x1b\[2Jb\\x0ac' "$T/info" && ! grep -q "$(printf '\033')" "$T/info"
+check $? "info shows control characters of metadata escaped ($(grep meta "$T/info"))"
+printf 'heapreplay-trace 1 alloc\nmeta k\033[31m "1"\nmeta k\033[31m "2"\n' >"$T/ctl2.txt"
+expect "an error message quoting a trace's string escapes its control characters" 2 \
+  "ctl2.txt:3 \(byte [0-9]+\): metadata key 'k\\\\x1b\\[31m' given twice" "$HR" pack "$T/ctl2.txt" -o "$T/x.hrt"
 
 # {==== Bad text input: exit 2, file:line (byte), event, what ====
 expect "double free" 2 'double-free.txt:4 \(byte 47\), event 2: free of id 0 that is not live \(double free\)' \
