@@ -28,15 +28,18 @@ static void report_cb(const hr_err_t *err)
     rec_error(err->msg[0] ? err->msg : hr_strerror(err->code));
 }
 
-static char *join_cmdline(int n, char **args)
+/* The command line that records the same way, for the trace's `command` metadata: the options
+ * that shape the recording (`opts`, each with a leading space), never -o, then the quoted
+ * operands. */
+static char *join_cmdline(const char *opts, int n, char **args)
 {
-    size_t len = 64;
+    size_t len = 64 + strlen(opts);
     for (int i = 0; i < n; i++)
         len += strlen(args[i]) * 2 + 3;
     char *s = malloc(len), *p = s;
     if (!s)
         return NULL;
-    p += sprintf(p, "heapreplay record --");
+    p += sprintf(p, "heapreplay record%s --", opts);
     for (int i = 0; i < n; i++) {
         int plain = args[i][0] != '\0' && strspn(args[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
                                                            "KLMNOPQRSTUVWXYZ0123456789-_./=:,+%@")
@@ -368,7 +371,13 @@ static int run_record(int argc, char **argv)
             return hr_cli_usage("record", "--level takes 1 to 19");
         level = (int)v;
     }
-    char *cmdline = join_cmdline(nargs, args);
+    char opts[160];
+    snprintf(opts, sizeof opts, "%s%s%s%s%s%s%s", o[2].value ? " --native" : "",
+             mode == HR_KIND_GRAPH ? " --mode graph" : "", o[5].value ? " --embedded" : "",
+             o[3].value && !o[2].value ? " --frame-size " : "",
+             o[3].value && !o[2].value ? o[3].value : "", o[4].value && !o[2].value ? " --level " : "",
+             o[4].value && !o[2].value ? o[4].value : "");
+    char *cmdline = join_cmdline(opts, nargs, args);
     if (!cmdline) {
         rec_error("out of memory");
         return 3;

@@ -12,8 +12,12 @@
  * with every address's history. A thread-local flag marks the recorder's own work (trace
  * writer, zstd, the flusher thread): allocations made under it go straight to glibc, so the
  * recorder never records or recurses into itself. Blocks are named by id through the
- * address -> id map (mmap-backed). The trace is closed by a destructor at exit; a killed
- * program leaves a trace readable up to its last complete frame.
+ * address -> id map (mmap-backed). The trace is closed by a destructor at exit, or by _exit and
+ * _Exit (defined here too: shells such as dash end with _exit, and so does Python's os._exit,
+ * which run no destructors); a killed program leaves a trace readable up to its last complete
+ * frame. A process that execs another program is recorded as that program: the new image loads
+ * this module again under the same pid and starts the trace afresh (what `sh -c 'cd d && prog'`
+ * needs); the old image's allocations died with its address space and are not in the trace.
  */
 #include "hr_recorder.h"
 #include "hr_trace.h"
@@ -28,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define EXPORT __attribute__((visibility("default")))
@@ -42,6 +47,7 @@ static void *(*real_aligned_alloc)(size_t, size_t);
 static void *(*real_memalign)(size_t, size_t);
 static void *(*real_valloc)(size_t);
 static void *(*real_pvalloc)(size_t);
+static void (*real_exit_)(int);
 
 static volatile int state;   /* 0 unresolved, 1 resolving, 2 ready */
 static volatile int recording;
@@ -83,6 +89,7 @@ static void resolve(void)
     *(void **)&real_memalign = dlsym(RTLD_NEXT, "memalign");
     *(void **)&real_valloc = dlsym(RTLD_NEXT, "valloc");
     *(void **)&real_pvalloc = dlsym(RTLD_NEXT, "pvalloc");
+    *(void **)&real_exit_ = dlsym(RTLD_NEXT, "_exit");
     __atomic_store_n(&state, 2, __ATOMIC_RELEASE);
 }
 
@@ -374,3 +381,19 @@ __attribute__((destructor)) static void stop(void)
         report(&err);
     recording = 0;
 }
+
+/* _exit and _Exit end the process without destructors: close the trace first (not from inside
+ * the recorder, e.g. a signal handler that interrupted a recorded call, which holds the lock).
+ * glibc's exit() reaches the kernel without calling these, after the destructor ran. */
+static __attribute__((noreturn)) void exit_now(int status)
+{
+    if (recording && !in_rec && sink.owner == getpid())
+        stop();
+    if (ready() && real_exit_)
+        real_exit_(status);
+    syscall(SYS_exit_group, status);
+    __builtin_unreachable();
+}
+
+EXPORT __attribute__((noreturn)) void _exit(int status) { exit_now(status); }
+EXPORT __attribute__((noreturn)) void _Exit(int status) { exit_now(status); }

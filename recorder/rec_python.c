@@ -74,8 +74,10 @@
 #include "rec_sink.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -1825,4 +1827,73 @@ HR_EXPORT FILE *pre_fopen(const char *path, const char *mode)
     pre_script_opens(path);
     return real(path, mode);
 }
+/* {==== The program ends without exit(): _exit, _Exit and exec ====
+ *
+ * os._exit (and C code calling _exit or _Exit) runs no atexit handler, and exec replaces the
+ * program (children do not load this module: LD_PRELOAD was removed at start), so the trace is
+ * finished here, in the recording process only: with the end-of-run statistics when this
+ * thread holds the GIL of a running interpreter (os._exit and os.exec* keep it), as at a normal
+ * exit, then the END record. Not from inside an allocator hook (t_depth). An exec that fails
+ * leaves the program running unrecorded: the trace is complete up to the exec, and the recorder
+ * says so as its own error. The variadic execl* are not covered (Python does not call them);
+ * the embedded recorder has none of this (docs/recorder.md). */
+static void pre_end_now(void)
+{
+    if (!R.started || R.finished || R.sink.owner != getpid() || t_depth)
+        return;
+    if (R.cb_active && _PyRuntime.initialized && !_Py_IsFinalizing() && PyGILState_Check())
+        dump_stats();
+    hr_err_t err = {0};
+    if (finish(&err))
+        pre_report(&err);
+}
+
+static __attribute__((noreturn)) void pre_exit_now(int status)
+{
+    static void (*real)(int);
+    pre_end_now();
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "_exit");
+    if (real)
+        real(status);
+    syscall(SYS_exit_group, status);
+    __builtin_unreachable();
+}
+HR_EXPORT __attribute__((noreturn)) void _exit(int status) { pre_exit_now(status); }
+HR_EXPORT __attribute__((noreturn)) void _Exit(int status) { pre_exit_now(status); }
+
+static int pre_exec_failed(const char *what, int saved)
+{
+    if (R.started && R.sink.owner == getpid()) {
+        hr_err_t err = {0};
+        hr_err_set(&err, HR_EIO, "the program's %s failed (%s) and it goes on unrecorded: the "
+                   "trace ends at that call", what, strerror(saved));
+        pre_report(&err);
+    }
+    errno = saved;
+    return -1;
+}
+
+#define PRE_EXEC(name, params, args)                                                              \
+    HR_EXPORT int name params                                                                     \
+    {                                                                                             \
+        static int(*f) params;                                                                    \
+        if (!f)                                                                                   \
+            *(void **)&f = dlsym(RTLD_NEXT, #name);                                               \
+        int mine = R.started && !R.finished && R.sink.owner == getpid();                          \
+        if (mine)                                                                                 \
+            pre_end_now();                                                                        \
+        if (!f) {                                                                                 \
+            errno = ENOSYS;                                                                       \
+            return -1;                                                                            \
+        }                                                                                         \
+        int rc = f args;                                                                          \
+        return mine ? pre_exec_failed(#name, errno) : rc;                                         \
+    }
+PRE_EXEC(execve, (const char *path, char *const argv[], char *const envp[]), (path, argv, envp))
+PRE_EXEC(execv, (const char *path, char *const argv[]), (path, argv))
+PRE_EXEC(execvp, (const char *file, char *const argv[]), (file, argv))
+PRE_EXEC(execvpe, (const char *file, char *const argv[], char *const envp[]), (file, argv, envp))
+PRE_EXEC(fexecve, (int fd, char *const argv[], char *const envp[]), (fd, argv, envp))
+#undef PRE_EXEC
 #endif /* HR_REC_PRELOAD */

@@ -115,6 +115,24 @@ PYEOF
     /usr/bin/python3.11 "$T/env.py" a b >"$T/env.plain" 2>&1
     check "preloaded: the program sees the environment and argv of a plain run (no LD_PRELOAD, no recorder variables, children not preloaded)" \
       bash -c "diff '$T/env.out' '$T/env.plain' && grep -qx None '$T/env.out'"
+    # os._exit and exec end the program without exit(): the trace is finished there, with the
+    # statistics, and validates (before, it was left cut short, often with no frame at all)
+    for m in _exit:4 _exit-in-thread:6 exec:5; do
+      "$HR" record -o "$T/x$m.hrt" -- "$D/exits.py" "${m%:*}" >/dev/null 2>"$T/x$m.err"
+      st=$?
+      "$HR" validate "$T/x$m.hrt" >"$T/x$m.val" 2>&1
+      check "preloaded, ${m%:*}: exit status ${m#*:} passes, the trace is complete and validates with the statistics" \
+        bash -c "[ $st = ${m#*:} ] && [ ! -s '$T/x$m.err' ] && grep -q '^all checks match' '$T/x$m.val' && grep -Eq '^allocator statistics .* 1 +1  MATCH' '$T/x$m.val'"
+    done
+    "$HR" record --mode graph -o "$T/xg.hrt" -- "$D/exits.py" _exit >/dev/null 2>&1
+    st=$?
+    "$HR" validate "$T/xg.hrt" >"$T/xg.val" 2>&1
+    check "preloaded, os._exit (graph): exit 4, complete, validates" \
+      bash -c "[ $st = 4 ] && grep -Eq '^collections per generation .* 1 +1  MATCH' '$T/xg.val' && ! grep -q MISMATCH '$T/xg.val'"
+    "$HR" record -o "$T/xf.hrt" -- "$D/exits.py" exec-fails >"$T/xf.out" 2>"$T/xf.err"
+    st=$?
+    check "preloaded, a failed exec: the program goes on (exit 0), the recorder says where its trace ends, the trace is complete" \
+      bash -c "[ $st = 0 ] && grep -q 'normal end' '$T/xf.out' && grep -q '^heapreplay record: error: the program.s execv failed (No such file or directory) and it goes on unrecorded' '$T/xf.err' && \"$HR\" info '$T/xf.hrt' | grep -q '^status *complete'"
     # The interpreter opens the script by an absolute path of its own: a relative one given to
     # record must still start the script phase (gc callback, statistics at the end).
     HRABS=$(cd "$(dirname "$HR")" && pwd)/$(basename "$HR")
@@ -138,6 +156,8 @@ PYEOF
     check "preloaded -c (graph): exit status 7 passes through, script phase and statistics" \
       bash -c "[ $st = 7 ] && \"$HR\" dump '$T/c.hrt' | grep -q '^phase \"script\"' && grep -Eq '^collections per generation .* 1 +1  MATCH' '$T/c.val'"
     check_rows "-c (graph)" "$T/c.val"
+    check "the trace's command metadata records how it was recorded (graph mode, the quoted -c)" \
+      bash -c "\"$HR\" info '$T/c.hrt' | grep -qxF \"meta          command = heapreplay record --mode graph -- -c 'import argparse, json, sys; sys.exit(7)'\""
     # -X dev selects debug allocators at pre-initialisation, replacing the preloaded hooks: the
     # CLI records such a run embedded (as with PYTHONDEVMODE); where it cannot see the option
     # (combined flags: -BXdev), the recorder says so (status 3) and leaves the trace incomplete,
@@ -423,6 +443,18 @@ ts = [threading.Thread(target=w) for _ in range(4)]
   check "native: a threaded program gives a complete, valid trace" complete "$T/thr.hrt"
   "$HR" record --native -o "$T/exit.hrt" -- sh -c 'exit 5' >/dev/null 2>&1
   check "native: the exit status passes through" test $? = 5
+  # dash ends with _exit (no destructors): the trace used to be cut short with no frame
+  check "native: a shell that ends with _exit leaves a complete trace of its allocations" \
+    bash -c "complete() { \"$HR\" info \"\$1\" | grep -q '^status *complete'; }; complete '$T/exit.hrt' && \"$HR\" info '$T/exit.hrt' | grep -Eq '^events +[1-9]'"
+  "$HR" record --native -o "$T/x_exit.hrt" -- $PY -c 'import os; x = [bytearray(1000) for _ in range(5000)]; os._exit(4)' >/dev/null 2>&1
+  st=$?
+  check "native: os._exit(4): exit 4, the trace complete with the program's 5,000 buffers" \
+    bash -c "[ $st = 4 ] && \"$HR\" info '$T/x_exit.hrt' | grep -q '^status *complete' && \"$HR\" dump '$T/x_exit.hrt' | grep -c '^alloc .* native' | awk '{exit !(\$1 >= 5000)}'"
+  "$HR" record --native -o "$T/xexec.hrt" -- sh -c "exec $PY -c 'x = [bytearray(1000) for _ in range(5000)]'" >/dev/null 2>&1
+  check "native: a process that execs is recorded as the program it execs into (sh -c 'exec python3 ...')" \
+    bash -c "[ $? = 0 ] && \"$HR\" info '$T/xexec.hrt' | grep -q '^status *complete' && \"$HR\" dump '$T/xexec.hrt' | grep -c '^alloc .* native' | awk '{exit !(\$1 >= 5000)}'"
+  check "native: the command metadata says --native" \
+    bash -c "\"$HR\" info '$T/exit.hrt' | grep -qxF \"meta          command = heapreplay record --native -- sh -c 'exit 5'\""
 else
   echo "# native recorder tests skipped (sanitizer build: an instrumented LD_PRELOAD module cannot be loaded into an uninstrumented program)"
 fi
