@@ -64,6 +64,7 @@ typedef struct cpy_domain {
 
 typedef struct cpy {
     void *dl;                     /* owned handle */
+    const char *lib;              /* the library path, valid while cpy_create runs (messages) */
     cpy_domain_t dom[HR_DOMAIN_COUNT];
     void (*get_arena)(cpy_arena_allocator_t *);
     void (*set_arena)(cpy_arena_allocator_t *);
@@ -145,11 +146,14 @@ static void cpy_destroy(void *ctx)
     free(c);
 }
 
+/* A symbol of the loaded library; a library without it is the wrong library (as one that does
+ * not load: a usage error, exit 1). */
 static int cpy_sym(cpy_t *c, const char *name, void *out, hr_err_t *err)
 {
     void *p = dlsym(c->dl, name);
     if (!p)
-        return hr_err_set(err, HR_EINTERNAL, "cpython: the library lacks %s", name);
+        return hr_err_set(err, HR_EUSAGE, "cpython: %s is not a CPython 3 library (no %s)",
+                          c->lib, name);
     memcpy(out, &p, sizeof p);
     return HR_OK;
 }
@@ -194,6 +198,7 @@ static int cpy_create(void **out, hr_spec_t *spec, hr_err_t *err)
         free(c);
         return rc;
     }
+    c->lib = lib;
     c->dl = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
     if (!c->dl) {
         const char *why = dlerror();

@@ -161,6 +161,18 @@ expect "allocator key given twice" 1 "allocator spec 'pymalloc:preset=3.11,prese
 expect "generator key given twice" 1 "generator spec 'churn:events=10,events=20' gives 'events' twice" \
   "$HR" gen churn events=10 events=20 -o "$T/x.hrt"
 expect "unknown allocator" 1 "unknown allocator 'nope'" "$HR" replay "$T/gb.hrt" --alloc nope
+# the cpython backend's lib= : a library that does not load and one that is not libpython are
+# the same mistake (exit 1; the second used to exit 3)
+if "$HR" allocators 2>/dev/null | grep -q '^cpython'; then
+  expect "cpython lib= that does not load" 1 "cpython: cannot load $T/none.so" \
+    "$HR" replay "$T/gb.hrt" --alloc "cpython:lib=$T/none.so" --gc none
+  libc=$(ldd "$HR" | awk '$1 ~ /^libc\.so/ {print $3}')
+  expect "cpython lib= that is not libpython" 1 "cpython: $libc is not a CPython 3 library \(no PyMem_RawMalloc\)" \
+    "$HR" replay "$T/gb.hrt" --alloc "cpython:lib=$libc" --gc none
+else
+  ok "# SKIP cpython lib= errors: built without the cpython allocator"
+  ok "# SKIP cpython lib= errors: built without the cpython allocator"
+fi
 expect "replay of a cut trace" 2 'cut short' "$HR" replay "$T/trunc.hrt" --alloc libc -q
 "$HR" replay "$T/trunc.hrt" --alloc libc --gc refcount --partial -q >/dev/null 2>"$T/err"
 [ $? = 0 ] && grep -q 'warning: the trace was cut short' "$T/err"
