@@ -66,20 +66,22 @@ static int run_run(int argc, char **argv)
 const hr_cmd_t hr_cmd_run = {
     "run", "EXPERIMENT.lua [key=value ...] [--jobs N] [--resume] [--out DIR]",
     "Run an experiment script: parallel sweeps, results with provenance, figures.",
-    "  Makes the script's traces, runs every configuration of its grid as an independent job\n"
-    "  (one child process each, in parallel), and writes DIR/NAME/: results.csv (one row per\n"
-    "  run), runs/ (the JSON of every run), provenance.json and figures/ (PNG, PDF, SVG via\n"
-    "  gnuplot). key=value parameters reach the script as params (e.g. size=small). A script\n"
-    "  that declares no experiment simply runs, with the hr module. docs/experiments.md,\n"
-    "  docs/lua-api.md.\n\n"
     "  -j, --jobs N         parallel jobs (default: one per online CPU); hyperfine timing jobs\n"
     "                       always run alone\n"
     "  --resume             keep the finished jobs of an earlier, interrupted run (without it the\n"
     "                       earlier runs of the experiment are discarded)\n"
     "  -o, --out DIR        results root (default results): writes DIR/NAME/\n"
-    "  -q, --quiet          no progress messages\n"
-    "exit status 130: interrupted (SIGINT/SIGTERM); finished jobs are kept for --resume\n",
-    run_run, NULL};
+    "  -q, --quiet          no progress messages\n",
+    run_run,
+    "Run an experiment script: parallel sweeps, results with provenance, figures.\n\n"
+    "Makes the script's traces, runs every configuration of its grid as an independent job (one\n"
+    "child process each, in parallel), and writes DIR/NAME/: results.csv (one row per run), runs/\n"
+    "(the JSON of every run), provenance.json and figures/ (PNG, PDF, SVG via gnuplot).\n"
+    "key=value parameters reach the script as params (e.g. size=small). A script that declares\n"
+    "no experiment simply runs, with the hr module. See docs/experiments.md, docs/lua-api.md.\n\n"
+    "Exit status 1 is also the script's own mistakes (at their line), 2 a trace that cannot be\n"
+    "read, 3 a failed job or file, 130 an interruption (SIGINT/SIGTERM: the finished jobs are\n"
+    "kept for --resume)."};
 
 /* {==== refcounts ==== */
 
