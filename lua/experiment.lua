@@ -102,6 +102,14 @@ local function check_figure(where, ename, i, f)
     fail(where, "experiment '%s': figure '%s': template must be \"lines\" or \"bars\"", ename, f.name)
   end
   if not f.x or not f.y then fail(where, "experiment '%s': figure '%s' needs x and y", ename, f.name) end
+  -- a column's name makes a default axis label; a function has none (it used to be drawn as
+  -- "function: 0x55..."), so its figure must say what the axis shows
+  for _, a in ipairs({"x", "y"}) do
+    if type(f[a]) == "function" and not f[a .. "label"] then
+      fail(where, "experiment '%s': figure '%s': %s is a function, so give %slabel (what the axis "
+        .. "shows, with its unit)", ename, f.name, a, a)
+    end
+  end
   if f.errors and f.errors ~= "stddev" and f.errors ~= "minmax" and f.errors ~= "none" then
     fail(where, "experiment '%s': figure '%s': errors must be \"stddev\", \"minmax\" or \"none\"",
       ename, f.name)
@@ -662,9 +670,10 @@ local function draw_figure(e, fig, data, figdir, opts)
     vars.logx = fig.logx and 1 or 0
     if type(fig.logx) == "number" then vars.logbase = fig.logx end
     vars.style = fig.style or "linespoints"
-    local files, titles, ns = {}, {}, {}
+    local files, titles, ns, flat = {}, {}, {}, {}
     for pi, P in ipairs(panels) do
       local out = {}
+      local top = -math.huge -- the panel's highest mean or error bar end
       for si, S in ipairs(P.series) do
         table.sort(S.xs, function(a, b)
           local ka, kb = a.x, b.x
@@ -682,14 +691,19 @@ local function draw_figure(e, fig, data, figdir, opts)
               .. "%s; hr.num turns a size such as \"256K\" into one, or use template = \"bars\")",
               e.name, fig.name, type(c.x), type(c.x) == "string" and ("%q"):format(c.x) or tostring(c.x))
           end
+          top = math.max(top, m, hi)
           out[#out + 1] = ("%s %s %s %s %d\n"):format(num(c.x), num(m), num(lo), num(hi), n)
         end
       end
       local fname = #panels > 1 and ("%s.p%d.dat"):format(fig.name, pi) or (fig.name .. ".dat")
       hr.write_file(figdir .. "/" .. fname, table.concat(out))
       files[pi], titles[pi], ns[pi] = fname, P.title, #P.series
+      -- every value at the floor (a panel of zeros with ymin = 0): gnuplot would warn of an
+      -- empty y range and pick one itself; the template gives such a panel [ymin:ymin+1]
+      flat[pi] = (fig.ymin and not fig.ymax and top <= fig.ymin) and 1 or 0
     end
     vars.npanels, vars.datafile, vars.ptitle, vars.nseries = #panels, files, titles, ns
+    if fig.ymin and not fig.ymax then vars.pflat = flat end
     if #panels > 1 then
       local cols = fig.cols or (#panels == 4 and 2 or math.min(#panels, 3))
       vars.cols = cols

@@ -1,6 +1,6 @@
 # bars.gp: clustered bars: one cluster per category, one bar per series, with error bars.
-# heapreplay's experiment driver writes the data and FIGURE.vars.gp; by hand:
-#   gnuplot -e "fmt='pdf'; out='x.pdf'" results/EXP/figures/NAME.vars.gp scripts/plot/bars.gp
+# heapreplay's experiment driver writes the data and FIGURE.gp; by hand:
+#   cd results/EXP/figures && gnuplot -e "fmt='pdf'; out='x.pdf'" NAME.gp   (NAME.gp loads this file)
 #
 # Data (datafile): a header line "category" then two fields per series: its title (quoted) and
 # an empty title for its error column; then one row per category: the category (quoted) and,

@@ -1,7 +1,7 @@
 # lines.gp: one or more panels of x-y series (lines, lines with points, or points), with error
 # bars when there are repetitions. heapreplay's experiment driver writes the data and a
-# FIGURE.vars.gp that sets the variables below; to redraw a figure by hand:
-#   gnuplot -e "fmt='pdf'; out='x.pdf'" results/EXP/figures/NAME.vars.gp scripts/plot/lines.gp
+# FIGURE.gp that sets the variables below; to redraw a figure by hand:
+#   cd results/EXP/figures && gnuplot -e "fmt='pdf'; out='x.pdf'" NAME.gp   (NAME.gp loads this file)
 #
 # Data: one file per panel; in it one block per series, blocks separated by two blank lines.
 # Each block starts with a header line whose first field is the series title (quoted), then
@@ -14,6 +14,7 @@
 #   errors             1: draw error bars from ylow/yhigh
 #   logx, logy         1: logarithmic axis (base 10, or logbase)
 #   xmin xmax ymin ymax  axis limits (optional)
+#   pflat[i]           1: panel i has every value at ymin (its y range is then [ymin:ymin+1])
 #   keypos             key position: 'below' (default: under the plot, never over the data) or
 #                      any gnuplot key position ('top left', ...); with several panels the one
 #                      key goes under all of them
@@ -87,6 +88,9 @@ do for [p=1:npanels] {
         } else {
             eval 'set key '.keypos
         }
+    }
+    if (exists("pflat")) {
+        if (pflat[p]) { set yrange [ymin:ymin+1] } else { set yrange [ymin:*] }
     }
     eval extra
     if (errors) {

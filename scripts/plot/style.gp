@@ -1,6 +1,6 @@
 # style.gp: terminal, fonts and line styles shared by every heapreplay figure template.
 #
-# Variables (set them before loading a template, e.g. with -e or a .vars.gp file):
+# Variables (set them before loading a template, e.g. with -e or a figure's NAME.gp):
 #   fmt   'png' (default; a quick look), 'pdf' or 'svg' (for papers)
 #   out   the output file
 #   w, h  size multipliers (default 1, 1): 1 is 1000x640 px (png, svg) or 5x3.2 in (pdf)

@@ -22,12 +22,11 @@ start=$(date +%s.%N)
 st=$?
 secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
 check $st "$EXP runs at size=small (status $st, ${secs}s): $(head -c 600 "$T/err" | tr '\n' ' ')"
-# gnuplot's warnings (e.g. a panel whose values are all zero) are reported once per figure, not
-# once per format (experiment 03 has such a panel)
+# the bundled figures draw without a gnuplot warning (experiment 03's GCBench panel of zeros used
+# to give "empty y range"; run_test.sh checks how warnings are reported)
 nw=$(grep -c '^heapreplay: gnuplot, ' "$T/err")
-dups=$(grep '^heapreplay: gnuplot, ' "$T/err" | sed -E 's/\.(png|pdf|svg): /: /' | sort | uniq -d | wc -l)
-[ "$dups" = 0 ]
-check $? "gnuplot warnings reported once per figure ($nw lines, $dups repeated)"
+[ "$nw" = 0 ]
+check $? "no gnuplot warnings ($nw): $(grep '^heapreplay: gnuplot, ' "$T/err" | head -c 300)"
 dir=$(ls -d "$T"/*/ 2>/dev/null | head -n 1)
 dir=${dir%/}
 [ -n "$dir" ] && [ -s "$dir/results.csv" ]

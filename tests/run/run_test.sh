@@ -126,7 +126,8 @@ experiment {
   traces = {t = file(params.trace)},
   grid = {arena = {"256K", "1M"}},
   alloc = function(p) return "pymalloc:preset=3.11,arena=" .. p.arena end,
-  figures = {{name = "fp", x = function(r) return r.arena:match("%d+") end, y = "peak_footprint"}},
+  figures = {{name = "fp", x = function(r) return r.arena:match("%d+") end, y = "peak_footprint",
+              xlabel = "arena"}},
 }
 LUA
 "$HR" run "$T/fig.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/fig.err"
@@ -141,6 +142,34 @@ st=$?
 runs1=$(grep -c '^start ' "$T/res/fig/jobs.log")
 [ "$st" = 0 ] && [ "$runs0" = "$runs1" ] && [ -s "$T/res/fig/figures/fp.png" ]
 check $? "fixed and resumed: status $st, the figure drawn, no job run again ($runs0 then $runs1 jobs started in the log)"
+# gnuplot's warnings: a panel whose values are all at ymin draws without one (its y range is
+# given: pflat), and a warning (here the same panel with its floor set by hand, which gnuplot
+# finds an empty y range) is reported once per figure, not once per format
+cat >"$T/flat.lua" <<'LUA'
+experiment {
+  name = "flat",
+  traces = {t = file(params.trace)},
+  grid = {arena = {"256K", "1M"}},
+  alloc = function(p) return "pymalloc:preset=3.11,arena=" .. p.arena end,
+  figures = {{name = "zero", x = function(r) return hr.num(r.arena) end, y = function() return 0 end, ymin = 0,
+              xlabel = "arena (bytes)", ylabel = "zero"},
+             {name = "warn", x = function(r) return hr.num(r.arena) end, y = function() return 0 end,
+              extra = "set yrange [0:*]", xlabel = "arena (bytes)", ylabel = "zero"}},
+}
+LUA
+"$HR" run "$T/flat.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/flat.err"
+st=$?
+[ "$st" = 0 ] && [ -s "$T/res/flat/figures/zero.png" ] && ! grep -q 'zero' "$T/flat.err" &&
+  grep -q '^array pflat\[1\] = \[1\]' "$T/res/flat/figures/zero.gp" &&
+  [ "$(grep -c '^heapreplay: gnuplot, .*warn.*empty y range' "$T/flat.err")" = 1 ]
+check $? "an all-zero panel draws without a gnuplot warning; a warning is reported once per figure (status $st): $(head -c 300 "$T/flat.err")"
+# a figure whose x is a function needs its label (it used to read "function: 0x55...")
+sed 's/, xlabel = "arena (bytes)"//' "$T/flat.lua" | sed 's/name = "flat"/name = "flat2"/' >"$T/flat2.lua"
+"$HR" run "$T/flat2.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/flat2.err"
+st=$?
+[ "$st" = 1 ] && grep -q "flat2.lua:1: experiment 'flat2': figure 'warn': x is a function, so give xlabel" "$T/flat2.err" &&
+  [ ! -e "$T/res/flat2/runs" ]
+check $? "a figure with a function for x and no xlabel is refused before anything runs (status $st): $(head -c 200 "$T/flat2.err")"
 # two experiments of one name would write one folder: refused before anything runs
 cat >"$T/dup.lua" <<'LUA'
 experiment {name = "dup", traces = {t = file(params.trace)}, alloc = "null", gc = "none"}
