@@ -255,6 +255,12 @@ printf 'kind = "graph"\nfunction generate(w, p)\n  local a = w:alloc(16, "obj")\
 expect "Lua generator error names the script line" 1 'bad.lua:5: free of id 0 that is not live \(double free\)' \
   "$HR" gen "$T/bad.lua" -o "$T/bad.hrt"
 [ ! -e "$T/bad.hrt" ]; check $? "a failed Lua generator leaves no output"
+for fl in 256 257 -1 math.mininteger; do
+  printf 'kind = "graph"\nfunction generate(w, p)\n  local a = w:alloc(16, "obj", %s)\nend\n' "$fl" >"$T/badflags.lua"
+  expect "w:alloc flags $fl: refused, not cut down to a byte" 1 \
+    "badflags.lua:3: bad argument #3 to 'alloc' \\(flags as a number are a mask of gc \\(1\\), object \\(2\\), zero \\(4\\)\\)" \
+    "$HR" gen "$T/badflags.lua" -o "$T/badflags.hrt"
+done
 
 # {==== Output files: symlinks, special files, failures, signals (common/hr_out.c) ====
 O=$T/out-files
