@@ -320,6 +320,16 @@ cp "$O/keep" "$O/keep.json"
 expect "replay --json with a bad collector spec fails" 1 "trigger=abc" \
   "$HR" replay "$O/plain.hrt" --gc marksweep:trigger=abc --json "$O/keep.json"
 keep_same "$O/keep.json"; check $? "... and leaves the existing --json file as it was"
+# --json and --timeline naming one file (however spelled) would share its temporary file: the
+# JSON was written over the CSV after the CSV's rename, leaving a mix of both and exit 3.
+ln -s keep.json "$O/keep-link.json"
+for tl in "$O/keep.json" "$O/./keep.json" "$O/keep-link.json"; do
+  expect "replay --json F --timeline $(basename "$tl") (the same file) is a usage error" 1 \
+    "--json .* and --timeline .* name the same file" \
+    "$HR" replay "$O/plain.hrt" -q --json "$O/keep.json" --timeline "$tl" --every 1
+  keep_same "$O/keep.json"; check $? "... and leaves the existing file as it was"
+done
+rm -f "$O/keep-link.json"
 cp "$O/keep" "$O/keep.gen"
 # a trace writer that fails while writing (the file size limit: write fails with EFBIG)
 (trap '' XFSZ; ulimit -f 8; "$HR" gen churn events=200000 -o "$O/keep.gen" 2>"$T/efbig.err")
