@@ -340,11 +340,18 @@ static int run_gen(int argc, char **argv)
     }
     if (n < 1 || !o[0].value)
         return hr_cli_usage("gen", "expected NAME [key=value ...] -o TRACE");
+    /* The parameters travel as a spec string NAME:k=v,k=v. A Lua workload's NAME is a path, which
+     * may hold ':' or ','; it stands outside the spec (a path /a:b/w.lua made the spec's name
+     * '/a' and its parameters 'b/w.lua:docs=3', silently dropped). A comma inside a value would
+     * split it into two parameters ('seed=1,events=5' set events). */
     char spec[512];
-    size_t len = (size_t)snprintf(spec, sizeof spec, "%s", ops[0]);
+    const int lua = !hr_gen_by_name(ops[0]);
+    size_t len = (size_t)snprintf(spec, sizeof spec, "%s", lua ? "workload" : ops[0]);
     for (int i = 1; i < n && len < sizeof spec; i++) {
         if (!strchr(ops[i], '='))
             return hr_cli_usage("gen", "parameters are key=value, not '%s'", ops[i]);
+        if (strchr(ops[i], ','))
+            return hr_cli_usage("gen", "one key=value per argument, without a comma: '%s'", ops[i]);
         len += (size_t)snprintf(spec + len, sizeof spec - len, "%c%s", i == 1 ? ':' : ',', ops[i]);
     }
     if (len >= sizeof spec)

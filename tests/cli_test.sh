@@ -255,6 +255,17 @@ printf 'kind = "graph"\nfunction generate(w, p)\n  local a = w:alloc(16, "obj")\
 expect "Lua generator error names the script line" 1 'bad.lua:5: free of id 0 that is not live \(double free\)' \
   "$HR" gen "$T/bad.lua" -o "$T/bad.hrt"
 [ ! -e "$T/bad.hrt" ]; check $? "a failed Lua generator leaves no output"
+# A workload's path is no part of the spec string that carries the parameters: a folder named
+# with ':' made docs=3 a parameter 'b/w.lua:docs' of a generator '.../a', silently ignored.
+mkdir -p "$T/a:b" "$T/c,d"
+cp "$SRC/scripts/workloads/json-like.lua" "$T/a:b/w.lua"; cp "$SRC/scripts/workloads/json-like.lua" "$T/c,d/w.lua"
+"$HR" gen json-like docs=3 -o "$T/wl0.hrt" && "$HR" gen "$T/a:b/w.lua" docs=3 -o "$T/wl1.hrt" &&
+  "$HR" gen "$T/c,d/w.lua" docs=3 -o "$T/wl2.hrt" &&
+  [ "$("$HR" info "$T/wl0.hrt" | grep '^events')" = "$("$HR" info "$T/wl1.hrt" | grep '^events')" ] &&
+  [ "$("$HR" info "$T/wl0.hrt" | grep '^events')" = "$("$HR" info "$T/wl2.hrt" | grep '^events')" ]
+check $? "a Lua workload under a path with ':' or ',' gets its parameters"
+expect "gen: a comma inside key=value is refused (it would set a second parameter)" 1 \
+  "one key=value per argument, without a comma: 'seed=1,events=5'" "$HR" gen churn seed=1,events=5 -o "$T/x.hrt"
 for fl in 256 257 -1 math.mininteger; do
   printf 'kind = "graph"\nfunction generate(w, p)\n  local a = w:alloc(16, "obj", %s)\nend\n' "$fl" >"$T/badflags.lua"
   expect "w:alloc flags $fl: refused, not cut down to a byte" 1 \
