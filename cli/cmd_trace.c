@@ -99,13 +99,15 @@ static int run_dump(int argc, char **argv)
     hr_event_t *evs = malloc(BATCH * sizeof *evs);
     uint64_t done = 0;
     int rc = evs ? HR_OK : hr_err_set(&err, HR_ENOMEM, "out of memory");
-    while (!rc && done < limit) {
+    /* past --limit the rest is still read and checked (as --help says): a trace that is cut
+     * short or corrupt after the first N events is an error, not a success */
+    while (!rc) {
         size_t got;
         if ((rc = hr_trace_read(r, evs, BATCH, &got, &err)) || got == 0)
             break;
         for (size_t i = 0; i < got && done < limit; i++, done++)
             hr_trace_format_event(&b, &evs[i]);
-        if (fwrite(b.data, 1, b.len, out) != b.len)
+        if (b.len && fwrite(b.data, 1, b.len, out) != b.len)
             rc = hr_err_set(&err, HR_EIO, "%s: write failed: %s",
                             out == stdout ? "standard output" : o[2].value, strerror(errno));
         b.len = 0;

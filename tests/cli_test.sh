@@ -96,6 +96,15 @@ expect "truncated file (info)" 2 'trunc.hrt: cut short: frame [0-9]+ at byte [0-
   "$HR" info "$T/trunc.hrt"
 grep -q 'status        CUT SHORT' "$T/out"; check $? "info still describes the readable part of a cut trace"
 expect "truncated file (dump)" 2 'cut short' "$HR" dump "$T/trunc.hrt"
+# --limit prints N events but still reads and checks the rest: a cut trace is still an error
+expect "truncated file (dump --limit 2)" 2 'cut short' "$HR" dump "$T/trunc.hrt" --limit 2
+echo old >"$T/keep-limit.txt"
+expect "truncated file (dump --limit 2 -o FILE)" 2 'cut short' "$HR" dump "$T/trunc.hrt" --limit 2 -o "$T/keep-limit.txt"
+[ "$(cat "$T/keep-limit.txt")" = old ]; check $? "... and leaves the existing -o file as it was"
+h0=$("$HR" dump "$T/trunc.hrt" --limit 0 --partial 2>/dev/null | wc -l)
+h2=$("$HR" dump "$T/trunc.hrt" --limit 2 --partial 2>"$T/err" | wc -l)
+[ "$h2" = $((h0 + 2)) ] && grep -q 'warning: .*cut short' "$T/err"
+check $? "dump --limit 2 --partial of a cut trace prints two events and warns"
 "$HR" dump --partial "$T/trunc.hrt" >"$T/partial.txt" 2>"$T/err"
 [ $? = 0 ] && grep -q 'warning: .*cut short' "$T/err" && [ "$(wc -l <"$T/partial.txt")" -gt 1000 ]
 check $? "dump --partial prints the complete frames of a cut trace and exits 0"
