@@ -353,7 +353,7 @@ static int run_gen(int argc, char **argv)
         if (!strchr(ops[i], '='))
             return hr_cli_usage("gen", "parameters are key=value, not '%s'", ops[i]);
         if (strchr(ops[i], ','))
-            return hr_cli_usage("gen", "one key=value per argument, without a comma: '%s'", ops[i]);
+            return hr_cli_usage("gen", "a parameter value cannot hold ',' ('%s')", ops[i]);
         len += (size_t)snprintf(spec + len, sizeof spec - len, "%c%s", i == 1 ? ':' : ',', ops[i]);
     }
     if (len >= sizeof spec)

@@ -44,7 +44,7 @@ expect_error("gen: unknown parameter", "has no parameter 'blokcs'", call, hr.gen
 expect_error("gen: output", "bad argument #3 to 'hr.gen' (string expected, got no value)", call, hr.gen, "seed-arena", {})
 expect_error("gen: array-style parameters", "bad argument #2 to 'hr.gen' (parameter names are strings, not number 1)",
   call, hr.gen, "seed-arena", {2000}, tmp .. "/x.hrt")
-expect_error("gen: a comma in a value", "hr.gen: one key=value per argument, without a comma: 'blocks=10,work=3'",
+expect_error("gen: a comma in a value", "hr.gen: a parameter value cannot hold ',' ('blocks=10,work=3')",
   call, hr.gen, "seed-arena", {blocks = "10,work=3"}, tmp .. "/x.hrt")
 expect_error("record: out required", "option 'out' (the trace to write) is required", call, hr.record, "x.py", {})
 expect_error("record: mode", "option 'mode' must be \"alloc\" or \"graph\"", call, hr.record, "x.py", {out = "x", mode = "objects"})
