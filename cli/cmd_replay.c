@@ -155,6 +155,14 @@ static int run_replay(int argc, char **argv)
         hr_out_abort(&tl_out);
         return hr_cli_fail(&err);
     }
+    if (tl && hr_out_same(&tl_out, &json_out)) {
+        /* one temporary file for both: the JSON would be written over the CSV after the CSV
+         * was renamed into place, leaving a mix of the two, and the run would fail */
+        hr_out_abort(&tl_out);
+        hr_out_abort(&json_out);
+        return hr_cli_usage("replay", "--json %s and --timeline %s name the same file",
+                            o[JSON].value, o[TIMELINE].value);
+    }
     if (isatty(2) && !o[QUIET].value)
         ro.progress = progress;
     hr_replay_result_t res;

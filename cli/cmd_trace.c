@@ -99,13 +99,15 @@ static int run_dump(int argc, char **argv)
     hr_event_t *evs = malloc(BATCH * sizeof *evs);
     uint64_t done = 0;
     int rc = evs ? HR_OK : hr_err_set(&err, HR_ENOMEM, "out of memory");
-    while (!rc && done < limit) {
+    /* past --limit the rest is still read and checked (as --help says): a trace that is cut
+     * short or corrupt after the first N events is an error, not a success */
+    while (!rc) {
         size_t got;
         if ((rc = hr_trace_read(r, evs, BATCH, &got, &err)) || got == 0)
             break;
         for (size_t i = 0; i < got && done < limit; i++, done++)
             hr_trace_format_event(&b, &evs[i]);
-        if (fwrite(b.data, 1, b.len, out) != b.len)
+        if (b.len && fwrite(b.data, 1, b.len, out) != b.len)
             rc = hr_err_set(&err, HR_EIO, "%s: write failed: %s",
                             out == stdout ? "standard output" : o[2].value, strerror(errno));
         b.len = 0;
@@ -340,11 +342,18 @@ static int run_gen(int argc, char **argv)
     }
     if (n < 1 || !o[0].value)
         return hr_cli_usage("gen", "expected NAME [key=value ...] -o TRACE");
+    /* The parameters travel as a spec string NAME:k=v,k=v. A Lua workload's NAME is a path, which
+     * may hold ':' or ','; it stands outside the spec (a path /a:b/w.lua made the spec's name
+     * '/a' and its parameters 'b/w.lua:docs=3', silently dropped). A comma inside a value would
+     * split it into two parameters ('seed=1,events=5' set events). */
     char spec[512];
-    size_t len = (size_t)snprintf(spec, sizeof spec, "%s", ops[0]);
+    const int lua = !hr_gen_by_name(ops[0]);
+    size_t len = (size_t)snprintf(spec, sizeof spec, "%s", lua ? "workload" : ops[0]);
     for (int i = 1; i < n && len < sizeof spec; i++) {
         if (!strchr(ops[i], '='))
             return hr_cli_usage("gen", "parameters are key=value, not '%s'", ops[i]);
+        if (strchr(ops[i], ','))
+            return hr_cli_usage("gen", "a parameter value cannot hold ',' ('%s')", ops[i]);
         len += (size_t)snprintf(spec + len, sizeof spec - len, "%c%s", i == 1 ? ':' : ',', ops[i]);
     }
     if (len >= sizeof spec)

@@ -212,6 +212,18 @@ int hr_out_open(hr_out_t *o, const char *path, hr_err_t *err)
     return HR_OK;
 }
 
+int hr_out_same(const hr_out_t *a, const hr_out_t *b)
+{
+    struct stat sa, sb;
+    if (a->fd < 0 || b->fd < 0 || !a->tmp || !b->tmp)
+        return 0;
+    if (strcmp(a->target, b->target) == 0 || strcmp(a->tmp, b->tmp) == 0)
+        return 1;
+    /* their temporary files: the same inode when the targets are one file spelled twice */
+    return fstat(a->fd, &sa) == 0 && fstat(b->fd, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
 const char *hr_out_write_path(const hr_out_t *o) { return o->tmp ? o->tmp : o->target; }
 
 /* The stream writes through these, so the reason of a failed write is kept: stdio keeps only

@@ -46,6 +46,12 @@ int hr_out_open(hr_out_t *o, const char *path, hr_err_t *err);
  * is written through). For a prepared o whose file someone else writes (the recorder). */
 const char *hr_out_write_path(const hr_out_t *o);
 
+/* Whether two opened outputs would end up in the same regular file (the same target, however
+ * it was spelled: "x", "./x", a symlink to x). Two such writers in one process share the
+ * temporary file TARGET.tmp.PID, so each would truncate and overwrite the other's data: a
+ * command with two outputs refuses that before its work. Written-through devices never count. */
+int hr_out_same(const hr_out_t *a, const hr_out_t *b);
+
 /* A stdio stream on o->fd (owned by o: hr_out_commit and hr_out_abort close it). It remembers
  * the reason of a failed write for hr_out_commit's message, through a pointer to o: o must not
  * move while the stream is open. NULL with err set when out of memory. */

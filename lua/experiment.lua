@@ -155,6 +155,9 @@ local function check_experiment(e, where)
   if e.repetitions and (e.repetitions < 1 or e.repetitions ~= math.floor(e.repetitions)) then
     fail(where, "experiment '%s': repetitions must be a whole number >= 1", e.name)
   end
+  if e.timeout ~= nil and not (e.timeout > 0) then
+    fail(where, "experiment '%s': timeout must be a positive number of seconds", e.name)
+  end
   if type(e.timeline) == "number" and (e.timeline < 1 or e.timeline ~= math.floor(e.timeline)) then
     fail(where, "experiment '%s': timeline must be a whole number of events >= 1", e.name)
   end

@@ -114,6 +114,11 @@ function hr.gen(name, params, out)
   params = check("hr.gen", 2, params == nil and {} or params, "table")
   check("hr.gen", 3, out, "string")
   local argv = {"gen", name}
+  for k in pairs(params) do
+    if type(k) ~= "string" then
+      argerror("hr.gen", 2, ("parameter names are strings, not %s %s"):format(type(k), tostring(k)))
+    end
+  end
   for _, k in ipairs(sorted_keys(params)) do
     local v = params[k]
     if type(v) ~= "string" and type(v) ~= "number" then

@@ -74,8 +74,14 @@ static int parse_flags(lua_State *L, int arg)
 {
     if (lua_isnoneornil(L, arg))
         return 0;
-    if (lua_isinteger(L, arg))
-        return (int)lua_tointeger(L, arg);
+    if (lua_isinteger(L, arg)) {
+        /* a mask of the words' bits; anything else (256, a negative number) must not be cut
+         * down to a byte that means something else (256 read as 0: no flags at all) */
+        lua_Integer v = lua_tointeger(L, arg);
+        luaL_argcheck(L, v >= 0 && v <= (HR_F_GC | HR_F_OBJECT | HR_F_ZERO), arg,
+                      "flags as a number are a mask of gc (1), object (2), zero (4)");
+        return (int)v;
+    }
     const char *s = luaL_checkstring(L, arg);
     int flags = 0;
     while (*s) {

@@ -364,9 +364,15 @@ static pid_t spawn(char *const *argv, const char *out, const char *err, const ch
     sigprocmask(SIG_SETMASK, mask, NULL);
     int in = open("/dev/null", O_RDONLY);
     int o = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644) : open("/dev/null", O_WRONLY);
+    int oerr = errno;
     int e = err ? open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644) : open("/dev/null", O_WRONLY);
-    if (in < 0 || o < 0 || e < 0)
+    if (in < 0 || o < 0 || e < 0) {
+        /* say why where the caller looks (the stderr file, whose tail the result carries) */
+        if (e >= 0 && o < 0)
+            dprintf(e, "cannot open %s for standard output: %s\n", out ? out : "/dev/null",
+                    strerror(oerr));
         _exit(127);
+    }
     if (cwd && chdir(cwd) != 0) {
         dprintf(e, "cannot change to directory %s: %s\n", cwd, strerror(errno));
         _exit(127);
@@ -680,6 +686,11 @@ static int l_sweep(lua_State *L)
                                  "strings)", (int)i);
         free(check_argv(L, lua_gettop(L), "hr.sweep", 1));
         job_str(L, t, i, "key"), job_str(L, t, i, "stdout"), job_str(L, t, i, "stderr");
+        /* a timeout that is not a positive number of seconds ("abc", -1, nan) used to mean none */
+        if (lua_getfield(L, t, "timeout") != LUA_TNIL &&
+            (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0)))
+            return luaL_error(L, "bad argument #1 to 'hr.sweep' (jobs[%d].timeout must be a positive "
+                                 "number of seconds, not %s)", (int)i, luaL_tolstring(L, -1, NULL));
         lua_settop(L, 2);
     }
     lua_newtable(L); /* 3: results */

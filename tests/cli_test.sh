@@ -96,6 +96,15 @@ expect "truncated file (info)" 2 'trunc.hrt: cut short: frame [0-9]+ at byte [0-
   "$HR" info "$T/trunc.hrt"
 grep -q 'status        CUT SHORT' "$T/out"; check $? "info still describes the readable part of a cut trace"
 expect "truncated file (dump)" 2 'cut short' "$HR" dump "$T/trunc.hrt"
+# --limit prints N events but still reads and checks the rest: a cut trace is still an error
+expect "truncated file (dump --limit 2)" 2 'cut short' "$HR" dump "$T/trunc.hrt" --limit 2
+echo old >"$T/keep-limit.txt"
+expect "truncated file (dump --limit 2 -o FILE)" 2 'cut short' "$HR" dump "$T/trunc.hrt" --limit 2 -o "$T/keep-limit.txt"
+[ "$(cat "$T/keep-limit.txt")" = old ]; check $? "... and leaves the existing -o file as it was"
+h0=$("$HR" dump "$T/trunc.hrt" --limit 0 --partial 2>/dev/null | wc -l)
+h2=$("$HR" dump "$T/trunc.hrt" --limit 2 --partial 2>"$T/err" | wc -l)
+[ "$h2" = $((h0 + 2)) ] && grep -q 'warning: .*cut short' "$T/err"
+check $? "dump --limit 2 --partial of a cut trace prints two events and warns"
 "$HR" dump --partial "$T/trunc.hrt" >"$T/partial.txt" 2>"$T/err"
 [ $? = 0 ] && grep -q 'warning: .*cut short' "$T/err" && [ "$(wc -l <"$T/partial.txt")" -gt 1000 ]
 check $? "dump --partial prints the complete frames of a cut trace and exits 0"
@@ -255,6 +264,23 @@ printf 'kind = "graph"\nfunction generate(w, p)\n  local a = w:alloc(16, "obj")\
 expect "Lua generator error names the script line" 1 'bad.lua:5: free of id 0 that is not live \(double free\)' \
   "$HR" gen "$T/bad.lua" -o "$T/bad.hrt"
 [ ! -e "$T/bad.hrt" ]; check $? "a failed Lua generator leaves no output"
+# A workload's path is no part of the spec string that carries the parameters: a folder named
+# with ':' made docs=3 a parameter 'b/w.lua:docs' of a generator '.../a', silently ignored.
+mkdir -p "$T/a:b" "$T/c,d"
+cp "$SRC/scripts/workloads/json-like.lua" "$T/a:b/w.lua"; cp "$SRC/scripts/workloads/json-like.lua" "$T/c,d/w.lua"
+"$HR" gen json-like docs=3 -o "$T/wl0.hrt" && "$HR" gen "$T/a:b/w.lua" docs=3 -o "$T/wl1.hrt" &&
+  "$HR" gen "$T/c,d/w.lua" docs=3 -o "$T/wl2.hrt" &&
+  [ "$("$HR" info "$T/wl0.hrt" | grep '^events')" = "$("$HR" info "$T/wl1.hrt" | grep '^events')" ] &&
+  [ "$("$HR" info "$T/wl0.hrt" | grep '^events')" = "$("$HR" info "$T/wl2.hrt" | grep '^events')" ]
+check $? "a Lua workload under a path with ':' or ',' gets its parameters"
+expect "gen: a comma inside key=value is refused (it would set a second parameter)" 1 \
+  "a parameter value cannot hold ',' \\('seed=1,events=5'\\)" "$HR" gen churn seed=1,events=5 -o "$T/x.hrt"
+for fl in 256 257 -1 math.mininteger; do
+  printf 'kind = "graph"\nfunction generate(w, p)\n  local a = w:alloc(16, "obj", %s)\nend\n' "$fl" >"$T/badflags.lua"
+  expect "w:alloc flags $fl: refused, not cut down to a byte" 1 \
+    "badflags.lua:3: bad argument #3 to 'alloc' \\(flags as a number are a mask of gc \\(1\\), object \\(2\\), zero \\(4\\)\\)" \
+    "$HR" gen "$T/badflags.lua" -o "$T/badflags.hrt"
+done
 
 # {==== Output files: symlinks, special files, failures, signals (common/hr_out.c) ====
 O=$T/out-files
@@ -314,6 +340,16 @@ cp "$O/keep" "$O/keep.json"
 expect "replay --json with a bad collector spec fails" 1 "trigger=abc" \
   "$HR" replay "$O/plain.hrt" --gc marksweep:trigger=abc --json "$O/keep.json"
 keep_same "$O/keep.json"; check $? "... and leaves the existing --json file as it was"
+# --json and --timeline naming one file (however spelled) would share its temporary file: the
+# JSON was written over the CSV after the CSV's rename, leaving a mix of both and exit 3.
+ln -s keep.json "$O/keep-link.json"
+for tl in "$O/keep.json" "$O/./keep.json" "$O/keep-link.json"; do
+  expect "replay --json F --timeline $(basename "$tl") (the same file) is a usage error" 1 \
+    "--json .* and --timeline .* name the same file" \
+    "$HR" replay "$O/plain.hrt" -q --json "$O/keep.json" --timeline "$tl" --every 1
+  keep_same "$O/keep.json"; check $? "... and leaves the existing file as it was"
+done
+rm -f "$O/keep-link.json"
 cp "$O/keep" "$O/keep.gen"
 # a trace writer that fails while writing (the file size limit: write fails with EFBIG)
 (trap '' XFSZ; ulimit -f 8; "$HR" gen churn events=200000 -o "$O/keep.gen" 2>"$T/efbig.err")

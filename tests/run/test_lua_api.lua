@@ -42,6 +42,10 @@ expect_error("gen: parameter type", "bad argument #2 to 'hr.gen' (parameter 'blo
 expect_error("gen: unknown generator", "hr.gen: unknown generator 'nope'", call, hr.gen, "nope", {}, tmp .. "/x.hrt")
 expect_error("gen: unknown parameter", "has no parameter 'blokcs'", call, hr.gen, "seed-arena", {blokcs = 1}, tmp .. "/x.hrt")
 expect_error("gen: output", "bad argument #3 to 'hr.gen' (string expected, got no value)", call, hr.gen, "seed-arena", {})
+expect_error("gen: array-style parameters", "bad argument #2 to 'hr.gen' (parameter names are strings, not number 1)",
+  call, hr.gen, "seed-arena", {2000}, tmp .. "/x.hrt")
+expect_error("gen: a comma in a value", "hr.gen: a parameter value cannot hold ',' ('blocks=10,work=3')",
+  call, hr.gen, "seed-arena", {blocks = "10,work=3"}, tmp .. "/x.hrt")
 expect_error("record: out required", "option 'out' (the trace to write) is required", call, hr.record, "x.py", {})
 expect_error("record: mode", "option 'mode' must be \"alloc\" or \"graph\"", call, hr.record, "x.py", {out = "x", mode = "objects"})
 expect_error("info: missing file", "cannot open", call, hr.info, tmp .. "/nope.hrt")
@@ -51,6 +55,16 @@ expect_error("sweep: jobs option", "bad argument #2 to 'hr.sweep' (option 'jobs'
 expect_error("sweep: job field", "bad argument #1 to 'hr.sweep' (jobs[1] has an unknown field 'agrv')", call, hr.sweep, {{agrv = {"true"}}})
 expect_error("sweep: argv", "jobs[1].argv must be an array of strings", call, hr.sweep, {{key = "x"}})
 expect_error("sweep: argv element", "argv[2] is a table, not a string", call, hr.sweep, {{argv = {"true", {}}}})
+-- a timeout that is not a positive number used to mean no timeout at all
+for _, t in ipairs({"abc", -1, 0, 0 / 0}) do
+  expect_error("sweep: timeout " .. tostring(t), "jobs[1].timeout must be a positive number of seconds", call, hr.sweep,
+    {{argv = {"true"}, timeout = t}})
+end
+do -- a stdout that cannot be opened: the job fails and its stderr says why
+  local r = hr.sweep({{argv = {"true"}, stdout = tmp .. "/no-such-dir/out", stderr = tmp .. "/so.err"}})
+  ok(r[1].status == "failed" and r[1].stderr:find("cannot open " .. tmp .. "/no-such-dir/out for standard output", 1, true),
+     "sweep: a stdout that cannot be opened is named in the job's stderr (" .. tostring(r[1].stderr) .. ")")
+end
 expect_error("exec: option", "bad argument #2 to 'hr.exec' (unknown option 'stdot'; known: stdout, stderr, cwd)", call, hr.exec, {"true"}, {stdot = true})
 expect_error("write_csv: columns", "no columns", call, hr.write_csv, tmp .. "/x.csv", {}, {})
 expect_error("write_csv: row", "row 2 is not a table", call, hr.write_csv, tmp .. "/x.csv", {{a = 1}, 5}, {"a"})
@@ -88,6 +102,8 @@ local bad = {
    "bad9.lua:1: experiment 'x': allocator 'libcc' is not built in"},
   {"an error in an experiment function", 'experiment {name = "x", traces = {a = gen("churn", {events = 100})},\n  alloc = function(p)\n    return p.nothing.x\n  end}\n',
    "bad10.lua:3: attempt to index a nil value (field 'nothing')"},
+  {"a timeout that is not positive", 'experiment {name = "x", traces = {a = gen("churn", {events = 100})}, timeout = -1}\n',
+   "bad11.lua:1: experiment 'x': timeout must be a positive number of seconds"},
 }
 for i, b in ipairs(bad) do
   local path = tmp .. "/bad" .. i .. ".lua"
