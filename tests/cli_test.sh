@@ -270,9 +270,10 @@ mkdir -p "$T/a:b" "$T/c,d"
 cp "$SRC/scripts/workloads/json-like.lua" "$T/a:b/w.lua"; cp "$SRC/scripts/workloads/json-like.lua" "$T/c,d/w.lua"
 "$HR" gen json-like docs=3 -o "$T/wl0.hrt" && "$HR" gen "$T/a:b/w.lua" docs=3 -o "$T/wl1.hrt" &&
   "$HR" gen "$T/c,d/w.lua" docs=3 -o "$T/wl2.hrt" &&
-  [ "$("$HR" info "$T/wl0.hrt" | grep '^events')" = "$("$HR" info "$T/wl1.hrt" | grep '^events')" ] &&
-  [ "$("$HR" info "$T/wl0.hrt" | grep '^events')" = "$("$HR" info "$T/wl2.hrt" | grep '^events')" ]
-check $? "a Lua workload under a path with ':' or ',' gets its parameters"
+  nev() { "$HR" info "$1" | awk '$1 == "events" {print $2}'; } && # the count alone: bytes/event
+  [ "$(nev "$T/wl0.hrt")" = "$(nev "$T/wl1.hrt")" ] && [ "$(nev "$T/wl0.hrt")" = "$(nev "$T/wl2.hrt")" ] &&
+  [ "$(nev "$T/wl0.hrt")" != "$("$HR" gen json-like docs=4 -o "$T/wl3.hrt" && nev "$T/wl3.hrt")" ]
+check $? "a Lua workload under a path with ':' or ',' gets its parameters ($(nev "$T/wl1.hrt") events, as json-like docs=3)"
 expect "gen: a comma inside key=value is refused (it would set a second parameter)" 1 \
   "a parameter value cannot hold ',' \\('seed=1,events=5'\\)" "$HR" gen churn seed=1,events=5 -o "$T/x.hrt"
 for fl in 256 257 -1 math.mininteger; do
