@@ -19,6 +19,12 @@
 local hr = ...
 local D = {}
 
+-- "string|table" -> "a string or a table", "integer" -> "an integer" (for messages)
+local function kinds(want)
+  return (want:gsub("[^|]+", function(w) return (w:match("^[aeiou]") and "an " or "a ") .. w end)
+    :gsub("|", " or "))
+end
+
 local FIELDS = {
   name = "string", title = "string", description = "string", traces = "table", grid = "table",
   alloc = "string|function", gc = "string|function", command = "string",
@@ -90,8 +96,8 @@ local function check_figure(where, ename, i, f)
         tostring(k), table.concat(sorted_keys(FIGURE_FIELDS), ", "))
     end
     if not type_ok(v, want) then
-      fail(where, "experiment '%s': figures[%d].%s must be a %s, not %s", ename, i, k,
-        want:gsub("|", " or "), type(v))
+      fail(where, "experiment '%s': figures[%d].%s must be %s, not %s", ename, i, k, kinds(want),
+        type(v))
     end
   end
   if not f.name or not f.name:match("^[%w%-_%.]+$") then
@@ -125,7 +131,7 @@ local function check_experiment(e, where)
         table.concat(sorted_keys(FIELDS), ", "))
     end
     if not type_ok(v, want) then
-      fail(where, "experiment: field '%s' must be a %s, not %s", k, want:gsub("|", " or "), type(v))
+      fail(where, "experiment: field '%s' must be %s, not %s", k, kinds(want), type(v))
     end
   end
   if e.name == nil then

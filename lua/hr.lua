@@ -37,6 +37,12 @@ local function check(fname, n, v, want, what)
 end
 
 -- Check an options table against {name = "type", ...}; returns it ({} when nil).
+-- "string|table" -> "a string or a table", "integer" -> "an integer" (for messages)
+local function kinds(want)
+  return (want:gsub("[^|]+", function(w) return (w:match("^[aeiou]") and "an " or "a ") .. w end)
+    :gsub("|", " or "))
+end
+
 local function options(fname, n, opts, spec)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
@@ -53,8 +59,7 @@ local function options(fname, n, opts, spec)
       if type(v) == w or (w == "integer" and math.type(v) == "integer") then ok = true end
     end
     if not ok then
-      argerror(fname, n, ("option '%s' must be a %s, not %s"):format(k, want:gsub("|", " or "),
-        type(v)), 2)
+      argerror(fname, n, ("option '%s' must be %s, not %s"):format(k, kinds(want), type(v)), 2)
     end
   end
   return opts

@@ -34,7 +34,7 @@ expect_error("replay: option type", "option 'alloc' must be a string, not number
 expect_error("replay: trace type", "bad argument #1 to 'hr.replay' (string expected, got no value)", call, hr.replay)
 expect_error("replay: missing trace", "no trace '" .. tmp .. "/nope.hrt'", call, hr.replay, tmp .. "/nope.hrt")
 expect_error("replay: timeline", "option 'timeline' must be a positive number", call, hr.replay, trace, {timeline = 0})
-expect_error("replay: timeline integer", "option 'timeline' must be a integer, not number", call, hr.replay, trace, {timeline = 1.5})
+expect_error("replay: timeline integer", "option 'timeline' must be an integer, not number", call, hr.replay, trace, {timeline = 1.5})
 expect_error("replay: unknown allocator", "unknown allocator 'nope'", call, hr.replay, trace, {alloc = "nope"})
 expect_error("replay: unknown collector parameter", "marksweep", call, hr.replay, trace, {gc = "marksweep:heap=x"})
 expect_error("gen: parameter type", "bad argument #2 to 'hr.gen' (parameter 'blocks' must be a string or a number, not table)",
