@@ -294,6 +294,23 @@ static lua_State *new_state(hr_err_t *err)
     return L;
 }
 
+/* Lua: params_table -> proxy, unread(): the proxy reads (and writes) through to the table and
+ * notes each key read; pairs() over it counts as reading them all; unread() lists the keys never
+ * read, sorted, comma-separated ("" when none). */
+static const char track_params_src[] =
+    "local t = ...\n"
+    "local seen = {}\n"
+    "local proxy = setmetatable({}, {\n"
+    "  __index = function(_, k) seen[k] = true; return t[k] end,\n"
+    "  __newindex = function(_, k, v) t[k] = v end,\n"
+    "  __pairs = function() for k in pairs(t) do seen[k] = true end; return next, t, nil end})\n"
+    "return proxy, function()\n"
+    "  local u = {}\n"
+    "  for k in pairs(t) do if not seen[k] then u[#u + 1] = k end end\n"
+    "  table.sort(u)\n"
+    "  return table.concat(u, ', ')\n"
+    "end\n";
+
 int hr_lua_gen(const char *script, const hr_spec_t *params, const char *out_path,
                const hr_trace_write_opts_t *opts, hr_err_t *err)
 {
@@ -343,19 +360,35 @@ int hr_lua_gen(const char *script, const hr_spec_t *params, const char *out_path
         lua_setfield(L, -2, "__index");
     }
     lua_setmetatable(L, -2);
-    lua_newtable(L); /* params */
+    /* params, seen through a proxy that notes which ones the script reads (below) */
+    if (luaL_loadstring(L, track_params_src) != LUA_OK) {
+        rc = hr_err_set(err, HR_EINTERNAL, "%s", lua_tostring(L, -1));
+        lw->w = NULL;
+        goto out;
+    }
+    lua_newtable(L);
     for (int i = 0; i < params->nparams; i++) {
         if (!params->params[i].key)
             continue;
         lua_pushstring(L, params->params[i].value);
         lua_setfield(L, -2, params->params[i].key);
     }
+    lua_call(L, 1, 2); /* generate w proxy unread */
+    lua_insert(L, -4); /* unread generate w proxy */
     if (lua_pcall(L, 2, 0, tb) != LUA_OK) {
         rc = hr_err_set(err, HR_EUSAGE, "%s", lua_tostring(L, -1));
         lw->w = NULL;
         goto out;
     }
     lw->w = NULL;
+    /* a parameter the workload never read is a mistake (a misspelt name would otherwise give
+     * a trace of the default size without a word), as for the built-in generators */
+    lua_call(L, 0, 1);
+    if (lua_tostring(L, -1)[0]) {
+        rc = hr_err_set(err, HR_EUSAGE, "%s: the workload never read the parameter(s) %s "
+                        "(misspelt? no trace written)", script, lua_tostring(L, -1));
+        goto out;
+    }
     rc = hr_trace_writer_close(w, err);
     w = NULL;
 out:

@@ -264,6 +264,15 @@ printf 'kind = "graph"\nfunction generate(w, p)\n  local a = w:alloc(16, "obj")\
 expect "Lua generator error names the script line" 1 'bad.lua:5: free of id 0 that is not live \(double free\)' \
   "$HR" gen "$T/bad.lua" -o "$T/bad.hrt"
 [ ! -e "$T/bad.hrt" ]; check $? "a failed Lua generator leaves no output"
+# a parameter the workload never reads (a misspelt name) is an error, as for the built-in
+# generators: it used to give a trace of the default size without a word
+expect "a Lua workload's parameter that it never reads" 1 \
+  "json-like.lua: the workload never read the parameter\(s\) doc, wdith \(misspelt\? no trace written\)" \
+  "$HR" gen json-like doc=3 wdith=2 -o "$T/typo.hrt"
+[ ! -e "$T/typo.hrt" ]; check $? "no trace written for a misspelt workload parameter"
+printf 'function generate(w, p)\n  for k, v in pairs(p) do w:alloc(hr.num(v, 1), "mem") end\nend\n' >"$T/pairs.lua"
+"$HR" gen "$T/pairs.lua" a=8 b=16 -o "$T/pairs.hrt" && "$HR" info "$T/pairs.hrt" | grep -Eq '^events +2 '
+check $? "a workload that reads its parameters with pairs() reads them all"
 # A workload's path is no part of the spec string that carries the parameters: a folder named
 # with ':' made docs=3 a parameter 'b/w.lua:docs' of a generator '.../a', silently ignored.
 mkdir -p "$T/a:b" "$T/c,d"
