@@ -634,6 +634,12 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
             rc = e->gvt->control(e->gc->ctx, ev->tag, ev->a, ev->b, err);
         break;
     case HR_OP_GC_TRACK:
+        /* naming an object the collector reclaimed is a use after free under every collector
+         * (generational, the only one that acts on these, said so; the others ignored it) */
+        if (!live_entry(e, ev->a))
+            return hr_err_set(err, HR_ECHECK, "gc %s of object %llu, which is not live (already "
+                              "reclaimed)", ev->tag == HR_TRACK ? "track" : "untrack",
+                              (unsigned long long)ev->a);
         if (e->gvt->track)
             rc = e->gvt->track(e->gc->ctx, ev->a, ev->tag, (int)ev->b, err);
         break;
