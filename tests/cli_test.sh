@@ -234,6 +234,14 @@ st=$?
 [ $st = 2 ] && grep -q '^nothing compared' "$T/val.out" && ! grep -q 'all checks match' "$T/val.out" &&
   grep -q 'was not written by' "$T/val.err"
 check $? "validate of a trace holding no recorded checks says nothing was compared, exit 2 (got $st)"
+# a generated graph trace on which the replay collects: its collection points are n/a, not a
+# mismatch (it said "recorded 0 collections, replayed 1: MISMATCH")
+"$HR" gen seed-cycle n=1000 -o "$T/scv.hrt" && "$HR" validate "$T/scv.hrt" >"$T/val.out" 2>/dev/null
+st=$?
+[ $st = 2 ] && grep -q '^nothing compared' "$T/val.out" && ! grep -q 'MISMATCH' "$T/val.out" &&
+  grep -Eq '^collection points and generations +0 +0  n/a' "$T/val.out" &&
+  grep -q 'holds no recorded collections (the replay made 1)' "$T/val.out"
+check $? "validate of a generated graph trace: collection points n/a, nothing compared (exit $st)"
 expect "replay --timeline to a path that cannot be written" 3 \
   "^heapreplay: .*/nonexistent-dir/t.csv: cannot create: No such file" \
   "$HR" replay "$T/churn.hrt" -q --timeline "$T/nonexistent-dir/t.csv"
