@@ -34,6 +34,10 @@ int hr_cli_usage(const char *cmd, const char *fmt, ...) HR_PRINTF(2, 3);
  * trace or a program (metadata, type names, messages quoting them) cannot drive the terminal.
  * Tabs pass, and newlines when keep_newlines (messages of several lines). */
 void hr_cli_put_safe(FILE *f, const char *s, size_t n, int keep_newlines);
+/* 1 (usage message printed) when the output `out` given with option `opt` would replace the
+ * input `in` (the same regular file, however spelled): a trace, a script, a text; else 0. NULLs
+ * are fine. */
+int hr_cli_replaces_input(const char *cmd, const char *opt, const char *out, const char *in);
 
 extern const hr_cmd_t hr_cmd_pack, hr_cmd_dump, hr_cmd_info, hr_cmd_gen, hr_cmd_replay,
     hr_cmd_allocators, hr_cmd_collectors, hr_cmd_record, hr_cmd_validate, hr_cmd_run,

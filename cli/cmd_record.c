@@ -349,6 +349,11 @@ static int run_record(int argc, char **argv)
     if (nargs < 1)
         return hr_cli_usage("record", "expected the script (or, with --native, the command) "
                                       "after '--'");
+    /* the trace must not take the place of the script, the program or a file it is given (the
+     * Python recorder writes the trace directly: it destroyed the script before Python read it) */
+    for (int i = 0; i < nargs; i++)
+        if (hr_cli_replaces_input("record", "-o", o[0].value, args[i]))
+            return 1;
     int mode = HR_KIND_ALLOC;
     if (o[1].value) {
         if (strcmp(o[1].value, "alloc") == 0)

@@ -127,6 +127,9 @@ static int run_replay(int argc, char **argv)
         return 1;
     if (n != 1)
         return hr_cli_usage("replay", "expected one TRACE");
+    if (hr_cli_replaces_input("replay", "--json", o[JSON].value, in[0]) ||
+        hr_cli_replaces_input("replay", "--timeline", o[TIMELINE].value, in[0]))
+        return 1;
     hr_replay_opts_t ro = {.alloc_spec = o[ALLOC].value, .gc_spec = o[GC].value,
                            .check = o[CHECK].value != NULL, .partial = o[PARTIAL].value != NULL,
                            .no_touch = o[NOTOUCH].value != NULL};

@@ -136,6 +136,8 @@ static int run_refcounts(int argc, char **argv)
         return 1;
     if (n != 1)
         return hr_cli_usage("refcounts", "expected one TRACE");
+    if (hr_cli_replaces_input("refcounts", "--json", o[0].value, in[0]))
+        return 1;
     hr_rc_stats_t st;
     hr_err_t err = {0};
     /* the output is opened first: a bad path is refused before the trace is read, and an

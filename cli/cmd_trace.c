@@ -45,6 +45,8 @@ static int run_pack(int argc, char **argv)
     if (n != 1 || !o[0].value)
         return hr_cli_usage("pack", "expected TEXT -o TRACE");
     hr_trace_write_opts_t wo = {.atomic = 1};
+    if (hr_cli_replaces_input("pack", "-o", o[0].value, in[0]))
+        return 1;
     if (parse_write_opts("pack", o[1].value, o[2].value, &wo))
         return 1;
     hr_err_t err = {0};
@@ -77,6 +79,8 @@ static int run_dump(int argc, char **argv)
     uint64_t limit = UINT64_MAX;
     if (o[0].value && hr_parse_u64(o[0].value, &limit))
         return hr_cli_usage("dump", "--limit takes a number of events, not '%s'", o[0].value);
+    if (hr_cli_replaces_input("dump", "-o", o[2].value, in[0]))
+        return 1;
     /* -o: written beside its target and put in place only when the whole trace was read, so a
      * bad trace leaves an existing file as it was (with --partial a cut-short trace is a
      * success: its text up to the last complete frame is kept) */
@@ -342,6 +346,8 @@ static int run_gen(int argc, char **argv)
     }
     if (n < 1 || !o[0].value)
         return hr_cli_usage("gen", "expected NAME [key=value ...] -o TRACE");
+    if (hr_cli_replaces_input("gen", "-o", o[0].value, ops[0])) /* a workload given by its path */
+        return 1;
     /* The parameters travel as a spec string NAME:k=v,k=v. A Lua workload's NAME is a path, which
      * may hold ':' or ','; it stands outside the spec (a path /a:b/w.lua made the spec's name
      * '/a' and its parameters 'b/w.lua:docs=3', silently dropped). A comma inside a value would

@@ -506,6 +506,8 @@ static int run_validate(int argc, char **argv)
     verbose = o[1].value != NULL;
     if (n != 1)
         return hr_cli_usage("validate", "expected one TRACE");
+    if (hr_cli_replaces_input("validate", "--json", o[0].value, in[0]))
+        return 1;
     hr_err_t err = {0};
     hr_trace_reader_t *tr;
     if (hr_trace_open(&tr, in[0], NULL, &err))

@@ -34,6 +34,14 @@ void hr_cli_put_safe(FILE *f, const char *s, size_t n, int keep_newlines)
     }
 }
 
+int hr_cli_replaces_input(const char *cmd, const char *opt, const char *out, const char *in)
+{
+    if (!hr_out_replaces(out, in))
+        return 0;
+    hr_cli_usage(cmd, "%s %s is the input %s: the output would take its place", opt, out, in);
+    return 1;
+}
+
 int hr_cli_fail(const hr_err_t *err)
 {
     const char *m = err->msg[0] ? err->msg : hr_strerror(err->code);

@@ -212,6 +212,14 @@ int hr_out_open(hr_out_t *o, const char *path, hr_err_t *err)
     return HR_OK;
 }
 
+int hr_out_replaces(const char *out_path, const char *in_path)
+{
+    struct stat so, si;
+    if (!out_path || !in_path || stat(out_path, &so) != 0 || stat(in_path, &si) != 0)
+        return 0;
+    return S_ISREG(so.st_mode) && so.st_dev == si.st_dev && so.st_ino == si.st_ino;
+}
+
 int hr_out_same(const hr_out_t *a, const hr_out_t *b)
 {
     struct stat sa, sb;

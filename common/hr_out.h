@@ -46,6 +46,12 @@ int hr_out_open(hr_out_t *o, const char *path, hr_err_t *err);
  * is written through). For a prepared o whose file someone else writes (the recorder). */
 const char *hr_out_write_path(const hr_out_t *o);
 
+/* Whether writing out_path would replace the regular file in_path (the same file, however it is
+ * spelled: "x", "./x", a symlink to x): a command refuses an output that is one of its inputs
+ * (a trace, a script) before its work, since the output would take the input's place. 0 when
+ * either does not exist. */
+int hr_out_replaces(const char *out_path, const char *in_path);
+
 /* Whether two opened outputs would end up in the same regular file (the same target, however
  * it was spelled: "x", "./x", a symlink to x). Two such writers in one process share the
  * temporary file TARGET.tmp.PID, so each would truncate and overwrite the other's data: a

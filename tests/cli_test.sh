@@ -135,6 +135,22 @@ for g in refcount marksweep generational none; do
   check $? "replay with $g exits 0 on a good graph trace"
 done
 "$HR" replay "$T/gb.hrt" --alloc libc --gc refcount -q | grep -q 'leaked        3 objects, 168 B'
+# an output that is one of the command's inputs (however spelled) is refused before any work, and
+# the input stays as it was (dump -o of its own trace replaced the trace with its text)
+cp "$T/gb.hrt" "$T/self.hrt" && cp "$T/gb.hrt" "$T/self.orig" && ln -sf self.hrt "$T/self-link.hrt"
+cp "$DATA/graph-basic.txt" "$T/self.txt" && cp "$T/self.txt" "$T/self-txt.orig"
+cp "$SRC/scripts/workloads/json-like.lua" "$T/self.lua" && cp "$T/self.lua" "$T/self-lua.orig"
+for c in "dump:-o:$T/self.hrt:$T/self-link.hrt" "replay:--json:$T/self.hrt:$T/./self.hrt" \
+         "replay:--timeline:$T/self.hrt:$T/self.hrt" "validate:--json:$T/self.hrt:$T/self-link.hrt" \
+         "refcounts:--json:$T/self.hrt:$T/self.hrt" "pack:-o:$T/self.txt:$T/self.txt" \
+         "gen:-o:$T/self.lua:$T/self.lua"; do
+  IFS=: read -r cmd opt input out <<<"$c"
+  "$HR" $cmd "$input" $opt "$out" >/dev/null 2>"$T/self.err" ||
+    [ $? = 1 ] && grep -q -- "$opt .* is the input .*: the output would take its place" "$T/self.err" &&
+    cmp -s "$T/self.hrt" "$T/self.orig" && cmp -s "$T/self.txt" "$T/self-txt.orig" &&
+    cmp -s "$T/self.lua" "$T/self-lua.orig" && [ -L "$T/self-link.hrt" ]
+  check $? "$cmd $opt naming its own input is refused, the input kept: $(head -c 200 "$T/self.err")"
+done
 check $? "refcount reports the leaked cycle (3 objects, 168 B)"
 "$HR" gen seed-cycle n=20000 work=20000 -o "$T/sc.hrt"
 for g in refcount marksweep generational; do

@@ -86,6 +86,13 @@ if [ "$HAVE_PY" = 1 ]; then
   st=$?
   check "an unwritable trace: the recorder's own error, marked, exit 3" \
     bash -c "[ $st = 3 ] && grep -q '^heapreplay record: error:' '$T/bad.err'"
+  # -o naming the script: refused, the script kept (the trace was written over it before Python
+  # read it)
+  cp "$D/exits.py" "$T/self.py" && cp "$T/self.py" "$T/self.orig"
+  "$HR" record -o "$T/./self.py" -- "$T/self.py" normal >/dev/null 2>"$T/self.err"
+  st=$?
+  check "record -o naming the script is refused (exit 1) and the script kept" \
+    bash -c "[ $st = 1 ] && grep -q 'is the input .*self.py: the output would take its place' '$T/self.err' && cmp -s '$T/self.py' '$T/self.orig'"
 
   # validate's rows for a graph trace that must match (see "graph mode: validate" below)
   row() { grep -Eq "^$2 +[0-9]+ +[0-9]+  MATCH" "$1"; }
