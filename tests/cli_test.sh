@@ -135,6 +135,11 @@ for g in refcount marksweep generational none; do
   check $? "replay with $g exits 0 on a good graph trace"
 done
 "$HR" replay "$T/gb.hrt" --alloc libc --gc refcount -q | grep -q 'leaked        3 objects, 168 B'
+# the documented switches take 0 or 1; anything else is refused, not read as "on"
+expect "HEAPREPLAY_LANE with a value other than 0 or 1" 1 "HEAPREPLAY_LANE is 'off': it takes 0 \(no lane\) or 1" \
+  env HEAPREPLAY_LANE=off "$HR" replay "$T/gb.hrt" -q
+expect "HEAPREPLAY_READ_THREADS with a value other than 0 or 1" 1 "HEAPREPLAY_READ_THREADS is 'yes': it takes 0" \
+  env HEAPREPLAY_READ_THREADS=yes "$HR" info "$T/gb.hrt"
 # an output that is one of the command's inputs (however spelled) is refused before any work, and
 # the input stays as it was (dump -o of its own trace replaced the trace with its text)
 cp "$T/gb.hrt" "$T/self.hrt" && cp "$T/gb.hrt" "$T/self.orig" && ln -sf self.hrt "$T/self-link.hrt"
