@@ -150,6 +150,8 @@ static int run_refcounts(int argc, char **argv)
         hr_out_abort(&json);
         return hr_cli_fail(&err);
     }
+    if (st.cut_short) /* as replay and dump say it with --partial */
+        fprintf(stderr, "heapreplay: warning: the trace was cut short; counted what it holds\n");
     char a[32], b[32];
     printf("trace         %s (%s, %s events)\n", in[0], hr_kind_name(st.kind),
            hr_fmt_thousands(a, sizeof a, st.events));

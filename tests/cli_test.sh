@@ -108,6 +108,10 @@ check $? "dump --limit 2 --partial of a cut trace prints two events and warns"
 "$HR" dump --partial "$T/trunc.hrt" >"$T/partial.txt" 2>"$T/err"
 [ $? = 0 ] && grep -q 'warning: .*cut short' "$T/err" && [ "$(wc -l <"$T/partial.txt")" -gt 1000 ]
 check $? "dump --partial prints the complete frames of a cut trace and exits 0"
+expect "truncated file (refcounts)" 2 'cut short' "$HR" refcounts "$T/trunc.hrt"
+"$HR" refcounts --partial "$T/trunc.hrt" >"$T/rc.txt" 2>"$T/err"
+[ $? = 0 ] && grep -q 'warning: the trace was cut short; counted what it holds' "$T/err" && grep -q '^objects' "$T/rc.txt"
+check $? "refcounts --partial of a cut trace counts what it holds and warns (as replay and dump do)"
 cp "$G" "$T/flip.hrt"
 printf '\x5a' | dd of="$T/flip.hrt" bs=1 seek=$((size / 3)) conv=notrunc status=none
 expect "flipped bits" 2 'flip.hrt: frame [0-9]+ at byte [0-9]+: corrupt' "$HR" info "$T/flip.hrt"
