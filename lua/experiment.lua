@@ -161,6 +161,15 @@ local function check_experiment(e, where)
   if e.repetitions and (e.repetitions < 1 or e.repetitions ~= math.floor(e.repetitions)) then
     fail(where, "experiment '%s': repetitions must be a whole number >= 1", e.name)
   end
+  for i, k in ipairs(e.order or {}) do -- a name not in the grid used to be ignored silently
+    if type(k) ~= "string" or not (e.grid and e.grid[k] ~= nil) then
+      local names = {}
+      for g in pairs(e.grid or {}) do names[#names + 1] = tostring(g) end
+      table.sort(names)
+      fail(where, "experiment '%s': order[%d] = %s names no parameter of the grid (%s)", e.name, i,
+        tostring(k), #names > 0 and table.concat(names, ", ") or "the grid is empty")
+    end
+  end
   if e.timeout ~= nil and not (e.timeout > 0) then
     fail(where, "experiment '%s': timeout must be a positive number of seconds", e.name)
   end

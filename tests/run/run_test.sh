@@ -170,6 +170,15 @@ st=$?
 [ "$st" = 1 ] && grep -q "flat2.lua:1: experiment 'flat2': figure 'warn': x is a function, so give xlabel" "$T/flat2.err" &&
   [ ! -e "$T/res/flat2/runs" ]
 check $? "a figure with a function for x and no xlabel is refused before anything runs (status $st): $(head -c 200 "$T/flat2.err")"
+# order naming a parameter that is not in the grid (a typo): refused at the declaration
+cat >"$T/order.lua" <<'LUA'
+experiment {name = "order", traces = {t = file(params.trace)}, grid = {arena = {"256K"}},
+            order = {"arnea"}, alloc = "null", gc = "none"}
+LUA
+"$HR" run "$T/order.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/order.err"
+st=$?
+[ "$st" = 1 ] && grep -q "order.lua:1: experiment 'order': order\[1\] = arnea names no parameter of the grid (arena)" "$T/order.err"
+check $? "order naming no grid parameter is refused at the declaration (status $st): $(head -c 200 "$T/order.err")"
 # two experiments of one name would write one folder: refused before anything runs
 cat >"$T/dup.lua" <<'LUA'
 experiment {name = "dup", traces = {t = file(params.trace)}, alloc = "null", gc = "none"}
