@@ -83,6 +83,9 @@ int hr_cli_parse(const char *cmd, int argc, char **argv, hr_opt_t *opts, size_t 
             if (!o)
                 return hr_cli_usage(cmd, "unknown option '%.*s'", (int)alen, a);
             if (o->takes_value) {
+                /* given twice: which one was meant? (the last one used to win silently) */
+                if (o->value)
+                    return hr_cli_usage(cmd, "option '%s' given twice", o->name);
                 if (eq)
                     o->value = eq + 1;
                 else if (i + 1 < argc)

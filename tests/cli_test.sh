@@ -139,6 +139,9 @@ for g in refcount marksweep generational none; do
   check $? "replay with $g exits 0 on a good graph trace"
 done
 "$HR" replay "$T/gb.hrt" --alloc libc --gc refcount -q | grep -q 'leaked        3 objects, 168 B'
+expect "an option given twice" 1 "option '--timeline' given twice" \
+  "$HR" replay "$T/gb.hrt" -q --timeline "$T/a.csv" --timeline="$T/b.csv"
+[ ! -e "$T/a.csv" ] && [ ! -e "$T/b.csv" ]; check $? "... and nothing is written"
 # the documented switches take 0 or 1; anything else is refused, not read as "on"
 expect "HEAPREPLAY_LANE with a value other than 0 or 1" 1 "HEAPREPLAY_LANE is 'off': it takes 0 \(no lane\) or 1" \
   env HEAPREPLAY_LANE=off "$HR" replay "$T/gb.hrt" -q
