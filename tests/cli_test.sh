@@ -9,9 +9,7 @@ NATIVE=${3:-1}
 DATA=$SRC/tests/data
 T=$(mktemp -d "${TMPDIR:-/tmp}/hr_cli.XXXXXX")
 trap 'rm -rf "$T"' EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+source "$(dirname "$0")/tap.sh"
 check() { if [ "$1" = 0 ]; then ok "$2"; else not_ok "$2"; fi; }
 
 # expect NAME STATUS REGEX CMD...: the command exits with STATUS and its stderr matches REGEX.
@@ -504,5 +502,4 @@ if [ -c /dev/full ]; then
   check $? "a command whose standard output fails (>/dev/full) exits 3 and says so (status $st)"
 fi
 
-echo "1..$n"
-[ "$failed" = 0 ]
+tap_end

@@ -6,9 +6,7 @@ set -u
 HR=$1 PROG=$2
 T=$(mktemp -d "${TMPDIR:-/tmp}/hr_footprint.XXXXXX")
 trap 'rm -rf "$T"' EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+source "$(dirname "$0")/../tap.sh"
 # within A B PCT: |A - B| <= PCT% of B
 within() { awk -v a="$1" -v b="$2" -v p="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= b * p / 100) }'; }
 
@@ -41,5 +39,4 @@ if [ -n "$fp" ] && ! within "$fp" "$rss2" 10; then
 else
   not_ok "control: against the program at twice the size ($rss2 bytes) the check should fail"
 fi
-echo "1..$n"
-[ $failed = 0 ]
+tap_end

@@ -13,9 +13,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/hr_record.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 export HEAPREPLAY_SELF_CHECK=1
 export ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0 # CPython keeps memory to the end on purpose
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+source "$(dirname "$0")/../tap.sh"
 # check NAME CMD...: the command exits 0; its first output line goes into the message
 check() {
   local name=$1
@@ -465,5 +463,4 @@ ts = [threading.Thread(target=w) for _ in range(4)]
 else
   echo "# native recorder tests skipped (sanitizer build: an instrumented LD_PRELOAD module cannot be loaded into an uninstrumented program)"
 fi
-echo "1..$n"
-[ $failed = 0 ]
+tap_end

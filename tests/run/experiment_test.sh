@@ -12,9 +12,7 @@ if [ "$4" != 1 ] && grep -q 'record(' "$SRC/scripts/experiments/$EXP.lua"; then
   echo "1..0 # SKIP $EXP records Python programs and this build has no recorder"
   exit 0
 fi
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+source "$(dirname "$0")/../tap.sh"
 check() { if [ "$1" = 0 ]; then ok "$2"; else not_ok "$2"; fi; }
 
 start=$(date +%s.%N)
@@ -67,5 +65,4 @@ PY
 py=$?
 n=$((n + 7))
 [ $py = 0 ] || failed=$((failed + 1))
-echo "1..$n"
-[ $failed = 0 ]
+tap_end

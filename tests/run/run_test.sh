@@ -7,9 +7,7 @@ set -u
 HR=$1
 T=$(mktemp -d "${TMPDIR:-/tmp}/hr_run.XXXXXX")
 trap 'rm -rf "$T"' EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+source "$(dirname "$0")/../tap.sh"
 check() { if [ "$1" = 0 ]; then ok "$2"; else not_ok "$2"; fi; }
 
 "$HR" gen seed-arena blocks=1M work=100 -o "$T/t.hrt" || { echo "Bail out! cannot make the trace"; exit 1; }
@@ -232,5 +230,4 @@ check $? "a results folder that cannot be made: status $st, located in the scrip
 check $? "a fresh run succeeds"
 grep -q "starting afresh" "$T/fresh.err" && [ "$(awk '/^run /{r++} END{print r}' "$LOG")" -ge 1 ]
 check $? "a fresh run says that it discards the earlier runs"
-echo "1..$n"
-[ $failed = 0 ]
+tap_end

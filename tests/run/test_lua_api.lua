@@ -8,7 +8,7 @@ local n, failed = 0, 0
 local function ok(cond, name)
   n = n + 1
   if not cond then failed = failed + 1 end
-  print(("%s %d - %s"):format(cond and "ok" or "not ok", n, name))
+  print(("%s %d - %s"):format(cond and "ok" or "not ok", n, (name:gsub("\n", " "))))
 end
 local THIS = debug.getinfo(1, "S").short_src
 -- expect_error(pattern, f, ...): f raises an error matching pattern (plain text), at this file
