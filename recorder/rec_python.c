@@ -1896,4 +1896,9 @@ PRE_EXEC(execvp, (const char *file, char *const argv[]), (file, argv))
 PRE_EXEC(execvpe, (const char *file, char *const argv[], char *const envp[]), (file, argv, envp))
 PRE_EXEC(fexecve, (int fd, char *const argv[], char *const envp[]), (fd, argv, envp))
 #undef PRE_EXEC
+
+/* {==== The program closes or replaces descriptors: keep the trace's (rec_fdguard.h) ==== */
+#define HR_FDGUARD_SINK (R.started && !R.finished ? &R.sink : NULL)
+#define HR_FDGUARD_FAIL(msg) hr_sink_give_up_fd(&R.sink, msg)
+#include "rec_fdguard.h"
 #endif /* HR_REC_PRELOAD */

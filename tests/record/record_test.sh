@@ -60,6 +60,17 @@ if [ "$HAVE_PY" = 1 ]; then
   check "validate catches a tampered statistics text: exit 2, MISMATCH with the line" \
     bash -c "[ $st = 2 ] && grep -q '^allocator statistics.*MISMATCH' '$T/validate2.out' && grep -q 'arenas reclaimed X' '$T/validate2.out'"
 
+  # {==== a program that closes or replaces descriptors it did not open ====
+  # The trace's descriptor was among them: the next frame failed with EBADF (trace lost, exit 3)
+  # or went into the file the program opened next under that number (its data corrupted).
+  for how in closerange closeall dup2; do
+    rm -f "$T/fds.data"
+    "$HR" record -o "$T/fds.hrt" -- "$D/fds.py" "$T/fds.data" $how >/dev/null 2>"$T/fds.err"
+    st=$?
+    check "fds.py $how: exit 0, the program's file intact, the trace complete and validated" \
+      bash -c "[ $st = 0 ] && [ ! -s '$T/fds.err' ] && [ \"\$(cat '$T/fds.data')\" = \"the program's own data\" ] && \"$HR\" info '$T/fds.hrt' | grep -q '^status *complete' && \"$HR\" validate '$T/fds.hrt' >/dev/null"
+  done
+
   # {==== GC flags against CPython's own count ====
   "$HR" record -o "$T/gc.hrt" -- "$D/gc_count.py" "$T/gc.expect" >/dev/null 2>"$T/gc.err"
   check "gc_count.py records and exits 0" test $? = 0
@@ -460,6 +471,13 @@ ts = [threading.Thread(target=w) for _ in range(4)]
   "$HR" record --native -o "$T/xexec.hrt" -- sh -c "exec $PY -c 'x = [bytearray(1000) for _ in range(5000)]'" >/dev/null 2>&1
   check "native: a process that execs is recorded as the program it execs into (sh -c 'exec python3 ...')" \
     bash -c "[ $? = 0 ] && \"$HR\" info '$T/xexec.hrt' | grep -q '^status *complete' && \"$HR\" dump '$T/xexec.hrt' | grep -c '^alloc .* native' | awk '{exit !(\$1 >= 5000)}'"
+  for how in closerange closeall dup2; do
+    rm -f "$T/nfds.data"
+    "$HR" record --native -o "$T/nfds.hrt" -- $PY "$D/fds.py" "$T/nfds.data" $how >/dev/null 2>"$T/nfds.err"
+    st=$?
+    check "native: fds.py $how: exit 0, the program's file intact, the trace complete" \
+      bash -c "[ $st = 0 ] && [ ! -s '$T/nfds.err' ] && [ \"\$(cat '$T/nfds.data')\" = \"the program's own data\" ] && \"$HR\" info '$T/nfds.hrt' | grep -q '^status *complete'"
+  done
   check "native: the command metadata says --native" \
     bash -c "\"$HR\" info '$T/exit.hrt' | grep -qxF \"meta          command = heapreplay record --native -- sh -c 'exit 5'\""
 else
