@@ -71,6 +71,14 @@ if [ "$HAVE_PY" = 1 ]; then
       bash -c "[ $st = 0 ] && [ ! -s '$T/fds.err' ] && [ \"\$(cat '$T/fds.data')\" = \"the program's own data\" ] && \"$HR\" info '$T/fds.hrt' | grep -q '^status *complete' && \"$HR\" validate '$T/fds.hrt' >/dev/null"
   done
 
+  # {==== the program's signals are its own, also embedded ====
+  for how in "" --embedded; do
+    "$HR" record $how -o "$T/sigint.hrt" -- "$D/sigint.py" >"$T/sigint.out" 2>&1
+    st=$?
+    check "sigint.py ${how:-preloaded}: default signal handlers, KeyboardInterrupt caught, exit 4" \
+      bash -c "[ $st = 4 ] && grep -qxF '[<built-in function default_int_handler>, <Handlers.SIG_DFL: 0>, <Handlers.SIG_DFL: 0>]' '$T/sigint.out' && grep -qx 'caught KeyboardInterrupt' '$T/sigint.out'"
+  done
+
   # {==== GC flags against CPython's own count ====
   "$HR" record -o "$T/gc.hrt" -- "$D/gc_count.py" "$T/gc.expect" >/dev/null 2>"$T/gc.err"
   check "gc_count.py records and exits 0" test $? = 0
@@ -478,6 +486,18 @@ ts = [threading.Thread(target=w) for _ in range(4)]
     check "native: fds.py $how: exit 0, the program's file intact, the trace complete" \
       bash -c "[ $st = 0 ] && [ ! -s '$T/nfds.err' ] && [ \"\$(cat '$T/nfds.data')\" = \"the program's own data\" ] && \"$HR\" info '$T/nfds.hrt' | grep -q '^status *complete'"
   done
+  # A SIGTERM to the whole group (timeout, kill %1, a service manager) reached heapreplay too,
+  # whose handler removed the temporary file the command was writing: no trace at all, even from
+  # a program that then finished cleanly. The command decides; its trace is put in place.
+  timeout -s TERM 1 "$HR" record --native -o "$T/nterm.hrt" -- $PY -c '
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+end = time.time() + 30
+while time.time() < end: bytearray(100)
+' >/dev/null 2>&1
+  sleep 0.2
+  check "native: a group's SIGTERM (timeout) leaves the trace of a program that handles it, complete" \
+    complete "$T/nterm.hrt"
   check "native: the command metadata says --native" \
     bash -c "\"$HR\" info '$T/exit.hrt' | grep -qxF \"meta          command = heapreplay record --native -- sh -c 'exit 5'\""
 else
