@@ -79,6 +79,15 @@ if [ "$HAVE_PY" = 1 ]; then
       bash -c "[ $st = 4 ] && grep -qxF '[<built-in function default_int_handler>, <Handlers.SIG_DFL: 0>, <Handlers.SIG_DFL: 0>]' '$T/sigint.out' && grep -qx 'caught KeyboardInterrupt' '$T/sigint.out'"
   done
 
+  # An uncaught KeyboardInterrupt (Ctrl-C): CPython finalises as at any exit, then kills itself
+  # with SIGINT, before the C atexit handler that closed the trace: it was cut short.
+  for how in "" --embedded; do
+    "$HR" record $how -o "$T/kbi.hrt" -- -c 'import os, signal; x = [str(i) for i in range(20000)]; os.kill(os.getpid(), signal.SIGINT)' >/dev/null 2>"$T/kbi.err"
+    st=$?
+    check "uncaught KeyboardInterrupt ${how:-preloaded}: exit 130, traceback, trace complete and validated" \
+      bash -c "[ $st = 130 ] && grep -q '^KeyboardInterrupt' '$T/kbi.err' && ! grep -q 'heapreplay record' '$T/kbi.err' && \"$HR\" info '$T/kbi.hrt' | grep -q '^status *complete' && \"$HR\" validate '$T/kbi.hrt' >/dev/null"
+  done
+
   # {==== GC flags against CPython's own count ====
   "$HR" record -o "$T/gc.hrt" -- "$D/gc_count.py" "$T/gc.expect" >/dev/null 2>"$T/gc.err"
   check "gc_count.py records and exits 0" test $? = 0
