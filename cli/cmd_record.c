@@ -166,13 +166,20 @@ static int run_preloaded(const preload_job_t *job, hr_out_t *out, const char *wr
                 strerror(errno));
         _exit(127);
     }
-    /* the child gets SIGINT; we report its fate (and put its trace in place) */
-    struct sigaction ign = {.sa_handler = SIG_IGN}, old_int;
-    sigaction(SIGINT, &ign, &old_int);
+    /* The signals that end a command as a group (a terminal's Ctrl-C, Ctrl-\ and hang-up, `timeout`,
+     * `kill %1`, a service manager) reach the child too: it decides, and we report its fate and
+     * put its trace in place. SIGTERM and SIGHUP used to kill us first, which removed the
+     * temporary file the child was writing: no trace at all, even from a child that then
+     * finished cleanly. */
+    static const int group_sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_sa[HR_ARRAY_LEN(group_sigs)];
+    for (size_t i = 0; i < HR_ARRAY_LEN(group_sigs); i++)
+        sigaction(group_sigs[i], &ign, &old_sa[i]);
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
-    sigaction(SIGINT, &old_int, NULL);
+    for (size_t i = 0; i < HR_ARRAY_LEN(group_sigs); i++)
+        sigaction(group_sigs[i], &old_sa[i], NULL);
     int status = exit_status_of(st);
     int recorder_failed = 0;
     if (efd >= 0) {
@@ -408,6 +415,9 @@ static int run_record(int argc, char **argv)
             return status;
         }
     }
+    /* the script runs in this process: its signals are its own (the embedded trace is written
+     * directly, so there is no temporary file to remove on a signal) */
+    hr_out_release_signals();
     hr_record_opts_t ro = {.out_path = o[0].value, .mode = mode, .argc = nargs, .argv = args,
                            .cmdline = cmdline, .frame_target = frame, .level = level,
                            .report = report_cb};

@@ -70,6 +70,17 @@ void hr_out_catch_signals(void)
     }
 }
 
+void hr_out_release_signals(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < HR_ARRAY_LEN(sigs); i++) {
+        struct sigaction old;
+        if (sigaction(sigs[i], NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+            old.sa_handler == on_fatal_signal)
+            signal(sigs[i], SIG_DFL);
+    }
+}
+
 /* {==== Deciding where to write ==== */
 
 /* path with every symlink of its last component followed (a chain, relative links resolved

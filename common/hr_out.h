@@ -75,5 +75,9 @@ void hr_out_abort(hr_out_t *o);
  * then dies by the same signal (default action, so the exit status shows it). A signal that is
  * ignored or already handled is left alone. For programs (the CLI); library code never calls it. */
 void hr_out_catch_signals(void);
+/* Give SIGINT, SIGTERM and SIGHUP back to their default action where hr_out_catch_signals took
+ * them (a program run inside this process, the embedded recorder's script, must find them as a
+ * plain run does: Python installs its KeyboardInterrupt handler only over the default). */
+void hr_out_release_signals(void);
 
 #endif /* HR_OUT_H */

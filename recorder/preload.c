@@ -397,3 +397,8 @@ static __attribute__((noreturn)) void exit_now(int status)
 
 EXPORT __attribute__((noreturn)) void _exit(int status) { exit_now(status); }
 EXPORT __attribute__((noreturn)) void _Exit(int status) { exit_now(status); }
+
+/* {==== the program closes or replaces descriptors: keep the trace's (rec_fdguard.h) ==== */
+#define HR_FDGUARD_SINK (recording && !in_rec ? &sink : NULL)
+#define HR_FDGUARD_FAIL(msg) hr_sink_give_up_fd(&sink, msg)
+#include "rec_fdguard.h"

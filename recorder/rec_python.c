@@ -1310,6 +1310,24 @@ static struct PyModuleDef mod_def = {PyModuleDef_HEAD_INIT, "_heapreplay",
                                      mod_methods, NULL, NULL, NULL, NULL};
 static PyObject *mod_init(void) { return PyModule_Create(&mod_def); }
 
+static int finish(hr_err_t *err);
+
+/* The end of Py_FinalizeEx (Py_AtExit). A program that ends with an uncaught KeyboardInterrupt
+ * is finalised as at any other exit, atexit handlers and statistics included, but then Py_RunMain
+ * kills the process with SIGINT (so that its parent sees it), before the C atexit handler that
+ * closes the trace: the trace of a program stopped with Ctrl-C was cut short at its last flush.
+ * It is closed here then; every other exit keeps closing it at C exit, as before. */
+static void at_py_finalized(void)
+{
+    hr_err_t err = {0};
+#ifdef HR_REC_PRELOAD
+    if (!&_Py_UnhandledKeyboardInterrupt) /* weak: not this interpreter's */
+        return;
+#endif
+    if (_Py_UnhandledKeyboardInterrupt && finish(&err) && R.report)
+        R.report(&err);
+}
+
 /* Register the gc callback, the probe and the end-of-script handler (atexit runs handlers
  * last-in first-out, so one registered before the script runs after all of the script's own). */
 static int python_setup(hr_err_t *err)
@@ -1322,7 +1340,8 @@ static int python_setup(hr_err_t *err)
     PyObject *endf = PyCFunction_New(&end_def, NULL);
     PyObject *r = NULL;
     if (cbs && cb && PyList_Check(cbs) && PyList_Append(cbs, cb) == 0 && ax && endf &&
-        (r = PyObject_CallMethod(ax, "register", "O", endf)) != NULL && probe_setup() == 0)
+        (r = PyObject_CallMethod(ax, "register", "O", endf)) != NULL && probe_setup() == 0 &&
+        Py_AtExit(at_py_finalized) == 0)
         rc = 0;
     if (rc) {
         PyErr_Print();
@@ -1896,4 +1915,9 @@ PRE_EXEC(execvp, (const char *file, char *const argv[]), (file, argv))
 PRE_EXEC(execvpe, (const char *file, char *const argv[], char *const envp[]), (file, argv, envp))
 PRE_EXEC(fexecve, (int fd, char *const argv[], char *const envp[]), (fd, argv, envp))
 #undef PRE_EXEC
+
+/* {==== The program closes or replaces descriptors: keep the trace's (rec_fdguard.h) ==== */
+#define HR_FDGUARD_SINK (R.started && !R.finished ? &R.sink : NULL)
+#define HR_FDGUARD_FAIL(msg) hr_sink_give_up_fd(&R.sink, msg)
+#include "rec_fdguard.h"
 #endif /* HR_REC_PRELOAD */

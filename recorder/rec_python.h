@@ -79,7 +79,11 @@ extern hr_rec_t hr_rec;
 #pragma weak PyList_Type
 #pragma weak PyDict_Type
 #pragma weak _PyWeakref_RefType
+#pragma weak _Py_UnhandledKeyboardInterrupt
 #endif
+/* Set when the program ended with an uncaught KeyboardInterrupt (Modules/main.c then kills the
+ * process with SIGINT after finalising); declared only in an internal header. */
+extern int _Py_UnhandledKeyboardInterrupt;
 
 int hr_rec_emit(const hr_event_t *ev);
 int hr_rec_emit_id(int op, uint64_t id);

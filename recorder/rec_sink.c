@@ -2,6 +2,8 @@
 #include "rec_sink.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <linux/membarrier.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -56,11 +58,13 @@ int hr_sink_open(hr_sink_t *s, const char *path, const hr_trace_header_t *h,
     s->owner = getpid();
     hr_trace_write_opts_t o = opts ? *opts : (hr_trace_write_opts_t){0};
     o.atomic = 0; /* crash-safe frames: the file is readable up to its last frame */
+    s->fd = -1;
     int rc = hr_trace_writer_open(&s->w, path, h, &o, err);
     if (rc) {
         s->off = 1;
         return rc;
     }
+    s->fd = hr_trace_writer_fd(s->w);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -112,9 +116,52 @@ int hr_sink_write(hr_sink_t *s, const hr_event_t *ev)
     return rc;
 }
 
+int hr_sink_keep_fd(hr_sink_t *s, unsigned lo, unsigned hi)
+{
+    int fd = s->fd, nfd = -1; /* a first look without the lock: most calls name other files */
+    if (fd < 0 || (unsigned)fd < lo || (unsigned)fd > hi || s->off || s->owner != getpid())
+        return -1; /* off: also the recorder's own close of the trace */
+    hr_sink_lock(s);
+    fd = s->off ? -1 : hr_trace_writer_fd(s->w);
+    if (fd < 0 || (unsigned)fd < lo || (unsigned)fd > hi) {
+        hr_sink_unlock(s);
+        return -1;
+    }
+    if (hi < INT_MAX)
+        nfd = fcntl(fd, F_DUPFD_CLOEXEC, (int)hi + 1); /* EINVAL at or above RLIMIT_NOFILE */
+    if (nfd < 0) {
+        nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (nfd >= 0 && (unsigned)nfd >= lo) {
+            syscall(SYS_close, nfd);
+            nfd = -1;
+        }
+    }
+    if (nfd >= 0) {
+        hr_trace_writer_set_fd(s->w, nfd); /* the program's call closes the old number */
+        s->fd = nfd;
+    }
+    hr_sink_unlock(s);
+    return nfd >= 0 ? -1 : fd;
+}
+
+void hr_sink_give_up_fd(hr_sink_t *s, const char *msg)
+{
+    hr_sink_lock(s);
+    if (!s->off) {
+        hr_trace_writer_set_fd(s->w, -1); /* the program's now: never written or closed by us */
+        s->fd = -1;
+        s->failed = 1;
+        s->off = 1;
+        if (!s->err.code)
+            hr_err_set(&s->err, HR_EIO, "%s", msg);
+    }
+    hr_sink_unlock(s);
+}
+
 void hr_sink_forked_child(hr_sink_t *s)
 {
     s->off = 1;
+    s->fd = -1;
     s->flusher_started = 0; /* the thread does not exist in the child */
     s->lock = 0;
     s->owner_busy = 0;
@@ -137,6 +184,7 @@ int hr_sink_close(hr_sink_t *s, hr_err_t *err)
     hr_sink_lock(s);
     int rc = HR_OK;
     s->off = 1;
+    s->fd = -1;
     if (s->w) {
         hr_err_t e = {0};
         if (s->failed)

@@ -56,6 +56,7 @@ typedef struct hr_sink {
     int asym;               /* 1: membarrier registered: the owner door needs no fence;
                                0: it uses a full fence; -1: no owner door (spin lock only) */
     volatile int off;       /* 1: record nothing (closed, failed, or in a forked child) */
+    volatile int fd;        /* the trace's descriptor while on, else -1 (hr_sink_keep_fd) */
     int failed;             /* a write failed: err says why */
     hr_err_t err;           /* first error */
     uint64_t flushed_events; /* writer event count at the last flush */
@@ -109,6 +110,17 @@ HR_INLINE int hr_sink_link(hr_sink_t *s, int op, uint64_t src, uint64_t dst)
 /* Stop the flusher, write the END record and close. Returns the first error seen (also one
  * from an earlier hr_sink_write). Idempotent; does nothing in a process that is not the owner. */
 int hr_sink_close(hr_sink_t *s, hr_err_t *err);
+/* The program is about to close or replace every descriptor in [lo, hi]: if the trace's is among
+ * them, move it out of the way (above hi when there is room, else to a free descriptor below lo),
+ * so that the program's call closes the old number and nothing of the program's is ever written
+ * into the trace or the trace into a file of the program's. Returns -1 when the trace's
+ * descriptor is not (or no longer) in the range, else the descriptor, which stayed where it was:
+ * there was nowhere to move it (the caller leaves it open). Takes the lock; does nothing while
+ * the sink is off (closed, failed, a forked child). */
+int hr_sink_keep_fd(hr_sink_t *s, unsigned lo, unsigned hi);
+/* The program replaces the trace's descriptor and it could not be moved: switch off with `msg`
+ * as the error, without writing or closing that descriptor again. */
+void hr_sink_give_up_fd(hr_sink_t *s, const char *msg);
 /* Call in a forked child: switch off without touching the parent's file. */
 void hr_sink_forked_child(hr_sink_t *s);
 

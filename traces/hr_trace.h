@@ -287,6 +287,12 @@ uint64_t hr_trace_writer_events(const hr_trace_writer_t *w);
 const hr_trace_check_t *hr_trace_writer_check(const hr_trace_writer_t *w);
 /* Close the current frame and write it out (a recorder calls this periodically). */
 int hr_trace_writer_flush(hr_trace_writer_t *w, hr_err_t *err);
+/* The descriptor the writer writes to (-1 when none), and moving it to another descriptor of the
+ * same file (a recorder keeps its trace out of the way of a program that closes or replaces
+ * descriptors): `fd` replaces the current one, which the caller then owns. Waits for the frame
+ * the worker thread is writing; the caller keeps every other writer call out meanwhile. */
+int hr_trace_writer_fd(const hr_trace_writer_t *w);
+void hr_trace_writer_set_fd(hr_trace_writer_t *w, int fd);
 /* Write the END record, close the file (and rename it into place when atomic). Frees w. */
 int hr_trace_writer_close(hr_trace_writer_t *w, hr_err_t *err);
 /* Give up: remove the temporary file when atomic, free w. Accepts NULL. */

@@ -58,6 +58,34 @@ if [ "$HAVE_PY" = 1 ]; then
   check "validate catches a tampered statistics text: exit 2, MISMATCH with the line" \
     bash -c "[ $st = 2 ] && grep -q '^allocator statistics.*MISMATCH' '$T/validate2.out' && grep -q 'arenas reclaimed X' '$T/validate2.out'"
 
+  # {==== a program that closes or replaces descriptors it did not open ====
+  # The trace's descriptor was among them: the next frame failed with EBADF (trace lost, exit 3)
+  # or went into the file the program opened next under that number (its data corrupted).
+  for how in closerange closeall dup2; do
+    rm -f "$T/fds.data"
+    "$HR" record -o "$T/fds.hrt" -- "$D/fds.py" "$T/fds.data" $how >/dev/null 2>"$T/fds.err"
+    st=$?
+    check "fds.py $how: exit 0, the program's file intact, the trace complete and validated" \
+      bash -c "[ $st = 0 ] && [ ! -s '$T/fds.err' ] && [ \"\$(cat '$T/fds.data')\" = \"the program's own data\" ] && \"$HR\" info '$T/fds.hrt' | grep -q '^status *complete' && \"$HR\" validate '$T/fds.hrt' >/dev/null"
+  done
+
+  # {==== the program's signals are its own, also embedded ====
+  for how in "" --embedded; do
+    "$HR" record $how -o "$T/sigint.hrt" -- "$D/sigint.py" >"$T/sigint.out" 2>&1
+    st=$?
+    check "sigint.py ${how:-preloaded}: default signal handlers, KeyboardInterrupt caught, exit 4" \
+      bash -c "[ $st = 4 ] && grep -qxF '[<built-in function default_int_handler>, <Handlers.SIG_DFL: 0>, <Handlers.SIG_DFL: 0>]' '$T/sigint.out' && grep -qx 'caught KeyboardInterrupt' '$T/sigint.out'"
+  done
+
+  # An uncaught KeyboardInterrupt (Ctrl-C): CPython finalises as at any exit, then kills itself
+  # with SIGINT, before the C atexit handler that closed the trace: it was cut short.
+  for how in "" --embedded; do
+    "$HR" record $how -o "$T/kbi.hrt" -- -c 'import os, signal; x = [str(i) for i in range(20000)]; os.kill(os.getpid(), signal.SIGINT)' >/dev/null 2>"$T/kbi.err"
+    st=$?
+    check "uncaught KeyboardInterrupt ${how:-preloaded}: exit 130, traceback, trace complete and validated" \
+      bash -c "[ $st = 130 ] && grep -q '^KeyboardInterrupt' '$T/kbi.err' && ! grep -q 'heapreplay record' '$T/kbi.err' && \"$HR\" info '$T/kbi.hrt' | grep -q '^status *complete' && \"$HR\" validate '$T/kbi.hrt' >/dev/null"
+  done
+
   # {==== GC flags against CPython's own count ====
   "$HR" record -o "$T/gc.hrt" -- "$D/gc_count.py" "$T/gc.expect" >/dev/null 2>"$T/gc.err"
   check "gc_count.py records and exits 0" test $? = 0
@@ -458,6 +486,25 @@ ts = [threading.Thread(target=w) for _ in range(4)]
   "$HR" record --native -o "$T/xexec.hrt" -- sh -c "exec $PY -c 'x = [bytearray(1000) for _ in range(5000)]'" >/dev/null 2>&1
   check "native: a process that execs is recorded as the program it execs into (sh -c 'exec python3 ...')" \
     bash -c "[ $? = 0 ] && \"$HR\" info '$T/xexec.hrt' | grep -q '^status *complete' && \"$HR\" dump '$T/xexec.hrt' | grep -c '^alloc .* native' | awk '{exit !(\$1 >= 5000)}'"
+  for how in closerange closeall dup2; do
+    rm -f "$T/nfds.data"
+    "$HR" record --native -o "$T/nfds.hrt" -- $PY "$D/fds.py" "$T/nfds.data" $how >/dev/null 2>"$T/nfds.err"
+    st=$?
+    check "native: fds.py $how: exit 0, the program's file intact, the trace complete" \
+      bash -c "[ $st = 0 ] && [ ! -s '$T/nfds.err' ] && [ \"\$(cat '$T/nfds.data')\" = \"the program's own data\" ] && \"$HR\" info '$T/nfds.hrt' | grep -q '^status *complete'"
+  done
+  # A SIGTERM to the whole group (timeout, kill %1, a service manager) reached heapreplay too,
+  # whose handler removed the temporary file the command was writing: no trace at all, even from
+  # a program that then finished cleanly. The command decides; its trace is put in place.
+  timeout -s TERM 1 "$HR" record --native -o "$T/nterm.hrt" -- $PY -c '
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+end = time.time() + 30
+while time.time() < end: bytearray(100)
+' >/dev/null 2>&1
+  sleep 0.2
+  check "native: a group's SIGTERM (timeout) leaves the trace of a program that handles it, complete" \
+    complete "$T/nterm.hrt"
   check "native: the command metadata says --native" \
     bash -c "\"$HR\" info '$T/exit.hrt' | grep -qxF \"meta          command = heapreplay record --native -- sh -c 'exit 5'\""
 else
