@@ -125,6 +125,20 @@ static int abs_path(const char *out, char *outabs, size_t cap)
     return 0;
 }
 
+static volatile pid_t relay_child;
+
+/* While the recorded command runs: pass a signal on to it unless its sender is in our process
+ * group (then the whole group got it, the command included: the kernel, a terminal, `timeout`). */
+static void relay_signal(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    int saved = errno;
+    pid_t from = si->si_code == SI_USER || si->si_code == SI_QUEUE ? si->si_pid : 0;
+    if (relay_child > 0 && from > 0 && getpgid(from) != getpgrp())
+        kill(relay_child, sig);
+    errno = saved;
+}
+
 /* Fork, run args[0] with the module preloaded, wait; the exit status is the program's, or 3 when
  * it succeeded but the recorder reported an error or wrote no trace. The module writes `write`
  * (out's temporary file, or its target when that is a device or FIFO), which then goes into
@@ -166,15 +180,19 @@ static int run_preloaded(const preload_job_t *job, hr_out_t *out, const char *wr
                 strerror(errno));
         _exit(127);
     }
-    /* The signals that end a command as a group (a terminal's Ctrl-C, Ctrl-\ and hang-up, `timeout`,
-     * `kill %1`, a service manager) reach the child too: it decides, and we report its fate and
-     * put its trace in place. SIGTERM and SIGHUP used to kill us first, which removed the
-     * temporary file the child was writing: no trace at all, even from a child that then
-     * finished cleanly. */
+    /* The signals that end a command (SIGINT, SIGTERM, SIGHUP, SIGQUIT) do not end us: the child
+     * decides, and we report its fate and put its trace in place (SIGTERM and SIGHUP used to
+     * kill us first, which removed the temporary file the child was writing: no trace at all,
+     * even from a child that then finished cleanly). One sent to the whole group (a terminal's
+     * Ctrl-C, `timeout`, `kill %1`) reaches the child by itself; one sent to us alone (`kill PID`
+     * of heapreplay) is relayed to it, as sudo does, so that it is never delivered twice. */
     static const int group_sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-    struct sigaction ign = {.sa_handler = SIG_IGN}, old_sa[HR_ARRAY_LEN(group_sigs)];
+    struct sigaction relay = {.sa_sigaction = relay_signal, .sa_flags = SA_SIGINFO},
+                     old_sa[HR_ARRAY_LEN(group_sigs)];
+    sigemptyset(&relay.sa_mask);
+    relay_child = pid;
     for (size_t i = 0; i < HR_ARRAY_LEN(group_sigs); i++)
-        sigaction(group_sigs[i], &ign, &old_sa[i]);
+        sigaction(group_sigs[i], &relay, &old_sa[i]);
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;

@@ -505,6 +505,25 @@ while time.time() < end: bytearray(100)
   sleep 0.2
   check "native: a group's SIGTERM (timeout) leaves the trace of a program that handles it, complete" \
     complete "$T/nterm.hrt"
+  # ... and one sent to heapreplay alone (from another process group: `kill PID` at a shell
+  # prompt) is relayed to the command, once; a group's (timeout) is not relayed: it got it already
+  cat >"$T/term.py" <<'PYEOF'
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *a: (print("got SIGTERM", flush=True), sys.exit(0)))
+end = time.time() + 30
+while time.time() < end: bytearray(100); time.sleep(0.0005)
+PYEOF
+  "$HR" record --native -o "$T/nrelay.hrt" -- $PY "$T/term.py" >"$T/nrelay.out" 2>&1 &
+  rp=$!
+  sleep 1
+  setsid kill -TERM $rp
+  wait $rp
+  st=$?
+  check "native: a SIGTERM to heapreplay alone reaches the command once; its status and complete trace follow" \
+    bash -c "[ $st = 0 ] && [ \"\$(grep -c 'got SIGTERM' '$T/nrelay.out')\" = 1 ] && \"$HR\" info '$T/nrelay.hrt' | grep -q '^status *complete'"
+  timeout -s TERM 1 "$HR" record --native -o "$T/ngroup.hrt" -- $PY "$T/term.py" >"$T/ngroup.out" 2>&1
+  check "native: a group's SIGTERM (timeout) reaches the command once, not relayed a second time" \
+    bash -c "[ \"\$(grep -c 'got SIGTERM' '$T/ngroup.out')\" = 1 ] && \"$HR\" info '$T/ngroup.hrt' | grep -q '^status *complete'"
   check "native: the command metadata says --native" \
     bash -c "\"$HR\" info '$T/exit.hrt' | grep -qxF \"meta          command = heapreplay record --native -- sh -c 'exit 5'\""
 else
