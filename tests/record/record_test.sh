@@ -61,7 +61,13 @@ if [ "$HAVE_PY" = 1 ]; then
   # {==== a program that closes or replaces descriptors it did not open ====
   # The trace's descriptor was among them: the next frame failed with EBADF (trace lost, exit 3)
   # or went into the file the program opened next under that number (its data corrupted).
+  # Only the preloaded recorder guards its descriptor (the embedded one, used by sanitizer builds,
+  # does not: docs/recorder.md).
   for how in closerange closeall dup2; do
+    if [ "$PRELOAD_PY" != 1 ]; then
+      ok "# SKIP fds.py $how: the embedded recorder does not guard the trace's descriptor"
+      continue
+    fi
     rm -f "$T/fds.data"
     "$HR" record -o "$T/fds.hrt" -- "$D/fds.py" "$T/fds.data" $how >/dev/null 2>"$T/fds.err"
     st=$?
