@@ -30,15 +30,18 @@
  *
  * What is not modelled (the trace carries no such information): finalizers (__del__) and
  * resurrection, legacy tp_del ("uncollectable" is always 0), weak-reference callbacks, free-list
- * clearing in full collections (that shows up in recorded traces as frees anyway), gc.freeze().
- * The program's own gc.collect(), gc.disable(), gc.enable() and gc.set_threshold() arrive as
- * GC_CONTROL events and are performed.
+ * clearing in full collections (that shows up in recorded traces as frees anyway).
+ * The program's own gc.collect(), gc.disable(), gc.enable(), gc.set_threshold(), gc.freeze() and
+ * gc.unfreeze() arrive as GC_CONTROL events and are performed: freeze moves every tracked object
+ * to the permanent generation (list gen[NGEN], which no collection examines: its objects count
+ * as references from outside, like any object not being collected) and sets the three counts
+ * to 0, as CPython 3.11 does; unfreeze appends it to the oldest generation.
  * Objects are tracked from their allocation. Whatever else moves an object between the lists
  * (CPython's untracking of tuples and dicts holding only atomic values, late tracking of dicts,
  * free-list reuse) arrives as GC_TRACK events and is performed (gen_track).
  *
- * Invariants: an object with o->gen == i is on list gen[i] (i < 3); untracked objects have
- * gen == HR_GOBJ_UNTRACKED and are on no list; outside a collection every tracked object has
+ * Invariants: an object with o->gen == i is on list gen[i] (i < 3, or i == NGEN: the permanent
+ * generation); untracked objects have gen == HR_GOBJ_UNTRACKED and are on no list; outside a collection every tracked object has
  * mark 0. Marks during a collection: 1 young and not (yet) reachable, 2 young and reachable.
  */
 #include "graph.h"
@@ -67,7 +70,7 @@ typedef struct gen_gc {
     int disabled;            /* gc.disable() */
     int last_gen;            /* generation of the last collection not yet met by a GC_BEGIN */
     int collected_gen;       /* generation of the last collection (-1: none yet) */
-    gen_list_t gen[NGEN];
+    gen_list_t gen[NGEN + 1]; /* [NGEN]: the permanent generation (gc.freeze) */
     hr_gstack_t stack;       /* reachability stack, then the garbage set */
 } gen_gc_t;
 
@@ -335,6 +338,15 @@ static int gen_control(void *ctx, unsigned action, uint64_t a, uint64_t b, hr_er
     case HR_GC_DEL: /* a GC block the trace no longer names was deleted (PyObject_GC_Del) */
         if (c->count[0] > 0)
             c->count[0]--;
+        return HR_OK;
+    case HR_GC_FREEZE:
+        for (int i = 0; i < NGEN; i++) {
+            list_merge(&c->gen[i], &c->gen[NGEN], (uint8_t)NGEN);
+            c->count[i] = 0;
+        }
+        return HR_OK;
+    case HR_GC_UNFREEZE:
+        list_merge(&c->gen[NGEN], &c->gen[NGEN - 1], (uint8_t)(NGEN - 1));
         return HR_OK;
     case HR_GC_THRESHOLD:
         c->threshold[0] = a;

@@ -69,7 +69,10 @@ typedef enum hr_gc_action {
     HR_GC_THRESHOLD = 3, /* gc.set_threshold(t0, t1, t2): a = t0, b = t1 | t2 << 32 */
     HR_GC_DEL = 4,       /* a GC block the trace no longer names was deleted (PyObject_GC_Del):
                             generation 0's count falls by 1 if positive (graph traces) */
-    HR_GC_ACTIONS = 5
+    HR_GC_FREEZE = 5,    /* gc.freeze(): every tracked object moves to the permanent generation,
+                            which no collection examines; the three counts become 0 */
+    HR_GC_UNFREEZE = 6,  /* gc.unfreeze(): the permanent generation joins the oldest */
+    HR_GC_ACTIONS = 7
 } hr_gc_action_t;
 
 /* GC_TRACK actions: the recorded collector's generation lists changed in a way allocation and

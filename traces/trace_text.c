@@ -101,6 +101,8 @@ int hr_trace_format_event(hr_buf_t *out, const hr_event_t *ev)
         case HR_GC_DISABLE: rc = hr_buf_printf(out, "gc disable"); break;
         case HR_GC_ENABLE: rc = hr_buf_printf(out, "gc enable"); break;
         case HR_GC_DEL: rc = hr_buf_printf(out, "gc del"); break;
+        case HR_GC_FREEZE: rc = hr_buf_printf(out, "gc freeze"); break;
+        case HR_GC_UNFREEZE: rc = hr_buf_printf(out, "gc unfreeze"); break;
         default:
             rc = hr_buf_printf(out, "gc threshold %llu %llu %llu", a, b & 0xffffffffu, b >> 32);
         }
@@ -364,11 +366,15 @@ static int parse_event(lexer_t *lx, hr_event_t *ev)
         if (!word(lx, w, sizeof w))
             return 0;
         int begin = strcmp(w, "begin") == 0;
-        if (!strcmp(w, "disable") || !strcmp(w, "enable") || !strcmp(w, "del")) {
-            ev->op = HR_OP_GC_CONTROL;
-            ev->tag = w[1] == 'i' ? HR_GC_DISABLE : w[0] == 'e' ? HR_GC_ENABLE : HR_GC_DEL;
-            return at_end(lx);
-        }
+        static const struct { const char *w; unsigned action; } bare[] = {
+            {"disable", HR_GC_DISABLE}, {"enable", HR_GC_ENABLE}, {"del", HR_GC_DEL},
+            {"freeze", HR_GC_FREEZE},   {"unfreeze", HR_GC_UNFREEZE}};
+        for (size_t i = 0; i < HR_ARRAY_LEN(bare); i++)
+            if (!strcmp(w, bare[i].w)) {
+                ev->op = HR_OP_GC_CONTROL;
+                ev->tag = bare[i].action;
+                return at_end(lx);
+            }
         if (!strcmp(w, "collect") || !strcmp(w, "threshold")) {
             ev->op = HR_OP_GC_CONTROL;
             ev->tag = w[0] == 'c' ? HR_GC_COLLECT : HR_GC_THRESHOLD;
@@ -407,7 +413,8 @@ static int parse_event(lexer_t *lx, hr_event_t *ev)
         }
         if (!begin && strcmp(w, "end")) {
             lx->why = "expected 'gc begin', 'gc end', 'gc collect', 'gc disable', 'gc enable', "
-                      "'gc del', 'gc threshold', 'gc track' or 'gc untrack'";
+                      "'gc del', 'gc freeze', 'gc unfreeze', 'gc threshold', 'gc track' or "
+                      "'gc untrack'";
             return 0;
         }
         if (!number(lx, &x))
