@@ -85,7 +85,8 @@
 
 #define R hr_rec
 #define NIL UINT32_MAX
-#define NOGEN 3
+#define PERM 3  /* the mirror's permanent generation (gc.freeze) */
+#define NOGEN 4 /* on no list */
 #define F_REVIVED 0x40 /* address-map flag: a GC block whose ALLOC has no `gc` flag (revive) */
 
 typedef struct vec {
@@ -160,7 +161,7 @@ static struct graph {
     size_t nchunks, carved; /* chunks; records carved from the newest */
     size_t nodes, peak_nodes;
     /* the mirror's generation lists */
-    node_t *ghead[3];
+    node_t *ghead[4]; /* generations 0..2 and PERM */
     /* edges: ends (ids, and their records: walks need no id lookups), positions in the lists */
     uint32_t *esrc, *edst, *epos_out, *epos_in;
     node_t **ensrc, **endst;
@@ -344,6 +345,21 @@ static void gen_remove(node_t *n)
     if (n->gnext)
         n->gnext->gprev = n->gprev;
     n->gen = NOGEN;
+}
+
+/* gc.freeze(): the mirror's generations join its permanent one (which predictions never look
+ * at), as the replay's do on GC_CONTROL freeze; gc.unfreeze(): the permanent generation joins
+ * generation 2. Collections then compare the mirror with CPython's lists as always. */
+void hr_rec_graph_freeze(int freeze)
+{
+    for (int g = 0; g < (freeze ? 3 : 1); g++) {
+        int from = freeze ? g : PERM, to = freeze ? PERM : 2;
+        while (G.ghead[from]) {
+            node_t *n = G.ghead[from];
+            gen_remove(n);
+            gen_add(n, to);
+        }
+    }
 }
 
 /* {==== edges ==== */

@@ -23,6 +23,8 @@ void hr_rec_graph_moved(uintptr_t old_block, uintptr_t new_block, uint64_t id);
 /* A collection of generations 0..gen is about to start and the heap is still whole: reconcile
  * the shadow and predict what the replay will reclaim (writes events). */
 void hr_rec_graph_prepare(int gen);
+/* The program called gc.freeze() (freeze 1) or gc.unfreeze() (0): the mirror follows. */
+void hr_rec_graph_freeze(int freeze);
 /* The generation prepared and not yet committed, or -1. */
 int hr_rec_graph_prepared(void);
 /* CPython's younger generation lists are already merged into the one about to be collected

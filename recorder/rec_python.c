@@ -1289,6 +1289,52 @@ static PyObject *mod_phase(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* gc.freeze() and gc.unfreeze(), wrapped when the script starts (python_setup): the pending
+ * allocation is decided with the counts before the call, then GC_CONTROL freeze or unfreeze is
+ * written where the program called it, and the original runs (it allocates nothing). */
+static PyObject *orig_freeze, *orig_unfreeze;
+
+static PyObject *freeze_call(unsigned action, PyObject *orig)
+{
+    hr_sink_lock(&R.sink);
+    if (!R.sink.off) {
+        observe_full(NEXT_OTHER);
+        emit_gc_control(action, 0, 0);
+        if (R.mode == HR_KIND_GRAPH)
+            hr_rec_graph_freeze(action == HR_GC_FREEZE);
+    }
+    hr_sink_unlock(&R.sink);
+    return PyObject_CallNoArgs(orig);
+}
+static PyObject *rec_freeze(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    return freeze_call(HR_GC_FREEZE, orig_freeze);
+}
+static PyObject *rec_unfreeze(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    return freeze_call(HR_GC_UNFREEZE, orig_unfreeze);
+}
+static PyMethodDef freeze_def = {"freeze", rec_freeze, METH_NOARGS,
+                                 "gc.freeze(), as heapreplay records it"};
+static PyMethodDef unfreeze_def = {"unfreeze", rec_unfreeze, METH_NOARGS,
+                                   "gc.unfreeze(), as heapreplay records it"};
+
+/* Replace gc.freeze and gc.unfreeze by the wrappers above (the originals are kept). */
+static int wrap_freeze(PyObject *gc)
+{
+    PyObject *f = PyCFunction_New(&freeze_def, NULL), *u = PyCFunction_New(&unfreeze_def, NULL);
+    int rc = -1;
+    if (f && u && (orig_freeze = PyObject_GetAttrString(gc, "freeze")) &&
+        (orig_unfreeze = PyObject_GetAttrString(gc, "unfreeze")) &&
+        PyObject_SetAttrString(gc, "freeze", f) == 0 && PyObject_SetAttrString(gc, "unfreeze", u) == 0)
+        rc = 0;
+    Py_XDECREF(f);
+    Py_XDECREF(u);
+    return rc;
+}
+
 static void dump_stats(void);
 
 static PyObject *end_of_script(PyObject *self, PyObject *unused)
@@ -1341,7 +1387,7 @@ static int python_setup(hr_err_t *err)
     PyObject *r = NULL;
     if (cbs && cb && PyList_Check(cbs) && PyList_Append(cbs, cb) == 0 && ax && endf &&
         (r = PyObject_CallMethod(ax, "register", "O", endf)) != NULL && probe_setup() == 0 &&
-        Py_AtExit(at_py_finalized) == 0)
+        Py_AtExit(at_py_finalized) == 0 && wrap_freeze(gc) == 0)
         rc = 0;
     if (rc) {
         PyErr_Print();

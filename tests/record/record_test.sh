@@ -75,6 +75,21 @@ if [ "$HAVE_PY" = 1 ]; then
       bash -c "[ $st = 0 ] && [ ! -s '$T/fds.err' ] && [ \"\$(cat '$T/fds.data')\" = \"the program's own data\" ] && \"$HR\" info '$T/fds.hrt' | grep -q '^status *complete' && \"$HR\" validate '$T/fds.hrt' >/dev/null"
   done
 
+  # {==== gc.freeze() and gc.unfreeze() ====
+  # The recorder writes GC_CONTROL freeze/unfreeze where the program called them; the replay's
+  # collector freezes too. Without them the collection schedule went wrong after the freeze.
+  for m in alloc graph; do
+    for a in "" un; do
+      "$HR" record --mode $m -o "$T/fz.hrt" -- "$D/freeze.py" $a >/dev/null 2>&1
+      "$HR" validate "$T/fz.hrt" >"$T/fz.val" 2>&1
+      st=$?
+      want=1
+      [ -z "$a" ] || want=2
+      check "freeze.py $a ($m): gc freeze${a:+ and unfreeze} written, collections validate" \
+        bash -c "[ $st = 0 ] && \"$HR\" dump '$T/fz.hrt' | grep -c '^gc \(un\)\?freeze\$' | grep -qx $want && grep -Eq '^collection points and generations +([0-9]+) +\1  MATCH' '$T/fz.val'"
+    done
+  done
+
   # {==== the program's signals are its own, also embedded ====
   for how in "" --embedded; do
     "$HR" record $how -o "$T/sigint.hrt" -- "$D/sigint.py" >"$T/sigint.out" 2>&1
