@@ -565,6 +565,13 @@ static size_t pm_page_round(size_t n)
     return (n + page - 1) & ~(page - 1);
 }
 
+/* The footprint of a block from the system allocator: its requested bytes under large=libc
+ * (libc's overhead is not counted), its whole mapping under large=mmap (exact). */
+static size_t pm_sys_bytes(const pm_t *m, size_t a)
+{
+    return m->cfg.large_mmap ? pm_page_round(a) : a;
+}
+
 static void *pm_raw_malloc(pm_t *m, size_t n, int zeroed)
 {
     size_t a = n ? n : 1; /* CPython's PyMem_RawMalloc(0) is malloc(1) */
@@ -579,7 +586,7 @@ static void *pm_raw_malloc(pm_t *m, size_t n, int zeroed)
     }
     if (p) {
         m->large_requests++;
-        m->large_bytes += a;
+        m->large_bytes += pm_sys_bytes(m, a);
         pm_note_footprint(m);
         hr_ptrset_add(&m->raw, p, a);
     }
@@ -589,7 +596,7 @@ static void *pm_raw_malloc(pm_t *m, size_t n, int zeroed)
 static void pm_raw_free(pm_t *m, void *p, size_t size)
 {
     size_t a = size ? size : 1;
-    m->large_bytes -= a;
+    m->large_bytes -= pm_sys_bytes(m, a);
     hr_ptrset_del(&m->raw, p);
     if (m->cfg.large_mmap)
         munmap(p, pm_page_round(a));
@@ -610,7 +617,7 @@ static void *pm_raw_realloc(pm_t *m, void *p, size_t old, size_t n)
     }
     if (q) {
         m->large_requests++;
-        m->large_bytes = m->large_bytes - o + a;
+        m->large_bytes = m->large_bytes - pm_sys_bytes(m, o) + pm_sys_bytes(m, a);
         pm_note_footprint(m);
         hr_ptrset_del(&m->raw, p);
         hr_ptrset_add(&m->raw, q, a);
@@ -723,7 +730,7 @@ static void *pm_aligned(void *ctx, size_t align, size_t size, hr_domain_t d)
         return NULL;
     }
     m->large_requests++;
-    m->large_bytes += a;
+    m->large_bytes += pm_sys_bytes(m, a);
     pm_note_footprint(m);
     hr_ptrset_add(&m->raw, p, a);
     return p;

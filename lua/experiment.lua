@@ -438,8 +438,15 @@ local function prepare_traces(e, dirs, opts)
     local res = hr.sweep(jobs, {jobs = opts.jobs, log = dirs.log, label = e.name .. " traces",
       on_done = function(i)
         local p = pending[i]
-        assert(os.rename(p.tmp, p.entry.path))
-        hr.write_file(p.rfile, p.entry.recipe .. "\n")
+        local okr, rerr = os.rename(p.tmp, p.entry.path)
+        if not okr then
+          fail_status(3, e._where, "experiment '%s': cannot make trace '%s': cannot move it to %s: %s",
+            e.name, p.entry.name, p.entry.path, tostring(rerr))
+        end
+        local okw, werr = pcall(hr.write_file, p.rfile, p.entry.recipe .. "\n")
+        if not okw then
+          fail_status(3, e._where, "experiment '%s': cannot make trace '%s': %s", e.name, p.entry.name, bare(werr))
+        end
         os.remove(p.tmp .. ".err")
       end})
     if res.interrupted then
@@ -806,17 +813,30 @@ local function run_experiment(e, opts)
       hr.remove_tree(dir .. "/" .. f)
     end
   end
-  hr.remove_tree(dirs.work)
+  -- The results folder's own I/O fails as "other failure" (3), located at the experiment.
+  local function folder_io(f, ...)
+    local ok, err = pcall(f, ...)
+    if not ok then
+      fail_status(3, e._where, "experiment '%s': cannot prepare its results folder: %s", e.name, bare(err))
+    end
+  end
+  folder_io(hr.remove_tree, dirs.work)
   local reused_before = 0
   if not opts.resume then
-    local n = #hr.list_dir(dirs.runs)
+    local n = 0
+    for _, f in ipairs(hr.list_dir(dirs.runs)) do if f ~= "cache" then n = n + 1 end end
     if n > 0 then log(opts, "%s: starting afresh (%d earlier run file(s) discarded; --resume keeps them)", e.name, n) end
-    hr.remove_tree(dirs.runs)
+    folder_io(hr.remove_tree, dirs.runs)
   end
-  hr.mkdir(dirs.runs); hr.mkdir(dirs.work); hr.mkdir(dirs.traces); hr.mkdir(dirs.cache)
-  local logf = io.open(dirs.log, "a")
-  logf:write(("run %s pid %s resume %s\n"):format(hr.date(), tostring(hr.pid()), tostring(opts.resume and true or false)))
-  logf:close()
+  for _, d in ipairs({dirs.runs, dirs.work, dirs.traces, dirs.cache}) do folder_io(hr.mkdir, d) end
+  folder_io(function()
+    local logf, lerr = io.open(dirs.log, "a")
+    if not logf then error(("cannot append to the job log: %s"):format(lerr), 0) end
+    local okw, werr = logf:write(("run %s pid %s resume %s\n"):format(hr.date(), tostring(hr.pid()),
+      tostring(opts.resume and true or false)))
+    local okc, cerr = logf:close()
+    if not okw or not okc then error(("cannot append to the job log %s: %s"):format(dirs.log, werr or cerr), 0) end
+  end)
 
   -- traces
   local traces = prepare_traces(e, dirs, opts)

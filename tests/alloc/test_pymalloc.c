@@ -396,9 +396,26 @@ static void test_params(uintptr_t R)
     memset(m, 1, 100000);
     m = hr_alloc_realloc(a, m, 100000, 300000, HR_DOMAIN_OBJ);
     TAP_OK(m && m[99999] == 1 && ((uintptr_t)m & 4095) == 0 &&
-               stats(a).footprint == 300000,
+               stats(a).footprint == 303104, /* 74 whole pages: what is mapped */
            "large=mmap: page-aligned mapping, mremap on resize, footprint counts it");
     hr_alloc_destroy(a); /* releases the live mapping */
+
+    /* large=mmap's footprint is exact: every block costs its whole pages, not its bytes. */
+    a = make("pymalloc:placement=recorded,large=mmap", R, MB(2), MB(1), 4);
+    void *lb[10];
+    for (int i = 0; i < 10; i++)
+        lb[i] = hr_alloc_malloc(a, 600, HR_DOMAIN_OBJ);
+    void *lz = hr_alloc_malloc(a, 0, HR_DOMAIN_OBJ);
+    void *la = hr_alloc_aligned(a, 8192, 100, HR_DOMAIN_OBJ);
+    uint64_t f1 = stats(a).footprint, pk = stats(a).peak_footprint;
+    for (int i = 0; i < 10; i++)
+        hr_alloc_free(a, lb[i], 600, HR_DOMAIN_OBJ);
+    hr_alloc_free(a, lz, 0, HR_DOMAIN_OBJ);
+    hr_alloc_free(a, la, 100, HR_DOMAIN_OBJ);
+    TAP_OK(lz && la && ((uintptr_t)la & 8191) == 0 && f1 == 12 * 4096 && pk == f1 &&
+               stats(a).footprint == 0,
+           "large=mmap: footprint counts whole pages (10 x 600 B, 0 B, 100 B aligned: 12 pages)");
+    hr_alloc_destroy(a);
 
     /* placement=aligned: every arena base on the pool grid, so 64 pools. */
     a = make("pymalloc:placement=aligned", 0, 0, 0, 0);

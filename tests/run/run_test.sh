@@ -224,6 +224,23 @@ printf 'experiment {name = "nodir", traces = {t = file(params.trace)}, alloc = "
 st=$?
 grep -q "nodir.lua:1: experiment 'nodir': cannot make its results folder" "$T/nodir.err" && [ "$st" = 3 ]
 check $? "a results folder that cannot be made: status $st, located in the script: $(head -c 200 "$T/nodir.err")"
+# the results folder's own I/O: status 3, located in the script, naming the file (even as root:
+# a directory where a file must be, a file where a directory must be)
+mkdir -p "$T/res/jl/jobs.log" "$T/res/rf" "$T/res/tr/traces/t.hrt"
+: >"$T/res/rf/runs"; : >"$T/res/tr/traces/t.hrt/x"
+for nm in jl rf tr; do
+  printf 'experiment {name = "%s", traces = {t = gen("churn", {events = 1000})}, alloc = "null", gc = "none"}\n' "$nm" >"$T/$nm.lua"
+  "$HR" run "$T/$nm.lua" --out "$T/res" -q --resume 2>"$T/$nm.err"
+  st=$?
+  case $nm in
+    jl) want="jl.lua:1: experiment 'jl': cannot prepare its results folder: cannot append to the job log: $T/res/jl/jobs.log" ;;
+    rf) want="rf.lua:1: experiment 'rf': cannot prepare its results folder: $T/res/rf/runs exists and is not a directory" ;;
+    tr) want="tr.lua:1: experiment 'tr': cannot make trace 't': cannot move it to $T/res/tr/traces/t.hrt" ;;
+  esac
+  grep -qF "$want" "$T/$nm.err" && [ "$st" = 3 ]
+  check $? "results folder I/O ($nm): status $st, the script's line and the file: $(head -c 200 "$T/$nm.err")"
+done
+rm -rf "$T/res/jl" "$T/res/rf" "$T/res/tr"
 
 # {==== a fresh run (no --resume) redoes everything ====
 "$HR" run "$T/exp.lua" trace="$T/t.hrt" --jobs 2 --out "$T/res" 2>"$T/fresh.err"
