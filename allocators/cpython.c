@@ -85,8 +85,8 @@ static int cpy_created; /* process-wide: set once an instance has touched libpyt
 static const hr_param_desc_t cpy_params[] = {
     {"lib", "path or soname", "libpython to load (default " HR_CPYTHON_LIB ")"},
     {"placement", "unaligned|aligned|recorded|malloc", "where arenas are mapped (as pymalloc)"},
-    {"arena", "size (1M)", "the library's arena size (256K for 3.8/3.9), a power of two 16K..1G"},
-    {"pool", "size (16K)", "the library's pool size (4K for 3.8/3.9)"},
+    {"arena", "size (1M)", "the library's arena size, from its version (256K up to 3.9): if given, must match"},
+    {"pool", "size (16K)", "the library's pool size, from its version (4K up to 3.9): if given, must match"},
     {NULL, NULL, NULL}};
 
 static uint64_t cpy_footprint(const cpy_t *c)
@@ -190,19 +190,11 @@ static int cpy_create(void **out, hr_spec_t *spec, hr_err_t *err)
     cpy_t *c = calloc(1, sizeof *c);
     if (!c)
         return hr_err_set(err, HR_ENOMEM, "cpython: out of memory");
-    c->arena_size = (size_t)asize;
-    c->pool_size = (size_t)psize;
-    int rc = hr_placer_init(&c->place, mode, c->arena_size, c->pool_size, err);
-    if (rc) {
-        hr_err_prefix(err, "cpython: ");
-        free(c);
-        return rc;
-    }
+    int rc = HR_OK;
     c->lib = lib;
     c->dl = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
     if (!c->dl) {
         const char *why = dlerror();
-        hr_placer_fini(&c->place);
         free(c);
         return hr_err_set(err, HR_EUSAGE, "cpython: cannot load %s: %s", lib,
                           why ? why : "unknown error");
@@ -231,6 +223,39 @@ static int cpy_create(void **out, hr_spec_t *spec, hr_err_t *err)
         rc = cpy_sym(c, "_PyObject_DebugMallocStats", &c->debug_stats, err);
     if (!rc)
         rc = cpy_sym(c, "Py_IsInitialized", &is_initialized, err);
+    /* The library's own arena and pool sizes (its version's constants: 256 KiB and 4 KiB up to
+     * 3.9, 1 MiB and 16 KiB from 3.10). arena= and pool= must agree with them: obmalloc asks for
+     * arenas of its own size whatever we think, and a size we do not expect used to be served
+     * by a plain, uncounted mmap (no arenas, a footprint near the bytes in use: silently
+     * wrong). */
+    const char *(*get_version)(void) = NULL;
+    if (!rc)
+        rc = cpy_sym(c, "Py_GetVersion", &get_version, err);
+    if (!rc) {
+        unsigned major = 0, minor = 0;
+        const char *v = get_version();
+        int old = sscanf(v, "%u.%u", &major, &minor) == 2 && major == 3 && minor <= 9;
+        uint64_t la = old ? (uint64_t)1 << 18 : (uint64_t)1 << 20;
+        uint64_t lp = old ? (uint64_t)1 << 12 : (uint64_t)1 << 14;
+        if (arena && asize != la)
+            rc = hr_err_set(err, HR_EUSAGE, "cpython: arena=%s, but %s (Python %.*s) maps arenas "
+                            "of %llu KiB: arena= must match the library", arena, lib,
+                            (int)strcspn(v, " "), v, (unsigned long long)(la >> 10));
+        else if (pool && psize != lp)
+            rc = hr_err_set(err, HR_EUSAGE, "cpython: pool=%s, but %s (Python %.*s) uses pools "
+                            "of %llu KiB: pool= must match the library", pool, lib,
+                            (int)strcspn(v, " "), v, (unsigned long long)(lp >> 10));
+        asize = la, psize = lp;
+    }
+    if (!rc) {
+        c->arena_size = (size_t)asize;
+        c->pool_size = (size_t)psize;
+        if ((rc = hr_placer_init(&c->place, mode, c->arena_size, c->pool_size, err))) {
+            hr_err_prefix(err, "cpython: ");
+            free(c); /* the library stays loaded: its state was not touched */
+            return rc;
+        }
+    }
     if (!rc && is_initialized())
         rc = hr_err_set(err, HR_EUSAGE,
                         "cpython: %s is already initialised in this process; its obmalloc is "
