@@ -671,6 +671,20 @@ local function draw_figure(e, fig, data, figdir, opts)
     fail(e._where, "experiment '%s': figure '%s' has no data (check its data and where fields)",
       e.name, fig.name)
   end
+  for _, a in ipairs({"x", "y"}) do -- a column no row has (a typo): say so, with the columns
+    local col = fig[a]
+    if type(col) == "string" then
+      local found = false
+      for _, r in ipairs(rows) do if r[col] ~= nil then found = true; break end end
+      if not found then
+        local names = {}
+        for k in pairs(rows[1]) do names[#names + 1] = tostring(k) end
+        table.sort(names)
+        fail(e._where, "experiment '%s': figure '%s': %s = '%s' names no column of its rows "
+          .. "(columns: %s)", e.name, fig.name, a, col, table.concat(names, ", "))
+      end
+    end
+  end
   local panels, dropped = group(e, fig, rows)
   if #panels == 0 then
     fail(e._where, "experiment '%s': figure '%s': no row has a number for y%s", e.name, fig.name,
@@ -805,7 +819,7 @@ local function run_experiment(e, opts)
   end
   D.locked = D.locked or {}
   if not D.locked[dir] and not hr.lock(dir .. "/.lock") then
-    fail(e._where, "experiment '%s': another 'heapreplay run' is writing %s", e.name, dir)
+    fail_status(3, e._where, "experiment '%s': another 'heapreplay run' is writing %s", e.name, dir)
   end
   D.locked[dir] = true
   for _, f in ipairs(hr.list_dir(dir)) do -- leftovers of a killed run: temporary files, staging

@@ -168,6 +168,12 @@ st=$?
 [ "$st" = 1 ] && grep -q "flat2.lua:1: experiment 'flat2': figure 'warn': x is a function, so give xlabel" "$T/flat2.err" &&
   [ ! -e "$T/res/flat2/runs" ]
 check $? "a figure with a function for x and no xlabel is refused before anything runs (status $st): $(head -c 200 "$T/flat2.err")"
+# a figure whose y names a column no row has (a typo): the message says so and lists the columns
+sed 's/y = "peak_footprint",/y = "peak_fotprint",/; s/name = "fig"/name = "figcol"/' "$T/fig.lua" >"$T/figcol.lua"
+"$HR" run "$T/figcol.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/figcol.err"
+st=$?
+[ "$st" = 1 ] && grep -q "figure 'fp': y = 'peak_fotprint' names no column of its rows (columns: .*peak_footprint" "$T/figcol.err"
+check $? "a figure's y naming no column is reported with the columns (status $st): $(head -c 160 "$T/figcol.err")"
 # order naming a parameter that is not in the grid (a typo): refused at the declaration
 cat >"$T/order.lua" <<'LUA'
 experiment {name = "order", traces = {t = file(params.trace)}, grid = {arena = {"256K"}},
