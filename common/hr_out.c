@@ -49,8 +49,14 @@ static void on_fatal_signal(int sig)
         if (slot_used[i] == 1)
             unlink(slot_path[i]);
     errno = e;
-    /* SA_RESETHAND restored the default action and SA_NODEFER left the signal unblocked: this
-     * kills the process with the signal, so the exit status shows it. */
+    /* All three signals were blocked while the files went (a second Ctrl-C, or timeout's second
+     * signal, used to kill the process half way through, leaving temporary files): now the
+     * default action, unblocked, so that this kills the process and the exit status shows it. */
+    signal(sig, SIG_DFL);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    sigprocmask(SIG_UNBLOCK, &one, NULL);
     raise(sig);
 }
 
@@ -64,8 +70,10 @@ void hr_out_catch_signals(void)
             continue; /* ignored (nohup) or someone else's: theirs to decide */
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_fatal_signal;
-        sa.sa_flags = SA_RESETHAND | SA_NODEFER;
-        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = 0;
+        sigemptyset(&sa.sa_mask); /* the handler runs with all three blocked */
+        for (size_t j = 0; j < HR_ARRAY_LEN(sigs); j++)
+            sigaddset(&sa.sa_mask, sigs[j]);
         sigaction(sigs[i], &sa, NULL);
     }
 }

@@ -447,6 +447,34 @@ for sig in TERM HUP INT; do
   [ "$st" = "$want" ] && no_tmp && [ ! -e "$O/killed.hrt" ]
   check $? "gen killed by SIG$sig leaves no temporary file (exit $st, want $want)"
 done
+# a second signal while the first one's handler removes the files (a second Ctrl-C; timeout
+# sends two) used to kill the process half way, leaving the temporary file (8 tries in 8 before
+# the fix): three tries, each must leave nothing and die by SIGINT
+left=$(python3 - "$HR" "$O" <<'PYEOF'
+import glob, os, signal, subprocess, sys, time
+hr, out = sys.argv[1], sys.argv[2]
+left = 0
+for _ in range(3):
+    p = subprocess.Popen([hr, "gen", "churn", "events=18446744073709551615", "-o", out + "/killed.hrt"],
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for _ in range(500):
+        if glob.glob(out + "/*.tmp.*"):
+            break
+        time.sleep(0.01)
+    os.kill(p.pid, signal.SIGINT)
+    os.kill(p.pid, signal.SIGINT)
+    try:
+        st = p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        st = p.wait()
+    left += st != -signal.SIGINT or bool(glob.glob(out + "/*.tmp.*"))
+    for f in glob.glob(out + "/*.tmp.*"):
+        os.unlink(f)
+print(left)
+PYEOF
+)
+[ "$left" = 0 ]; check $? "gen killed by two SIGINTs at once leaves no temporary file ($left of 3 did)"
 mkfifo "$O/in"
 { printf 'heapreplay-trace 1 alloc\nalloc 0 8 mem\n'; sleep 5; } >"$O/in" & feeder=$!
 st=$(kill_when_tmp TERM "$HR" pack "$O/in" -o "$O/keep.hrt")
