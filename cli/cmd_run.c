@@ -188,10 +188,11 @@ static int run_refcounts(int argc, char **argv)
 }
 
 const hr_cmd_t hr_cmd_refcounts = {
-    "refcounts", "TRACE [--json OUT]",
+    "refcounts", "TRACE [--json OUT] [--partial]",
     "Histogram of the largest reference count each object of a graph trace reaches.",
-    "  A count is external references + links in; the report gives the share of objects whose\n"
-    "  count fits in 1..8 bits (after Shahriyar, Blackburn and Frampton, ISMM 2012).\n\n"
     "  --json OUT           write the histogram as JSON (schema heapreplay-refcounts/1)\n"
     "  --partial            accept a trace that was cut short\n",
-    run_refcounts, NULL};
+    run_refcounts,
+    "Histogram of the largest reference count each object of a graph trace reaches.\n\n"
+    "A count is external references + links in; the report gives the share of objects whose\n"
+    "count fits in 1..8 bits (after Shahriyar, Blackburn and Frampton, ISMM 2012)."};
