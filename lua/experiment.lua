@@ -602,7 +602,14 @@ end
 -- Group the rows of a figure: panels -> series -> x -> ys, keeping the order of first appearance.
 local function group(e, fig, rows)
   local getx, gety = accessor(fig.x, fig.xscale), accessor(fig.y, fig.yscale)
-  local geterr = fig.yerr and accessor(fig.yerr, fig.yscale)
+  -- A hyperfine figure (y = "hf_mean_s", ...) without yerr: its error bar is hyperfine's own
+  -- standard deviation. The timing is measured once per configuration and copied into every
+  -- repetition's row, so the spread over repetitions is 0 and drew bars of zero width.
+  local yerr = fig.yerr
+  if yerr == nil and type(fig.y) == "string" and fig.y:match("^hf_") and fig.y ~= "hf_runs" then
+    yerr = "hf_stddev_s"
+  end
+  local geterr = yerr and accessor(yerr, fig.yscale)
   local gets = fig.series and accessor(fig.series)
   local getp = fig.panel and accessor(fig.panel)
   local getby = fig.by and accessor(fig.by)

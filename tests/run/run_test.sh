@@ -174,6 +174,23 @@ sed 's/y = "peak_footprint",/y = "peak_fotprint",/; s/name = "fig"/name = "figco
 st=$?
 [ "$st" = 1 ] && grep -q "figure 'fp': y = 'peak_fotprint' names no column of its rows (columns: .*peak_footprint" "$T/figcol.err"
 check $? "a figure's y naming no column is reported with the columns (status $st): $(head -c 160 "$T/figcol.err")"
+# a hyperfine figure without yerr gets hyperfine's own spread as its error bar (the timing is
+# copied into every repetition's row: the spread over repetitions was 0, bars of zero width)
+if command -v hyperfine >/dev/null; then
+  cat >"$T/hf.lua" <<'LUA'
+experiment {
+  name = "hf", traces = {t = file(params.trace)}, grid = {alloc = {"null", "libc"}}, gc = "none",
+  repetitions = 2, hyperfine = {runs = 3, warmup = 0},
+  figures = {{name = "t", template = "bars", x = "alloc", y = "hf_mean_s"}},
+}
+LUA
+  "$HR" run "$T/hf.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/hf.err"
+  st=$?
+  [ "$st" = 0 ] && awk 'NR > 1 { for (i = 3; i <= NF; i += 2) if ($i + 0 > 0) found = 1 } END { exit !found }' "$T/res/hf/figures/t.dat"
+  check $? "a hyperfine figure without yerr draws hyperfine's spread (status $st): $(head -c 200 "$T/hf.err") $(tr '\n' ' ' <"$T/res/hf/figures/t.dat" 2>/dev/null | head -c 200)"
+else
+  ok "# SKIP hyperfine figure error bars: hyperfine is not installed"
+fi
 # order naming a parameter that is not in the grid (a typo): refused at the declaration
 cat >"$T/order.lua" <<'LUA'
 experiment {name = "order", traces = {t = file(params.trace)}, grid = {arena = {"256K"}},
