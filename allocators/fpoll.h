@@ -43,6 +43,18 @@ static inline void hr_fpoll_init(hr_fpoll_t *f, uint32_t period)
     f->period = f->left = period ? period : 1;
 }
 
+/* The `poll=` parameter of backend `name` (NULL: the default period) into *period. */
+static inline int hr_fpoll_parse(const char *name, const char *poll, uint32_t *period,
+                                 hr_err_t *err)
+{
+    uint64_t v = HR_FPOLL_PERIOD;
+    if (poll && (hr_parse_size(poll, &v) != HR_OK || v == 0 || v > UINT32_MAX))
+        return hr_err_set(err, HR_EUSAGE, "%s: poll=%s must be a count of calls 1..4294967295",
+                          name, poll);
+    *period = (uint32_t)v;
+    return HR_OK;
+}
+
 /* An allocating call served `n` bytes. Returns nonzero when the caller should poll. */
 HR_INLINE int hr_fpoll_alloc(hr_fpoll_t *f, uint64_t n)
 {

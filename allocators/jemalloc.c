@@ -185,10 +185,9 @@ static int je_create(void **out, hr_spec_t *spec, hr_err_t *err)
             return hr_err_set(err, HR_EUSAGE, "jemalloc: decay=%s must be milliseconds or -1",
                               decay);
     }
-    uint64_t period = HR_FPOLL_PERIOD;
-    if (poll && (hr_parse_size(poll, &period) != HR_OK || period == 0 || period > UINT32_MAX))
-        return hr_err_set(err, HR_EUSAGE,
-                          "jemalloc: poll=%s must be a count of calls 1..4294967295", poll);
+    uint32_t period = HR_FPOLL_PERIOD;
+    if (hr_fpoll_parse("jemalloc", poll, &period, err))
+        return HR_EUSAGE;
 
     je_t *c = calloc(1, sizeof *c);
     if (!c)
@@ -253,7 +252,7 @@ static int je_create(void **out, hr_spec_t *spec, hr_err_t *err)
         return rc;
     }
     c->sized = sized_mode;
-    hr_fpoll_init(&c->poll, (uint32_t)period);
+    hr_fpoll_init(&c->poll, period);
     *out = c;
     return HR_OK;
 }

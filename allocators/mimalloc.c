@@ -157,10 +157,9 @@ static int mim_create(void **out, hr_spec_t *spec, hr_err_t *err)
     const char *poll = hr_spec_get(spec, "poll");
     if (eager && strcmp(eager, "eager") != 0 && strcmp(eager, "lazy") != 0)
         return hr_err_set(err, HR_EUSAGE, "mimalloc: commit=%s must be eager or lazy", eager);
-    uint64_t period = HR_FPOLL_PERIOD;
-    if (poll && (hr_parse_size(poll, &period) != HR_OK || period == 0 || period > UINT32_MAX))
-        return hr_err_set(err, HR_EUSAGE,
-                          "mimalloc: poll=%s must be a count of calls 1..4294967295", poll);
+    uint32_t period = HR_FPOLL_PERIOD;
+    if (hr_fpoll_parse("mimalloc", poll, &period, err))
+        return HR_EUSAGE;
     int rc = mi_load(lib ? lib : HR_MIMALLOC_LIB, err);
     if (rc)
         return rc;
@@ -179,7 +178,7 @@ static int mim_create(void **out, hr_spec_t *spec, hr_err_t *err)
     uint64_t cur, pk;
     mim_commit(&cur, &pk);
     m->own_peak = mi_live == 0 && pk <= cur;
-    hr_fpoll_init(&m->poll, (uint32_t)period);
+    hr_fpoll_init(&m->poll, period);
     mi_live++;
     *out = m;
     return HR_OK;

@@ -183,10 +183,9 @@ static int tcm_create(void **out, hr_spec_t *spec, hr_err_t *err)
         mode = TC_SIZED_CHECK;
     else if (sized && strcmp(sized, "on") != 0)
         return hr_err_set(err, HR_EUSAGE, "tcmalloc: sized=%s must be on, off or check", sized);
-    uint64_t period = HR_FPOLL_PERIOD;
-    if (poll && (hr_parse_size(poll, &period) != HR_OK || period == 0 || period > UINT32_MAX))
-        return hr_err_set(err, HR_EUSAGE,
-                          "tcmalloc: poll=%s must be a count of calls 1..4294967295", poll);
+    uint32_t period = HR_FPOLL_PERIOD;
+    if (hr_fpoll_parse("tcmalloc", poll, &period, err))
+        return HR_EUSAGE;
     int rc = tc_load(lib ? lib : HR_TCMALLOC_LIB, err);
     if (rc)
         return rc;
@@ -194,7 +193,7 @@ static int tcm_create(void **out, hr_spec_t *spec, hr_err_t *err)
     if (!t)
         return hr_err_set(err, HR_ENOMEM, "tcmalloc: out of memory");
     t->sized = mode;
-    hr_fpoll_init(&t->poll, (uint32_t)period);
+    hr_fpoll_init(&t->poll, period);
     *out = t;
     return HR_OK;
 }
