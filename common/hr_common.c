@@ -185,6 +185,18 @@ void *hr_map_grow(void *p, size_t *mapped, size_t bytes)
     return q;
 }
 
+int hr_env_switch(const char *name, int *on, hr_err_t *err)
+{
+    const char *v = getenv(name);
+    *on = -1;
+    if (!v || !v[0])
+        return HR_OK;
+    if ((v[0] != '0' && v[0] != '1') || v[1])
+        return hr_err_set(err, HR_EUSAGE, "%s is '%s': it takes 0 (off) or 1 (on)", name, v);
+    *on = v[0] == '1';
+    return HR_OK;
+}
+
 int hr_tmp_template(char *buf, size_t cap, const char *name)
 {
     const char *dir = getenv("TMPDIR");

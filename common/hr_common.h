@@ -157,6 +157,10 @@ void hr_fput_json_string(FILE *f, const char *s);
  * kernel says no (p and *mapped unchanged). */
 void *hr_map_grow(void *p, size_t *mapped, size_t bytes);
 
+/* An on/off switch from the environment: *on = -1 when `name` is unset or empty, else 0 or 1 for
+ * "0" or "1"; any other value is HR_EUSAGE naming the variable and its value. */
+int hr_env_switch(const char *name, int *on, hr_err_t *err);
+
 /* A mkstemp/mkdtemp template for a temporary file or folder: "$TMPDIR/NAME.XXXXXX" ("/tmp" when
  * TMPDIR is unset or empty). Returns 0, or -1 when it does not fit in cap bytes. */
 int hr_tmp_template(char *buf, size_t cap, const char *name);

@@ -866,13 +866,12 @@ int hr_replay_run(const char *path, const hr_replay_opts_t *o, hr_replay_result_
     const int graphless = !e.check && !e.gvt->incref && !e.gvt->decref && !e.gvt->link &&
                           !e.gvt->unlink;
     e.graphless = graphless;
-    const char *lane_env = getenv("HEAPREPLAY_LANE");
-    if (!o->lane && lane_env && lane_env[0] && strcmp(lane_env, "0") && strcmp(lane_env, "1")) {
-        rc = hr_err_set(err, HR_EUSAGE, "HEAPREPLAY_LANE is '%s': it takes 0 (no lane) or 1",
-                        lane_env);
-        goto out;
+    int lane = o->lane > 0;
+    if (!o->lane) {
+        if ((rc = hr_env_switch("HEAPREPLAY_LANE", &lane, err)))
+            goto out;
+        lane = lane != 0; /* unset: on */
     }
-    const int lane = o->lane ? o->lane > 0 : !lane_env || strcmp(lane_env, "0") != 0;
     uint64_t t0 = hr_now_ns(), next_sample = o->every ? 0 : UINT64_MAX;
     uint64_t next_progress = o->progress ? 1u << 20 : UINT64_MAX;
     /* Events come three ways: the lane ("The lane" above) decodes and replays the commonest

@@ -141,7 +141,7 @@ expect "an option given twice" 1 "option '--timeline' given twice" \
   "$HR" replay "$T/gb.hrt" -q --timeline "$T/a.csv" --timeline="$T/b.csv"
 [ ! -e "$T/a.csv" ] && [ ! -e "$T/b.csv" ]; check $? "... and nothing is written"
 # the documented switches take 0 or 1; anything else is refused, not read as "on"
-expect "HEAPREPLAY_LANE with a value other than 0 or 1" 1 "HEAPREPLAY_LANE is 'off': it takes 0 \(no lane\) or 1" \
+expect "HEAPREPLAY_LANE with a value other than 0 or 1" 1 "HEAPREPLAY_LANE is 'off': it takes 0 \(off\) or 1 \(on\)" \
   env HEAPREPLAY_LANE=off "$HR" replay "$T/gb.hrt" -q
 expect "HEAPREPLAY_READ_THREADS with a value other than 0 or 1" 1 "HEAPREPLAY_READ_THREADS is 'yes': it takes 0" \
   env HEAPREPLAY_READ_THREADS=yes "$HR" info "$T/gb.hrt"

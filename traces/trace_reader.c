@@ -298,21 +298,19 @@ static int read_header(hr_trace_reader_t *r, hr_err_t *err)
     return HR_OK;
 }
 
-/* Whether to prefetch on a thread: the option, else HEAPREPLAY_READ_THREADS (0 no, 1 yes; any
- * other value is refused: PREFETCH_BAD), else PREFETCH_AUTO: yes when the first frame is large
- * enough (prefetch_min). */
-enum { PREFETCH_NO, PREFETCH_YES, PREFETCH_AUTO, PREFETCH_BAD };
+/* Whether to prefetch on a thread: the option, else HEAPREPLAY_READ_THREADS (0 no, 1 yes), else
+ * PREFETCH_AUTO: yes when the first frame is large enough (prefetch_min). */
+enum { PREFETCH_NO, PREFETCH_YES, PREFETCH_AUTO };
 
-static int want_thread(const hr_trace_read_opts_t *opts)
+static int want_thread(const hr_trace_read_opts_t *opts, int *want, hr_err_t *err)
 {
+    int on = -1, rc;
     if (opts && opts->threads)
-        return opts->threads > 0 ? PREFETCH_YES : PREFETCH_NO;
-    const char *env = getenv("HEAPREPLAY_READ_THREADS");
-    if (!env || !env[0])
-        return PREFETCH_AUTO;
-    if (!env[1] && (env[0] == '0' || env[0] == '1'))
-        return env[0] == '1' ? PREFETCH_YES : PREFETCH_NO;
-    return PREFETCH_BAD;
+        on = opts->threads > 0;
+    else if ((rc = hr_env_switch("HEAPREPLAY_READ_THREADS", &on, err)))
+        return rc;
+    *want = on < 0 ? PREFETCH_AUTO : on ? PREFETCH_YES : PREFETCH_NO;
+    return HR_OK;
 }
 
 static int reader_new(hr_trace_reader_t **out, const char *name, const hr_trace_read_opts_t *opts,
@@ -327,11 +325,10 @@ static int reader_new(hr_trace_reader_t **out, const char *name, const hr_trace_
     r->partial = opts ? opts->partial : 0;
     r->id_state = opts ? opts->id_state : NULL;
     r->id_state_arg = opts ? opts->id_state_arg : NULL;
-    r->want_thread = want_thread(opts);
-    if (r->want_thread == PREFETCH_BAD) {
+    int rc = want_thread(opts, &r->want_thread, err);
+    if (rc) {
         hr_trace_close(r);
-        return hr_err_set(err, HR_EUSAGE, "HEAPREPLAY_READ_THREADS is '%s': it takes 0 (no "
-                          "prefetch thread) or 1 (always one)", getenv("HEAPREPLAY_READ_THREADS"));
+        return rc;
     }
     atomic_init(&r->stop, 0);
     r->type_off = calloc(64, sizeof *r->type_off);
