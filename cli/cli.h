@@ -30,10 +30,10 @@ int hr_cli_parse(const char *cmd, int argc, char **argv, hr_opt_t *opts, size_t 
 /* Print "heapreplay: msg" to stderr and return the exit status for err's code. */
 int hr_cli_fail(const hr_err_t *err);
 int hr_cli_usage(const char *cmd, const char *fmt, ...) HR_PRINTF(2, 3);
-/* Write s (n bytes) to f with control characters shown as \xNN, so that names and values from a
- * trace or a program (metadata, type names, messages quoting them) cannot drive the terminal.
- * Tabs pass, and newlines when keep_newlines (messages of several lines). */
-void hr_cli_put_safe(FILE *f, const char *s, size_t n, int keep_newlines);
+/* Write s to f with control characters shown as \xNN, so that names and values from a trace or a
+ * program (metadata, type names, messages quoting them) cannot drive the terminal. Tabs pass,
+ * and newlines when keep_newlines (messages of several lines). */
+void hr_cli_put_safe(FILE *f, const char *s, int keep_newlines);
 /* 1 (usage message printed) when the output `out` given with option `opt` would replace the
  * input `in` (the same regular file, however spelled): a trace, a script, a text; else 0. NULLs
  * are fine. */

@@ -401,12 +401,12 @@ static int run_record(int argc, char **argv)
             return hr_cli_usage("record", "--level takes 1 to 19");
         level = (int)v;
     }
+    /* the options that shape the recording, for the metadata (--native ignores the last two) */
+    const char *fs = o[2].value ? NULL : o[3].value, *lv = o[2].value ? NULL : o[4].value;
     char opts[160];
     snprintf(opts, sizeof opts, "%s%s%s%s%s%s%s", o[2].value ? " --native" : "",
              mode == HR_KIND_GRAPH ? " --mode graph" : "", o[5].value ? " --embedded" : "",
-             o[3].value && !o[2].value ? " --frame-size " : "",
-             o[3].value && !o[2].value ? o[3].value : "", o[4].value && !o[2].value ? " --level " : "",
-             o[4].value && !o[2].value ? o[4].value : "");
+             fs ? " --frame-size " : "", fs ? fs : "", lv ? " --level " : "", lv ? lv : "");
     char *cmdline = join_cmdline(opts, nargs, args);
     if (!cmdline) {
         rec_error("out of memory");

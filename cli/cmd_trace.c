@@ -223,12 +223,11 @@ static int run_info(int argc, char **argv)
     char t1[32], t2[32];
     printf("file          %s (%s bytes)\n", in[0], hr_fmt_thousands(t1, sizeof t1, fsize));
     printf("format        heapreplay trace v%d, kind %s\n", h->version, hr_kind_name(h->kind));
-    for (int i = 0; i < h->nmeta; i++)
-    {
+    for (int i = 0; i < h->nmeta; i++) {
         printf("meta          ");
-        hr_cli_put_safe(stdout, h->meta[i].key, strlen(h->meta[i].key), 0);
+        hr_cli_put_safe(stdout, h->meta[i].key, 0);
         printf(" = ");
-        hr_cli_put_safe(stdout, h->meta[i].value, strlen(h->meta[i].value), 0);
+        hr_cli_put_safe(stdout, h->meta[i].value, 0);
         putchar('\n');
     }
     printf("frames        %llu, checksums %s\n", (unsigned long long)st->frames,

@@ -590,10 +590,9 @@ static int run_validate(int argc, char **argv)
     if (verbose && nmis) {
         qsort(mis, (size_t)nmis, sizeof *mis, cmp_mis);
         printf("\nrefcount mismatches by type:\n");
-        for (int i = 0; i < nmis; i++)
-        {
+        for (int i = 0; i < nmis; i++) {
             printf("  %-44s %8llu  ", mis_kind_name[mis[i].kind], (unsigned long long)mis[i].n);
-            hr_cli_put_safe(stdout, mis[i].name, strlen(mis[i].name), 0);
+            hr_cli_put_safe(stdout, mis[i].name, 0);
             putchar('\n');
         }
     }

@@ -23,10 +23,10 @@ int hr_cli_usage(const char *cmd, const char *fmt, ...)
     return 1;
 }
 
-void hr_cli_put_safe(FILE *f, const char *s, size_t n, int keep_newlines)
+void hr_cli_put_safe(FILE *f, const char *s, int keep_newlines)
 {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
         if ((c < 0x20 && c != '\t' && !(c == '\n' && keep_newlines)) || c == 0x7f)
             fprintf(f, "\\x%02x", c);
         else
@@ -46,7 +46,7 @@ int hr_cli_fail(const hr_err_t *err)
 {
     const char *m = err->msg[0] ? err->msg : hr_strerror(err->code);
     fputs("heapreplay: ", stderr);
-    hr_cli_put_safe(stderr, m, strlen(m), 1);
+    hr_cli_put_safe(stderr, m, 1);
     putc('\n', stderr);
     return hr_exit_status(err->code);
 }
