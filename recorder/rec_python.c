@@ -1927,14 +1927,13 @@ static __attribute__((noreturn)) void pre_exit_now(int status)
 HR_EXPORT __attribute__((noreturn)) void _exit(int status) { pre_exit_now(status); }
 HR_EXPORT __attribute__((noreturn)) void _Exit(int status) { pre_exit_now(status); }
 
+/* The recording process's exec failed (its trace was finished): say so, keep the errno. */
 static int pre_exec_failed(const char *what, int saved)
 {
-    if (R.started && R.sink.owner == getpid()) {
-        hr_err_t err = {0};
-        hr_err_set(&err, HR_EIO, "the program's %s failed (%s) and it goes on unrecorded: the "
-                   "trace ends at that call", what, strerror(saved));
-        pre_report(&err);
-    }
+    hr_err_t err = {0};
+    hr_err_set(&err, HR_EIO, "the program's %s failed (%s) and it goes on unrecorded: the trace "
+               "ends at that call", what, strerror(saved));
+    pre_report(&err);
     errno = saved;
     return -1;
 }

@@ -546,17 +546,13 @@ int hr_trace_writer_fd(const hr_trace_writer_t *w) { return w ? w->fd : -1; }
 
 void hr_trace_writer_set_fd(hr_trace_writer_t *w, int fd)
 {
-    if (w->async) { /* no frame in flight: the worker writes only between busy = 1 and 0 */
+    if (w->async) /* no frame in flight: the worker writes only between busy = 1 and 0 */
         worker_idle(w, NULL);
-        w->fd = fd;
-        if (w->atomic)
-            w->out.fd = fd;
+    w->fd = fd;
+    if (w->atomic)
+        w->out.fd = fd;
+    if (w->async)
         pthread_mutex_unlock(&w->mu);
-    } else {
-        w->fd = fd;
-        if (w->atomic)
-            w->out.fd = fd;
-    }
 }
 
 void hr_trace_writer_abort(hr_trace_writer_t *w)
