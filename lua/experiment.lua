@@ -18,12 +18,7 @@
 --              them were written: an error leaves the previous outputs untouched.
 local hr = ...
 local D = {}
-
--- "string|table" -> "a string or a table", "integer" -> "an integer" (for messages)
-local function kinds(want)
-  return (want:gsub("[^|]+", function(w) return (w:match("^[aeiou]") and "an " or "a ") .. w end)
-    :gsub("|", " or "))
-end
+local kinds = hr._kinds
 
 local FIELDS = {
   name = "string", title = "string", description = "string", traces = "table", grid = "table",

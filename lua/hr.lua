@@ -36,13 +36,13 @@ local function check(fname, n, v, want, what)
     v == nil and "no value" or t), 2)
 end
 
--- Check an options table against {name = "type", ...}; returns it ({} when nil).
 -- "string|table" -> "a string or a table", "integer" -> "an integer" (for messages)
 local function kinds(want)
   return (want:gsub("[^|]+", function(w) return (w:match("^[aeiou]") and "an " or "a ") .. w end)
     :gsub("|", " or "))
 end
 
+-- Check an options table against {name = "type", ...}; returns it ({} when nil).
 local function options(fname, n, opts, spec)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
@@ -64,7 +64,7 @@ local function options(fname, n, opts, spec)
   end
   return opts
 end
-hr._check, hr._options = check, options
+hr._check, hr._options, hr._kinds = check, options, kinds
 
 -- {==== small helpers ====
 
