@@ -158,11 +158,9 @@ local function check_experiment(e, where)
   end
   for i, k in ipairs(e.order or {}) do -- a name not in the grid used to be ignored silently
     if type(k) ~= "string" or not (e.grid and e.grid[k] ~= nil) then
-      local names = {}
-      for g in pairs(e.grid or {}) do names[#names + 1] = tostring(g) end
-      table.sort(names)
+      local names = table.concat(sorted_keys(e.grid or {}), ", ")
       fail(where, "experiment '%s': order[%d] = %s names no parameter of the grid (%s)", e.name, i,
-        tostring(k), #names > 0 and table.concat(names, ", ") or "the grid is empty")
+        tostring(k), names ~= "" and names or "the grid is empty")
     end
   end
   if e.timeout ~= nil and not (e.timeout > 0) then
@@ -679,11 +677,8 @@ local function draw_figure(e, fig, data, figdir, opts)
       local found = false
       for _, r in ipairs(rows) do if r[col] ~= nil then found = true; break end end
       if not found then
-        local names = {}
-        for k in pairs(rows[1]) do names[#names + 1] = tostring(k) end
-        table.sort(names)
         fail(e._where, "experiment '%s': figure '%s': %s = '%s' names no column of its rows "
-          .. "(columns: %s)", e.name, fig.name, a, col, table.concat(names, ", "))
+          .. "(columns: %s)", e.name, fig.name, a, col, table.concat(sorted_keys(rows[1]), ", "))
       end
     end
   end
