@@ -118,16 +118,12 @@ check $? "a failing job leaves the earlier results.csv alone"
 
 # {==== the script's mistakes and the others': what, where, and the exit status ====
 # a figure whose x is a string: nothing written, the runs kept, --resume draws without replaying
-cat >"$T/fig.lua" <<'LUA'
-experiment {
-  name = "fig",
-  traces = {t = file(params.trace)},
-  grid = {arena = {"256K", "1M"}},
-  alloc = function(p) return "pymalloc:preset=3.11,arena=" .. p.arena end,
-  figures = {{name = "fp", x = function(r) return r.arena:match("%d+") end, y = "peak_footprint",
-              xlabel = "arena"}},
+# arena_exp NAME FIGURES: an experiment replaying the trace at two arena sizes, drawing FIGURES
+arena_exp() {
+  printf 'experiment {\n  name = "%s",\n  traces = {t = file(params.trace)},\n  grid = {arena = {"256K", "1M"}},\n  alloc = function(p) return "pymalloc:preset=3.11,arena=" .. p.arena end,\n  figures = %s,\n}\n' "$1" "$2"
 }
-LUA
+arena_exp fig '{{name = "fp", x = function(r) return r.arena:match("%d+") end, y = "peak_footprint",
+              xlabel = "arena"}}' >"$T/fig.lua"
 "$HR" run "$T/fig.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/fig.err"
 st=$?
 grep -q 'fig.lua:1: .*x must be a number for lines (got string "[0-9]*"' "$T/fig.err" &&
@@ -143,18 +139,10 @@ check $? "fixed and resumed: status $st, the figure drawn, no job run again ($ru
 # gnuplot's warnings: a panel whose values are all at ymin draws without one (its y range is
 # given: pflat), and a warning (here the same panel with its floor set by hand, which gnuplot
 # finds an empty y range) is reported once per figure, not once per format
-cat >"$T/flat.lua" <<'LUA'
-experiment {
-  name = "flat",
-  traces = {t = file(params.trace)},
-  grid = {arena = {"256K", "1M"}},
-  alloc = function(p) return "pymalloc:preset=3.11,arena=" .. p.arena end,
-  figures = {{name = "zero", x = function(r) return hr.num(r.arena) end, y = function() return 0 end, ymin = 0,
+arena_exp flat '{{name = "zero", x = function(r) return hr.num(r.arena) end, y = function() return 0 end, ymin = 0,
               xlabel = "arena (bytes)", ylabel = "zero"},
              {name = "warn", x = function(r) return hr.num(r.arena) end, y = function() return 0 end,
-              extra = "set yrange [0:*]", xlabel = "arena (bytes)", ylabel = "zero"}},
-}
-LUA
+              extra = "set yrange [0:*]", xlabel = "arena (bytes)", ylabel = "zero"}}' >"$T/flat.lua"
 "$HR" run "$T/flat.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/flat.err"
 st=$?
 [ "$st" = 0 ] && [ -s "$T/res/flat/figures/zero.png" ] && ! grep -q 'zero' "$T/flat.err" &&
