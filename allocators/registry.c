@@ -126,8 +126,9 @@ int hr_alloc_create(hr_alloc_t **out, const char *spec_text, hr_err_t *err)
     if (!vt) {
         char names[256];
         names_list(names, sizeof names);
-        rc = hr_err_set(err, HR_EUSAGE, "unknown allocator '%s' (built in: %s)", spec->name,
-                        names);
+        char hint[96];
+        rc = hr_err_set(err, HR_EUSAGE, "unknown allocator '%s'%s (built in: %s)", spec->name,
+                        hr_did_you_mean(hint, sizeof hint, spec->name, names), names);
         free(spec);
         return rc;
     }
@@ -139,26 +140,19 @@ int hr_alloc_create(hr_alloc_t **out, const char *spec_text, hr_err_t *err)
     a->vt = vt;
     rc = vt->create(&a->ctx, spec, err);
     if (rc == HR_OK) {
-        rc = hr_spec_check_unused(spec, "allocator", err);
-        if (rc) {
-            /* name the parameters that exist, for the person who mistyped one */
-            char known[512];
-            size_t o = 0;
-            known[0] = '\0';
-            for (const hr_param_desc_t *p = vt->params; p && p->key; p++) {
-                int n = snprintf(known + o, sizeof known - o, "%s%s", o ? ", " : "", p->key);
-                if (n < 0 || (size_t)n >= sizeof known - o)
-                    break;
-                o += (size_t)n;
-            }
-            if (err) {
-                size_t l = strlen(err->msg);
-                if (snprintf(err->msg + l, sizeof err->msg - l, " (parameters: %s)",
-                             o ? known : "none") < 0)
-                    err->msg[l] = '\0';
-            }
-            vt->destroy(a->ctx);
+        /* name the parameters that exist, for the person who mistyped one */
+        char known[512];
+        size_t o = 0;
+        known[0] = '\0';
+        for (const hr_param_desc_t *p = vt->params; p && p->key; p++) {
+            int n = snprintf(known + o, sizeof known - o, "%s%s", o ? ", " : "", p->key);
+            if (n < 0 || (size_t)n >= sizeof known - o)
+                break;
+            o += (size_t)n;
         }
+        rc = hr_spec_check_unused(spec, "allocator", known, err);
+        if (rc)
+            vt->destroy(a->ctx);
     }
     if (rc) {
         free(a);

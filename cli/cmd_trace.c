@@ -381,8 +381,9 @@ static int run_gen(int argc, char **argv)
         for (const hr_gen_vt *const *g = hr_gen_registry(); *g; g++)
             snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
                      names[0] ? ", " : "", (*g)->name);
-        hr_err_set(&err, HR_EUSAGE, "unknown generator '%s' (built in: %s; no Lua workload %s)",
-                   ops[0], names, script);
+        char hint[96];
+        hr_err_set(&err, HR_EUSAGE, "unknown generator '%s'%s (built in: %s; no Lua workload %s)",
+                   ops[0], hr_did_you_mean(hint, sizeof hint, ops[0], names), names, script);
         return hr_cli_fail(&err);
     }
     if (hr_gen_run(spec, o[0].value, &wo, &err))

@@ -26,11 +26,23 @@ const char *hr_strerror(int code)
     }
 }
 
+/* A message cut to fit says so: "..." replaces its last characters (never half a UTF-8
+ * character). */
+static void mark_cut(char *msg, size_t size)
+{
+    size_t n = size - 4;
+    while (n > 0 && ((unsigned char)msg[n] & 0xC0) == 0x80)
+        n--;
+    memcpy(msg + n, "...", 4);
+}
+
 int hr_err_vset(hr_err_t *err, int code, const char *fmt, va_list ap)
 {
     if (err && err->code == HR_OK) {
         err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        if (n >= (int)sizeof err->msg)
+            mark_cut(err->msg, sizeof err->msg);
     }
     return code;
 }
@@ -59,10 +71,13 @@ void hr_err_prefix(hr_err_t *err, const char *fmt, ...)
         n = sizeof err->msg - 1;
     memcpy(err->msg, pre, n);
     size_t m = strlen(old);
-    if (m > sizeof err->msg - 1 - n)
+    int cut = m > sizeof err->msg - 1 - n;
+    if (cut)
         m = sizeof err->msg - 1 - n;
     memcpy(err->msg + n, old, m);
     err->msg[n + m] = '\0';
+    if (cut)
+        mark_cut(err->msg, sizeof err->msg);
 }
 
 void hr_err_clear(hr_err_t *err)
@@ -260,4 +275,54 @@ uint64_t hr_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Edit distance between a[0..n) and b[0..m) with adjacent transpositions (optimal string
+ * alignment), for strings of at most 63 characters. */
+static size_t edit_distance(const char *a, size_t n, const char *b, size_t m)
+{
+    size_t d[64][64];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            size_t v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < v)
+                v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[n][m];
+}
+
+char *hr_did_you_mean(char *buf, size_t cap, const char *name, const char *names)
+{
+    size_t n = strlen(name), limit = n / 3 > 1 ? n / 3 : 1, best_d = limit + 1;
+    const char *best = NULL;
+    size_t best_len = 0;
+    if (cap)
+        buf[0] = '\0';
+    if (n == 0 || n > 63)
+        return buf;
+    for (const char *p = names; *p;) {
+        p += strspn(p, ", ");
+        size_t m = strcspn(p, ", ");
+        if (m == 0)
+            break;
+        if (m <= 63 && (m > n ? m - n : n - m) < best_d) {
+            size_t d = edit_distance(name, n, p, m);
+            if (d < best_d)
+                best = p, best_len = m, best_d = d;
+        }
+        p += m;
+    }
+    if (best && cap)
+        snprintf(buf, cap, " (did you mean '%.*s'?)", (int)best_len, best);
+    return buf;
 }

@@ -40,7 +40,7 @@ typedef enum hr_code {
     HR_ECHECK = -8      /* a replay check failed (use after free, negative refcount, mismatch) */
 } hr_code_t;
 
-#define HR_ERR_MSG_MAX 1024
+#define HR_ERR_MSG_MAX 4096
 
 typedef struct hr_err {
     int code;                     /* the hr_code_t of the first error recorded, HR_OK if none */
@@ -146,6 +146,11 @@ int hr_read_file(const char *path, hr_buf_t *out, hr_err_t *err);
 
 /* Format n with thousands separators into buf ("12,345"); returns buf. */
 char *hr_fmt_thousands(char *buf, size_t cap, uint64_t n);
+/* For a message about an unknown name: " (did you mean 'X'?)" in buf when one of `names` (a list
+ * separated by commas and/or spaces) is within an edit distance of a third of name's length
+ * (at least 1; two adjacent characters swapped count as one edit), else "". Returns buf. The
+ * Lua driver's messages use the same rule (hr.lua, did_you_mean). */
+char *hr_did_you_mean(char *buf, size_t cap, const char *name, const char *names);
 
 /* Write s as a JSON string literal (quotes, backslash and control characters escaped). */
 void hr_fput_json_string(FILE *f, const char *s);
@@ -216,7 +221,13 @@ int hr_parse_u64(const char *s, uint64_t *out);
 /* Parse a plain decimal ("1.5", ".5", "-2"), optionally written as a factor ("2x"), into a
  * finite double. No exponent, hex, "inf", "nan" or whitespace: HR_EUSAGE. */
 int hr_parse_double(const char *s, double *out);
-/* Fail with HR_EUSAGE naming the first parameter no backend function asked for. */
-int hr_spec_check_unused(const hr_spec_t *spec, const char *what, hr_err_t *err);
+/* Fail with HR_EUSAGE naming the first parameter no backend function asked for; with `known`
+ * (the parameter names, separated by commas or spaces; NULL: not said) the message suggests the
+ * nearest one (hr_did_you_mean) and lists them. */
+int hr_spec_check_unused(const hr_spec_t *spec, const char *what, const char *known,
+                         hr_err_t *err);
+/* The parameter names of a one-line description such as "trigger=F (default 2x) min=SIZE":
+ * every word directly followed by '=', as "trigger, min" in out ("" when none). Returns out. */
+char *hr_spec_keys_of(const char *description, char *out, size_t cap);
 
 #endif /* HR_COMMON_H */

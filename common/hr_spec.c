@@ -1,8 +1,10 @@
 /* hr_spec.c: parsing of backend spec strings ("pymalloc:preset=3.11,pool=4K"). */
 #include "hr_common.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,17 +88,26 @@ const char *hr_spec_positional(hr_spec_t *spec, int i)
     return NULL;
 }
 
-int hr_spec_check_unused(const hr_spec_t *spec, const char *what, hr_err_t *err)
+int hr_spec_check_unused(const hr_spec_t *spec, const char *what, const char *known,
+                         hr_err_t *err)
 {
     for (int i = 0; i < spec->nparams; i++) {
         const hr_spec_param_t *sp = &spec->params[i];
         if (sp->used)
             continue;
+        if (sp->key && known) {
+            char hint[96];
+            return hr_err_set(err, HR_EUSAGE, "%s '%s' has no parameter '%s'%s (parameters: %s)",
+                              what, spec->name, sp->key,
+                              hr_did_you_mean(hint, sizeof hint, sp->key, known),
+                              known[0] ? known : "none");
+        }
         if (sp->key)
             return hr_err_set(err, HR_EUSAGE, "%s '%s' has no parameter '%s'", what, spec->name,
                               sp->key);
-        return hr_err_set(err, HR_EUSAGE, "%s '%s' takes no positional value '%s'", what,
-                          spec->name, sp->value);
+        return hr_err_set(err, HR_EUSAGE, "%s '%s' takes no positional value '%s'%s%s%s", what,
+                          spec->name, sp->value, known ? " (parameters: " : "",
+                          known ? (known[0] ? known : "none") : "", known ? ")" : "");
     }
     return HR_OK;
 }
@@ -169,4 +180,29 @@ int hr_parse_double(const char *s, double *out)
         return HR_EUSAGE;
     *out = v;
     return HR_OK;
+}
+
+char *hr_spec_keys_of(const char *description, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (cap)
+        out[0] = '\0';
+    for (const char *p = description; p && *p;) {
+        if (!(isalnum((unsigned char)*p) || *p == '_')) {
+            p++;
+            continue;
+        }
+        const char *w = p;
+        while (isalnum((unsigned char)*p) || *p == '_')
+            p++;
+        if (*p != '=' || (w > description && w[-1] == '='))
+            continue;
+        int n = snprintf(out + o, cap - o, "%s%.*s", o ? ", " : "", (int)(p - w), w);
+        if (n < 0 || (size_t)n >= cap - o) {
+            out[o] = '\0';
+            break;
+        }
+        o += (size_t)n;
+    }
+    return out;
 }

@@ -48,15 +48,19 @@ int hr_gc_create(hr_gc_t **out, const char *spec_text, const hr_gc_env_t *env, h
         for (size_t i = 0; registry[i]; i++)
             snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
                      registry[i]->name);
-        return hr_err_set(err, HR_EUSAGE, "unknown collector '%s' (known: %s)", spec.name, names);
+        char hint[96];
+        return hr_err_set(err, HR_EUSAGE, "unknown collector '%s'%s (known: %s)", spec.name,
+                          hr_did_you_mean(hint, sizeof hint, spec.name, names), names);
     }
     hr_gc_t *g = calloc(1, sizeof *g);
     if (!g)
         return hr_err_set(err, HR_ENOMEM, "out of memory");
     g->vt = vt;
     snprintf(g->spec, sizeof g->spec, "%s", spec_text);
+    char known[256];
     if ((rc = vt->create(&g->ctx, &spec, env, err)) ||
-        (rc = hr_spec_check_unused(&spec, "collector", err))) {
+        (rc = hr_spec_check_unused(&spec, "collector",
+                                   hr_spec_keys_of(vt->params, known, sizeof known), err))) {
         if (g->ctx)
             vt->destroy(g->ctx);
         free(g);

@@ -19,6 +19,7 @@
 local hr = ...
 local D = {}
 local kinds = hr._kinds
+local did_you_mean = hr._did_you_mean
 
 local FIELDS = {
   name = "string", title = "string", description = "string", traces = "table", grid = "table",
@@ -87,8 +88,9 @@ local function check_figure(where, ename, i, f)
   for k, v in pairs(f) do
     local want = FIGURE_FIELDS[k]
     if not want then
-      fail(where, "experiment '%s': figures[%d] has an unknown field '%s' (known: %s)", ename, i,
-        tostring(k), table.concat(sorted_keys(FIGURE_FIELDS), ", "))
+      fail(where, "experiment '%s': figures[%d] has an unknown field '%s'%s (known: %s)", ename, i,
+        tostring(k), did_you_mean(k, sorted_keys(FIGURE_FIELDS)),
+        table.concat(sorted_keys(FIGURE_FIELDS), ", "))
     end
     if not type_ok(v, want) then
       fail(where, "experiment '%s': figures[%d].%s must be %s, not %s", ename, i, k, kinds(want),
@@ -122,8 +124,8 @@ local function check_experiment(e, where)
   for k, v in pairs(e) do
     local want = FIELDS[k]
     if not want then
-      fail(where, "experiment: unknown field '%s' (known: %s)", tostring(k),
-        table.concat(sorted_keys(FIELDS), ", "))
+      fail(where, "experiment: unknown field '%s'%s (known: %s)", tostring(k),
+        did_you_mean(k, sorted_keys(FIELDS)), table.concat(sorted_keys(FIELDS), ", "))
     end
     if not type_ok(v, want) then
       fail(where, "experiment: field '%s' must be %s, not %s", k, kinds(want), type(v))
@@ -193,8 +195,9 @@ local function check_experiment(e, where)
   if e.grid and e.grid.trace then
     for _, t in ipairs(e.grid.trace) do
       if not e.traces[t] then
-        fail(where, "experiment '%s': grid.trace names '%s', which is not among the traces (%s)",
-          e.name, tostring(t), table.concat(sorted_keys(e.traces), ", "))
+        fail(where, "experiment '%s': grid.trace names '%s'%s, which is not among the traces (%s)",
+          e.name, tostring(t), did_you_mean(t, sorted_keys(e.traces)),
+          table.concat(sorted_keys(e.traces), ", "))
       end
     end
   end
@@ -268,7 +271,8 @@ local function make_env(script, opts, decls)
     if type(o) ~= "table" then fail(where, "record: bad argument #2 (options table expected)") end
     for k in pairs(o) do
       if k ~= "mode" and k ~= "args" then
-        fail(where, "record: bad argument #2 (unknown option '%s'; known: args, mode)", tostring(k))
+        fail(where, "record: bad argument #2 (unknown option '%s'%s; known: args, mode)", tostring(k),
+          did_you_mean(k, {"args", "mode"}))
       end
     end
     if o.mode and o.mode ~= "alloc" and o.mode ~= "graph" then
@@ -677,8 +681,9 @@ local function draw_figure(e, fig, data, figdir, opts)
       local found = false
       for _, r in ipairs(rows) do if r[col] ~= nil then found = true; break end end
       if not found then
-        fail(e._where, "experiment '%s': figure '%s': %s = '%s' names no column of its rows "
-          .. "(columns: %s)", e.name, fig.name, a, col, table.concat(sorted_keys(rows[1]), ", "))
+        fail(e._where, "experiment '%s': figure '%s': %s = '%s' names no column of its rows%s "
+          .. "(columns: %s)", e.name, fig.name, a, col, did_you_mean(col, sorted_keys(rows[1])),
+          table.concat(sorted_keys(rows[1]), ", "))
       end
     end
   end
@@ -1087,8 +1092,11 @@ local function run_experiment(e, opts)
     for _, m in ipairs(e.metrics) do
       if not mseen[m] then
         table.sort(metric_cols)
-        fail(e._where, "experiment '%s': metric '%s' is not produced (there are: %s)", e.name,
-          tostring(m), table.concat(metric_cols, ", "))
+        -- the jobs are done and their records kept: say how to go on without replaying
+        fail(e._where, "experiment '%s': metric '%s' is not produced%s\n(no results written; the "
+          .. "%d run(s) are kept in %s/runs: fix `metrics` and run again with --resume to finish "
+          .. "without replaying)\nthe metrics there are: %s", e.name, tostring(m),
+          did_you_mean(m, metric_cols), #rows, dir, table.concat(metric_cols, ", "))
       end
       cols[#cols + 1] = m
     end

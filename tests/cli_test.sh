@@ -183,7 +183,7 @@ check $? "seed-cycle: the JSON says refcount leaks both lists, marksweep and gen
 head -n 1 "$T/tl.csv" | grep -qx 'event,live_objects,live_blocks,live_bytes,footprint,rss,gc_ns' &&
   [ "$(wc -l <"$T/tl.csv")" -ge 10 ]
 check $? "--timeline writes a CSV sampled every N events"
-expect "unknown collector" 1 "unknown collector 'nope' \(known: generational, refcount, marksweep, none" \
+expect "unknown collector" 1 "unknown collector 'nope' \(did you mean 'none'\?\) \(known: generational, refcount, marksweep, none" \
   "$HR" replay "$T/gb.hrt" --gc nope
 expect "unknown collector parameter" 1 "collector 'marksweep' has no parameter 'speed'" \
   "$HR" replay "$T/gb.hrt" --gc marksweep:speed=3

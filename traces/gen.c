@@ -367,7 +367,9 @@ int hr_gen_run(const char *spec_text, const char *out_path, const hr_trace_write
         for (size_t i = 0; registry[i]; i++)
             snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
                      registry[i]->name);
-        return hr_err_set(err, HR_EUSAGE, "unknown generator '%s' (known: %s)", spec.name, names);
+        char hint[96];
+        return hr_err_set(err, HR_EUSAGE, "unknown generator '%s'%s (known: %s)", spec.name,
+                          hr_did_you_mean(hint, sizeof hint, spec.name, names), names);
     }
     /* Reject unknown parameters before generating anything: g->params lists "key=..." words. */
     for (int i = 0; i < spec.nparams; i++) {
@@ -381,9 +383,13 @@ int hr_gen_run(const char *spec_text, const char *out_path, const hr_trace_write
             }
             at += kl;
         }
-        if (!known)
-            return hr_err_set(err, HR_EUSAGE, "generator '%s' has no parameter '%s' (it takes: %s)",
-                              g->name, k ? k : spec.params[i].value, g->params);
+        if (!known) {
+            char keys[256], hint[96] = "";
+            if (k)
+                hr_did_you_mean(hint, sizeof hint, k, hr_spec_keys_of(g->params, keys, sizeof keys));
+            return hr_err_set(err, HR_EUSAGE, "generator '%s' has no parameter '%s'%s (it takes: %s)",
+                              g->name, k ? k : spec.params[i].value, hint, g->params);
+        }
     }
     int kind = g->kind_of(&spec, err);
     if (kind < 0)
@@ -399,7 +405,7 @@ int hr_gen_run(const char *spec_text, const char *out_path, const hr_trace_write
     hr_trace_header_free(&h);
     if (rc)
         return rc;
-    if ((rc = g->run(w, &spec, err)) || (rc = hr_spec_check_unused(&spec, "generator", err))) {
+    if ((rc = g->run(w, &spec, err)) || (rc = hr_spec_check_unused(&spec, "generator", NULL, err))) {
         hr_trace_writer_abort(w);
         return rc;
     }

@@ -160,8 +160,25 @@ check $? "a figure with a function for x and no xlabel is refused before anythin
 sed 's/y = "peak_footprint",/y = "peak_fotprint",/; s/name = "fig"/name = "figcol"/' "$T/fig.lua" >"$T/figcol.lua"
 "$HR" run "$T/figcol.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/figcol.err"
 st=$?
-[ "$st" = 1 ] && grep -q "figure 'fp': y = 'peak_fotprint' names no column of its rows (columns: .*peak_footprint" "$T/figcol.err"
-check $? "a figure's y naming no column is reported with the columns (status $st): $(head -c 160 "$T/figcol.err")"
+[ "$st" = 1 ] && grep -q "figure 'fp': y = 'peak_fotprint' names no column of its rows (did you mean 'peak_footprint'?) (columns: .*peak_footprint" "$T/figcol.err"
+check $? "a figure's y naming no column is reported with the nearest name and the columns (status $st): $(head -c 160 "$T/figcol.err")"
+# a misspelt metric (known only once the jobs ran): the nearest name, the runs kept, --resume
+# finishes without replaying
+arena_exp mtypo '{}' | sed 's/^}$/  metrics = {"peak_footprint", "wall_nss"},\n}/' >"$T/mtypo.lua"
+"$HR" run "$T/mtypo.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/mtypo.err"
+st=$?
+[ "$st" = 1 ] && grep -q "mtypo.lua:1: experiment 'mtypo': metric 'wall_nss' is not produced (did you mean 'wall_ns'?)$" "$T/mtypo.err" &&
+  grep -q "^the metrics there are: .*, wall_ns" "$T/mtypo.err" &&
+  grep -q -- "the 2 run(s) are kept in .*/mtypo/runs: fix .metrics. and run again with --resume" "$T/mtypo.err" &&
+  [ ! -e "$T/res/mtypo/results.csv" ]
+check $? "a misspelt metric: status $st, the nearest name, no results, --resume named: $(head -c 300 "$T/mtypo.err")"
+sed -i 's/"wall_nss"/"wall_ns"/' "$T/mtypo.lua"
+runs0=$(grep -c '^start ' "$T/res/mtypo/jobs.log")
+"$HR" run "$T/mtypo.lua" trace="$T/t.hrt" --out "$T/res" --resume -q 2>"$T/mtypo2.err"
+st=$?
+runs1=$(grep -c '^start ' "$T/res/mtypo/jobs.log")
+[ "$st" = 0 ] && [ "$runs0" = "$runs1" ] && head -1 "$T/res/mtypo/results.csv" | grep -q ',peak_footprint,wall_ns$'
+check $? "metric fixed and resumed: status $st, results.csv has the two metrics, no job run again ($runs0 then $runs1)"
 # a hyperfine figure without yerr gets hyperfine's own spread as its error bar (the timing is
 # copied into every repetition's row: the spread over repetitions was 0, bars of zero width)
 if command -v hyperfine >/dev/null; then

@@ -27,7 +27,7 @@ local function call(f, ...) local r = f(...) return r end
 local trace = tmp .. "/t.hrt"
 hr.gen("seed-arena", {blocks = 2000, work = 10}, trace)
 
-local err = expect_error("replay: unknown option", "bad argument #2 to 'hr.replay' (unknown option 'allco'; known: alloc, check, gc, json, no_touch, partial, timeline)",
+local err = expect_error("replay: unknown option", "bad argument #2 to 'hr.replay' (unknown option 'allco' (did you mean 'alloc'?); known: alloc, check, gc, json, no_touch, partial, timeline)",
   function() local r = hr.replay(trace, {allco = "libc"}) return r end)
 ok(err:find(THIS, 1, true) == 1, "replay: the error starts with this script's name and line (" .. err:sub(1, 40) .. ")")
 expect_error("replay: option type", "option 'alloc' must be a string, not number", call, hr.replay, trace, {alloc = 5})
@@ -89,7 +89,7 @@ local bad = {
    "bad1.lua:1: experiment: unknown field 'grdi'"},
   {"missing name", 'experiment {traces = {}}\n', "bad2.lua:1: experiment: 'name' is required"},
   {"grid names an unknown trace", '\n\nexperiment {name = "x", traces = {a = gen("churn", {})}, grid = {trace = {"b"}}}\n',
-   "bad3.lua:3: experiment 'x': grid.trace names 'b', which is not among the traces (a)"},
+   "bad3.lua:3: experiment 'x': grid.trace names 'b' (did you mean 'a'?), which is not among the traces (a)"},
   {"figure field", 'experiment {name = "x", traces = {a = gen("churn")}, figures = {{name = "f", x = "a", y = "b", colour = 1}}}\n',
    "bad4.lua:1: experiment 'x': figures[1] has an unknown field 'colour'"},
   {"field type", 'experiment {name = "x", traces = {a = gen("churn")}, repetitions = "3"}\n',
@@ -97,13 +97,17 @@ local bad = {
   {"syntax error", 'experiment {name = "x",\n  traces = {a = gen("churn")\n', "bad6.lua:3:"},
   {"runtime error in the script", 'local x = nil\nlocal y = x.field\n', "bad7.lua:2: attempt to index a nil value"},
   {"record option", 'experiment {name = "x", traces = {a = record("w.py", {mod = "graph"})}}\n',
-   "bad8.lua:1: record: bad argument #2 (unknown option 'mod'; known: args, mode)"},
+   "bad8.lua:1: record: bad argument #2 (unknown option 'mod' (did you mean 'mode'?); known: args, mode)"},
   {"unknown allocator in the grid", 'experiment {name = "x", traces = {a = gen("churn", {events = 100})}, grid = {alloc = {"libcc"}}}\n',
    "bad9.lua:1: experiment 'x': allocator 'libcc' is not built in"},
   {"an error in an experiment function", 'experiment {name = "x", traces = {a = gen("churn", {events = 100})},\n  alloc = function(p)\n    return p.nothing.x\n  end}\n',
    "bad10.lua:3: attempt to index a nil value (field 'nothing')"},
+  {"a misspelt field gets a suggestion", 'experiment {name = "x", traces = {a = gen("churn")}, repetitons = 2}\n',
+   "bad11.lua:1: experiment: unknown field 'repetitons' (did you mean 'repetitions'?) (known: "},
+  {"no suggestion when nothing is close", 'experiment {name = "x", traces = {a = gen("churn")}, zzzzzz = 2}\n',
+   "bad12.lua:1: experiment: unknown field 'zzzzzz' (known: "},
   {"a timeout that is not positive", 'experiment {name = "x", traces = {a = gen("churn", {events = 100})}, timeout = -1}\n',
-   "bad11.lua:1: experiment 'x': timeout must be a positive number of seconds"},
+   "bad13.lua:1: experiment 'x': timeout must be a positive number of seconds"},
 }
 for i, b in ipairs(bad) do
   local path = tmp .. "/bad" .. i .. ".lua"

@@ -152,9 +152,26 @@ int main(void)
     TAP_OK(strcmp(hr_spec_get(&s, "pool"), "4K") == 0 && hr_spec_get(&s, "arena") == NULL,
            "hr_spec_get finds present keys only");
     hr_err_clear(&err);
-    TAP_OK(hr_spec_check_unused(&s, "allocator", &err) == HR_EUSAGE &&
+    TAP_OK(hr_spec_check_unused(&s, "allocator", NULL, &err) == HR_EUSAGE &&
                strstr(err.msg, "'preset'") != NULL,
            "an unused parameter is reported by name: %s", err.msg);
+    hr_err_clear(&err);
+    TAP_OK(hr_spec_check_unused(&s, "allocator", "pool, arena, presets", &err) == HR_EUSAGE &&
+               strcmp(err.msg, "allocator 'pymalloc' has no parameter 'preset' (did you mean "
+                               "'presets'?) (parameters: pool, arena, presets)") == 0,
+           "with the names that exist: the nearest and the list: %s", err.msg);
+    char hint[96], keys[128];
+    TAP_OK(strcmp(hr_spec_keys_of("trigger=F (default 2x, 1..1000) min=SIZE (1M) | budget=SIZE "
+                                  "t0=,t1=", keys, sizeof keys),
+                  "trigger, min, budget, t0, t1") == 0,
+           "parameter names of a description: '%s'", keys);
+    TAP_OK(strcmp(hr_did_you_mean(hint, sizeof hint, "generatinal", "generational, refcount"),
+                  " (did you mean 'generational'?)") == 0 &&
+               strcmp(hr_did_you_mean(hint, sizeof hint, "refcuont", "generational refcount"),
+                      " (did you mean 'refcount'?)") == 0 &&
+               strcmp(hr_did_you_mean(hint, sizeof hint, "xyz", "generational, refcount"), "") == 0 &&
+               strcmp(hr_did_you_mean(hint, sizeof hint, "mark", "marksweep"), "") == 0,
+           "did-you-mean: a deletion, a swap; nothing for a name far from all");
     TAP_OK(hr_spec_parse(&s, "generational:700,10,10", "collector", &err) == 0 &&
                strcmp(hr_spec_positional(&s, 2), "10") == 0 && !hr_spec_positional(&s, 3),
            "positional values");
@@ -211,6 +228,27 @@ int main(void)
     hr_err_prefix(&err, "file: ");
     TAP_OK(err.code == HR_EFORMAT && strcmp(err.msg, "file: first") == 0,
            "the first error wins and can be prefixed");
+    {   /* a message too long for the buffer says it was cut, never in the middle of a character */
+        static char longmsg[HR_ERR_MSG_MAX + 100];
+        memset(longmsg, 'a', sizeof longmsg - 1);
+        memcpy(longmsg + HR_ERR_MSG_MAX - 5, "\xc3\xa9\xc3\xa9", 4); /* two 2-byte characters */
+        hr_err_clear(&err);
+        hr_err_set(&err, HR_EFORMAT, "%s", longmsg);
+        size_t n = strlen(err.msg);
+        TAP_OK(n <= HR_ERR_MSG_MAX - 1 && strcmp(err.msg + n - 3, "...") == 0 &&
+                   (unsigned char)err.msg[n - 4] != 0xc3,
+               "a message cut to fit ends with '...' after whole characters");
+        hr_err_clear(&err);
+        hr_err_set(&err, HR_EFORMAT, "%s", longmsg + 119); /* fits, but not with the prefix */
+        hr_err_prefix(&err, "%s", "a prefix that pushes the end out: ");
+        n = strlen(err.msg);
+        TAP_OK(strncmp(err.msg, "a prefix", 8) == 0 && strcmp(err.msg + n - 3, "...") == 0,
+               "a prefixed message cut to fit ends with '...'");
+        hr_err_clear(&err);
+        hr_err_set(&err, HR_EFORMAT, "%s", "short");
+        hr_err_prefix(&err, "p: ");
+        TAP_OK(strcmp(err.msg, "p: short") == 0, "a message that fits is not marked");
+    }
     TAP_OK(hr_exit_status(HR_EUSAGE) == 1 && hr_exit_status(HR_EFORMAT) == 2 &&
                hr_exit_status(HR_ETRUNC) == 2 && hr_exit_status(HR_EIO) == 3,
            "exit statuses: usage 1, bad input 2, other 3");
