@@ -400,7 +400,10 @@ local function trace_recipe(t)
   return "file " .. t.path
 end
 
-local function prepare_traces(e, dirs, opts)
+-- Make the traces that are not there (or whose recipe changed). A trace this folder made that
+-- no longer reads (damaged on disk) is made again, once (`remade`); a `file(...)` is the user's
+-- and is reported.
+local function prepare_traces(e, dirs, opts, remade)
   local traces, jobs, pending = {}, {}, {}
   for _, name in ipairs(sorted_keys(e.traces)) do
     local t = e.traces[name]
@@ -473,6 +476,12 @@ local function prepare_traces(e, dirs, opts)
       entry.info = cached
     else
       local oki, info = pcall(hr.info, entry.path)
+      if not oki and entry.spec.kind ~= "file" and not remade then
+        log(opts, "%s: trace '%s' does not read (%s): making it again", e.name, name, bare(info))
+        os.remove(entry.path)
+        os.remove(dirs.traces .. "/" .. name .. ".recipe")
+        return prepare_traces(e, dirs, opts, true)
+      end
       if not oki then
         fail_status(2, entry.spec.where, "experiment '%s': trace '%s': %s", e.name, name, bare(info))
       end

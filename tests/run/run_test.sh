@@ -270,6 +270,29 @@ for nm in jl rf tr; do
 done
 rm -rf "$T/res/jl" "$T/res/rf" "$T/res/tr"
 
+# {==== a made trace damaged on disk is made again (a file(...) trace is reported) ====
+cat >"$T/dmg.lua" <<'LUA'
+experiment {
+  name = "dmg", traces = {c = gen("churn", {events = 60000}), f = file(params.trace)},
+  grid = {trace = {"c", "f"}}, alloc = "null", gc = "none", metrics = {"peak_live_blocks"},
+}
+LUA
+"$HR" run "$T/dmg.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/dmg.err"
+st=$?
+cp "$T/res/dmg/results.csv" "$T/dmg1.csv" 2>/dev/null
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(3000); f.write(b"\xff" * 64)' "$T/res/dmg/traces/c.hrt"
+"$HR" run "$T/dmg.lua" trace="$T/t.hrt" --out "$T/res" 2>"$T/dmg2.err"
+st2=$?
+[ "$st" = 0 ] && [ "$st2" = 0 ] && grep -q "trace 'c' does not read (.*c.hrt: frame 0 at byte .*): making it again" "$T/dmg2.err" &&
+  "$HR" info "$T/res/dmg/traces/c.hrt" >/dev/null && cmp -s "$T/dmg1.csv" "$T/res/dmg/results.csv"
+check $? "a damaged generated trace is made again and gives the same results (status $st then $st2): $(grep 'does not read' "$T/dmg2.err" | head -c 200)"
+cp "$T/t.hrt" "$T/tdmg.hrt"
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(3000); f.write(b"\xff" * 64)' "$T/tdmg.hrt"
+"$HR" run "$T/dmg.lua" trace="$T/tdmg.hrt" --out "$T/res" -q 2>"$T/dmg3.err"
+st=$?
+[ "$st" = 2 ] && grep -q "dmg.lua:2: experiment 'dmg': trace 'f': .*tdmg.hrt: " "$T/dmg3.err" && cmp -s "$T/dmg1.csv" "$T/res/dmg/results.csv"
+check $? "a damaged file(...) trace is the user's: reported with status 2, earlier results kept (status $st): $(head -c 200 "$T/dmg3.err")"
+
 # {==== a fresh run (no --resume) redoes everything ====
 "$HR" run "$T/exp.lua" trace="$T/t.hrt" --jobs 2 --out "$T/res" 2>"$T/fresh.err"
 check $? "a fresh run succeeds"
