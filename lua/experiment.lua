@@ -833,9 +833,19 @@ local function run_experiment(e, opts)
     fail_status(3, e._where, "experiment '%s': another 'heapreplay run' is writing %s", e.name, dir)
   end
   D.locked[dir] = true
-  for _, f in ipairs(hr.list_dir(dir)) do -- leftovers of a killed run: temporary files, staging
-    if f:match("%.tmp%.") or f:match("^%.staging") or f:match("^%.figures%-old") then
+  -- leftovers of a killed run (the lock says no other run writes here): staging folders, and
+  -- the temporary files of atomic writes (TARGET.tmp.PID) in the folder and in the folders the
+  -- driver writes records, recipes and trace facts into
+  for _, f in ipairs(hr.list_dir(dir)) do
+    if f:match("%.tmp%.%d+$") or f:match("^%.staging") or f:match("^%.figures%-old") then
       hr.remove_tree(dir .. "/" .. f)
+    end
+  end
+  for _, sub in ipairs({dirs.runs, dirs.cache, dirs.traces}) do
+    if hr.exists(sub) == "directory" then
+      for _, f in ipairs(hr.list_dir(sub)) do
+        if f:match("%.tmp%.%d+$") then os.remove(sub .. "/" .. f) end
+      end
     end
   end
   -- The results folder's own I/O fails as "other failure" (3), located at the experiment.
