@@ -75,6 +75,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1336,6 +1337,158 @@ static int wrap_freeze(PyObject *gc)
 }
 
 static void dump_stats(void);
+static int finish(hr_err_t *err);
+
+#ifndef HR_REC_PRELOAD
+/* {==== Embedded: os._exit, os.execv/execve and descriptor closing, at the Python level ====
+ *
+ * The preloaded recorder defines _exit, the exec functions, close, close_range, closefrom, dup2
+ * and dup3 (the end of this file, rec_fdguard.h). The embedded one cannot without taking them
+ * over for the whole heapreplay binary (and from the sanitizers, whose builds use it), so it
+ * wraps the Python functions the script calls instead, when the script starts (python_setup):
+ * os._exit and the exec functions finish the trace first, with the statistics (the caller holds
+ * the GIL), as at a normal exit; os.close, os.closerange and os.dup2 move the trace's descriptor
+ * out of the way first (hr_sink_keep_fd). The os.exec* functions of os.py all end in
+ * os.execv or os.execve. C code calling the C functions directly is not covered
+ * (docs/recorder.md). Each wrapper then calls the original with the same arguments. */
+static PyObject *orig_os_exit, *orig_execv, *orig_execve, *orig_close, *orig_closerange,
+    *orig_dup2;
+
+/* The trace ends here (this process's, once): the statistics, then the END record. */
+static void emb_end_now(void)
+{
+    if (!R.started || R.finished || R.sink.owner != getpid() || t_depth)
+        return;
+    if (R.cb_active && !_Py_IsFinalizing())
+        dump_stats();
+    hr_err_t err = {0};
+    if (finish(&err) && R.report)
+        R.report(&err);
+}
+
+/* The integer positional argument i of a call, or -1 (not given, not an int, negative). */
+static long emb_int_arg(PyObject *args, Py_ssize_t i)
+{
+    if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) <= i || !PyLong_Check(PyTuple_GET_ITEM(args, i)))
+        return -1;
+    long v = PyLong_AsLong(PyTuple_GET_ITEM(args, i));
+    if (v < 0 || v > INT_MAX) {
+        PyErr_Clear();
+        return -1;
+    }
+    return v;
+}
+
+static PyObject *emb_exit(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    emb_end_now();
+    return PyObject_Call(orig_os_exit, args, kw);
+}
+
+static PyObject *emb_exec(PyObject *orig, const char *name, PyObject *args, PyObject *kw)
+{
+    int mine = R.started && !R.finished && R.sink.owner == getpid();
+    emb_end_now();
+    PyObject *r = PyObject_Call(orig, args, kw);
+    if (!r && mine && R.report) { /* the program goes on, unrecorded: say where the trace ends */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *why = value ? PyObject_GetAttrString(value, "strerror") : NULL;
+        if (!why)
+            PyErr_Clear();
+        const char *w = why && PyUnicode_Check(why) ? PyUnicode_AsUTF8(why) : NULL;
+        if (!w)
+            PyErr_Clear();
+        hr_err_t err = {0};
+        hr_err_set(&err, HR_EIO, "the program's %s failed (%s) and it goes on unrecorded: the "
+                   "trace ends at that call", name, w ? w : "an error");
+        R.report(&err);
+        Py_XDECREF(why);
+        PyErr_Restore(type, value, tb);
+    }
+    return r;
+}
+static PyObject *emb_execv(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    return emb_exec(orig_execv, "execv", args, kw);
+}
+static PyObject *emb_execve(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    return emb_exec(orig_execve, "execve", args, kw);
+}
+
+static PyObject *emb_close(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    long fd = kw ? -1 : emb_int_arg(args, 0);
+    if (fd >= 0 && R.started && !R.finished && hr_sink_keep_fd(&R.sink, (unsigned)fd, (unsigned)fd) >= 0)
+        Py_RETURN_NONE; /* stays open for the trace (no free descriptor to move it to) */
+    return PyObject_Call(orig_close, args, kw);
+}
+
+static PyObject *emb_closerange(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    long lo = kw ? -1 : emb_int_arg(args, 0), hi = kw ? -1 : emb_int_arg(args, 1);
+    int keep = -1;
+    if (lo >= 0 && hi > lo && R.started && !R.finished)
+        keep = hr_sink_keep_fd(&R.sink, (unsigned)lo, (unsigned)(hi - 1));
+    if (keep < 0)
+        return PyObject_Call(orig_closerange, args, kw);
+    /* nowhere to move it: close the range around it */
+    PyObject *r = PyObject_CallFunction(orig_closerange, "ll", lo, (long)keep);
+    if (r) {
+        Py_DECREF(r);
+        r = PyObject_CallFunction(orig_closerange, "ll", (long)keep + 1, hi);
+    }
+    return r;
+}
+
+static PyObject *emb_dup2(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    long fd = emb_int_arg(args, 0), fd2 = emb_int_arg(args, 1);
+    if (fd2 >= 0 && fd != fd2 && R.started && !R.finished &&
+        hr_sink_keep_fd(&R.sink, (unsigned)fd2, (unsigned)fd2) >= 0)
+        hr_sink_give_up_fd(&R.sink, "the program replaced the trace's file descriptor and no "
+                           "other was free to move it to: the trace ends here");
+    return PyObject_Call(orig_dup2, args, kw);
+}
+
+#define EMB_DEF(name, fn) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, \
+                           "os." name ", as heapreplay's embedded recorder wraps it"}
+static PyMethodDef emb_defs[] = {EMB_DEF("_exit", emb_exit),   EMB_DEF("execv", emb_execv),
+                                 EMB_DEF("execve", emb_execve), EMB_DEF("close", emb_close),
+                                 EMB_DEF("closerange", emb_closerange), EMB_DEF("dup2", emb_dup2)};
+#undef EMB_DEF
+
+/* Replace those functions in os and posix (os.py looks execv and execve up in its own globals
+ * at each call); the originals are kept. */
+static int wrap_os(void)
+{
+    PyObject **origs[] = {&orig_os_exit, &orig_execv, &orig_execve, &orig_close, &orig_closerange,
+                          &orig_dup2};
+    PyObject *os = PyImport_ImportModule("os"), *posix = PyImport_ImportModule("posix");
+    int rc = os && posix ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < HR_ARRAY_LEN(emb_defs); i++) {
+        PyObject *f = PyCFunction_New(&emb_defs[i], NULL);
+        if (!f || !(*origs[i] = PyObject_GetAttrString(posix, emb_defs[i].ml_name)) ||
+            PyObject_SetAttrString(os, emb_defs[i].ml_name, f) ||
+            PyObject_SetAttrString(posix, emb_defs[i].ml_name, f))
+            rc = -1;
+        Py_XDECREF(f);
+    }
+    Py_XDECREF(os);
+    Py_XDECREF(posix);
+    return rc;
+}
+#else
+static int wrap_os(void) { return 0; } /* preloaded: the C functions themselves (below) */
+#endif
 
 static PyObject *end_of_script(PyObject *self, PyObject *unused)
 {
@@ -1355,8 +1508,6 @@ static struct PyModuleDef mod_def = {PyModuleDef_HEAD_INIT, "_heapreplay",
                                      "Present while heapreplay records this program.", -1,
                                      mod_methods, NULL, NULL, NULL, NULL};
 static PyObject *mod_init(void) { return PyModule_Create(&mod_def); }
-
-static int finish(hr_err_t *err);
 
 /* The end of Py_FinalizeEx (Py_AtExit). A program that ends with an uncaught KeyboardInterrupt
  * is finalised as at any other exit, atexit handlers and statistics included, but then Py_RunMain
@@ -1387,7 +1538,7 @@ static int python_setup(hr_err_t *err)
     PyObject *r = NULL;
     if (cbs && cb && PyList_Check(cbs) && PyList_Append(cbs, cb) == 0 && ax && endf &&
         (r = PyObject_CallMethod(ax, "register", "O", endf)) != NULL && probe_setup() == 0 &&
-        Py_AtExit(at_py_finalized) == 0 && wrap_freeze(gc) == 0)
+        Py_AtExit(at_py_finalized) == 0 && wrap_freeze(gc) == 0 && wrap_os() == 0)
         rc = 0;
     if (rc) {
         PyErr_Print();

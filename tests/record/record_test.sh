@@ -61,18 +61,20 @@ if [ "$HAVE_PY" = 1 ]; then
   # {==== a program that closes or replaces descriptors it did not open ====
   # The trace's descriptor was among them: the next frame failed with EBADF (trace lost, exit 3)
   # or went into the file the program opened next under that number (its data corrupted).
-  # Only the preloaded recorder guards its descriptor (the embedded one, used by sanitizer builds,
-  # does not: docs/recorder.md).
-  for how in closerange closeall dup2; do
-    if [ "$PRELOAD_PY" != 1 ]; then
-      ok "# SKIP fds.py $how: the embedded recorder does not guard the trace's descriptor"
-      continue
-    fi
-    rm -f "$T/fds.data"
-    "$HR" record -o "$T/fds.hrt" -- "$D/fds.py" "$T/fds.data" $how >/dev/null 2>"$T/fds.err"
-    st=$?
-    check "fds.py $how: exit 0, the program's file intact, the trace complete and validated" \
-      bash -c "[ $st = 0 ] && [ ! -s '$T/fds.err' ] && [ \"\$(cat '$T/fds.data')\" = \"the program's own data\" ] && \"$HR\" info '$T/fds.hrt' | grep -q '^status *complete' && \"$HR\" validate '$T/fds.hrt' >/dev/null"
+  # Both recorders guard it: the preloaded one in close, close_range, dup2 (C), the embedded one
+  # (sanitizer builds, --embedded) in os.close, os.closerange, os.dup2.
+  # RECORDERS: "NAME:FLAG" for each recorder this build runs (without the preloaded module,
+  # record falls back to the embedded one)
+  RECORDERS=("embedded:--embedded")
+  [ "$PRELOAD_PY" = 1 ] && RECORDERS=("preloaded:" "embedded:--embedded")
+  for rec in "${RECORDERS[@]}"; do
+    for how in closerange closeall dup2; do
+      rm -f "$T/fds.data"
+      "$HR" record ${rec#*:} -o "$T/fds.hrt" -- "$D/fds.py" "$T/fds.data" $how >/dev/null 2>"$T/fds.err"
+      st=$?
+      check "${rec%%:*}, fds.py $how: exit 0, the program's file intact, the trace complete and validated" \
+        bash -c "[ $st = 0 ] && [ ! -s '$T/fds.err' ] && [ \"\$(cat '$T/fds.data')\" = \"the program's own data\" ] && \"$HR\" info '$T/fds.hrt' | grep -q '^status *complete' && \"$HR\" validate '$T/fds.hrt' >/dev/null"
+    done
   done
 
   # {==== gc.freeze() and gc.unfreeze() ====
@@ -155,6 +157,28 @@ if [ "$HAVE_PY" = 1 ]; then
     local r
     for r in "${graph_rows[@]}"; do check "validate $1: $r" row "$2" "$r"; done
   }
+  # {==== os._exit and exec end the program without exit() ====
+  # The trace is finished there, with the statistics, and validates (before, it was left cut
+  # short, often with no frame at all), in both recorders
+  for rec in "${RECORDERS[@]}"; do
+    r=${rec%%:*} flag=${rec#*:}
+    for m in _exit:4 _exit-in-thread:6 exec:5; do
+      "$HR" record $flag -o "$T/x$m.hrt" -- "$D/exits.py" "${m%:*}" >/dev/null 2>"$T/x$m.err"
+      st=$?
+      "$HR" validate "$T/x$m.hrt" >"$T/x$m.val" 2>&1
+      check "$r, ${m%:*}: exit status ${m#*:} passes, the trace is complete and validates with the statistics" \
+        bash -c "[ $st = ${m#*:} ] && [ ! -s '$T/x$m.err' ] && grep -q '^all checks match' '$T/x$m.val' && grep -Eq '^allocator statistics .* 1 +1  MATCH' '$T/x$m.val'"
+    done
+    "$HR" record $flag --mode graph -o "$T/xg.hrt" -- "$D/exits.py" _exit >/dev/null 2>&1
+    st=$?
+    "$HR" validate "$T/xg.hrt" >"$T/xg.val" 2>&1
+    check "$r, os._exit (graph): exit 4, complete, validates" \
+      bash -c "[ $st = 4 ] && grep -Eq '^collections per generation .* 1 +1  MATCH' '$T/xg.val' && ! grep -q MISMATCH '$T/xg.val'"
+    "$HR" record $flag -o "$T/xf.hrt" -- "$D/exits.py" exec-fails >"$T/xf.out" 2>"$T/xf.err"
+    st=$?
+    check "$r, a failed exec: the program goes on (exit 0), the recorder says where its trace ends, the trace is complete" \
+      bash -c "[ $st = 0 ] && grep -q 'normal end' '$T/xf.out' && grep -q '^heapreplay record: error: the program.s execv failed (No such file or directory) and it goes on unrecorded' '$T/xf.err' && \"$HR\" info '$T/xf.hrt' | grep -q '^status *complete'"
+  done
   # {==== how the script runs: preloaded into the system's python3.11, or embedded ====
   if [ "$PRELOAD_PY" = 1 ]; then
     cat >"$T/env.py" <<'PYEOF'
@@ -169,24 +193,6 @@ PYEOF
     /usr/bin/python3.11 "$T/env.py" a b >"$T/env.plain" 2>&1
     check "preloaded: the program sees the environment and argv of a plain run (no LD_PRELOAD, no recorder variables, children not preloaded)" \
       bash -c "diff '$T/env.out' '$T/env.plain' && grep -qx None '$T/env.out'"
-    # os._exit and exec end the program without exit(): the trace is finished there, with the
-    # statistics, and validates (before, it was left cut short, often with no frame at all)
-    for m in _exit:4 _exit-in-thread:6 exec:5; do
-      "$HR" record -o "$T/x$m.hrt" -- "$D/exits.py" "${m%:*}" >/dev/null 2>"$T/x$m.err"
-      st=$?
-      "$HR" validate "$T/x$m.hrt" >"$T/x$m.val" 2>&1
-      check "preloaded, ${m%:*}: exit status ${m#*:} passes, the trace is complete and validates with the statistics" \
-        bash -c "[ $st = ${m#*:} ] && [ ! -s '$T/x$m.err' ] && grep -q '^all checks match' '$T/x$m.val' && grep -Eq '^allocator statistics .* 1 +1  MATCH' '$T/x$m.val'"
-    done
-    "$HR" record --mode graph -o "$T/xg.hrt" -- "$D/exits.py" _exit >/dev/null 2>&1
-    st=$?
-    "$HR" validate "$T/xg.hrt" >"$T/xg.val" 2>&1
-    check "preloaded, os._exit (graph): exit 4, complete, validates" \
-      bash -c "[ $st = 4 ] && grep -Eq '^collections per generation .* 1 +1  MATCH' '$T/xg.val' && ! grep -q MISMATCH '$T/xg.val'"
-    "$HR" record -o "$T/xf.hrt" -- "$D/exits.py" exec-fails >"$T/xf.out" 2>"$T/xf.err"
-    st=$?
-    check "preloaded, a failed exec: the program goes on (exit 0), the recorder says where its trace ends, the trace is complete" \
-      bash -c "[ $st = 0 ] && grep -q 'normal end' '$T/xf.out' && grep -q '^heapreplay record: error: the program.s execv failed (No such file or directory) and it goes on unrecorded' '$T/xf.err' && \"$HR\" info '$T/xf.hrt' | grep -q '^status *complete'"
     # The interpreter opens the script by an absolute path of its own: a relative one given to
     # record must still start the script phase (gc callback, statistics at the end).
     HRABS=$(cd "$(dirname "$HR")" && pwd)/$(basename "$HR")
