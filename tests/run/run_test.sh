@@ -129,11 +129,16 @@ st=$?
 grep -q 'fig.lua:1: .*x must be a number for lines (got string "[0-9]*"' "$T/fig.err" &&
   grep -q -- "--resume" "$T/fig.err" && [ "$st" = 1 ] && [ ! -e "$T/res/fig/results.csv" ]
 check $? "a figure with a string x: status $st, no results, the message names the value and --resume: $(head -c 300 "$T/fig.err")"
+# resumed NAME: run $T/NAME.lua again with --resume (stderr in $T/NAME.resumed.err); sets st,
+# and runs0 and runs1, the jobs its log says were started before and after
+resumed() {
+  runs0=$(grep -c '^start ' "$T/res/$1/jobs.log")
+  "$HR" run "$T/$1.lua" trace="$T/t.hrt" --out "$T/res" --resume -q 2>"$T/$1.resumed.err"
+  st=$?
+  runs1=$(grep -c '^start ' "$T/res/$1/jobs.log")
+}
 sed -i 's/return r.arena:match("%d+")/return hr.num(r.arena)/' "$T/fig.lua"
-runs0=$(grep -c '^start ' "$T/res/fig/jobs.log")
-"$HR" run "$T/fig.lua" trace="$T/t.hrt" --out "$T/res" --resume -q 2>"$T/fig2.err"
-st=$?
-runs1=$(grep -c '^start ' "$T/res/fig/jobs.log")
+resumed fig
 [ "$st" = 0 ] && [ "$runs0" = "$runs1" ] && [ -s "$T/res/fig/figures/fp.png" ]
 check $? "fixed and resumed: status $st, the figure drawn, no job run again ($runs0 then $runs1 jobs started in the log)"
 # gnuplot's warnings: a panel whose values are all at ymin draws without one (its y range is
@@ -173,10 +178,7 @@ st=$?
   [ ! -e "$T/res/mtypo/results.csv" ]
 check $? "a misspelt metric: status $st, the nearest name, no results, --resume named: $(head -c 300 "$T/mtypo.err")"
 sed -i 's/"wall_nss"/"wall_ns"/' "$T/mtypo.lua"
-runs0=$(grep -c '^start ' "$T/res/mtypo/jobs.log")
-"$HR" run "$T/mtypo.lua" trace="$T/t.hrt" --out "$T/res" --resume -q 2>"$T/mtypo2.err"
-st=$?
-runs1=$(grep -c '^start ' "$T/res/mtypo/jobs.log")
+resumed mtypo
 [ "$st" = 0 ] && [ "$runs0" = "$runs1" ] && head -1 "$T/res/mtypo/results.csv" | grep -q ',peak_footprint,wall_ns$'
 check $? "metric fixed and resumed: status $st, results.csv has the two metrics, no job run again ($runs0 then $runs1)"
 # a hyperfine figure without yerr gets hyperfine's own spread as its error bar (the timing is
