@@ -671,7 +671,10 @@ local function draw_figure(e, fig, data, figdir, opts)
     fail(e._where, "experiment '%s': figure '%s' has no data (check its data and where fields)",
       e.name, fig.name)
   end
-  for _, a in ipairs({"x", "y"}) do -- a column no row has (a typo): say so, with the columns
+  -- a column no row has (a typo): say so, with the columns. Not only x and y: a misspelt
+  -- series or panel put every row in one line (configurations averaged as if they were
+  -- repetitions, their spread drawn as error bars), a misspelt yerr or by drew without them
+  for _, a in ipairs({"x", "y", "series", "panel", "by", "yerr"}) do
     local col = fig[a]
     if type(col) == "string" then
       local found = false

@@ -162,6 +162,16 @@ sed 's/y = "peak_footprint",/y = "peak_fotprint",/; s/name = "fig"/name = "figco
 st=$?
 [ "$st" = 1 ] && grep -q "figure 'fp': y = 'peak_fotprint' names no column of its rows (columns: .*peak_footprint" "$T/figcol.err"
 check $? "a figure's y naming no column is reported with the columns (status $st): $(head -c 160 "$T/figcol.err")"
+# the same for series, panel, by and yerr: a misspelt series drew every configuration as one
+# line, averaged as if they were repetitions, with their spread for error bars (status 0)
+for f in series panel by yerr; do
+  sed "s/y = \"peak_footprint\",/y = \"peak_footprint\", $f = \"arnea\",/; s/name = \"fig\"/name = \"fig$f\"/" "$T/fig.lua" >"$T/fig$f.lua"
+  "$HR" run "$T/fig$f.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/fig$f.err"
+  st=$?
+  [ "$st" = 1 ] && grep -q "fig$f.lua:1: experiment 'fig$f': figure 'fp': $f = 'arnea' names no column of its rows (columns: .*arena" "$T/fig$f.err" &&
+    [ ! -e "$T/res/fig$f/results.csv" ]
+  check $? "a figure's $f naming no column is reported with the columns, nothing drawn (status $st): $(head -c 200 "$T/fig$f.err")"
+done
 # a hyperfine figure without yerr gets hyperfine's own spread as its error bar (the timing is
 # copied into every repetition's row: the spread over repetitions was 0, bars of zero width)
 if command -v hyperfine >/dev/null; then
