@@ -375,6 +375,39 @@ local function point_label(p, keys)
   return table.concat(parts, " ")
 end
 
+-- Free grid parameters (not trace, alloc or gc) whose values change no job: at every point, the
+-- other values held, each value gives the same allocator, collector and timeline (the alloc or
+-- gc function does not read it). Their rows repeat one replay under different names, which a
+-- figure draws as a flat line: a sweep that silently did not happen. Points are compared
+-- within a repetition (the job key holds it); a parameter that filter leaves with one value
+-- wherever the others are held is not judged.
+local function idle_parameters(e, keys, runs)
+  local idle = {}
+  for _, k in ipairs(keys) do
+    if k ~= "trace" and k ~= "alloc" and k ~= "gc" and #e.grid[k] > 1 then
+      local groups, judged, used = {}, false, false
+      for _, run in ipairs(runs) do
+        if run.rep == 1 then
+          local sig = {}
+          for _, o in ipairs(keys) do
+            if o ~= k then sig[#sig + 1] = o .. "=" .. fmt_value(run.point[o]) end
+          end
+          sig[#sig + 1] = "trace=" .. run.point.trace
+          local s = table.concat(sig, ";")
+          local g = groups[s]
+          if not g then g = {value = run.point[k], what = run.what}; groups[s] = g
+          elseif g.value ~= run.point[k] then
+            judged = true
+            if g.what ~= run.what then used = true end
+          end
+        end
+      end
+      if judged and not used then idle[#idle + 1] = k end
+    end
+  end
+  return idle
+end
+
 -- {==== traces ====
 
 local function trace_recipe(t)
@@ -982,6 +1015,17 @@ local function run_experiment(e, opts)
   end
   log(opts, "%s: %d run(s) in %d configuration(s); %d job(s) to do, %d finished earlier", e.name,
     #runs, #points, #jobs, reused)
+  local warnings = {}
+  for _, k in ipairs(idle_parameters(e, keys, runs)) do
+    local vals = {}
+    for i, v in ipairs(e.grid[k]) do vals[i] = fmt_value(v) end
+    warnings[#warnings + 1] = ("grid parameter '%s' changes no run: its values (%s) give the same "
+      .. "allocator, collector and timeline wherever the other parameters are held (does the alloc "
+      .. "or gc function read p.%s?), so its rows repeat the same replays"):format(k,
+      table.concat(vals, ", "), k)
+    io.stderr:write(("heapreplay run: %s: experiment '%s': warning: %s\n"):format(e._where, e.name,
+      warnings[#warnings])) -- also under --quiet: it is not progress
+  end
 
   local failures = {}
   if #jobs > 0 then
@@ -1177,6 +1221,7 @@ local function run_experiment(e, opts)
       machine = hr.machine(), date_start = date_start, date_end = hr.date(),
       wall_s = hr.now() - t_start,
       traces = tinfo,
+      warnings = #warnings > 0 and warnings or nil,
       runs = {total = #runs, configurations = #points, repetitions = reps, rows = #rows,
               executed_now = #jobs - #failures, finished_earlier = reused, failed = failed},
       files = (function() for _, f in ipairs(figfiles) do files[#files + 1] = f end return files end)(),

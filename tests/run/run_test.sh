@@ -189,6 +189,23 @@ LUA
 else
   ok "# SKIP hyperfine figure error bars: hyperfine is not installed"
 fi
+# a grid parameter the alloc and gc functions never read changes no run: its rows repeat the
+# same replays under different names, a flat line in every figure. Said (also under -q) and kept
+# in provenance; a parameter that does change the runs (arena here) is not named
+cat >"$T/idle.lua" <<'LUA'
+experiment {
+  name = "idle", traces = {t = file(params.trace)},
+  grid = {arena = {"256K", "1M"}, pool = {"4K", "16K"}},
+  alloc = function(p) return "pymalloc:preset=3.11,arena=" .. p.arena end, gc = "none",
+}
+LUA
+"$HR" run "$T/idle.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/idle.err"
+st=$?
+[ "$st" = 0 ] && grep -q "idle.lua:1: experiment 'idle': warning: grid parameter 'pool' changes no run: its values (4K, 16K)" "$T/idle.err" &&
+  ! grep -q "parameter 'arena'" "$T/idle.err" && grep -q "grid parameter 'pool' changes no run" "$T/res/idle/provenance.json"
+check $? "a grid parameter that changes no run is warned of, in provenance too (status $st): $(head -c 200 "$T/idle.err")"
+! grep -q "warning" "$T/fig2.err" && ! grep -q '"warnings"' "$T/res/fig/provenance.json"
+check $? "a grid whose every parameter changes the runs gives no warning: $(head -c 200 "$T/fig2.err")"
 # order naming a parameter that is not in the grid (a typo): refused at the declaration
 cat >"$T/order.lua" <<'LUA'
 experiment {name = "order", traces = {t = file(params.trace)}, grid = {arena = {"256K"}},
