@@ -743,10 +743,23 @@ local function draw_figure(e, fig, data, figdir, opts)
     if type(fig.logx) == "number" then vars.logbase = fig.logx end
     vars.style = fig.style or "linespoints"
     local files, titles, ns, flat = {}, {}, {}, {}
+    -- Every panel lists every series, in one order: the template gives series s of a panel
+    -- the line type s, and the shared key under the panels is drawn from one panel. A panel
+    -- without some series (a filter, a where, values a log axis leaves out) used to number its
+    -- series from 1 anew, so its lines took the colours the key gives other series. A series
+    -- absent from a panel is a block with one row of NaN (nothing drawn, its line type kept).
+    local order, known = {}, {}
+    for _, P in ipairs(panels) do
+      for _, S in ipairs(P.series) do
+        if not known[S.title] then known[S.title] = true; order[#order + 1] = S.title end
+      end
+    end
+    if fig.sort then table.sort(order, function(a, b) return fig.sort(a, b) end) end
     for pi, P in ipairs(panels) do
       local out = {}
       local top = -math.huge -- the panel's highest mean or error bar end
-      for si, S in ipairs(P.series) do
+      for si, stitle in ipairs(order) do
+        local S = P.sindex[stitle] or {title = stitle, xs = {}}
         table.sort(S.xs, function(a, b)
           local ka, kb = a.x, b.x
           if fig.by then ka, kb = a.by, b.by end
@@ -766,10 +779,11 @@ local function draw_figure(e, fig, data, figdir, opts)
           top = math.max(top, m, hi)
           out[#out + 1] = ("%s %s %s %s %d\n"):format(num(c.x), num(m), num(lo), num(hi), n)
         end
+        if #S.xs == 0 then out[#out + 1] = "NaN NaN NaN NaN 0\n" end
       end
       local fname = #panels > 1 and ("%s.p%d.dat"):format(fig.name, pi) or (fig.name .. ".dat")
       hr.write_file(figdir .. "/" .. fname, table.concat(out))
-      files[pi], titles[pi], ns[pi] = fname, P.title, #P.series
+      files[pi], titles[pi], ns[pi] = fname, P.title, #order
       -- every value at the floor (a panel of zeros with ymin = 0): gnuplot would warn of an
       -- empty y range and pick one itself; the template gives such a panel [ymin:ymin+1]
       flat[pi] = (fig.ymin and not fig.ymax and top <= fig.ymin) and 1 or 0

@@ -206,6 +206,26 @@ st=$?
 check $? "a grid parameter that changes no run is warned of, in provenance too (status $st): $(head -c 200 "$T/idle.err")"
 ! grep -q "warning" "$T/fig2.err" && ! grep -q '"warnings"' "$T/res/fig/provenance.json"
 check $? "a grid whose every parameter changes the runs gives no warning: $(head -c 200 "$T/fig2.err")"
+# panels that do not all have every series: each panel's data lists every series in one order
+# (the template gives block s the line type s, and the one key under the panels is drawn from
+# one panel). The second panel lacks the first allocator: its lines took the colours the key
+# gives the allocators before them
+cat >"$T/keys.lua" <<'LUA'
+experiment {
+  name = "keys", traces = {a = file(params.trace), b = file(params.trace)},
+  grid = {alloc = {"pymalloc:preset=2.4", "pymalloc:preset=3.11", "null"}}, gc = "none",
+  filter = function(p) return not (p.trace == "b" and p.alloc == "pymalloc:preset=2.4") end,
+  figures = {{name = "k", x = function() return 1 end, xlabel = "one", y = "peak_footprint",
+              series = "alloc", panel = "trace"}},
+}
+LUA
+"$HR" run "$T/keys.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/keys.err"
+st=$?
+F=$T/res/keys/figures
+[ "$st" = 0 ] && [ "$(grep -c ' x y ylow yhigh n$' "$F/k.p1.dat")" = 3 ] &&
+  [ "$(grep ' x y ylow yhigh n$' "$F/k.p1.dat")" = "$(grep ' x y ylow yhigh n$' "$F/k.p2.dat")" ] &&
+  grep -q '^array nseries\[2\] = \[3, 3\]' "$F/k.gp" && grep -q '^NaN ' "$F/k.p2.dat" && [ -s "$F/k.png" ]
+check $? "a panel without some series keeps every series' place, so colours match the shared key (status $st): $(tr '\n' ' ' <"$F/k.p2.dat" 2>/dev/null | head -c 200)"
 # order naming a parameter that is not in the grid (a typo): refused at the declaration
 cat >"$T/order.lua" <<'LUA'
 experiment {name = "order", traces = {t = file(params.trace)}, grid = {arena = {"256K"}},
