@@ -625,6 +625,11 @@ local function num(v)
   return ("%.10g"):format(v)
 end
 
+-- The grid point each row of results.csv and timeline.csv comes from (rows of finish's tables
+-- have none): a figure's point that averages rows of several grid points is not a mean over
+-- repetitions, and is reported (figure_mixes).
+local point_of = setmetatable({}, {__mode = "k"})
+
 -- Group the rows of a figure: panels -> series -> x -> ys, keeping the order of first appearance.
 local function group(e, fig, rows)
   local getx, gety = accessor(fig.x, fig.xscale), accessor(fig.y, fig.yscale)
@@ -673,6 +678,10 @@ local function group(e, fig, rows)
         S.xs[#S.xs + 1] = cell
       end
       cell.ys[#cell.ys + 1] = y
+      local pt = point_of[r]
+      if pt then
+        if cell.pt == nil then cell.pt = pt elseif pt ~= cell.pt then cell.other = cell.other or pt end
+      end
       if getby and type(x) == "number" then
         cell.xsum = cell.xsum + x
         cell.x = cell.xsum / #cell.ys
@@ -697,7 +706,35 @@ local function cell_stats(cell, mode)
   return mean, mean - sd, mean + sd, n, sd
 end
 
-local function draw_figure(e, fig, data, figdir, opts)
+-- Points of a figure that average rows of different grid points (a grid parameter that is
+-- neither x, series, panel nor selected by where): their mean and error bars are not over
+-- repetitions. Returns nil, or the number of such points, of all points, and the parameters
+-- in which the first one's grid points differ.
+local function figure_mixes(panels, keys)
+  local mixed, total, first = 0, 0, nil
+  for _, P in ipairs(panels) do
+    for _, S in ipairs(P.series) do
+      for _, c in ipairs(S.xs) do
+        total = total + 1
+        if c.other then mixed = mixed + 1; first = first or c end
+      end
+    end
+  end
+  if mixed == 0 then return nil end
+  local differ, seen = {}, {}
+  for _, k in ipairs({"trace", table.unpack(keys)}) do
+    if not seen[k] then
+      seen[k] = true
+      if fmt_value(first.pt[k]) ~= fmt_value(first.other[k]) then differ[#differ + 1] = k end
+    end
+  end
+  for _, k in ipairs({"alloc", "gc"}) do -- given as functions of free parameters already named
+    if #differ == 0 and not seen[k] and first.pt[k] ~= first.other[k] then differ[#differ + 1] = k end
+  end
+  return mixed, total, differ
+end
+
+local function draw_figure(e, fig, data, figdir, opts, keys)
   local rows = {}
   for _, r in ipairs(data) do if matches(fig.where, r) then rows[#rows + 1] = r end end
   if #rows == 0 then
@@ -832,7 +869,16 @@ local function draw_figure(e, fig, data, figdir, opts)
     for _, S in ipairs(P.series) do keylen = math.max(keylen, utf8.len(S.title) or #S.title) end
   end
   vars.keylen = keylen
-  return hr.plot{template = tpl, dir = figdir, name = fig.name, vars = vars, formats = opts.formats}
+  local drawn = hr.plot{template = tpl, dir = figdir, name = fig.name, vars = vars, formats = opts.formats}
+  local mixed, total, differ = figure_mixes(panels, keys)
+  local warning
+  if mixed then
+    warning = ("figure '%s': %d of its %d point(s) average runs of different configurations "
+      .. "(they differ in %s), so their means and error bars are not over repetitions: draw %s "
+      .. "as series or panel, or select it with where"):format(fig.name, mixed, total,
+      table.concat(differ, ", "), #differ == 1 and differ[1] or "them")
+  end
+  return drawn, warning
 end
 
 -- {==== provenance ====
@@ -1030,15 +1076,16 @@ local function run_experiment(e, opts)
   log(opts, "%s: %d run(s) in %d configuration(s); %d job(s) to do, %d finished earlier", e.name,
     #runs, #points, #jobs, reused)
   local warnings = {}
+  local function warn(msg) -- also under --quiet: it is not progress
+    warnings[#warnings + 1] = msg
+    io.stderr:write(("heapreplay run: %s: experiment '%s': warning: %s\n"):format(e._where, e.name, msg))
+  end
   for _, k in ipairs(idle_parameters(e, keys, runs)) do
     local vals = {}
     for i, v in ipairs(e.grid[k]) do vals[i] = fmt_value(v) end
-    warnings[#warnings + 1] = ("grid parameter '%s' changes no run: its values (%s) give the same "
-      .. "allocator, collector and timeline wherever the other parameters are held (does the alloc "
-      .. "or gc function read p.%s?), so its rows repeat the same replays"):format(k,
-      table.concat(vals, ", "), k)
-    io.stderr:write(("heapreplay run: %s: experiment '%s': warning: %s\n"):format(e._where, e.name,
-      warnings[#warnings])) -- also under --quiet: it is not progress
+    warn(("grid parameter '%s' changes no run: its values (%s) give the same allocator, collector "
+      .. "and timeline wherever the other parameters are held (does the alloc or gc function read "
+      .. "p.%s?), so its rows repeat the same replays"):format(k, table.concat(vals, ", "), k))
   end
 
   local failures = {}
@@ -1105,6 +1152,7 @@ local function run_experiment(e, opts)
       end
       for k, v in pairs(m) do row[k] = v end
       row._point = run.point
+      point_of[row] = run.point
       rows[#rows + 1] = row
       records[#records + 1] = rec
       if rec.timeline then
@@ -1113,6 +1161,7 @@ local function run_experiment(e, opts)
           local t = {experiment = e.name, run = run.key, rep = run.rep}
           for k, v in pairs(run.point) do if k:sub(1, 1) ~= "_" then t[k] = v end end
           for k, v in pairs(s) do t[k] = v end
+          point_of[t] = run.point
           trows[#trows + 1] = t
         end
       end
@@ -1196,7 +1245,7 @@ local function run_experiment(e, opts)
         end
         data = t.rows
       end
-      local okf, drawn = pcall(draw_figure, e, fig, data, staging .. "/figures", opts)
+      local okf, drawn, fwarn = pcall(draw_figure, e, fig, data, staging .. "/figures", opts, keys)
       if not okf then
         local msg = bare(drawn)
         if not msg:find(e._where, 1, true) then
@@ -1209,6 +1258,7 @@ local function run_experiment(e, opts)
       for _, f in ipairs(drawn) do
         figfiles[#figfiles + 1] = "figures/" .. hr.basename(f)
       end
+      if fwarn then warn(fwarn) end
     end
     local script_text = hr.read_file(e._script)
     hr.write_file(staging .. "/experiment.lua", script_text)

@@ -226,6 +226,24 @@ F=$T/res/keys/figures
   [ "$(grep ' x y ylow yhigh n$' "$F/k.p1.dat")" = "$(grep ' x y ylow yhigh n$' "$F/k.p2.dat")" ] &&
   grep -q '^array nseries\[2\] = \[3, 3\]' "$F/k.gp" && grep -q '^NaN ' "$F/k.p2.dat" && [ -s "$F/k.png" ]
 check $? "a panel without some series keeps every series' place, so colours match the shared key (status $st): $(tr '\n' ' ' <"$F/k.p2.dat" 2>/dev/null | head -c 200)"
+# a figure whose points average rows of different grid points (here both arena sizes in one
+# point, with two repetitions each): said, since its error bars are then not over repetitions;
+# the same figure with the arena as its series is not named
+cat >"$T/mix.lua" <<'LUA'
+experiment {
+  name = "mix", traces = {t = file(params.trace)}, grid = {arena = {"256K", "1M"}},
+  alloc = function(p) return "pymalloc:preset=3.11,arena=" .. p.arena end, gc = "none",
+  repetitions = 2,
+  figures = {{name = "m", x = function() return 1 end, xlabel = "one", y = "peak_footprint"},
+             {name = "s", x = function() return 1 end, xlabel = "one", y = "peak_footprint",
+              series = "arena"}},
+}
+LUA
+"$HR" run "$T/mix.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/mix.err"
+st=$?
+[ "$st" = 0 ] && grep -q "mix.lua:1: experiment 'mix': warning: figure 'm': 1 of its 1 point(s) average runs of different configurations (they differ in arena)" "$T/mix.err" &&
+  ! grep -q "figure 's'" "$T/mix.err" && grep -q "figure 'm': 1 of its 1 point" "$T/res/mix/provenance.json"
+check $? "a figure averaging different configurations in one point is warned of (status $st): $(head -c 240 "$T/mix.err")"
 # order naming a parameter that is not in the grid (a typo): refused at the declaration
 cat >"$T/order.lua" <<'LUA'
 experiment {name = "order", traces = {t = file(params.trace)}, grid = {arena = {"256K"}},
