@@ -1324,28 +1324,65 @@ end
 
 -- {==== entry points ====
 
--- Run an experiment script: load it (declarations only), then run what it declared.
--- opts: out (results root), jobs, resume, params, quiet, formats, command_line.
--- seen: experiment names run so far by the suite this script is part of (name -> where).
-function D.run_file(script, opts, seen)
+-- params as the scripts see them: a proxy that notes every name read (params.NAME, param(NAME),
+-- pairs). unread() lists, sorted, the names given that no script read; read() those read.
+local function track_params(t)
+  local seen = {}
+  local proxy = setmetatable({}, {
+    __index = function(_, k) seen[k] = true; return t[k] end,
+    __newindex = function(_, k, v) t[k] = v end,
+    __pairs = function() for k in pairs(t) do seen[k] = true end; return next, t, nil end})
+  local function list(want_seen)
+    local u = {}
+    for k in pairs(want_seen and seen or t) do
+      if type(k) == "string" and (want_seen or not seen[k]) then u[#u + 1] = k end
+    end
+    table.sort(u)
+    return u
+  end
+  return proxy, function() return list(false) end, function() return list(true) end
+end
+
+-- Load a script and, recursively, the suites it declares: every experiment in order, each
+-- name once (seen: name -> where it was declared).
+local function load_file(script, opts, seen, list)
   if hr.exists(script) ~= "file" then error(("no experiment script '%s'"):format(script), 0) end
   local decls = {}
   local env = make_env(script, opts, decls)
   local chunk, err = loadfile(script, "t", env)
   if not chunk then error(err, 0) end
   chunk()
-  local results = {}
-  seen = seen or {}
   for _, d in ipairs(decls) do
     if d.kind == "experiment" then
       local first = seen[d.e.name]
       if first then declared_twice(d.e._where, d.e.name, first) end
       seen[d.e.name] = d.e._where
-      results[#results + 1] = run_experiment(d.e, opts)
+      list[#list + 1] = d.e
     else
-      for _, r in ipairs(D.run_file(d.path, opts, seen)) do results[#results + 1] = r end
+      load_file(d.path, opts, seen, list)
     end
   end
+end
+
+-- Run an experiment script: load it and its suites (declarations only), then run what they
+-- declared. A key=value parameter that no script read while loading (a misspelt name: sise=full
+-- ran the default size without a word) is refused before anything runs.
+-- opts: out (results root), jobs, resume, params, quiet, formats, command_line.
+function D.run_file(script, opts)
+  local proxy, unread, read = track_params(opts.params or {})
+  local lopts = setmetatable({params = proxy}, {__index = opts})
+  local list = {}
+  load_file(script, lopts, {}, list)
+  local u = unread()
+  if #u > 0 then
+    local r = read()
+    error(("%s: parameter%s %s %s read by no script (those read: %s); scripts read their "
+      .. "parameters with param(name, default) or params.name when they are loaded"):format(script,
+      #u > 1 and "s" or "", "'" .. table.concat(u, "', '") .. "'", #u > 1 and "are" or "is",
+      #r > 0 and table.concat(r, ", ") or "none"), 0)
+  end
+  local results = {}
+  for _, e in ipairs(list) do results[#results + 1] = run_experiment(e, opts) end
   return results
 end
 

@@ -244,6 +244,19 @@ st=$?
 [ "$st" = 0 ] && grep -q "mix.lua:1: experiment 'mix': warning: figure 'm': 1 of its 1 point(s) average runs of different configurations (they differ in arena)" "$T/mix.err" &&
   ! grep -q "figure 's'" "$T/mix.err" && grep -q "figure 'm': 1 of its 1 point" "$T/res/mix/provenance.json"
 check $? "a figure averaging different configurations in one point is warned of (status $st): $(head -c 240 "$T/mix.err")"
+# a key=value parameter no script reads (a misspelt name) is refused before anything runs, also
+# through a suite whose scripts are loaded only after the suite's own script
+printf 'suite {"fig.lua"}\n' >"$T/suite.lua"
+rm -rf "$T/res/fig"
+"$HR" run "$T/suite.lua" trace="$T/t.hrt" sise=full --out "$T/res" -q 2>"$T/param.err"
+st=$?
+[ "$st" = 1 ] && grep -q "suite.lua: parameter 'sise' is read by no script (those read: trace)" "$T/param.err" &&
+  [ ! -e "$T/res/fig" ]
+check $? "a parameter no script reads is refused before anything runs (status $st): $(head -c 200 "$T/param.err")"
+"$HR" run "$T/suite.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/param2.err"
+st=$?
+[ "$st" = 0 ] && [ -s "$T/res/fig/results.csv" ]
+check $? "the same suite with only the parameters it reads runs (status $st): $(head -c 200 "$T/param2.err")"
 # order naming a parameter that is not in the grid (a typo): refused at the declaration
 cat >"$T/order.lua" <<'LUA'
 experiment {name = "order", traces = {t = file(params.trace)}, grid = {arena = {"256K"}},
