@@ -77,8 +77,10 @@ const hr_cmd_t hr_cmd_run = {
     "Makes the script's traces, runs every configuration of its grid as an independent job (one\n"
     "child process each, in parallel), and writes DIR/NAME/: results.csv (one row per run), runs/\n"
     "(the JSON of every run), provenance.json and figures/ (PNG, PDF, SVG via gnuplot).\n"
-    "key=value parameters reach the script as params (e.g. size=small). A script that declares\n"
-    "no experiment simply runs, with the hr module. See docs/experiments.md, docs/lua-api.md.\n\n"
+    "key=value parameters reach the script as params (e.g. size=small); one that the script\n"
+    "and its suites do not read while they load is refused before anything runs. A script that\n"
+    "declares no experiment simply runs, with the hr module. See docs/experiments.md,\n"
+    "docs/lua-api.md.\n\n"
     "Exit status 1 is also the script's own mistakes (at their line), 2 a trace that cannot be\n"
     "read, 3 a failed job or file, 130 an interruption (SIGINT/SIGTERM: the finished jobs are\n"
     "kept for --resume)."};

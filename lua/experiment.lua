@@ -379,6 +379,39 @@ local function point_label(p, keys)
   return table.concat(parts, " ")
 end
 
+-- Free grid parameters (not trace, alloc or gc) whose values change no job: at every point, the
+-- other values held, each value gives the same allocator, collector and timeline (the alloc or
+-- gc function does not read it). Their rows repeat one replay under different names, which a
+-- figure draws as a flat line: a sweep that silently did not happen. Points are compared
+-- within a repetition (the job key holds it); a parameter that filter leaves with one value
+-- wherever the others are held is not judged.
+local function idle_parameters(e, keys, runs)
+  local idle = {}
+  for _, k in ipairs(keys) do
+    if k ~= "trace" and k ~= "alloc" and k ~= "gc" and #e.grid[k] > 1 then
+      local groups, judged, used = {}, false, false
+      for _, run in ipairs(runs) do
+        if run.rep == 1 then
+          local sig = {}
+          for _, o in ipairs(keys) do
+            if o ~= k then sig[#sig + 1] = o .. "=" .. fmt_value(run.point[o]) end
+          end
+          sig[#sig + 1] = "trace=" .. run.point.trace
+          local s = table.concat(sig, ";")
+          local g = groups[s]
+          if not g then g = {value = run.point[k], what = run.what}; groups[s] = g
+          elseif g.value ~= run.point[k] then
+            judged = true
+            if g.what ~= run.what then used = true end
+          end
+        end
+      end
+      if judged and not used then idle[#idle + 1] = k end
+    end
+  end
+  return idle
+end
+
 -- {==== traces ====
 
 local function trace_recipe(t)
@@ -605,6 +638,11 @@ local function num(v)
   return ("%.10g"):format(v)
 end
 
+-- The grid point each row of results.csv and timeline.csv comes from (rows of finish's tables
+-- have none): a figure's point that averages rows of several grid points is not a mean over
+-- repetitions, and is reported (figure_mixes).
+local point_of = setmetatable({}, {__mode = "k"})
+
 -- Group the rows of a figure: panels -> series -> x -> ys, keeping the order of first appearance.
 local function group(e, fig, rows)
   local getx, gety = accessor(fig.x, fig.xscale), accessor(fig.y, fig.yscale)
@@ -653,6 +691,10 @@ local function group(e, fig, rows)
         S.xs[#S.xs + 1] = cell
       end
       cell.ys[#cell.ys + 1] = y
+      local pt = point_of[r]
+      if pt then
+        if cell.pt == nil then cell.pt = pt elseif pt ~= cell.pt then cell.other = cell.other or pt end
+      end
       if getby and type(x) == "number" then
         cell.xsum = cell.xsum + x
         cell.x = cell.xsum / #cell.ys
@@ -677,14 +719,45 @@ local function cell_stats(cell, mode)
   return mean, mean - sd, mean + sd, n, sd
 end
 
-local function draw_figure(e, fig, data, figdir, opts)
+-- Points of a figure that average rows of different grid points (a grid parameter that is
+-- neither x, series, panel nor selected by where): their mean and error bars are not over
+-- repetitions. Returns nil, or the number of such points, of all points, and the parameters
+-- in which the first one's grid points differ.
+local function figure_mixes(panels, keys)
+  local mixed, total, first = 0, 0, nil
+  for _, P in ipairs(panels) do
+    for _, S in ipairs(P.series) do
+      for _, c in ipairs(S.xs) do
+        total = total + 1
+        if c.other then mixed = mixed + 1; first = first or c end
+      end
+    end
+  end
+  if mixed == 0 then return nil end
+  local differ, seen = {}, {}
+  for _, k in ipairs({"trace", table.unpack(keys)}) do
+    if not seen[k] then
+      seen[k] = true
+      if fmt_value(first.pt[k]) ~= fmt_value(first.other[k]) then differ[#differ + 1] = k end
+    end
+  end
+  for _, k in ipairs({"alloc", "gc"}) do -- given as functions of free parameters already named
+    if #differ == 0 and not seen[k] and first.pt[k] ~= first.other[k] then differ[#differ + 1] = k end
+  end
+  return mixed, total, differ
+end
+
+local function draw_figure(e, fig, data, figdir, opts, keys)
   local rows = {}
   for _, r in ipairs(data) do if matches(fig.where, r) then rows[#rows + 1] = r end end
   if #rows == 0 then
     fail(e._where, "experiment '%s': figure '%s' has no data (check its data and where fields)",
       e.name, fig.name)
   end
-  for _, a in ipairs({"x", "y"}) do -- a column no row has (a typo): say so, with the columns
+  -- a column no row has (a typo): say so, with the columns. Not only x and y: a misspelt
+  -- series or panel put every row in one line (configurations averaged as if they were
+  -- repetitions, their spread drawn as error bars), a misspelt yerr or by drew without them
+  for _, a in ipairs({"x", "y", "series", "panel", "by", "yerr"}) do
     local col = fig[a]
     if type(col) == "string" then
       local found = false
@@ -721,10 +794,23 @@ local function draw_figure(e, fig, data, figdir, opts)
     if type(fig.logx) == "number" then vars.logbase = fig.logx end
     vars.style = fig.style or "linespoints"
     local files, titles, ns, flat = {}, {}, {}, {}
+    -- Every panel lists every series, in one order: the template gives series s of a panel
+    -- the line type s, and the shared key under the panels is drawn from one panel. A panel
+    -- without some series (a filter, a where, values a log axis leaves out) used to number its
+    -- series from 1 anew, so its lines took the colours the key gives other series. A series
+    -- absent from a panel is a block with one row of NaN (nothing drawn, its line type kept).
+    local order, known = {}, {}
+    for _, P in ipairs(panels) do
+      for _, S in ipairs(P.series) do
+        if not known[S.title] then known[S.title] = true; order[#order + 1] = S.title end
+      end
+    end
+    if fig.sort then table.sort(order, function(a, b) return fig.sort(a, b) end) end
     for pi, P in ipairs(panels) do
       local out = {}
       local top = -math.huge -- the panel's highest mean or error bar end
-      for si, S in ipairs(P.series) do
+      for si, stitle in ipairs(order) do
+        local S = P.sindex[stitle] or {title = stitle, xs = {}}
         table.sort(S.xs, function(a, b)
           local ka, kb = a.x, b.x
           if fig.by then ka, kb = a.by, b.by end
@@ -744,10 +830,11 @@ local function draw_figure(e, fig, data, figdir, opts)
           top = math.max(top, m, hi)
           out[#out + 1] = ("%s %s %s %s %d\n"):format(num(c.x), num(m), num(lo), num(hi), n)
         end
+        if #S.xs == 0 then out[#out + 1] = "NaN NaN NaN NaN 0\n" end
       end
       local fname = #panels > 1 and ("%s.p%d.dat"):format(fig.name, pi) or (fig.name .. ".dat")
       hr.write_file(figdir .. "/" .. fname, table.concat(out))
-      files[pi], titles[pi], ns[pi] = fname, P.title, #P.series
+      files[pi], titles[pi], ns[pi] = fname, P.title, #order
       -- every value at the floor (a panel of zeros with ymin = 0): gnuplot would warn of an
       -- empty y range and pick one itself; the template gives such a panel [ymin:ymin+1]
       flat[pi] = (fig.ymin and not fig.ymax and top <= fig.ymin) and 1 or 0
@@ -796,7 +883,16 @@ local function draw_figure(e, fig, data, figdir, opts)
     for _, S in ipairs(P.series) do keylen = math.max(keylen, utf8.len(S.title) or #S.title) end
   end
   vars.keylen = keylen
-  return hr.plot{template = tpl, dir = figdir, name = fig.name, vars = vars, formats = opts.formats}
+  local drawn = hr.plot{template = tpl, dir = figdir, name = fig.name, vars = vars, formats = opts.formats}
+  local mixed, total, differ = figure_mixes(panels, keys)
+  local warning
+  if mixed then
+    warning = ("figure '%s': %d of its %d point(s) average runs of different configurations "
+      .. "(they differ in %s), so their means and error bars are not over repetitions: draw %s "
+      .. "as series or panel, or select it with where"):format(fig.name, mixed, total,
+      table.concat(differ, ", "), #differ == 1 and differ[1] or "them")
+  end
+  return drawn, warning
 end
 
 -- {==== provenance ====
@@ -1003,6 +1099,18 @@ local function run_experiment(e, opts)
   end
   log(opts, "%s: %d run(s) in %d configuration(s); %d job(s) to do, %d finished earlier", e.name,
     #runs, #points, #jobs, reused)
+  local warnings = {}
+  local function warn(msg) -- also under --quiet: it is not progress
+    warnings[#warnings + 1] = msg
+    io.stderr:write(("heapreplay run: %s: experiment '%s': warning: %s\n"):format(e._where, e.name, msg))
+  end
+  for _, k in ipairs(idle_parameters(e, keys, runs)) do
+    local vals = {}
+    for i, v in ipairs(e.grid[k]) do vals[i] = fmt_value(v) end
+    warn(("grid parameter '%s' changes no run: its values (%s) give the same allocator, collector "
+      .. "and timeline wherever the other parameters are held (does the alloc or gc function read "
+      .. "p.%s?), so its rows repeat the same replays"):format(k, table.concat(vals, ", "), k))
+  end
 
   local failures = {}
   if #jobs > 0 then
@@ -1068,6 +1176,7 @@ local function run_experiment(e, opts)
       end
       for k, v in pairs(m) do row[k] = v end
       row._point = run.point
+      point_of[row] = run.point
       rows[#rows + 1] = row
       records[#records + 1] = rec
       if rec.timeline then
@@ -1076,6 +1185,7 @@ local function run_experiment(e, opts)
           local t = {experiment = e.name, run = run.key, rep = run.rep}
           for k, v in pairs(run.point) do if k:sub(1, 1) ~= "_" then t[k] = v end end
           for k, v in pairs(s) do t[k] = v end
+          point_of[t] = run.point
           trows[#trows + 1] = t
         end
       end
@@ -1162,7 +1272,7 @@ local function run_experiment(e, opts)
         end
         data = t.rows
       end
-      local okf, drawn = pcall(draw_figure, e, fig, data, staging .. "/figures", opts)
+      local okf, drawn, fwarn = pcall(draw_figure, e, fig, data, staging .. "/figures", opts, keys)
       if not okf then
         local msg = bare(drawn)
         if not msg:find(e._where, 1, true) then
@@ -1175,6 +1285,7 @@ local function run_experiment(e, opts)
       for _, f in ipairs(drawn) do
         figfiles[#figfiles + 1] = "figures/" .. hr.basename(f)
       end
+      if fwarn then warn(fwarn) end
     end
     local script_text = hr.read_file(e._script)
     hr.write_file(staging .. "/experiment.lua", script_text)
@@ -1201,6 +1312,7 @@ local function run_experiment(e, opts)
       machine = hr.machine(), date_start = date_start, date_end = hr.date(),
       wall_s = hr.now() - t_start,
       traces = tinfo,
+      warnings = #warnings > 0 and warnings or nil,
       runs = {total = #runs, configurations = #points, repetitions = reps, rows = #rows,
               executed_now = #jobs - #failures, finished_earlier = reused, failed = failed},
       files = (function() for _, f in ipairs(figfiles) do files[#files + 1] = f end return files end)(),
@@ -1239,28 +1351,65 @@ end
 
 -- {==== entry points ====
 
--- Run an experiment script: load it (declarations only), then run what it declared.
--- opts: out (results root), jobs, resume, params, quiet, formats, command_line.
--- seen: experiment names run so far by the suite this script is part of (name -> where).
-function D.run_file(script, opts, seen)
+-- params as the scripts see them: a proxy that notes every name read (params.NAME, param(NAME),
+-- pairs). unread() lists, sorted, the names given that no script read; read() those read.
+local function track_params(t)
+  local seen = {}
+  local proxy = setmetatable({}, {
+    __index = function(_, k) seen[k] = true; return t[k] end,
+    __newindex = function(_, k, v) t[k] = v end,
+    __pairs = function() for k in pairs(t) do seen[k] = true end; return next, t, nil end})
+  local function list(want_seen)
+    local u = {}
+    for k in pairs(want_seen and seen or t) do
+      if type(k) == "string" and (want_seen or not seen[k]) then u[#u + 1] = k end
+    end
+    table.sort(u)
+    return u
+  end
+  return proxy, function() return list(false) end, function() return list(true) end
+end
+
+-- Load a script and, recursively, the suites it declares: every experiment in order, each
+-- name once (seen: name -> where it was declared).
+local function load_file(script, opts, seen, list)
   if hr.exists(script) ~= "file" then error(("no experiment script '%s'"):format(script), 0) end
   local decls = {}
   local env = make_env(script, opts, decls)
   local chunk, err = loadfile(script, "t", env)
   if not chunk then error(err, 0) end
   chunk()
-  local results = {}
-  seen = seen or {}
   for _, d in ipairs(decls) do
     if d.kind == "experiment" then
       local first = seen[d.e.name]
       if first then declared_twice(d.e._where, d.e.name, first) end
       seen[d.e.name] = d.e._where
-      results[#results + 1] = run_experiment(d.e, opts)
+      list[#list + 1] = d.e
     else
-      for _, r in ipairs(D.run_file(d.path, opts, seen)) do results[#results + 1] = r end
+      load_file(d.path, opts, seen, list)
     end
   end
+end
+
+-- Run an experiment script: load it and its suites (declarations only), then run what they
+-- declared. A key=value parameter that no script read while loading (a misspelt name: sise=full
+-- ran the default size without a word) is refused before anything runs.
+-- opts: out (results root), jobs, resume, params, quiet, formats, command_line.
+function D.run_file(script, opts)
+  local proxy, unread, read = track_params(opts.params or {})
+  local lopts = setmetatable({params = proxy}, {__index = opts})
+  local list = {}
+  load_file(script, lopts, {}, list)
+  local u = unread()
+  if #u > 0 then
+    local r = read()
+    error(("%s: parameter%s %s %s read by no script%s (those read: %s); scripts read their "
+      .. "parameters with param(name, default) or params.name when they are loaded"):format(script,
+      #u > 1 and "s" or "", "'" .. table.concat(u, "', '") .. "'", #u > 1 and "are" or "is",
+      #u == 1 and did_you_mean(u[1], r) or "", #r > 0 and table.concat(r, ", ") or "none"), 0)
+  end
+  local results = {}
+  for _, e in ipairs(list) do results[#results + 1] = run_experiment(e, opts) end
   return results
 end
 

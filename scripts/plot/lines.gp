@@ -6,6 +6,9 @@
 # Data: one file per panel; in it one block per series, blocks separated by two blank lines.
 # Each block starts with a header line whose first field is the series title (quoted), then
 # rows "x y ylow yhigh n" (n: repetitions behind the mean y; ylow/yhigh: its error bar).
+# Block s has line type s+1 in every panel, and the shared key is drawn from one panel, so every
+# panel has the same series in the same order; one a panel lacks is a single row "NaN NaN NaN
+# NaN 0" (drawn as nothing).
 #
 # Variables:
 #   npanels            panels (default 1); datafile[i], ptitle[i], nseries[i] for i = 1..npanels

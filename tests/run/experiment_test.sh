@@ -25,6 +25,11 @@ check $st "$EXP runs at size=small (status $st, ${secs}s): $(head -c 600 "$T/err
 nw=$(grep -c '^heapreplay: gnuplot, ' "$T/err")
 [ "$nw" = 0 ]
 check $? "no gnuplot warnings ($nw): $(grep '^heapreplay: gnuplot, ' "$T/err" | head -c 300)"
+# nor a warning of the driver's (a grid parameter that changes no run, a figure averaging
+# different configurations as if they were repetitions)
+nw=$(grep -c "^heapreplay run: .*: warning: " "$T/err")
+[ "$nw" = 0 ]
+check $? "no warnings from the driver ($nw): $(grep 'warning: ' "$T/err" | head -c 300)"
 dir=$(ls -d "$T"/*/ 2>/dev/null | head -n 1)
 dir=${dir%/}
 [ -n "$dir" ] && [ -s "$dir/results.csv" ]

@@ -181,6 +181,16 @@ sed -i 's/"wall_nss"/"wall_ns"/' "$T/mtypo.lua"
 resumed mtypo
 [ "$st" = 0 ] && [ "$runs0" = "$runs1" ] && head -1 "$T/res/mtypo/results.csv" | grep -q ',peak_footprint,wall_ns$'
 check $? "metric fixed and resumed: status $st, results.csv has the two metrics, no job run again ($runs0 then $runs1)"
+# the same for series, panel, by and yerr: a misspelt series drew every configuration as one
+# line, averaged as if they were repetitions, with their spread for error bars (status 0)
+for f in series panel by yerr; do
+  sed "s/y = \"peak_footprint\",/y = \"peak_footprint\", $f = \"arnea\",/; s/name = \"fig\"/name = \"fig$f\"/" "$T/fig.lua" >"$T/fig$f.lua"
+  "$HR" run "$T/fig$f.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/fig$f.err"
+  st=$?
+  [ "$st" = 1 ] && grep -q "fig$f.lua:1: experiment 'fig$f': figure 'fp': $f = 'arnea' names no column of its rows (did you mean 'arena'?) (columns: .*arena" "$T/fig$f.err" &&
+    [ ! -e "$T/res/fig$f/results.csv" ]
+  check $? "a figure's $f naming no column is reported with the nearest name and the columns, nothing drawn (status $st): $(head -c 200 "$T/fig$f.err")"
+done
 # a hyperfine figure without yerr gets hyperfine's own spread as its error bar (the timing is
 # copied into every repetition's row: the spread over repetitions was 0, bars of zero width)
 if command -v hyperfine >/dev/null; then
@@ -198,6 +208,74 @@ LUA
 else
   ok "# SKIP hyperfine figure error bars: hyperfine is not installed"
 fi
+# a grid parameter the alloc and gc functions never read changes no run: its rows repeat the
+# same replays under different names, a flat line in every figure. Said (also under -q) and kept
+# in provenance; a parameter that does change the runs (arena here) is not named
+cat >"$T/idle.lua" <<'LUA'
+experiment {
+  name = "idle", traces = {t = file(params.trace)},
+  grid = {arena = {"256K", "1M"}, pool = {"4K", "16K"}},
+  alloc = function(p) return "pymalloc:preset=3.11,arena=" .. p.arena end, gc = "none",
+}
+LUA
+"$HR" run "$T/idle.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/idle.err"
+st=$?
+[ "$st" = 0 ] && grep -q "idle.lua:1: experiment 'idle': warning: grid parameter 'pool' changes no run: its values (4K, 16K)" "$T/idle.err" &&
+  ! grep -q "parameter 'arena'" "$T/idle.err" && grep -q "grid parameter 'pool' changes no run" "$T/res/idle/provenance.json"
+check $? "a grid parameter that changes no run is warned of, in provenance too (status $st): $(head -c 200 "$T/idle.err")"
+[ -e "$T/fig.resumed.err" ] && ! grep -q "warning" "$T/fig.resumed.err" && ! grep -q '"warnings"' "$T/res/fig/provenance.json"
+check $? "a grid whose every parameter changes the runs gives no warning: $(head -c 200 "$T/fig.resumed.err")"
+# panels that do not all have every series: each panel's data lists every series in one order
+# (the template gives block s the line type s, and the one key under the panels is drawn from
+# one panel). The second panel lacks the first allocator: its lines took the colours the key
+# gives the allocators before them
+cat >"$T/keys.lua" <<'LUA'
+experiment {
+  name = "keys", traces = {a = file(params.trace), b = file(params.trace)},
+  grid = {alloc = {"pymalloc:preset=2.4", "pymalloc:preset=3.11", "null"}}, gc = "none",
+  filter = function(p) return not (p.trace == "b" and p.alloc == "pymalloc:preset=2.4") end,
+  figures = {{name = "k", x = function() return 1 end, xlabel = "one", y = "peak_footprint",
+              series = "alloc", panel = "trace"}},
+}
+LUA
+"$HR" run "$T/keys.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/keys.err"
+st=$?
+F=$T/res/keys/figures
+[ "$st" = 0 ] && [ "$(grep -c ' x y ylow yhigh n$' "$F/k.p1.dat")" = 3 ] &&
+  [ "$(grep ' x y ylow yhigh n$' "$F/k.p1.dat")" = "$(grep ' x y ylow yhigh n$' "$F/k.p2.dat")" ] &&
+  grep -q '^array nseries\[2\] = \[3, 3\]' "$F/k.gp" && grep -q '^NaN ' "$F/k.p2.dat" && [ -s "$F/k.png" ]
+check $? "a panel without some series keeps every series' place, so colours match the shared key (status $st): $(tr '\n' ' ' <"$F/k.p2.dat" 2>/dev/null | head -c 200)"
+# a figure whose points average rows of different grid points (here both arena sizes in one
+# point, with two repetitions each): said, since its error bars are then not over repetitions;
+# the same figure with the arena as its series is not named
+cat >"$T/mix.lua" <<'LUA'
+experiment {
+  name = "mix", traces = {t = file(params.trace)}, grid = {arena = {"256K", "1M"}},
+  alloc = function(p) return "pymalloc:preset=3.11,arena=" .. p.arena end, gc = "none",
+  repetitions = 2,
+  figures = {{name = "m", x = function() return 1 end, xlabel = "one", y = "peak_footprint"},
+             {name = "s", x = function() return 1 end, xlabel = "one", y = "peak_footprint",
+              series = "arena"}},
+}
+LUA
+"$HR" run "$T/mix.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/mix.err"
+st=$?
+[ "$st" = 0 ] && grep -q "mix.lua:1: experiment 'mix': warning: figure 'm': 1 of its 1 point(s) average runs of different configurations (they differ in arena)" "$T/mix.err" &&
+  ! grep -q "figure 's'" "$T/mix.err" && grep -q "figure 'm': 1 of its 1 point" "$T/res/mix/provenance.json"
+check $? "a figure averaging different configurations in one point is warned of (status $st): $(head -c 240 "$T/mix.err")"
+# a key=value parameter no script reads (a misspelt name) is refused before anything runs, also
+# through a suite whose scripts are loaded only after the suite's own script
+printf 'suite {"fig.lua"}\n' >"$T/suite.lua"
+rm -rf "$T/res/fig"
+"$HR" run "$T/suite.lua" trace="$T/t.hrt" sise=full --out "$T/res" -q 2>"$T/param.err"
+st=$?
+[ "$st" = 1 ] && grep -q "suite.lua: parameter 'sise' is read by no script (those read: trace)" "$T/param.err" &&
+  [ ! -e "$T/res/fig" ]
+check $? "a parameter no script reads is refused before anything runs (status $st): $(head -c 200 "$T/param.err")"
+"$HR" run "$T/suite.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/param2.err"
+st=$?
+[ "$st" = 0 ] && [ -s "$T/res/fig/results.csv" ]
+check $? "the same suite with only the parameters it reads runs (status $st): $(head -c 200 "$T/param2.err")"
 # order naming a parameter that is not in the grid (a typo): refused at the declaration
 cat >"$T/order.lua" <<'LUA'
 experiment {name = "order", traces = {t = file(params.trace)}, grid = {arena = {"256K"}},
