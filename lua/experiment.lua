@@ -493,8 +493,11 @@ local function prepare_traces(e, dirs, opts, remade)
         local why = r.stderr and r.stderr:match("^%s*(.-)%s*$") or ""
         why = why ~= "" and ("%s [%s]"):format(why, st)
           or r.exit and st .. " (a recorded program's own status passes through)" or st
-        fail_status(3, p.entry.spec.where, "experiment '%s': cannot make trace '%s' (%s): %s", e.name,
-          p.entry.name, p.entry.recipe, why)
+        -- `gen` exits 1 for a usage error (an unknown generator, parameter or bad value): the
+        -- script's mistake, like a bad declaration; a recorded program's 1 is its own
+        local usage = p.entry.spec.kind == "gen" and r.exit == 1
+        fail_status(usage and 1 or 3, p.entry.spec.where, "experiment '%s': cannot make trace '%s' (%s): %s",
+          e.name, p.entry.name, p.entry.recipe, why)
       end
     end
   end
@@ -1008,7 +1011,7 @@ local function run_experiment(e, opts)
   -- points and jobs
   local points, keys = expand(e, ctx)
   if #points == 0 then fail(e._where, "experiment '%s': the grid (after filter) is empty", e.name) end
-  local known_alloc, known_gc = {}, {}
+  local known_alloc, known_gc, checked = {}, {}, {alloc = {}, gc = {}}
   for _, n in ipairs(hr.allocators()) do known_alloc[n] = true end
   for _, n in ipairs(hr.collectors()) do known_gc[n] = true end
   local cmd = e.command or "replay"
@@ -1021,6 +1024,15 @@ local function run_experiment(e, opts)
       if not known_gc[spec_name(p.gc)] then
         fail(e._where, "experiment '%s': collector '%s' is not built in (%s)", e.name, p.gc,
           table.concat(hr.collectors(), ", "))
+      end
+      -- parameters and values too, before any job runs (a bad value used to fail its jobs only,
+      -- status 3, after the others had run)
+      for _, k in ipairs({"alloc", "gc"}) do
+        if not checked[k][p[k]] then
+          local okc, msg = hr.check_spec(k == "alloc" and "allocator" or "collector", p[k])
+          if not okc then fail(e._where, "experiment '%s': %s", e.name, msg) end
+          checked[k][p[k]] = true
+        end
       end
     end
   end

@@ -234,7 +234,36 @@ static int l_generators(lua_State *L)
     return 1;
 }
 
+/* hr.check_spec(kind, spec) -> true, or false and the message: would a replay accept this
+ * allocator ("allocator") or collector ("collector") spec, parameters and values included? One
+ * is created and destroyed (the driver checks an experiment's specs before its jobs run). */
+static void check_reclaim(void *engine, uint64_t id) { (void)engine, (void)id; }
+static int l_check_spec(lua_State *L)
+{
+    const char *kind = luaL_checkstring(L, 1), *spec = luaL_checkstring(L, 2);
+    hr_err_t err = {0};
+    if (strcmp(kind, "allocator") == 0) {
+        hr_alloc_t *a = NULL;
+        if (hr_alloc_create(&a, spec, &err) == HR_OK)
+            hr_alloc_destroy(a);
+    } else if (strcmp(kind, "collector") == 0) {
+        static const uint64_t event = 0;
+        hr_gc_env_t env = {.reclaim = check_reclaim, .event = &event};
+        hr_gc_t *g = NULL;
+        if (hr_gc_create(&g, spec, &env, &err) == HR_OK)
+            hr_gc_destroy(g);
+    } else {
+        return luaL_argerror(L, 1, "\"allocator\" or \"collector\" expected");
+    }
+    lua_pushboolean(L, err.code == HR_OK);
+    if (err.code == HR_OK)
+        return 1;
+    lua_pushstring(L, err.msg);
+    return 2;
+}
+
 static const luaL_Reg api_funcs[] = {{"info", l_info},
+                                     {"check_spec", l_check_spec},
                                      {"refcounts", l_refcounts},
                                      {"allocators", l_allocators},
                                      {"collectors", l_collectors},

@@ -106,10 +106,11 @@ cmp -s "$T/before.csv" "$R/results.csv" && diff -r "$T/before-figures" "$R/figur
 check $? "results.csv and figures/ are those of the last good run"
 ls -a "$R" | grep -q -E '\.tmp\.|^\.staging'
 check $((! $?)) "no half-written file or staging folder left behind"
-sed 's/"libc"}/"pymalloc:arena=3K"}/' "$T/exp.lua" >"$T/exp-fail.lua"
+# a failing job (a bad spec value is refused before any job: a job killed at its timeout)
+sed 's/"libc"}},/"pymalloc:preset=3.8"}}, timeout = 0.001,/' "$T/exp.lua" >"$T/exp-fail.lua"
 "$HR" run "$T/exp-fail.lua" trace="$T/t.hrt" --out "$T/res" --resume -q 2>"$T/fail.err"
 st=$?
-grep -q "job(s) failed" "$T/fail.err" && grep -q "alloc=pymalloc:arena=3K" "$T/fail.err" && grep -q "arena" "$T/fail.err"
+grep -q "job(s) failed" "$T/fail.err" && grep -q "alloc=pymalloc:preset=3.8" "$T/fail.err" && grep -q "timeout" "$T/fail.err"
 check $? "a failing job: status $st, the message names the configuration and the replay's error"
 [ "$st" = 3 ]
 check $? "a failing job exits with status 3 (a failure that is not the script's), not $st"
