@@ -394,6 +394,24 @@ static inline void note_gc_settings(const struct _gc_runtime_state *g)
         note_gc_settings_changed(g);
 }
 
+/* Did generation 0's count `now` pass the threshold at the GC allocation just resolved, under
+ * the settings it was allocated with? Those are the settings last written: every OBJ allocation
+ * writes a change before it calls the allocator (alloc_settings), and a resolution writes none,
+ * so a change the program made after the allocation (gc.set_threshold's own argument tuple is
+ * such an allocation) follows its ALLOC in the trace, as it followed CPython's decision. */
+/* An OBJ allocation is about to be made: the gc settings it will be linked under are written
+ * first (a GC allocation that passes the threshold collects or not by them). */
+static inline void alloc_settings(const struct _gc_runtime_state *g)
+{
+    if (g)
+        note_gc_settings(g);
+}
+
+static inline int passed_threshold(int now)
+{
+    return R.gc_enabled && R.gc_thr[0] && now > R.gc_thr[0];
+}
+
 /* `in_link`: a collection started inside the pending allocation's _PyObject_GC_Link, which
  * CPython calls before it initialises the object (gc_alloc, _PyType_AllocNoTrack): the block
  * still holds whatever its previous occupant left there (pymalloc does not clear a block; a
@@ -441,9 +459,6 @@ static void resolve_pending(int next, int now, int triggered, int in_link)
     if (gc) {
         R.stat.gc_allocs++;
         R.last_gc = 1;
-        struct _gc_runtime_state *g = gcstate();
-        if (g)
-            note_gc_settings(g);
     }
     unsigned flags = (gc ? HR_F_GC : 0) | (p->zero ? HR_F_ZERO : 0);
     if (R.mode == HR_KIND_GRAPH && gc)
@@ -627,8 +642,7 @@ static void observe_full_(int next)
         observe_without_callback(g, triggered);
         return;
     }
-    if (HR_UNLIKELY(R.last_gc) && !g->collecting && g->enabled && g->generations[0].threshold &&
-        now > g->generations[0].threshold) {
+    if (HR_UNLIKELY(R.last_gc) && !g->collecting && passed_threshold(now)) {
         /* The count passed the threshold at that allocation but no collection started: CPython
          * does not collect while an exception is set (e.g. a traceback being built). */
         emit_phase("gc.skipped");
@@ -674,7 +688,7 @@ static void observe_full(int next)
  * a GC block or of the pending block itself, and the count moved by 0 (not GC) or +1 (GC); the
  * type of a GC block is usually learned already (type_pre answers from its cache). Everything
  * else, and the self-check, goes to resolve_pending. Same decisions, same events. */
-HR_INLINE void resolve_pending_fast(int next, int now, const struct _gc_runtime_state *g)
+HR_INLINE void resolve_pending_fast(int next, int now)
 {
     hr_pending_t *p = &R.pend;
     int moved = now - p->count0;
@@ -690,7 +704,6 @@ HR_INLINE void resolve_pending_fast(int next, int now, const struct _gc_runtime_
             learn_type(p->addr, p->size); /* g->collecting is 0 here (observe's fast path) */
         R.stat.gc_allocs++;
         R.last_gc = 1;
-        note_gc_settings(g);
         flags |= HR_F_GC;
         if (R.mode == HR_KIND_GRAPH) {
             hr_rec_graph_alloc(p->addr, p->size, flags, 0);
@@ -714,9 +727,8 @@ HR_INLINE void observe(int next)
     int now = g->generations[0].count;
     R.last_gc = 0;
     if (R.pend.active)
-        resolve_pending_fast(next, now, g);
-    if (HR_UNLIKELY(R.last_gc) && g->enabled && g->generations[0].threshold &&
-        now > g->generations[0].threshold) {
+        resolve_pending_fast(next, now);
+    if (HR_UNLIKELY(R.last_gc) && passed_threshold(now)) {
         emit_phase("gc.skipped"); /* see observe_full */
         R.stat.skipped++;
     }
@@ -770,8 +782,11 @@ static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
     if ((d == PYMEM_DOMAIN_RAW && t_depth) || R.sink.off)
         return zero ? o->calloc(o->ctx, nelem, elsize) : o->malloc(o->ctx, nelem);
     int door = enter(d);
-    if (gil_held(d))
+    if (gil_held(d)) {
         observe(NEXT_OTHER);
+        if (d == PYMEM_DOMAIN_OBJ)
+            alloc_settings(gcstate());
+    }
     if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && !R.cb_active && d == PYMEM_DOMAIN_OBJ &&
         !R.sink.off) {
         /* Start-up (no gc callback yet): if this is a GC allocation, CPython collects inside
@@ -919,7 +934,7 @@ static void note_skipped(void)
  * in the fast state. The count moved by +1 (GC) or 0 (not GC), or, when a GC block is being
  * freed and the count was at least 1, by 0 (GC) or -1 (not GC): the rows of the table at the
  * top that are not ambiguous. */
-HR_INLINE void resolve_fast(const struct _gc_runtime_state *g, int next, int now)
+HR_INLINE void resolve_fast(int next, int now)
 {
     hr_pending_t *p = &R.pend;
     int gcfree = next == NEXT_GC_FREE;
@@ -927,8 +942,7 @@ HR_INLINE void resolve_fast(const struct _gc_runtime_state *g, int next, int now
     if (HR_UNLIKELY((unsigned)gc > 1 || p->count0 < gcfree || R.self_check)) {
         R.last_gc = 0;
         resolve_pending(next, now, 0, 0); /* collecting is 0: not in a link */
-        if (R.last_gc && g->enabled && g->generations[0].threshold &&
-            now > g->generations[0].threshold)
+        if (R.last_gc && passed_threshold(now))
             note_skipped();
         return;
     }
@@ -940,14 +954,12 @@ HR_INLINE void resolve_fast(const struct _gc_runtime_state *g, int next, int now
     }
     learn_type_fast(p->addr, p->size);
     R.stat.gc_allocs++;
-    note_gc_settings(g);
     flags |= HR_F_GC;
     if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH))
         hr_rec_graph_alloc(p->addr, p->size, flags, 0);
     else
         emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
-    if (HR_UNLIKELY(g->enabled && g->generations[0].threshold &&
-                    now > g->generations[0].threshold))
+    if (HR_UNLIKELY(passed_threshold(now)))
         note_skipped(); /* the count passed the threshold but no collection started */
 }
 
@@ -967,7 +979,9 @@ HR_INLINE void *fast_alloc(int d, size_t nelem, size_t elsize, int zero)
     t_depth++;
     int door = hr_sink_enter_owner(&R.sink);
     if (R.pend.active)
-        resolve_fast(g, NEXT_OTHER, g->generations[0].count);
+        resolve_fast(NEXT_OTHER, g->generations[0].count);
+    if (d == PYMEM_DOMAIN_OBJ)
+        alloc_settings(g);
     PyMemAllocatorEx *o = &R.orig[d];
     void *p = zero ? o->calloc(o->ctx, nelem, elsize) : o->malloc(o->ctx, nelem);
     if (HR_LIKELY(p != NULL) && HR_LIKELY(!R.sink.off)) {
@@ -1016,7 +1030,7 @@ HR_INLINE void fast_free(int d, void *p)
     uint64_t id = (v & HR_IDMAP_ID_MASK) - 1;
     unsigned fl = (unsigned)(v >> HR_IDMAP_ID_BITS);
     if (R.pend.active)
-        resolve_fast(g, (fl & HR_F_GC) ? NEXT_GC_FREE : NEXT_OTHER, g->generations[0].count);
+        resolve_fast((fl & HR_F_GC) ? NEXT_GC_FREE : NEXT_OTHER, g->generations[0].count);
     if (fl & HR_F_GC)
         forget_type_at(a);
     if (HR_UNLIKELY(fl & HR_F_OBJECT))
