@@ -484,6 +484,17 @@ static void write_gc_end(int gen, int64_t collected, int64_t uncollectable)
         hr_rec_graph_collection_end();
     R.graph_done = 0;
     hr_sink_write(&R.sink, &ev);
+    /* Allocation mode: the survivor counts behind the rule for generation 2 (a replay without
+     * objects cannot count them), after every collection that changed them */
+    struct _gc_runtime_state *g = gcstate();
+    if (R.mode == HR_KIND_ALLOC && g &&
+        (g->long_lived_pending != R.ll_pending || g->long_lived_total != R.ll_total)) {
+        R.ll_pending = g->long_lived_pending;
+        R.ll_total = g->long_lived_total;
+        hr_event_t sv = {.op = HR_OP_GC_SURVIVORS, .a = (uint64_t)R.ll_pending,
+                         .b = (uint64_t)R.ll_total};
+        hr_sink_write(&R.sink, &sv);
+    }
 }
 
 static void write_gc_begin(int gen)
@@ -598,8 +609,7 @@ static void observe_full_(int next)
     R.last_gc = 0;
     int triggered = 0;
     if (HR_UNLIKELY(!R.cb_active) && g && R.pend.active && !R.pend.collecting &&
-        R.pend.count0 >= 0 && g->enabled && g->generations[0].threshold &&
-        R.pend.count0 + 1 > g->generations[0].threshold &&
+        R.pend.count0 >= 0 && passed_threshold(R.pend.count0 + 1) &&
         (g->collecting || g->generation_stats[0].collections != R.last_stats[0][0] ||
          g->generation_stats[1].collections != R.last_stats[1][0] ||
          g->generation_stats[2].collections != R.last_stats[2][0]))
@@ -608,8 +618,7 @@ static void observe_full_(int next)
      * first observation since): that allocation is not initialised yet. */
     int in_link = triggered ||
                   (g && g->collecting && R.pend.active && !R.pend.collecting &&
-                   R.pend.count0 >= 0 && g->enabled && g->generations[0].threshold &&
-                   R.pend.count0 + 1 > g->generations[0].threshold);
+                   R.pend.count0 >= 0 && passed_threshold(R.pend.count0 + 1));
     if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && g) {
         if (!R.cb_active) {
             /* start-up: a collection predicted at the allocation (do_alloc reconciled the heap
@@ -651,10 +660,9 @@ static void observe_full_(int next)
     if (HR_UNLIKELY(g->collecting)) {
         if (R.gc_state == GC_IDLE) {
             /* Started by itself inside the link of the GC allocation just resolved? */
-            R.gc_state = R.last_gc && g->enabled && g->generations[0].threshold &&
-                                 now > g->generations[0].threshold
-                             ? GC_SEEN_AUTO
-                             : GC_SEEN;
+            /* (under the settings it was allocated with: `gc.set_threshold(...)` whose argument
+             * tuple passed the new threshold, then `gc.collect()`, is the program's request) */
+            R.gc_state = R.last_gc && passed_threshold(now) ? GC_SEEN_AUTO : GC_SEEN;
             gc_first_id = hr_trace_writer_next_id(R.sink.w);
         } else if (R.gc_state == GC_CB) {
             /* Between the start callback and the scan CPython zeroes the counts; until then

@@ -30,4 +30,15 @@ def enable_after_alloc():
     return s
 enable_after_alloc()
 cycles(2000)
+
+# 3. set_threshold, then gc.collect() at once: the argument tuple passed the new threshold, yet
+#    the collection is the program's (GC_CONTROL collect), not one started by that allocation.
+gc.set_threshold(0)
+cycles(3000)
+hold = [(i, i, i) for i in range(3000)]
+gc.set_threshold(1, 1, 1)
+gc.collect()
+gc.set_threshold(700, 10, 10)
+del hold
+cycles(2000)
 print(gc.get_count())
