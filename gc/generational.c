@@ -10,7 +10,8 @@
  *     count[0] += 1 at the allocation of every GC-capable object, before it is tracked;
  *     count[0] -= 1 at the death of a GC-capable object, only while count[0] > 0.
  *     In allocation-only traces the same counting runs on GC-flagged blocks, so the collection
- *     points are reproduced even though there is no graph to collect.
+ *     points are reproduced even though there is no graph to collect; the survivor counts of the
+ *     25 % rule below come from the trace there (GC_SURVIVORS: gen_survivors).
  *   A collection may start only inside that allocation, when count[0] > threshold[0] (and
  *   threshold[0] != 0, and no collection is running). It collects the oldest generation i
  *   (2, 1, 0) with count[i] > threshold[i], except that generation 2 is skipped while
@@ -401,6 +402,16 @@ static void gen_gc_begin(void *ctx, int generation)
     c->last_gen = -1;
 }
 
+/* GC_SURVIVORS (allocation-only traces): the survivor counts this collector cannot count
+ * without objects, as the recorded collector had them after its collection; without them every
+ * generation-2 candidate would pass the 25 % rule (0 < 0 / 4 is false). */
+static void gen_survivors(void *ctx, uint64_t pending, uint64_t total)
+{
+    gen_gc_t *c = ctx;
+    c->long_lived_pending = pending;
+    c->long_lived_total = total;
+}
+
 static void gen_stats(void *ctx, hr_gc_stats_t *st)
 {
     gen_gc_t *c = ctx;
@@ -425,6 +436,7 @@ const hr_gc_vt hr_gc_generational_vt = {
     .control = gen_control,
     .track = gen_track,
     .gc_begin = gen_gc_begin,
+    .survivors = gen_survivors,
     .finish = hr_graph_slot_finish,
     .stats = gen_stats,
 };

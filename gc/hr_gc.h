@@ -102,6 +102,10 @@ typedef struct hr_gc_vt {
     /* The trace's GC_BEGIN: where the recorded collector zeroed its counts, after gc.callbacks
      * ran (their allocations lie between the triggering ALLOC and this). May be NULL. */
     void (*gc_begin)(void *ctx, int generation);
+    /* The trace's GC_SURVIVORS (allocation-only traces, which have no objects to count): the
+     * recorded collector's long_lived_pending and long_lived_total after the collection that
+     * just ended, the inputs of its rule for generation 2. May be NULL. */
+    void (*survivors)(void *ctx, uint64_t pending, uint64_t total);
     /* End of the trace: final collection policy (none by default) and leak accounting. */
     int (*finish)(void *ctx, hr_err_t *err);
     /* Fill *st. */

@@ -395,6 +395,24 @@ static inline void note_gc_settings(const struct _gc_runtime_state *g)
         note_gc_settings_changed(g);
 }
 
+/* Did generation 0's count `now` pass the threshold at the GC allocation just resolved, under
+ * the settings it was allocated with? Those are the settings last written: every OBJ allocation
+ * writes a change before it calls the allocator (alloc_settings), and a resolution writes none,
+ * so a change the program made after the allocation (gc.set_threshold's own argument tuple is
+ * such an allocation) follows its ALLOC in the trace, as it followed CPython's decision. */
+/* An OBJ allocation is about to be made: the gc settings it will be linked under are written
+ * first (a GC allocation that passes the threshold collects or not by them). */
+static inline void alloc_settings(const struct _gc_runtime_state *g)
+{
+    if (g)
+        note_gc_settings(g);
+}
+
+static inline int passed_threshold(int now)
+{
+    return R.gc_enabled && R.gc_thr[0] && now > R.gc_thr[0];
+}
+
 /* `in_link`: a collection started inside the pending allocation's _PyObject_GC_Link, which
  * CPython calls before it initialises the object (gc_alloc, _PyType_AllocNoTrack): the block
  * still holds whatever its previous occupant left there (pymalloc does not clear a block; a
@@ -442,9 +460,6 @@ static void resolve_pending(int next, int now, int triggered, int in_link)
     if (gc) {
         R.stat.gc_allocs++;
         R.last_gc = 1;
-        struct _gc_runtime_state *g = gcstate();
-        if (g)
-            note_gc_settings(g);
     }
     unsigned flags = (gc ? HR_F_GC : 0) | (p->zero ? HR_F_ZERO : 0);
     if (R.mode == HR_KIND_GRAPH && gc)
@@ -470,6 +485,17 @@ static void write_gc_end(int gen, int64_t collected, int64_t uncollectable)
         hr_rec_graph_collection_end();
     R.graph_done = 0;
     hr_sink_write(&R.sink, &ev);
+    /* Allocation mode: the survivor counts behind the rule for generation 2 (a replay without
+     * objects cannot count them), after every collection that changed them */
+    struct _gc_runtime_state *g = gcstate();
+    if (R.mode == HR_KIND_ALLOC && g &&
+        (g->long_lived_pending != R.ll_pending || g->long_lived_total != R.ll_total)) {
+        R.ll_pending = g->long_lived_pending;
+        R.ll_total = g->long_lived_total;
+        hr_event_t sv = {.op = HR_OP_GC_SURVIVORS, .a = (uint64_t)R.ll_pending,
+                         .b = (uint64_t)R.ll_total};
+        hr_sink_write(&R.sink, &sv);
+    }
 }
 
 static void write_gc_begin(int gen)
@@ -584,8 +610,7 @@ static void observe_full_(int next)
     R.last_gc = 0;
     int triggered = 0;
     if (HR_UNLIKELY(!R.cb_active) && g && R.pend.active && !R.pend.collecting &&
-        R.pend.count0 >= 0 && g->enabled && g->generations[0].threshold &&
-        R.pend.count0 + 1 > g->generations[0].threshold &&
+        R.pend.count0 >= 0 && passed_threshold(R.pend.count0 + 1) &&
         (g->collecting || g->generation_stats[0].collections != R.last_stats[0][0] ||
          g->generation_stats[1].collections != R.last_stats[1][0] ||
          g->generation_stats[2].collections != R.last_stats[2][0]))
@@ -594,8 +619,7 @@ static void observe_full_(int next)
      * first observation since): that allocation is not initialised yet. */
     int in_link = triggered ||
                   (g && g->collecting && R.pend.active && !R.pend.collecting &&
-                   R.pend.count0 >= 0 && g->enabled && g->generations[0].threshold &&
-                   R.pend.count0 + 1 > g->generations[0].threshold);
+                   R.pend.count0 >= 0 && passed_threshold(R.pend.count0 + 1));
     if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && g) {
         if (!R.cb_active) {
             /* start-up: a collection predicted at the allocation (do_alloc reconciled the heap
@@ -628,8 +652,7 @@ static void observe_full_(int next)
         observe_without_callback(g, triggered);
         return;
     }
-    if (HR_UNLIKELY(R.last_gc) && !g->collecting && g->enabled && g->generations[0].threshold &&
-        now > g->generations[0].threshold) {
+    if (HR_UNLIKELY(R.last_gc) && !g->collecting && passed_threshold(now)) {
         /* The count passed the threshold at that allocation but no collection started: CPython
          * does not collect while an exception is set (e.g. a traceback being built). */
         emit_phase("gc.skipped");
@@ -638,10 +661,9 @@ static void observe_full_(int next)
     if (HR_UNLIKELY(g->collecting)) {
         if (R.gc_state == GC_IDLE) {
             /* Started by itself inside the link of the GC allocation just resolved? */
-            R.gc_state = R.last_gc && g->enabled && g->generations[0].threshold &&
-                                 now > g->generations[0].threshold
-                             ? GC_SEEN_AUTO
-                             : GC_SEEN;
+            /* (under the settings it was allocated with: `gc.set_threshold(...)` whose argument
+             * tuple passed the new threshold, then `gc.collect()`, is the program's request) */
+            R.gc_state = R.last_gc && passed_threshold(now) ? GC_SEEN_AUTO : GC_SEEN;
             gc_first_id = hr_trace_writer_next_id(R.sink.w);
         } else if (R.gc_state == GC_CB) {
             /* Between the start callback and the scan CPython zeroes the counts; until then
@@ -675,7 +697,7 @@ static void observe_full(int next)
  * a GC block or of the pending block itself, and the count moved by 0 (not GC) or +1 (GC); the
  * type of a GC block is usually learned already (type_pre answers from its cache). Everything
  * else, and the self-check, goes to resolve_pending. Same decisions, same events. */
-HR_INLINE void resolve_pending_fast(int next, int now, const struct _gc_runtime_state *g)
+HR_INLINE void resolve_pending_fast(int next, int now)
 {
     hr_pending_t *p = &R.pend;
     int moved = now - p->count0;
@@ -691,7 +713,6 @@ HR_INLINE void resolve_pending_fast(int next, int now, const struct _gc_runtime_
             learn_type(p->addr, p->size); /* g->collecting is 0 here (observe's fast path) */
         R.stat.gc_allocs++;
         R.last_gc = 1;
-        note_gc_settings(g);
         flags |= HR_F_GC;
         if (R.mode == HR_KIND_GRAPH) {
             hr_rec_graph_alloc(p->addr, p->size, flags, 0);
@@ -715,9 +736,8 @@ HR_INLINE void observe(int next)
     int now = g->generations[0].count;
     R.last_gc = 0;
     if (R.pend.active)
-        resolve_pending_fast(next, now, g);
-    if (HR_UNLIKELY(R.last_gc) && g->enabled && g->generations[0].threshold &&
-        now > g->generations[0].threshold) {
+        resolve_pending_fast(next, now);
+    if (HR_UNLIKELY(R.last_gc) && passed_threshold(now)) {
         emit_phase("gc.skipped"); /* see observe_full */
         R.stat.skipped++;
     }
@@ -771,8 +791,11 @@ static void *do_alloc(int d, size_t nelem, size_t elsize, int zero)
     if ((d == PYMEM_DOMAIN_RAW && t_depth) || R.sink.off)
         return zero ? o->calloc(o->ctx, nelem, elsize) : o->malloc(o->ctx, nelem);
     int door = enter(d);
-    if (gil_held(d))
+    if (gil_held(d)) {
         observe(NEXT_OTHER);
+        if (d == PYMEM_DOMAIN_OBJ)
+            alloc_settings(gcstate());
+    }
     if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && !R.cb_active && d == PYMEM_DOMAIN_OBJ &&
         !R.sink.off) {
         /* Start-up (no gc callback yet): if this is a GC allocation, CPython collects inside
@@ -920,7 +943,7 @@ static void note_skipped(void)
  * in the fast state. The count moved by +1 (GC) or 0 (not GC), or, when a GC block is being
  * freed and the count was at least 1, by 0 (GC) or -1 (not GC): the rows of the table at the
  * top that are not ambiguous. */
-HR_INLINE void resolve_fast(const struct _gc_runtime_state *g, int next, int now)
+HR_INLINE void resolve_fast(int next, int now)
 {
     hr_pending_t *p = &R.pend;
     int gcfree = next == NEXT_GC_FREE;
@@ -928,8 +951,7 @@ HR_INLINE void resolve_fast(const struct _gc_runtime_state *g, int next, int now
     if (HR_UNLIKELY((unsigned)gc > 1 || p->count0 < gcfree || R.self_check)) {
         R.last_gc = 0;
         resolve_pending(next, now, 0, 0); /* collecting is 0: not in a link */
-        if (R.last_gc && g->enabled && g->generations[0].threshold &&
-            now > g->generations[0].threshold)
+        if (R.last_gc && passed_threshold(now))
             note_skipped();
         return;
     }
@@ -941,14 +963,12 @@ HR_INLINE void resolve_fast(const struct _gc_runtime_state *g, int next, int now
     }
     learn_type_fast(p->addr, p->size);
     R.stat.gc_allocs++;
-    note_gc_settings(g);
     flags |= HR_F_GC;
     if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH))
         hr_rec_graph_alloc(p->addr, p->size, flags, 0);
     else
         emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
-    if (HR_UNLIKELY(g->enabled && g->generations[0].threshold &&
-                    now > g->generations[0].threshold))
+    if (HR_UNLIKELY(passed_threshold(now)))
         note_skipped(); /* the count passed the threshold but no collection started */
 }
 
@@ -968,7 +988,9 @@ HR_INLINE void *fast_alloc(int d, size_t nelem, size_t elsize, int zero)
     t_depth++;
     int door = hr_sink_enter_owner(&R.sink);
     if (R.pend.active)
-        resolve_fast(g, NEXT_OTHER, g->generations[0].count);
+        resolve_fast(NEXT_OTHER, g->generations[0].count);
+    if (d == PYMEM_DOMAIN_OBJ)
+        alloc_settings(g);
     PyMemAllocatorEx *o = &R.orig[d];
     void *p = zero ? o->calloc(o->ctx, nelem, elsize) : o->malloc(o->ctx, nelem);
     if (HR_LIKELY(p != NULL) && HR_LIKELY(!R.sink.off)) {
@@ -1017,7 +1039,7 @@ HR_INLINE void fast_free(int d, void *p)
     uint64_t id = (v & HR_IDMAP_ID_MASK) - 1;
     unsigned fl = (unsigned)(v >> HR_IDMAP_ID_BITS);
     if (R.pend.active)
-        resolve_fast(g, (fl & HR_F_GC) ? NEXT_GC_FREE : NEXT_OTHER, g->generations[0].count);
+        resolve_fast((fl & HR_F_GC) ? NEXT_GC_FREE : NEXT_OTHER, g->generations[0].count);
     if (fl & HR_F_GC)
         forget_type_at(a);
     if (HR_UNLIKELY(fl & HR_F_OBJECT))

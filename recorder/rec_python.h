@@ -58,6 +58,7 @@ typedef struct hr_rec {
     int64_t last_stats[3][3]; /* generation_stats seen last (while no callback is installed) */
     int64_t begin_stats[3][3];
     int gc_enabled, gc_thr[3]; /* the gc settings last written (PHASE gc.*) */
+    int64_t ll_pending, ll_total; /* long_lived_pending and _total last written (alloc mode) */
     hr_rec_stats_t stat;
     /* the original allocators */
     PyMemAllocatorEx orig[3];

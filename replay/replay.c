@@ -633,6 +633,10 @@ static int step(engine_t *e, const hr_event_t *ev, hr_err_t *err)
         if (e->gvt->control)
             rc = e->gvt->control(e->gc->ctx, ev->tag, ev->a, ev->b, err);
         break;
+    case HR_OP_GC_SURVIVORS:
+        if (e->gvt->survivors)
+            e->gvt->survivors(e->gc->ctx, ev->a, ev->b);
+        return HR_OK;
     case HR_OP_GC_TRACK:
         /* naming an object the collector reclaimed is a use after free under every collector
          * (generational, the only one that acts on these, said so; the others ignored it) */

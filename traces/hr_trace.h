@@ -49,6 +49,7 @@ typedef enum hr_op {
     HR_OP_PHASE,
     HR_OP_GC_CONTROL, /* the program acted on its collector: gc.collect(), disable, enable, ... */
     HR_OP_GC_TRACK,   /* an object entered or left a generation list (graph traces) */
+    HR_OP_GC_SURVIVORS, /* the recorded collector's survivor counts (allocation traces) */
     HR_OP_UNKNOWN, /* a sized record this build does not know; skipped by consumers */
     HR_OP_COUNT
 } hr_op_t;
@@ -107,6 +108,7 @@ typedef enum hr_stats_kind {
  *   GC_END       generation          collected            uncollectable
  *   GC_CONTROL   hr_gc_action_t      generation / t0      t1 | t2 << 32
  *   GC_TRACK     hr_gc_track_action_t  object id          generation (HR_TRACK)
+ *   GC_SURVIVORS -                   long_lived_pending   long_lived_total
  *   STATS        hr_stats_kind_t     text length          str: text
  *   PHASE        -                   name length          str: name
  *   UNKNOWN      wire opcode         payload length       str: payload

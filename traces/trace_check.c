@@ -17,7 +17,7 @@ static const char *const op_names[HR_OP_COUNT] = {
     [HR_OP_ARENA_UNMAP] = "arena unmap", [HR_OP_GC_BEGIN] = "gc begin",
     [HR_OP_GC_END] = "gc end",       [HR_OP_STATS] = "stats",
     [HR_OP_PHASE] = "phase",         [HR_OP_GC_CONTROL] = "gc control",
-    [HR_OP_GC_TRACK] = "gc track",
+    [HR_OP_GC_TRACK] = "gc track",   [HR_OP_GC_SURVIVORS] = "gc survivors",
     [HR_OP_UNKNOWN] = "unknown",
 };
 
@@ -266,6 +266,11 @@ int hr_trace_check_event(hr_trace_check_t *c, const hr_event_t *ev, hr_err_t *er
             return hr_err_set(err, HR_EFORMAT, "gc track into generation %llu (0..2 exist)",
                               (unsigned long long)ev->b);
         return check_object(c, ev->a, ev->op, err);
+    case HR_OP_GC_SURVIVORS:
+        if (c->kind != HR_KIND_ALLOC)
+            return hr_err_set(err, HR_EFORMAT, "gc survivors in a graph trace (its collector "
+                              "counts the survivors itself)");
+        return HR_OK;
     case HR_OP_ARENA_MAP:
     case HR_OP_ARENA_UNMAP:
         return HR_OK;

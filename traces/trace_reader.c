@@ -996,7 +996,10 @@ int hr_trace_read(hr_trace_reader_t *r, hr_event_t *evs, size_t cap, size_t *n_o
                     switch (op) {
                     case HR_W_ARENA_MAP:
                     case HR_W_ARENA_UNMAP:
-                        ev->op = op == HR_W_ARENA_MAP ? HR_OP_ARENA_MAP : HR_OP_ARENA_UNMAP;
+                    case HR_W_GC_SURVIVORS:
+                        ev->op = op == HR_W_ARENA_MAP     ? HR_OP_ARENA_MAP
+                                 : op == HR_W_ARENA_UNMAP ? HR_OP_ARENA_UNMAP
+                                                          : HR_OP_GC_SURVIVORS;
                         if (hr_varint_get(&q, qend, &ev->a) != 1 ||
                             hr_varint_get(&q, qend, &ev->b) != 1)
                             goto bad_value;

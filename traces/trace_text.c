@@ -107,6 +107,9 @@ int hr_trace_format_event(hr_buf_t *out, const hr_event_t *ev)
             rc = hr_buf_printf(out, "gc threshold %llu %llu %llu", a, b & 0xffffffffu, b >> 32);
         }
         break;
+    case HR_OP_GC_SURVIVORS:
+        rc = hr_buf_printf(out, "gc survivors %llu %llu", a, b);
+        break;
     case HR_OP_GC_TRACK:
         rc = ev->tag == HR_TRACK ? hr_buf_printf(out, "gc track %llu %llu", a, b)
                                  : hr_buf_printf(out, "gc untrack %llu%s", a,
@@ -392,6 +395,10 @@ static int parse_event(lexer_t *lx, hr_event_t *ev)
             }
             return at_end(lx);
         }
+        if (!strcmp(w, "survivors")) {
+            ev->op = HR_OP_GC_SURVIVORS;
+            return number(lx, &ev->a) && number(lx, &ev->b) && at_end(lx);
+        }
         if (!strcmp(w, "track") || !strcmp(w, "untrack")) {
             ev->op = HR_OP_GC_TRACK;
             ev->tag = w[0] == 't' ? HR_TRACK : HR_UNTRACK;
@@ -413,8 +420,8 @@ static int parse_event(lexer_t *lx, hr_event_t *ev)
         }
         if (!begin && strcmp(w, "end")) {
             lx->why = "expected 'gc begin', 'gc end', 'gc collect', 'gc disable', 'gc enable', "
-                      "'gc del', 'gc freeze', 'gc unfreeze', 'gc threshold', 'gc track' or "
-                      "'gc untrack'";
+                      "'gc del', 'gc freeze', 'gc unfreeze', 'gc threshold', 'gc survivors', "
+                      "'gc track' or 'gc untrack'";
             return 0;
         }
         if (!number(lx, &x))

@@ -26,6 +26,7 @@ enum {
     HR_W_GC_END = 0x83,
     HR_W_GC_CONTROL = 0x84,
     HR_W_GC_TRACK = 0x85,
+    HR_W_GC_SURVIVORS = 0x86,
     HR_W_STATS = 0x88,
     HR_W_PHASE = 0x89
 };

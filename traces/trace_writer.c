@@ -349,9 +349,12 @@ static int encode_event(hr_buf_t *b, const hr_event_t *ev, uint64_t newest, uint
     /* Sized records: opcode, payload length, payload. */
     case HR_OP_ARENA_MAP:
     case HR_OP_ARENA_UNMAP:
+    case HR_OP_GC_SURVIVORS:
         t = hr_varint_put(tmp, ev->a);
         t += hr_varint_put(tmp + t, ev->b);
-        p[n++] = ev->op == HR_OP_ARENA_MAP ? HR_W_ARENA_MAP : HR_W_ARENA_UNMAP;
+        p[n++] = ev->op == HR_OP_ARENA_MAP     ? HR_W_ARENA_MAP
+                 : ev->op == HR_OP_ARENA_UNMAP ? HR_W_ARENA_UNMAP
+                                               : HR_W_GC_SURVIVORS;
         goto sized;
     case HR_OP_GC_BEGIN:
         t = hr_varint_put(tmp, ev->tag);

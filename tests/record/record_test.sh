@@ -92,6 +92,34 @@ if [ "$HAVE_PY" = 1 ]; then
     done
   done
 
+  # {==== gc settings changed right after a GC allocation ====
+  # gc.set_threshold's argument tuple and the last allocation before gc.enable() pass the new
+  # threshold under the old settings, where CPython did not collect. The recorder wrote the new
+  # settings before that ALLOC (and PHASE gc.skipped after it): the replay collected one
+  # allocation early, and in graph mode found other garbage than CPython.
+  for m in alloc graph; do
+    "$HR" record --mode $m -o "$T/gs.hrt" -- "$D/gc_settings.py" >/dev/null 2>&1
+    st=$?
+    "$HR" validate "$T/gs.hrt" >"$T/gs.val" 2>&1
+    vst=$?
+    "$HR" dump "$T/gs.hrt" >"$T/gs.txt"
+    check "gc_settings.py ($m): settings written after the GC allocation made under the old ones, no gc.skipped, validates" \
+      bash -c "[ $st = 0 ] && [ $vst = 0 ] && ! grep -q '^phase \"gc.skipped\"' '$T/gs.txt' && grep -B1 -x 'gc threshold 1 1 1' '$T/gs.txt' | head -1 | grep -q '^alloc .* gc\( \|\$\)' && grep -B1 -x 'gc enable' '$T/gs.txt' | head -1 | grep -q '^alloc .* gc\( \|\$\)'"
+  done
+
+  # {==== the rule for generation 2 in allocation traces ====
+  # A replay without objects cannot count survivors: long_lived_total stayed 0 and every
+  # generation-2 candidate passed the 25 % rule, where CPython collected generation 0 (the
+  # collections diverged from there). The recorder writes GC_SURVIVORS after the collections
+  # that change the counts; the same trace without them must still show the divergence.
+  "$HR" record -o "$T/ll.hrt" -- "$D/longlived.py" >/dev/null 2>&1
+  st=$?
+  "$HR" dump "$T/ll.hrt" >"$T/ll.txt"
+  grep -v '^gc survivors ' "$T/ll.txt" >"$T/ll_nosv.txt"
+  "$HR" pack "$T/ll_nosv.txt" -o "$T/ll_nosv.hrt" >/dev/null 2>&1
+  check "longlived.py (alloc): GC_SURVIVORS written, collections validate; without them they do not" \
+    bash -c "[ $st = 0 ] && grep -q '^gc survivors [0-9]* [0-9]*\$' '$T/ll.txt' && \"$HR\" validate '$T/ll.hrt' >/dev/null && ! \"$HR\" validate '$T/ll_nosv.hrt' >/dev/null"
+
   # {==== the program's signals are its own, also embedded ====
   for how in "" --embedded; do
     "$HR" record $how -o "$T/sigint.hrt" -- "$D/sigint.py" >"$T/sigint.out" 2>&1
