@@ -395,11 +395,6 @@ static inline void note_gc_settings(const struct _gc_runtime_state *g)
         note_gc_settings_changed(g);
 }
 
-/* Did generation 0's count `now` pass the threshold at the GC allocation just resolved, under
- * the settings it was allocated with? Those are the settings last written: every OBJ allocation
- * writes a change before it calls the allocator (alloc_settings), and a resolution writes none,
- * so a change the program made after the allocation (gc.set_threshold's own argument tuple is
- * such an allocation) follows its ALLOC in the trace, as it followed CPython's decision. */
 /* An OBJ allocation is about to be made: the gc settings it will be linked under are written
  * first (a GC allocation that passes the threshold collects or not by them). */
 static inline void alloc_settings(const struct _gc_runtime_state *g)
@@ -408,6 +403,11 @@ static inline void alloc_settings(const struct _gc_runtime_state *g)
         note_gc_settings(g);
 }
 
+/* Did generation 0's count `now` pass the threshold at the GC allocation just resolved, under
+ * the settings it was allocated with? Those are the settings last written: every OBJ allocation
+ * writes a change before it calls the allocator (alloc_settings), and a resolution writes none,
+ * so a change the program made after the allocation (gc.set_threshold's own argument tuple is
+ * such an allocation) follows its ALLOC in the trace, as it followed CPython's decision. */
 static inline int passed_threshold(int now)
 {
     return R.gc_enabled && R.gc_thr[0] && now > R.gc_thr[0];
