@@ -59,7 +59,7 @@ experiment {
     {name = "overflow", data = "bits", x = "bits", y = function(r) return 100 - r.percent end,
      series = "trace", errors = "none", logy = true, key = "top right",
      xlabel = "bits in a reference-count field",
-     ylabel = "objects that overflow (%, log scale)", extra = "set xtics 1,1,8",
+     ylabel = "objects that overflow (%, log scale)", extra = "set xtics 1,1,8", xmin = 0.7, xmax = 8.3,
      title = "How many objects a k-bit count cannot hold (none: the point is absent)"},
   },
 }
