@@ -549,6 +549,50 @@ local function read_record(path, key)
   return nil
 end
 
+-- {==== figures: x tics ====
+
+-- The x tic step of each panel of a lines figure (0: gnuplot's choice), so that its labels fit
+-- side by side: gnuplot picks the number of tics from the range alone, and in a panel a third
+-- of the canvas wide labels such as 100000 150000 ran into each other. Steps are 1, 2 or 5
+-- times a power of ten; labels are written in full (gnuplot's %g wrote 1e+06 after 800000).
+local function nice_step(raw)
+  local mag = 10 ^ math.floor(math.log(raw, 10))
+  for _, m in ipairs({1, 2, 5, 10}) do
+    if m * mag >= raw * (1 - 1e-9) then return m * mag end
+  end
+  return 10 * mag
+end
+
+local function x_steps(panels, fig, w, cols)
+  local steps = {}
+  -- characters across one panel of the PNG (the narrowest format), less the y axis's labels
+  local avail = 76 * w / cols - 12
+  for pi, P in ipairs(panels) do
+    local lo, hi = math.huge, -math.huge
+    for _, S in ipairs(P.series) do
+      for _, c in ipairs(S.xs) do
+        if type(c.x) == "number" and c.x == c.x then lo, hi = math.min(lo, c.x), math.max(hi, c.x) end
+      end
+    end
+    lo, hi = fig.xmin or lo, fig.xmax or hi
+    local step = 0
+    if hi > lo then
+      local len = math.max(#("%.10g"):format(lo), #("%.10g"):format(hi))
+      local maxtics = math.max(2, math.floor(avail / (len + 3)))
+      step = nice_step((hi - lo) / maxtics)
+      -- the labels of that step: as long as the ends' plus a fraction's digits
+      local frac = step < 1 and math.ceil(-math.log(step, 10) - 1e-9) or 0
+      if frac > 0 then
+        len = len + frac + 1
+        maxtics = math.max(2, math.floor(avail / (len + 3)))
+        step = nice_step((hi - lo) / maxtics)
+      end
+    end
+    steps[pi] = step
+  end
+  return steps
+end
+
 -- {==== rows ====
 
 local function flatten_result(rec)
@@ -796,7 +840,7 @@ local function draw_figure(e, fig, data, figdir, opts, keys)
     vars.logx = fig.logx and 1 or 0
     if type(fig.logx) == "number" then vars.logbase = fig.logx end
     vars.style = fig.style or "linespoints"
-    local files, titles, ns, flat = {}, {}, {}, {}
+    local files, titles, ns, flat, flo, fhi = {}, {}, {}, {}, {}, {}
     -- Every panel lists every series, in one order: the template gives series s of a panel
     -- the line type s, and the shared key under the panels is drawn from one panel. A panel
     -- without some series (a filter, a where, values a log axis leaves out) used to number its
@@ -811,7 +855,7 @@ local function draw_figure(e, fig, data, figdir, opts, keys)
     if fig.sort then table.sort(order, function(a, b) return fig.sort(a, b) end) end
     for pi, P in ipairs(panels) do
       local out = {}
-      local top = -math.huge -- the panel's highest mean or error bar end
+      local top, bottom = -math.huge, math.huge -- the panel's extreme means and error bar ends
       for si, stitle in ipairs(order) do
         local S = P.sindex[stitle] or {title = stitle, xs = {}}
         table.sort(S.xs, function(a, b)
@@ -830,7 +874,7 @@ local function draw_figure(e, fig, data, figdir, opts, keys)
               .. "%s; hr.num turns a size such as \"256K\" into one, or use template = \"bars\")",
               e.name, fig.name, type(c.x), type(c.x) == "string" and ("%q"):format(c.x) or tostring(c.x))
           end
-          top = math.max(top, m, hi)
+          top, bottom = math.max(top, m, hi), math.min(bottom, m, lo)
           out[#out + 1] = ("%s %s %s %s %d\n"):format(num(c.x), num(m), num(lo), num(hi), n)
         end
         if #S.xs == 0 then out[#out + 1] = "NaN NaN NaN NaN 0\n" end
@@ -840,16 +884,28 @@ local function draw_figure(e, fig, data, figdir, opts, keys)
       files[pi], titles[pi], ns[pi] = fname, P.title, #order
       -- every value at the floor (a panel of zeros with ymin = 0): gnuplot would warn of an
       -- empty y range and pick one itself; the template gives such a panel [ymin:ymin+1]
-      flat[pi] = (fig.ymin and not fig.ymax and top <= fig.ymin) and 1 or 0
+      -- (and without ymin or ymax, a panel whose every value is the same: gnuplot warned the
+      -- same way; such a panel gets a range around its value)
+      flat[pi], flo[pi], fhi[pi] = 0, 0, 1
+      if fig.ymin and not fig.ymax and top <= fig.ymin then
+        flat[pi], flo[pi], fhi[pi] = 1, fig.ymin, fig.ymin + 1
+      elseif not fig.ymin and not fig.ymax and top == bottom then
+        local v = top
+        local lo, hi = v - math.max(math.abs(v) * 0.1, v == 0 and 1 or 0), v + math.max(math.abs(v) * 0.1, v == 0 and 1 or 0)
+        if fig.logy then lo, hi = v / 2, v * 2 end
+        flat[pi], flo[pi], fhi[pi] = 1, lo, hi
+      end
     end
     vars.npanels, vars.datafile, vars.ptitle, vars.nseries = #panels, files, titles, ns
-    if fig.ymin and not fig.ymax then vars.pflat = flat end
+    if not fig.ymax then vars.pflat, vars.pylo, vars.pyhi = flat, flo, fhi end
+    local cols = 1
     if #panels > 1 then
-      local cols = fig.cols or (#panels == 4 and 2 or math.min(#panels, 3))
+      cols = fig.cols or (#panels == 4 and 2 or math.min(#panels, 3))
       vars.cols = cols
       vars.w = fig.width or math.min(cols, 2) * 0.9
       vars.h = fig.height or math.ceil(#panels / cols) * 0.95
     end
+    if not fig.logx then vars.xstep = x_steps(panels, fig, vars.w, cols) end
   else -- bars: categories (x) x series
     if #panels > 1 then fail(e._where, "experiment '%s': figure '%s': bars have no panels", e.name, fig.name) end
     local P = panels[1]
@@ -886,6 +942,10 @@ local function draw_figure(e, fig, data, figdir, opts, keys)
     for _, S in ipairs(P.series) do keylen = math.max(keylen, utf8.len(S.title) or #S.title) end
   end
   vars.keylen = keylen
+  -- series named by bare values of a column ("4K", "never"): the key says which column
+  if type(fig.series) == "string" and not fig.labels and not (e.labels and e.labels[fig.series]) then
+    vars.keytitle = fig.series
+  end
   local drawn = hr.plot{template = tpl, dir = figdir, name = fig.name, vars = vars, formats = opts.formats}
   local mixed, total, differ = figure_mixes(panels, keys)
   local warning

@@ -7,7 +7,7 @@
 # per series, the value and the half-width of its error bar ('?' where there is no value).
 #
 # Variables: datafile, nseries, title, xlabel, ylabel, logy (1: log axis), errors (1: draw
-# error bars), keylen (characters of the longest series title), keypos (default 'below': under the plot), xrot (x tic label rotation, degrees),
+# error bars), keylen (characters of the longest series title), keytitle (the key's title), keypos (default 'below': under the plot), xrot (x tic label rotation, degrees),
 # extra (gnuplot commands run before the plot), ymin, ymax, values (1: print each bar's value
 # above it, with the format vfmt, default '%.3g').
 # style.gp sits next to this template (ARG0 is this file's path as gnuplot was given it)
@@ -41,10 +41,11 @@ if (errors) {
 }
 set style fill solid 0.85 border rgb "#333333"
 set boxwidth 0.9
+if (exists("keytitle")) { set key title keytitle }
 if (keypos eq 'below') { # at the bottom of the canvas, under the category labels
     keycols = int(0.85 * chars / (keylen + 8))
     keycols = (keycols < 1) ? 1 : ((keycols > nseries) ? nseries : keycols)
-    keyrows = int((nseries + keycols - 1) / keycols)
+    keyrows = int((nseries + keycols - 1) / keycols) + (exists("keytitle") ? 1 : 0)
     set key at screen 0.5, 0.012 center bottom horizontal maxcols keycols
     set bmargin 3.0 + 1.15 * keyrows + (strlen(xlabel) > 0 ? 1.0 : 0) + (xrot != 0 ? 1.6 : 0)
 } else {

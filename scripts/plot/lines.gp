@@ -17,12 +17,15 @@
 #   errors             1: draw error bars from ylow/yhigh
 #   logx, logy         1: logarithmic axis (base 10, or logbase)
 #   xmin xmax ymin ymax  axis limits (optional)
-#   pflat[i]           1: panel i has every value at ymin (its y range is then [ymin:ymin+1])
+#   pflat[i]           1: panel i would give gnuplot an empty y range (every value at ymin, or
+#                      every value the same): its y range is then [pylo[i]:pyhi[i]]
+#   xstep[i]           the x tic step of panel i (0: gnuplot's choice); labels then in full
 #   keypos             key position: 'below' (default: under the plot, never over the data) or
 #                      any gnuplot key position ('top left', ...); with several panels the one
 #                      key goes under all of them
 #   extra              gnuplot commands run before each plot (tics, reference lines, labels)
 #   keylen             characters of the longest series title (lays out the key; default 20)
+#   keytitle           the key's title (the driver: the series column, when its values have no labels)
 #   cols               panels per row (default: up to 3)
 # style.gp sits next to this template (ARG0 is this file's path as gnuplot was given it)
 if (!exists("dir")) dir = ARG0[1:strlen(ARG0)-strlen('lines.gp')]
@@ -69,6 +72,7 @@ do for [p=1:npanels] { if (nseries[p] > maxn) { maxn = nseries[p] } }
 keycols = int(((npanels > 1) ? 0.95 : 0.85) * chars / (keylen + 8))
 keycols = (keycols < 1) ? 1 : ((keycols > maxn) ? maxn : keycols)
 keyrows = (keypos eq 'below') ? int((maxn + keycols - 1) / keycols) : 0
+if (exists("keytitle")) { set key title keytitle; keyrows = (keypos eq 'below') ? keyrows + 1 : 0 }
 strip = (npanels > 1 && keypos eq 'below') ? (0.03 + 0.042 * keyrows) / h : 0
 top = (strlen(title) > 0 && npanels > 1) ? 1 - 0.07 / h : 1
 pw = 1.0 / cols
@@ -92,8 +96,16 @@ do for [p=1:npanels] {
             eval 'set key '.keypos
         }
     }
+    # x tics: the driver's step for this panel (xstep, 0: gnuplot's own), labels in full
+    if (exists("xstep")) {
+        if (xstep[p] > 0) { set xtics xstep[p]; set format x "%.10g" } else { set xtics autofreq; set format x "% h" }
+    }
     if (exists("pflat")) {
-        if (pflat[p]) { set yrange [ymin:ymin+1] } else { set yrange [ymin:*] }
+        if (pflat[p]) {
+            set yrange [pylo[p]:pyhi[p]]
+        } else {
+            if (exists("ymin")) { set yrange [ymin:*] } else { set yrange [*:*] }
+        }
     }
     eval extra
     if (errors) {

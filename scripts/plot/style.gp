@@ -34,5 +34,5 @@ set linetype cycle 8
 set border 3 lw 1
 set tics nomirror out scale 0.6
 set grid xtics ytics lc rgb "#e0e0e0" lw 1 dt 1
-set key noautotitle box lc rgb "#bbbbbb" opaque samplen 3 spacing 1.1
+set key noautotitle box lc rgb "#bbbbbb" opaque samplen 3 spacing 1.1 width 2
 set datafile missing '?'
