@@ -588,7 +588,7 @@ local function x_steps(panels, fig, w, cols)
         step = nice_step((hi - lo) / maxtics)
       end
     end
-    steps[pi] = step
+    steps[pi] = math.tointeger(step) or step -- 200000, not 200000.0, in the .gp file
   end
   return steps
 end

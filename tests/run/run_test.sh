@@ -155,6 +155,18 @@ st=$?
   grep -q '^array pflat\[1\] = \[1\]' "$T/res/flat/figures/zero.gp" &&
   [ "$(grep -c '^heapreplay: gnuplot, .*warn.*empty y range' "$T/flat.err")" = 1 ]
 check $? "an all-zero panel draws without a gnuplot warning; a warning is reported once per figure (status $st): $(head -c 300 "$T/flat.err")"
+# a panel whose values are all equal (no ymin) draws without a warning too; x tics are spaced for
+# their labels (arena sizes in bytes: 262144 ... 1048576); the key names the series column
+arena_exp same '{{name = "same", x = function(r) return hr.num(r.arena) end, y = function() return 5 end,
+              series = "arena", xlabel = "arena (bytes)", ylabel = "five"}}' >"$T/same.lua"
+"$HR" run "$T/same.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/same.err"
+st=$?
+[ "$st" = 0 ] && [ -s "$T/res/same/figures/same.png" ] && [ ! -s "$T/same.err" ] &&
+  grep -q '^array pflat\[1\] = \[1\]' "$T/res/same/figures/same.gp" &&
+  grep -q "^array pylo\[1\] = \[4.5\]" "$T/res/same/figures/same.gp" &&
+  grep -Eq '^array xstep\[1\] = \[(100000|200000)\]' "$T/res/same/figures/same.gp" &&
+  grep -q "^keytitle = 'arena'" "$T/res/same/figures/same.gp"
+check $? "an all-equal panel: no warning, a range around the value; x tics a round step; key titled (status $st): $(head -c 300 "$T/same.err") $(grep -E '^(array (pylo|xstep)|keytitle)' "$T/res/same/figures/same.gp" | tr '\n' ' ')"
 # a figure whose x is a function needs its label (it used to read "function: 0x55...")
 sed 's/, xlabel = "arena (bytes)"//' "$T/flat.lua" | sed 's/name = "flat"/name = "flat2"/' >"$T/flat2.lua"
 "$HR" run "$T/flat2.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/flat2.err"
