@@ -847,9 +847,15 @@ local function draw_figure(e, fig, data, figdir, opts, keys)
     -- series from 1 anew, so its lines took the colours the key gives other series. A series
     -- absent from a panel is a block with one row of NaN (nothing drawn, its line type kept).
     local order, known = {}, {}
+    -- a quantity no row has below zero (a time, a count, bytes): mean - s.d. of few repetitions
+    -- can be, and its error bar then reached into negative times; such bars stop at zero
+    local nonneg = true
     for _, P in ipairs(panels) do
       for _, S in ipairs(P.series) do
         if not known[S.title] then known[S.title] = true; order[#order + 1] = S.title end
+        for _, c in ipairs(S.xs) do
+          for _, y in ipairs(c.ys) do if not (y >= 0) then nonneg = false end end
+        end
       end
     end
     if fig.sort then table.sort(order, function(a, b) return fig.sort(a, b) end) end
@@ -868,6 +874,7 @@ local function draw_figure(e, fig, data, figdir, opts, keys)
         out[#out + 1] = gp_str(S.title) .. " x y ylow yhigh n\n"
         for _, c in ipairs(S.xs) do
           local m, lo, hi, n, err = cell_stats(c, mode)
+          if nonneg then lo = math.max(lo, 0) end
           if n > 1 and mode ~= "none" or #c.errs > 0 then any_err = any_err or err > 0 end
           if type(c.x) ~= "number" then
             fail(e._where, "experiment '%s': figure '%s': x must be a number for lines (got %s "

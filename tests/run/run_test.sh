@@ -167,6 +167,16 @@ st=$?
   grep -Eq '^array xstep\[1\] = \[(100000|200000)\]' "$T/res/same/figures/same.gp" &&
   grep -q "^keytitle = 'arena'" "$T/res/same/figures/same.gp"
 check $? "an all-equal panel: no warning, a range around the value; x tics a round step; key titled (status $st): $(head -c 300 "$T/same.err") $(grep -E '^(array (pylo|xstep)|keytitle)' "$T/res/same/figures/same.gp" | tr '\n' ' ')"
+# error bars of a quantity no row has below zero stop at zero (mean - s.d. of two repetitions,
+# 0 and 10, is -2.07); one that can be negative keeps its bar
+arena_exp neg '{{name = "pos", x = function(r) return hr.num(r.arena) end, y = function(r) return r.rep == 1 and 0 or 10 end,
+              xlabel = "arena (bytes)", ylabel = "ten or zero"},
+             {name = "neg", x = function(r) return hr.num(r.arena) end, y = function(r) return r.rep == 1 and -1 or 10 end,
+              xlabel = "arena (bytes)", ylabel = "ten or minus one"}}' | sed 's/^}$/  repetitions = 2,\n}/' >"$T/neg.lua"
+"$HR" run "$T/neg.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/neg.err"
+st=$?
+[ "$st" = 0 ] && grep -q '^262144 5 0 12.07' "$T/res/neg/figures/pos.dat" && grep -q '^262144 4.5 -3.278' "$T/res/neg/figures/neg.dat"
+check $? "error bars stop at zero for a quantity never below it, not otherwise (status $st): $(grep -h '^262144' "$T/res/neg/figures/pos.dat" "$T/res/neg/figures/neg.dat" | tr '\n' ' ')"
 # a figure whose x is a function needs its label (it used to read "function: 0x55...")
 sed 's/, xlabel = "arena (bytes)"//' "$T/flat.lua" | sed 's/name = "flat"/name = "flat2"/' >"$T/flat2.lua"
 "$HR" run "$T/flat2.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/flat2.err"
