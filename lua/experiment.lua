@@ -1176,8 +1176,15 @@ local function run_experiment(e, opts)
       pending[i], pending[k] = pending[k], pending[i]
     end
   end
-  log(opts, "%s: %d run(s) in %d configuration(s); %d job(s) to do, %d finished earlier", e.name,
-    #runs, #points, #jobs, reused)
+  -- grid points with the same specs share their jobs: count the jobs themselves
+  local distinct, seenk = 0, {}
+  for _, run in ipairs(runs) do
+    if not seenk[run.key] then seenk[run.key] = true; distinct = distinct + 1 end
+    local hk = hf_of[run]
+    if hk and not seenk[hk] then seenk[hk] = true; distinct = distinct + 1 end
+  end
+  log(opts, "%s: %d run(s) of %d grid point(s), %d distinct job(s): %d to do, %d finished earlier",
+    e.name, #runs, #points, distinct, #jobs, reused)
   local warnings = {}
   local function warn(msg) -- also under --quiet: it is not progress
     warnings[#warnings + 1] = msg
