@@ -109,44 +109,85 @@ static int run_replay_row(const char *path, const hr_replay_opts_t *o, const cha
     return 1;
 }
 
-/* The event index of the first PHASE "finalize" (the script and its atexit handlers are done;
- * docs/recorder.md), or UINT64_MAX. */
-static int finalize_event(const char *path, uint64_t *at, hr_err_t *err)
+/* What validate reads from the trace before the replays: the event index of the first PHASE
+ * "finalize" (the script and its atexit handlers are done; docs/recorder.md), or UINT64_MAX; and
+ * per recorded collection (in the order of their GC_END), the weak references freed right after
+ * their callback ran inside it (PHASE "gc.wrcb" after their DIED: CPython counts each in the
+ * collection's `collected`, and no replay runs callbacks; docs/recorder.md, "Weak-reference
+ * callbacks a collection runs"). */
+typedef struct trace_facts {
+    uint64_t fin;
+    uint64_t *wrcb; /* owned: per recorded collection */
+    size_t n, cap;
+} trace_facts_t;
+
+static int read_facts(const char *path, trace_facts_t *f, hr_err_t *err)
 {
-    *at = UINT64_MAX;
+    memset(f, 0, sizeof *f);
+    f->fin = UINT64_MAX;
     hr_trace_reader_t *tr;
     int rc = hr_trace_open(&tr, path, NULL, err);
     if (rc)
         return rc;
-    hr_event_t evs[256];
+    hr_event_t *evs = malloc(4096 * sizeof *evs);
+    if (!evs) {
+        hr_trace_close(tr);
+        return hr_err_set(err, HR_ENOMEM, "out of memory");
+    }
     size_t got;
-    uint64_t event = 0;
-    while (*at == UINT64_MAX && (rc = hr_trace_read(tr, evs, 256, &got, err)) == 0 && got > 0)
-        for (size_t i = 0; i < got; i++, event++)
-            if (evs[i].op == HR_OP_PHASE && evs[i].a == 8 && memcmp(evs[i].str, "finalize", 8) == 0) {
-                *at = event;
-                break;
+    uint64_t event = 0, marks = 0;
+    int in_gc = 0;
+    while ((rc = hr_trace_read(tr, evs, 4096, &got, err)) == 0 && got > 0)
+        for (size_t i = 0; i < got; i++, event++) {
+            const hr_event_t *ev = &evs[i];
+            if (ev->op == HR_OP_GC_BEGIN)
+                in_gc = 1, marks = 0;
+            else if (ev->op == HR_OP_GC_END) {
+                if (f->n == f->cap) {
+                    size_t cap = f->cap ? 2 * f->cap : 256;
+                    uint64_t *v = realloc(f->wrcb, cap * sizeof *v);
+                    if (!v) {
+                        rc = hr_err_set(err, HR_ENOMEM, "out of memory");
+                        goto out;
+                    }
+                    f->wrcb = v, f->cap = cap;
+                }
+                f->wrcb[f->n++] = in_gc ? marks : 0;
+                in_gc = 0;
+            } else if (ev->op == HR_OP_PHASE) {
+                if (f->fin == UINT64_MAX && ev->a == 8 && memcmp(ev->str, "finalize", 8) == 0)
+                    f->fin = event;
+                else if (in_gc && ev->a == 7 && memcmp(ev->str, "gc.wrcb", 7) == 0)
+                    marks++;
             }
+        }
+out:
+    free(evs);
     hr_trace_close(tr);
     return rc;
 }
 
-/* A collection's garbage against CPython's, into row c. */
-static void count_garbage(vcheck_t *c, size_t i, const hr_collection_t *a, const hr_collection_t *b)
+/* A collection's garbage against CPython's, into row c. wrcb: the weak references CPython
+ * counted after their callbacks (read_facts), which the replay cannot find as garbage. */
+static void count_garbage(vcheck_t *c, size_t i, const hr_collection_t *a, const hr_collection_t *b,
+                          uint64_t wrcb)
 {
     c->total++;
-    if (a->collected == b->collected)
+    if (a->collected == b->collected + wrcb)
         c->matched++;
     else if (!c->detail[0])
         snprintf(c->detail, sizeof c->detail,
-                 "collection %zu (generation %u, event %llu): CPython found %llu, the replay %llu",
+                 "collection %zu (generation %u, event %llu): CPython found %llu, the replay "
+                 "%llu%s%.0llu",
                  i, a->generation, (unsigned long long)a->begin, (unsigned long long)a->collected,
-                 (unsigned long long)b->collected);
+                 (unsigned long long)b->collected, wrcb ? " + weak references freed after their "
+                 "callbacks " : "", (unsigned long long)wrcb);
 }
 
-static int check_schedule(const char *path, const char *gc_spec, uint64_t fin, int recorded,
-                          int debug_hooks, vreport_t *rep, hr_err_t *err)
+static int check_schedule(const char *path, const char *gc_spec, const trace_facts_t *f,
+                          int recorded, int debug_hooks, vreport_t *rep, hr_err_t *err)
 {
+    const uint64_t fin = f->fin;
     hr_replay_opts_t o = {.alloc_spec = "pymalloc:preset=3.11,placement=recorded", .gc_spec = gc_spec,
                           .log_deaths = 1};
     hr_replay_result_t r;
@@ -182,10 +223,18 @@ static int check_schedule(const char *path, const char *gc_spec, uint64_t fin, i
                 snprintf(gs->detail, sizeof gs->detail, "cannot read the recorded gc.get_stats()");
                 continue;
             }
+            /* the weak references CPython counted after their callbacks, in the recorded
+             * collections that ended before this point */
+            uint64_t wr[3] = {0, 0, 0};
+            for (size_t k = 0; k < r.recorded.n && k < f->n && r.recorded.v[k].event < c->event; k++)
+                if (r.recorded.v[k].generation < 3)
+                    wr[r.recorded.v[k].generation] += f->wrcb[k];
             int ok = 1;
-            for (int g = 0; g < 3; g++)
+            for (int g = 0; g < 3; g++) {
+                c->collected[g] += wr[g];
                 ok &= coll[g] == c->collections[g] &&
                       (r.kind != HR_KIND_GRAPH || collected[g] == c->collected[g]);
+            }
             if (ok)
                 gs->matched++;
             else if (!gs->detail[0])
@@ -233,16 +282,19 @@ static int check_schedule(const char *path, const char *gc_spec, uint64_t fin, i
             continue;
         }
         hr_collection_t *a = &r.recorded.v[i], *b = &r.replayed.v[i];
+        const uint64_t wrcb = i < f->n ? f->wrcb[i] : 0;
         if (verbose)
             printf("collection %5zu: recorded gen %u begin %10llu end %10llu found %6llu | "
                    "replayed gen %u at %10llu (%+lld events before the recorded begin) found "
-                   "%6llu%s\n",
+                   "%6llu%s%.0llu%s\n",
                    i, a->generation, (unsigned long long)a->begin, (unsigned long long)a->event,
                    (unsigned long long)a->collected, b->generation, (unsigned long long)b->event,
                    (long long)(a->begin - b->event), (unsigned long long)b->collected,
+                   wrcb ? " + wrcb " : "", (unsigned long long)wrcb,
                    /* allocation traces: the replay finds no garbage, nothing is compared */
-                   r.kind != HR_KIND_GRAPH || a->collected == b->collected ? ""
-                                                                          : "  <- garbage differs");
+                   r.kind != HR_KIND_GRAPH || a->collected == b->collected + wrcb
+                       ? ""
+                       : "  <- garbage differs");
         if (a->generation == b->generation && b->event > prev_end && b->event <= a->begin)
             cp->matched++;
         else if (!cp->detail[0])
@@ -252,7 +304,7 @@ static int check_schedule(const char *path, const char *gc_spec, uint64_t fin, i
                      i, a->generation, (unsigned long long)a->begin, (unsigned long long)prev_end,
                      b->generation, (unsigned long long)b->event);
         if (cg)
-            count_garbage(cgf && a->begin > fin ? cgf : cg, i, a, b);
+            count_garbage(cgf && a->begin > fin ? cgf : cg, i, a, b, wrcb);
         prev_end = a->event;
     }
     hr_replay_result_free(&r);
@@ -314,6 +366,57 @@ static int cmp_death_event(const void *x, const void *y)
     return a->event < b->event ? -1 : a->event > b->event;
 }
 
+/* A DIED inside a collection, classified once the collection shows whose it was: a weak
+ * reference's callback's (every death before the collection's last PHASE "gc.wrcb": CPython frees
+ * nothing else before its callbacks have run; docs/recorder.md) or the collector's (the rest). */
+typedef struct pending_death {
+    uint64_t h, hard; /* death_rec_t.hard, and the allocation events seen at the DIED */
+    uint32_t type;
+    uint8_t late, held, in_gc;
+} pending_death_t;
+
+typedef struct rc_tally {
+    vcheck_t *ex, *lk[2]; /* lk: the program's row, finalisation's */
+    uint64_t early, missing, freed_cyclic[2], held[2], callbacks[2];
+    hr_trace_reader_t *tr;
+} rc_tally_t;
+
+/* A death by counting: the refcount replay must free the object in the same observation, unless
+ * only cycle garbage holds it there (pure counting leaks it with that garbage). */
+static void tally_counting(rc_tally_t *t, const pending_death_t *p)
+{
+    if (p->held) {
+        t->lk[p->late]->total++;
+        t->lk[p->late]->matched++;
+        t->held[p->late]++;
+        return;
+    }
+    t->ex->total++;
+    int ok = p->h && p->h - 1 == p->hard;
+    if (ok)
+        t->ex->matched++;
+    else if (p->h)
+        t->early++;
+    else
+        t->missing++;
+    if (verbose && !ok)
+        mis_add(t->tr, p->h ? MIS_EARLY : MIS_MISSING, p->type);
+}
+
+/* A death by CPython's cycle collector: pure counting must leak the object. */
+static void tally_collector(rc_tally_t *t, const pending_death_t *p)
+{
+    vcheck_t *lk = t->lk[p->late];
+    lk->total++;
+    if (!p->h)
+        lk->matched++;
+    else {
+        t->freed_cyclic[p->late]++;
+        if (verbose)
+            mis_add(t->tr, MIS_CYCLIC + p->in_gc - 1, p->type);
+    }
+}
+
 static int check_refcount(const char *path, uint64_t fin, vreport_t *rep, hr_err_t *err)
 {
     hr_replay_opts_t o = {.alloc_spec = "libc", .gc_spec = "refcount", .log_deaths = 1};
@@ -329,7 +432,6 @@ static int check_refcount(const char *path, uint64_t fin, vreport_t *rep, hr_err
                                       : lks;
     if (lkf != lks)
         lkf->known = 1;
-    vcheck_t *lk = lks;
     /* Stream the trace once more: count allocation events, and meet the replay's deaths and the
      * recorded DIED events in order. Alongside, the refcount replay's heap graph (zg) with
      * "zombies": objects CPython freed that counting keeps (a leaked cycle and what it holds);
@@ -354,8 +456,10 @@ static int check_refcount(const char *path, uint64_t fin, vreport_t *rep, hr_err
         goto out;
     hr_event_t *evs = malloc(4096 * sizeof *evs);
     size_t k = 0, got;
-    uint64_t event = 0, hard = 0, early = 0, late = 0, missing = 0, freed_cyclic[2] = {0, 0};
-    uint64_t held[2] = {0, 0};
+    uint64_t event = 0, hard = 0;
+    rc_tally_t t = {.ex = ex, .lk = {lks, lkf}, .tr = tr};
+    pending_death_t *pend = NULL;
+    size_t npend = 0, cpend = 0;
     /* Ids are dense and increase: an object allocated after the collection's GC_BEGIN (by a
      * finalizer the collection runs: a generator's close raises GeneratorExit and so builds a
      * frame object and a traceback) cannot be part of the set that collection examines. */
@@ -375,7 +479,6 @@ static int check_refcount(const char *path, uint64_t fin, vreport_t *rep, hr_err
             }
             zevent = event;
             int late_row = event > fin;
-            lk = late_row ? lkf : lks;
             switch (ev->op) {
             case HR_OP_ALLOC:
                 next_id = ev->a + 1;
@@ -412,47 +515,57 @@ static int check_refcount(const char *path, uint64_t fin, vreport_t *rep, hr_err
                     zo->scratch--;
                 break;
             case HR_OP_GC_BEGIN:
+                for (size_t j = 0; j < npend; j++) /* (a collection without its GC_END) */
+                    tally_collector(&t, &pend[j]);
+                npend = 0;
                 in_gc = 1 + (ev->tag > 2 ? 2 : (int)ev->tag);
                 freelists = 0;
                 begin_id = next_id;
                 break;
             case HR_OP_GC_END:
+                for (size_t j = 0; j < npend; j++) /* the collector's */
+                    tally_collector(&t, &pend[j]);
+                npend = 0;
                 in_gc = 0;
                 break;
             case HR_OP_PHASE:
                 /* From here to GC_END the full collection clears the free lists: the objects
                  * it frees were held by a free list, not garbage (docs/recorder.md). */
-                if (in_gc && ev->a == 12 && memcmp(ev->str, "gc.freelists", 12) == 0)
+                if (in_gc && ev->a == 12 && memcmp(ev->str, "gc.freelists", 12) == 0) {
+                    for (size_t j = 0; j < npend; j++)
+                        tally_collector(&t, &pend[j]);
+                    npend = 0;
                     freelists = 1;
+                }
+                /* A weak reference freed after its callback ran: it and every death in the
+                 * collection before it were the callbacks' doing, by counting. */
+                if (in_gc && !freelists && ev->a == 7 && memcmp(ev->str, "gc.wrcb", 7) == 0) {
+                    for (size_t j = 0; j < npend; j++) {
+                        tally_counting(&t, &pend[j]);
+                        t.callbacks[pend[j].late]++;
+                    }
+                    npend = 0;
+                }
                 break;
             case HR_OP_DIED: {
                 death_rec_t *d = hr_idtab_get(&map, ev->a);
-                uint64_t h = d ? d->hard : 0;
                 hr_gobj_t *o = hr_graph_get(&zg, ev->a);
+                pending_death_t p = {.h = d ? d->hard : 0, .hard = hard, .type = d ? d->type : 0,
+                                     .late = (uint8_t)late_row, .in_gc = (uint8_t)in_gc};
+                p.held = !p.h && o && o->ext == 0 && (int64_t)o->in == o->scratch;
                 if (in_gc && !freelists && ev->a < begin_id) {
-                    lk->total++;
-                    if (!h)
-                        lk->matched++;
-                    else {
-                        freed_cyclic[late_row]++;
-                        if (verbose)
-                            mis_add(tr, MIS_CYCLIC + in_gc - 1, d ? d->type : 0);
+                    if (npend == cpend) {
+                        size_t c = cpend ? 2 * cpend : 1024;
+                        pending_death_t *v = realloc(pend, c * sizeof *v);
+                        if (!v) {
+                            rc = hr_err_set(err, HR_ENOMEM, "out of memory");
+                            goto done;
+                        }
+                        pend = v, cpend = c;
                     }
-                } else if (!h && o && o->ext == 0 && (int64_t)o->in == o->scratch) {
-                    lk->total++; /* held by cycle garbage only */
-                    lk->matched++;
-                    held[late_row]++;
-                } else {
-                    ex->total++;
-                    if (h && h - 1 == hard)
-                        ex->matched++;
-                    else if (h)
-                        early++;
-                    else
-                        missing++;
-                    if (verbose && !(h && h - 1 == hard))
-                        mis_add(tr, h ? MIS_EARLY : MIS_MISSING, d ? d->type : 0);
-                }
+                    pend[npend++] = p;
+                } else
+                    tally_counting(&t, &p);
                 if (o && !o->mark) { /* a zombie from now on */
                     o->mark = 1;
                     for (uint32_t i = 0; i < o->nout; i++)
@@ -479,13 +592,18 @@ static int check_refcount(const char *path, uint64_t fin, vreport_t *rep, hr_err
             }
         }
     }
-    (void)late;
+    for (size_t j = 0; j < npend; j++) /* a collection the trace does not end */
+        tally_collector(&t, &pend[j]);
+done:
+    free(pend);
     free(evs);
     hr_trace_close(tr);
+    if (rc)
+        goto out;
     snprintf(ex->detail, sizeof ex->detail,
              "%llu died earlier in the replay (an allocation event lies between), %llu not "
              "reclaimed by counting at all",
-             (unsigned long long)early, (unsigned long long)missing);
+             (unsigned long long)t.early, (unsigned long long)t.missing);
     for (int f = 0; f < 2; f++) {
         vcheck_t *c = f ? lkf : lks;
         if (f && c == lks)
@@ -493,7 +611,7 @@ static int check_refcount(const char *path, uint64_t fin, vreport_t *rep, hr_err
         snprintf(c->detail, sizeof c->detail, "%llu freed by counting although CPython's cycle "
                  "collector freed them (%llu objects counted here were freed by CPython outside "
                  "a collection but are held only by cycle garbage in the replay)",
-                 (unsigned long long)freed_cyclic[f], (unsigned long long)held[f]);
+                 (unsigned long long)t.freed_cyclic[f], (unsigned long long)t.held[f]);
     }
 out:
     hr_graph_free(&zg);
@@ -540,12 +658,13 @@ static int run_validate(int argc, char **argv)
     if (o[0].value && hr_out_open(&json, o[0].value, &err))
         return hr_cli_fail(&err);
     vreport_t rep = {0};
-    uint64_t fin = UINT64_MAX;
-    int rc = kind == HR_KIND_GRAPH ? finalize_event(in[0], &fin, &err) : HR_OK;
+    trace_facts_t facts = {.fin = UINT64_MAX};
+    int rc = kind == HR_KIND_GRAPH ? read_facts(in[0], &facts, &err) : HR_OK;
     if (!rc)
-        rc = check_schedule(in[0], gc_spec, fin, recorded, debug_hooks, &rep, &err);
+        rc = check_schedule(in[0], gc_spec, &facts, recorded, debug_hooks, &rep, &err);
     if (!rc && kind == HR_KIND_GRAPH)
-        rc = check_refcount(in[0], fin, &rep, &err);
+        rc = check_refcount(in[0], facts.fin, &rep, &err);
+    free(facts.wrcb);
     if (rc) {
         hr_out_abort(&json);
         return hr_cli_fail(&err);

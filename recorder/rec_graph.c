@@ -43,7 +43,7 @@
  *      every object CPython has not freed or found garbage as a root, and can never reclaim one
  *      the trace names later.
  *
- * Four more things make the replays agree with CPython, not only with each other (docs/recorder.md,
+ * More things make the replays agree with CPython, not only with each other (docs/recorder.md,
  * "Generations, free lists, and references tp_traverse does not report"): at every collection
  * the mirror's generations are made CPython's with GC_TRACK events (sync_generations), and the
  * survivors CPython untracked during it are untracked after it (collection_end); lost blocks
@@ -51,7 +51,8 @@
  * in-links sends the recorder to traverse the links' sources (flush_refresh); a class's entries
  * in its bases' subclass lists are linked from the class (visit_subclass_entries). A full
  * collection's free-list clearing is recognised at its first free and marked with PHASE
- * "gc.freelists" (freelist_clearing).
+ * "gc.freelists" (freelist_clearing). A weak reference freed right after the callback a
+ * collection ran for it is marked with PHASE "gc.wrcb" (callback_phase_death).
  *
  * A collection CPython starts by itself is seen at the first observation after the triggering
  * allocation (rec_python.c): with the recorder's gc callback installed that observation is the
@@ -105,7 +106,8 @@ enum {
     M_SIM = 64,       /* garbage computation: reachable / cascade: counted */
     M_DYING = 128,    /* in the predicted garbage or cascade */
     M_LISTED = 256,   /* in one of CPython's generation lists being collected */
-    M_PINNED = 512    /* rule 4: ext is 1 where the truth is 0 */
+    M_PINNED = 512,   /* rule 4: ext is 1 where the truth is 0 */
+    M_CB_RELEASED = 1024 /* a weak reference whose callback died while it was deallocated */
 };
 
 /* {==== object records ====
@@ -173,6 +175,7 @@ static struct graph {
     int in_collection;
     int merged;         /* CPython's younger lists are merged into the collected one already */
     int freelist_phase; /* PHASE "gc.freelists" written in the collection in progress */
+    uint64_t gc_deaths_base; /* s_gc_deaths when the collection in progress was committed */
     /* a reconciled collection not yet committed (prepared), and the one in progress */
     int prepared_gen;  /* -1: none */
     vec_t dying;       /* predicted to be reclaimed by the prepared collection */
@@ -192,7 +195,7 @@ static struct graph {
         s_gc_deaths, s_rc_deaths, s_untyped, s_freelisted, s_lost, s_lost_frees, s_cascade,
         s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable, s_freelist_clears,
         s_track, s_untrack, s_untrack_survivor, s_older, s_unknown_listed,
-        s_revived, s_subclass_entries, s_refreshed, s_unpinned, s_repinned;
+        s_revived, s_subclass_entries, s_refreshed, s_unpinned, s_repinned, s_wrcb;
 } G;
 
 /* The record of id, or NULL when it has none. (G.objs maps object addresses to records.) */
@@ -898,6 +901,57 @@ static void begin_freelist_phase(void)
     G.s_freelist_clears++;
 }
 
+/* {==== weak-reference callbacks a collection runs ====
+ *
+ * When a collection finds garbage that a weak reference W with a callback points to, and W itself
+ * is reachable, CPython 3.11's handle_weakrefs clears W (wr_object = None), takes a reference to
+ * it, calls its callback, and drops that reference again; if W dies there (the callback removed
+ * it from the set or dict that held it: _abc's registries and caches, WeakValueDictionary,
+ * WeakSet, weakref.finalize) CPython adds 1 to the collection's `collected` although W was never
+ * garbage. All of that happens after the collector found its garbage and before it frees any of
+ * it (finalize_garbage and delete_garbage come after), so every death from the collection's start
+ * to the last such W is the callbacks' doing, by reference counting. No replay runs callbacks:
+ * the trace writes those deaths as deaths by counting (rule 2), and marks each W with PHASE
+ * "gc.wrcb" right after its DIED, so that validate can count W as CPython did and expect the
+ * deaths before it from counting (docs/recorder.md, "Weak-reference callbacks a collection
+ * runs"). W is recognised at its free, from CPython's own state: a weak reference (a subclass
+ * too) with its referent cleared, freed by counting inside a collection before the collection
+ * freed any of its garbage, that had a callback. By then its deallocation has dropped the
+ * callback (wr_callback is NULL), so "had a callback" is read from the graph: W still links to
+ * it (a callback that stays alive: WeakSet's, WeakValueDictionary's), or the callback died while
+ * W was being deallocated (M_CB_RELEASED: _abc's and weakref.finalize's, one per entry). */
+static inline int cleared_weakref(PyObject *op)
+{
+    return PyWeakref_Check(op) && ((PyWeakReference *)op)->wr_object == Py_None;
+}
+
+/* A death by counting inside a collection before any of its garbage was freed. Notes on the weak
+ * references being deallocated whose callback this object is; returns 1 when the object is a
+ * weak reference freed right after its callback ran (above). */
+static int callback_phase_death(node_t *n)
+{
+    PyObject *op = (PyObject *)n->obj;
+    vec_t *in = &n->in;
+    for (uint32_t k = 0; k < in->len; k++) {
+        node_t *s = G.ensrc[in->v[k]];
+        PyObject *so = (PyObject *)s->obj;
+        if (s != n && so && Py_REFCNT(so) == 0 && cleared_weakref(so) &&
+            ((PyWeakReference *)so)->wr_callback == op)
+            s->mark |= M_CB_RELEASED;
+    }
+    if (!cleared_weakref(op))
+        return 0;
+    if (n->mark & M_CB_RELEASED)
+        return 1;
+    /* a weak reference reports only its callback to tp_traverse; a subclass defined in Python
+     * also its type (and its slots: KeyedRef's key, which never comes without a callback) */
+    vec_t *o = &n->out;
+    for (uint32_t k = 0; k < o->len; k++)
+        if (G.endst[o->v[k]]->obj != (uintptr_t)Py_TYPE(op))
+            return 1;
+    return 0;
+}
+
 void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
 {
     (void)block;
@@ -920,10 +974,13 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         freelist_clearing((PyObject *)n->obj))
         begin_freelist_phase();
     hr_idmap_take(&G.objs, n->obj, NULL, NULL);
+    int wrcb = 0; /* a weak reference freed after its callback ran (above) */
     if (G.in_collection && (n->mark & M_FLAGGED)) {
         G.s_gc_deaths++;
     } else {
         G.s_rc_deaths++;
+        if (G.in_collection && !G.freelist_phase && G.s_gc_deaths == G.gc_deaths_base)
+            wrcb = callback_phase_death(n);
         /* 1. Targets that stay alive keep their real count once this object's links go. */
         vec_t *o = &n->out;
         for (uint32_t k = 0; k < o->len; k++) {
@@ -959,6 +1016,10 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         put_ext_(n, 0, 0, 1);
     }
     hr_rec_emit_id(HR_OP_DIED, id);
+    if (wrcb) {
+        hr_rec_emit_str(HR_OP_PHASE, 0, "gc.wrcb", strlen("gc.wrcb"));
+        G.s_wrcb++;
+    }
     if ((flags & F_REVIVED) && !(G.in_collection && (n->mark & M_FLAGGED))) {
         hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = HR_GC_DEL};
         hr_rec_emit(&ev);
@@ -1372,6 +1433,7 @@ void hr_rec_graph_commit(void)
     }
     G.young.len = G.youngn.len = 0;
     G.in_collection = 1;
+    G.gc_deaths_base = G.s_gc_deaths;
 }
 
 /* Flagged objects whose block CPython kept (a free list took it, or a finalizer resurrected the
@@ -1445,7 +1507,8 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_untrack %llu\ngraph_untrack_survivor %llu\ngraph_track_older %llu\n"
                      "graph_unknown_listed %llu\ngraph_revived %llu\n"
                      "graph_subclass_entries %llu\ngraph_refreshed %llu\n"
-                     "graph_unpinned %llu\ngraph_repinned %llu\ngraph_ext_zero_live %llu\n",
+                     "graph_unpinned %llu\ngraph_repinned %llu\ngraph_ext_zero_live %llu\n"
+                     "graph_wrcb %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
@@ -1462,6 +1525,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      (unsigned long long)G.s_revived,
                      (unsigned long long)G.s_subclass_entries,
                      (unsigned long long)G.s_refreshed, (unsigned long long)G.s_unpinned,
-                     (unsigned long long)G.s_repinned, (unsigned long long)ext_zero_live());
+                     (unsigned long long)G.s_repinned, (unsigned long long)ext_zero_live(),
+                     (unsigned long long)G.s_wrcb);
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }

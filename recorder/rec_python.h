@@ -80,6 +80,8 @@ extern hr_rec_t hr_rec;
 #pragma weak PyList_Type
 #pragma weak PyDict_Type
 #pragma weak _PyWeakref_RefType
+#pragma weak _PyWeakref_ProxyType
+#pragma weak _PyWeakref_CallableProxyType
 #pragma weak _Py_UnhandledKeyboardInterrupt
 #endif
 /* Set when the program ended with an uncaught KeyboardInterrupt (Modules/main.c then kills the
