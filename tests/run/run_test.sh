@@ -9,6 +9,11 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/hr_run.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 source "$(dirname "$0")/../tap.sh"
 check() { if [ "$1" = 0 ]; then ok "$2"; else not_ok "$2"; fi; }
+# run_exp NAME: run $T/NAME.lua on the trace into $T/res (stderr in $T/NAME.err); sets st
+run_exp() {
+  "$HR" run "$T/$1.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/$1.err"
+  st=$?
+}
 
 "$HR" gen seed-arena blocks=1M work=100 -o "$T/t.hrt" || { echo "Bail out! cannot make the trace"; exit 1; }
 # 16 jobs: 4 allocators x 4 repetitions (the repetition is part of each job's key)
@@ -125,8 +130,7 @@ arena_exp() {
 }
 arena_exp fig '{{name = "fp", x = function(r) return r.arena:match("%d+") end, y = "peak_footprint",
               xlabel = "arena"}}' >"$T/fig.lua"
-"$HR" run "$T/fig.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/fig.err"
-st=$?
+run_exp fig
 grep -q 'fig.lua:1: .*x must be a number for lines (got string "[0-9]*"' "$T/fig.err" &&
   grep -q -- "--resume" "$T/fig.err" && [ "$st" = 1 ] && [ ! -e "$T/res/fig/results.csv" ]
 check $? "a figure with a string x: status $st, no results, the message names the value and --resume: $(head -c 300 "$T/fig.err")"
@@ -149,8 +153,7 @@ arena_exp flat '{{name = "zero", x = function(r) return hr.num(r.arena) end, y =
               xlabel = "arena (bytes)", ylabel = "zero"},
              {name = "warn", x = function(r) return hr.num(r.arena) end, y = function() return 0 end,
               extra = "set yrange [0:*]", xlabel = "arena (bytes)", ylabel = "zero"}}' >"$T/flat.lua"
-"$HR" run "$T/flat.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/flat.err"
-st=$?
+run_exp flat
 [ "$st" = 0 ] && [ -s "$T/res/flat/figures/zero.png" ] && ! grep -q 'zero' "$T/flat.err" &&
   grep -q '^array pflat\[1\] = \[1\]' "$T/res/flat/figures/zero.gp" &&
   [ "$(grep -c '^heapreplay: gnuplot, .*warn.*empty y range' "$T/flat.err")" = 1 ]
@@ -159,8 +162,7 @@ check $? "an all-zero panel draws without a gnuplot warning; a warning is report
 # their labels (arena sizes in bytes: 262144 ... 1048576); the key names the series column
 arena_exp same '{{name = "same", x = function(r) return hr.num(r.arena) end, y = function() return 5 end,
               series = "arena", xlabel = "arena (bytes)", ylabel = "five"}}' >"$T/same.lua"
-"$HR" run "$T/same.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/same.err"
-st=$?
+run_exp same
 [ "$st" = 0 ] && [ -s "$T/res/same/figures/same.png" ] && [ ! -s "$T/same.err" ] &&
   grep -q '^array pflat\[1\] = \[1\]' "$T/res/same/figures/same.gp" &&
   grep -q "^array pylo\[1\] = \[4.5\]" "$T/res/same/figures/same.gp" &&
@@ -173,28 +175,24 @@ arena_exp neg '{{name = "pos", x = function(r) return hr.num(r.arena) end, y = f
               xlabel = "arena (bytes)", ylabel = "ten or zero"},
              {name = "neg", x = function(r) return hr.num(r.arena) end, y = function(r) return r.rep == 1 and -1 or 10 end,
               xlabel = "arena (bytes)", ylabel = "ten or minus one"}}' | sed 's/^}$/  repetitions = 2,\n}/' >"$T/neg.lua"
-"$HR" run "$T/neg.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/neg.err"
-st=$?
+run_exp neg
 [ "$st" = 0 ] && grep -q '^262144 5 0 12.07' "$T/res/neg/figures/pos.dat" && grep -q '^262144 4.5 -3.278' "$T/res/neg/figures/neg.dat"
 check $? "error bars stop at zero for a quantity never below it, not otherwise (status $st): $(grep -h '^262144' "$T/res/neg/figures/pos.dat" "$T/res/neg/figures/neg.dat" | tr '\n' ' ')"
 # a figure whose x is a function needs its label (it used to read "function: 0x55...")
 sed 's/, xlabel = "arena (bytes)"//' "$T/flat.lua" | sed 's/name = "flat"/name = "flat2"/' >"$T/flat2.lua"
-"$HR" run "$T/flat2.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/flat2.err"
-st=$?
+run_exp flat2
 [ "$st" = 1 ] && grep -q "flat2.lua:1: experiment 'flat2': figure 'warn': x is a function, so give xlabel" "$T/flat2.err" &&
   [ ! -e "$T/res/flat2/runs" ]
 check $? "a figure with a function for x and no xlabel is refused before anything runs (status $st): $(head -c 200 "$T/flat2.err")"
 # a figure whose y names a column no row has (a typo): the message says so and lists the columns
 sed 's/y = "peak_footprint",/y = "peak_fotprint",/; s/name = "fig"/name = "figcol"/' "$T/fig.lua" >"$T/figcol.lua"
-"$HR" run "$T/figcol.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/figcol.err"
-st=$?
+run_exp figcol
 [ "$st" = 1 ] && grep -q "figure 'fp': y = 'peak_fotprint' names no column of its rows (did you mean 'peak_footprint'?) (columns: .*peak_footprint" "$T/figcol.err"
 check $? "a figure's y naming no column is reported with the nearest name and the columns (status $st): $(head -c 160 "$T/figcol.err")"
 # a misspelt metric (known only once the jobs ran): the nearest name, the runs kept, --resume
 # finishes without replaying
 arena_exp mtypo '{}' | sed 's/^}$/  metrics = {"peak_footprint", "wall_nss"},\n}/' >"$T/mtypo.lua"
-"$HR" run "$T/mtypo.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/mtypo.err"
-st=$?
+run_exp mtypo
 [ "$st" = 1 ] && grep -q "mtypo.lua:1: experiment 'mtypo': metric 'wall_nss' is not produced (did you mean 'wall_ns'?)$" "$T/mtypo.err" &&
   grep -q "^the metrics there are: .*, wall_ns" "$T/mtypo.err" &&
   grep -q -- "the 2 run(s) are kept in .*/mtypo/runs: fix .metrics. and run again with --resume" "$T/mtypo.err" &&
@@ -241,8 +239,7 @@ experiment {
   alloc = function(p) return "pymalloc:preset=3.11,arena=" .. p.arena end, gc = "none",
 }
 LUA
-"$HR" run "$T/idle.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/idle.err"
-st=$?
+run_exp idle
 [ "$st" = 0 ] && grep -q "idle.lua:1: experiment 'idle': warning: grid parameter 'pool' changes no run: its values (4K, 16K)" "$T/idle.err" &&
   ! grep -q "parameter 'arena'" "$T/idle.err" && grep -q "grid parameter 'pool' changes no run" "$T/res/idle/provenance.json"
 check $? "a grid parameter that changes no run is warned of, in provenance too (status $st): $(head -c 200 "$T/idle.err")"
@@ -261,8 +258,7 @@ experiment {
               series = "alloc", panel = "trace"}},
 }
 LUA
-"$HR" run "$T/keys.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/keys.err"
-st=$?
+run_exp keys
 F=$T/res/keys/figures
 [ "$st" = 0 ] && [ "$(grep -c ' x y ylow yhigh n$' "$F/k.p1.dat")" = 3 ] &&
   [ "$(grep ' x y ylow yhigh n$' "$F/k.p1.dat")" = "$(grep ' x y ylow yhigh n$' "$F/k.p2.dat")" ] &&
@@ -281,8 +277,7 @@ experiment {
               series = "arena"}},
 }
 LUA
-"$HR" run "$T/mix.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/mix.err"
-st=$?
+run_exp mix
 [ "$st" = 0 ] && grep -q "mix.lua:1: experiment 'mix': warning: figure 'm': 1 of its 1 point(s) average runs of different configurations (they differ in arena)" "$T/mix.err" &&
   ! grep -q "figure 's'" "$T/mix.err" && grep -q "figure 'm': 1 of its 1 point" "$T/res/mix/provenance.json"
 check $? "a figure averaging different configurations in one point is warned of (status $st): $(head -c 240 "$T/mix.err")"
@@ -304,8 +299,7 @@ cat >"$T/order.lua" <<'LUA'
 experiment {name = "order", traces = {t = file(params.trace)}, grid = {arena = {"256K"}},
             order = {"arnea"}, alloc = "null", gc = "none"}
 LUA
-"$HR" run "$T/order.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/order.err"
-st=$?
+run_exp order
 [ "$st" = 1 ] && grep -q "order.lua:1: experiment 'order': order\[1\] = arnea names no parameter of the grid (arena)" "$T/order.err"
 check $? "order naming no grid parameter is refused at the declaration (status $st): $(head -c 200 "$T/order.err")"
 # two experiments of one name would write one folder: refused before anything runs
@@ -313,14 +307,12 @@ cat >"$T/dup.lua" <<'LUA'
 experiment {name = "dup", traces = {t = file(params.trace)}, alloc = "null", gc = "none"}
 experiment {name = "dup", traces = {t = file(params.trace)}, alloc = "libc", gc = "none"}
 LUA
-"$HR" run "$T/dup.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/dup.err"
-st=$?
+run_exp dup
 grep -q "dup.lua:2: experiment 'dup' is declared twice (first at .*dup.lua:1)" "$T/dup.err" &&
   [ "$st" = 1 ] && [ ! -e "$T/res/dup" ]
 check $? "a name declared twice: status $st, refused before running: $(head -c 200 "$T/dup.err")"
 printf 'experiment {name = "..", traces = {t = file(params.trace)}, alloc = "null"}\n' >"$T/dots.lua"
-"$HR" run "$T/dots.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/dots.err"
-st=$?
+run_exp dots
 grep -q "dots.lua:1: experiment: name '..' is not a folder name" "$T/dots.err" && [ "$st" = 1 ]
 check $? "the name '..' is refused (status $st): $(head -c 200 "$T/dots.err")"
 # a trace that is not one: status 2, the script's line and the trace's name
@@ -380,8 +372,7 @@ experiment {
   grid = {trace = {"c", "f"}}, alloc = "null", gc = "none", metrics = {"peak_live_blocks"},
 }
 LUA
-"$HR" run "$T/dmg.lua" trace="$T/t.hrt" --out "$T/res" -q 2>"$T/dmg.err"
-st=$?
+run_exp dmg
 cp "$T/res/dmg/results.csv" "$T/dmg1.csv" 2>/dev/null
 python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(3000); f.write(b"\xff" * 64)' "$T/res/dmg/traces/c.hrt"
 "$HR" run "$T/dmg.lua" trace="$T/t.hrt" --out "$T/res" 2>"$T/dmg2.err"
