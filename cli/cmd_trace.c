@@ -248,7 +248,7 @@ static int run_info(int argc, char **argv)
     printf("\n");
     for (int op = 1; op < HR_OP_COUNT; op++)
         if (count[op])
-            printf("  %-12s%s\n", hr_op_name(op), hr_fmt_thousands(t1, sizeof t1, count[op]));
+            printf("  %-11s %s\n", hr_op_name(op), hr_fmt_thousands(t1, sizeof t1, count[op]));
     if (count[HR_OP_ALLOC]) {
         printf("allocs by domain  ");
         for (int d = 0; d < HR_DOMAIN_COUNT; d++)

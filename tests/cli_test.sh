@@ -45,6 +45,10 @@ grep -q '^events        30 ' "$T/info" && grep -q 'status        complete' "$T/i
   grep -q 'checksums all verified' "$T/info" && grep -q 'meta          python = 3.11.2' "$T/info" &&
   grep -q '^  free        4$' "$T/info" && grep -q '^blocks (ids)  7$' "$T/info"
 check $? "info reports events, per-kind counts, blocks, metadata and checksum status"
+# the longest kind name still has a space before its count (it ran into it: "gc survivors58")
+printf 'heapreplay-trace 1 alloc\nalloc 0 32 obj gc\ngc begin 0\ngc end 0 1 0\ngc survivors 3 10\nfree 0\n' >"$T/sv.txt"
+"$HR" pack "$T/sv.txt" -o "$T/sv.hrt" && "$HR" info "$T/sv.hrt" | grep -q '^  gc survivors 1$'
+check $? "info: the survivor records counted, apart from their name"
 grep -q '^peak live     7 blocks, 5,340 bytes [(]at event 12' "$T/info"
 check $? "info reports the peak live blocks and bytes ($(grep 'peak live' "$T/info"))"
 "$HR" info "$T/graph-basic.hrt" | grep -q 'kind graph'
