@@ -107,8 +107,7 @@ enum {
     M_DYING = 128,    /* in the predicted garbage or cascade */
     M_LISTED = 256,   /* in one of CPython's generation lists being collected */
     M_PINNED = 512,   /* rule 4: ext is 1 where the truth is 0 */
-    M_CB_RELEASED = 1024, /* a weak reference whose callback died while it was deallocated */
-    M_FOUND = 2048    /* flagged as garbage the replay's collector finds (not its cascade) */
+    M_CB_RELEASED = 1024 /* a weak reference whose callback died while it was deallocated */
 };
 
 /* {==== object records ====
@@ -177,9 +176,6 @@ static struct graph {
     int merged;         /* CPython's younger lists are merged into the collected one already */
     int freelist_phase; /* PHASE "gc.freelists" written in the collection in progress */
     uint64_t gc_deaths_base; /* s_gc_deaths when the collection in progress was committed */
-    /* the collection in progress runs its garbage's finalizers: the sentinel will say when they
-     * are done (fin_armed), and it has (fin_done); see "garbage freed by finalizers" */
-    int fin_armed, fin_done;
     /* a reconciled collection not yet committed (prepared), and the one in progress */
     int prepared_gen;  /* -1: none */
     vec_t dying;       /* predicted to be reclaimed by the prepared collection */
@@ -199,12 +195,8 @@ static struct graph {
         s_gc_deaths, s_rc_deaths, s_untyped, s_freelisted, s_lost, s_lost_frees, s_cascade,
         s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable, s_freelist_clears,
         s_track, s_untrack, s_untrack_survivor, s_older, s_unknown_listed,
-        s_revived, s_subclass_entries, s_refreshed, s_unpinned, s_repinned, s_wrcb, s_fin,
-        s_fin_listed, s_fin_armed, s_fin_unsignalled;
+        s_revived, s_subclass_entries, s_refreshed, s_unpinned, s_repinned, s_wrcb;
 } G;
-
-/* The recorder's sentinel object (rec_python.c): CPython tracks it, the trace never names it. */
-uintptr_t hr_rec_graph_sentinel;
 
 /* The record of id, or NULL when it has none. (G.objs maps object addresses to records.) */
 static inline node_t *nd(uint64_t id)
@@ -651,25 +643,16 @@ static int visit(PyObject *op, void *arg)
 }
 
 /* Is d a subclass-list entry (linked from its class by visit_subclass_entries) of a class the
- * collection being prepared reclaims? A weak reference without a callback is shared: a class
- * with two bases has one W in both lists (linked from the class twice), and weakref.ref(S)
- * returns it too (its holders link it besides), so W may have more than one link in; CPython's
- * collector sees every reference from the lists as external, so W is never its garbage while
- * the class lives. */
+ * collection being prepared reclaims? */
 static int entry_of_dying_class(node_t *n)
 {
     PyObject *w = (PyObject *)n->obj;
-    if (n->lost || !PyWeakref_CheckRefExact(w) || n->in.len == 0)
+    if (n->lost || !PyWeakref_CheckRefExact(w) || n->in.len != 1)
         return 0;
     PyObject *t = PyWeakref_GET_OBJECT(w); /* before any call: its assert needs no proxy types */
-    if (!PyType_Check(t) || !(((PyTypeObject *)t)->tp_flags & Py_TPFLAGS_HEAPTYPE))
-        return 0;
-    for (uint32_t k = 0; k < n->in.len; k++) {
-        node_t *s = G.ensrc[n->in.v[k]];
-        if (s->obj == (uintptr_t)t)
-            return (s->mark & M_DYING) != 0;
-    }
-    return 0;
+    node_t *s = G.ensrc[n->in.v[0]];
+    return s->obj == (uintptr_t)t && (s->mark & M_DYING) && PyType_Check(t) &&
+           (((PyTypeObject *)t)->tp_flags & Py_TPFLAGS_HEAPTYPE);
 }
 
 /* The entries of heap type s in its bases' subclass lists (PyDict_Next allocates nothing). */
@@ -969,78 +952,6 @@ static int callback_phase_death(node_t *n)
     return 0;
 }
 
-/* {==== garbage freed by the collection's own finalizers ====
- *
- * CPython 3.11's gc_collect_main counts in `collected` (besides handle_weakrefs' weak references)
- * only the garbage still on its unreachable list after finalize_garbage has run the garbage's
- * tp_finalize (__del__, a suspended generator's close(), ...) and handle_resurrected_objects has
- * taken out what those finalizers made reachable again: an object of the garbage that a finalizer
- * frees (a generator's close() clears its frame, freeing locals only the frame held) has left the
- * list by then and is not counted, although it was garbage. No replay runs finalizers, so the
- * replay's collector counts it. The trace marks each such death with PHASE "gc.fin" right after
- * its DIED, and validate takes the marks off the replay's garbage (docs/recorder.md, "Garbage
- * freed by the collection's finalizers").
- *
- * When finalize_garbage is done is not visible in anything the collection touches, so the
- * recorder makes it visible: its sentinel (rec_python.c) is an object of its own type that only
- * it refers to (itself), kept in generation 0, so that every collection finds it garbage. Its
- * tp_finalize resurrects it (CPython does not count it), and the second search for unreachable
- * objects (handle_resurrected_objects, after the last finalizer, before delete_garbage frees
- * anything) traverses it: hr_rec_graph_fin_end. From the collection's start to there, a flagged
- * object the replay finds as garbage (M_FOUND: not its cascade) that dies is marked at its free;
- * at the sentinel's traversal those that died into a free list (no free seen: refcount 0) or
- * whose block a finalizer's allocation took again (tracked in generation 0, which the collection
- * emptied when it started) are written dead and marked there. A collection whose sentinel is
- * not ready (a program holds it, e.g. through gc.get_objects(), or it was frozen) is not armed
- * and marks nothing; one armed that never reached the sentinel's traversal counts in
- * graph_fin_unsignalled (0 expected). */
-static void emit_fin(void)
-{
-    hr_rec_emit_str(HR_OP_PHASE, 0, "gc.fin", strlen("gc.fin"));
-    G.s_fin++;
-}
-
-void hr_rec_graph_fin_arm(void)
-{
-    if (G.in_collection && !R.sink.off && !G.fin_armed) {
-        G.fin_armed = 1;
-        G.s_fin_armed++;
-    }
-}
-
-static void lose_flagged(node_t *n, uint32_t d);
-
-void hr_rec_graph_fin_end(void)
-{
-    if (!G.in_collection || !G.fin_armed || G.fin_done || R.sink.off)
-        return;
-    G.fin_done = 1;
-    PyInterpreterState *in = _PyRuntime.interpreters.main;
-    if (!in)
-        return;
-    const uint16_t want = M_FLAGGED | M_FOUND;
-    PyGC_Head *h0 = &in->gc.generations[0].head;
-    for (PyGC_Head *h = (PyGC_Head *)h0->_gc_next; h && h != h0; h = (PyGC_Head *)h->_gc_next) {
-        uint64_t v;
-        if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &v, NULL)) {
-            node_t *n = (node_t *)(uintptr_t)v;
-            if ((n->mark & want) == want)
-                n->mark |= M_SIM; /* its block holds a new object */
-        }
-    }
-    for (uint32_t k = 0; k < G.flagged.len; k++) {
-        node_t *n = G.flaggedn.v[k];
-        if (n->id != G.flagged.v[k] || !n->obj || (n->mark & want) != want)
-            continue;
-        if ((n->mark & M_SIM) || Py_REFCNT((PyObject *)n->obj) == 0) {
-            n->mark &= (uint16_t)~(M_SIM | M_FLAGGED);
-            lose_flagged(n, G.flagged.v[k]);
-            emit_fin();
-            G.s_fin_listed++;
-        }
-    }
-}
-
 void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
 {
     (void)block;
@@ -1064,10 +975,8 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         begin_freelist_phase();
     hr_idmap_take(&G.objs, n->obj, NULL, NULL);
     int wrcb = 0; /* a weak reference freed after its callback ran (above) */
-    int fin = 0;  /* garbage freed by a finalizer of the collection (below) */
     if (G.in_collection && (n->mark & M_FLAGGED)) {
         G.s_gc_deaths++;
-        fin = (n->mark & M_FOUND) && G.fin_armed && !G.fin_done && !G.freelist_phase;
     } else {
         G.s_rc_deaths++;
         if (G.in_collection && !G.freelist_phase && G.s_gc_deaths == G.gc_deaths_base)
@@ -1111,8 +1020,6 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         hr_rec_emit_str(HR_OP_PHASE, 0, "gc.wrcb", strlen("gc.wrcb"));
         G.s_wrcb++;
     }
-    if (fin)
-        emit_fin();
     if ((flags & F_REVIVED) && !(G.in_collection && (n->mark & M_FLAGGED))) {
         hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = HR_GC_DEL};
         hr_rec_emit(&ev);
@@ -1313,8 +1220,6 @@ static void sync_generations(struct _gc_runtime_state *g, int gen)
              h = (PyGC_Head *)h->_gc_next) {
             uint64_t v;
             node_t *n;
-            if ((uintptr_t)(h + 1) == hr_rec_graph_sentinel)
-                continue;
             if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &v, NULL))
                 n = (node_t *)(uintptr_t)v;
             else if (!revive((PyObject *)(h + 1), &n)) {
@@ -1500,8 +1405,7 @@ void hr_rec_graph_commit(void)
         node_t *n = G.dyingn.v[k];
         if (n->id != G.dying.v[k]) /* freed since the prepare */
             continue;
-        n->mark = (uint16_t)((n->mark & ~(M_DYING | M_YOUNG)) | M_FLAGGED |
-                             (n->mark & M_YOUNG ? M_FOUND : 0));
+        n->mark = (uint16_t)((n->mark & ~(M_DYING | M_YOUNG)) | M_FLAGGED);
         gen_remove(n);
         while (n->out.len)
             edge_del(n->out.v[n->out.len - 1]);
@@ -1530,23 +1434,6 @@ void hr_rec_graph_commit(void)
     G.young.len = G.youngn.len = 0;
     G.in_collection = 1;
     G.gc_deaths_base = G.s_gc_deaths;
-    G.fin_armed = G.fin_done = 0;
-}
-
-/* A flagged object whose block CPython kept (a free list took it, or a finalizer resurrected the
- * object): DIED now; the record stays, lost, until the block is freed or revived. */
-static void lose_flagged(node_t *n, uint32_t d)
-{
-    hr_idmap_take(&G.objs, n->obj, NULL, NULL);
-    hr_rec_emit_id(HR_OP_DIED, d);
-    while (n->in.len)
-        edge_del(n->in.v[n->in.len - 1]);
-    vec_release(&n->in);
-    vec_release(&n->out);
-    n->obj = 0;
-    n->ext = 0;
-    n->lost = 1;
-    G.s_lost++;
 }
 
 /* Flagged objects whose block CPython kept (a free list took it, or a finalizer resurrected the
@@ -1558,8 +1445,18 @@ static void flush_flagged(void)
         node_t *n = G.flaggedn.v[k];
         if (n->id != d) /* freed during the collection */
             continue;
-        if (n->obj && (n->mark & M_FLAGGED))
-            lose_flagged(n, d);
+        if (n->obj && (n->mark & M_FLAGGED)) {
+            hr_idmap_take(&G.objs, n->obj, NULL, NULL);
+            hr_rec_emit_id(HR_OP_DIED, d);
+            while (n->in.len)
+                edge_del(n->in.v[n->in.len - 1]);
+            vec_release(&n->in);
+            vec_release(&n->out);
+            n->obj = 0;
+            n->ext = 0;
+            n->lost = 1; /* the record stays until the block is freed or revived */
+            G.s_lost++;
+        }
         n->mark = 0;
     }
     G.flagged.len = G.flaggedn.len = 0;
@@ -1577,11 +1474,8 @@ void hr_rec_graph_collection_end(void)
     }
     G.survivors.len = G.survivorsn.len = 0;
     flush_flagged();
-    if (G.fin_armed && !G.fin_done)
-        G.s_fin_unsignalled++;
     G.in_collection = 0;
     G.freelist_phase = 0;
-    G.fin_armed = G.fin_done = 0;
 }
 
 /* Rule 4's invariant, checked over every record: live objects not predicted or flagged garbage
@@ -1614,8 +1508,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_unknown_listed %llu\ngraph_revived %llu\n"
                      "graph_subclass_entries %llu\ngraph_refreshed %llu\n"
                      "graph_unpinned %llu\ngraph_repinned %llu\ngraph_ext_zero_live %llu\n"
-                     "graph_wrcb %llu\ngraph_fin %llu\ngraph_fin_listed %llu\n"
-                     "graph_fin_armed %llu\ngraph_fin_unsignalled %llu\n",
+                     "graph_wrcb %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
@@ -1633,8 +1526,6 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      (unsigned long long)G.s_subclass_entries,
                      (unsigned long long)G.s_refreshed, (unsigned long long)G.s_unpinned,
                      (unsigned long long)G.s_repinned, (unsigned long long)ext_zero_live(),
-                     (unsigned long long)G.s_wrcb, (unsigned long long)G.s_fin,
-                     (unsigned long long)G.s_fin_listed, (unsigned long long)G.s_fin_armed,
-                     (unsigned long long)G.s_fin_unsignalled);
+                     (unsigned long long)G.s_wrcb);
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }

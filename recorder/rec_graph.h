@@ -38,13 +38,6 @@ void hr_rec_graph_discard(void);
 /* The prepared collection happens (the replay performs it at the event just written or about
  * to be written): apply it to the shadow. Writes nothing. */
 void hr_rec_graph_commit(void);
-/* Garbage freed by the collection's own finalizers (rec_graph.c): the recorder's sentinel object
- * (rec_python.c; CPython tracks it, the trace never names it, walks of CPython's lists skip it)
- * is in the collection in progress and unreachable, so its traversal will say when CPython's
- * finalizers are done (arm); that traversal came (fin_end: writes events). */
-extern uintptr_t hr_rec_graph_sentinel;
-void hr_rec_graph_fin_arm(void);
-void hr_rec_graph_fin_end(void);
 /* The collection in progress ends (before GC_END is written). */
 void hr_rec_graph_collection_end(void);
 /* Append the graph counters to the self-check text; returns the bytes written. */

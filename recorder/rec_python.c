@@ -477,16 +477,12 @@ static void copy_stats(int64_t dst[3][3], const struct _gc_runtime_state *g)
     }
 }
 
-static void sentinel_release(void);
-
 static void write_gc_end(int gen, int64_t collected, int64_t uncollectable)
 {
     hr_event_t ev = {.op = HR_OP_GC_END, .tag = (uint32_t)gen, .a = (uint64_t)collected,
                      .b = (uint64_t)uncollectable};
-    if (R.mode == HR_KIND_GRAPH) {
+    if (R.mode == HR_KIND_GRAPH)
         hr_rec_graph_collection_end();
-        sentinel_release();
-    }
     R.graph_done = 0;
     hr_sink_write(&R.sink, &ev);
     /* Allocation mode: the survivor counts behind the rule for generation 2 (a replay without
@@ -1160,8 +1156,6 @@ static Py_ssize_t info_get(PyObject *info, const char *key)
     return -1;
 }
 
-static int sentinel_rearm(void);
-
 static PyObject *gc_callback(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -1190,8 +1184,6 @@ static PyObject *gc_callback(PyObject *self, PyObject *const *args, Py_ssize_t n
                 R.stat.graph_late++; /* no observation before: reconciled after the ALLOC */
                 graph_collection(R.gc_gen);
             }
-            if (R.mode == HR_KIND_GRAPH && sentinel_rearm())
-                hr_rec_graph_fin_arm();
             R.win_count = g ? g->generations[0].count : 0;
             R.gc_state = GC_CB;
             R.stat.collections++;
@@ -1244,8 +1236,6 @@ static int probe_generation(const struct _gc_runtime_state *g)
     return -1;
 }
 
-static int sentinel_armable(void);
-
 static void probe_collection_begins(struct _gc_runtime_state *g, int gen)
 {
     if (R.pend.active) /* allocated before the collection, whose start zeroed the count */
@@ -1258,8 +1248,6 @@ static void probe_collection_begins(struct _gc_runtime_state *g, int gen)
         hr_rec_graph_merged(1); /* CPython's younger lists are empty now: merged into gen */
         graph_collection(gen);
         hr_rec_graph_merged(0);
-        if (sentinel_armable()) /* a full collection: examines every generation */
-            hr_rec_graph_fin_arm();
     }
     emit_gc_control(HR_GC_COLLECT, (uint64_t)gen, 0);
     copy_stats(R.begin_stats, g);
@@ -1306,144 +1294,6 @@ static int probe_setup(void)
     return 0;
 }
 
-/* {==== The sentinel: when a collection's finalizers are done (graph mode)
-
- * CPython 3.11 counts in a collection's `collected` only the garbage still unreachable after
- * finalize_garbage ran the garbage's finalizers (and handle_resurrected_objects took out what
- * came back); garbage a finalizer freed is not counted (rec_graph.c, "garbage freed by the
- * collection's own finalizers"). When the finalizers are done shows in nothing the collection
- * touches, so the recorder puts an object of its own into every collection's garbage: the
- * sentinel, a static object (never allocated: neither the generation counts nor the trace see
- * it) whose one reference is its own, tracked in generation 0 (moved there at each collection's
- * start callback; gc.freeze moves it back out of the permanent generation). Every collection
- * therefore finds it unreachable; finalize_garbage calls its tp_finalize, which resurrects it
- * (the recorder takes a reference: CPython moves it to an older generation and does not count
- * it); then handle_resurrected_objects searches the remaining garbage again, after the last
- * finalizer and before delete_garbage frees anything, and that search traverses it with its
- * gc_refs in _gc_prev (the finalize phase's own traversals, gc.get_referents from a finalizer,
- * see a list pointer there): hr_rec_graph_fin_end. The collection's end gives the reference
- * back and clears its FINALIZED bit. What a program can see of it: one more object in
- * gc.get_objects() (as the probe), and a "collectable" line under gc.DEBUG_COLLECTABLE. */
-typedef struct {
-    PyObject_HEAD
-    PyObject *self;
-} sentinel_t;
-
-static struct {
-    PyGC_Head gc; /* PyObject_GC_Track finds it right before the object */
-    sentinel_t ob;
-} sentinel_block;
-#define SENTINEL ((PyObject *)&sentinel_block.ob)
-
-static int sentinel_ready;       /* set up (graph mode) */
-static int sentinel_state;       /* 1: finalized in this collection; 2: traversed after that */
-static Py_ssize_t sentinel_held; /* references the recorder took to resurrect it */
-
-static void sentinel_finalize(PyObject *self)
-{
-    if (self != SENTINEL)
-        return;
-    Py_INCREF(self); /* resurrected: CPython neither counts nor clears it */
-    sentinel_held++;
-    sentinel_state = 1;
-}
-
-static int sentinel_traverse(PyObject *self, visitproc visit, void *arg)
-{
-    if (self == SENTINEL && sentinel_state == 1) {
-        struct _gc_runtime_state *g = gcstate();
-        uintptr_t prev = ((PyGC_Head *)self - 1)->_gc_prev;
-        if (g && g->collecting && (prev & _PyGC_PREV_MASK_COLLECTING) &&
-            (prev >> _PyGC_PREV_SHIFT) < 65536 && !hr_rec_graph_own_visit(visit)) {
-            sentinel_state = 2;
-            hr_sink_lock(&R.sink);
-            if (!R.sink.off) {
-                observe_full(NEXT_OTHER);
-                hr_rec_graph_fin_end();
-            }
-            hr_sink_unlock(&R.sink);
-        }
-    }
-    Py_VISIT(((sentinel_t *)self)->self);
-    return 0;
-}
-
-static int sentinel_clear(PyObject *self)
-{
-    (void)self; /* never garbage for CPython (resurrected); keeps its reference regardless */
-    return 0;
-}
-
-static void sentinel_dealloc(PyObject *self)
-{
-    (void)self; /* its own reference keeps it: never reached */
-}
-
-static PyTypeObject sentinel_type = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_heapreplay.sentinel",
-    .tp_basicsize = sizeof(sentinel_t),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .tp_doc = "heapreplay recorder: sees when a collection's finalizers are done",
-    .tp_traverse = sentinel_traverse,
-    .tp_clear = sentinel_clear,
-    .tp_dealloc = sentinel_dealloc,
-    .tp_finalize = sentinel_finalize,
-};
-
-static int sentinel_setup(void)
-{
-    if (R.mode != HR_KIND_GRAPH)
-        return 0;
-    if (PyType_Ready(&sentinel_type) < 0)
-        return -1;
-    PyObject *p = SENTINEL;
-    Py_SET_TYPE(p, &sentinel_type);
-    Py_SET_REFCNT(p, 1);
-    sentinel_block.ob.self = p; /* its one reference */
-    hr_rec_graph_sentinel = (uintptr_t)p;
-    PyObject_GC_Track(p);
-    sentinel_ready = 1;
-    return 0;
-}
-
-/* The collection that resurrected it is over: its reference back, its finalizer callable again. */
-static void sentinel_release(void)
-{
-    if (!sentinel_ready)
-        return;
-    PyObject *p = SENTINEL;
-    while (sentinel_held > 0 && Py_REFCNT(p) > 1) {
-        sentinel_held--;
-        Py_DECREF(p);
-    }
-    ((PyGC_Head *)p - 1)->_gc_prev &= ~(uintptr_t)_PyGC_PREV_MASK_FINALIZED;
-    sentinel_state = 0;
-}
-
-/* Will the collection starting find it unreachable and finalize it? (Tracked, not finalized,
- * and only its own reference: a program holding it, e.g. a list from gc.get_objects(), makes
- * it reachable.) */
-static int sentinel_armable(void)
-{
-    if (!sentinel_ready || R.mode != HR_KIND_GRAPH)
-        return 0;
-    PyGC_Head *h = (PyGC_Head *)SENTINEL - 1;
-    return h->_gc_next != 0 && !(h->_gc_prev & _PyGC_PREV_MASK_FINALIZED) &&
-           Py_REFCNT(SENTINEL) == 1 && sentinel_state == 0;
-}
-
-/* At a collection's start callback (before CPython merges the generations): into generation 0,
- * which every collection examines. Returns sentinel_armable(). */
-static int sentinel_rearm(void)
-{
-    if (!sentinel_ready)
-        return 0;
-    sentinel_release();
-    PyObject_GC_UnTrack(SENTINEL);
-    PyObject_GC_Track(SENTINEL);
-    return sentinel_armable();
-}
-
 static PyObject *mod_phase(PyObject *self, PyObject *arg)
 {
     (void)self;
@@ -1477,13 +1327,7 @@ static PyObject *freeze_call(unsigned action, PyObject *orig)
             hr_rec_graph_freeze(action == HR_GC_FREEZE);
     }
     hr_sink_unlock(&R.sink);
-    PyObject *r = PyObject_CallNoArgs(orig);
-    if (r && action == HR_GC_FREEZE && sentinel_ready) {
-        /* out of the permanent generation, which no collection examines */
-        PyObject_GC_UnTrack(SENTINEL);
-        PyObject_GC_Track(SENTINEL);
-    }
-    return r;
+    return PyObject_CallNoArgs(orig);
 }
 static PyObject *rec_freeze(PyObject *self, PyObject *unused)
 {
@@ -1716,7 +1560,6 @@ static int python_setup(hr_err_t *err)
     PyObject *r = NULL;
     if (cbs && cb && PyList_Check(cbs) && PyList_Append(cbs, cb) == 0 && ax && endf &&
         (r = PyObject_CallMethod(ax, "register", "O", endf)) != NULL && probe_setup() == 0 &&
-        sentinel_setup() == 0 &&
         Py_AtExit(at_py_finalized) == 0 && wrap_freeze(gc) == 0 && wrap_os() == 0)
         rc = 0;
     if (rc) {

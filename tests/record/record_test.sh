@@ -384,7 +384,7 @@ PYEOF
     return 0
   }
   for prog in graph graph_mix exits basic stale_block learn_type_link gc_count finalizers \
-              weakref_callbacks fin_garbage workloads/json_re_cycles workloads/stdlib_mix; do
+              weakref_callbacks workloads/json_re_cycles workloads/stdlib_mix; do
     arg=; [ $prog = exits ] && arg=normal
     [ $prog = gc_count ] && arg=$T/gc_graph.expect
     v=$T/v_${prog#workloads/}
@@ -464,30 +464,6 @@ PYEOF
     "$HR" validate "$v.$x.hrt" >"$v.$x.out" 2>&1
     st=$?
     check "weakref_callbacks.py: one gc.wrcb mark $x: exit 2, garbage found per collection MISMATCH" \
-      bash -c "[ $st = 2 ] && grep -Eq '^garbage found per collection +[0-9]+ +[0-9]+  MISMATCH' '$v.$x.out'"
-  done
-  # fin_garbage.py: garbage that a collection's own finalizers free (suspended generators closed,
-  # __del__ emptying containers only the garbage holds) is not counted by CPython, which counts
-  # what is still unreachable after the finalizers ran; the recorder marks each such death (PHASE
-  # "gc.fin": after its DIED, or where the finalizers are done for the lists, dicts and tuples that
-  # died into a free list), and validate takes the marks off the replay's garbage. Before, the
-  # rows "garbage found per collection" (8 of 22) and "collections per generation" did not match
-  # (above: they do now). The recorder's sentinel told every armed collection when its
-  # finalizers were done. validate counts the marks, not CPython's number: the same trace with one
-  # mark taken out, or one added after another death, does not validate.
-  v=$T/v_fin_garbage
-  "$HR" dump "$v.hrt" >"$v.txt"
-  check "fin_garbage.py: garbage freed by finalizers marked, at their free and in free lists; every armed collection signalled" \
-    bash -c "grep -a '^stats text \"heapreplay recorder self-check' '$v.txt' |
-             grep -Eq 'graph_fin [1-9][0-9]{3}\\\\ngraph_fin_listed [1-9][0-9]*\\\\ngraph_fin_armed [1-9][0-9]*\\\\ngraph_fin_unsignalled 0\\\\n'"
-  awk '/^phase "gc.fin"$/ && !done { done = 1; next } { print }' "$v.txt" >"$v.less.txt"
-  awk '{ print } /^gc begin/ { g = 1 } /^gc end/ { g = w = 0 } g && /^phase "gc.fin"$/ { w = 1 }
-       w && /^died / && !done { print "phase \"gc.fin\""; done = 1 }' "$v.txt" >"$v.more.txt"
-  for x in less more; do
-    "$HR" pack "$v.$x.txt" -o "$v.$x.hrt"
-    "$HR" validate "$v.$x.hrt" >"$v.$x.out" 2>&1
-    st=$?
-    check "fin_garbage.py: one gc.fin mark $x: exit 2, garbage found per collection MISMATCH" \
       bash -c "[ $st = 2 ] && grep -Eq '^garbage found per collection +[0-9]+ +[0-9]+  MISMATCH' '$v.$x.out'"
   done
   # Collections during interpreter start-up, before the recorder's gc callback exists (here a
