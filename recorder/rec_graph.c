@@ -647,12 +647,19 @@ static int visit(PyObject *op, void *arg)
 static int entry_of_dying_class(node_t *n)
 {
     PyObject *w = (PyObject *)n->obj;
-    if (n->lost || !PyWeakref_CheckRefExact(w) || n->in.len != 1)
+    if (n->lost || !PyWeakref_CheckRefExact(w) || n->in.len == 0)
         return 0;
     PyObject *t = PyWeakref_GET_OBJECT(w); /* before any call: its assert needs no proxy types */
-    node_t *s = G.ensrc[n->in.v[0]];
-    return s->obj == (uintptr_t)t && (s->mark & M_DYING) && PyType_Check(t) &&
-           (((PyTypeObject *)t)->tp_flags & Py_TPFLAGS_HEAPTYPE);
+    if (!PyType_Check(t) || !(((PyTypeObject *)t)->tp_flags & Py_TPFLAGS_HEAPTYPE))
+        return 0;
+    /* the entry may have several in-links: one weak reference stands for a class in the
+     * subclass lists of all its bases (class E(str, Enum)), and weakref.ref(cls) returns it */
+    for (uint32_t k = 0; k < n->in.len; k++) {
+        node_t *s = G.ensrc[n->in.v[k]];
+        if (s->obj == (uintptr_t)t)
+            return (s->mark & M_DYING) != 0;
+    }
+    return 0;
 }
 
 /* The entries of heap type s in its bases' subclass lists (PyDict_Next allocates nothing). */

@@ -384,7 +384,7 @@ PYEOF
     return 0
   }
   for prog in graph graph_mix exits basic stale_block learn_type_link gc_count finalizers \
-              weakref_callbacks workloads/json_re_cycles workloads/stdlib_mix; do
+              weakref_callbacks two_bases workloads/json_re_cycles workloads/stdlib_mix; do
     arg=; [ $prog = exits ] && arg=normal
     [ $prog = gc_count ] && arg=$T/gc_graph.expect
     v=$T/v_${prog#workloads/}
