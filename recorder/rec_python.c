@@ -1339,27 +1339,63 @@ static PyObject *rec_unfreeze(PyObject *self, PyObject *unused)
     (void)self, (void)unused;
     return freeze_call(HR_GC_UNFREEZE, orig_unfreeze);
 }
-static PyMethodDef freeze_def = {"freeze", rec_freeze, METH_NOARGS,
-                                 "gc.freeze(), as heapreplay records it"};
-static PyMethodDef unfreeze_def = {"unfreeze", rec_unfreeze, METH_NOARGS,
-                                   "gc.unfreeze(), as heapreplay records it"};
+static PyMethodDef freeze_defs[] = {
+    {"freeze", rec_freeze, METH_NOARGS, "gc.freeze(), as heapreplay records it"},
+    {"unfreeze", rec_unfreeze, METH_NOARGS, "gc.unfreeze(), as heapreplay records it"}};
 
-/* Replace gc.freeze and gc.unfreeze by the wrappers above (the originals are kept). */
+/* Replace n functions of module `from` (and of `also`, when not NULL) by the C wrappers defs,
+ * keeping each original in *origs[i] for the wrapper to call. */
+static int wrap_functions(PyObject *from, PyObject *also, PyMethodDef *defs,
+                          PyObject **const origs[], size_t n)
+{
+    int rc = from ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        PyObject *f = PyCFunction_New(&defs[i], NULL);
+        if (!f || !(*origs[i] = PyObject_GetAttrString(from, defs[i].ml_name)) ||
+            PyObject_SetAttrString(from, defs[i].ml_name, f) ||
+            (also && PyObject_SetAttrString(also, defs[i].ml_name, f)))
+            rc = -1;
+        Py_XDECREF(f);
+    }
+    return rc;
+}
+
+/* gc.freeze and gc.unfreeze by the wrappers above. */
 static int wrap_freeze(PyObject *gc)
 {
-    PyObject *f = PyCFunction_New(&freeze_def, NULL), *u = PyCFunction_New(&unfreeze_def, NULL);
-    int rc = -1;
-    if (f && u && (orig_freeze = PyObject_GetAttrString(gc, "freeze")) &&
-        (orig_unfreeze = PyObject_GetAttrString(gc, "unfreeze")) &&
-        PyObject_SetAttrString(gc, "freeze", f) == 0 && PyObject_SetAttrString(gc, "unfreeze", u) == 0)
-        rc = 0;
-    Py_XDECREF(f);
-    Py_XDECREF(u);
-    return rc;
+    PyObject **const origs[] = {&orig_freeze, &orig_unfreeze};
+    return wrap_functions(gc, NULL, freeze_defs, origs, HR_ARRAY_LEN(freeze_defs));
 }
 
 static void dump_stats(void);
 static int finish(hr_err_t *err);
+
+/* The program ends without exit() (_exit, exec: no atexit handler runs): the trace is finished
+ * here, in the recording process only, once: with the end-of-run statistics when this thread
+ * holds the GIL of a running interpreter (os._exit and os.exec* keep it), as at a normal exit,
+ * then the END record. Not from inside an allocator hook (t_depth). Both recorders: the
+ * preloaded one from its _exit and exec functions, the embedded one from its os wrappers. */
+static void end_now(void)
+{
+    if (!R.started || R.finished || R.sink.owner != getpid() || t_depth)
+        return;
+    if (R.cb_active && _PyRuntime.initialized && !_Py_IsFinalizing() && PyGILState_Check())
+        dump_stats();
+    hr_err_t err = {0};
+    if (finish(&err) && R.report)
+        R.report(&err);
+}
+
+/* The recording process's exec failed after end_now finished its trace: the program goes on
+ * unrecorded; say so, as the recorder's own error. */
+static void exec_failed(const char *what, const char *why)
+{
+    hr_err_t err = {0};
+    hr_err_set(&err, HR_EIO, "the program's %s failed (%s) and it goes on unrecorded: the trace "
+               "ends at that call", what, why);
+    if (R.report)
+        R.report(&err);
+}
 
 #ifndef HR_REC_PRELOAD
 /* {==== Embedded: os._exit, os.execv/execve and descriptor closing, at the Python level ====
@@ -1375,18 +1411,6 @@ static int finish(hr_err_t *err);
  * (docs/recorder.md). Each wrapper then calls the original with the same arguments. */
 static PyObject *orig_os_exit, *orig_execv, *orig_execve, *orig_close, *orig_closerange,
     *orig_dup2;
-
-/* The trace ends here (this process's, once): the statistics, then the END record. */
-static void emb_end_now(void)
-{
-    if (!R.started || R.finished || R.sink.owner != getpid() || t_depth)
-        return;
-    if (R.cb_active && !_Py_IsFinalizing())
-        dump_stats();
-    hr_err_t err = {0};
-    if (finish(&err) && R.report)
-        R.report(&err);
-}
 
 /* The integer positional argument i of a call, or -1 (not given, not an int, negative). */
 static long emb_int_arg(PyObject *args, Py_ssize_t i)
@@ -1404,16 +1428,16 @@ static long emb_int_arg(PyObject *args, Py_ssize_t i)
 static PyObject *emb_exit(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
-    emb_end_now();
+    end_now();
     return PyObject_Call(orig_os_exit, args, kw);
 }
 
 static PyObject *emb_exec(PyObject *orig, const char *name, PyObject *args, PyObject *kw)
 {
     int mine = R.started && !R.finished && R.sink.owner == getpid();
-    emb_end_now();
+    end_now();
     PyObject *r = PyObject_Call(orig, args, kw);
-    if (!r && mine && R.report) { /* the program goes on, unrecorded: say where the trace ends */
+    if (!r && mine) { /* the OSError's strerror says why */
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
         PyErr_NormalizeException(&type, &value, &tb);
@@ -1423,10 +1447,7 @@ static PyObject *emb_exec(PyObject *orig, const char *name, PyObject *args, PyOb
         const char *w = why && PyUnicode_Check(why) ? PyUnicode_AsUTF8(why) : NULL;
         if (!w)
             PyErr_Clear();
-        hr_err_t err = {0};
-        hr_err_set(&err, HR_EIO, "the program's %s failed (%s) and it goes on unrecorded: the "
-                   "trace ends at that call", name, w ? w : "an error");
-        R.report(&err);
+        exec_failed(name, w ? w : "an error");
         Py_XDECREF(why);
         PyErr_Restore(type, value, tb);
     }
@@ -1492,18 +1513,10 @@ static PyMethodDef emb_defs[] = {EMB_DEF("_exit", emb_exit),   EMB_DEF("execv", 
  * at each call); the originals are kept. */
 static int wrap_os(void)
 {
-    PyObject **origs[] = {&orig_os_exit, &orig_execv, &orig_execve, &orig_close, &orig_closerange,
-                          &orig_dup2};
+    PyObject **const origs[] = {&orig_os_exit, &orig_execv,      &orig_execve,
+                                &orig_close,   &orig_closerange, &orig_dup2};
     PyObject *os = PyImport_ImportModule("os"), *posix = PyImport_ImportModule("posix");
-    int rc = os && posix ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < HR_ARRAY_LEN(emb_defs); i++) {
-        PyObject *f = PyCFunction_New(&emb_defs[i], NULL);
-        if (!f || !(*origs[i] = PyObject_GetAttrString(posix, emb_defs[i].ml_name)) ||
-            PyObject_SetAttrString(os, emb_defs[i].ml_name, f) ||
-            PyObject_SetAttrString(posix, emb_defs[i].ml_name, f))
-            rc = -1;
-        Py_XDECREF(f);
-    }
+    int rc = os ? wrap_functions(posix, os, emb_defs, origs, HR_ARRAY_LEN(emb_defs)) : -1;
     Py_XDECREF(os);
     Py_XDECREF(posix);
     return rc;
@@ -2069,27 +2082,14 @@ HR_EXPORT FILE *pre_fopen(const char *path, const char *mode)
  *
  * os._exit (and C code calling _exit or _Exit) runs no atexit handler, and exec replaces the
  * program (children do not load this module: LD_PRELOAD was removed at start), so the trace is
- * finished here, in the recording process only: with the end-of-run statistics when this
- * thread holds the GIL of a running interpreter (os._exit and os.exec* keep it), as at a normal
- * exit, then the END record. Not from inside an allocator hook (t_depth). An exec that fails
- * leaves the program running unrecorded: the trace is complete up to the exec, and the recorder
- * says so as its own error. The variadic execl* are not covered (Python does not call them);
- * the embedded recorder has none of this (docs/recorder.md). */
-static void pre_end_now(void)
-{
-    if (!R.started || R.finished || R.sink.owner != getpid() || t_depth)
-        return;
-    if (R.cb_active && _PyRuntime.initialized && !_Py_IsFinalizing() && PyGILState_Check())
-        dump_stats();
-    hr_err_t err = {0};
-    if (finish(&err))
-        pre_report(&err);
-}
-
+ * finished here (end_now). An exec that fails leaves the program running unrecorded: the trace
+ * is complete up to the exec, and the recorder says so as its own error (exec_failed). The
+ * variadic execl* are not covered (Python does not call them); the embedded recorder wraps the
+ * Python functions instead (above). */
 static __attribute__((noreturn)) void pre_exit_now(int status)
 {
     static void (*real)(int);
-    pre_end_now();
+    end_now();
     if (!real)
         *(void **)&real = dlsym(RTLD_NEXT, "_exit");
     if (real)
@@ -2103,10 +2103,7 @@ HR_EXPORT __attribute__((noreturn)) void _Exit(int status) { pre_exit_now(status
 /* The recording process's exec failed (its trace was finished): say so, keep the errno. */
 static int pre_exec_failed(const char *what, int saved)
 {
-    hr_err_t err = {0};
-    hr_err_set(&err, HR_EIO, "the program's %s failed (%s) and it goes on unrecorded: the trace "
-               "ends at that call", what, strerror(saved));
-    pre_report(&err);
+    exec_failed(what, strerror(saved));
     errno = saved;
     return -1;
 }
@@ -2119,7 +2116,7 @@ static int pre_exec_failed(const char *what, int saved)
             *(void **)&f = dlsym(RTLD_NEXT, #name);                                               \
         int mine = R.started && !R.finished && R.sink.owner == getpid();                          \
         if (mine)                                                                                 \
-            pre_end_now();                                                                        \
+            end_now();                                                                            \
         if (!f) {                                                                                 \
             errno = ENOSYS;                                                                       \
             return -1;                                                                            \
