@@ -417,6 +417,21 @@ static void tally_collector(rc_tally_t *t, const pending_death_t *p)
     }
 }
 
+/* The collection's deaths held back so far, now known to be the collector's (a GC_BEGIN or
+ * GC_END, the free-list phase, the end of the trace) or the callbacks' (a gc.wrcb mark). */
+static void settle_pending(rc_tally_t *t, pending_death_t *pend, size_t *npend, int callbacks)
+{
+    for (size_t j = 0; j < *npend; j++) {
+        if (callbacks) {
+            tally_counting(t, &pend[j]);
+            t->callbacks[pend[j].late]++;
+        } else {
+            tally_collector(t, &pend[j]);
+        }
+    }
+    *npend = 0;
+}
+
 static int check_refcount(const char *path, uint64_t fin, vreport_t *rep, hr_err_t *err)
 {
     hr_replay_opts_t o = {.alloc_spec = "libc", .gc_spec = "refcount", .log_deaths = 1};
@@ -515,37 +530,26 @@ static int check_refcount(const char *path, uint64_t fin, vreport_t *rep, hr_err
                     zo->scratch--;
                 break;
             case HR_OP_GC_BEGIN:
-                for (size_t j = 0; j < npend; j++) /* (a collection without its GC_END) */
-                    tally_collector(&t, &pend[j]);
-                npend = 0;
+                settle_pending(&t, pend, &npend, 0); /* (a collection without its GC_END) */
                 in_gc = 1 + (ev->tag > 2 ? 2 : (int)ev->tag);
                 freelists = 0;
                 begin_id = next_id;
                 break;
             case HR_OP_GC_END:
-                for (size_t j = 0; j < npend; j++) /* the collector's */
-                    tally_collector(&t, &pend[j]);
-                npend = 0;
+                settle_pending(&t, pend, &npend, 0); /* the collector's */
                 in_gc = 0;
                 break;
             case HR_OP_PHASE:
                 /* From here to GC_END the full collection clears the free lists: the objects
                  * it frees were held by a free list, not garbage (docs/recorder.md). */
                 if (in_gc && ev->a == 12 && memcmp(ev->str, "gc.freelists", 12) == 0) {
-                    for (size_t j = 0; j < npend; j++)
-                        tally_collector(&t, &pend[j]);
-                    npend = 0;
+                    settle_pending(&t, pend, &npend, 0);
                     freelists = 1;
                 }
                 /* A weak reference freed after its callback ran: it and every death in the
                  * collection before it were the callbacks' doing, by counting. */
-                if (in_gc && !freelists && ev->a == 7 && memcmp(ev->str, "gc.wrcb", 7) == 0) {
-                    for (size_t j = 0; j < npend; j++) {
-                        tally_counting(&t, &pend[j]);
-                        t.callbacks[pend[j].late]++;
-                    }
-                    npend = 0;
-                }
+                if (in_gc && !freelists && ev->a == 7 && memcmp(ev->str, "gc.wrcb", 7) == 0)
+                    settle_pending(&t, pend, &npend, 1);
                 break;
             case HR_OP_DIED: {
                 death_rec_t *d = hr_idtab_get(&map, ev->a);
@@ -592,8 +596,7 @@ static int check_refcount(const char *path, uint64_t fin, vreport_t *rep, hr_err
             }
         }
     }
-    for (size_t j = 0; j < npend; j++) /* a collection the trace does not end */
-        tally_collector(&t, &pend[j]);
+    settle_pending(&t, pend, &npend, 0); /* a collection the trace does not end */
 done:
     free(pend);
     free(evs);

@@ -95,19 +95,18 @@ int hr_spec_check_unused(const hr_spec_t *spec, const char *what, const char *kn
         const hr_spec_param_t *sp = &spec->params[i];
         if (sp->used)
             continue;
-        if (sp->key && known) {
-            char hint[96];
-            return hr_err_set(err, HR_EUSAGE, "%s '%s' has no parameter '%s'%s (parameters: %s)",
-                              what, spec->name, sp->key,
-                              hr_did_you_mean(hint, sizeof hint, sp->key, known),
-                              known[0] ? known : "none");
+        /* with the names that exist: the nearest to a misspelt key, and the list */
+        char hint[96] = "", list[HR_ERR_MSG_MAX / 2] = "";
+        if (known) {
+            snprintf(list, sizeof list, " (parameters: %s)", known[0] ? known : "none");
+            if (sp->key)
+                hr_did_you_mean(hint, sizeof hint, sp->key, known);
         }
         if (sp->key)
-            return hr_err_set(err, HR_EUSAGE, "%s '%s' has no parameter '%s'", what, spec->name,
-                              sp->key);
-        return hr_err_set(err, HR_EUSAGE, "%s '%s' takes no positional value '%s'%s%s%s", what,
-                          spec->name, sp->value, known ? " (parameters: " : "",
-                          known ? (known[0] ? known : "none") : "", known ? ")" : "");
+            return hr_err_set(err, HR_EUSAGE, "%s '%s' has no parameter '%s'%s%s", what,
+                              spec->name, sp->key, hint, list);
+        return hr_err_set(err, HR_EUSAGE, "%s '%s' takes no positional value '%s'%s", what,
+                          spec->name, sp->value, list);
     }
     return HR_OK;
 }
