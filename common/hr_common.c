@@ -303,6 +303,12 @@ static size_t edit_distance(const char *a, size_t n, const char *b, size_t m)
 
 char *hr_did_you_mean(char *buf, size_t cap, const char *name, const char *names)
 {
+    return hr_did_you_mean_in(buf, cap, name, names, ", ");
+}
+
+char *hr_did_you_mean_in(char *buf, size_t cap, const char *name, const char *names,
+                         const char *seps)
+{
     size_t n = strlen(name), limit = n / 3 > 1 ? n / 3 : 1, best_d = limit + 1;
     const char *best = NULL;
     size_t best_len = 0;
@@ -311,8 +317,8 @@ char *hr_did_you_mean(char *buf, size_t cap, const char *name, const char *names
     if (n == 0 || n > 63)
         return buf;
     for (const char *p = names; *p;) {
-        p += strspn(p, ", ");
-        size_t m = strcspn(p, ", ");
+        p += strspn(p, seps);
+        size_t m = strcspn(p, seps);
         if (m == 0)
             break;
         if (m <= 63 && (m > n ? m - n : n - m) < best_d) {

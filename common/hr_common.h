@@ -149,8 +149,11 @@ char *hr_fmt_thousands(char *buf, size_t cap, uint64_t n);
 /* For a message about an unknown name: " (did you mean 'X'?)" in buf when one of `names` (a list
  * separated by commas and/or spaces) is within an edit distance of a third of name's length
  * (at least 1; two adjacent characters swapped count as one edit), else "". Returns buf. The
- * Lua driver's messages use the same rule (hr.lua, did_you_mean). */
+ * Lua side calls it too (hr._did_you_mean). */
 char *hr_did_you_mean(char *buf, size_t cap, const char *name, const char *names);
+/* The same with the names separated by any of the characters of `seps`. */
+char *hr_did_you_mean_in(char *buf, size_t cap, const char *name, const char *names,
+                         const char *seps);
 
 /* Write s as a JSON string literal (quotes, backslash and control characters escaped). */
 void hr_fput_json_string(FILE *f, const char *s);

@@ -898,9 +898,9 @@ local function draw_figure(e, fig, data, figdir, opts, keys)
         flat[pi], flo[pi], fhi[pi] = 1, fig.ymin, fig.ymin + 1
       elseif not fig.ymin and not fig.ymax and top == bottom then
         local v = top
-        local lo, hi = v - math.max(math.abs(v) * 0.1, v == 0 and 1 or 0), v + math.max(math.abs(v) * 0.1, v == 0 and 1 or 0)
-        if fig.logy then lo, hi = v / 2, v * 2 end
-        flat[pi], flo[pi], fhi[pi] = 1, lo, hi
+        local d = v == 0 and 1 or math.abs(v) * 0.1
+        if fig.logy then flat[pi], flo[pi], fhi[pi] = 1, v / 2, v * 2
+        else flat[pi], flo[pi], fhi[pi] = 1, v - d, v + d end
       end
     end
     vars.npanels, vars.datafile, vars.ptitle, vars.nseries = #panels, files, titles, ns

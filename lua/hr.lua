@@ -19,34 +19,8 @@ local function sorted_keys(t)
   return ks
 end
 
--- A misspelt name's likely intent: " (did you mean 'x'?)" when one of the names (strings) is
--- within an edit distance of a third of its length (adjacent letters swapped count one edit),
--- else "". For the messages that list what exists.
-local function did_you_mean(name, names)
-  name = tostring(name)
-  local best, bestd = nil, math.max(1, #name // 3) + 1
-  for _, c in ipairs(names) do
-    c = tostring(c)
-    if math.abs(#c - #name) < bestd then
-      local d, prev2, prev = {}, nil, {}
-      for j = 0, #c do prev[j] = j end
-      for i = 1, #name do
-        d = {[0] = i}
-        for j = 1, #c do
-          local cost = name:byte(i) == c:byte(j) and 0 or 1
-          d[j] = math.min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + cost)
-          if prev2 and i > 1 and j > 1 and name:byte(i) == c:byte(j - 1)
-              and name:byte(i - 1) == c:byte(j) then
-            d[j] = math.min(d[j], prev2[j - 2] + 1)
-          end
-        end
-        prev2, prev = prev, d
-      end
-      if prev[#c] < bestd then best, bestd = c, prev[#c] end
-    end
-  end
-  return best and (" (did you mean '%s'?)"):format(best) or ""
-end
+-- A misspelt name's likely intent: " (did you mean 'x'?)" or "" (hr_did_you_mean, in C).
+local did_you_mean = hr._did_you_mean
 
 -- Raise "bad argument #n to 'fname' (msg)" at the caller of the API function (level 3 from
 -- here: check helper -> API function -> caller).
@@ -93,7 +67,7 @@ local function options(fname, n, opts, spec)
   end
   return opts
 end
-hr._check, hr._options, hr._kinds, hr._did_you_mean = check, options, kinds, did_you_mean
+hr._check, hr._options, hr._kinds = check, options, kinds
 
 -- {==== small helpers ====
 

@@ -262,7 +262,30 @@ static int l_check_spec(lua_State *L)
     return 2;
 }
 
+/* hr._did_you_mean(name, names) -> " (did you mean 'X'?)" or "": hr_did_you_mean over an array
+ * of names (any values, as tostring gives them), for the messages of hr.lua and the driver. */
+static int l_did_you_mean(lua_State *L)
+{
+    const char *name = luaL_tolstring(L, 1, NULL);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_Integer n = luaL_len(L, 2);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 2, i);
+        luaL_tolstring(L, -1, NULL);
+        lua_remove(L, -2);
+        luaL_addvalue(&b); /* the name, then a separator no name is made of */
+        luaL_addchar(&b, '\n');
+    }
+    luaL_pushresult(&b);
+    char hint[160];
+    lua_pushstring(L, hr_did_you_mean_in(hint, sizeof hint, name, lua_tostring(L, -1), "\n"));
+    return 1;
+}
+
 static const luaL_Reg api_funcs[] = {{"info", l_info},
+                                     {"_did_you_mean", l_did_you_mean},
                                      {"check_spec", l_check_spec},
                                      {"refcounts", l_refcounts},
                                      {"allocators", l_allocators},
