@@ -2,6 +2,7 @@
 #include "hr_out.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -293,6 +294,42 @@ FILE *hr_out_stream(hr_out_t *o, hr_err_t *err)
 
 /* {==== Finishing ==== */
 
+/* A writer killed by SIGKILL (or a machine that went down) leaves its TARGET.tmp.PID behind,
+ * which no handler could remove. Once a later writer of the same target has committed, the
+ * temporary files of processes that no longer exist are removed: only files named exactly
+ * TARGET.tmp.DIGITS, never this process's, never one whose process is alive (or belongs to
+ * another user: kill says EPERM), so a concurrent writer of the same target keeps its file. */
+static void remove_stale_tmps(const char *target)
+{
+    char dir[PATH_MAX];
+    parent_dir(target, dir);
+    const char *base = strrchr(target, '/');
+    base = base ? base + 1 : target;
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (strncmp(n, base, bl) != 0 || strncmp(n + bl, ".tmp.", 5) != 0)
+            continue;
+        const char *digits = n + bl + 5;
+        char *end;
+        errno = 0;
+        long pid = strtol(digits, &end, 10);
+        if (*digits < '0' || *digits > '9' || *end || errno || pid <= 0 || pid > INT_MAX ||
+            pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char path[PATH_MAX];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, n) < sizeof path)
+            (void)unlink(path);
+    }
+    closedir(d);
+}
+
 int hr_out_commit(hr_out_t *o, hr_err_t *err)
 {
     int rc = HR_OK;
@@ -324,6 +361,7 @@ int hr_out_commit(hr_out_t *o, hr_err_t *err)
                 (void)fsync(dfd);
                 close(dfd);
             }
+            remove_stale_tmps(o->target);
         }
     }
     hr_out_abort(o); /* removes the temporary file if it is still there */

@@ -65,7 +65,9 @@ FILE *hr_out_stream(hr_out_t *o, hr_err_t *err);
 
 /* Finish: flush and fsync (when the fd is open), close, rename the temporary file onto the
  * target (then fsync the directory). A write, close or rename error is reported with the path
- * and the system's reason, and the temporary file is removed. Frees o's strings either way. */
+ * and the system's reason, and the temporary file is removed. Frees o's strings either way.
+ * After a successful rename, the target's temporary files left by processes that no longer
+ * exist (TARGET.tmp.PID of a writer killed by SIGKILL, which no handler sees) are removed. */
 int hr_out_commit(hr_out_t *o, hr_err_t *err);
 
 /* Give up: close, remove the temporary file, free o's strings. Accepts an empty or finished o. */

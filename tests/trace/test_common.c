@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char dir[512];
@@ -103,6 +104,28 @@ static void test_out(void)
     rc = hr_out_prepare(&o, at("nope/x"), &err);
     TAP_OK(rc == HR_EIO && strstr(err.msg, "nope/x: cannot create: No such file"),
            "a missing folder is refused before anything is written: %s", err.msg);
+
+    /* Leftovers of killed writers: a commit removes the temporary files of its target whose
+     * process is gone, and nothing else (a live process's, another target's, other names). */
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+    char gone[64], alive[64], other[64];
+    snprintf(gone, sizeof gone, "k.tmp.%ld", (long)dead);
+    snprintf(alive, sizeof alive, "k.tmp.%ld", (long)getppid());
+    snprintf(other, sizeof other, "kk.tmp.%ld", (long)dead);
+    put(at(gone), "x");
+    put(at(alive), "x");
+    put(at(other), "x");
+    put(at("k.tmp.12x"), "x");
+    hr_err_clear(&err);
+    rc = out_write(at("k"), "kept", &err);
+    TAP_OK(rc == 0 && holds(at("k"), "kept") && access(at(gone), F_OK) != 0 &&
+               access(at(alive), F_OK) == 0 && access(at(other), F_OK) == 0 &&
+               access(at("k.tmp.12x"), F_OK) == 0,
+           "a commit removes its target's temporary files of processes that are gone, and only "
+           "those: %s", err.msg);
 
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
