@@ -114,10 +114,12 @@ static int run_replay_row(const char *path, const hr_replay_opts_t *o, const cha
  * per recorded collection (in the order of their GC_END), the weak references freed right after
  * their callback ran inside it (PHASE "gc.wrcb" after their DIED: CPython counts each in the
  * collection's `collected`, and no replay runs callbacks; docs/recorder.md, "Weak-reference
- * callbacks a collection runs"). */
+ * callbacks a collection runs"), and the garbage CPython did not count (PHASE "gc.fin", one per
+ * object: freed, dead into a free list or brought back before the collection freed its garbage;
+ * the replay finds them; docs/recorder.md, "Garbage a collection's own finalizers free"). */
 typedef struct trace_facts {
     uint64_t fin;
-    uint64_t *wrcb; /* owned: per recorded collection */
+    uint64_t *wrcb, *finm; /* owned: per recorded collection */
     size_t n, cap;
 } trace_facts_t;
 
@@ -135,30 +137,36 @@ static int read_facts(const char *path, trace_facts_t *f, hr_err_t *err)
         return hr_err_set(err, HR_ENOMEM, "out of memory");
     }
     size_t got;
-    uint64_t event = 0, marks = 0;
+    uint64_t event = 0, marks = 0, fmarks = 0;
     int in_gc = 0;
     while ((rc = hr_trace_read(tr, evs, 4096, &got, err)) == 0 && got > 0)
         for (size_t i = 0; i < got; i++, event++) {
             const hr_event_t *ev = &evs[i];
             if (ev->op == HR_OP_GC_BEGIN)
-                in_gc = 1, marks = 0;
+                in_gc = 1, marks = fmarks = 0;
             else if (ev->op == HR_OP_GC_END) {
                 if (f->n == f->cap) {
                     size_t cap = f->cap ? 2 * f->cap : 256;
                     uint64_t *v = realloc(f->wrcb, cap * sizeof *v);
-                    if (!v) {
+                    if (v)
+                        f->wrcb = v;
+                    uint64_t *w = v ? realloc(f->finm, cap * sizeof *w) : NULL;
+                    if (!w) {
                         rc = hr_err_set(err, HR_ENOMEM, "out of memory");
                         goto out;
                     }
-                    f->wrcb = v, f->cap = cap;
+                    f->finm = w, f->cap = cap;
                 }
-                f->wrcb[f->n++] = in_gc ? marks : 0;
+                f->wrcb[f->n] = in_gc ? marks : 0;
+                f->finm[f->n++] = in_gc ? fmarks : 0;
                 in_gc = 0;
             } else if (ev->op == HR_OP_PHASE) {
                 if (f->fin == UINT64_MAX && ev->a == 8 && memcmp(ev->str, "finalize", 8) == 0)
                     f->fin = event;
                 else if (in_gc && ev->a == 7 && memcmp(ev->str, "gc.wrcb", 7) == 0)
                     marks++;
+                else if (in_gc && ev->a == 6 && memcmp(ev->str, "gc.fin", 6) == 0)
+                    fmarks++;
             }
         }
 out:
@@ -168,20 +176,23 @@ out:
 }
 
 /* A collection's garbage against CPython's, into row c. wrcb: the weak references CPython
- * counted after their callbacks (read_facts), which the replay cannot find as garbage. */
+ * counted after their callbacks (read_facts), which the replay cannot find as garbage; finm: the
+ * garbage the collection's finalizers freed, which the replay finds and CPython does not count. */
 static void count_garbage(vcheck_t *c, size_t i, const hr_collection_t *a, const hr_collection_t *b,
-                          uint64_t wrcb)
+                          uint64_t wrcb, uint64_t finm)
 {
     c->total++;
-    if (a->collected == b->collected + wrcb)
+    if (a->collected + finm == b->collected + wrcb)
         c->matched++;
     else if (!c->detail[0])
         snprintf(c->detail, sizeof c->detail,
                  "collection %zu (generation %u, event %llu): CPython found %llu, the replay "
-                 "%llu%s%.0llu",
+                 "%llu%s%.0llu%s%.0llu",
                  i, a->generation, (unsigned long long)a->begin, (unsigned long long)a->collected,
                  (unsigned long long)b->collected, wrcb ? " + weak references freed after their "
-                 "callbacks " : "", (unsigned long long)wrcb);
+                 "callbacks " : "", (unsigned long long)wrcb,
+                 finm ? " - garbage CPython did not count " : "",
+                 (unsigned long long)finm);
 }
 
 static int check_schedule(const char *path, const char *gc_spec, const trace_facts_t *f,
@@ -225,13 +236,16 @@ static int check_schedule(const char *path, const char *gc_spec, const trace_fac
             }
             /* the weak references CPython counted after their callbacks, in the recorded
              * collections that ended before this point */
-            uint64_t wr[3] = {0, 0, 0};
+            /* (less the garbage their finalizers freed, which CPython did not count) */
+            uint64_t wr[3] = {0, 0, 0}, fm[3] = {0, 0, 0};
             for (size_t k = 0; k < r.recorded.n && k < f->n && r.recorded.v[k].event < c->event; k++)
-                if (r.recorded.v[k].generation < 3)
+                if (r.recorded.v[k].generation < 3) {
                     wr[r.recorded.v[k].generation] += f->wrcb[k];
+                    fm[r.recorded.v[k].generation] += f->finm[k];
+                }
             int ok = 1;
             for (int g = 0; g < 3; g++) {
-                c->collected[g] += wr[g];
+                c->collected[g] += wr[g] - fm[g];
                 ok &= coll[g] == c->collections[g] &&
                       (r.kind != HR_KIND_GRAPH || collected[g] == c->collected[g]);
             }
@@ -282,17 +296,18 @@ static int check_schedule(const char *path, const char *gc_spec, const trace_fac
             continue;
         }
         hr_collection_t *a = &r.recorded.v[i], *b = &r.replayed.v[i];
-        const uint64_t wrcb = i < f->n ? f->wrcb[i] : 0;
+        const uint64_t wrcb = i < f->n ? f->wrcb[i] : 0, finm = i < f->n ? f->finm[i] : 0;
         if (verbose)
             printf("collection %5zu: recorded gen %u begin %10llu end %10llu found %6llu | "
                    "replayed gen %u at %10llu (%+lld events before the recorded begin) found "
-                   "%6llu%s%.0llu%s\n",
+                   "%6llu%s%.0llu%s%.0llu%s\n",
                    i, a->generation, (unsigned long long)a->begin, (unsigned long long)a->event,
                    (unsigned long long)a->collected, b->generation, (unsigned long long)b->event,
                    (long long)(a->begin - b->event), (unsigned long long)b->collected,
                    wrcb ? " + wrcb " : "", (unsigned long long)wrcb,
+                   finm ? " - fin " : "", (unsigned long long)finm,
                    /* allocation traces: the replay finds no garbage, nothing is compared */
-                   r.kind != HR_KIND_GRAPH || a->collected == b->collected + wrcb
+                   r.kind != HR_KIND_GRAPH || a->collected + finm == b->collected + wrcb
                        ? ""
                        : "  <- garbage differs");
         if (a->generation == b->generation && b->event > prev_end && b->event <= a->begin)
@@ -304,7 +319,7 @@ static int check_schedule(const char *path, const char *gc_spec, const trace_fac
                      i, a->generation, (unsigned long long)a->begin, (unsigned long long)prev_end,
                      b->generation, (unsigned long long)b->event);
         if (cg)
-            count_garbage(cgf && a->begin > fin ? cgf : cg, i, a, b, wrcb);
+            count_garbage(cgf && a->begin > fin ? cgf : cg, i, a, b, wrcb, finm);
         prev_end = a->event;
     }
     hr_replay_result_free(&r);
@@ -668,6 +683,7 @@ static int run_validate(int argc, char **argv)
     if (!rc && kind == HR_KIND_GRAPH)
         rc = check_refcount(in[0], facts.fin, &rep, &err);
     free(facts.wrcb);
+    free(facts.finm);
     if (rc) {
         hr_out_abort(&json);
         return hr_cli_fail(&err);

@@ -40,6 +40,9 @@ void hr_rec_graph_discard(void);
 void hr_rec_graph_commit(void);
 /* The collection in progress ends (before GC_END is written). */
 void hr_rec_graph_collection_end(void);
+/* The collection in progress starts freeing its garbage (delete_garbage): mark the garbage it
+ * will not count (rec_graph.c, "uncounted garbage"). The caller holds the lock. */
+void hr_rec_graph_fin_end(void);
 /* Append the graph counters to the self-check text; returns the bytes written. */
 int hr_rec_graph_selfcheck(char *buf, size_t cap);
 

@@ -1277,6 +1277,22 @@ static int probe_traverse(PyObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+int hr_rec_collection_underway(void)
+{
+    struct _gc_runtime_state *g = gcstate();
+    return R.cb_active && g && g->collecting;
+}
+
+void hr_rec_delete_begins(void)
+{
+    hr_sink_lock(&R.sink);
+    if (!R.sink.off) {
+        observe_full(NEXT_OTHER); /* the pending allocation's ALLOC comes first */
+        hr_rec_graph_fin_end();
+    }
+    hr_sink_unlock(&R.sink);
+}
+
 static PyTypeObject probe_type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_heapreplay.probe",
     .tp_basicsize = sizeof(PyObject),

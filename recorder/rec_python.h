@@ -91,5 +91,11 @@ extern int _Py_UnhandledKeyboardInterrupt;
 int hr_rec_emit(const hr_event_t *ev);
 int hr_rec_emit_id(int op, uint64_t id);
 int hr_rec_emit_str(int op, uint32_t tag, const char *s, size_t len);
+/* Graph mode: the collection in progress starts freeing its garbage (called from inside the
+ * collector by rec_graph.c's clear_signal, on the thread running it, outside any hook). */
+void hr_rec_delete_begins(void);
+/* Graph mode: a collection is in progress and the recorder's gc callback exists (the commit of a
+ * collection then comes before it frees anything). */
+int hr_rec_collection_underway(void);
 
 #endif
