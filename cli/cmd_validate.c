@@ -117,11 +117,29 @@ static int run_replay_row(const char *path, const hr_replay_opts_t *o, const cha
  * callbacks a collection runs"), and the garbage CPython did not count (PHASE "gc.fin", one per
  * object: freed, dead into a free list or brought back before the collection freed its garbage;
  * the replay finds them; docs/recorder.md, "Garbage a collection's own finalizers free"). */
+typedef struct coll_marks {
+    uint64_t wrcb, fin; /* the collection's gc.wrcb and gc.fin marks */
+} coll_marks_t;
+
 typedef struct trace_facts {
     uint64_t fin;
-    uint64_t *wrcb, *finm; /* owned: per recorded collection */
+    coll_marks_t *m; /* owned: per recorded collection */
     size_t n, cap;
 } trace_facts_t;
+
+/* The marks of recorded collection i (none past the last GC_END read). */
+static coll_marks_t facts_marks(const trace_facts_t *f, size_t i)
+{
+    return i < f->n ? f->m[i] : (coll_marks_t){0, 0};
+}
+
+/* Whether a replayed collection that found `replayed` objects found what CPython counted: plus
+ * the weak references CPython counted after their callbacks (which no replay can find as
+ * garbage), less the garbage CPython did not count (which the replay finds). */
+static int counts_match(uint64_t cpython, uint64_t replayed, coll_marks_t m)
+{
+    return cpython + m.fin == replayed + m.wrcb;
+}
 
 static int read_facts(const char *path, trace_facts_t *f, hr_err_t *err)
 {
@@ -147,18 +165,14 @@ static int read_facts(const char *path, trace_facts_t *f, hr_err_t *err)
             else if (ev->op == HR_OP_GC_END) {
                 if (f->n == f->cap) {
                     size_t cap = f->cap ? 2 * f->cap : 256;
-                    uint64_t *v = realloc(f->wrcb, cap * sizeof *v);
-                    if (v)
-                        f->wrcb = v;
-                    uint64_t *w = v ? realloc(f->finm, cap * sizeof *w) : NULL;
-                    if (!w) {
+                    coll_marks_t *v = realloc(f->m, cap * sizeof *v);
+                    if (!v) {
                         rc = hr_err_set(err, HR_ENOMEM, "out of memory");
                         goto out;
                     }
-                    f->finm = w, f->cap = cap;
+                    f->m = v, f->cap = cap;
                 }
-                f->wrcb[f->n] = in_gc ? marks : 0;
-                f->finm[f->n++] = in_gc ? fmarks : 0;
+                f->m[f->n++] = in_gc ? (coll_marks_t){marks, fmarks} : (coll_marks_t){0, 0};
                 in_gc = 0;
             } else if (ev->op == HR_OP_PHASE) {
                 if (f->fin == UINT64_MAX && ev->a == 8 && memcmp(ev->str, "finalize", 8) == 0)
@@ -175,24 +189,21 @@ out:
     return rc;
 }
 
-/* A collection's garbage against CPython's, into row c. wrcb: the weak references CPython
- * counted after their callbacks (read_facts), which the replay cannot find as garbage; finm: the
- * garbage the collection's finalizers freed, which the replay finds and CPython does not count. */
+/* A collection's garbage against CPython's, into row c; m: its marks (counts_match). */
 static void count_garbage(vcheck_t *c, size_t i, const hr_collection_t *a, const hr_collection_t *b,
-                          uint64_t wrcb, uint64_t finm)
+                          coll_marks_t m)
 {
     c->total++;
-    if (a->collected + finm == b->collected + wrcb)
+    if (counts_match(a->collected, b->collected, m))
         c->matched++;
     else if (!c->detail[0])
         snprintf(c->detail, sizeof c->detail,
                  "collection %zu (generation %u, event %llu): CPython found %llu, the replay "
                  "%llu%s%.0llu%s%.0llu",
                  i, a->generation, (unsigned long long)a->begin, (unsigned long long)a->collected,
-                 (unsigned long long)b->collected, wrcb ? " + weak references freed after their "
-                 "callbacks " : "", (unsigned long long)wrcb,
-                 finm ? " - garbage CPython did not count " : "",
-                 (unsigned long long)finm);
+                 (unsigned long long)b->collected, m.wrcb ? " + weak references freed after their "
+                 "callbacks " : "", (unsigned long long)m.wrcb,
+                 m.fin ? " - garbage CPython did not count " : "", (unsigned long long)m.fin);
 }
 
 static int check_schedule(const char *path, const char *gc_spec, const trace_facts_t *f,
@@ -234,18 +245,15 @@ static int check_schedule(const char *path, const char *gc_spec, const trace_fac
                 snprintf(gs->detail, sizeof gs->detail, "cannot read the recorded gc.get_stats()");
                 continue;
             }
-            /* the weak references CPython counted after their callbacks, in the recorded
-             * collections that ended before this point */
-            /* (less the garbage their finalizers freed, which CPython did not count) */
-            uint64_t wr[3] = {0, 0, 0}, fm[3] = {0, 0, 0};
+            /* the marks of the recorded collections that ended before this point, per
+             * generation (counts_match) */
+            uint64_t adj[3] = {0, 0, 0};
             for (size_t k = 0; k < r.recorded.n && k < f->n && r.recorded.v[k].event < c->event; k++)
-                if (r.recorded.v[k].generation < 3) {
-                    wr[r.recorded.v[k].generation] += f->wrcb[k];
-                    fm[r.recorded.v[k].generation] += f->finm[k];
-                }
+                if (r.recorded.v[k].generation < 3)
+                    adj[r.recorded.v[k].generation] += f->m[k].wrcb - f->m[k].fin;
             int ok = 1;
             for (int g = 0; g < 3; g++) {
-                c->collected[g] += wr[g] - fm[g];
+                c->collected[g] += adj[g];
                 ok &= coll[g] == c->collections[g] &&
                       (r.kind != HR_KIND_GRAPH || collected[g] == c->collected[g]);
             }
@@ -296,7 +304,7 @@ static int check_schedule(const char *path, const char *gc_spec, const trace_fac
             continue;
         }
         hr_collection_t *a = &r.recorded.v[i], *b = &r.replayed.v[i];
-        const uint64_t wrcb = i < f->n ? f->wrcb[i] : 0, finm = i < f->n ? f->finm[i] : 0;
+        const coll_marks_t m = facts_marks(f, i);
         if (verbose)
             printf("collection %5zu: recorded gen %u begin %10llu end %10llu found %6llu | "
                    "replayed gen %u at %10llu (%+lld events before the recorded begin) found "
@@ -304,10 +312,10 @@ static int check_schedule(const char *path, const char *gc_spec, const trace_fac
                    i, a->generation, (unsigned long long)a->begin, (unsigned long long)a->event,
                    (unsigned long long)a->collected, b->generation, (unsigned long long)b->event,
                    (long long)(a->begin - b->event), (unsigned long long)b->collected,
-                   wrcb ? " + wrcb " : "", (unsigned long long)wrcb,
-                   finm ? " - fin " : "", (unsigned long long)finm,
+                   m.wrcb ? " + wrcb " : "", (unsigned long long)m.wrcb,
+                   m.fin ? " - fin " : "", (unsigned long long)m.fin,
                    /* allocation traces: the replay finds no garbage, nothing is compared */
-                   r.kind != HR_KIND_GRAPH || a->collected + finm == b->collected + wrcb
+                   r.kind != HR_KIND_GRAPH || counts_match(a->collected, b->collected, m)
                        ? ""
                        : "  <- garbage differs");
         if (a->generation == b->generation && b->event > prev_end && b->event <= a->begin)
@@ -319,7 +327,7 @@ static int check_schedule(const char *path, const char *gc_spec, const trace_fac
                      i, a->generation, (unsigned long long)a->begin, (unsigned long long)prev_end,
                      b->generation, (unsigned long long)b->event);
         if (cg)
-            count_garbage(cgf && a->begin > fin ? cgf : cg, i, a, b, wrcb, finm);
+            count_garbage(cgf && a->begin > fin ? cgf : cg, i, a, b, m);
         prev_end = a->event;
     }
     hr_replay_result_free(&r);
@@ -682,8 +690,7 @@ static int run_validate(int argc, char **argv)
         rc = check_schedule(in[0], gc_spec, &facts, recorded, debug_hooks, &rep, &err);
     if (!rc && kind == HR_KIND_GRAPH)
         rc = check_refcount(in[0], facts.fin, &rep, &err);
-    free(facts.wrcb);
-    free(facts.finm);
+    free(facts.m);
     if (rc) {
         hr_out_abort(&json);
         return hr_cli_fail(&err);

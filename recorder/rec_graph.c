@@ -1010,7 +1010,6 @@ typedef struct clear_slot {
 } clear_slot_t;
 static clear_slot_t *cslots; /* the types whose slot holds clear_signal now */
 static uint32_t ncslots, cslots_cap;
-static int cslots_broken; /* out of memory: nothing patched, the collection is not armed */
 
 static void emit_fin(uint64_t n)
 {
@@ -1076,7 +1075,8 @@ static void arm_clear_signal(void)
     if (R.sink.off || ncslots || !hr_rec_collection_underway())
         return;
     uint32_t found = 0;
-    for (uint32_t k = 0; k < G.flagged.len && !cslots_broken; k++) {
+    int broken = 0; /* out of memory: nothing stays patched, the collection is not armed */
+    for (uint32_t k = 0; k < G.flagged.len && !broken; k++) {
         node_t *n = G.flaggedn.v[k];
         if (n->id != G.flagged.v[k] || !n->obj || !(n->mark & M_FLAGGED))
             continue;
@@ -1091,7 +1091,7 @@ static void arm_clear_signal(void)
             uint32_t cap = cslots_cap ? 2 * cslots_cap : 64;
             clear_slot_t *v = realloc(cslots, cap * sizeof *v); /* libc: never through the hooks */
             if (!v) {
-                cslots_broken = 1;
+                broken = 1;
                 break;
             }
             cslots = v, cslots_cap = cap;
@@ -1099,9 +1099,8 @@ static void arm_clear_signal(void)
         cslots[ncslots++] = (clear_slot_t){t, t->tp_clear};
         t->tp_clear = clear_signal;
     }
-    if (cslots_broken || !found || !ncslots) {
+    if (broken || !found || !ncslots) {
         restore_clear_slots();
-        cslots_broken = 0;
         return;
     }
     G.fin_armed = 1;
@@ -1127,30 +1126,25 @@ static uint64_t uncounted_alive(int *all_dead)
     return u;
 }
 
-void hr_rec_graph_fin_end(void)
+/* Write the marks of the armed collection in progress, once: `signalled`, delete_garbage is
+ * starting; else the collection ends without that (see above: marks only if all its found
+ * garbage is dead). */
+static void settle_uncounted(int signalled)
 {
     if (!G.in_collection || !G.fin_armed || G.fin_done || R.sink.off)
         return;
     G.fin_done = 1;
     int all_dead;
     uint64_t kept = uncounted_alive(&all_dead);
-    G.s_fin_kept += kept;
-    emit_fin(G.fin_pending + kept);
-}
-
-/* The collection ends and delete_garbage never called a patched slot (see above). */
-static void uncounted_at_end(void)
-{
-    int all_dead;
-    uint64_t kept = uncounted_alive(&all_dead);
-    G.fin_done = 1;
-    if (!all_dead) {
+    if (!signalled && !all_dead) {
         G.s_fin_unsignalled++;
         return;
     }
     G.s_fin_kept += kept;
     emit_fin(G.fin_pending + kept);
 }
+
+void hr_rec_graph_fin_end(void) { settle_uncounted(1); }
 
 void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
 {
@@ -1679,8 +1673,7 @@ void hr_rec_graph_collection_end(void)
             emit_track(x, n, HR_UNTRACK_SURVIVOR, 0);
     }
     G.survivors.len = G.survivorsn.len = 0;
-    if (G.fin_armed && !G.fin_done)
-        uncounted_at_end();
+    settle_uncounted(0);
     restore_clear_slots();
     G.fin_armed = G.fin_done = 0;
     flush_flagged();

@@ -1388,6 +1388,9 @@ static int wrap_freeze(PyObject *gc)
 static void dump_stats(void);
 static int finish(hr_err_t *err);
 
+/* This process records and its trace is not finished yet. */
+static int records_here(void) { return R.started && !R.finished && R.sink.owner == getpid(); }
+
 /* The program ends without exit() (_exit, exec: no atexit handler runs): the trace is finished
  * here, in the recording process only, once: with the end-of-run statistics when this thread
  * holds the GIL of a running interpreter (os._exit and os.exec* keep it), as at a normal exit,
@@ -1395,7 +1398,7 @@ static int finish(hr_err_t *err);
  * preloaded one from its _exit and exec functions, the embedded one from its os wrappers. */
 static void end_now(void)
 {
-    if (!R.started || R.finished || R.sink.owner != getpid() || t_depth)
+    if (!records_here() || t_depth)
         return;
     if (R.cb_active && _PyRuntime.initialized && !_Py_IsFinalizing() && PyGILState_Check())
         dump_stats();
@@ -1452,7 +1455,7 @@ static PyObject *emb_exit(PyObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *emb_exec(PyObject *orig, const char *name, PyObject *args, PyObject *kw)
 {
-    int mine = R.started && !R.finished && R.sink.owner == getpid();
+    int mine = records_here();
     end_now();
     PyObject *r = PyObject_Call(orig, args, kw);
     if (!r && mine) { /* the OSError's strerror says why */
@@ -2132,7 +2135,7 @@ static int pre_exec_failed(const char *what, int saved)
         static int(*f) params;                                                                    \
         if (!f)                                                                                   \
             *(void **)&f = dlsym(RTLD_NEXT, #name);                                               \
-        int mine = R.started && !R.finished && R.sink.owner == getpid();                          \
+        int mine = records_here();                                                                \
         if (mine)                                                                                 \
             end_now();                                                                            \
         if (!f) {                                                                                 \
