@@ -4,8 +4,10 @@
  *   replay A  pymalloc:preset=3.11,placement=recorded + generational:<recorded thresholds>
  *             - allocator statistics text at each recorded STATS pymalloc: identical?
  *             - collections per generation at each recorded STATS gc (gc.get_stats())
- *             - each collection: same generation, started inside the window where CPython did
- *               (after the previous recorded GC_END, at or before this one's GC_BEGIN)
+ *             - each collection: same generation, started where CPython did: after the
+ *               previous recorded GC_END, at or before this one's GC_BEGIN, and with at most one
+ *               GC allocation between (the gc callbacks' info dict: CPython's trigger is the
+ *               allocation before it, and zeroes the counts at GC_BEGIN)
  *             - graph traces: the garbage found per collection, and which objects it was
  *   replay B  (graph traces) refcount
  *             - every object CPython freed outside a collection dies in the replay in the same
@@ -119,6 +121,7 @@ static int run_replay_row(const char *path, const hr_replay_opts_t *o, const cha
  * the replay finds them; docs/recorder.md, "Garbage a collection's own finalizers free"). */
 typedef struct coll_marks {
     uint64_t wrcb, fin; /* the collection's gc.wrcb and gc.fin marks */
+    uint64_t earliest;  /* the next-to-last GC allocation before its GC_BEGIN (0: none) */
 } coll_marks_t;
 
 typedef struct trace_facts {
@@ -130,7 +133,7 @@ typedef struct trace_facts {
 /* The marks of recorded collection i (none past the last GC_END read). */
 static coll_marks_t facts_marks(const trace_facts_t *f, size_t i)
 {
-    return i < f->n ? f->m[i] : (coll_marks_t){0, 0};
+    return i < f->n ? f->m[i] : (coll_marks_t){0, 0, 0};
 }
 
 /* Whether a replayed collection that found `replayed` objects found what CPython counted: plus
@@ -156,12 +159,15 @@ static int read_facts(const char *path, trace_facts_t *f, hr_err_t *err)
     }
     size_t got;
     uint64_t event = 0, marks = 0, fmarks = 0;
+    uint64_t gc_last = 0, gc_prev = 0, earliest = 0; /* the last two GC allocations */
     int in_gc = 0;
     while ((rc = hr_trace_read(tr, evs, 4096, &got, err)) == 0 && got > 0)
         for (size_t i = 0; i < got; i++, event++) {
             const hr_event_t *ev = &evs[i];
-            if (ev->op == HR_OP_GC_BEGIN)
-                in_gc = 1, marks = fmarks = 0;
+            if (ev->op == HR_OP_ALLOC && (ev->flags & HR_F_GC))
+                gc_prev = gc_last, gc_last = event;
+            else if (ev->op == HR_OP_GC_BEGIN)
+                in_gc = 1, marks = fmarks = 0, earliest = gc_prev;
             else if (ev->op == HR_OP_GC_END) {
                 if (f->n == f->cap) {
                     size_t cap = f->cap ? 2 * f->cap : 256;
@@ -172,7 +178,8 @@ static int read_facts(const char *path, trace_facts_t *f, hr_err_t *err)
                     }
                     f->m = v, f->cap = cap;
                 }
-                f->m[f->n++] = in_gc ? (coll_marks_t){marks, fmarks} : (coll_marks_t){0, 0};
+                f->m[f->n++] = in_gc ? (coll_marks_t){marks, fmarks, earliest}
+                                     : (coll_marks_t){0, 0, 0};
                 in_gc = 0;
             } else if (ev->op == HR_OP_PHASE) {
                 if (f->fin == UINT64_MAX && ev->a == 8 && memcmp(ev->str, "finalize", 8) == 0)
@@ -318,14 +325,16 @@ static int check_schedule(const char *path, const char *gc_spec, const trace_fac
                    r.kind != HR_KIND_GRAPH || counts_match(a->collected, b->collected, m)
                        ? ""
                        : "  <- garbage differs");
-        if (a->generation == b->generation && b->event > prev_end && b->event <= a->begin)
+        /* at the trigger: no earlier than the next-to-last GC allocation before GC_BEGIN */
+        uint64_t lo = prev_end > m.earliest ? prev_end + 1 : m.earliest;
+        if (a->generation == b->generation && b->event >= lo && b->event <= a->begin)
             cp->matched++;
         else if (!cp->detail[0])
             snprintf(cp->detail, sizeof cp->detail,
-                     "collection %zu: recorded generation %u starting at event %llu (window after "
-                     "%llu), replayed generation %u at event %llu",
-                     i, a->generation, (unsigned long long)a->begin, (unsigned long long)prev_end,
-                     b->generation, (unsigned long long)b->event);
+                     "collection %zu: recorded generation %u starting at event %llu (trigger "
+                     "between events %llu and %llu), replayed generation %u at event %llu",
+                     i, a->generation, (unsigned long long)a->begin, (unsigned long long)lo,
+                     (unsigned long long)a->begin, b->generation, (unsigned long long)b->event);
         if (cg)
             count_garbage(cgf && a->begin > fin ? cgf : cg, i, a, b, m);
         prev_end = a->event;
@@ -685,7 +694,7 @@ static int run_validate(int argc, char **argv)
         return hr_cli_fail(&err);
     vreport_t rep = {0};
     trace_facts_t facts = {.fin = UINT64_MAX};
-    int rc = kind == HR_KIND_GRAPH ? read_facts(in[0], &facts, &err) : HR_OK;
+    int rc = read_facts(in[0], &facts, &err);
     if (!rc)
         rc = check_schedule(in[0], gc_spec, &facts, recorded, debug_hooks, &rep, &err);
     if (!rc && kind == HR_KIND_GRAPH)
