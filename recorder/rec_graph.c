@@ -181,6 +181,9 @@ static struct graph {
      * its garbage (fin_armed), it has (fin_done); found garbage that died before (fin_pending) */
     int fin_armed, fin_done;
     uint64_t fin_pending;
+    /* GC allocations written since the GC_BEGIN of the collection in progress (see
+     * hr_rec_graph_free: the count its garbage's frees lower) */
+    uint64_t coll_gc_allocs;
     /* a reconciled collection not yet committed (prepared), and the one in progress */
     int prepared_gen;  /* -1: none */
     vec_t dying;       /* predicted to be reclaimed by the prepared collection */
@@ -201,7 +204,7 @@ static struct graph {
         s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable, s_freelist_clears,
         s_track, s_untrack, s_untrack_survivor, s_older, s_unknown_listed,
         s_revived, s_subclass_entries, s_refreshed, s_unpinned, s_repinned, s_wrcb, s_fin,
-        s_fin_kept, s_fin_armed, s_fin_unsignalled;
+        s_fin_kept, s_fin_armed, s_fin_unsignalled, s_gc_del;
 } G;
 
 /* The record of id, or NULL when it has none. (G.objs maps object addresses to records.) */
@@ -497,9 +500,13 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int unin
     n->lost = t ? 0 : 2;
     if (!t)
         vpush(&G.untyped, (uint32_t)id);
-    if (flags & HR_F_GC)
+    if (flags & HR_F_GC) {
         gen_add(n, 0); /* the replay tracks it after any collection it triggers */
+        G.coll_gc_allocs++;
+    }
 }
+
+void hr_rec_graph_gc_begin(void) { G.coll_gc_allocs = 0; }
 
 void hr_rec_graph_moved(uintptr_t old_block, uintptr_t new_block, uint64_t id)
 {
@@ -1218,9 +1225,19 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         hr_rec_emit_str(HR_OP_PHASE, 0, "gc.wrcb", strlen("gc.wrcb"));
         G.s_wrcb++;
     }
-    if ((flags & F_REVIVED) && !(G.in_collection && (n->mark & M_FLAGGED))) {
+    /* PyObject_GC_Del lowers generation 0's count (if positive) where CPython frees the block.
+     * The replay reclaims the garbage of a collection (and what it alone held) at the
+     * collection's start, where its count is 0, so that lowers nothing there; CPython frees it
+     * later, inside the collection, after finalizers, weak-reference callbacks and other
+     * threads may have allocated GC objects (counted: the collection zeroed the counts before).
+     * `gc del` puts the decrement where CPython made it. Without a GC allocation since GC_BEGIN
+     * the count is 0 on both sides and the event is left out. A revived block (an ALLOC without
+     * `gc`) gets it at every free. */
+    int flagged = G.in_collection && (n->mark & M_FLAGGED);
+    if (flagged ? (flags & HR_F_GC) && G.coll_gc_allocs : (flags & F_REVIVED) != 0) {
         hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = HR_GC_DEL};
         hr_rec_emit(&ev);
+        G.s_gc_del += flagged;
     }
     while (n->out.len)
         edge_del(n->out.v[n->out.len - 1]);
@@ -1712,7 +1729,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_subclass_entries %llu\ngraph_refreshed %llu\n"
                      "graph_unpinned %llu\ngraph_repinned %llu\ngraph_ext_zero_live %llu\n"
                      "graph_wrcb %llu\ngraph_fin %llu\ngraph_fin_kept %llu\n"
-                     "graph_fin_armed %llu\ngraph_fin_unsignalled %llu\n",
+                     "graph_fin_armed %llu\ngraph_fin_unsignalled %llu\ngraph_gc_del %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
@@ -1732,6 +1749,6 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      (unsigned long long)G.s_repinned, (unsigned long long)ext_zero_live(),
                      (unsigned long long)G.s_wrcb, (unsigned long long)G.s_fin,
                      (unsigned long long)G.s_fin_kept, (unsigned long long)G.s_fin_armed,
-                     (unsigned long long)G.s_fin_unsignalled);
+                     (unsigned long long)G.s_fin_unsignalled, (unsigned long long)G.s_gc_del);
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }

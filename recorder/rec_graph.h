@@ -38,6 +38,8 @@ void hr_rec_graph_discard(void);
 /* The prepared collection happens (the replay performs it at the event just written or about
  * to be written): apply it to the shadow. Writes nothing. */
 void hr_rec_graph_commit(void);
+/* GC_BEGIN of the collection in progress is being written (CPython zeroed the counts). */
+void hr_rec_graph_gc_begin(void);
 /* The collection in progress ends (before GC_END is written). */
 void hr_rec_graph_collection_end(void);
 /* The collection in progress starts freeing its garbage (delete_garbage): mark the garbage it

@@ -506,6 +506,8 @@ static void write_gc_end(int gen, int64_t collected, int64_t uncollectable)
 static void write_gc_begin(int gen)
 {
     hr_event_t ev = {.op = HR_OP_GC_BEGIN, .tag = (uint32_t)gen};
+    if (R.mode == HR_KIND_GRAPH)
+        hr_rec_graph_gc_begin();
     hr_sink_write(&R.sink, &ev);
 }
 
