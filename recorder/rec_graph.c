@@ -80,6 +80,7 @@
 #include "rec_graph.h"
 #include "rec_python.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -177,6 +178,7 @@ static struct graph {
     int merged;         /* CPython's younger lists are merged into the collected one already */
     int freelist_phase; /* PHASE "gc.freelists" written in the collection in progress */
     uint64_t gc_deaths_base; /* s_gc_deaths when the collection in progress was committed */
+    pthread_t coll_thread;   /* the thread running it (committed there) */
     /* uncounted garbage (see there): the collection in progress will say when it starts freeing
      * its garbage (fin_armed), it has (fin_done); found garbage that died before (fin_pending) */
     int fin_armed, fin_done;
@@ -935,11 +937,13 @@ static void begin_freelist_phase(void)
  * "gc.wrcb" right after its DIED, so that validate can count W as CPython did and expect the
  * deaths before it from counting (docs/recorder.md, "Weak-reference callbacks a collection
  * runs"). W is recognised at its free, from CPython's own state: a weak reference (a subclass
- * too) with its referent cleared, freed by counting inside a collection before the collection
- * freed any of its garbage, that had a callback. By then its deallocation has dropped the
- * callback (wr_callback is NULL), so "had a callback" is read from the graph: W still links to
- * it (a callback that stays alive: WeakSet's, WeakValueDictionary's), or the callback died while
- * W was being deallocated (M_CB_RELEASED: _abc's and weakref.finalize's, one per entry). */
+ * too) with its referent cleared, freed by counting inside a collection, on the thread running
+ * it (a callback's Python code lets other threads run, and what they free is not counted),
+ * before the collection freed any of its garbage, that had a callback. By then its deallocation
+ * has dropped the callback (wr_callback is NULL), so "had a callback" is read from the graph: W
+ * still links to it (a callback that stays alive: WeakSet's, WeakValueDictionary's), or the
+ * callback died while W was being deallocated (M_CB_RELEASED: _abc's and weakref.finalize's,
+ * one per entry). */
 static inline int cleared_weakref(PyObject *op)
 {
     return PyWeakref_Check(op) && ((PyWeakReference *)op)->wr_object == Py_None;
@@ -950,6 +954,10 @@ static inline int cleared_weakref(PyObject *op)
  * weak reference freed right after its callback ran (above). */
 static int callback_phase_death(node_t *n)
 {
+    /* handle_weakrefs runs on the collecting thread; another thread that got the GIL while a
+     * callback ran frees its own objects, which CPython does not count */
+    if (!pthread_equal(pthread_self(), G.coll_thread))
+        return 0;
     PyObject *op = (PyObject *)n->obj;
     vec_t *in = &n->in;
     for (uint32_t k = 0; k < in->len; k++) {
@@ -1650,6 +1658,7 @@ void hr_rec_graph_commit(void)
     G.young.len = G.youngn.len = 0;
     G.in_collection = 1;
     G.gc_deaths_base = G.s_gc_deaths;
+    G.coll_thread = pthread_self();
     arm_clear_signal();
 }
 
