@@ -189,6 +189,8 @@ static struct graph {
     /* a reconciled collection not yet committed (prepared), and the one in progress */
     int prepared_gen;  /* -1: none */
     vec_t dying;       /* predicted to be reclaimed by the prepared collection */
+    uint32_t dying_found; /* dying[0..dying_found): the garbage its collector finds if still
+                             young (the rest: its cascade, which may hold young objects too) */
     vec_t flagged;     /* reclaimed by the replay at the collection in progress */
     vec_t survivors;   /* moved on by the collection in progress (to survivors_gen) */
     pvec_t dyingn, flaggedn, survivorsn; /* their records */
@@ -206,7 +208,7 @@ static struct graph {
         s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable, s_freelist_clears,
         s_track, s_untrack, s_untrack_survivor, s_older, s_unknown_listed,
         s_revived, s_subclass_entries, s_refreshed, s_unpinned, s_repinned, s_wrcb, s_fin,
-        s_fin_kept, s_fin_armed, s_fin_unsignalled, s_gc_del;
+        s_fin_kept, s_fin_armed, s_fin_unsignalled, s_gc_del, s_fin_resurrected;
 } G;
 
 /* The record of id, or NULL when it has none. (G.objs maps object addresses to records.) */
@@ -915,8 +917,11 @@ static void flush_flagged(void);
  * now until GC_END is one a free list held (a death by counting, rule 1), never garbage. The
  * garbage the trace has not yet named in DIED (blocks a free list took, or resurrected objects)
  * is named first, so that PHASE "gc.freelists" divides the collection's deaths exactly. */
+static void settle_uncounted(int signalled);
+
 static void begin_freelist_phase(void)
 {
+    settle_uncounted(0); /* delete_garbage is over: before flush_flagged drops the alive */
     flush_flagged();
     hr_rec_emit_str(HR_OP_PHASE, 0, "gc.freelists", strlen("gc.freelists"));
     G.freelist_phase = 1;
@@ -1009,15 +1014,13 @@ static int callback_phase_death(node_t *n)
  * Nothing is allocated, and the program's objects, counts and collections are untouched (the
  * record test compares every collection's count with allocation mode's).
  *
- * At the signal, found garbage (M_FOUND) freed since the commit (fin_pending) or dead into a
- * free list (refcount 0) is uncounted. Not marked: garbage a finalizer brought back to life
- * (CPython does not count it either). Telling it apart by its COLLECTING bit (clear once
- * handle_resurrected_objects took it out) was tried: on fin_garbage.py and a generator loop it
- * marked one object too many in 3 of 22 and 3 of 18 collections (objects back in a generation
- * list, which the replay did not count either), and marking none of them matched every
- * collection. A collection whose delete_garbage never calls a patched slot (its garbage all died
- * before, or none of it has a tp_clear) is settled at its end: when all its found garbage is dead
- * by then, all of it died before delete_garbage; otherwise nothing is marked and
+ * At the signal, found garbage (M_FOUND: what the replay's collector finds, not the objects it
+ * then frees by counting, young or not) freed since the commit (fin_pending), dead into a free
+ * list (refcount 0), or brought back to life by a finalizer is uncounted. The last are told by
+ * their COLLECTING bit (uncounted_alive). A collection whose delete_garbage never calls a lent
+ * slot (its garbage all died before or came back, or none of it has a tp_clear) is settled when
+ * delete_garbage is over (the free-list phase of a full collection, or the end): marked when
+ * every found object still alive came back; otherwise nothing is marked and
  * graph_fin_unsignalled counts the collection. */
 typedef struct clear_slot {
     PyTypeObject *t; /* NULL once the type died */
@@ -1025,6 +1028,7 @@ typedef struct clear_slot {
 } clear_slot_t;
 static clear_slot_t *cslots; /* the types whose slot holds clear_signal now */
 static uint32_t ncslots, cslots_cap;
+static uint32_t nlent; /* the types whose slot was lent until the signal (cslots[0..nlent)) */
 
 static void emit_fin(uint64_t n)
 {
@@ -1035,6 +1039,7 @@ static void emit_fin(uint64_t n)
 
 static void restore_clear_slots(void)
 {
+    nlent = ncslots;
     for (uint32_t i = 0; i < ncslots; i++) {
         clear_slot_t *c = &cslots[i];
         if (!c->t)
@@ -1122,40 +1127,70 @@ static void arm_clear_signal(void)
     G.s_fin_armed++;
 }
 
+/* Was t's tp_clear slot lent until the signal? (A handful of types per collection.) */
+static int slot_was_lent(const PyTypeObject *t)
+{
+    uint32_t m = ncslots ? ncslots : nlent; /* still lent (the collection ends), or until now */
+    for (uint32_t i = 0; i < m; i++)
+        if (cslots[i].t == t)
+            return 1;
+    return 0;
+}
+
 /* The found garbage still alive that CPython will not count: dead into a free list (refcount
- * 0). *all_dead: no found garbage is alive. */
-static uint64_t uncounted_alive(int *all_dead)
+ * 0), and brought back to life by a finalizer (*resurrected of them). handle_resurrected_objects
+ * took those off the list delete_garbage frees, with their COLLECTING bit clear; everything
+ * still on that list has it set. An object delete_garbage already passed has it clear too (it
+ * moved on, alive), but only an object whose type's tp_clear is not lent can be passed before
+ * the first call through a lent one, and a collection whose delete_garbage never called one
+ * passed none of the lent types' objects: so the bit is read only on objects of lent types.
+ * *alive: found garbage alive (refcount above 0). */
+static uint64_t uncounted_alive(uint64_t *alive, uint64_t *resurrected)
 {
     uint64_t u = 0;
-    *all_dead = 1;
+    *alive = *resurrected = 0;
+    /* gc.DEBUG_SAVEALL (gcmodule.c: 1 << 5): delete_garbage appends every object to gc.garbage
+     * and moves it on, bit cleared, without calling tp_clear: the bit tells nothing then */
+    PyInterpreterState *in = _PyRuntime.interpreters.main;
+    int saveall = !in || (in->gc.debug & (1 << 5));
     for (uint32_t k = 0; k < G.flagged.len; k++) {
         node_t *n = G.flaggedn.v[k];
         if (n->id != G.flagged.v[k] || !n->obj || (n->mark & (M_FLAGGED | M_FOUND)) !=
                                                     (M_FLAGGED | M_FOUND))
             continue;
-        if (Py_REFCNT((PyObject *)n->obj) == 0)
+        PyObject *op = (PyObject *)n->obj;
+        if (Py_REFCNT(op) == 0) {
             u++;
-        else
-            *all_dead = 0;
+            continue;
+        }
+        (*alive)++;
+        const PyGC_Head *h = (const PyGC_Head *)op - 1;
+        if (!saveall && n->lost != 2 && h->_gc_next != 0 &&
+            !(h->_gc_prev & _PyGC_PREV_MASK_COLLECTING) && slot_was_lent(Py_TYPE(op))) {
+            u++;
+            (*resurrected)++;
+        }
     }
     return u;
 }
 
 /* Write the marks of the armed collection in progress, once: `signalled`, delete_garbage is
- * starting; else the collection ends without that (see above: marks only if all its found
- * garbage is dead). */
+ * starting; else the collection ends without that, and the marks are written only if every
+ * found object still alive was brought back to life (then delete_garbage never reached any of
+ * them; the rest died before it or went to a free list). */
 static void settle_uncounted(int signalled)
 {
     if (!G.in_collection || !G.fin_armed || G.fin_done || R.sink.off)
         return;
     G.fin_done = 1;
-    int all_dead;
-    uint64_t kept = uncounted_alive(&all_dead);
-    if (!signalled && !all_dead) {
+    uint64_t alive, resurrected;
+    uint64_t kept = uncounted_alive(&alive, &resurrected);
+    if (!signalled && alive != resurrected) {
         G.s_fin_unsignalled++;
         return;
     }
-    G.s_fin_kept += kept;
+    G.s_fin_kept += kept - resurrected;
+    G.s_fin_resurrected += resurrected;
     emit_fin(G.fin_pending + kept);
 }
 
@@ -1311,7 +1346,9 @@ static void predict(void)
             ppush(&G.dyingn, n);
         }
     }
-    /* The cascade: targets outside the set whose count falls to 0 as its links go. */
+    G.dying_found = G.dying.len;
+    /* The cascade: targets outside the set whose count falls to 0 as its links go (young ones
+     * too: reachable from an older object that only the garbage holds). */
     G.seen.len = 0;
     for (uint32_t k = 0; k < G.dyingn.len; k++) {
         vec_t *o = &G.dyingn.v[k]->out;
@@ -1629,7 +1666,7 @@ void hr_rec_graph_commit(void)
         if (n->id != G.dying.v[k]) /* freed since the prepare */
             continue;
         n->mark = (uint16_t)((n->mark & ~(M_DYING | M_YOUNG)) | M_FLAGGED |
-                             (n->mark & M_YOUNG ? M_FOUND : 0));
+                             (k < G.dying_found && (n->mark & M_YOUNG) ? M_FOUND : 0));
         gen_remove(n);
         while (n->out.len)
             edge_del(n->out.v[n->out.len - 1]);
@@ -1738,7 +1775,8 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_subclass_entries %llu\ngraph_refreshed %llu\n"
                      "graph_unpinned %llu\ngraph_repinned %llu\ngraph_ext_zero_live %llu\n"
                      "graph_wrcb %llu\ngraph_fin %llu\ngraph_fin_kept %llu\n"
-                     "graph_fin_armed %llu\ngraph_fin_unsignalled %llu\ngraph_gc_del %llu\n",
+                     "graph_fin_armed %llu\ngraph_fin_unsignalled %llu\ngraph_gc_del %llu\n"
+                     "graph_fin_resurrected %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
@@ -1758,6 +1796,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      (unsigned long long)G.s_repinned, (unsigned long long)ext_zero_live(),
                      (unsigned long long)G.s_wrcb, (unsigned long long)G.s_fin,
                      (unsigned long long)G.s_fin_kept, (unsigned long long)G.s_fin_armed,
-                     (unsigned long long)G.s_fin_unsignalled, (unsigned long long)G.s_gc_del);
+                     (unsigned long long)G.s_fin_unsignalled, (unsigned long long)G.s_gc_del,
+                     (unsigned long long)G.s_fin_resurrected);
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }
