@@ -493,6 +493,15 @@ PYEOF
   awk '{ print } /^gc begin/ { g = 1 } /^gc end/ { g = w = 0 } g && /^phase "gc.wrcb"$/ { w = 1 }
        w && /^died / && !done { print "phase \"gc.wrcb\""; done = 1 }' "$v.txt" >"$v.more.txt"
   mark_checked weakref_callbacks.py gc.wrcb "$v"
+  # selfcheck V ERE: the recorder's self-check text in the dump V.txt matches ERE
+  selfcheck() { grep -a '^stats text "heapreplay recorder self-check' "$1.txt" | grep -Eq "$2"; }
+  # fin_mark_checked LABEL V: the dump V.txt with one gc.fin mark taken out, or one added,
+  # fails validate
+  fin_mark_checked() {
+    awk '/^phase "gc.fin"$/ && !done { done = 1; next } { print }' "$2.txt" >"$2.less.txt"
+    awk '{ print } /^phase "gc.fin"$/ && !done { print; done = 1 }' "$2.txt" >"$2.more.txt"
+    mark_checked "$1" gc.fin "$2"
+  }
   # fin_garbage.py: garbage that a collection's own finalizers free (a suspended generator's
   # close() frees the locals only its frame held; a __del__ empties lists and dicts only it
   # holds) is not counted by CPython, and neither is garbage that died into a free list before
@@ -507,10 +516,8 @@ PYEOF
     bash -c "awk '/^gc begin/ { m = 0 } /^phase \"gc.fin\"\$/ { n++; m++ } /^gc end/ && m { c++ }
                  END { exit !(n >= 1000 && c >= 10) }' '$v.txt'"
   check "fin_garbage.py: every collection armed, none left unsignalled (self-check)" \
-    bash -c "grep -a '^stats text \"heapreplay recorder self-check' '$v.txt' | grep -q 'graph_fin_unsignalled 0'"
-  awk '/^phase "gc.fin"$/ && !done { done = 1; next } { print }' "$v.txt" >"$v.less.txt"
-  awk '{ print } /^phase "gc.fin"$/ && !done { print; done = 1 }' "$v.txt" >"$v.more.txt"
-  mark_checked fin_garbage.py gc.fin "$v"
+    selfcheck "$v" 'graph_fin_unsignalled 0\\n'
+  fin_mark_checked fin_garbage.py "$v"
   # resurrect.py (in the graph list above, every row): finalizers that bring garbage back to
   # life, the whole of a collection's garbage or part of it. CPython does not count what came
   # back; the recorder marks it (gc.fin), told by its COLLECTING bit when delete_garbage starts
@@ -519,10 +526,8 @@ PYEOF
   v=$T/v_resurrect
   "$HR" dump "$v.hrt" >"$v.txt"
   check "resurrect.py: objects brought back marked (self-check graph_fin_resurrected >= 1000)" \
-    bash -c "grep -a '^stats text \"heapreplay recorder self-check' '$v.txt' | grep -Eq 'graph_fin_resurrected [1-9][0-9]{3,}'"
-  awk '/^phase "gc.fin"$/ && !done { done = 1; next } { print }' "$v.txt" >"$v.less.txt"
-  awk '{ print } /^phase "gc.fin"$/ && !done { print; done = 1 }' "$v.txt" >"$v.more.txt"
-  mark_checked resurrect.py gc.fin "$v"
+    selfcheck "$v" 'graph_fin_resurrected [1-9][0-9]{3,}'
+  fin_mark_checked resurrect.py "$v"
   # gc_del_count.py: a __del__ in the garbage allocates 601 GC objects inside the collection,
   # after CPython zeroed the counts and before delete_garbage frees the garbage, whose frees
   # lower the count again (PyObject_GC_Del). The replay reclaims the garbage at the collection's
@@ -539,8 +544,8 @@ PYEOF
   "$HR" dump "$v.hrt" >"$v.txt"
   check "gc_del_count.py: gc del written inside collections (>= 20 collections, >= 4000 events), counted by the self-check" \
     bash -c "awk '/^gc begin/ { g = 1; m = 0 } /^gc del\$/ && g { n++; m++ } /^gc end/ { if (m) c++; g = 0 }
-                 END { exit !(n >= 4000 && c >= 20) }' '$v.txt' &&
-             grep -a '^stats text \"heapreplay recorder self-check' '$v.txt' | grep -Eq 'graph_gc_del [1-9][0-9]{3,}'"
+                 END { exit !(n >= 4000 && c >= 20) }' '$v.txt'"
+  check "gc_del_count.py: self-check graph_gc_del >= 1000" selfcheck "$v" 'graph_gc_del [1-9][0-9]{3,}'
   awk '/^gc begin/ { g = 1 } /^gc end/ { g = 0 } g && /^gc del$/ { next } { print }' "$v.txt" >"$v.nodel.txt"
   "$HR" pack "$v.nodel.txt" -o "$v.nodel.hrt"
   "$HR" validate "$v.nodel.hrt" >"$v.nodel.out" 2>&1
