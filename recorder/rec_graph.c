@@ -208,7 +208,8 @@ static struct graph {
         s_prepared, s_discarded, s_rounds, s_untraversable, s_unreadable, s_freelist_clears,
         s_track, s_untrack, s_untrack_survivor, s_older, s_unknown_listed,
         s_revived, s_subclass_entries, s_refreshed, s_unpinned, s_repinned, s_wrcb, s_fin,
-        s_fin_kept, s_fin_armed, s_fin_unsignalled, s_gc_del, s_fin_resurrected;
+        s_fin_kept, s_fin_armed, s_fin_unsignalled, s_gc_del, s_fin_resurrected,
+        s_subclass_relinks;
 } G;
 
 /* The record of id, or NULL when it has none. (G.objs maps object addresses to records.) */
@@ -628,7 +629,17 @@ static void touch(node_t *n)
  * a weak reference W to S, held only by that dict), and S's deallocation deletes those entries
  * (remove_all_subclasses), which frees W. So W lives exactly as long as S: when S is cycle
  * garbage, CPython frees W inside the collection, while pure counting (which never deallocates
- * S) would keep it. The graph says so: W is linked from S, not from the dict. */
+ * S) would keep it. The graph says so: W is linked from S, not from the dict.
+ *
+ * The dict D itself (held by B alone, through tp_subclasses, which type_traverse does not
+ * report either) is freed when its last entry goes (remove_subclass), or with B. Every subclass
+ * holds B, so D lives exactly as long as B has a subclass: the graph links D from one of them,
+ * its holder (any subclass that finds D without one at its traversal; a static base's D too,
+ * since it can empty as well), and D's external count is 0. When the holder dies by counting,
+ * rule 2 gives D its count back (ext 1) until another subclass's traversal links it again. When
+ * the holder is garbage of a collection being prepared and another subclass lives on, the link
+ * moves to a living one first (relink_subclass_dicts), so that the replay frees D when CPython
+ * does: with the last subclass, inside the collection, which pure counting would never do. */
 
 /* Is W (reported by dict D's traversal) an entry of a subclass list: a weak reference to a heap
  * type S one of whose bases has D as its tp_subclasses? */
@@ -650,6 +661,35 @@ static int subclass_entry(PyObject *d, PyObject *w)
     return 0;
 }
 
+/* Is op (a dict) the tp_subclasses of one of type t's bases? */
+static int subclass_dict_of(PyObject *t, PyObject *op)
+{
+    if (!t || !PyType_Check(t))
+        return 0;
+    PyObject *bases = ((PyTypeObject *)t)->tp_bases;
+    if (!bases || !PyTuple_CheckExact(bases))
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bases); i++) {
+        PyObject *b = PyTuple_GET_ITEM(bases, i);
+        if (PyType_Check(b) && ((PyTypeObject *)b)->tp_subclasses == op)
+            return 1;
+    }
+    return 0;
+}
+
+/* The subclass holding subclass-list dict dn in the graph (below), or NULL. */
+static node_t *subclass_dict_holder(const node_t *dn)
+{
+    if (!dn->obj || dn->lost || !PyDict_CheckExact((PyObject *)dn->obj))
+        return NULL;
+    for (uint32_t k = 0; k < dn->in.len; k++) {
+        node_t *h = G.ensrc[dn->in.v[k]];
+        if (h->obj && !h->lost && subclass_dict_of((PyObject *)h->obj, (PyObject *)dn->obj))
+            return h;
+    }
+    return NULL;
+}
+
 static int visit(PyObject *op, void *arg)
 {
     uint64_t v;
@@ -664,7 +704,13 @@ static int visit(PyObject *op, void *arg)
 static int entry_of_dying_class(node_t *n)
 {
     PyObject *w = (PyObject *)n->obj;
-    if (n->lost || !PyWeakref_CheckRefExact(w) || n->in.len == 0)
+    if (n->lost || n->in.len == 0)
+        return 0;
+    if (PyDict_CheckExact(w)) { /* a subclass list whose holder dies (relinked if it can) */
+        node_t *h = subclass_dict_holder(n);
+        return h && (h->mark & M_DYING);
+    }
+    if (!PyWeakref_CheckRefExact(w))
         return 0;
     PyObject *t = PyWeakref_GET_OBJECT(w); /* before any call: its assert needs no proxy types */
     if (!PyType_Check(t) || !(((PyTypeObject *)t)->tp_flags & Py_TPFLAGS_HEAPTYPE))
@@ -677,6 +723,50 @@ static int entry_of_dying_class(node_t *n)
             return (s->mark & M_DYING) != 0;
     }
     return 0;
+}
+
+/* Subclass-list dicts the collection being prepared would reclaim with their holder while
+ * another subclass lives on: the link moves to that one (LINK first, the UNLINK queued, so the
+ * dict's count never passes 0). Returns whether any moved (the prediction must be made again). */
+static int relink_subclass_dicts(void)
+{
+    int moved = 0;
+    for (uint32_t k = 0; k < G.dyingn.len; k++) {
+        node_t *dn = G.dyingn.v[k];
+        node_t *h = subclass_dict_holder(dn);
+        if (!h || !(h->mark & M_DYING))
+            continue;
+        PyObject *d = (PyObject *)dn->obj, *key, *w;
+        Py_ssize_t pos = 0;
+        node_t *to = NULL;
+        while (!to && PyDict_Next(d, &pos, &key, &w)) {
+            if (!PyWeakref_CheckRefExact(w))
+                continue;
+            PyObject *t = PyWeakref_GET_OBJECT(w);
+            uint64_t v;
+            if ((uintptr_t)t == h->obj || !PyType_Check(t) ||
+                !hr_idmap_get(&G.objs, (uintptr_t)t, &v, NULL))
+                continue;
+            node_t *tn = (node_t *)(uintptr_t)v;
+            if (!tn->lost && !(tn->mark & M_DYING) && subclass_dict_of(t, d))
+                to = tn;
+        }
+        if (!to)
+            continue;
+        emit_edge(HR_OP_LINK, to->id, dn->id);
+        if (edge_new(to->id, to, dn->id, dn) == UINT32_MAX)
+            return 0;
+        G.s_links++;
+        for (uint32_t j = 0; j < dn->in.len; j++)
+            if (G.ensrc[dn->in.v[j]] == h) {
+                vpush(&G.removed, dn->in.v[j]);
+                break;
+            }
+        touch(dn);
+        G.s_subclass_relinks++;
+        moved = 1;
+    }
+    return moved;
 }
 
 /* The entries of heap type s in its bases' subclass lists (PyDict_Next allocates nothing). */
@@ -697,6 +787,13 @@ static void visit_subclass_entries(PyTypeObject *s)
                 G.s_subclass_entries++;
                 break;
             }
+        /* the dict itself, if it has no holder yet or s is it */
+        uint64_t v;
+        if (hr_idmap_get(&G.objs, (uintptr_t)d, &v, NULL)) {
+            node_t *h = subclass_dict_holder((node_t *)(uintptr_t)v);
+            if (!h || h->obj == (uintptr_t)s)
+                visit(d, NULL);
+        }
     }
 }
 
@@ -1572,10 +1669,15 @@ void hr_rec_graph_prepare(int gen)
     flush_refresh();
     /* Predict, then make sure everything the prediction depends on outside the traversed set
      * is exact too (the counts of the garbage's targets, the links of the objects the cascade
-     * frees); repeat until nothing more needs reconciling. */
+     * frees); repeat until nothing more needs reconciling, and again after a subclass list
+     * moved to a living holder. */
     for (;;) {
         G.s_rounds++;
         predict();
+        if (relink_subclass_dicts()) {
+            flush_refresh();
+            continue;
+        }
         int changed = 0;
         for (uint32_t k = 0; k < G.dyingn.len; k++) {
             node_t *n = G.dyingn.v[k];
@@ -1776,7 +1878,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_unpinned %llu\ngraph_repinned %llu\ngraph_ext_zero_live %llu\n"
                      "graph_wrcb %llu\ngraph_fin %llu\ngraph_fin_kept %llu\n"
                      "graph_fin_armed %llu\ngraph_fin_unsignalled %llu\ngraph_gc_del %llu\n"
-                     "graph_fin_resurrected %llu\n",
+                     "graph_fin_resurrected %llu\ngraph_subclass_relinks %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
@@ -1797,6 +1899,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      (unsigned long long)G.s_wrcb, (unsigned long long)G.s_fin,
                      (unsigned long long)G.s_fin_kept, (unsigned long long)G.s_fin_armed,
                      (unsigned long long)G.s_fin_unsignalled, (unsigned long long)G.s_gc_del,
-                     (unsigned long long)G.s_fin_resurrected);
+                     (unsigned long long)G.s_fin_resurrected,
+                     (unsigned long long)G.s_subclass_relinks);
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }

@@ -403,7 +403,7 @@ PYEOF
     return 0
   }
   for prog in graph graph_mix exits basic stale_block learn_type_link gc_count finalizers \
-              weakref_callbacks two_bases fin_garbage resurrect gc_del_count wrcb_threads \
+              weakref_callbacks two_bases subclass_lists fin_garbage resurrect gc_del_count wrcb_threads \
               workloads/json_re_cycles \
               workloads/stdlib_mix; do
     arg=; [ $prog = exits ] && arg=normal
