@@ -641,26 +641,6 @@ static void touch(node_t *n)
  * moves to a living one first (relink_subclass_dicts), so that the replay frees D when CPython
  * does: with the last subclass, inside the collection, which pure counting would never do. */
 
-/* Is W (reported by dict D's traversal) an entry of a subclass list: a weak reference to a heap
- * type S one of whose bases has D as its tp_subclasses? */
-static int subclass_entry(PyObject *d, PyObject *w)
-{
-    if (!PyWeakref_CheckRefExact(w))
-        return 0;
-    PyObject *s = PyWeakref_GET_OBJECT(w);
-    if (!s || !PyType_Check(s) || !(((PyTypeObject *)s)->tp_flags & Py_TPFLAGS_HEAPTYPE))
-        return 0;
-    PyObject *bases = ((PyTypeObject *)s)->tp_bases;
-    if (!bases || !PyTuple_CheckExact(bases))
-        return 0;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bases); i++) {
-        PyObject *b = PyTuple_GET_ITEM(bases, i);
-        if (PyType_Check(b) && ((PyTypeObject *)b)->tp_subclasses == d)
-            return 1;
-    }
-    return 0;
-}
-
 /* Is op (a dict) the tp_subclasses of one of type t's bases? */
 static int subclass_dict_of(PyObject *t, PyObject *op)
 {
@@ -675,6 +655,17 @@ static int subclass_dict_of(PyObject *t, PyObject *op)
             return 1;
     }
     return 0;
+}
+
+/* Is W (reported by dict D's traversal) an entry of a subclass list: a weak reference to a heap
+ * type S one of whose bases has D as its tp_subclasses? */
+static int subclass_entry(PyObject *d, PyObject *w)
+{
+    if (!PyWeakref_CheckRefExact(w))
+        return 0;
+    PyObject *s = PyWeakref_GET_OBJECT(w);
+    return s && PyType_Check(s) && (((PyTypeObject *)s)->tp_flags & Py_TPFLAGS_HEAPTYPE) &&
+           subclass_dict_of(s, d);
 }
 
 /* The subclass holding subclass-list dict dn in the graph (below), or NULL. */
