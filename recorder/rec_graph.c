@@ -1392,12 +1392,17 @@ static void predict(void)
         G.dyingn.v[k]->mark &= (uint16_t)~M_DYING;
     G.dying.len = 0;
     G.dyingn.len = 0;
+    /* the young set: G.youngn less what left it (M_YOUNG cleared: subclass-list entries and
+     * dicts of dying classes, untracked for the replay) */
     pvec_t *y = &G.youngn;
     for (uint32_t k = 0; k < y->len; k++) {
         node_t *n = y->v[k];
-        n->scratch = truth_ext(n) + (int64_t)n->in.len;
+        if (n->mark & M_YOUNG)
+            n->scratch = truth_ext(n) + (int64_t)n->in.len;
     }
     for (uint32_t k = 0; k < y->len; k++) {
+        if (!(y->v[k]->mark & M_YOUNG))
+            continue;
         vec_t *o = &y->v[k]->out;
         for (uint32_t j = 0; j < o->len; j++) {
             node_t *t = G.endst[o->v[j]];
@@ -1408,7 +1413,7 @@ static void predict(void)
     G.work.len = 0;
     for (uint32_t k = 0; k < y->len; k++) {
         node_t *n = y->v[k];
-        if (n->scratch > 0) {
+        if ((n->mark & M_YOUNG) && n->scratch > 0) {
             n->mark |= M_SIM;
             ppush(&G.work, n);
         }
@@ -1428,7 +1433,7 @@ static void predict(void)
         n->scratch = 0;
         if (n->mark & M_SIM)
             n->mark &= (uint16_t)~M_SIM;
-        else {
+        else if (n->mark & M_YOUNG) {
             n->mark |= M_DYING;
             vpush(&G.dying, n->id);
             ppush(&G.dyingn, n);
@@ -1669,6 +1674,22 @@ void hr_rec_graph_prepare(int gen)
             flush_refresh();
             continue;
         }
+        /* A dying class's subclass-list entries and dict are not garbage to CPython (the
+         * bases' dicts reach them) but die with the class: out of the young set, so that the
+         * replay frees them by counting with the class instead of counting them as garbage
+         * found, and predict again without them (what only they reach is not found either).
+         * They die in this collection, so no survivor count changes. */
+        int untracked = 0;
+        for (uint32_t k = 0; k < G.dyingn.len; k++) {
+            node_t *n = G.dyingn.v[k];
+            if ((n->mark & M_YOUNG) && entry_of_dying_class(n)) {
+                emit_track(n->id, n, HR_UNTRACK, 0);
+                n->mark &= (uint16_t)~M_YOUNG;
+                untracked = 1;
+            }
+        }
+        if (untracked)
+            continue;
         int changed = 0;
         for (uint32_t k = 0; k < G.dyingn.len; k++) {
             node_t *n = G.dyingn.v[k];
@@ -1691,17 +1712,6 @@ void hr_rec_graph_prepare(int gen)
         if (!changed)
             break;
         flush_refresh();
-    }
-    /* A dying class's subclass-list entries are not garbage to CPython (the bases' dicts reach
-     * them) but die with the class: out of the young set, so that the replay frees them by
-     * counting with the class instead of counting them as garbage found. They die in this
-     * collection, so no survivor count changes. */
-    for (uint32_t k = 0; k < G.dyingn.len; k++) {
-        node_t *n = G.dyingn.v[k];
-        if ((n->mark & M_YOUNG) && entry_of_dying_class(n)) {
-            emit_track(n->id, n, HR_UNTRACK, 0);
-            n->mark &= (uint16_t)~M_YOUNG;
-        }
     }
     /* Rule 4: the garbage and the objects it alone holds are true count 0 outside the heap (no
      * external reference: gc_refs 0, or every reference from the garbage); their pins go, so the
