@@ -1114,9 +1114,9 @@ typedef struct clear_slot {
     PyTypeObject *t; /* NULL once the type died */
     inquiry orig;
 } clear_slot_t;
-static clear_slot_t *cslots; /* the types whose slot holds clear_signal now */
+static clear_slot_t *cslots; /* the types whose slot was lent at the last commit */
 static uint32_t ncslots, cslots_cap;
-static uint32_t nlent; /* the types whose slot was lent until the signal (cslots[0..nlent)) */
+static int lent; /* their slots hold clear_signal now */
 
 static void emit_fin(uint64_t n)
 {
@@ -1127,14 +1127,13 @@ static void emit_fin(uint64_t n)
 
 static void restore_clear_slots(void)
 {
-    nlent = ncslots;
+    lent = 0;
     for (uint32_t i = 0; i < ncslots; i++) {
         clear_slot_t *c = &cslots[i];
         if (!c->t)
             continue;
         c->t->tp_clear = c->orig;
     }
-    ncslots = 0;
 }
 
 /* An object is freed while slots are lent: if it is one of those types, never write it again. */
@@ -1163,7 +1162,7 @@ static inquiry inherited_clear(PyTypeObject *t)
 
 static int clear_signal(PyObject *op)
 {
-    if (ncslots) {
+    if (lent) {
         restore_clear_slots();
         hr_rec_delete_begins(); /* rec_python.c: takes the lock, hr_rec_graph_fin_end */
     }
@@ -1180,8 +1179,9 @@ static void arm_clear_signal(void)
     G.fin_pending = 0;
     /* only a commit before the collection frees anything: from its gc callback or its probe
      * (at start-up the commit may come after the whole collection ran) */
-    if (R.sink.off || ncslots || !hr_rec_collection_underway())
+    if (R.sink.off || lent || !hr_rec_collection_underway())
         return;
+    ncslots = 0;
     uint32_t found = 0;
     int broken = 0; /* out of memory: nothing stays patched, the collection is not armed */
     for (uint32_t k = 0; k < G.flagged.len && !broken; k++) {
@@ -1206,6 +1206,7 @@ static void arm_clear_signal(void)
         }
         cslots[ncslots++] = (clear_slot_t){t, t->tp_clear};
         t->tp_clear = clear_signal;
+        lent = 1;
     }
     if (broken || !found || !ncslots) {
         restore_clear_slots();
@@ -1215,11 +1216,11 @@ static void arm_clear_signal(void)
     G.s_fin_armed++;
 }
 
-/* Was t's tp_clear slot lent until the signal? (A handful of types per collection.) */
+/* Was t's tp_clear slot lent at the commit of the collection in progress? (A handful of types
+ * per collection.) */
 static int slot_was_lent(const PyTypeObject *t)
 {
-    uint32_t m = ncslots ? ncslots : nlent; /* still lent (the collection ends), or until now */
-    for (uint32_t i = 0; i < m; i++)
+    for (uint32_t i = 0; i < ncslots; i++)
         if (cslots[i].t == t)
             return 1;
     return 0;
@@ -1307,7 +1308,7 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         begin_freelist_phase();
     hr_idmap_take(&G.objs, n->obj, NULL, NULL);
     int wrcb = 0; /* a weak reference freed after its callback ran (above) */
-    if (HR_UNLIKELY(ncslots))
+    if (HR_UNLIKELY(lent))
         clear_slot_gone(n->obj);
     if (G.in_collection && (n->mark & M_FLAGGED)) {
         G.s_gc_deaths++;
