@@ -1127,6 +1127,8 @@ static void emit_fin(uint64_t n)
 
 static void restore_clear_slots(void)
 {
+    if (!lent) /* put back already: types may have died since (clear_slot_gone stopped) */
+        return;
     lent = 0;
     for (uint32_t i = 0; i < ncslots; i++) {
         clear_slot_t *c = &cslots[i];
