@@ -10,11 +10,13 @@
 #
 # Usage: benchmarks/record_paired.py [-n ITER] [-r ROUNDS] NAME=BUILD_DIR[:MODE[:EXTRA]] ...
 #   e.g.  record_paired.py -n 15 before=/tmp/base:alloc after=build:alloc after-graph=build:graph
-# MODE is alloc (default), graph or native; EXTRA is passed to `record` (e.g. --embedded), except
+# MODE is alloc (default), graph, native or hookfloor; EXTRA is passed to `record` (e.g. --embedded), except
 # its VAR=VALUE words, which go into the recording's environment (e.g. HEAPREPLAY_GENERIC_HOOKS=1).
 # native runs `record --native -- python3.11 WORKLOAD` under PYTHONMALLOC=malloc (so that the
 # interpreter's allocations reach malloc) and is divided by a plain run under PYTHONMALLOC=malloc
-# of the same iteration.
+# of the same iteration. hookfloor runs the plain program with benchmarks/hook_floor.c preloaded,
+# EXTRA naming how much of a recorder's work its hooks do (forward, observe, map, encode): the
+# floor under allocation mode, e.g. fwd=build:hookfloor:forward map=build:hookfloor:map.
 import argparse
 import os
 import statistics
@@ -64,7 +66,15 @@ def main():
         extra = [w for w in words if not ("=" in w and not w.startswith("-"))]
         out = os.path.join(tmp, name + ".hrt")
         hr = os.path.join(build, "cli", "heapreplay")
-        if mode == "native":
+        if mode == "hookfloor":
+            # hooks that do only part of a recorder's work (benchmarks/hook_floor.c): EXTRA is
+            # its level (forward, observe, map, encode), nothing is recorded
+            lib = os.path.abspath(os.path.join(build, "benchmarks", "libhr_hookfloor.so"))
+            if not os.path.exists(lib):
+                sys.exit(f"record_paired: {lib} not built (needs libpython3.11-dev)")
+            env.update(LD_PRELOAD=lib, HR_HOOK_FLOOR=(extra or ["forward"])[0])
+            cmds.append((name, plain, env))
+        elif mode == "native":
             env["PYTHONMALLOC"] = "malloc"
             cmds.append((name, nice + [hr, "record", "--native", *extra, "-o", out, "--", PY,
                                        WORKLOAD, str(a.r)], env))

@@ -1,0 +1,172 @@
+/* hook_floor.c: libhr_hookfloor.so, a benchmark (not a test): what the least a PEP 445 recorder
+ * must do per allocator call costs, inside the same interpreter `heapreplay record` preloads into.
+ *
+ * The allocation-mode recorder (recorder/rec_python.c) sits on CPython's PEP 445 hooks and, per
+ * call, observes the gc state, names the block by id (the address map), and writes an event.
+ * Its cost against a plain run is a ratio of its per-call work to the program's; to tell which
+ * ratio any recorder of that design could reach on this machine, this module installs hooks that
+ * do only a growing prefix of that work, chosen by HR_HOOK_FLOOR (benchmarks/record_paired.py,
+ * MODE hookfloor, runs them next to the plain program and the real recorder):
+ *
+ *   forward   each hook calls the allocator it replaced, nothing else (the price of the hook)
+ *   observe   forward, plus the OBJ hooks read generation 0's count before and after the call
+ *             (what the recorder needs to tell GC-capable allocations) into a global
+ *   map       observe, plus the recorder's own address map (rec_idmap.h, direct layout): a new
+ *             id stored at each MEM/OBJ allocation, taken out at each free and realloc
+ *   encode    map, plus one event per call encoded as the trace format's fast writer would size it
+ *             (an opcode byte and a varint) into a 1 MiB buffer that wraps: no compression, no file
+ *
+ * RAW calls only forward in every mode (they are rare: 565 of 442 K calls in the benchmark's
+ * workload at 50 rounds, and may come without the GIL, which the map would need a lock for).
+ * The module installs its hooks from a constructor, before the interpreter's pre-initialisation,
+ * as the recorder does; PYTHONMALLOC must be unset. Not part of heapreplay: nothing here is
+ * written anywhere, and the ids mean nothing.
+ */
+#define PY_SSIZE_T_CLEAN
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1 /* generation 0's count lives in the internal interpreter state */
+#endif
+#include <Python.h>
+#include "internal/pycore_interp.h"
+#include "internal/pycore_runtime.h"
+
+#include "hr_common.h"
+#include "rec_idmap.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* Preloaded into every process of the command line (nice, the interpreter): data symbols only the
+ * interpreter defines must not fail the others' loading (functions bind lazily). */
+#pragma weak _PyRuntime
+#include <stdlib.h>
+#include <string.h>
+
+enum { F_FORWARD = 0, F_OBSERVE = 1, F_MAP = 2, F_ENCODE = 3 };
+
+static int level;                     /* F_*: what the MEM and OBJ hooks do beyond forwarding */
+static PyMemAllocatorEx orig[3];      /* the allocators replaced, by domain */
+static hr_idmap_t map;                /* address -> id (F_MAP and above) */
+static uint64_t next_id;
+static volatile int seen_count;       /* the last generation-0 count read (F_OBSERVE) */
+#define BUF_BYTES ((size_t)1 << 20)
+static uint8_t buf[BUF_BYTES + 32];   /* encoded events, wrapping (F_ENCODE) */
+static size_t buf_at;
+static int verbose;                   /* HR_HOOK_FLOOR_VERBOSE: say at exit how many ids were named */
+
+static inline int gen0(void)
+{
+    PyInterpreterState *in = _PyRuntime.interpreters.main;
+    return in ? in->gc.generations[0].count : 0;
+}
+
+static inline void encode(unsigned op, uint64_t v)
+{
+    uint8_t *p = buf + buf_at;
+    *p = (uint8_t)op;
+    size_t n = 1 + hr_varint_put(p + 1, v);
+    buf_at = buf_at + n < BUF_BYTES ? buf_at + n : 0;
+}
+
+static inline void note_alloc(void *p, size_t size)
+{
+    if (!p || level < F_MAP)
+        return;
+    uint64_t id = next_id++;
+    hr_idmap_add_fast(&map, (uintptr_t)p, id, 0);
+    if (level >= F_ENCODE)
+        encode(0x10, size);
+}
+
+static inline void note_free(void *p)
+{
+    uint64_t id;
+    unsigned fl;
+    if (!p || level < F_MAP || !hr_idmap_take(&map, (uintptr_t)p, &id, &fl))
+        return;
+    if (level >= F_ENCODE)
+        encode(0x20, next_id - 1 - id); /* ids relative to the newest, as the format writes them */
+}
+
+#define HOOKS(name, d, observe_)                                                                 \
+    static void *name##_malloc(void *ctx, size_t n)                                              \
+    {                                                                                            \
+        (void)ctx;                                                                               \
+        if (observe_ && level >= F_OBSERVE)                                                      \
+            seen_count = gen0();                                                                 \
+        void *p = orig[d].malloc(orig[d].ctx, n);                                                \
+        if (observe_ && level >= F_OBSERVE)                                                      \
+            seen_count = gen0();                                                                 \
+        if (d != PYMEM_DOMAIN_RAW)                                                               \
+            note_alloc(p, n);                                                                    \
+        return p;                                                                                \
+    }                                                                                            \
+    static void *name##_calloc(void *ctx, size_t ne, size_t es)                                  \
+    {                                                                                            \
+        (void)ctx;                                                                               \
+        if (observe_ && level >= F_OBSERVE)                                                      \
+            seen_count = gen0();                                                                 \
+        void *p = orig[d].calloc(orig[d].ctx, ne, es);                                           \
+        if (observe_ && level >= F_OBSERVE)                                                      \
+            seen_count = gen0();                                                                 \
+        if (d != PYMEM_DOMAIN_RAW)                                                               \
+            note_alloc(p, ne * es);                                                              \
+        return p;                                                                                \
+    }                                                                                            \
+    static void *name##_realloc(void *ctx, void *p, size_t n)                                    \
+    {                                                                                            \
+        (void)ctx;                                                                               \
+        if (d != PYMEM_DOMAIN_RAW)                                                               \
+            note_free(p);                                                                        \
+        void *q = orig[d].realloc(orig[d].ctx, p, n);                                            \
+        if (d != PYMEM_DOMAIN_RAW)                                                               \
+            note_alloc(q, n);                                                                    \
+        return q;                                                                                \
+    }                                                                                            \
+    static void name##_free(void *ctx, void *p)                                                  \
+    {                                                                                            \
+        (void)ctx;                                                                               \
+        if (observe_ && level >= F_OBSERVE)                                                      \
+            seen_count = gen0();                                                                 \
+        if (d != PYMEM_DOMAIN_RAW)                                                               \
+            note_free(p);                                                                        \
+        orig[d].free(orig[d].ctx, p);                                                            \
+    }
+HOOKS(raw, PYMEM_DOMAIN_RAW, 0)
+HOOKS(mem, PYMEM_DOMAIN_MEM, 0)
+HOOKS(obj, PYMEM_DOMAIN_OBJ, 1)
+#undef HOOKS
+
+__attribute__((constructor)) static void hook_floor_start(void)
+{
+    const char *mode = getenv("HR_HOOK_FLOOR");
+    if (!mode || !&_PyRuntime)
+        return;
+    static const char *names[] = {"forward", "observe", "map", "encode"};
+    level = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(mode, names[i]) == 0)
+            level = i;
+    verbose = getenv("HR_HOOK_FLOOR_VERBOSE") != NULL;
+    unsetenv("HR_HOOK_FLOOR");
+    unsetenv("HR_HOOK_FLOOR_VERBOSE");
+    unsetenv("LD_PRELOAD"); /* children run plain */
+    if (level < 0 || (level >= F_MAP && hr_idmap_init_direct(&map) != 0))
+        abort();
+    PyMemAllocatorEx h[3] = {
+        {NULL, raw_malloc, raw_calloc, raw_realloc, raw_free},
+        {NULL, mem_malloc, mem_calloc, mem_realloc, mem_free},
+        {NULL, obj_malloc, obj_calloc, obj_realloc, obj_free},
+    };
+    for (int d = 0; d < 3; d++) {
+        PyMem_GetAllocator((PyMemAllocatorDomain)d, &orig[d]);
+        PyMem_SetAllocator((PyMemAllocatorDomain)d, &h[d]);
+    }
+}
+
+__attribute__((destructor)) static void hook_floor_end(void)
+{
+    if (verbose) /* a benchmark's own module may print: it is not library code */
+        fprintf(stderr, "hook_floor: level %d, %llu ids named, %zu live, last count %d\n", level,
+                (unsigned long long)next_id, map.count, seen_count);
+}
