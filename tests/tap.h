@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int tap_n, tap_failed;
 
@@ -57,7 +58,38 @@ static inline const char *tap_path(const char *dir, const char *name)
     return buf[k];
 }
 
-#define TAP_DIAG(...) (printf("# "), printf(__VA_ARGS__), printf("\n"))
+/* A diagnostic: every line of the message gets its "# " (a multi-line message, such as an
+ * allocator's statistics text, must not leave lines a TAP parser reads as unknown output). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static inline void tap_diag(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *msg = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!msg) {
+        printf("# (diagnostic lost: out of memory)\n");
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    for (char *line = msg, *nl;; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        if (nl || *line) /* a trailing newline ends the message, not an empty line */
+            printf("# %s\n", line);
+        if (!nl)
+            break;
+    }
+    free(msg);
+    fflush(stdout);
+}
+#define TAP_DIAG(...) tap_diag(__VA_ARGS__)
 
 /* Print the plan and return the process exit status. */
 static inline int tap_done(void)
