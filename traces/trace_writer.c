@@ -28,6 +28,28 @@
 
 static void *worker_main(void *arg);
 
+/* Before an async writer's threads start, the opening thread allocates everything they would
+ * allocate on their first frame: the second payload buffer (the one a frame is swapped into, which
+ * the thread that cuts the next frame would reserve), the output buffer, and the compressor's
+ * workspace (by compressing one full frame of zeros; frames are at most frame_target plus one
+ * event). The worker and a recorder's flusher then do not allocate at all in a normal run, and
+ * above all do not create glibc malloc arenas of their own (a 64 MiB reservation each) at a
+ * moment the scheduler decides: in a recorded program those mappings moved CPython's later arenas,
+ * so two recordings of the same program under `setarch -R` could differ wherever the program's
+ * behaviour follows its addresses (the record test's fast-vs-general hooks check failed under
+ * load, on the order of frees in interpreter finalisation). */
+static int warm_up(hr_trace_writer_t *w, hr_err_t *err)
+{
+    size_t n = w->frame_target + 4096;
+    if (hr_buf_reserve(&w->job, n) || hr_buf_reserve(&w->zout, ZSTD_compressBound(n)))
+        return hr_err_set(err, HR_ENOMEM, "out of memory");
+    memset(w->payload.data, 0, n);
+    size_t z = ZSTD_compress2(w->cctx, w->zout.data, w->zout.cap, w->payload.data, n);
+    if (ZSTD_isError(z))
+        return hr_err_set(err, HR_EINTERNAL, "%s: zstd: %s", w->path, ZSTD_getErrorName(z));
+    return HR_OK;
+}
+
 /* Recompute fast_lim (hr_trace_wfast.h) after the frame opened or closed or the payload buffer
  * changed. */
 static inline void wfast_refresh(hr_trace_writer_t *w)
@@ -156,6 +178,8 @@ int hr_trace_writer_open(hr_trace_writer_t **out, const char *path, const hr_tra
         rc = hr_err_set(err, HR_ENOMEM, "out of memory");
         goto fail;
     }
+    if (o.async && (rc = warm_up(w, err)) != HR_OK)
+        goto fail;
     if (o.async) {
         pthread_mutex_init(&w->mu, NULL);
         pthread_cond_init(&w->cv, NULL);

@@ -291,19 +291,19 @@ PYEOF
     # The MEM/OBJ hooks' fast paths against the general hooks they shortcut
     # (HEAPREPLAY_GENERIC_HOOKS=1): without address randomisation and with fixed str hashes a
     # program allocates alike in both runs, so the traces must be identical, event for event,
-    # self-check counters included -- except where mmap's addresses show: arena events, the
-    # pymalloc statistics and the recorder's arena counters. Where the kernel puts an arena
-    # depends on what else was mapped before it, including the recorder's own worker thread's
-    # buffers, mapped when the scheduler lets it run (on a loaded machine CPython then loses a
-    # different number of pools to arena alignment and maps one arena more or less).
+    # arena addresses, pymalloc statistics and self-check counters included. That needs the
+    # recorder's threads to map nothing at moments the scheduler picks: until 2026-11-23 the
+    # trace writer's worker made its malloc arena and zstd workspace at its first frame, which
+    # moved CPython's later arenas on a loaded machine and, through addresses, the order of frees
+    # in interpreter finalisation (this check failed 1 run in 8 under load, arenas masked); the
+    # writer now allocates all of it when it opens (trace_writer.c, warm_up).
     if setarch -R true 2>/dev/null; then
       for pm in "gc_count alloc" "graph_mix graph" "workloads/json_re_cycles alloc"; do
         read -r hprog hmode <<<"$pm"
         for gh in 0 1; do
           HEAPREPLAY_GENERIC_HOOKS=$gh PYTHONHASHSEED=0 setarch -R "$HR" record --mode $hmode \
             -o "$T/hooks$gh.hrt" -- "$D/$hprog.py" >/dev/null 2>&1
-          "$HR" dump "$T/hooks$gh.hrt" | grep -v -e '^meta date' -e '^arena ' -e '^stats pymalloc' |
-            sed -E 's/\\narenas_(mapped|unmapped) [0-9]+//g' >"$T/hooks$gh.txt"
+          "$HR" dump "$T/hooks$gh.hrt" | grep -v -e '^meta date' >"$T/hooks$gh.txt"
         done
         check "fast hooks = general hooks: $hprog.py ($hmode mode) writes the same trace" \
           bash -c "[ -s '$T/hooks0.txt' ] && diff -q '$T/hooks0.txt' '$T/hooks1.txt' && wc -l <'$T/hooks0.txt'"
