@@ -31,8 +31,12 @@ static void *worker_main(void *arg);
 /* Before an async writer's threads start, the opening thread allocates everything they would
  * allocate on their first frame: the second payload buffer (the one a frame is swapped into, which
  * the thread that cuts the next frame would reserve), the output buffer, and the compressor's
- * workspace (by compressing one full frame of zeros; frames are at most frame_target plus one
- * event). The worker and a recorder's flusher then do not allocate at all in a normal run, and
+ * workspace (by compressing one full frame of zeros). The output buffer takes any payload the
+ * buffer holds without growing (frame_target + 4096 rounded up to a power of two: a frame is cut
+ * after the event that reaches frame_target, and even the allocator statistics text is far
+ * smaller than the rest), and zstd sizes its window by the frame, so the workspace of a full
+ * frame serves every frame up to twice that. The worker and a recorder's flusher then do not
+ * allocate at all in a normal run, and
  * above all do not create glibc malloc arenas of their own (a 64 MiB reservation each) at a
  * moment the scheduler decides: in a recorded program those mappings moved CPython's later arenas,
  * so two recordings of the same program under `setarch -R` could differ wherever the program's
@@ -41,7 +45,7 @@ static void *worker_main(void *arg);
 static int warm_up(hr_trace_writer_t *w, hr_err_t *err)
 {
     size_t n = w->frame_target + 4096;
-    if (hr_buf_reserve(&w->job, n) || hr_buf_reserve(&w->zout, ZSTD_compressBound(n)))
+    if (hr_buf_reserve(&w->job, n) || hr_buf_reserve(&w->zout, ZSTD_compressBound(w->payload.cap)))
         return hr_err_set(err, HR_ENOMEM, "out of memory");
     memset(w->payload.data, 0, n);
     size_t z = ZSTD_compress2(w->cctx, w->zout.data, w->zout.cap, w->payload.data, n);
