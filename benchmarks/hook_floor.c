@@ -15,6 +15,12 @@
  *             id stored at each MEM/OBJ allocation, taken out at each free and realloc
  *   encode    map, plus one event per call encoded as the trace format's fast writer would size it
  *             (an opcode byte and a varint) into a 1 MiB buffer that wraps: no compression, no file
+ *   traverse  encode, plus the least of graph mode's reconciliation: before an OBJ allocation that
+ *             would start a collection if it is a GC one (generation 0's count at its threshold),
+ *             every object of the generations it would collect is traversed with tp_traverse,
+ *             its refcount read and each GC referent looked up in the address map (what the
+ *             recorder does to compare the heap with its shadow; the shadow itself, the events
+ *             of changed edges and the deaths by counting are not done)
  *
  * RAW calls only forward in every mode (they are rare: 565 of 442 K calls in the benchmark's
  * workload at 50 rounds, and may come without the GIL, which the map would need a lock for).
@@ -29,6 +35,7 @@
 #include <Python.h>
 #include "internal/pycore_interp.h"
 #include "internal/pycore_runtime.h"
+#include "internal/pycore_gc.h"
 
 #include "hr_common.h"
 #include "rec_idmap.h"
@@ -42,7 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { F_FORWARD = 0, F_OBSERVE = 1, F_MAP = 2, F_ENCODE = 3 };
+enum { F_FORWARD = 0, F_OBSERVE = 1, F_MAP = 2, F_ENCODE = 3, F_TRAVERSE = 4 };
 
 static int level;                     /* F_*: what the MEM and OBJ hooks do beyond forwarding */
 static PyMemAllocatorEx orig[3];      /* the allocators replaced, by domain */
@@ -88,12 +95,58 @@ static inline void note_free(void *p)
         encode(0x20, next_id - 1 - id); /* ids relative to the newest, as the format writes them */
 }
 
+#define GEN_HEAD(g, i) (&(g)->generations[i].head)
+
+static uint64_t visited, found; /* F_TRAVERSE: referents visited, found in the map */
+
+static int visit(PyObject *o, void *arg)
+{
+    (void)arg;
+    visited++;
+    if (o && PyObject_IS_GC(o)) {
+        size_t pre = sizeof(PyGC_Head) +
+                     (PyType_HasFeature(Py_TYPE(o), Py_TPFLAGS_MANAGED_DICT) ? 2 * sizeof(void *) : 0);
+        found += hr_idmap_get(&map, (uintptr_t)o - pre, NULL, NULL);
+    }
+    return 0;
+}
+
+/* Traverse the generations a collection started by the next GC allocation would collect. */
+static void traverse_young(void)
+{
+    PyInterpreterState *in = _PyRuntime.interpreters.main;
+    if (!in)
+        return;
+    struct _gc_runtime_state *g = &in->gc;
+    if (g->collecting || !g->enabled || !g->generations[0].threshold ||
+        g->generations[0].count + 1 <= g->generations[0].threshold)
+        return;
+    int upto = 0; /* CPython's choice (collect_generations): the oldest generation over its
+                   * threshold, the oldest one only when long-lived pending objects exceed 25 % */
+    for (int i = NUM_GENERATIONS - 1; i >= 1 && !upto; i--)
+        if (g->generations[i].count > g->generations[i].threshold &&
+            (i < NUM_GENERATIONS - 1 || g->long_lived_pending >= g->long_lived_total / 4))
+            upto = i;
+    for (int i = 0; i <= upto; i++) {
+        PyGC_Head *head = GEN_HEAD(g, i);
+        for (PyGC_Head *h = _PyGCHead_NEXT(head); h != head; h = _PyGCHead_NEXT(h)) {
+            PyObject *op = (PyObject *)(h + 1);
+            traverseproc t = Py_TYPE(op)->tp_traverse;
+            encode(0x40, (uint64_t)Py_REFCNT(op)); /* its count, as a reconciliation reads it */
+            if (t)
+                t(op, visit, NULL);
+        }
+    }
+}
+
 #define HOOKS(name, d, observe_)                                                                 \
     static void *name##_malloc(void *ctx, size_t n)                                              \
     {                                                                                            \
         (void)ctx;                                                                               \
         if (observe_ && level >= F_OBSERVE)                                                      \
             seen_count = gen0();                                                                 \
+        if (observe_ && level >= F_TRAVERSE)                                                     \
+            traverse_young();                                                                    \
         void *p = orig[d].malloc(orig[d].ctx, n);                                                \
         if (observe_ && level >= F_OBSERVE)                                                      \
             seen_count = gen0();                                                                 \
@@ -106,6 +159,8 @@ static inline void note_free(void *p)
         (void)ctx;                                                                               \
         if (observe_ && level >= F_OBSERVE)                                                      \
             seen_count = gen0();                                                                 \
+        if (observe_ && level >= F_TRAVERSE)                                                     \
+            traverse_young();                                                                    \
         void *p = orig[d].calloc(orig[d].ctx, ne, es);                                           \
         if (observe_ && level >= F_OBSERVE)                                                      \
             seen_count = gen0();                                                                 \
@@ -142,9 +197,9 @@ __attribute__((constructor)) static void hook_floor_start(void)
     const char *mode = getenv("HR_HOOK_FLOOR");
     if (!mode || !&_PyRuntime)
         return;
-    static const char *names[] = {"forward", "observe", "map", "encode"};
+    static const char *names[] = {"forward", "observe", "map", "encode", "traverse"};
     level = -1;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (strcmp(mode, names[i]) == 0)
             level = i;
     verbose = getenv("HR_HOOK_FLOOR_VERBOSE") != NULL;
@@ -167,6 +222,7 @@ __attribute__((constructor)) static void hook_floor_start(void)
 __attribute__((destructor)) static void hook_floor_end(void)
 {
     if (verbose) /* a benchmark's own module may print: it is not library code */
-        fprintf(stderr, "hook_floor: level %d, %llu ids named, %zu live, last count %d\n", level,
-                (unsigned long long)next_id, map.count, seen_count);
+        fprintf(stderr, "hook_floor: level %d, %llu ids named, %zu live, last count %d, %llu "
+                "referents visited, %llu of them in the map\n", level, (unsigned long long)next_id,
+                map.count, seen_count, (unsigned long long)visited, (unsigned long long)found);
 }

@@ -15,8 +15,8 @@
 # native runs `record --native -- python3.11 WORKLOAD` under PYTHONMALLOC=malloc (so that the
 # interpreter's allocations reach malloc) and is divided by a plain run under PYTHONMALLOC=malloc
 # of the same iteration. hookfloor runs the plain program with benchmarks/hook_floor.c preloaded,
-# EXTRA naming how much of a recorder's work its hooks do (forward, observe, map, encode): the
-# floor under allocation mode, e.g. fwd=build:hookfloor:forward map=build:hookfloor:map.
+# EXTRA naming how much of a recorder's work its hooks do (forward, observe, map, encode, traverse): the
+# floors under allocation and graph mode, e.g. fwd=build:hookfloor:forward map=build:hookfloor:map.
 import argparse
 import os
 import statistics
@@ -68,7 +68,7 @@ def main():
         hr = os.path.join(build, "cli", "heapreplay")
         if mode == "hookfloor":
             # hooks that do only part of a recorder's work (benchmarks/hook_floor.c): EXTRA is
-            # its level (forward, observe, map, encode), nothing is recorded
+            # its level (forward, observe, map, encode, traverse), nothing is recorded
             lib = os.path.abspath(os.path.join(build, "benchmarks", "libhr_hookfloor.so"))
             if not os.path.exists(lib):
                 sys.exit(f"record_paired: {lib} not built (needs libpython3.11-dev)")
