@@ -15,8 +15,9 @@
 # native runs `record --native -- python3.11 WORKLOAD` under PYTHONMALLOC=malloc (so that the
 # interpreter's allocations reach malloc) and is divided by a plain run under PYTHONMALLOC=malloc
 # of the same iteration. hookfloor runs the plain program with benchmarks/hook_floor.c preloaded,
-# EXTRA naming how much of a recorder's work its hooks do (forward, observe, map, encode, traverse): the
-# floors under allocation and graph mode, e.g. fwd=build:hookfloor:forward map=build:hookfloor:map.
+# EXTRA naming how much of a recorder's work its hooks do (forward, observe, map, encode,
+# traverse): the floors under allocation and graph mode, e.g. fwd=build:hookfloor:forward
+# trav=build:hookfloor:traverse.
 import argparse
 import os
 import statistics
