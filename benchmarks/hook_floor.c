@@ -139,34 +139,37 @@ static void traverse_young(void)
     }
 }
 
+/* The level's work before an allocator call (`observed`: an OBJ hook), and after it (block p of
+ * domain d, size bytes, or NULL). */
+static inline void before_alloc(int observed)
+{
+    if (observed && level >= F_OBSERVE)
+        seen_count = gen0();
+    if (observed && level >= F_TRAVERSE)
+        traverse_young();
+}
+
+static inline void *after_alloc(int d, int observed, void *p, size_t size)
+{
+    if (observed && level >= F_OBSERVE)
+        seen_count = gen0();
+    if (d != PYMEM_DOMAIN_RAW)
+        note_alloc(p, size);
+    return p;
+}
+
 #define HOOKS(name, d, observe_)                                                                 \
     static void *name##_malloc(void *ctx, size_t n)                                              \
     {                                                                                            \
         (void)ctx;                                                                               \
-        if (observe_ && level >= F_OBSERVE)                                                      \
-            seen_count = gen0();                                                                 \
-        if (observe_ && level >= F_TRAVERSE)                                                     \
-            traverse_young();                                                                    \
-        void *p = orig[d].malloc(orig[d].ctx, n);                                                \
-        if (observe_ && level >= F_OBSERVE)                                                      \
-            seen_count = gen0();                                                                 \
-        if (d != PYMEM_DOMAIN_RAW)                                                               \
-            note_alloc(p, n);                                                                    \
-        return p;                                                                                \
+        before_alloc(observe_);                                                                  \
+        return after_alloc(d, observe_, orig[d].malloc(orig[d].ctx, n), n);                      \
     }                                                                                            \
     static void *name##_calloc(void *ctx, size_t ne, size_t es)                                  \
     {                                                                                            \
         (void)ctx;                                                                               \
-        if (observe_ && level >= F_OBSERVE)                                                      \
-            seen_count = gen0();                                                                 \
-        if (observe_ && level >= F_TRAVERSE)                                                     \
-            traverse_young();                                                                    \
-        void *p = orig[d].calloc(orig[d].ctx, ne, es);                                           \
-        if (observe_ && level >= F_OBSERVE)                                                      \
-            seen_count = gen0();                                                                 \
-        if (d != PYMEM_DOMAIN_RAW)                                                               \
-            note_alloc(p, ne * es);                                                              \
-        return p;                                                                                \
+        before_alloc(observe_);                                                                  \
+        return after_alloc(d, observe_, orig[d].calloc(orig[d].ctx, ne, es), ne * es);           \
     }                                                                                            \
     static void *name##_realloc(void *ctx, void *p, size_t n)                                    \
     {                                                                                            \
