@@ -89,6 +89,7 @@
 #define NIL UINT32_MAX
 #define PERM 3  /* the mirror's permanent generation (gc.freeze) */
 #define NOGEN 4 /* on no list */
+#define GC_DEBUG_SAVEALL (1 << 5) /* gc.DEBUG_SAVEALL (defined in gcmodule.c, in no header) */
 #define F_REVIVED 0x40 /* address-map flag: a GC block whose ALLOC has no `gc` flag (revive) */
 
 typedef struct vec {
@@ -641,6 +642,13 @@ static void touch(node_t *n)
  * moves to a living one first (relink_subclass_dicts), so that the replay frees D when CPython
  * does: with the last subclass, inside the collection, which pure counting would never do. */
 
+/* The record of the object at op in the shadow, or NULL. */
+static node_t *obj_node(const void *op)
+{
+    uint64_t v;
+    return op && hr_idmap_get(&G.objs, (uintptr_t)op, &v, NULL) ? (node_t *)(uintptr_t)v : NULL;
+}
+
 /* Is op (a dict) the tp_subclasses of one of type t's bases? */
 static int subclass_dict_of(PyObject *t, PyObject *op)
 {
@@ -683,10 +691,9 @@ static node_t *subclass_dict_holder(const node_t *dn)
 
 static int visit(PyObject *op, void *arg)
 {
-    uint64_t v;
-    if (op && hr_idmap_get(&G.objs, (uintptr_t)op, &v, NULL) &&
-        !(arg && PyDict_CheckExact((PyObject *)arg) && subclass_entry(arg, op)))
-        vpush(&G.scratch_ids, ((node_t *)(uintptr_t)v)->id);
+    node_t *n = obj_node(op);
+    if (n && !(arg && PyDict_CheckExact((PyObject *)arg) && subclass_entry(arg, op)))
+        vpush(&G.scratch_ids, n->id);
     return 0;
 }
 
@@ -734,12 +741,8 @@ static int relink_subclass_dicts(void)
             if (!PyWeakref_CheckRefExact(w))
                 continue;
             PyObject *t = PyWeakref_GET_OBJECT(w);
-            uint64_t v;
-            if ((uintptr_t)t == h->obj || !PyType_Check(t) ||
-                !hr_idmap_get(&G.objs, (uintptr_t)t, &v, NULL))
-                continue;
-            node_t *tn = (node_t *)(uintptr_t)v;
-            if (!tn->lost && !(tn->mark & M_DYING) && subclass_dict_of(t, d))
+            node_t *tn = (uintptr_t)t != h->obj && PyType_Check(t) ? obj_node(t) : NULL;
+            if (tn && !tn->lost && !(tn->mark & M_DYING) && subclass_dict_of(t, d))
                 to = tn;
         }
         if (!to)
@@ -779,9 +782,9 @@ static void visit_subclass_entries(PyTypeObject *s)
                 break;
             }
         /* the dict itself, if it has no holder yet or s is it */
-        uint64_t v;
-        if (hr_idmap_get(&G.objs, (uintptr_t)d, &v, NULL)) {
-            node_t *h = subclass_dict_holder((node_t *)(uintptr_t)v);
+        node_t *dn = obj_node(d);
+        if (dn) {
+            node_t *h = subclass_dict_holder(dn);
             if (!h || h->obj == (uintptr_t)s)
                 visit(d, NULL);
         }
@@ -1240,10 +1243,10 @@ static uint64_t uncounted_alive(uint64_t *alive, uint64_t *resurrected)
 {
     uint64_t u = 0;
     *alive = *resurrected = 0;
-    /* gc.DEBUG_SAVEALL (gcmodule.c: 1 << 5): delete_garbage appends every object to gc.garbage
-     * and moves it on, bit cleared, without calling tp_clear: the bit tells nothing then */
+    /* gc.DEBUG_SAVEALL: delete_garbage appends every object to gc.garbage and moves it on, bit
+     * cleared, without calling tp_clear: the bit tells nothing then */
     PyInterpreterState *in = _PyRuntime.interpreters.main;
-    int saveall = !in || (in->gc.debug & (1 << 5));
+    int saveall = !in || (in->gc.debug & GC_DEBUG_SAVEALL);
     for (uint32_t k = 0; k < G.flagged.len; k++) {
         node_t *n = G.flaggedn.v[k];
         if (n->id != G.flagged.v[k] || !n->obj || (n->mark & (M_FLAGGED | M_FOUND)) !=
@@ -1385,6 +1388,20 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
 
 /* {==== collections ==== */
 
+/* Take out of the young set what left it (M_YOUNG cleared, or freed). */
+static void young_compact(void)
+{
+    uint32_t keep = 0;
+    for (uint32_t k = 0; k < G.youngn.len; k++) {
+        node_t *n = G.youngn.v[k];
+        if (n->id == G.young.v[k] && (n->mark & M_YOUNG)) {
+            G.young.v[keep] = G.young.v[k];
+            G.youngn.v[keep++] = n;
+        }
+    }
+    G.young.len = G.youngn.len = keep;
+}
+
 /* The replay's garbage among the young set (G.young, marked M_YOUNG): gc_refs = count minus
  * in-edges from young objects; those with gc_refs > 0 and everything young they reach survive.
  * Then the objects the replay frees by counting once that garbage's links go. Result in G.dying
@@ -1395,17 +1412,12 @@ static void predict(void)
         G.dyingn.v[k]->mark &= (uint16_t)~M_DYING;
     G.dying.len = 0;
     G.dyingn.len = 0;
-    /* the young set: G.youngn less what left it (M_YOUNG cleared: subclass-list entries and
-     * dicts of dying classes, untracked for the replay) */
     pvec_t *y = &G.youngn;
     for (uint32_t k = 0; k < y->len; k++) {
         node_t *n = y->v[k];
-        if (n->mark & M_YOUNG)
-            n->scratch = truth_ext(n) + (int64_t)n->in.len;
+        n->scratch = truth_ext(n) + (int64_t)n->in.len;
     }
     for (uint32_t k = 0; k < y->len; k++) {
-        if (!(y->v[k]->mark & M_YOUNG))
-            continue;
         vec_t *o = &y->v[k]->out;
         for (uint32_t j = 0; j < o->len; j++) {
             node_t *t = G.endst[o->v[j]];
@@ -1416,7 +1428,7 @@ static void predict(void)
     G.work.len = 0;
     for (uint32_t k = 0; k < y->len; k++) {
         node_t *n = y->v[k];
-        if ((n->mark & M_YOUNG) && n->scratch > 0) {
+        if (n->scratch > 0) {
             n->mark |= M_SIM;
             ppush(&G.work, n);
         }
@@ -1436,7 +1448,7 @@ static void predict(void)
         n->scratch = 0;
         if (n->mark & M_SIM)
             n->mark &= (uint16_t)~M_SIM;
-        else if (n->mark & M_YOUNG) {
+        else {
             n->mark |= M_DYING;
             vpush(&G.dying, n->id);
             ppush(&G.dyingn, n);
@@ -1574,11 +1586,8 @@ static void sync_generations(struct _gc_runtime_state *g, int gen)
         PyGC_Head *head = &g->generations[i].head;
         for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
              h = (PyGC_Head *)h->_gc_next) {
-            uint64_t v;
-            node_t *n;
-            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &v, NULL))
-                n = (node_t *)(uintptr_t)v;
-            else if (!revive((PyObject *)(h + 1), &n)) {
+            node_t *n = obj_node(h + 1);
+            if (!n && !revive((PyObject *)(h + 1), &n)) {
                 G.s_unknown_listed++;
                 continue;
             }
@@ -1613,10 +1622,8 @@ static void sync_generations(struct _gc_runtime_state *g, int gen)
         PyGC_Head *head = &g->generations[i].head;
         for (PyGC_Head *h = (PyGC_Head *)head->_gc_next; h != head;
              h = (PyGC_Head *)h->_gc_next) {
-            uint64_t v;
-            node_t *n;
-            if (hr_idmap_get(&G.objs, (uintptr_t)(h + 1), &v, NULL) &&
-                ((n = (node_t *)(uintptr_t)v)->mark & M_SIM)) {
+            node_t *n = obj_node(h + 1);
+            if (n && (n->mark & M_SIM)) {
                 n->mark &= (uint16_t)~M_SIM;
                 emit_track(n->id, n, HR_TRACK, i);
                 G.s_older++;
@@ -1691,8 +1698,10 @@ void hr_rec_graph_prepare(int gen)
                 untracked = 1;
             }
         }
-        if (untracked)
+        if (untracked) {
+            young_compact();
             continue;
+        }
         int changed = 0;
         for (uint32_t k = 0; k < G.dyingn.len; k++) {
             node_t *n = G.dyingn.v[k];
