@@ -3,7 +3,8 @@
  * Theory of operation. No 3.11 hook sees an incref or a decref, so the recorder keeps a shadow
  * of what a replay will believe about every object and corrects it whenever the truth can be
  * read. Objects are the GC-capable allocations (exactly those CPython's collector can ever look
- * at; strings, ints and other non-GC objects stay plain blocks with explicit frees). For each
+ * at) and code objects, which are not GC objects but hold GC objects (below, "code objects");
+ * strings, ints and other non-GC objects stay plain blocks with explicit frees. For each
  * object the shadow holds
  *
  *   ext     references from outside the heap (the replay's incref/decref count), starts at 1
@@ -210,7 +211,7 @@ static struct graph {
         s_track, s_untrack, s_untrack_survivor, s_older, s_unknown_listed,
         s_revived, s_subclass_entries, s_refreshed, s_unpinned, s_repinned, s_wrcb, s_fin,
         s_fin_kept, s_fin_armed, s_fin_unsignalled, s_gc_del, s_fin_resurrected,
-        s_subclass_relinks;
+        s_subclass_relinks, s_code;
 } G;
 
 /* The record of id, or NULL when it has none. (G.objs maps object addresses to records.) */
@@ -512,6 +513,53 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int unin
     }
 }
 
+/* {==== code objects ====
+ *
+ * A code object is not a GC object in 3.11 (no tp_traverse, never tracked), but it holds GC
+ * objects: its constants (a tuple, which may hold tuples, frozensets and other code objects), its
+ * names and local names (tuples of strings: untracked by CPython, but GC objects). When a class
+ * or a module's functions die as cycle garbage, CPython frees their code objects by counting
+ * inside the collection, and with them those tuples. Were the code object a plain block, its
+ * references would be external counts of the tuples, and the trace would kill the tuples by
+ * counting where the replay's collector must. So code objects are objects of the graph: ALLOC
+ * with `object` and without `gc` (the replay counts them like any object and never tracks them,
+ * as CPython), their references read from the fields (code_traverse) wherever the
+ * reconciliation traverses them: when they are about to die with a collection's garbage
+ * (predict's cascade) or their counts fall below their in-links. Between those points their
+ * links are as old as the last traversal, like every object's. */
+void hr_rec_graph_alloc_code(uintptr_t block, uint64_t size, unsigned flags)
+{
+    if (R.sink.off)
+        return;
+    uint32_t ty = type_id(&PyCode_Type);
+    uint64_t id = hr_trace_writer_next_id(R.sink.w);
+    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_OBJ,
+                     .flags = (uint8_t)(flags | HR_F_OBJECT | HR_F_TYPED), .tag = ty, .a = id,
+                     .b = size};
+    node_t *n;
+    if (id >= NIL || hr_rec_emit(&ev) || !(n = node_new(id))) {
+        R.sink.off = 1;
+        return;
+    }
+    hr_idmap_put(&R.map, block, id, ev.flags);
+    hr_idmap_put(&G.objs, block, (uintptr_t)n, 0);
+    n->obj = block;
+    n->ext = 1;
+    G.s_code++;
+}
+
+/* What a code object holds (the PyObject fields of PyCodeObject in 3.11). */
+static void code_traverse(PyCodeObject *co, visitproc v, void *arg)
+{
+    PyObject *f[] = {co->co_consts,           co->co_names,    co->co_exceptiontable,
+                     co->co_localsplusnames,  co->co_localspluskinds, co->co_filename,
+                     co->co_name,             co->co_qualname, co->co_linetable,
+                     co->_co_code};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i])
+            v(f[i], arg);
+}
+
 void hr_rec_graph_gc_begin(void) { G.coll_gc_allocs = 0; }
 
 void hr_rec_graph_moved(uintptr_t old_block, uintptr_t new_block, uint64_t id)
@@ -587,7 +635,7 @@ static int obj_ok(node_t *n)
         }
     }
     return Py_REFCNT(op) >= 0 && (uint64_t)Py_REFCNT(op) < ((uint64_t)1 << 32) &&
-           hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL);
+           (hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL) || PyCode_Check(op));
 }
 
 /* The external count that makes id's shadow count equal its real refcount, given that
@@ -869,6 +917,8 @@ static void traverse_obj(node_t *n)
         traverseproc tr = Py_TYPE(op)->tp_traverse;
         if (tr)
             tr(op, visit, op);
+        else if (PyCode_Check(op))
+            code_traverse((PyCodeObject *)op, visit, op);
         if (PyType_Check(op) && (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE))
             visit_subclass_entries((PyTypeObject *)op);
     }
@@ -1299,9 +1349,12 @@ void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags)
         return;
     if (n->lost == 1) {
         /* Reclaimed by the replay at a collection while CPython kept the block (a free list);
-         * now PyObject_GC_Del takes it off generation 0's count: so must the replay. */
-        hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = HR_GC_DEL};
-        hr_rec_emit(&ev);
+         * now PyObject_GC_Del takes it off generation 0's count: so must the replay (not for a
+         * code object, which is not a GC object). */
+        if (flags & HR_F_GC) {
+            hr_event_t ev = {.op = HR_OP_GC_CONTROL, .tag = HR_GC_DEL};
+            hr_rec_emit(&ev);
+        }
         G.s_lost_frees++;
         node_drop(id, n, pp); /* a lost block's record holds nothing else */
         return;
@@ -1570,6 +1623,39 @@ static int revive(PyObject *op, node_t **out)
     n->ext = 1;
     G.s_revived++;
     *out = n;
+    return 1;
+}
+
+/* A lost block reallocated: the replay freed its block when it reclaimed the object, so a
+ * REALLOC would name a dead id. The object lives again under a new id, as in revive (ALLOC with
+ * `object` and without `gc`: a free-list pop does not count; GC_TRACK at the next collection's
+ * sync_generations, when CPython tracks it again; `gc del` at its free). */
+int hr_rec_graph_realloc_lost(uint64_t id, unsigned fl, uintptr_t block, uint64_t size)
+{
+    node_t *no = R.sink.off ? NULL : nd(id);
+    if (!no || no->lost != 1)
+        return 0;
+    node_drop(id, no, NULL); /* a lost block's record holds nothing else */
+    size_t pre = (fl & HR_REC_F_PRE32) ? 32 : 16;
+    PyObject *op = (PyObject *)(block + pre);
+    PyTypeObject *t = hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL) ? Py_TYPE(op)
+                                                                                 : NULL;
+    uint64_t nid = hr_trace_writer_next_id(R.sink.w);
+    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_OBJ,
+                     .flags = (uint8_t)(HR_F_OBJECT | HR_F_TYPED), .tag = type_id(t), .a = nid,
+                     .b = size};
+    node_t *n;
+    if (nid >= NIL || hr_rec_emit(&ev) || !(n = node_new(nid))) {
+        R.sink.off = 1;
+        return 1;
+    }
+    hr_idmap_put(&R.map, block, nid,
+                 HR_F_GC | HR_F_OBJECT | HR_F_TYPED | F_REVIVED | (fl & HR_REC_F_PRE32));
+    hr_idmap_put(&G.objs, (uintptr_t)op, (uintptr_t)n, 0);
+    n->obj = (uintptr_t)op;
+    n->ext = 1;
+    n->lost = t ? 0 : 2;
+    G.s_revived++;
     return 1;
 }
 
@@ -1891,7 +1977,7 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      "graph_unpinned %llu\ngraph_repinned %llu\ngraph_ext_zero_live %llu\n"
                      "graph_wrcb %llu\ngraph_fin %llu\ngraph_fin_kept %llu\n"
                      "graph_fin_armed %llu\ngraph_fin_unsignalled %llu\ngraph_gc_del %llu\n"
-                     "graph_fin_resurrected %llu\ngraph_subclass_relinks %llu\n",
+                     "graph_fin_resurrected %llu\ngraph_subclass_relinks %llu\ngraph_code %llu\n",
                      (unsigned long long)G.s_traversed, (unsigned long long)G.s_links,
                      (unsigned long long)G.s_unlinks, (unsigned long long)G.s_incref,
                      (unsigned long long)G.s_decref, (unsigned long long)G.s_rc_deaths,
@@ -1913,6 +1999,6 @@ int hr_rec_graph_selfcheck(char *buf, size_t cap)
                      (unsigned long long)G.s_fin_kept, (unsigned long long)G.s_fin_armed,
                      (unsigned long long)G.s_fin_unsignalled, (unsigned long long)G.s_gc_del,
                      (unsigned long long)G.s_fin_resurrected,
-                     (unsigned long long)G.s_subclass_relinks);
+                     (unsigned long long)G.s_subclass_relinks, (unsigned long long)G.s_code);
     return n < 0 ? 0 : ((size_t)n >= cap ? (int)cap - 1 : n);
 }

@@ -1,5 +1,5 @@
 /* rec_graph.h: graph mode of the CPython recorder: a shadow of the replay's view of every GC
- * object (external count, links, the replay's generation), reconciled with the real heap at
+ * object and code object (external count, links, the replay's generation), reconciled with the real heap at
  * observation points. All functions run with the recorder lock held and the GIL held. See
  * rec_graph.c. */
 #ifndef HR_REC_GRAPH_H
@@ -16,8 +16,16 @@ int hr_rec_graph_init(hr_err_t *err);
  * `uninitialised`: a collection started inside its allocation, before CPython initialised the
  * object, so its block's contents are not its own (the object is written untyped). */
 void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int uninitialised);
+/* A code object was resolved (not a GC object, but it holds GC objects): write TYPE (if new) and
+ * ALLOC (object, typed, no gc). */
+void hr_rec_graph_alloc_code(uintptr_t block, uint64_t size, unsigned flags);
 /* An object's block is about to be freed (id already taken out of the address map). */
 void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags);
+/* The block of id (address-map flags fl) was reallocated to `block`, `size` bytes: if id's
+ * object is lost (the replay reclaimed it while CPython kept the block on a free list, and took
+ * it off to resize it, as _PyTuple_Resize does), write it as a new object and return 1; else
+ * return 0 (the caller writes REALLOC). */
+int hr_rec_graph_realloc_lost(uint64_t id, unsigned fl, uintptr_t block, uint64_t size);
 /* An object's block moved (realloc). */
 void hr_rec_graph_moved(uintptr_t old_block, uintptr_t new_block, uint64_t id);
 /* A collection of generations 0..gen is about to start and the heap is still whole: reconcile

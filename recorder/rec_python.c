@@ -182,6 +182,29 @@ HR_INLINE void emit_alloc(uintptr_t addr, uint64_t size, int domain, unsigned fl
         map_failed();
 }
 
+/* Graph mode: a non-GC OBJ allocation that is a code object (code objects are not GC objects in
+ * 3.11, but they hold tuples and frozensets that are: their constants, names and local names)
+ * becomes an object of the graph, so that what only a code object holds dies with it in the
+ * replay (rec_graph.c, "code objects"). Read at its resolution, the first hook call after its
+ * allocation: PyObject_NewVar sets the type and the refcount before anything else allocates. A
+ * reused block's stale bytes cannot pass: pymalloc and glibc write a free-list pointer (or 0)
+ * where the refcount would be. */
+static inline int is_code_block(uintptr_t a, uint64_t size)
+{
+    const PyObject *op = (const PyObject *)a;
+    return size >= sizeof(PyCodeObject) && Py_TYPE(op) == &PyCode_Type &&
+           (uint64_t)(Py_REFCNT(op) - 1) < SMALL_WORD;
+}
+
+/* Write the ALLOC of the resolved pending allocation, not a GC object. */
+HR_INLINE void emit_obj_plain(const hr_pending_t *p, unsigned flags)
+{
+    if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && is_code_block(p->addr, p->size))
+        hr_rec_graph_alloc_code(p->addr, p->size, flags);
+    else
+        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+}
+
 /* {====================================================================
  * Learned GC types (for the two ambiguous cases; see the top of the file)
  * ==================================================================== */
@@ -467,7 +490,9 @@ static void resolve_pending(int next, int now, int triggered, int in_link)
         R.last_gc = 1;
     }
     unsigned flags = (gc ? HR_F_GC : 0) | (p->zero ? HR_F_ZERO : 0);
-    if (R.mode == HR_KIND_GRAPH && gc)
+    if (!gc)
+        emit_obj_plain(p, flags);
+    else if (R.mode == HR_KIND_GRAPH)
         hr_rec_graph_alloc(p->addr, p->size, flags, in_link);
     else
         emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
@@ -725,8 +750,10 @@ HR_INLINE void resolve_pending_fast(int next, int now)
             hr_rec_graph_alloc(p->addr, p->size, flags, 0);
             return;
         }
+        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+        return;
     }
-    emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+    emit_obj_plain(p, flags);
 }
 
 /* observe_full, shortened for the state nearly every call finds: the gc callback installed, no
@@ -897,6 +924,8 @@ static void *do_realloc(int d, void *p, size_t n)
         uint64_t id;
         unsigned fl;
         if (hr_idmap_take(&R.map, a, &id, &fl)) {
+            if (HR_UNLIKELY(fl & HR_F_OBJECT) && hr_rec_graph_realloc_lost(id, fl, (uintptr_t)q, n))
+                goto done;
             hr_event_t ev = {.op = HR_OP_REALLOC, .a = id, .b = n};
             hr_sink_write(&R.sink, &ev);
             hr_idmap_put(&R.map, (uintptr_t)q, id, fl);
@@ -907,6 +936,7 @@ static void *do_realloc(int d, void *p, size_t n)
             emit_alloc((uintptr_t)q, n, d, 0);
         }
     }
+done:
     leave(door);
     return q;
 }
@@ -962,7 +992,7 @@ HR_INLINE void resolve_fast(int next, int now)
     p->active = 0;
     unsigned flags = p->zero ? HR_F_ZERO : 0;
     if (!gc) {
-        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+        emit_obj_plain(p, flags);
         return;
     }
     learn_type_fast(p->addr, p->size);

@@ -80,6 +80,7 @@ extern hr_rec_t hr_rec;
 #pragma weak PyList_Type
 #pragma weak PyDict_Type
 #pragma weak _PyWeakref_RefType
+#pragma weak PyCode_Type
 #pragma weak _PyWeakref_ProxyType
 #pragma weak _PyWeakref_CallableProxyType
 #pragma weak _Py_UnhandledKeyboardInterrupt
