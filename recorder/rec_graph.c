@@ -745,13 +745,28 @@ static int visit(PyObject *op, void *arg)
     return 0;
 }
 
-/* Is d a subclass-list entry (linked from its class by visit_subclass_entries) of a class the
- * collection being prepared reclaims? */
+/* Is d a subclass-list entry (linked from its class by visit_subclass_entries) or the
+ * __slots__ tuple (ht_slots, linked from its class by traverse_obj) of a class the collection
+ * being prepared reclaims? CPython's collector does not see those references, so to it they are
+ * external: such an object is reachable, not garbage found, and dies with the class by
+ * counting. The replay sees a link: the object leaves the young set (prepare), so that it too
+ * frees the object with the class by counting. */
 static int entry_of_dying_class(node_t *n)
 {
     PyObject *w = (PyObject *)n->obj;
     if (n->lost || n->in.len == 0)
         return 0;
+    if (PyTuple_CheckExact(w)) {
+        for (uint32_t k = 0; k < n->in.len; k++) {
+            node_t *s = G.ensrc[n->in.v[k]];
+            PyObject *t = (PyObject *)s->obj;
+            if (t && !s->lost && (s->mark & M_DYING) && PyType_Check(t) &&
+                (((PyTypeObject *)t)->tp_flags & Py_TPFLAGS_HEAPTYPE) &&
+                ((PyHeapTypeObject *)t)->ht_slots == w)
+                return 1;
+        }
+        return 0;
+    }
     if (PyDict_CheckExact(w)) { /* a subclass list whose holder dies (relinked if it can) */
         node_t *h = subclass_dict_holder(n);
         return h && (h->mark & M_DYING);
@@ -919,8 +934,13 @@ static void traverse_obj(node_t *n)
             tr(op, visit, op);
         else if (PyCode_Check(op))
             code_traverse((PyCodeObject *)op, visit, op);
-        if (PyType_Check(op) && (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE))
+        if (PyType_Check(op) && (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
             visit_subclass_entries((PyTypeObject *)op);
+            /* its __slots__ names (ht_slots): a tuple only the class holds, which
+             * type_traverse does not report (see entry_of_dying_class) */
+            if (((PyHeapTypeObject *)op)->ht_slots)
+                visit(((PyHeapTypeObject *)op)->ht_slots, NULL);
+        }
     }
     if (G.scratch_ids.len > 1)
         sort_u32(G.scratch_ids.v, G.scratch_ids.len);
