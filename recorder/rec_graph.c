@@ -475,6 +475,30 @@ static uint32_t type_id(PyTypeObject *t)
 
 extern PyTypeObject *hr_rec_gc_block_type(uintptr_t block, uint64_t size, size_t *pre);
 
+/* Write ALLOC (`object`, typed with t's name, or `(uninitialised)` for NULL) of the next id for
+ * the object at op in `block`, and give it a record (external count 1) and its place in the
+ * address maps (the block's flags: the ALLOC's and `map_extra`). NULL when the sink is off or
+ * goes off here (no memory). */
+static node_t *new_object(uintptr_t block, uintptr_t op, uint64_t size, unsigned flags,
+                          unsigned map_extra, PyTypeObject *t)
+{
+    uint64_t id = hr_trace_writer_next_id(R.sink.w);
+    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_OBJ,
+                     .flags = (uint8_t)(flags | HR_F_OBJECT | HR_F_TYPED), .tag = type_id(t),
+                     .a = id, .b = size};
+    node_t *n;
+    if (R.sink.off || id >= NIL || hr_rec_emit(&ev) || !(n = node_new(id))) {
+        R.sink.off = 1;
+        return NULL;
+    }
+    hr_idmap_put(&R.map, block, id, ev.flags | map_extra);
+    hr_idmap_put(&G.objs, op, (uintptr_t)n, 0);
+    n->obj = op;
+    n->ext = 1;
+    n->lost = t ? 0 : 2;
+    return n;
+}
+
 void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int uninitialised)
 {
     if (R.sink.off)
@@ -487,26 +511,14 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int unin
     PyTypeObject *t = uninitialised ? NULL : hr_rec_gc_block_type(block, size, &pre);
     if (!t)
         G.s_untyped++;
-    uint32_t ty = type_id(t);
-    uint64_t id = hr_trace_writer_next_id(R.sink.w);
-    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_OBJ,
-                     .flags = (uint8_t)(flags | HR_F_OBJECT | HR_F_TYPED), .tag = ty, .a = id,
-                     .b = size};
-    node_t *n;
-    if (id >= NIL || hr_rec_emit(&ev) || !(n = node_new(id))) {
-        R.sink.off = 1;
-        return;
-    }
     /* An object whose type is not yet set (a collection started inside its allocation) is
      * assumed to have the common 16-byte pre-header. */
-    uintptr_t op = block + (pre ? pre : 16);
-    hr_idmap_put(&R.map, block, id, ev.flags | (pre == 32 ? HR_REC_F_PRE32 : 0));
-    hr_idmap_put(&G.objs, op, (uintptr_t)n, 0);
-    n->obj = op;
-    n->ext = 1;
-    n->lost = t ? 0 : 2;
+    node_t *n = new_object(block, block + (pre ? pre : 16), size, flags,
+                           pre == 32 ? HR_REC_F_PRE32 : 0, t);
+    if (!n)
+        return;
     if (!t)
-        vpush(&G.untyped, (uint32_t)id);
+        vpush(&G.untyped, n->id);
     if (flags & HR_F_GC) {
         gen_add(n, 0); /* the replay tracks it after any collection it triggers */
         G.coll_gc_allocs++;
@@ -531,20 +543,8 @@ void hr_rec_graph_alloc_code(uintptr_t block, uint64_t size, unsigned flags)
 {
     if (R.sink.off)
         return;
-    uint32_t ty = type_id(&PyCode_Type);
-    uint64_t id = hr_trace_writer_next_id(R.sink.w);
-    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_OBJ,
-                     .flags = (uint8_t)(flags | HR_F_OBJECT | HR_F_TYPED), .tag = ty, .a = id,
-                     .b = size};
-    node_t *n;
-    if (id >= NIL || hr_rec_emit(&ev) || !(n = node_new(id))) {
-        R.sink.off = 1;
+    if (!new_object(block, block, size, flags, 0, &PyCode_Type))
         return;
-    }
-    hr_idmap_put(&R.map, block, id, ev.flags);
-    hr_idmap_put(&G.objs, block, (uintptr_t)n, 0);
-    n->obj = block;
-    n->ext = 1;
     G.s_code++;
 }
 
@@ -1625,22 +1625,12 @@ static int revive(PyObject *op, node_t **out)
     Py_ssize_t items = t->tp_itemsize ? Py_SIZE(op) : 0;
     uint64_t size = pre + (((uint64_t)t->tp_basicsize + (uint64_t)(items < 0 ? -items : items) *
                             (uint64_t)t->tp_itemsize + 7) & ~(uint64_t)7);
-    uint32_t ty = type_id(t);
-    uint64_t id = hr_trace_writer_next_id(R.sink.w);
-    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_OBJ,
-                     .flags = (uint8_t)(HR_F_OBJECT | HR_F_TYPED), .tag = ty, .a = id, .b = size};
-    node_t *n;
-    if (id >= NIL || hr_rec_emit(&ev) || !(n = node_new(id))) {
-        R.sink.off = 1;
-        return 0;
-    }
     uintptr_t block = gch - (pre - 16);
-    hr_idmap_put(&R.map, block, id, HR_F_GC | HR_F_OBJECT | HR_F_TYPED | F_REVIVED |
-                                        (pre == 32 ? HR_REC_F_PRE32 : 0));
-    hr_idmap_put(&G.objs, (uintptr_t)op, (uintptr_t)n, 0);
+    node_t *n = new_object(block, (uintptr_t)op, size, 0,
+                           HR_F_GC | F_REVIVED | (pre == 32 ? HR_REC_F_PRE32 : 0), t);
+    if (!n)
+        return 0;
     node_drop(old, no, NULL); /* the block's old id is never named again */
-    n->obj = (uintptr_t)op;
-    n->ext = 1;
     G.s_revived++;
     *out = n;
     return 1;
@@ -1658,23 +1648,9 @@ int hr_rec_graph_realloc_lost(uint64_t id, unsigned fl, uintptr_t block, uint64_
     node_drop(id, no, NULL); /* a lost block's record holds nothing else */
     size_t pre = (fl & HR_REC_F_PRE32) ? 32 : 16;
     PyObject *op = (PyObject *)(block + pre);
-    PyTypeObject *t = hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL) ? Py_TYPE(op)
-                                                                                 : NULL;
-    uint64_t nid = hr_trace_writer_next_id(R.sink.w);
-    hr_event_t ev = {.op = HR_OP_ALLOC, .domain = HR_DOMAIN_OBJ,
-                     .flags = (uint8_t)(HR_F_OBJECT | HR_F_TYPED), .tag = type_id(t), .a = nid,
-                     .b = size};
-    node_t *n;
-    if (nid >= NIL || hr_rec_emit(&ev) || !(n = node_new(nid))) {
-        R.sink.off = 1;
-        return 1;
-    }
-    hr_idmap_put(&R.map, block, nid,
-                 HR_F_GC | HR_F_OBJECT | HR_F_TYPED | F_REVIVED | (fl & HR_REC_F_PRE32));
-    hr_idmap_put(&G.objs, (uintptr_t)op, (uintptr_t)n, 0);
-    n->obj = (uintptr_t)op;
-    n->ext = 1;
-    n->lost = t ? 0 : 2;
+    PyTypeObject *t =
+        hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL) ? Py_TYPE(op) : NULL;
+    new_object(block, (uintptr_t)op, size, 0, HR_F_GC | F_REVIVED | (fl & HR_REC_F_PRE32), t);
     G.s_revived++;
     return 1;
 }
