@@ -8,7 +8,7 @@
 # wait4) and wall time by the plain run of the same iteration; the medians and interquartile
 # ranges of those ratios are printed, with the load average before and after.
 #
-# Usage: benchmarks/record_paired.py [-n ITER] [-r ROUNDS] NAME=BUILD_DIR[:MODE[:EXTRA]] ...
+# Usage: benchmarks/record_paired.py [-n ITER] [-r ROUNDS | -w SCRIPT] NAME=BUILD_DIR[:MODE[:EXTRA]] ...
 #   e.g.  record_paired.py -n 15 before=/tmp/base:alloc after=build:alloc after-graph=build:graph
 # MODE is alloc (default), graph, native or hookfloor; EXTRA is passed to `record` (e.g. --embedded), except
 # its VAR=VALUE words, which go into the recording's environment (e.g. HEAPREPLAY_GENERIC_HOOKS=1).
@@ -20,6 +20,7 @@
 # trav=build:hookfloor:traverse.
 import argparse
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -33,7 +34,7 @@ WORKLOAD = os.path.join(ROOT, "benchmarks", "record_workload.py")
 
 def run(cmd, env=None):
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          env=dict(os.environ, **env) if env else None)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
@@ -51,11 +52,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=15, help="iterations")
     ap.add_argument("-r", type=int, default=300, help="workload rounds")
+    ap.add_argument("-w", metavar="'SCRIPT [ARGS]'", help="another program instead of the "
+                    "workload (-r is then ignored), e.g. a real program")
     ap.add_argument("variants", nargs="+")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="hr_paired.", dir=os.environ.get("TMPDIR", "/tmp"))
-    plain = ["nice", "-n", "-20", PY, WORKLOAD, str(a.r)] if os.geteuid() == 0 else \
-        [PY, WORKLOAD, str(a.r)]
+    prog = shlex.split(a.w) if a.w else [WORKLOAD, str(a.r)]
+    if a.w and os.path.exists(prog[0]):
+        prog[0] = os.path.abspath(prog[0])
+    plain = (["nice", "-n", "-20"] if os.geteuid() == 0 else []) + [PY, *prog]
     nice = plain[:3] if os.geteuid() == 0 else []
     cmds = []
     for v in a.variants:
@@ -78,10 +83,10 @@ def main():
         elif mode == "native":
             env["PYTHONMALLOC"] = "malloc"
             cmds.append((name, nice + [hr, "record", "--native", *extra, "-o", out, "--", PY,
-                                       WORKLOAD, str(a.r)], env))
+                                       *prog], env))
         else:
             cmds.append((name, nice + [hr, "record", "--mode", mode, *extra, "-o", out, "--",
-                                       WORKLOAD, str(a.r)], env))
+                                       *prog], env))
     native = {n for n, cmd, _ in cmds if "--native" in cmd}
     ratios = {n: ([], []) for n, _, _ in cmds}
     plains = []
@@ -100,7 +105,8 @@ def main():
     load1 = os.getloadavg()
     pcpu = statistics.median(p[0] for p in plains)
     pwall = statistics.median(p[1] for p in plains)
-    print(f"{a.n} iterations, {a.r} rounds; plain median {pcpu:.3f} s CPU, {pwall:.3f} s wall; "
+    what = " ".join([os.path.basename(prog[0]), *prog[1:]]) if a.w else f"{a.r} rounds"
+    print(f"{a.n} iterations, {what}; plain median {pcpu:.3f} s CPU, {pwall:.3f} s wall; "
           f"load {load0[0]:.2f} -> {load1[0]:.2f}")
     for name, _, _ in cmds:
         c, w = ratios[name]
