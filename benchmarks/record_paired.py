@@ -8,10 +8,14 @@
 # wait4) and wall time by the plain run of the same iteration; the medians and interquartile
 # ranges of those ratios are printed, with the load average before and after.
 #
-# Usage: benchmarks/record_paired.py [-n ITER] [-r ROUNDS | -w SCRIPT] NAME=BUILD_DIR[:MODE[:EXTRA]] ...
+# Usage: benchmarks/record_paired.py [-n ITER] [-r ROUNDS | -w 'SCRIPT ARGS']
+#                                    NAME=BUILD_DIR[:MODE[:EXTRA]] ...
 #   e.g.  record_paired.py -n 15 before=/tmp/base:alloc after=build:alloc after-graph=build:graph
-# MODE is alloc (default), graph, native or hookfloor; EXTRA is passed to `record` (e.g. --embedded), except
-# its VAR=VALUE words, which go into the recording's environment (e.g. HEAPREPLAY_GENERIC_HOOKS=1).
+#         record_paired.py -n 7 -w '-m unittest -q test.test_enum' alloc=build graph=build:graph
+# -w measures another program (a script or -m module, with its arguments) instead of the
+# workload. MODE is alloc (default), graph, native or hookfloor; EXTRA is passed to `record`
+# (e.g. --embedded), except its VAR=VALUE words, which go into the recording's environment
+# (e.g. HEAPREPLAY_GENERIC_HOOKS=1).
 # native runs `record --native -- python3.11 WORKLOAD` under PYTHONMALLOC=malloc (so that the
 # interpreter's allocations reach malloc) and is divided by a plain run under PYTHONMALLOC=malloc
 # of the same iteration. hookfloor runs the plain program with benchmarks/hook_floor.c preloaded,
@@ -33,13 +37,17 @@ WORKLOAD = os.path.join(ROOT, "benchmarks", "record_workload.py")
 
 
 def run(cmd, env=None):
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         env=dict(os.environ, **env) if env else None)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.monotonic() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"record_paired: {' '.join(cmd)} failed")
+    # the program's stderr (unittest's report, say) goes to a file, shown if the run fails
+    with tempfile.TemporaryFile() as err:
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
+                             env=dict(os.environ, **env) if env else None)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.monotonic() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            tail = err.read()[-2000:].decode(errors="replace")
+            sys.exit(f"record_paired: {' '.join(cmd)} failed:\n{tail}")
     return ru.ru_utime + ru.ru_stime, wall
 
 
@@ -56,6 +64,8 @@ def main():
                     "workload (-r is then ignored), e.g. a real program")
     ap.add_argument("variants", nargs="+")
     a = ap.parse_args()
+    if a.n < 2:
+        ap.error("-n: at least 2 iterations (quartiles need two ratios)")
     tmp = tempfile.mkdtemp(prefix="hr_paired.", dir=os.environ.get("TMPDIR", "/tmp"))
     prog = shlex.split(a.w) if a.w else [WORKLOAD, str(a.r)]
     if a.w and os.path.exists(prog[0]):

@@ -541,11 +541,8 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int unin
  * links are as old as the last traversal, like every object's. */
 void hr_rec_graph_alloc_code(uintptr_t block, uint64_t size, unsigned flags)
 {
-    if (R.sink.off)
-        return;
-    if (!new_object(block, block, size, flags, 0, &PyCode_Type))
-        return;
-    G.s_code++;
+    if (new_object(block, block, size, flags, 0, &PyCode_Type))
+        G.s_code++;
 }
 
 /* What a code object holds (the PyObject fields of PyCodeObject in 3.11). */
@@ -619,6 +616,18 @@ static inline void put_ext(node_t *n, int64_t target, int increases)
 /* Is id's memory recognisably an object now? An object allocated while a collection started
  * inside its link had no type yet and was assumed to have a 16-byte pre-header; once it is
  * initialised the real position is known. */
+/* op's type if it is one the recorder has learned (a GC type whose objects it places), or NULL. */
+static PyTypeObject *learned_type(PyObject *op)
+{
+    return hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL) ? Py_TYPE(op) : NULL;
+}
+
+/* Is op a class defined at run time (a heap type)? */
+static int is_heap_type(PyObject *op)
+{
+    return PyType_Check(op) && (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE);
+}
+
 static int obj_ok(node_t *n)
 {
     PyObject *op = (PyObject *)n->obj;
@@ -635,7 +644,7 @@ static int obj_ok(node_t *n)
         }
     }
     return Py_REFCNT(op) >= 0 && (uint64_t)Py_REFCNT(op) < ((uint64_t)1 << 32) &&
-           (hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL) || PyCode_Check(op));
+           (learned_type(op) || PyCode_Check(op));
 }
 
 /* The external count that makes id's shadow count equal its real refcount, given that
@@ -720,7 +729,7 @@ static int subclass_entry(PyObject *d, PyObject *w)
     if (!PyWeakref_CheckRefExact(w))
         return 0;
     PyObject *s = PyWeakref_GET_OBJECT(w);
-    return s && PyType_Check(s) && (((PyTypeObject *)s)->tp_flags & Py_TPFLAGS_HEAPTYPE) &&
+    return s && is_heap_type(s) &&
            subclass_dict_of(s, d);
 }
 
@@ -760,8 +769,7 @@ static int entry_of_dying_class(node_t *n)
         for (uint32_t k = 0; k < n->in.len; k++) {
             node_t *s = G.ensrc[n->in.v[k]];
             PyObject *t = (PyObject *)s->obj;
-            if (t && !s->lost && (s->mark & M_DYING) && PyType_Check(t) &&
-                (((PyTypeObject *)t)->tp_flags & Py_TPFLAGS_HEAPTYPE) &&
+            if (t && !s->lost && (s->mark & M_DYING) && is_heap_type(t) &&
                 ((PyHeapTypeObject *)t)->ht_slots == w)
                 return 1;
         }
@@ -774,7 +782,7 @@ static int entry_of_dying_class(node_t *n)
     if (!PyWeakref_CheckRefExact(w))
         return 0;
     PyObject *t = PyWeakref_GET_OBJECT(w); /* before any call: its assert needs no proxy types */
-    if (!PyType_Check(t) || !(((PyTypeObject *)t)->tp_flags & Py_TPFLAGS_HEAPTYPE))
+    if (!is_heap_type(t))
         return 0;
     /* the entry may have several in-links: one weak reference stands for a class in the
      * subclass lists of all its bases (class E(str, Enum)), and weakref.ref(cls) returns it */
@@ -934,7 +942,7 @@ static void traverse_obj(node_t *n)
             tr(op, visit, op);
         else if (PyCode_Check(op))
             code_traverse((PyCodeObject *)op, visit, op);
-        if (PyType_Check(op) && (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+        if (is_heap_type(op)) {
             visit_subclass_entries((PyTypeObject *)op);
             /* its __slots__ names (ht_slots): a tuple only the class holds, which
              * type_traverse does not report (see entry_of_dying_class) */
@@ -1618,10 +1626,9 @@ static int revive(PyObject *op, node_t **out)
             return 0;
     }
     node_t *no = nd(old);
-    if (!no || no->lost != 1 || !(fl & HR_F_OBJECT) ||
-        !hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL))
+    PyTypeObject *t = learned_type(op);
+    if (!no || no->lost != 1 || !(fl & HR_F_OBJECT) || !t)
         return 0;
-    PyTypeObject *t = Py_TYPE(op);
     Py_ssize_t items = t->tp_itemsize ? Py_SIZE(op) : 0;
     uint64_t size = pre + (((uint64_t)t->tp_basicsize + (uint64_t)(items < 0 ? -items : items) *
                             (uint64_t)t->tp_itemsize + 7) & ~(uint64_t)7);
@@ -1648,9 +1655,8 @@ int hr_rec_graph_realloc_lost(uint64_t id, unsigned fl, uintptr_t block, uint64_
     node_drop(id, no, NULL); /* a lost block's record holds nothing else */
     size_t pre = (fl & HR_REC_F_PRE32) ? 32 : 16;
     PyObject *op = (PyObject *)(block + pre);
-    PyTypeObject *t =
-        hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL) ? Py_TYPE(op) : NULL;
-    new_object(block, (uintptr_t)op, size, 0, HR_F_GC | F_REVIVED | (fl & HR_REC_F_PRE32), t);
+    new_object(block, (uintptr_t)op, size, 0, HR_F_GC | F_REVIVED | (fl & HR_REC_F_PRE32),
+               learned_type(op));
     G.s_revived++;
     return 1;
 }

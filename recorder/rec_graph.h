@@ -1,6 +1,6 @@
 /* rec_graph.h: graph mode of the CPython recorder: a shadow of the replay's view of every GC
- * object and code object (external count, links, the replay's generation), reconciled with the real heap at
- * observation points. All functions run with the recorder lock held and the GIL held. See
+ * object and code object (external count, links, the replay's generation), reconciled with the
+ * real heap at observation points. All functions run with the recorder lock held and the GIL held. See
  * rec_graph.c. */
 #ifndef HR_REC_GRAPH_H
 #define HR_REC_GRAPH_H

@@ -923,20 +923,17 @@ static void *do_realloc(int d, void *p, size_t n)
     if (q && !R.sink.off) {
         uint64_t id;
         unsigned fl;
-        if (hr_idmap_take(&R.map, a, &id, &fl)) {
-            if (HR_UNLIKELY(fl & HR_F_OBJECT) && hr_rec_graph_realloc_lost(id, fl, (uintptr_t)q, n))
-                goto done;
+        if (!hr_idmap_take(&R.map, a, &id, &fl)) {
+            R.stat.unknown_reallocs++;
+            emit_alloc((uintptr_t)q, n, d, 0);
+        } else if (!(fl & HR_F_OBJECT) || !hr_rec_graph_realloc_lost(id, fl, (uintptr_t)q, n)) {
             hr_event_t ev = {.op = HR_OP_REALLOC, .a = id, .b = n};
             hr_sink_write(&R.sink, &ev);
             hr_idmap_put(&R.map, (uintptr_t)q, id, fl);
             if (fl & HR_F_OBJECT)
                 hr_rec_graph_moved(a, (uintptr_t)q, id);
-        } else {
-            R.stat.unknown_reallocs++;
-            emit_alloc((uintptr_t)q, n, d, 0);
         }
     }
-done:
     leave(door);
     return q;
 }
