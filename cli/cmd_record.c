@@ -6,6 +6,7 @@
 #include "hr_recorder.h"
 #include "hr_trace.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -264,6 +265,28 @@ static int run_native(const char *out, char **args, const char *cmdline)
 }
 
 #ifdef HR_HAVE_PYTHON
+/* The embedded recorder, from libhr_pyembed.so (which links libpython3.11, so that no other
+ * command of ours maps it). RTLD_GLOBAL: the interpreter's extension modules are not linked
+ * against libpython and take its symbols from the global scope. */
+static hr_record_python_fn *load_embedded(hr_err_t *err)
+{
+    char lib[PATH_MAX];
+    if (find_module(HR_PYEMBED_NAME, "HEAPREPLAY_PYEMBED", lib, sizeof lib)) {
+        hr_err_set(err, HR_EIO, "cannot find %s (the embedded recorder; set HEAPREPLAY_PYEMBED)",
+                   HR_PYEMBED_NAME);
+        return NULL;
+    }
+    void *h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
+    void *f = h ? dlsym(h, HR_PYEMBED_SYMBOL) : NULL;
+    if (!f) {
+        hr_err_set(err, HR_EIO, "cannot load the embedded recorder %s: %s", lib, dlerror());
+        return NULL;
+    }
+    hr_record_python_fn *fn;
+    memcpy(&fn, &f, sizeof fn); /* ISO C has no object-to-function pointer cast */
+    return fn;
+}
+
 /* The Python recorder preloaded into the system's python3.11 (the default; docs/recorder.md).
  * heapreplay becomes that interpreter (exec, same process: signals reach the program, and its
  * exit status is ours); the module reports its own errors and exits with 3 as the embedded
@@ -440,8 +463,9 @@ static int run_record(int argc, char **argv)
                            .cmdline = cmdline, .frame_target = frame, .level = level,
                            .report = report_cb};
     hr_err_t err = {0};
-    status = 1;
-    int rc = hr_record_python(&ro, &status, &err);
+    status = -1; /* the script did not run (hr_record_python sets it once it has) */
+    hr_record_python_fn *record = load_embedded(&err);
+    int rc = record ? record(&ro, &status, &err) : err.code;
     free(cmdline);
     fflush(stdout);
     if (rc) {

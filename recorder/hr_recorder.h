@@ -1,7 +1,9 @@
 /* hr_recorder.h: recorders that write heapreplay traces from real programs.
  *
  *   hr_record_python  runs a Python script on an embedded CPython 3.11 with PEP 445 hooks
- *                     (docs/recorder.md: what is recorded and how exact it is)
+ *                     (docs/recorder.md: what is recorded and how exact it is); it lives in
+ *                     libhr_pyembed.so, which links libpython3.11 and which the CLI loads with
+ *                     dlopen (RTLD_GLOBAL: extension modules take Python's symbols from it)
  *   libhr_pyrec.so    the same recorder preloaded into the system's python3.11 (the CLI's
  *                     default), configured through the HR_PYREC_ENV_* variables below
  *   native recorder   an LD_PRELOAD module (libhr_preload.so) configured through the
@@ -32,6 +34,14 @@
 #define HR_PYREC_ENV_SCRIPT "HEAPREPLAY_PY_SCRIPT" /* the script path, as passed to python */
 #define HR_PYREC_ENV_KEEP "HEAPREPLAY_PY_KEEP"     /* LD_PRELOAD before ours (set if there was one) */
 #define HR_PYREC_NAME "libhr_pyrec.so"
+#define HR_PYEMBED_NAME "libhr_pyembed.so"
+#define HR_PYEMBED_SYMBOL "hr_record_python"
+
+#ifdef HR_REC_EMBED_MODULE
+#define HR_REC_EXPORT __attribute__((visibility("default")))
+#else
+#define HR_REC_EXPORT
+#endif
 
 typedef struct hr_record_opts {
     const char *out_path;  /* borrowed: the trace to write */
@@ -53,6 +63,7 @@ typedef struct hr_record_opts {
  * did not. A script that
  * calls sys.exit() ends the process from inside CPython: the recorder then closes the trace from
  * an atexit handler and the process exits with the script's status. */
-int hr_record_python(const hr_record_opts_t *o, int *exit_status, hr_err_t *err);
+typedef int hr_record_python_fn(const hr_record_opts_t *o, int *exit_status, hr_err_t *err);
+HR_REC_EXPORT hr_record_python_fn hr_record_python;
 
 #endif
