@@ -53,6 +53,7 @@ struct hr_trace_writer {
     hr_out_t out;        /* while atomic: the temporary file and where it goes */
     hr_buf_t zout;       /* compressed frame */
     struct ZSTD_CCtx_s *cctx;
+    void *cwork;         /* async: the workspace cctx was made in (ZSTD_initStaticCCtx), owned */
     uint64_t frames;     /* frames written */
     int frame_open;      /* a FRAME record has been written to payload */
     /* async (see trace_writer.c): the worker owns job, zout and cctx while busy */

@@ -22,35 +22,57 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_initStaticCCtx, ZSTD_estimateCCtxSize: exported by libzstd */
 #include <zstd.h>
 
 /* struct hr_trace_writer is in hr_trace_wfast.h (the recorders' inline fast paths use it). */
 
 static void *worker_main(void *arg);
 
-/* Before an async writer's threads start, the opening thread allocates everything they would
- * allocate on their first frame: the second payload buffer (the one a frame is swapped into, which
- * the thread that cuts the next frame would reserve), the output buffer, and the compressor's
- * workspace (by compressing one full frame of zeros). The output buffer takes any payload the
- * buffer holds without growing (frame_target + 4096 rounded up to a power of two: a frame is cut
- * after the event that reaches frame_target, and even the allocator statistics text is far
- * smaller than the rest), and zstd sizes its window by the frame, so the workspace of a full
- * frame serves every frame up to twice that. The worker and a recorder's flusher then do not
- * allocate at all in a normal run, and
- * above all do not create glibc malloc arenas of their own (a 64 MiB reservation each) at a
- * moment the scheduler decides: in a recorded program those mappings moved CPython's later arenas,
- * so two recordings of the same program under `setarch -R` could differ wherever the program's
- * behaviour follows its addresses (the record test's fast-vs-general hooks check failed under
- * load, on the order of frees in interpreter finalisation). */
-static int warm_up(hr_trace_writer_t *w, hr_err_t *err)
+/* Every frame: content size and checksum, at the writer's level. */
+static int set_params(ZSTD_CCtx *c, int level)
 {
-    size_t n = w->frame_target + 4096;
+    return ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level)) ||
+           ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1)) ||
+           ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1));
+}
+
+/* Before an async writer's threads start, the opening thread allocates everything they would
+ * allocate: the second payload buffer (the one a frame is swapped into, which the thread that cuts
+ * the next frame would reserve), the output buffer, and the compressor, made in a workspace of the
+ * size zstd gives for any single-shot compression at the level (ZSTD_initStaticCCtx: it never
+ * allocates). The output buffer takes any payload the buffer holds without growing
+ * (frame_target + 4096 rounded up to a power of two: a frame is cut after the event that reaches
+ * frame_target, and even the allocator statistics text is far smaller than the rest). The worker
+ * and a recorder's flusher then do not allocate at all, and above all do not create glibc malloc
+ * arenas of their own (a 64 MiB reservation each) or map a workspace at a moment the scheduler
+ * decides: in a recorded program those mappings moved CPython's later arenas, so two recordings of
+ * the same program under `setarch -R` could differ wherever the program's behaviour follows its
+ * addresses (the record test's fast-vs-general hooks check failed under load, on the order of
+ * frees in interpreter finalisation). Nothing here is written to: the buffers and the workspace
+ * are large allocations (fresh mappings), touched only as frames fill them. (This used to fill the
+ * payload with a frame of zeros and compress it to make zstd allocate: about 500 page faults and
+ * 6 ms of CPU at every recording's start, half of what recording an empty script cost.) */
+static int warm_up(hr_trace_writer_t *w, int level, hr_err_t *err)
+{
+    size_t n = w->frame_target + 4096, ws = ZSTD_estimateCCtxSize(level);
     if (hr_buf_reserve(&w->job, n) || hr_buf_reserve(&w->zout, ZSTD_compressBound(w->payload.cap)))
         return hr_err_set(err, HR_ENOMEM, "out of memory");
-    memset(w->payload.data, 0, n);
-    size_t z = ZSTD_compress2(w->cctx, w->zout.data, w->zout.cap, w->payload.data, n);
-    if (ZSTD_isError(z))
-        return hr_err_set(err, HR_EINTERNAL, "%s: zstd: %s", w->path, ZSTD_getErrorName(z));
+    if (ZSTD_isError(ws))
+        return hr_err_set(err, HR_EINTERNAL, "%s: zstd: %s", w->path, ZSTD_getErrorName(ws));
+    void *work = malloc(ws);
+    ZSTD_CCtx *c = work ? ZSTD_initStaticCCtx(work, ws) : NULL;
+    if (!c) {
+        free(work);
+        return hr_err_set(err, HR_ENOMEM, "out of memory");
+    }
+    if (set_params(c, level)) {
+        free(work);
+        return hr_err_set(err, HR_EINTERNAL, "%s: zstd refused the frame parameters", w->path);
+    }
+    ZSTD_freeCCtx(w->cctx);
+    w->cctx = c;
+    w->cwork = work;
     return HR_OK;
 }
 
@@ -144,6 +166,7 @@ int hr_trace_writer_open(hr_trace_writer_t **out, const char *path, const hr_tra
         hr_err_prefix(err, "%s: ", path);
         return HR_EUSAGE;
     }
+    int level = o.level ? o.level : 3;
     w->path = strdup(path);
     w->cctx = ZSTD_createCCtx();
     int rc = HR_OK;
@@ -151,9 +174,10 @@ int hr_trace_writer_open(hr_trace_writer_t **out, const char *path, const hr_tra
         rc = hr_err_set(err, HR_ENOMEM, "out of memory");
         goto fail;
     }
-    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, o.level ? o.level : 3);
-    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
-    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_contentSizeFlag, 1);
+    if (set_params(w->cctx, level)) {
+        rc = hr_err_set(err, HR_EUSAGE, "%s: zstd level %d refused", path, level);
+        goto fail;
+    }
     w->out = (hr_out_t)HR_OUT_INIT;
     if (o.atomic) { /* hr_out decides: temporary file and rename, or through a device or FIFO */
         if ((rc = hr_out_open(&w->out, path, err)))
@@ -182,7 +206,7 @@ int hr_trace_writer_open(hr_trace_writer_t **out, const char *path, const hr_tra
         rc = hr_err_set(err, HR_ENOMEM, "out of memory");
         goto fail;
     }
-    if (o.async && (rc = warm_up(w, err)) != HR_OK)
+    if (o.async && (rc = warm_up(w, level, err)) != HR_OK)
         goto fail;
     if (o.async) {
         pthread_mutex_init(&w->mu, NULL);
@@ -600,7 +624,10 @@ void hr_trace_writer_abort(hr_trace_writer_t *w)
     hr_buf_free(&w->payload);
     hr_buf_free(&w->job);
     hr_buf_free(&w->zout);
-    ZSTD_freeCCtx(w->cctx);
+    if (w->cwork)
+        free(w->cwork); /* the static cctx lives in it */
+    else
+        ZSTD_freeCCtx(w->cctx);
     free(w);
 }
 
