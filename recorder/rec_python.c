@@ -74,6 +74,7 @@
 #include "rec_sink.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -215,12 +216,65 @@ static size_t preheader(PyTypeObject *t)
            (PyType_HasFeature(t, Py_TPFLAGS_MANAGED_DICT) ? 2 * sizeof(PyObject *) : 0);
 }
 
-/* Does t lie inside a loaded object's image (where static types are)? dladdr is not cheap: the
- * candidates it rejects are remembered (R.rejected; see learn_type). */
+/* Does t lie inside a loaded object's image (where static types are)? The loadable segments of
+ * every loaded object are kept in a table, read again (dl_iterate_phdr) when an address is in
+ * none of them and objects were loaded or unloaded since (dlpi_adds, dlpi_subs). dladdr, which
+ * this used to call, also looks for the nearest symbol: a scan of the object's symbol table, about
+ * 4 us in the interpreter's. With more segments than the table holds, dladdr answers. Candidates
+ * outside every image are remembered as rejected (R.rejected; see learn_type). */
+#define IMG_MAX 512
+static struct {
+    uintptr_t lo[IMG_MAX], hi[IMG_MAX];
+    int n;                         /* -1: more segments than fit (dladdr answers) */
+    unsigned long long adds, subs; /* dl_iterate_phdr's counts when read */
+} img;
+
+static int img_add(struct dl_phdr_info *i, size_t size, void *arg)
+{
+    (void)size, (void)arg;
+    for (int k = 0; k < i->dlpi_phnum && img.n >= 0; k++) {
+        const ElfW(Phdr) *ph = &i->dlpi_phdr[k];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        if (img.n == IMG_MAX) {
+            img.n = -1;
+            break;
+        }
+        img.lo[img.n] = i->dlpi_addr + ph->p_vaddr;
+        img.hi[img.n++] = i->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+    }
+    img.adds = i->dlpi_adds, img.subs = i->dlpi_subs;
+    return 0;
+}
+
+static int img_counts(struct dl_phdr_info *i, size_t size, void *arg)
+{
+    (void)size;
+    unsigned long long *c = arg;
+    c[0] = i->dlpi_adds, c[1] = i->dlpi_subs;
+    return 1; /* the first object tells */
+}
+
 static int in_image(uintptr_t t)
 {
-    Dl_info info;
-    return dladdr((void *)t, &info) != 0 && info.dli_fname != NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int k = 0; k < img.n; k++)
+            if (t >= img.lo[k] && t < img.hi[k])
+                return 1;
+        unsigned long long c[2] = {0, 0};
+        if (img.n >= 0 && pass == 0) {
+            dl_iterate_phdr(img_counts, c);
+            if (c[0] == img.adds && c[1] == img.subs && img.adds)
+                return 0;
+            img.n = 0;
+            dl_iterate_phdr(img_add, NULL);
+        }
+        if (img.n < 0) {
+            Dl_info info;
+            return dladdr((void *)t, &info) != 0 && info.dli_fname != NULL;
+        }
+    }
+    return 0;
 }
 
 static inline uint64_t type_pre(uintptr_t t);
