@@ -54,6 +54,10 @@ struct hr_trace_writer {
     hr_buf_t zout;       /* compressed frame */
     struct ZSTD_CCtx_s *cctx;
     void *cwork;         /* async: the workspace cctx was made in (ZSTD_initStaticCCtx), owned */
+    struct {
+        void *p;
+        size_t n;
+    } prefault[3];       /* async: what the worker faults in first (set before it starts) */
     uint64_t frames;     /* frames written */
     int frame_open;      /* a FRAME record has been written to payload */
     /* async (see trace_writer.c): the worker owns job, zout and cctx while busy */
