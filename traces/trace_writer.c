@@ -51,7 +51,8 @@ static int set_params(ZSTD_CCtx *c, int level)
  * the same program under `setarch -R` could differ wherever the program's behaviour follows its
  * addresses (the record test's fast-vs-general hooks check failed under load, on the order of
  * frees in interpreter finalisation). Nothing here is written to: the buffers and the workspace
- * are large allocations (fresh mappings), touched only as frames fill them. (This used to fill the
+ * are large allocations (fresh mappings), faulted in by the worker as it starts (worker_main,
+ * prefault), which changes no mapping. (This used to fill the
  * payload with a frame of zeros and compress it to make zstd allocate: about 500 page faults and
  * 6 ms of CPU at every recording's start, half of what recording an empty script cost.) */
 static int warm_up(hr_trace_writer_t *w, int level, hr_err_t *err)
