@@ -202,7 +202,7 @@ __attribute__((constructor)) static void hook_floor_start(void)
         return;
     static const char *names[] = {"forward", "observe", "map", "encode", "traverse"};
     level = -1;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < (int)HR_ARRAY_LEN(names); i++)
         if (strcmp(mode, names[i]) == 0)
             level = i;
     verbose = getenv("HR_HOOK_FLOOR_VERBOSE") != NULL;

@@ -613,9 +613,6 @@ static inline void put_ext(node_t *n, int64_t target, int increases)
     put_ext_(n, target, increases, 0);
 }
 
-/* Is id's memory recognisably an object now? An object allocated while a collection started
- * inside its link had no type yet and was assumed to have a 16-byte pre-header; once it is
- * initialised the real position is known. */
 /* op's type if it is one the recorder has learned (a GC type whose objects it places), or NULL. */
 static PyTypeObject *learned_type(PyObject *op)
 {
@@ -628,6 +625,9 @@ static int is_heap_type(PyObject *op)
     return PyType_Check(op) && (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE);
 }
 
+/* Is id's memory recognisably an object now? An object allocated while a collection started
+ * inside its link had no type yet and was assumed to have a 16-byte pre-header; once it is
+ * initialised the real position is known. */
 static int obj_ok(node_t *n)
 {
     PyObject *op = (PyObject *)n->obj;
@@ -729,8 +729,7 @@ static int subclass_entry(PyObject *d, PyObject *w)
     if (!PyWeakref_CheckRefExact(w))
         return 0;
     PyObject *s = PyWeakref_GET_OBJECT(w);
-    return s && is_heap_type(s) &&
-           subclass_dict_of(s, d);
+    return s && is_heap_type(s) && subclass_dict_of(s, d);
 }
 
 /* The subclass holding subclass-list dict dn in the graph (below), or NULL. */

@@ -197,10 +197,16 @@ static inline int is_code_block(uintptr_t a, uint64_t size)
            (uint64_t)(Py_REFCNT(op) - 1) < SMALL_WORD;
 }
 
-/* Write the ALLOC of the resolved pending allocation, not a GC object. */
-HR_INLINE void emit_obj_plain(const hr_pending_t *p, unsigned flags)
+/* Write the ALLOC of the resolved pending allocation (flags: its ALLOC flags, HR_F_GC for a GC
+ * object). In graph mode a GC object, or a code object, becomes an object of the graph
+ * (`in_link`: a collection started inside its allocation, see hr_rec_graph_alloc). */
+HR_INLINE void emit_obj(const hr_pending_t *p, unsigned flags, int in_link)
 {
-    if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH) && is_code_block(p->addr, p->size))
+    if (HR_LIKELY(R.mode != HR_KIND_GRAPH))
+        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+    else if (flags & HR_F_GC)
+        hr_rec_graph_alloc(p->addr, p->size, flags, in_link);
+    else if (is_code_block(p->addr, p->size))
         hr_rec_graph_alloc_code(p->addr, p->size, flags);
     else
         emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
@@ -255,26 +261,30 @@ static int img_counts(struct dl_phdr_info *i, size_t size, void *arg)
     return 1; /* the first object tells */
 }
 
+static int in_segments(uintptr_t t)
+{
+    for (int k = 0; k < img.n; k++)
+        if (t >= img.lo[k] && t < img.hi[k])
+            return 1;
+    return 0;
+}
+
 static int in_image(uintptr_t t)
 {
-    for (int pass = 0; pass < 2; pass++) {
-        for (int k = 0; k < img.n; k++)
-            if (t >= img.lo[k] && t < img.hi[k])
-                return 1;
+    if (img.n >= 0) {
+        if (in_segments(t))
+            return 1;
         unsigned long long c[2] = {0, 0};
-        if (img.n >= 0 && pass == 0) {
-            dl_iterate_phdr(img_counts, c);
-            if (c[0] == img.adds && c[1] == img.subs && img.adds)
-                return 0;
-            img.n = 0;
-            dl_iterate_phdr(img_add, NULL);
-        }
-        if (img.n < 0) {
-            Dl_info info;
-            return dladdr((void *)t, &info) != 0 && info.dli_fname != NULL;
-        }
+        dl_iterate_phdr(img_counts, c);
+        if (c[0] == img.adds && c[1] == img.subs)
+            return 0; /* nothing loaded or unloaded since the table was read */
+        img.n = 0;
+        dl_iterate_phdr(img_add, NULL);
+        if (img.n >= 0)
+            return in_segments(t);
     }
-    return 0;
+    Dl_info info;
+    return dladdr((void *)t, &info) != 0 && info.dli_fname != NULL;
 }
 
 static inline uint64_t type_pre(uintptr_t t);
@@ -543,13 +553,7 @@ static void resolve_pending(int next, int now, int triggered, int in_link)
         R.stat.gc_allocs++;
         R.last_gc = 1;
     }
-    unsigned flags = (gc ? HR_F_GC : 0) | (p->zero ? HR_F_ZERO : 0);
-    if (!gc)
-        emit_obj_plain(p, flags);
-    else if (R.mode == HR_KIND_GRAPH)
-        hr_rec_graph_alloc(p->addr, p->size, flags, in_link);
-    else
-        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+    emit_obj(p, (gc ? HR_F_GC : 0) | (p->zero ? HR_F_ZERO : 0), in_link);
 }
 
 static void copy_stats(int64_t dst[3][3], const struct _gc_runtime_state *g)
@@ -800,14 +804,8 @@ HR_INLINE void resolve_pending_fast(int next, int now)
         R.stat.gc_allocs++;
         R.last_gc = 1;
         flags |= HR_F_GC;
-        if (R.mode == HR_KIND_GRAPH) {
-            hr_rec_graph_alloc(p->addr, p->size, flags, 0);
-            return;
-        }
-        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
-        return;
     }
-    emit_obj_plain(p, flags);
+    emit_obj(p, flags, 0);
 }
 
 /* observe_full, shortened for the state nearly every call finds: the gc callback installed, no
@@ -1043,16 +1041,12 @@ HR_INLINE void resolve_fast(int next, int now)
     p->active = 0;
     unsigned flags = p->zero ? HR_F_ZERO : 0;
     if (!gc) {
-        emit_obj_plain(p, flags);
+        emit_obj(p, flags, 0);
         return;
     }
     learn_type_fast(p->addr, p->size);
     R.stat.gc_allocs++;
-    flags |= HR_F_GC;
-    if (HR_UNLIKELY(R.mode == HR_KIND_GRAPH))
-        hr_rec_graph_alloc(p->addr, p->size, flags, 0);
-    else
-        emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
+    emit_obj(p, flags | HR_F_GC, 0);
     if (HR_UNLIKELY(passed_threshold(now)))
         note_skipped(); /* the count passed the threshold but no collection started */
 }
