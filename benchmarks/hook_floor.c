@@ -22,6 +22,14 @@
  *             recorder does to compare the heap with its shadow; the shadow itself, the events
  *             of changed edges and the deaths by counting are not done)
  *
+ * Two more levels ask whether the map and the encoding could leave the program's thread:
+ *
+ *   append    observe, plus a raw record per call (address and kind, and the size of an
+ *             allocation: 8 or 16 bytes) appended to chunks of a 2 MiB ring, nothing else
+ *   offload   append, plus a worker thread that takes the published chunks in order and does
+ *             `encode`'s map and encoding on them (it polls every millisecond; the program's
+ *             thread waits only when all chunks are full)
+ *
  * RAW calls only forward in every mode (they are rare: 565 of 442 K calls in the benchmark's
  * workload at 50 rounds, and may come without the GIL, which the map would need a lock for).
  * The module installs its hooks from a constructor, before the interpreter's pre-initialisation,
@@ -40,8 +48,10 @@
 #include "hr_common.h"
 #include "rec_idmap.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 
 /* Preloaded into every process of the command line (nice, the interpreter): data symbols only the
  * interpreter defines must not fail the others' loading (functions bind lazily). */
@@ -49,7 +59,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { F_FORWARD = 0, F_OBSERVE = 1, F_MAP = 2, F_ENCODE = 3, F_TRAVERSE = 4 };
+enum { F_FORWARD = 0, F_OBSERVE = 1, F_MAP = 2, F_ENCODE = 3, F_TRAVERSE = 4, F_APPEND = 5,
+       F_OFFLOAD = 6 };
 
 static int level;                     /* F_*: what the MEM and OBJ hooks do beyond forwarding */
 static PyMemAllocatorEx orig[3];      /* the allocators replaced, by domain */
@@ -75,8 +86,75 @@ static inline void encode(unsigned op, uint64_t v)
     buf_at = buf_at + n < BUF_BYTES ? buf_at + n : 0;
 }
 
+/* F_APPEND, F_OFFLOAD: the ring of raw records. A word is an address, bit 0 set for an
+ * allocation, whose size is the next word. The program's thread fills chunk off_head % OFF_N and
+ * publishes it by advancing off_head; the worker (F_OFFLOAD) maps and encodes chunk off_tail %
+ * OFF_N and frees it by advancing off_tail. off_head - off_tail <= OFF_N. */
+#define OFF_CHUNK 8192 /* words */
+#define OFF_N 32
+static uint64_t off_buf[OFF_N][OFF_CHUNK];
+static unsigned off_len[OFF_N];
+static unsigned off_head, off_tail;
+static uint64_t *off_at, *off_end; /* where the next record goes; room for one allocation */
+static int off_quit;
+static pthread_t off_thread;
+
+static void off_publish(void)
+{
+    unsigned c = off_head % OFF_N;
+    off_len[c] = (unsigned)(off_at - off_buf[c]);
+    __atomic_store_n(&off_head, off_head + 1, __ATOMIC_RELEASE);
+    if (level == F_APPEND)
+        off_tail = off_head; /* no one reads the ring */
+    while (off_head - __atomic_load_n(&off_tail, __ATOMIC_ACQUIRE) >= OFF_N)
+        usleep(100);
+    off_at = off_buf[off_head % OFF_N];
+    off_end = off_at + OFF_CHUNK - 2;
+}
+
+static void off_append(uint64_t addr_kind, uint64_t size)
+{
+    *off_at++ = addr_kind;
+    if (addr_kind & 1)
+        *off_at++ = size;
+    if (HR_UNLIKELY(off_at >= off_end))
+        off_publish();
+}
+
+static void *off_worker(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        if (off_tail == __atomic_load_n(&off_head, __ATOMIC_ACQUIRE)) {
+            if (__atomic_load_n(&off_quit, __ATOMIC_ACQUIRE) &&
+                off_tail == __atomic_load_n(&off_head, __ATOMIC_ACQUIRE))
+                return NULL;
+            usleep(1000);
+            continue;
+        }
+        const uint64_t *w = off_buf[off_tail % OFF_N], *end = w + off_len[off_tail % OFF_N];
+        while (w < end) {
+            uintptr_t a = (uintptr_t)(*w & ~(uint64_t)1);
+            if (*w++ & 1) {
+                hr_idmap_add_fast(&map, a, next_id++, 0);
+                encode(0x10, *w++);
+            } else {
+                uint64_t id;
+                unsigned fl;
+                if (hr_idmap_take(&map, a, &id, &fl))
+                    encode(0x20, next_id - 1 - id);
+            }
+        }
+        __atomic_store_n(&off_tail, off_tail + 1, __ATOMIC_RELEASE);
+    }
+}
+
 static inline void note_alloc(void *p, size_t size)
 {
+    if (p && level >= F_APPEND) {
+        off_append((uintptr_t)p | 1, size);
+        return;
+    }
     if (!p || level < F_MAP)
         return;
     uint64_t id = next_id++;
@@ -89,6 +167,10 @@ static inline void note_free(void *p)
 {
     uint64_t id;
     unsigned fl;
+    if (p && level >= F_APPEND) {
+        off_append((uintptr_t)p, 0);
+        return;
+    }
     if (!p || level < F_MAP || !hr_idmap_take(&map, (uintptr_t)p, &id, &fl))
         return;
     if (level >= F_ENCODE)
@@ -145,7 +227,7 @@ static inline void before_alloc(int observed)
 {
     if (observed && level >= F_OBSERVE)
         seen_count = gen0();
-    if (observed && level >= F_TRAVERSE)
+    if (observed && level == F_TRAVERSE)
         traverse_young();
 }
 
@@ -200,7 +282,8 @@ __attribute__((constructor)) static void hook_floor_start(void)
     const char *mode = getenv("HR_HOOK_FLOOR");
     if (!mode || !&_PyRuntime)
         return;
-    static const char *names[] = {"forward", "observe", "map", "encode", "traverse"};
+    static const char *names[] = {"forward", "observe", "map", "encode", "traverse", "append",
+                                  "offload"};
     level = -1;
     for (int i = 0; i < (int)HR_ARRAY_LEN(names); i++)
         if (strcmp(mode, names[i]) == 0)
@@ -210,6 +293,10 @@ __attribute__((constructor)) static void hook_floor_start(void)
     unsetenv("HR_HOOK_FLOOR_VERBOSE");
     unsetenv("LD_PRELOAD"); /* children run plain */
     if (level < 0 || (level >= F_MAP && hr_idmap_init_direct(&map) != 0))
+        abort();
+    off_at = off_buf[0];
+    off_end = off_at + OFF_CHUNK - 2;
+    if (level == F_OFFLOAD && pthread_create(&off_thread, NULL, off_worker, NULL) != 0)
         abort();
     PyMemAllocatorEx h[3] = {
         {NULL, raw_malloc, raw_calloc, raw_realloc, raw_free},
@@ -224,6 +311,12 @@ __attribute__((constructor)) static void hook_floor_start(void)
 
 __attribute__((destructor)) static void hook_floor_end(void)
 {
+    if (level == F_OFFLOAD) { /* the worker finishes the ring */
+        off_publish();
+        __atomic_store_n(&off_quit, 1, __ATOMIC_RELEASE);
+        pthread_join(off_thread, NULL);
+        level = F_OBSERVE; /* what is freed after this is not recorded */
+    }
     if (verbose) /* a benchmark's own module may print: it is not library code */
         fprintf(stderr, "hook_floor: level %d, %llu ids named, %zu live, last count %d, %llu "
                 "referents visited, %llu of them in the map\n", level, (unsigned long long)next_id,
