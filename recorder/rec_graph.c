@@ -471,6 +471,11 @@ static uint32_t type_id(PyTypeObject *t)
     return id;
 }
 
+/* A class and the class created later at its address are different types: the type table's
+ * entry for an address lasts as long as the type object (before 2026-11-23 it lasted for the
+ * whole recording, and every later class at the address had the first one's name). */
+void hr_rec_graph_type_freed(uintptr_t t) { hr_idmap_take(&G.tmap, t, NULL, NULL); }
+
 /* {==== allocation, move ==== */
 
 extern PyTypeObject *hr_rec_gc_block_type(uintptr_t block, uint64_t size, size_t *pre);

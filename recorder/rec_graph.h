@@ -21,6 +21,8 @@ void hr_rec_graph_alloc(uintptr_t block, uint64_t size, unsigned flags, int unin
 void hr_rec_graph_alloc_code(uintptr_t block, uint64_t size, unsigned flags);
 /* An object's block is about to be freed (id already taken out of the address map). */
 void hr_rec_graph_free(uintptr_t block, uint64_t id, unsigned flags);
+/* The learned type at t is being freed (a heap type's block): its type id is not t's any more. */
+void hr_rec_graph_type_freed(uintptr_t t);
 /* The block of id (address-map flags fl) was reallocated to `block`, `size` bytes: if id's
  * object is lost (the replay reclaimed it while CPython kept the block on a free list, and took
  * it off to resize it, as _PyTuple_Resize does), write it as a new object and return 1; else

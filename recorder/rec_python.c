@@ -368,7 +368,8 @@ static void type_forget(uintptr_t t)
 {
     if (!tfilter_has(t))
         return;
-    hr_idmap_take(&R.types, t, NULL, NULL);
+    if (hr_idmap_take(&R.types, t, NULL, NULL) && R.mode == HR_KIND_GRAPH)
+        hr_rec_graph_type_freed(t); /* a class created later at t is another type */
     if (tcache[tcache_slot(t)].type == t)
         tcache[tcache_slot(t)].type = 0, tcache[tcache_slot(t)].pre = 0;
 }

@@ -191,6 +191,24 @@ def check_graph(path):
           f"{sc.get('graph_gc_deaths')} deaths left to the collector, "
           f"{sc.get('graph_premature')} counts that reached 0 early")
 
+def check_typenames(path, prefix, rounds, per):
+    """Classes PREFIX0 .. PREFIX{rounds-1} each have a TYPE record of their own and exactly `per`
+    instances written under it (class_reuse.py: a class at an earlier class's address)."""
+    names, count = {}, {}
+    for line in events(path):
+        h, a = parse(line)
+        if h == "type":
+            names[a[0]] = a[1]
+        elif h == "alloc" and "object" in a[3:]:
+            t = next((w[5:] for w in a[3:] if w.startswith("type=")), None)
+            if t is not None:
+                count[names.get(t)] = count.get(names.get(t), 0) + 1
+    want = {f"{prefix}{i}": int(per) for i in range(int(rounds))}
+    got = {k: count.get(k, 0) for k in want}
+    if got != want:
+        fail("instances per class: " + ", ".join(f"{k} {v}" for k, v in got.items() if v != want[k]))
+    print(f"{rounds} classes, {per} instances each, each under its own name")
+
 def peak_live(path):
     size, live, peak = {}, 0, 0
     for line in events(path):
