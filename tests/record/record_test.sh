@@ -370,12 +370,20 @@ PYEOF
   check "graph.py: collections start exactly where the GC flags say" $CHECK triggers "$T/graph.txt"
   # a class at an earlier class's address is another type (the type table forgot the first
   # one's address at its free; before 2026-11-23 every instance was named after the first class)
+  # (glibc hands a freed chunk back at once; a sanitizer's allocator does not, so there the
+  # program runs and the names are checked, but the reuse the check is about does not happen)
   "$HR" record --mode graph -o "$T/reuse.hrt" -- "$D/class_reuse.py" >"$T/reuse.out" 2>&1
-  check "class_reuse.py records in graph mode, and classes did reuse addresses" \
-    bash -c "[ $? = 0 ] && grep -Eq '^reused [1-9]' '$T/reuse.out'"
+  st=$?
   "$HR" dump "$T/reuse.hrt" >"$T/reuse.txt"
   check "class_reuse.py: each class's instances under its own type name" \
     $CHECK typenames "$T/reuse.txt" K 20 5
+  if [ "$NATIVE" = 1 ]; then
+    check "class_reuse.py records in graph mode, and classes did reuse addresses" \
+      bash -c "[ $st = 0 ] && grep -Eq '^reused [1-9]' '$T/reuse.out'"
+  else
+    check "class_reuse.py records in graph mode" test $st = 0
+    echo "# class_reuse.py: address reuse not required (sanitizer build: $(cat "$T/reuse.out"))"
+  fi
 
   # {==== graph mode: validate (docs/recorder.md, "What validate finds on graph traces") ====
   # Every check but the allocator statistics matches: both replays complete (no event names an
