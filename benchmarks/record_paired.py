@@ -84,7 +84,8 @@ def main():
         hr = os.path.join(build, "cli", "heapreplay")
         if mode == "hookfloor":
             # hooks that do only part of a recorder's work (benchmarks/hook_floor.c): EXTRA is
-            # its level (forward, observe, map, encode, traverse, append, offload), nothing is recorded
+            # its level (forward, observe, map, encode, traverse, append, offload), nothing is
+            # recorded
             lib = os.path.abspath(os.path.join(build, "benchmarks", "libhr_hookfloor.so"))
             if not os.path.exists(lib):
                 sys.exit(f"record_paired: {lib} not built (needs libpython3.11-dev)")
