@@ -8,7 +8,7 @@
 # wait4) and wall time by the plain run of the same iteration; the medians and interquartile
 # ranges of those ratios are printed, with the load average before and after.
 #
-# Usage: benchmarks/record_paired.py [-n ITER] [-r ROUNDS | -w 'SCRIPT ARGS']
+# Usage: benchmarks/record_paired.py [-v] [-c CPUS] [-n ITER] [-r ROUNDS | -w 'SCRIPT ARGS']
 #                                    NAME=BUILD_DIR[:MODE[:EXTRA]] ...
 #   e.g.  record_paired.py -n 15 before=/tmp/base:alloc after=build:alloc after-graph=build:graph
 #         record_paired.py -n 7 -w '-m unittest -q test.test_enum' alloc=build graph=build:graph
@@ -22,6 +22,8 @@
 # EXTRA naming how much of a recorder's work its hooks do (forward, observe, map, encode,
 # traverse): the floors under allocation and graph mode, e.g. fwd=build:hookfloor:forward
 # trav=build:hookfloor:traverse.
+# -c CPUS confines every run to those CPUs (sched_setaffinity): a VM's vCPUs can differ in speed
+# for minutes at a time, and an unpinned run lands on either. -v prints each run's times.
 import argparse
 import os
 import shlex
@@ -36,12 +38,16 @@ PY = "/usr/bin/python3.11"
 WORKLOAD = os.path.join(ROOT, "benchmarks", "record_workload.py")
 
 
+CPUS = None  # -c: the CPUs every run is confined to (None: any)
+
+
 def run(cmd, env=None):
     # the program's stderr (unittest's report, say) goes to a file, shown if the run fails
     with tempfile.TemporaryFile() as err:
         t0 = time.monotonic()
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
-                             env=dict(os.environ, **env) if env else None)
+                             env=dict(os.environ, **env) if env else None,
+                             preexec_fn=(lambda: os.sched_setaffinity(0, CPUS)) if CPUS else None)
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.monotonic() - t0
         if os.waitstatus_to_exitcode(status) != 0:
@@ -62,8 +68,14 @@ def main():
     ap.add_argument("-r", type=int, default=300, help="workload rounds")
     ap.add_argument("-w", metavar="'SCRIPT [ARGS]'", help="another program instead of the "
                     "workload (-r is then ignored), e.g. a real program")
+    ap.add_argument("-v", action="store_true", help="print every run's CPU and wall time")
+    ap.add_argument("-c", metavar="CPUS", help="run everything on these CPUs only (e.g. 1, or "
+                    "0,1): a VM's vCPUs may differ in speed from moment to moment")
     ap.add_argument("variants", nargs="+")
     a = ap.parse_args()
+    global CPUS
+    if a.c:
+        CPUS = {int(c) for c in a.c.split(",")}
     if a.n < 2:
         ap.error("-n: at least 2 iterations (quartiles need two ratios)")
     tmp = tempfile.mkdtemp(prefix="hr_paired.", dir=os.environ.get("TMPDIR", "/tmp"))
@@ -107,9 +119,13 @@ def main():
         order = cmds[k:] + cmds[:k]
         pc, pw = run(plain)
         plains.append((pc, pw))
+        if a.v:
+            print(f"{it:3d} plain {pc:.3f} {pw:.3f}", flush=True)
         mc, mw = run(plain, {"PYTHONMALLOC": "malloc"}) if native else (pc, pw)
         for name, cmd, env in order:
             c, w = run(cmd, env)
+            if a.v:
+                print(f"{it:3d} {name} {c:.3f} {w:.3f}", flush=True)
             rc, rw = (mc, mw) if name in native else (pc, pw)
             ratios[name][0].append(c / rc)
             ratios[name][1].append(w / rw)
