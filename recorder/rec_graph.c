@@ -80,6 +80,7 @@
 #include "hr_idtab.h"
 #include "rec_graph.h"
 #include "rec_python.h"
+#include "rec_types.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -477,8 +478,6 @@ static uint32_t type_id(PyTypeObject *t)
 void hr_rec_graph_type_freed(uintptr_t t) { hr_idmap_take(&G.tmap, t, NULL, NULL); }
 
 /* {==== allocation, move ==== */
-
-extern PyTypeObject *hr_rec_gc_block_type(uintptr_t block, uint64_t size, size_t *pre);
 
 /* Write ALLOC (`object`, typed with t's name, or `(uninitialised)` for NULL) of the next id for
  * the object at op in `block`, and give it a record (external count 1) and its place in the

@@ -31,7 +31,7 @@
  * cannot change any generation-0 count, so counting stays exact whatever is decided; the
  * recorder then decides from the block's contents: a GC object has, 16 or 32 bytes in, a
  * refcount and a pointer to a type that earlier unambiguous GC allocations showed to be a GC
- * type with that pre-header size (a set of learned types, never dereferenced here).
+ * type with that pre-header size (a set of learned types, rec_types.c; never dereferenced).
  *
  * Collections. The recorder appends a C function to gc.callbacks. A collection CPython starts by
  * itself is noticed at the first observation after the triggering allocation (gcstate->collecting
@@ -72,6 +72,7 @@
 #include "rec_idmap.h"
 #include "rec_python.h"
 #include "rec_sink.h"
+#include "rec_types.h"
 
 #include <dlfcn.h>
 #include <link.h>
@@ -89,7 +90,6 @@
 extern int _PyObject_DebugMallocStats(FILE *out);
 
 #define ARENA_BYTES ((size_t)1 << 20)
-#define SMALL_WORD ((uint64_t)1 << 32) /* a refcount of a fresh object is below this */
 
 hr_rec_t hr_rec; /* the one recorder of this process */
 #define R hr_rec
@@ -194,7 +194,7 @@ static inline int is_code_block(uintptr_t a, uint64_t size)
 {
     const PyObject *op = (const PyObject *)a;
     return size >= sizeof(PyCodeObject) && Py_TYPE(op) == &PyCode_Type &&
-           (uint64_t)(Py_REFCNT(op) - 1) < SMALL_WORD;
+           (uint64_t)(Py_REFCNT(op) - 1) < HR_REC_SMALL_WORD;
 }
 
 /* Write the ALLOC of the resolved pending allocation (flags: its ALLOC flags, HR_F_GC for a GC
@@ -210,241 +210,6 @@ HR_INLINE void emit_obj(const hr_pending_t *p, unsigned flags, int in_link)
         hr_rec_graph_alloc_code(p->addr, p->size, flags);
     else
         emit_alloc(p->addr, p->size, HR_DOMAIN_OBJ, flags);
-}
-
-/* {====================================================================
- * Learned GC types (for the two ambiguous cases; see the top of the file)
- * ==================================================================== */
-
-static size_t preheader(PyTypeObject *t)
-{
-    return (PyType_IS_GC(t) ? sizeof(PyGC_Head) : 0) +
-           (PyType_HasFeature(t, Py_TPFLAGS_MANAGED_DICT) ? 2 * sizeof(PyObject *) : 0);
-}
-
-/* Does t lie inside a loaded object's image (where static types are)? The loadable segments of
- * every loaded object are kept in a table, read again (dl_iterate_phdr) when an address is in
- * none of them and objects were loaded or unloaded since (dlpi_adds, dlpi_subs). dladdr, which
- * this used to call, also looks for the nearest symbol: a scan of the object's symbol table, about
- * 4 us in the interpreter's. With more segments than the table holds, dladdr answers. Candidates
- * outside every image are remembered as rejected (R.rejected; see learn_type). */
-#define IMG_MAX 512
-static struct {
-    uintptr_t lo[IMG_MAX], hi[IMG_MAX];
-    int n;                         /* -1: more segments than fit (dladdr answers) */
-    unsigned long long adds, subs; /* dl_iterate_phdr's counts when read */
-} img;
-
-static int img_add(struct dl_phdr_info *i, size_t size, void *arg)
-{
-    (void)size, (void)arg;
-    for (int k = 0; k < i->dlpi_phnum && img.n >= 0; k++) {
-        const ElfW(Phdr) *ph = &i->dlpi_phdr[k];
-        if (ph->p_type != PT_LOAD)
-            continue;
-        if (img.n == IMG_MAX) {
-            img.n = -1;
-            break;
-        }
-        img.lo[img.n] = i->dlpi_addr + ph->p_vaddr;
-        img.hi[img.n++] = i->dlpi_addr + ph->p_vaddr + ph->p_memsz;
-    }
-    img.adds = i->dlpi_adds, img.subs = i->dlpi_subs;
-    return 0;
-}
-
-static int img_counts(struct dl_phdr_info *i, size_t size, void *arg)
-{
-    (void)size;
-    unsigned long long *c = arg;
-    c[0] = i->dlpi_adds, c[1] = i->dlpi_subs;
-    return 1; /* the first object tells */
-}
-
-static int in_segments(uintptr_t t)
-{
-    for (int k = 0; k < img.n; k++)
-        if (t >= img.lo[k] && t < img.hi[k])
-            return 1;
-    return 0;
-}
-
-static int in_image(uintptr_t t)
-{
-    if (img.n >= 0) {
-        if (in_segments(t))
-            return 1;
-        unsigned long long c[2] = {0, 0};
-        dl_iterate_phdr(img_counts, c);
-        if (c[0] == img.adds && c[1] == img.subs)
-            return 0; /* nothing loaded or unloaded since the table was read */
-        img.n = 0;
-        dl_iterate_phdr(img_add, NULL);
-        if (img.n >= 0)
-            return in_segments(t);
-    }
-    Dl_info info;
-    return dladdr((void *)t, &info) != 0 && info.dli_fname != NULL;
-}
-
-static inline uint64_t type_pre(uintptr_t t);
-
-/* Could t be a heap type object? Heap types are GC objects with a 16-byte pre-header, so t - 16
- * starts a recorded GC block (whose first 32 bytes, the pre-header, refcount and type, are then
- * readable), and not one graph mode knows to have a 32-byte pre-header (an instance). */
-static int plausible_type_at(uintptr_t t)
-{
-    unsigned fl = 0;
-    return t && !(t & 7) && hr_idmap_get(&R.map, t - 16, NULL, &fl) && (fl & HR_F_GC) &&
-           !(fl & HR_REC_F_PRE32);
-}
-
-/* May t's first 16 bytes be read as an object header: a plausible heap type, or inside an
- * image (static types)? */
-static int type_address_ok(uintptr_t t)
-{
-    return plausible_type_at(t) || (t && !(t & 7) && in_image(t));
-}
-
-/* Is t a GC type with that pre-header? Nothing is dereferenced before it is known to be safe:
- * t's header only where type_address_ok says so; its metatype m = Py_TYPE(t) must be a type
- * already (&PyType_Type, a learned type, or at an address type_address_ok accepts with type
- * &PyType_Type) before m->tp_flags is read (PyType_Check), and t->tp_flags only once that says
- * t is a type. Reading the metatype as "any readable address" let the GC link of a class
- * instance (the candidate learn_type finds 16 bytes into its block: a pointer to the previous
- * object's link, 16 bytes into that object's block) pass as a type when random bits of the
- * blocks after it looked like type flags: the instance allocated next to it was then placed 16
- * bytes off and never found by a traversal, and a traversal could call through the fake type
- * (docs/recorder.md, "A class instance's GC link taken for a type"). */
-static int valid_type(uintptr_t t, size_t pre)
-{
-    if (!type_address_ok(t))
-        return 0;
-    uintptr_t m = (uintptr_t)Py_TYPE((PyObject *)t);
-    if (m != (uintptr_t)&PyType_Type && !type_pre(m) &&
-        (!type_address_ok(m) || (uintptr_t)Py_TYPE((PyObject *)m) != (uintptr_t)&PyType_Type))
-        return 0;
-    PyTypeObject *ty = (PyTypeObject *)t;
-    return PyType_Check((PyObject *)ty) && PyType_IS_GC(ty) && preheader(ty) == pre;
-}
-
-/* The learned types sit in R.types (type address -> pre-header size). Every GC allocation asks
- * about its type, every GC free about its address, so two small tables answer first: a
- * direct-mapped cache of learned types (positive answers only) and a bit filter of the addresses
- * ever learned (a clear bit: not a learned type, no lookup). */
-#define TCACHE 256
-static struct {
-    uintptr_t type;
-    uint64_t pre;
-} tcache[TCACHE];
-static uint64_t tfilter[64]; /* 4096 bits */
-
-static inline unsigned tcache_slot(uintptr_t t) { return (unsigned)((t >> 4) ^ (t >> 12)) & (TCACHE - 1); }
-static inline int tfilter_has(uintptr_t t) { return (tfilter[(t >> 10) & 63] >> ((t >> 4) & 63)) & 1; }
-
-/* The pre-header size of learned type t, or 0. */
-static inline uint64_t type_pre(uintptr_t t)
-{
-    unsigned k = tcache_slot(t);
-    if (HR_LIKELY(tcache[k].type == t))
-        return tcache[k].pre;
-    uint64_t pre;
-    if (!tfilter_has(t) || !hr_idmap_get(&R.types, t, &pre, NULL))
-        return 0;
-    tcache[k].type = t;
-    tcache[k].pre = pre;
-    return pre;
-}
-
-static void type_learned(uintptr_t t, uint64_t pre)
-{
-    hr_idmap_put(&R.types, t, pre, 0);
-    tfilter[(t >> 10) & 63] |= (uint64_t)1 << ((t >> 4) & 63);
-    tcache[tcache_slot(t)].type = t;
-    tcache[tcache_slot(t)].pre = pre;
-}
-
-static void type_forget(uintptr_t t)
-{
-    if (!tfilter_has(t))
-        return;
-    if (hr_idmap_take(&R.types, t, NULL, NULL) && R.mode == HR_KIND_GRAPH)
-        hr_rec_graph_type_freed(t); /* a class created later at t is another type */
-    if (tcache[tcache_slot(t)].type == t)
-        tcache[tcache_slot(t)].type = 0, tcache[tcache_slot(t)].pre = 0;
-}
-
-/* Learn the type of a block that the count showed to be a GC allocation. The object may be
- * initialised and alive, already dead on a free list (refcount 0), or not yet initialised (a
- * collection started inside its allocation): each candidate position is checked before use. */
-static void learn_type(uintptr_t a, uint64_t size)
-{
-    const uint64_t *w = (const uint64_t *)a;
-    /* An instance of a learned managed-dict type (most class instances) is known at its 32-byte
-     * candidate; its 16-byte one (the dict and values words, NULL or a block of values) is never
-     * a type and is not validated (it cost ~150 instructions per instance in allocation mode). */
-    if (size >= 48 && w[4] < SMALL_WORD && type_pre((uintptr_t)w[5]) == 32)
-        return;
-    for (int pre = 16; pre <= 32; pre += 16) {
-        size_t rc = (size_t)pre / 8, ty = rc + 1;
-        if (size < (uint64_t)pre + 16 || w[rc] >= SMALL_WORD)
-            continue;
-        uintptr_t t = (uintptr_t)w[ty];
-        if (type_pre(t) == (uint64_t)pre)
-            return;
-        /* A heap candidate is checked each time (its block may come to hold a type later); an
-         * address outside the heap's recorded blocks and the images is remembered as rejected
-         * (dladdr is the costly part). */
-        int heap = plausible_type_at(t);
-        if (!heap && hr_idmap_get(&R.rejected, t, NULL, NULL))
-            continue;
-        if (valid_type(t, (size_t)pre)) {
-            type_learned(t, (uint64_t)pre);
-            return;
-        }
-        if (!heap && R.rejected.count < 4096)
-            hr_idmap_put(&R.rejected, t, 0, 0);
-    }
-    R.stat.learn_rejected++;
-}
-
-/* The learned type of a GC block and its pre-header size, or NULL. Never dereferences. */
-static PyTypeObject *gc_block_type(uintptr_t a, uint64_t size, size_t *pre)
-{
-    const uint64_t *w = (const uint64_t *)a;
-    if (size >= 32 && w[2] < SMALL_WORD && type_pre((uintptr_t)w[3]) == 16) {
-        *pre = 16;
-        return (PyTypeObject *)w[3];
-    }
-    if (size >= 48 && w[4] < SMALL_WORD && type_pre((uintptr_t)w[5]) == 32) {
-        *pre = 32;
-        return (PyTypeObject *)w[5];
-    }
-    *pre = 0;
-    return NULL;
-}
-
-/* Does block a look like a GC object of a learned type? (Refcount 0 is allowed: a GC object
- * may already sit on a free list when its allocation is resolved.) */
-static int looks_gc(uintptr_t a, uint64_t size)
-{
-    size_t pre;
-    return gc_block_type(a, size, &pre) != NULL;
-}
-
-PyTypeObject *hr_rec_gc_block_type(uintptr_t block, uint64_t size, size_t *pre);
-PyTypeObject *hr_rec_gc_block_type(uintptr_t block, uint64_t size, size_t *pre)
-{
-    return gc_block_type(block, size, pre);
-}
-
-/* A type object is being freed: forget it (its address may come back as another type). */
-HR_INLINE void forget_type_at(uintptr_t block)
-{
-    if (HR_UNLIKELY(tfilter_has(block + 16)))
-        type_forget(block + 16);
-    if (HR_UNLIKELY(tfilter_has(block + 32)))
-        type_forget(block + 32);
 }
 
 /* {====================================================================
@@ -541,13 +306,13 @@ static void resolve_pending(int next, int now, int triggered, int in_link)
     }
     if (!decided) {
         R.stat.ambiguous++;
-        gc = looks_gc(p->addr, p->size);
+        gc = hr_rec_looks_gc(p->addr, p->size);
         R.stat.ambiguous_gc += (uint64_t)gc;
     } else if (p->count0 >= 0 && now >= 0) {
         struct _gc_runtime_state *g = gcstate();
         if (gc && !g->collecting)
-            learn_type(p->addr, p->size);
-        if (R.self_check && !(gc && g->collecting) && looks_gc(p->addr, p->size) != gc)
+            hr_rec_learn_type(p->addr, p->size);
+        if (R.self_check && !(gc && g->collecting) && hr_rec_looks_gc(p->addr, p->size) != gc)
             R.stat.check_disagree++;
     }
     if (gc) {
@@ -786,7 +551,7 @@ static void observe_full(int next)
 
 /* resolve_pending for the cases nearly every resolution meets: the next event is not a free of
  * a GC block or of the pending block itself, and the count moved by 0 (not GC) or +1 (GC); the
- * type of a GC block is usually learned already (type_pre answers from its cache). Everything
+ * type of a GC block is usually learned already (hr_rec_type_pre answers from its cache). Everything
  * else, and the self-check, goes to resolve_pending. Same decisions, same events. */
 HR_INLINE void resolve_pending_fast(int next, int now)
 {
@@ -800,8 +565,8 @@ HR_INLINE void resolve_pending_fast(int next, int now)
     unsigned flags = p->zero ? HR_F_ZERO : 0;
     if (moved) {
         const uint64_t *w = (const uint64_t *)p->addr;
-        if (!(p->size >= 32 && w[2] < SMALL_WORD && type_pre((uintptr_t)w[3]) == 16))
-            learn_type(p->addr, p->size); /* g->collecting is 0 here (observe's fast path) */
+        if (!(p->size >= 32 && w[2] < HR_REC_SMALL_WORD && hr_rec_type_pre((uintptr_t)w[3]) == 16))
+            hr_rec_learn_type(p->addr, p->size); /* g->collecting is 0 here (observe's fast path) */
         R.stat.gc_allocs++;
         R.last_gc = 1;
         flags |= HR_F_GC;
@@ -947,7 +712,7 @@ static void do_free(int d, void *p)
     }
     if (known || hr_idmap_take_fast(&R.map, a, &id, &fl)) {
         if (fl & HR_F_GC)
-            forget_type_at(a);
+            hr_rec_forget_type_at(a);
         if (fl & HR_F_OBJECT)
             hr_rec_graph_free(a, id, fl);
         else
@@ -1005,17 +770,6 @@ static void *do_realloc(int d, void *p, size_t n)
  * and frees call into rec_graph.c as before).
  * ==================================================================== */
 
-/* learn_type, with the answers of the common blocks inline (a GC object whose 16- or 32-byte
- * pre-header candidate is a learned type: then learn_type learns nothing either). */
-HR_INLINE void learn_type_fast(uintptr_t a, uint64_t size)
-{
-    const uint64_t *w = (const uint64_t *)a;
-    if (size >= 32 && w[2] < SMALL_WORD && HR_LIKELY(type_pre((uintptr_t)w[3]) == 16))
-        return;
-    if (size >= 48 && w[4] < SMALL_WORD && type_pre((uintptr_t)w[5]) == 32)
-        return;
-    learn_type(a, size);
-}
 
 static void note_skipped(void)
 {
@@ -1045,7 +799,7 @@ HR_INLINE void resolve_fast(int next, int now)
         emit_obj(p, flags, 0);
         return;
     }
-    learn_type_fast(p->addr, p->size);
+    hr_rec_learn_type_fast(p->addr, p->size);
     R.stat.gc_allocs++;
     emit_obj(p, flags | HR_F_GC, 0);
     if (HR_UNLIKELY(passed_threshold(now)))
@@ -1121,7 +875,7 @@ HR_INLINE void fast_free(int d, void *p)
     if (R.pend.active)
         resolve_fast((fl & HR_F_GC) ? NEXT_GC_FREE : NEXT_OTHER, g->generations[0].count);
     if (fl & HR_F_GC)
-        forget_type_at(a);
+        hr_rec_forget_type_at(a);
     if (HR_UNLIKELY(fl & HR_F_OBJECT))
         hr_rec_graph_free(a, id, fl);
     else

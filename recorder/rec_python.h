@@ -1,5 +1,5 @@
-/* rec_python.h: state of the CPython recorder shared by its modules (rec_python.c, rec_graph.c).
- * Everything here is guarded by hr_rec.sink.lock. */
+/* rec_python.h: state of the CPython recorder shared by its modules (rec_python.c, rec_graph.c,
+ * rec_types.c). Everything here is guarded by hr_rec.sink.lock. */
 #ifndef HR_REC_PYTHON_H
 #define HR_REC_PYTHON_H
 
@@ -18,6 +18,10 @@
 /* A recorder flag in the address map beside the trace's HR_F_* (graph mode): the object in
  * this block sits after a 32-byte pre-header (a class instance with a managed dict), not 16. */
 #define HR_REC_F_PRE32 0x80
+
+/* A word below this can be the refcount of a live object (a pointer or a free-list link is
+ * above it): how the recorder tells a block's refcount field from stale bytes. */
+#define HR_REC_SMALL_WORD ((uint64_t)1 << 32)
 
 /* The newest OBJ allocation, not yet written: its GC flag is decided at the next observation. */
 typedef struct hr_pending {
