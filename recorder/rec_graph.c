@@ -620,7 +620,7 @@ static inline void put_ext(node_t *n, int64_t target, int increases)
 /* op's type if it is one the recorder has learned (a GC type whose objects it places), or NULL. */
 static PyTypeObject *learned_type(PyObject *op)
 {
-    return hr_idmap_get(&R.types, (uintptr_t)Py_TYPE(op), NULL, NULL) ? Py_TYPE(op) : NULL;
+    return hr_rec_type_pre((uintptr_t)Py_TYPE(op)) ? Py_TYPE(op) : NULL; /* pre-header 16 or 32 */
 }
 
 /* Is op a class defined at run time (a heap type)? */

@@ -19,6 +19,17 @@
 hr_rec_tcache_t hr_rec_tcache[HR_REC_TCACHE];
 uint64_t hr_rec_tfilter[64];
 
+uint64_t hr_rec_type_pre_miss(uintptr_t t)
+{
+    uint64_t pre;
+    if (!hr_rec_tfilter_has(t) || !hr_idmap_get(&R.types, t, &pre, NULL))
+        return 0;
+    unsigned k = hr_rec_tcache_slot(t);
+    hr_rec_tcache[k].type = t;
+    hr_rec_tcache[k].pre = pre;
+    return pre;
+}
+
 static size_t preheader(PyTypeObject *t)
 {
     return (PyType_IS_GC(t) ? sizeof(PyGC_Head) : 0) +

@@ -44,18 +44,15 @@ static inline int hr_rec_tfilter_has(uintptr_t t)
     return (hr_rec_tfilter[(t >> 10) & 63] >> ((t >> 4) & 63)) & 1;
 }
 
-/* The pre-header size of learned type t, or 0. */
+/* The pre-header size of learned type t, or 0: a cache hit inline, the rest out of line. (An
+ * empty or cleared entry has type 0 and pre 0, so t == 0 is answered 0 by the cache too.) */
+uint64_t hr_rec_type_pre_miss(uintptr_t t);
 static inline uint64_t hr_rec_type_pre(uintptr_t t)
 {
     unsigned k = hr_rec_tcache_slot(t);
     if (HR_LIKELY(hr_rec_tcache[k].type == t))
         return hr_rec_tcache[k].pre;
-    uint64_t pre;
-    if (!hr_rec_tfilter_has(t) || !hr_idmap_get(&hr_rec.types, t, &pre, NULL))
-        return 0;
-    hr_rec_tcache[k].type = t;
-    hr_rec_tcache[k].pre = pre;
-    return pre;
+    return hr_rec_type_pre_miss(t);
 }
 
 void hr_rec_type_forget(uintptr_t t);
