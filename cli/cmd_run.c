@@ -164,15 +164,38 @@ static int run_refcounts(int argc, char **argv)
     if (st.objects) {
         printf("largest count %llu\n", (unsigned long long)st.max_count);
         printf("\nlargest count   objects        share   cumulative\n");
-        uint64_t cum = 0;
+        /* every count up to 16 and the three largest counts reached get a row each; the
+         * counts between those two are summed into one row (e.g. "17-377"), so that the
+         * column adds up to every object */
+        size_t tail = st.nhist; /* the smallest of the three largest non-empty counts */
+        for (size_t c = st.nhist, seen = 0; c-- > 17 && seen < 3;)
+            if (st.hist[c])
+                tail = c, seen++;
+        uint64_t cum = 0, mid = 0;
+        size_t mid_lo = 0, mid_hi = 0;
         for (size_t c = 0; c < st.nhist; c++) {
             if (!st.hist[c])
                 continue;
-            cum += st.hist[c];
-            if (c <= 16 || st.nhist - c <= 3 || c == st.nhist - 1)
-                printf("%13zu %9s %11.3f%% %11.3f%%\n", c, hr_fmt_thousands(a, sizeof a, st.hist[c]),
-                       100.0 * (double)st.hist[c] / (double)st.objects,
+            if (c > 16 && c < tail) {
+                if (!mid)
+                    mid_lo = c;
+                mid_hi = c;
+                mid += st.hist[c];
+                continue;
+            }
+            if (mid) { /* the summed row, before the first of the three largest */
+                char r[48];
+                cum += mid;
+                snprintf(r, sizeof r, mid_lo == mid_hi ? "%zu" : "%zu-%zu", mid_lo, mid_hi);
+                printf("%13s %9s %11.3f%% %11.3f%%\n", r, hr_fmt_thousands(a, sizeof a, mid),
+                       100.0 * (double)mid / (double)st.objects,
                        100.0 * (double)cum / (double)st.objects);
+                mid = 0;
+            }
+            cum += st.hist[c];
+            printf("%13zu %9s %11.3f%% %11.3f%%\n", c, hr_fmt_thousands(a, sizeof a, st.hist[c]),
+                   100.0 * (double)st.hist[c] / (double)st.objects,
+                   100.0 * (double)cum / (double)st.objects);
         }
         printf("\nbits needed   ");
         for (unsigned bits = 1; bits <= 8; bits++)

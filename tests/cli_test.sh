@@ -114,6 +114,18 @@ expect "truncated file (refcounts)" 2 'cut short' "$HR" refcounts "$T/trunc.hrt"
 "$HR" refcounts --partial "$T/trunc.hrt" >"$T/rc.txt" 2>"$T/err"
 [ $? = 0 ] && grep -q 'warning: the trace was cut short; counted what it holds' "$T/err" && grep -q '^objects' "$T/rc.txt"
 check $? "refcounts --partial of a cut trace counts what it holds and warns (as replay and dump do)"
+# refcounts' table: counts up to 16 and the three largest have a row each, the ones between are
+# summed into one row; the rows add up to every object (object i reaches count i + 1)
+{ echo 'heapreplay-trace 1 graph'
+  for i in $(seq 0 29); do
+    echo "alloc $i 32 obj object"
+    for _ in $(seq 1 "$i"); do echo "incref $i"; done
+  done; } >"$T/rc30.txt"
+"$HR" pack "$T/rc30.txt" -o "$T/rc30.hrt" && "$HR" refcounts "$T/rc30.hrt" >"$T/rc30.out" &&
+  awk '/^largest count  / {t = 1; next} t && NF == 0 {t = 0} t {n += $2; rows = rows " " $1}
+       END {exit !(n == 30 && rows == " 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17-27 28 29 30")}' \
+    "$T/rc30.out"
+check $? "refcounts' table sums the counts between 16 and the three largest into one row (17-27)"
 cp "$G" "$T/flip.hrt"
 printf '\x5a' | dd of="$T/flip.hrt" bs=1 seek=$((size / 3)) conv=notrunc status=none
 expect "flipped bits" 2 'flip.hrt: frame [0-9]+ at byte [0-9]+: corrupt' "$HR" info "$T/flip.hrt"
