@@ -1549,6 +1549,8 @@ static int finish(hr_err_t *err)
     if (R.finished || !R.started || R.sink.owner != getpid())
         return HR_OK;
     R.finished = 1;
+    if (!R.sink.w) /* the trace could not be opened: rec_start reported why, nothing to finish */
+        return HR_OK;
     if (!hooks_in_place()) { /* the trace is left without its END: not complete */
         hr_err_t e = {0};
         hr_err_set(&e, HR_EUSAGE, "the interpreter replaced the recorder's allocator hooks at "

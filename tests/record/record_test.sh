@@ -283,6 +283,12 @@ PYEOF
     st=$?
     check "preloaded -BXdev: an error (status 3) naming the replaced hooks, the trace not complete" \
       bash -c "[ $st = 3 ] && grep -q 'replaced the recorder.s allocator hooks' '$T/xdev.err' && ! \"$HR\" info '$T/xdev.hrt' 2>/dev/null | grep -q '^status *complete'"
+    # a trace that cannot be created: one error naming the path, status 3, the program not run
+    # (the preloaded recorder's exit also reported replaced hooks, which had not happened)
+    "$HR" record -o "$T/no-such-dir/x.hrt" -- -c 'print("RAN")' >"$T/nodir.out" 2>"$T/nodir.err"
+    st=$?
+    check "preloaded, an output that cannot be created: one error naming it, status 3, nothing run" \
+      bash -c "[ $st = 3 ] && [ \$(wc -l <'$T/nodir.err') = 1 ] && grep -q '^heapreplay record: error: .*no-such-dir/x.hrt: cannot create' '$T/nodir.err' && ! grep -q RAN '$T/nodir.out'"
     PYREC=$(dirname "$HR")/../recorder/libhr_pyrec.so
     if [ -f "$PYREC" ]; then
       check "preloaded module loads harmlessly into a program that is not Python (its Python data symbols are weak)" \
