@@ -343,12 +343,24 @@ function hr.plot(spec)
     end
     vars[k] = v
   end
-  vars.dir = hr.dirname(tpl) .. "/"
+  -- the template (and the style.gp beside it, which the bundled ones load) is copied next to
+  -- the figure, and NAME.gp loads the copy: the figure's folder redraws wherever it is moved
+  local tdir, tname = hr.dirname(tpl), tpl:match("[^/]+$")
+  for _, f in ipairs({tname, "style.gp"}) do
+    local src = tdir .. "/" .. f
+    if hr.exists(src) == "file" then
+      local fh = assert(io.open(src, "rb"))
+      local body = fh:read("a")
+      fh:close()
+      hr.write_file(spec.dir .. "/" .. f, body)
+    end
+  end
+  vars.dir = ""
   local name = spec.name
   local text = hr.gnuplot_vars(vars) ..
     "if (!exists(\"fmt\")) fmt = 'png'\n" ..
     ("if (!exists(\"out\")) out = '%s.'.fmt\n"):format(name) ..
-    ("load '%s'\n"):format(tpl:gsub("'", "''"))
+    ("load '%s'\n"):format(tname:gsub("'", "''"))
   hr.write_file(spec.dir .. "/" .. name .. ".gp", text)
   local written, warned = {}, {}
   for _, fmt in ipairs(spec.formats or {"png", "pdf", "svg"}) do

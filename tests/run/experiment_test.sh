@@ -70,4 +70,14 @@ PY
 py=$?
 n=$((n + 7))
 [ $py = 0 ] || failed=$((failed + 1))
+# the figures' folder redraws wherever it is moved, without the source tree (its NAME.gp loads
+# a copy of the template and names no absolute path)
+mv "$dir/figures" "$T/moved" && cd "$T/moved" && for g in *.gp; do
+  case $g in lines.gp | bars.gp | style.gp) continue ;; esac
+  ! grep -n "'/" "$g" >>"$T/regp" || echo "$g names an absolute path" >>"$T/regp"
+  gnuplot -e "fmt='png'; out='again.png'" "$g" 2>>"$T/regp" || echo "$g failed" >>"$T/regp"
+done
+cd - >/dev/null
+[ ! -s "$T/regp" ] && [ -s "$T/moved/again.png" ]
+check $? "the figures redraw from a copy of their folder elsewhere: $(head -c 300 "$T/regp" 2>/dev/null)"
 tap_end
