@@ -37,7 +37,7 @@ local FIGURE_FIELDS = {
   errors = "string", yerr = "string|function", style = "string", key = "string",
   extra = "string", xmin = "number", xmax = "number", ymin = "number", ymax = "number",
   labels = "table", width = "number", height = "number", cols = "number", xrot = "number",
-  sort = "function", by = "string|function",
+  sort = "function", by = "string|function", keytitle = "string",
 }
 local COMMANDS = {replay = true, refcounts = true}
 
@@ -950,7 +950,9 @@ local function draw_figure(e, fig, data, figdir, opts, keys)
   end
   vars.keylen = keylen
   -- series named by bare values of a column ("4K", "never"): the key says which column
-  if type(fig.series) == "string" and not fig.labels and not (e.labels and e.labels[fig.series]) then
+  if fig.keytitle then
+    vars.keytitle = fig.keytitle -- "" for none
+  elseif type(fig.series) == "string" and not fig.labels and not (e.labels and e.labels[fig.series]) then
     vars.keytitle = fig.series
   end
   local drawn = hr.plot{template = tpl, dir = figdir, name = fig.name, vars = vars, formats = opts.formats}

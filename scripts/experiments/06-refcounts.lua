@@ -10,9 +10,10 @@ local S = ({
   full  = {scale = 2, n = 100000, genmix = "2M", gcbench = 16, docs = 3000},
 })[size] or error("size must be small or full, not " .. tostring(size))
 
--- bins aligned with the bits a count field would need
+-- one bin per width of a count field: the counts that need exactly k bits (2^(k-1) .. 2^k - 1)
 local bins = {{1, 1, "1"}, {2, 3, "2-3"}, {4, 7, "4-7"}, {8, 15, "8-15"}, {16, 31, "16-31"},
-              {32, 255, "32-255"}, {256, math.huge, "256+"}}
+              {32, 63, "32-63"}, {64, 127, "64-127"}, {128, 255, "128-255"},
+              {256, math.huge, "256+"}}
 local names = {["py-mixed"] = "Python: JSON, regex, AST (recorded)",
                ["py-objects"] = "Python: objects and links (recorded)",
                genmix = "genmix (generated)", gcbench = "GCBench (generated)",
@@ -33,33 +34,44 @@ experiment {
   labels = {trace = names},
   finish = function(ctx)
     local hist, fit = {}, {}
+    local function thousands(n)
+      local s = tostring(math.floor(n))
+      repeat local k; s, k = s:gsub("^(%d+)(%d%d%d)", "%1,%2") until k == 0
+      return s
+    end
     for i, rec in ipairs(ctx.records) do
       local row, r = ctx.rows[i], rec.result
+      -- the key names each trace with its number of objects (the shares' denominator)
+      local series = ("%s, %s objects"):format(names[row.trace], thousands(r.objects))
       for _, b in ipairs(bins) do
         local n = 0
         for _, h in ipairs(r.hist) do
           if h.count >= b[1] and h.count <= b[2] then n = n + h.objects end
         end
-        hist[#hist + 1] = {trace = row.trace, bin = b[3], objects = n,
+        hist[#hist + 1] = {trace = row.trace, series = series, bin = b[3], objects = n,
                            percent = r.objects > 0 and 100 * n / r.objects or 0}
       end
       for bits = 1, 8 do
-        fit[#fit + 1] = {trace = row.trace, bits = bits, objects = r.fit[bits],
+        -- x is shifted a little per trace ("dodged"), so that traces with nearly the same share
+        -- (all near 100% at one bit) do not hide each other's points
+        fit[#fit + 1] = {trace = row.trace, series = series, bits = bits,
+                         x = bits + (i - (#ctx.records + 1) / 2) * 0.06, objects = r.fit[bits],
                          percent = r.objects > 0 and 100 * r.fit[bits] / r.objects or 0}
       end
     end
-    ctx.tables.histogram = {rows = hist, columns = {"trace", "bin", "objects", "percent"}}
-    ctx.tables.bits = {rows = fit, columns = {"trace", "bits", "objects", "percent"}}
+    ctx.tables.histogram = {rows = hist, columns = {"trace", "series", "bin", "objects", "percent"}}
+    ctx.tables.bits = {rows = fit, columns = {"trace", "series", "bits", "x", "objects", "percent"}}
   end,
   figures = {
     {name = "histogram", template = "bars", data = "histogram", x = "bin", y = "percent",
-     series = "trace", logy = true, errors = "none", ymin = 0.001,
-     xlabel = "largest reference count reached", ylabel = "objects (%, log scale)",
-     title = "How high reference counts go", width = 1.2},
-    {name = "overflow", data = "bits", x = "bits", y = function(r) return 100 - r.percent end,
-     series = "trace", errors = "none", logy = true, key = "top right",
+     series = "series", keytitle = "", logy = true, errors = "none", ymin = 0.001,
+     xlabel = "largest reference count reached (one bin per bit of a count field)",
+     ylabel = "objects (%, log scale)",
+     title = "How high reference counts go (no bar: no object in that bin)", width = 1.3},
+    {name = "overflow", data = "bits", x = "x", y = function(r) return 100 - r.percent end,
+     series = "series", keytitle = "", errors = "none", logy = true,
      xlabel = "bits in a reference-count field",
-     ylabel = "objects that overflow (%, log scale)", extra = "set xtics 1,1,8", xmin = 0.7, xmax = 8.3,
-     title = "How many objects a k-bit count cannot hold (none: the point is absent)"},
+     ylabel = "objects that overflow (%, log scale)", extra = "set xtics 1,1,8", xmin = 0.6, xmax = 8.4,
+     title = "Objects a k-bit count cannot hold (a series ends where none overflow)"},
   },
 }

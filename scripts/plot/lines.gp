@@ -55,6 +55,9 @@ set ylabel ylabel
 # border (a linear axis is extended to whole tics by autoscaling anyway; offsets there would
 # invent negative event counts)
 if (logx) { set offsets graph 0.03, graph 0.03, 0, 0 }
+# a series over time (style 'lines') ends where its data ends, not at the next whole tic (which
+# left up to a fifth of the axis empty)
+if (style eq 'lines' && !logx && !exists("xmax")) { set autoscale xfixmax }
 if (style eq 'lines') {
     plotwith = errors ? 'yerrorlines' : 'lines'
 } else {
