@@ -128,7 +128,7 @@ check $? "refcounts --partial of a cut trace counts what it holds and warns (as 
 check $? "refcounts' table sums the counts between 16 and the three largest into one row (17-27)"
 cp "$G" "$T/flip.hrt"
 printf '\x5a' | dd of="$T/flip.hrt" bs=1 seek=$((size / 3)) conv=notrunc status=none
-expect "flipped bits" 2 'flip.hrt: frame [0-9]+ at byte [0-9]+: corrupt' "$HR" info "$T/flip.hrt"
+expect "flipped bits" 2 'flip.hrt: frame [0-9]+ at byte [0-9]+: corrupt: .*; intact up to event [0-9]+ \([0-9]+ frames? before it\)' "$HR" info "$T/flip.hrt"
 expect "wrong magic" 2 'byte 0: wrong magic, not a heapreplay trace' "$HR" info "$DATA/alloc-basic.txt"
 python3 - "$T/alloc-basic.hrt" "$T/v2.hrt" <<'PY'
 import sys, zlib

@@ -565,7 +565,8 @@ static int produce(hr_trace_reader_t *r, slot_t *s)
         size_t z = ZSTD_decompressStream(r->dctx, &out, &in);
         r->in_pos += in.pos;
         if (ZSTD_isError(z))
-            return pfail(s, HR_EFORMAT, "%s: frame %llu at byte %llu: corrupt: %s",
+            return pfail(s, HR_EFORMAT, "%s: frame %llu at byte %llu: corrupt: does not "
+                         "decompress (zstd: %s)",
                          r->name, (unsigned long long)r->p_frames,
                          (unsigned long long)s->frame_off, ZSTD_getErrorName(z));
         if (z == 0)
@@ -708,8 +709,14 @@ static int load_frame(hr_trace_reader_t *r, hr_err_t *err)
     r->st.file_bytes = s->file_bytes;
     if (s->kind == SLOT_CUT)
         return cut_short(r, err, s->how);
-    if (s->kind == SLOT_FAIL)
-        return fail(r, err, s->err.code, "%s", s->err.msg);
+    if (s->kind == SLOT_FAIL) {
+        if (s->err.code != HR_EFORMAT)
+            return fail(r, err, s->err.code, "%s", s->err.msg);
+        /* a damaged frame: say where the intact part ends, in events, as a cut does */
+        return fail(r, err, s->err.code, "%s; intact up to event %llu (%llu frame%s before it)",
+                    s->err.msg, (unsigned long long)r->st.events,
+                    (unsigned long long)r->st.frames, r->st.frames == 1 ? "" : "s");
+    }
     size_t fsize = s->buf.len;
     r->frame = s->buf.data;
     r->flen = fsize;
