@@ -643,9 +643,10 @@ done:
         vcheck_t *c = f ? lkf : lks;
         if (f && c == lks)
             break;
-        snprintf(c->detail, sizeof c->detail, "%llu freed by counting although CPython's cycle "
-                 "collector freed them (%llu objects counted here were freed by CPython outside "
-                 "a collection but are held only by cycle garbage in the replay)",
+        snprintf(c->detail, sizeof c->detail, "%llu of them freed by counting in the replay, "
+                 "where CPython's cycle collector freed them; the total includes %llu that "
+                 "CPython freed outside any collection but the replay holds only through cycle "
+                 "garbage",
                  (unsigned long long)t.freed_cyclic[f], (unsigned long long)t.held[f]);
     }
 out:
