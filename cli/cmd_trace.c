@@ -232,10 +232,12 @@ static int run_info(int argc, char **argv)
     }
     printf("frames        %llu, checksums %s\n", (unsigned long long)st->frames,
            rc ? "not all verified (see the error below)" : "all verified");
+    /* the reader's cut message names the file and says "cut short" itself: keep what follows */
+    const char *cut = st->cut_short ? strstr(st->cut_msg, ": cut short: ") : NULL;
     if (rc)
         printf("status        BAD INPUT: %s\n", err.msg);
     else if (st->cut_short)
-        printf("status        CUT SHORT: %s\n", st->cut_msg);
+        printf("status        CUT SHORT: %s\n", cut ? cut + strlen(": cut short: ") : st->cut_msg);
     else
         printf("status        complete (end record verified)\n");
     printf("events        %s", hr_fmt_thousands(t1, sizeof t1, st->events));
