@@ -232,12 +232,11 @@ static int run_info(int argc, char **argv)
     }
     printf("frames        %llu, checksums %s\n", (unsigned long long)st->frames,
            rc ? "not all verified (see the error below)" : "all verified");
-    /* the reader's cut message names the file and says "cut short" itself: keep what follows */
-    const char *cut = st->cut_short ? strstr(st->cut_msg, ": cut short: ") : NULL;
     if (rc)
         printf("status        BAD INPUT: %s\n", err.msg);
-    else if (st->cut_short)
-        printf("status        CUT SHORT: %s\n", cut ? cut + strlen(": cut short: ") : st->cut_msg);
+    else if (st->cut_short) /* how it ends: the error below, which names the file */
+        printf("status        CUT SHORT: readable up to event %llu (%llu complete frames)\n",
+               (unsigned long long)st->events, (unsigned long long)st->frames);
     else
         printf("status        complete (end record verified)\n");
     printf("events        %s", hr_fmt_thousands(t1, sizeof t1, st->events));

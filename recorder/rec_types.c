@@ -19,14 +19,20 @@
 hr_rec_tcache_t hr_rec_tcache[HR_REC_TCACHE];
 uint64_t hr_rec_tfilter[64];
 
+/* Put t (pre 0: nothing) into its cache entry. */
+static void tcache_set(uintptr_t t, uint64_t pre)
+{
+    hr_rec_tcache_t *e = &hr_rec_tcache[hr_rec_tcache_slot(t)];
+    e->type = t;
+    e->pre = pre;
+}
+
 uint64_t hr_rec_type_pre_miss(uintptr_t t)
 {
     uint64_t pre;
     if (!hr_rec_tfilter_has(t) || !hr_idmap_get(&R.types, t, &pre, NULL))
         return 0;
-    unsigned k = hr_rec_tcache_slot(t);
-    hr_rec_tcache[k].type = t;
-    hr_rec_tcache[k].pre = pre;
+    tcache_set(t, pre);
     return pre;
 }
 
@@ -144,8 +150,7 @@ static void type_learned(uintptr_t t, uint64_t pre)
 {
     hr_idmap_put(&R.types, t, pre, 0);
     hr_rec_tfilter[(t >> 10) & 63] |= (uint64_t)1 << ((t >> 4) & 63);
-    hr_rec_tcache[hr_rec_tcache_slot(t)].type = t;
-    hr_rec_tcache[hr_rec_tcache_slot(t)].pre = pre;
+    tcache_set(t, pre);
 }
 
 void hr_rec_type_forget(uintptr_t t)
@@ -154,8 +159,9 @@ void hr_rec_type_forget(uintptr_t t)
         return;
     if (hr_idmap_take(&R.types, t, NULL, NULL) && R.mode == HR_KIND_GRAPH)
         hr_rec_graph_type_freed(t); /* a class created later at t is another type */
-    if (hr_rec_tcache[hr_rec_tcache_slot(t)].type == t)
-        hr_rec_tcache[hr_rec_tcache_slot(t)].type = 0, hr_rec_tcache[hr_rec_tcache_slot(t)].pre = 0;
+    hr_rec_tcache_t *e = &hr_rec_tcache[hr_rec_tcache_slot(t)];
+    if (e->type == t)
+        e->type = 0, e->pre = 0;
 }
 
 /* Learn the type of a block that the count showed to be a GC allocation. The object may be
