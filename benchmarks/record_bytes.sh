@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 B=${1:-build}
 HR=$B/cli/heapreplay
 PY=/usr/bin/python3.11
+# scratch space for each recording (one trace at a time), removed at exit
 T=$(mktemp -d "${TMPDIR:-/tmp}/hr_recbytes.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 [ -x "$HR" ] || { echo "record_bytes.sh: build first (scripts/build.sh $B)" >&2; exit 1; }

@@ -220,4 +220,6 @@ const hr_cmd_t hr_cmd_refcounts = {
     run_refcounts,
     "Histogram of the largest reference count each object of a graph trace reaches.\n\n"
     "A count is external references + links in; the report gives the share of objects whose\n"
-    "count fits in 1..8 bits (after Shahriyar, Blackburn and Frampton, ISMM 2012)."};
+    "count fits in 1..8 bits (after Shahriyar, Blackburn and Frampton, ISMM 2012). The table\n"
+    "has a row for each count up to 16 and for the three largest counts reached; the counts\n"
+    "between are summed into one row (e.g. '17-220'). --json has every count."};
