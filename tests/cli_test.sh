@@ -129,7 +129,12 @@ check $? "refcounts' table sums the counts between 16 and the three largest into
 cp "$G" "$T/flip.hrt"
 printf '\x5a' | dd of="$T/flip.hrt" bs=1 seek=$((size / 3)) conv=notrunc status=none
 expect "flipped bits" 2 'flip.hrt: frame [0-9]+ at byte [0-9]+: corrupt: .*; intact up to event [0-9]+ \([0-9]+ frames? before it\)' "$HR" info "$T/flip.hrt"
-expect "wrong magic" 2 'byte 0: wrong magic, not a heapreplay trace' "$HR" info "$DATA/alloc-basic.txt"
+expect "wrong magic, a text trace" 2 'byte 0: wrong magic, not a heapreplay trace \(it looks like a text trace: .heapreplay pack. it first\)' "$HR" info "$DATA/alloc-basic.txt"
+zstd -q -c "$T/alloc-basic.hrt" >"$T/twice.zst"
+expect "wrong magic, a zstd stream" 2 'byte 0: wrong magic, not a heapreplay trace \(it is a zstd stream' "$HR" info "$T/twice.zst"
+head -c 4096 /dev/urandom >"$T/random.bin"
+printf '\001' | dd of="$T/random.bin" bs=1 count=1 conv=notrunc status=none
+expect "wrong magic, neither" 2 'random.bin: byte 0: wrong magic, not a heapreplay trace$' "$HR" info "$T/random.bin"
 python3 - "$T/alloc-basic.hrt" "$T/v2.hrt" <<'PY'
 import sys, zlib
 b = bytearray(open(sys.argv[1], 'rb').read())

@@ -198,6 +198,25 @@ static int fail(hr_trace_reader_t *r, hr_err_t *err, int code, const char *fmt, 
     return hr_err_set(err, code, "%s", r->fail.msg);
 }
 
+/* What a file that is not a binary trace looks like, from the bytes already read (at most the
+ * first read's worth; no more are read for this): a hint for the error, or "". */
+static const char *not_a_trace_hint(const uint8_t *p, size_t avail)
+{
+    if (avail >= 4 && hr_le32(p) == 0xFD2FB528u)
+        return " (it is a zstd stream: a trace compressed again? 'zstd -d' it first)";
+    size_t n = avail < 512 ? avail : 512, i = 0;
+    for (; i < n; i++)
+        if (p[i] < 0x20 && p[i] != '\n' && p[i] != '\t' && p[i] != '\r')
+            return "";
+    /* Plain text: a text trace starts with comments, blank lines or its header line. */
+    for (i = 0; i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'); i++)
+        ;
+    static const char tag[] = "heapreplay-trace";
+    if ((i < n && p[i] == '#') || (n - i >= sizeof tag - 1 && !memcmp(p + i, tag, sizeof tag - 1)))
+        return " (it looks like a text trace: 'heapreplay pack' it first)";
+    return "";
+}
+
 static int read_header(hr_trace_reader_t *r, hr_err_t *err)
 {
     int rc;
@@ -212,10 +231,8 @@ static int read_header(hr_trace_reader_t *r, hr_err_t *err)
         if (avail < 8 && avail >= 4 && hr_le32(p) == HR_HEADER_SKIP_MAGIC)
             return hr_err_set(err, HR_ETRUNC, "%s: cut short inside the header (%zu of at least "
                               "8 bytes)", r->name, avail);
-        return hr_err_set(err, HR_EFORMAT,
-                          "%s: byte 0: wrong magic, not a heapreplay trace (a text trace? use "
-                          "'heapreplay pack' first)",
-                          r->name);
+        return hr_err_set(err, HR_EFORMAT, "%s: byte 0: wrong magic, not a heapreplay trace%s",
+                          r->name, not_a_trace_hint(p, r->in_len - r->in_pos));
     }
     uint32_t plen = hr_le32(p + 4);
     if (plen < HR_HEADER_TAG_LEN + 4 + 1 + 4 || plen > (1u << 20))
