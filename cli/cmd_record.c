@@ -449,6 +449,22 @@ static int run_record(int argc, char **argv)
         return status;
     }
 #ifdef HR_HAVE_PYTHON
+    /* A script that cannot be opened is bad input, said before anything is written: the
+     * interpreter would print its own complaint and exit 2, after a trace of its start-up had
+     * replaced the file at -o. (Arguments starting with '-' are interpreter options, or '-' for
+     * standard input: the interpreter judges those.) */
+    if (args[0][0] != '-') {
+        int fd = open(args[0], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            char msg[PATH_MAX + 128];
+            snprintf(msg, sizeof msg, "cannot open the script '%s': %s (nothing was recorded)",
+                     args[0], strerror(errno));
+            free(cmdline);
+            rec_error(msg);
+            return 2;
+        }
+        close(fd);
+    }
     if (!o[5].value) {
         status = run_python_preloaded(o[0].value, mode, frame, level, nargs, args, cmdline);
         if (status >= 0) {
@@ -506,7 +522,8 @@ const hr_cmd_t hr_cmd_record = {
     "before the script: '-- -m MODULE ARGS...', '-- -c COMMAND', '-- -X dev SCRIPT.py'.\n"
     "With --native, run any program under an LD_PRELOAD recorder of malloc and friends.\n"
     "The exit status is the program's (128+N when it was killed by signal N); the recorder's own\n"
-    "errors are printed as 'heapreplay record: error: ...' (status 3 when the program succeeded).\n"
+    "errors are printed as 'heapreplay record: error: ...' (status 3 when the program succeeded;\n"
+    "2, before anything is written, when the script cannot be opened).\n"
     "A killed program leaves a trace readable up to its last complete frame (frames are flushed\n"
     "at least every 250 ms). The script can mark phases: import _heapreplay;\n"
     "_heapreplay.phase(\"name\"). See docs/recorder.md."};

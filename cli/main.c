@@ -80,8 +80,15 @@ int hr_cli_parse(const char *cmd, int argc, char **argv, hr_opt_t *opts, size_t 
                     (opts[k].alias && strlen(opts[k].alias) == alen &&
                      strncmp(opts[k].alias, a, alen) == 0))
                     o = &opts[k];
-            if (!o)
-                return hr_cli_usage(cmd, "unknown option '%.*s'", (int)alen, a);
+            if (!o) {
+                /* -q exists where there is progress to silence (replay, run); elsewhere say so
+                 * rather than leave a script writer guessing */
+                int quiet = (alen == 2 && !strncmp(a, "-q", 2)) ||
+                            (alen == 7 && !strncmp(a, "--quiet", 7));
+                return hr_cli_usage(cmd, "unknown option '%.*s'%s", (int)alen, a,
+                                    quiet ? " (this command prints no progress to silence; only "
+                                            "replay and run take -q)" : "");
+            }
             if (o->takes_value) {
                 /* given twice: which one was meant? (the last one used to win silently) */
                 if (o->value)

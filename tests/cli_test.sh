@@ -511,6 +511,8 @@ expect "pack of an endless input without newlines is refused" 2 \
 # {==== Usage errors: exit 1 ====
 expect "unknown command" 1 "unknown command 'frob'" "$HR" frob
 expect "unknown option" 1 "unknown option '--bogus'" "$HR" dump --bogus x
+expect "-q where there is no progress" 1 "unknown option '-q' \\(this command prints no progress to silence; only replay and run take -q\\)" "$HR" validate -q x
+expect "--quiet where there is no progress" 1 "unknown option '--quiet' \\(this command" "$HR" info --quiet x
 expect "missing operand" 1 'expected one TRACE' "$HR" info
 expect "unknown generator" 1 "unknown generator 'nope' \(built in: seed-arena.*; no Lua workload .*nope.lua\)" "$HR" gen nope -o "$T/x.hrt"
 # Generator parameters: out of range values (that sized arrays or wrapped counts) are usage

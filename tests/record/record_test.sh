@@ -156,9 +156,15 @@ if [ "$HAVE_PY" = 1 ]; then
   "$HR" record -o "$T/thr.hrt" -- "$D/exits.py" exit-in-thread >/dev/null 2>&1
   st=$?
   check "sys.exit(0) after a thread: exit 0, trace complete" bash -c "[ $st = 0 ] && \"$HR\" info '$T/thr.hrt' | grep -q '^status *complete'"
-  "$HR" record -o "$T/none.hrt" -- "$T/does-not-exist.py" >/dev/null 2>"$T/none.err"
-  st=$?
-  check "a missing script: exit 2 like python3, Python's message" bash -c "[ $st = 2 ] && grep -q 'No such file' '$T/none.err'"
+  # a missing script: bad input (2), said by the recorder before anything is written (it used to
+  # be Python's own exit 2, after a trace of start-up had replaced the file at -o)
+  for how in "" --embedded; do
+    echo keep >"$T/none.hrt"
+    "$HR" record $how -o "$T/none.hrt" -- "$T/does-not-exist.py" >/dev/null 2>"$T/none.err"
+    st=$?
+    check "a missing script${how:+ ($how)}: exit 2, the recorder's own error naming it, the file at -o kept" \
+      bash -c "[ $st = 2 ] && [ \$(wc -l <'$T/none.err') = 1 ] && grep -q \"^heapreplay record: error: cannot open the script '.*does-not-exist.py': No such file\" '$T/none.err' && [ \"\$(cat '$T/none.hrt')\" = keep ]"
+  done
   "$HR" record -o /nonexistent-dir/x.hrt -- "$D/exits.py" normal >/dev/null 2>"$T/bad.err"
   st=$?
   check "an unwritable trace: the recorder's own error, marked, exit 3" \
