@@ -104,6 +104,11 @@ typedef struct hr_alloc_vt {
     /* Added with the first backends (issue 3): properties a caller must know about; 0 for a
      * plain allocator. HR_ALLOC_F_* below. */
     unsigned flags;
+    /* Added 2026-11-23: what a reader of this instance's footprint could misjudge, in one line
+     * of static storage (mimalloc with eager commit counts whole segments it never touched), or
+     * NULL when there is nothing to say. `heapreplay replay` prints it under the footprint. May
+     * be NULL (nothing to say). */
+    const char *(*footprint_note)(void *ctx);
 } hr_alloc_vt;
 
 /* The backend hands the same memory to every live block (null): blocks overlap by design and
@@ -138,6 +143,8 @@ int hr_alloc_register_extra(const hr_alloc_vt *vt);
 int hr_alloc_create(hr_alloc_t **out, const char *spec, hr_err_t *err);
 void hr_alloc_destroy(hr_alloc_t *a); /* accepts NULL */
 void hr_alloc_get_stats(hr_alloc_t *a, hr_alloc_stats_t *st);
+/* The backend's caveat on its footprint (hr_alloc_vt.footprint_note), or NULL. */
+const char *hr_alloc_footprint_note(hr_alloc_t *a);
 /* Check the registry: every name non-empty, unique, and every required slot present. Returns
  * HR_EINTERNAL naming the offender. hr_alloc_create runs it once per process. */
 int hr_alloc_registry_check(hr_err_t *err);

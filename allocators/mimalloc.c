@@ -283,6 +283,15 @@ static int mim_stats_text(void *ctx, hr_buf_t *out, hr_err_t *err)
     return HR_OK;
 }
 
+static const char *mim_footprint_note(void *ctx)
+{
+    (void)ctx;
+    if (!mi.option_get(mi_option_eager_commit))
+        return NULL;
+    return "committed bytes; commit=eager (the default) takes whole 32 MiB segments, mostly "
+           "untouched: see rss, or commit=lazy";
+}
+
 const hr_alloc_vt hr_alloc_mimalloc_vt = {
     .name = "mimalloc",
     .summary = "mimalloc (" HR_MIMALLOC_LIB ", dlopen RTLD_LOCAL: the harness's malloc stays "
@@ -298,4 +307,5 @@ const hr_alloc_vt hr_alloc_mimalloc_vt = {
     .stats = mim_stats,
     .stats_text = mim_stats_text,
     .flags = HR_ALLOC_F_SMALL_ALIGN8,
+    .footprint_note = mim_footprint_note,
 };

@@ -180,6 +180,11 @@ void hr_alloc_get_stats(hr_alloc_t *a, hr_alloc_stats_t *st)
         a->vt->stats(a->ctx, st);
 }
 
+const char *hr_alloc_footprint_note(hr_alloc_t *a)
+{
+    return a->vt->footprint_note ? a->vt->footprint_note(a->ctx) : NULL;
+}
+
 int hr_alloc_stats_text(hr_alloc_t *a, hr_buf_t *out, hr_err_t *err)
 {
     if (!a->vt->stats_text)

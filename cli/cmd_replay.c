@@ -68,6 +68,8 @@ static void print_summary(const char *path, const hr_replay_result_t *r)
            human_bytes(a, sizeof a, (double)as->peak_footprint),
            human_bytes(b, sizeof b, (double)as->footprint),
            as->peak_bytes_in_use ? (double)as->peak_footprint / (double)as->peak_bytes_in_use : 0);
+    if (r->footprint_note)
+        printf("              note: %s\n", r->footprint_note);
     if (as->arenas_allocated)
         printf("arenas        allocated %llu, released %llu, peak %llu, now %llu\n",
                (unsigned long long)as->arenas_allocated, (unsigned long long)as->arenas_released,

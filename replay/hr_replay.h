@@ -99,6 +99,7 @@ typedef struct hr_replay_result {
     uint64_t peak_rss, rss_start, rss_end;
     uint64_t table_bytes_peak;  /* the engine's own id table at its largest */
     hr_alloc_stats_t alloc;
+    const char *footprint_note; /* the allocator's caveat on its footprint, or NULL (static) */
     hr_gc_stats_t gc;
     hr_buf_t alloc_text;        /* the allocator's statistics text at the end (may be empty) */
     hr_buf_t recorded_stats;    /* the trace's last STATS pymalloc text (may be empty) */

@@ -995,6 +995,7 @@ out:
     res->peak_live_blocks = e.peak_live_blocks;
     if (e.alloc) {
         hr_alloc_get_stats(e.alloc, &res->alloc);
+        res->footprint_note = hr_alloc_footprint_note(e.alloc);
         res->live_bytes = res->alloc.bytes_in_use; /* every block is served by the allocator */
         res->peak_live_bytes = res->alloc.peak_bytes_in_use;
     }
