@@ -134,6 +134,10 @@ zstd -q -c "$T/alloc-basic.hrt" >"$T/twice.zst"
 expect "wrong magic, a zstd stream" 2 'byte 0: wrong magic, not a heapreplay trace \(it is a zstd stream' "$HR" info "$T/twice.zst"
 head -c 4096 /dev/urandom >"$T/random.bin"
 printf '\001' | dd of="$T/random.bin" bs=1 count=1 conv=notrunc status=none
+{ echo "# a comment"; echo; cat "$DATA/alloc-basic.txt"; } >"$T/commented.txt"
+expect "wrong magic, a text trace after comments" 2 'commented.txt: byte 0: wrong magic, not a heapreplay trace \(it looks like a text trace' "$HR" info "$T/commented.txt"
+printf '# A title\n\nSome prose.\n' >"$T/notes.md"
+expect "wrong magic, Markdown is not taken for a text trace" 2 'notes.md: byte 0: wrong magic, not a heapreplay trace$' "$HR" info "$T/notes.md"
 expect "wrong magic, neither" 2 'random.bin: byte 0: wrong magic, not a heapreplay trace$' "$HR" info "$T/random.bin"
 python3 - "$T/alloc-basic.hrt" "$T/v2.hrt" <<'PY'
 import sys, zlib

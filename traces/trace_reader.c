@@ -208,12 +208,22 @@ static const char *not_a_trace_hint(const uint8_t *p, size_t avail)
     for (; i < n; i++)
         if (p[i] < 0x20 && p[i] != '\n' && p[i] != '\t' && p[i] != '\r')
             return "";
-    /* Plain text: a text trace starts with comments, blank lines or its header line. */
-    for (i = 0; i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'); i++)
-        ;
+    /* Plain text: a text trace's first line that is neither blank nor a comment is its header
+     * line (a Markdown file's '# title' alone is no sign). */
     static const char tag[] = "heapreplay-trace";
-    if ((i < n && p[i] == '#') || (n - i >= sizeof tag - 1 && !memcmp(p + i, tag, sizeof tag - 1)))
-        return " (it looks like a text trace: 'heapreplay pack' it first)";
+    for (i = 0; i < n;) {
+        while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r'))
+            i++;
+        if (i < n && (p[i] == '#' || p[i] == '\n')) {
+            while (i < n && p[i] != '\n')
+                i++;
+            i++;
+            continue;
+        }
+        if (n - i >= sizeof tag - 1 && !memcmp(p + i, tag, sizeof tag - 1))
+            return " (it looks like a text trace: 'heapreplay pack' it first)";
+        break;
+    }
     return "";
 }
 
