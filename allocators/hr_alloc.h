@@ -106,8 +106,8 @@ typedef struct hr_alloc_vt {
     unsigned flags;
     /* Added 2026-11-23: what a reader of this instance's footprint could misjudge, in one line
      * of static storage (mimalloc with eager commit counts whole segments it never touched), or
-     * NULL when there is nothing to say. `heapreplay replay` prints it under the footprint. May
-     * be NULL (nothing to say). */
+     * NULL when there is nothing to say. `heapreplay replay` prints it under the footprint. The
+     * slot itself may be NULL (a backend whose footprint needs no caveat). */
     const char *(*footprint_note)(void *ctx);
 } hr_alloc_vt;
 
