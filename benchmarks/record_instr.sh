@@ -17,6 +17,7 @@
 # Usage: benchmarks/record_instr.sh [BUILD_DIR]   (default build)
 #   PROG='SCRIPT ARGS'  the program (default: benchmarks/record_workload.py 50)
 # Needs valgrind (apt-get install valgrind). About two minutes with the default program.
+# shellcheck disable=SC2086 # $PROG's words are meant to split, everywhere below
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
@@ -59,7 +60,6 @@ run() {
 }
 
 {
-  # shellcheck disable=SC2086 # the program's words are meant to split
   run plain "$PY" $PROG
   for lv in forward observe map encode traverse; do
     run "floor:$lv" env HR_HOOK_FLOOR=$lv LD_PRELOAD="$PWD/$FLOOR" "$PY" $PROG
