@@ -287,6 +287,38 @@ static hr_record_python_fn *load_embedded(hr_err_t *err)
     return fn;
 }
 
+/* Which argument is the script, reading the interpreter's leading options as CPython 3.11's
+ * command line does (single-letter flags, combined or not; -W and -X take a value, attached or
+ * next; --check-hash-based-pycs takes the next; '--' ends the options): its index, or -1 when
+ * the program is not a script file (-c, -m, '-' for standard input, or no argument left). */
+static int script_index(int nargs, char **args)
+{
+    for (int i = 0; i < nargs; i++) {
+        const char *a = args[i];
+        if (strcmp(a, "--") == 0)
+            return i + 1 < nargs ? i + 1 : -1;
+        if (a[0] != '-')
+            return i;
+        if (a[1] == '\0')
+            return -1; /* '-': standard input */
+        if (a[1] == '-') {
+            if (strcmp(a, "--check-hash-based-pycs") == 0)
+                i++;
+            continue;
+        }
+        for (const char *c = a + 1; *c; c++) {
+            if (*c == 'c' || *c == 'm')
+                return -1;
+            if (*c == 'W' || *c == 'X') {
+                if (c[1] == '\0')
+                    i++; /* the value is the next argument */
+                break;
+            }
+        }
+    }
+    return -1;
+}
+
 /* The Python recorder preloaded into the system's python3.11 (the default; docs/recorder.md).
  * heapreplay becomes that interpreter (exec, same process: signals reach the program, and its
  * exit status is ours); the module reports its own errors and exits with 3 as the embedded
@@ -449,21 +481,19 @@ static int run_record(int argc, char **argv)
         return status;
     }
 #ifdef HR_HAVE_PYTHON
-    /* A script that cannot be opened is bad input, said before anything is written: the
+    /* A script that cannot be read is bad input, said before anything is written: the
      * interpreter would print its own complaint and exit 2, after a trace of its start-up had
-     * replaced the file at -o. (Arguments starting with '-' are interpreter options, or '-' for
-     * standard input: the interpreter judges those.) */
-    if (args[0][0] != '-') {
-        int fd = open(args[0], O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            char msg[PATH_MAX + 128];
-            snprintf(msg, sizeof msg, "cannot open the script '%s': %s (nothing was recorded)",
-                     args[0], strerror(errno));
-            free(cmdline);
-            rec_error(msg);
-            return 2;
-        }
-        close(fd);
+     * replaced the file at -o. (Checked with stat and access, not by opening it: opening a FIFO
+     * would wait for a writer and swallow what it sends.) */
+    int si = script_index(nargs, args);
+    struct stat ssb;
+    if (si >= 0 && (stat(args[si], &ssb) || access(args[si], R_OK))) {
+        char msg[PATH_MAX + 128];
+        snprintf(msg, sizeof msg, "cannot open the script '%s': %s (nothing was recorded)",
+                 args[si], strerror(errno));
+        free(cmdline);
+        rec_error(msg);
+        return 2;
     }
     if (!o[5].value) {
         status = run_python_preloaded(o[0].value, mode, frame, level, nargs, args, cmdline);
@@ -523,7 +553,7 @@ const hr_cmd_t hr_cmd_record = {
     "With --native, run any program under an LD_PRELOAD recorder of malloc and friends.\n"
     "The exit status is the program's (128+N when it was killed by signal N); the recorder's own\n"
     "errors are printed as 'heapreplay record: error: ...' (status 3 when the program succeeded;\n"
-    "2, before anything is written, when the script cannot be opened).\n"
+    "2, before anything is written, when the script cannot be read).\n"
     "A killed program leaves a trace readable up to its last complete frame (frames are flushed\n"
     "at least every 250 ms). The script can mark phases: import _heapreplay;\n"
     "_heapreplay.phase(\"name\"). See docs/recorder.md."};

@@ -165,6 +165,26 @@ if [ "$HAVE_PY" = 1 ]; then
     check "a missing script${how:+ ($how)}: exit 2, the recorder's own error naming it, the file at -o kept" \
       bash -c "[ $st = 2 ] && [ \$(wc -l <'$T/none.err') = 1 ] && grep -q \"^heapreplay record: error: cannot open the script '.*does-not-exist.py': No such file\" '$T/none.err' && [ \"\$(cat '$T/none.hrt')\" = keep ]"
   done
+  # ... also after interpreter options, some with values (-X dev runs embedded, -W and -u
+  # preloaded); a FIFO as the script is read by the interpreter alone (opening it to check
+  # would wait for the writer and swallow the program)
+  for opts in "-X dev" "-u -Wignore" "-bB --"; do
+    echo keep >"$T/none.hrt"
+    # shellcheck disable=SC2086 # the options' words are meant to split
+    "$HR" record -o "$T/none.hrt" -- $opts "$T/does-not-exist.py" >/dev/null 2>"$T/none.err"
+    st=$?
+    check "a missing script after '$opts': exit 2, the recorder's own error, the file at -o kept" \
+      bash -c "[ $st = 2 ] && grep -q \"^heapreplay record: error: cannot open the script '.*does-not-exist.py'\" '$T/none.err' && [ \"\$(cat '$T/none.hrt')\" = keep ]"
+  done
+  mkfifo "$T/fifo.py"
+  echo 'print("from the fifo")' >"$T/fifo.py" &
+  writer=$!
+  timeout 60 "$HR" record -o "$T/fifo.hrt" -- "$T/fifo.py" >"$T/fifo.out" 2>&1
+  st=$?
+  kill "$writer" 2>/dev/null # still waiting for a reader only if the test failed
+  wait "$writer" 2>/dev/null
+  check "a FIFO as the script: the program it carries runs and is recorded" \
+    bash -c "[ $st = 0 ] && grep -qx 'from the fifo' '$T/fifo.out' && \"$HR\" info '$T/fifo.hrt' | grep -q '^status *complete'"
   "$HR" record -o /nonexistent-dir/x.hrt -- "$D/exits.py" normal >/dev/null 2>"$T/bad.err"
   st=$?
   check "an unwritable trace: the recorder's own error, marked, exit 3" \
