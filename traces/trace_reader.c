@@ -204,7 +204,7 @@ static const char *not_a_trace_hint(const uint8_t *p, size_t avail)
 {
     if (avail >= 4 && hr_le32(p) == 0xFD2FB528u)
         return " (it is a zstd stream: a trace compressed again? 'zstd -d' it first)";
-    size_t n = avail < 512 ? avail : 512, i = 0;
+    size_t n = avail < 65536 ? avail : 65536, i = 0; /* comments before the header included */
     for (; i < n; i++)
         if (p[i] < 0x20 && p[i] != '\n' && p[i] != '\t' && p[i] != '\r')
             return "";
