@@ -11,9 +11,9 @@
 #   floor:forward ...     hook_floor.c's levels (what the least recorder of that design does)
 #   record alloc, graph   heapreplay record --mode alloc|graph -- PROGRAM
 #
-# Instructions are not time (a cache miss costs no instructions; the floor's map costs ~0.1x in
-# time, about as much in instructions), but they compare variants exactly, and they show which
-# part of the recorder's own code grew or shrank.
+# Instructions are not time (a cache miss costs none, and the writer's worker may run on the
+# other vCPU), though on this workload they track pinned CPU time closely (docs/recorder.md);
+# they compare variants exactly, and show which part of the recorder's own code grew or shrank.
 # Usage: benchmarks/record_instr.sh [BUILD_DIR]   (default build)
 #   PROG='SCRIPT ARGS'  the program (default: benchmarks/record_workload.py 50)
 # Needs valgrind (apt-get install valgrind). About two minutes with the default program.
@@ -22,11 +22,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
 HR=$B/cli/heapreplay
-FLOOR=$B/benchmarks/libhr_hookfloor.so
+FLOOR=$(realpath -m "$B/benchmarks/libhr_hookfloor.so")
 PY=/usr/bin/python3.11
 PROG=${PROG:-benchmarks/record_workload.py 50}
-command -v valgrind >/dev/null || { echo "record_instr.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
-[ -x "$HR" ] || { echo "record_instr.sh: build first (scripts/build.sh $B)" >&2; exit 1; }
+for t in valgrind callgrind_annotate; do
+  command -v $t >/dev/null || { echo "record_instr.sh: needs $t (apt-get install valgrind)" >&2; exit 1; }
+done
+if [ ! -x "$HR" ] || [ ! -f "$FLOOR" ]; then
+  echo "record_instr.sh: build first (scripts/build.sh $B)" >&2
+  exit 1
+fi
 # scratch space for callgrind's files and the traces, removed at exit
 T=$(mktemp -d "${TMPDIR:-/tmp}/hr_recinstr.XXXXXX")
 trap 'rm -rf "$T"' EXIT
@@ -37,32 +42,37 @@ run() {
   local name=$1
   shift
   mkdir "$T/$name"
-  if ! PYTHONHASHSEED=0 valgrind --tool=callgrind --trace-children=yes \
-      --callgrind-out-file="$T/$name/cg.%p" "$@" >/dev/null 2>"$T/$name/err"; then
-    echo "record_instr.sh: '$name' failed:" >&2
+  PYTHONHASHSEED=0 valgrind --tool=callgrind --trace-children=yes \
+    --callgrind-out-file="$T/$name/cg.%p" "$@" >/dev/null 2>"$T/$name/err" &
+  local pid=$! st=0 tot
+  wait $pid || st=$?
+  if [ $st != 0 ]; then
+    echo "record_instr.sh: '$name' failed (exit $st):" >&2
     grep -v '^==' "$T/$name/err" | tail -5 >&2
     exit 1
   fi
-  # the interpreter's process: the profile whose command is python3.11 (heapreplay record execs
-  # it in its own process; env and nice are separate processes before it)
-  local f="" tot
-  for c in "$T/$name"/cg.*; do
-    grep -q '^cmd: .*python3\.11' "$c" && f=$c
-  done
-  [ -n "$f" ] || { echo "record_instr.sh: '$name': no python3.11 profile" >&2; exit 1; }
+  # the interpreter's process: the one started (env and heapreplay record exec it in the same
+  # process, whose profile is the interpreter's); children the program starts have their own
+  local f="$T/$name/cg.$pid"
+  grep -q '^cmd: .*python3\.11' "$f" 2>/dev/null ||
+    { echo "record_instr.sh: '$name': process $pid's profile is not python3.11's" >&2; exit 1; }
   tot=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
   # heapreplay's own code: the functions whose source is in this tree, named through the build
   # folder (BUILD/../recorder/...), inlined headers included
   callgrind_annotate --auto=no --threshold=100 "$f" 2>/dev/null |
     grep -E '\.\./(recorder|traces|common|benchmarks)/[^ ]*:' >"$T/$name/own" || true
   own=$(awk '{gsub(",", "", $1); if ($1 ~ /^[0-9]+$/) s += $1} END {print s + 0}' "$T/$name/own")
+  if [ "$name" != plain ] && [ "$own" = 0 ]; then
+    echo "record_instr.sh: '$name': none of heapreplay's code found in the profile (preload failed?)" >&2
+    exit 1
+  fi
   echo "$name $tot $own"
 }
 
 {
   run plain "$PY" $PROG
   for lv in forward observe map encode traverse; do
-    run "floor:$lv" env HR_HOOK_FLOOR=$lv LD_PRELOAD="$PWD/$FLOOR" "$PY" $PROG
+    run "floor:$lv" env HR_HOOK_FLOOR=$lv LD_PRELOAD="$FLOOR" "$PY" $PROG
   done
   for m in alloc graph; do
     run "record:$m" "$HR" record --mode $m -o "$T/$m.hrt" -- $PROG

@@ -22,10 +22,7 @@ local wanted = {
   {"cpython", "CPython 3.11 obmalloc (real)"},
   {"libc", "glibc malloc"},
   {"jemalloc", "jemalloc"},
-  -- mimalloc's footprint is its committed bytes: whole 32 MiB segments under its default eager
-  -- commit, mostly never touched (docs/allocators.md); the key says so, the RSS figure shows
-  -- what was resident
-  {"mimalloc", "mimalloc (footprint: whole 32 MiB segments)"},
+  {"mimalloc", "mimalloc"},
   {"tcmalloc", "tcmalloc"},
 }
 local built = {}
@@ -94,6 +91,10 @@ experiment {
     {name = "footprint", template = "bars", x = "trace", y = "peak_footprint", yscale = 1 / 2^20,
      series = "alloc", xrot = 30, logy = true, errors = "none", xlabel = "",
      ylabel = "peak footprint (MiB, log scale)", width = 1.3,
+     -- mimalloc's footprint is its committed bytes: whole 32 MiB segments under its default
+     -- eager commit, mostly never touched (docs/allocators.md); this figure's key says so, the
+     -- RSS figure shows what was resident
+     labels = {mimalloc = "mimalloc (footprint: whole 32 MiB segments)"},
      title = "Peak footprint by each allocator's own accounting"},
     {name = "rss", template = "bars", x = "trace", y = "proc_maxrss", yscale = 1 / 2^20,
      series = "alloc", xrot = 30, logy = true, errors = "none", xlabel = "", width = 1.3,
