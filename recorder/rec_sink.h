@@ -158,12 +158,14 @@ static inline void hr_sink_unlock(hr_sink_t *s)
  * else was there or waiting). */
 static inline int hr_sink_enter_owner(hr_sink_t *s)
 {
-    if (HR_UNLIKELY(s->asym < 0)) { /* the owner door is not open */
+    int asym = s->asym; /* set once, when the sink opens; read once (the compiler read it again
+                         * after the store below) */
+    if (HR_UNLIKELY(asym < 0)) { /* the owner door is not open */
         hr_sink_spin_acquire(s);
         return 1;
     }
     __atomic_store_n(&s->owner_busy, 1, __ATOMIC_RELAXED);
-    if (HR_LIKELY(s->asym > 0))
+    if (HR_LIKELY(asym > 0))
         __atomic_signal_fence(__ATOMIC_SEQ_CST);
     else
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
