@@ -349,10 +349,7 @@ function hr.plot(spec)
   for _, f in ipairs({tname, "style.gp"}) do
     local src = tdir .. "/" .. f
     if hr.exists(src) == "file" then
-      local fh = assert(io.open(src, "rb"))
-      local body = fh:read("a")
-      fh:close()
-      hr.write_file(spec.dir .. "/" .. f, body)
+      hr.write_file(spec.dir .. "/" .. f, hr.read_file(src))
     end
   end
   vars.dir = ""

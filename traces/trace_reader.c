@@ -202,7 +202,7 @@ static int fail(hr_trace_reader_t *r, hr_err_t *err, int code, const char *fmt, 
  * first read's worth; no more are read for this): a hint for the error, or "". */
 static const char *not_a_trace_hint(const uint8_t *p, size_t avail)
 {
-    if (avail >= 4 && hr_le32(p) == 0xFD2FB528u)
+    if (avail >= 4 && hr_le32(p) == ZSTD_MAGICNUMBER)
         return " (it is a zstd stream: a trace compressed again? 'zstd -d' it first)";
     size_t n = avail < 65536 ? avail : 65536, i = 0; /* comments before the header included */
     for (; i < n; i++)
