@@ -287,12 +287,15 @@ static hr_record_python_fn *load_embedded(hr_err_t *err)
     return fn;
 }
 
-/* Which argument is the script, reading the interpreter's leading options as CPython 3.11's
- * command line does (single-letter flags, combined or not; -W and -X take a value, attached or
- * next; --check-hash-based-pycs takes the next; '--' ends the options): its index, or -1 when
- * the program is not a script file (-c, -m, '-' for standard input, or no argument left). */
-static int script_index(int nargs, char **args)
+/* Read the interpreter's leading options as CPython 3.11's command line does (single-letter
+ * flags, combined or not; -W and -X take a value, attached or next; --check-hash-based-pycs
+ * takes the next; '--' ends the options). Returns the index of the script, or -1 when the
+ * program is not a script file (-c, -m, '-' for standard input, or no argument left); *xdev is
+ * set when one of the options is -X dev, in any of its spellings (-X dev, -Xdev, -bXdev,
+ * -X dev=1): it selects allocators at pre-initialisation. */
+static int script_index(int nargs, char **args, int *xdev)
 {
+    *xdev = 0;
     for (int i = 0; i < nargs; i++) {
         const char *a = args[i];
         if (strcmp(a, "--") == 0)
@@ -310,8 +313,9 @@ static int script_index(int nargs, char **args)
             if (*c == 'c' || *c == 'm')
                 return -1;
             if (*c == 'W' || *c == 'X') {
-                if (c[1] == '\0')
-                    i++; /* the value is the next argument */
+                const char *v = c[1] ? c + 1 : i + 1 < nargs ? args[++i] : "";
+                if (*c == 'X' && (strcmp(v, "dev") == 0 || strncmp(v, "dev=", 4) == 0))
+                    *xdev = 1; /* CPython takes -X dev=ANYTHING for -X dev too */
                 break;
             }
         }
@@ -324,22 +328,16 @@ static int script_index(int nargs, char **args)
  * exit status is ours); the module reports its own errors and exits with 3 as the embedded
  * recorder does. Returns -1 when preloading is not possible here (the caller embeds instead). */
 static int run_python_preloaded(const char *out, int mode, size_t frame, int level, int nargs,
-                                char **args, const char *cmdline)
+                                char **args, int script, int xdev, const char *cmdline)
 {
     char lib[PATH_MAX], outabs[PATH_MAX], buf[64];
     const char *pm = getenv("PYTHONMALLOC"), *dev = getenv("PYTHONDEVMODE");
     struct stat sb;
     /* -X dev among the interpreter's leading options selects allocators too (the recorder
-     * reports any other way the hooks get replaced, e.g. inside combined flags) */
-    for (int i = 0; i < nargs && args[i][0] == '-'; i++) {
-        if (strcmp(args[i], "-Xdev") == 0 ||
-            (strcmp(args[i], "-X") == 0 && i + 1 < nargs && strcmp(args[i + 1], "dev") == 0))
-            return -1;
-        if (strcmp(args[i], "-c") == 0 || strcmp(args[i], "-m") == 0 || strcmp(args[i], "-") == 0)
-            break; /* the rest are the program's arguments */
-    }
-    if (!HR_REC_PRELOAD_DEFAULT || (pm && *pm) || (dev && *dev) || access(HR_PYTHON_EXE, X_OK) ||
-        (stat(args[0], &sb) == 0 && !S_ISREG(sb.st_mode)) ||
+     * reports any other way the hooks get replaced, e.g. -X dev after the script's name) */
+    if (xdev || !HR_REC_PRELOAD_DEFAULT || (pm && *pm) || (dev && *dev) ||
+        access(HR_PYTHON_EXE, X_OK) ||
+        (script >= 0 && stat(args[script], &sb) == 0 && !S_ISREG(sb.st_mode)) ||
         find_module(HR_PYREC_NAME, "HEAPREPLAY_PYREC", lib, sizeof lib) ||
         abs_path(out, outabs, sizeof outabs))
         return -1; /* allocators chosen at pre-initialisation, a directory or zip as the script */
@@ -485,7 +483,8 @@ static int run_record(int argc, char **argv)
      * interpreter would print its own complaint and exit 2, after a trace of its start-up had
      * replaced the file at -o. (Checked with stat and access, not by opening it: opening a FIFO
      * would wait for a writer and swallow what it sends.) */
-    int si = script_index(nargs, args);
+    int xdev;
+    int si = script_index(nargs, args, &xdev);
     struct stat ssb;
     if (si >= 0 && (stat(args[si], &ssb) || access(args[si], R_OK))) {
         char msg[PATH_MAX + 128];
@@ -496,7 +495,8 @@ static int run_record(int argc, char **argv)
         return 2;
     }
     if (!o[5].value) {
-        status = run_python_preloaded(o[0].value, mode, frame, level, nargs, args, cmdline);
+        status = run_python_preloaded(o[0].value, mode, frame, level, nargs, args, si, xdev,
+                                      cmdline);
         if (status >= 0) {
             free(cmdline);
             return status;

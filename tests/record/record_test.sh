@@ -292,9 +292,10 @@ PYEOF
     check "the trace's command metadata records how it was recorded (graph mode, the quoted -c)" \
       bash -c "\"$HR\" info '$T/c.hrt' | grep -qxF \"meta          command = heapreplay record --mode graph -- -c 'import argparse, json, sys; sys.exit(7)'\""
     # -X dev selects debug allocators at pre-initialisation, replacing the preloaded hooks: the
-    # CLI records such a run embedded (as with PYTHONDEVMODE); where it cannot see the option
-    # (combined flags: -BXdev), the recorder says so (status 3) and leaves the trace incomplete,
-    # instead of a complete trace of start-up alone that validate would call fine.
+    # CLI records such a run embedded (as with PYTHONDEVMODE), in every spelling it reads the
+    # interpreter's options for; where the preloaded module finds the hooks replaced anyway, it
+    # says so (status 3) and leaves the trace incomplete, instead of a complete trace of start-up
+    # alone that validate would call fine.
     "$HR" record -o "$T/xdev0.hrt" -- -X dev -c pass >/dev/null 2>&1
     check "-X dev: recorded on the embedded interpreter" \
       bash -c "\"$HR\" info '$T/xdev0.hrt' | grep -Eq 'recorder += cpython-pep445\$' && \"$HR\" info '$T/xdev0.hrt' | grep -q '^status *complete'"
@@ -305,9 +306,19 @@ PYEOF
     st=$?
     check "-X dev: validate gives the allocator statistics n/a (debug hooks) and matches the rest" \
       bash -c "[ $st = 0 ] && grep -Eq '^allocator statistics .* 0 +0  n/a' '$T/xdev1.val' && grep -q 'debug hooks' '$T/xdev1.val' && grep -Eq '^collection points and generations +[1-9][0-9]* .* MATCH' '$T/xdev1.val' && grep -q '^all checks match' '$T/xdev1.val'"
-    "$HR" record -o "$T/xdev.hrt" -- -BXdev -c pass >/dev/null 2>"$T/xdev.err"
+    for opts in "-BXdev" "-W ignore -X dev=1"; do
+      # shellcheck disable=SC2086 # the options' words are meant to split
+      "$HR" record -o "$T/xdev2.hrt" -- $opts -c pass >/dev/null 2>&1
+      check "'$opts': seen as -X dev, recorded on the embedded interpreter" \
+        bash -c "\"$HR\" info '$T/xdev2.hrt' | grep -Eq 'recorder += cpython-pep445\$' && \"$HR\" info '$T/xdev2.hrt' | grep -q '^status *complete'"
+    done
+    # the module preloaded by hand, as the CLI would (same variables, same pid), under -X dev
+    PYREC=$(dirname "$HR")/../recorder/libhr_pyrec.so
+    bash -c 'export HEAPREPLAY_PY_PID=$$; exec env LD_PRELOAD="$1" HEAPREPLAY_PY_OUT="$2" \
+      HEAPREPLAY_PY_MODE=alloc HEAPREPLAY_PY_SCRIPT=-X HEAPREPLAY_PY_CMD=test \
+      /usr/bin/python3.11 -X dev -c pass' _ "$PYREC" "$T/xdev.hrt" >/dev/null 2>"$T/xdev.err"
     st=$?
-    check "preloaded -BXdev: an error (status 3) naming the replaced hooks, the trace not complete" \
+    check "preloaded under -X dev: an error (status 3) naming the replaced hooks, the trace not complete" \
       bash -c "[ $st = 3 ] && grep -q 'replaced the recorder.s allocator hooks' '$T/xdev.err' && ! \"$HR\" info '$T/xdev.hrt' 2>/dev/null | grep -q '^status *complete'"
     # a trace that cannot be created: one error naming the path, status 3, the program not run
     # (the preloaded recorder's exit also reported replaced hooks, which had not happened)
@@ -315,7 +326,6 @@ PYEOF
     st=$?
     check "preloaded, an output that cannot be created: one error naming it, status 3, nothing run" \
       bash -c "[ $st = 3 ] && [ \$(wc -l <'$T/nodir.err') = 1 ] && grep -q '^heapreplay record: error: .*no-such-dir/x.hrt: cannot create' '$T/nodir.err' && ! grep -q RAN '$T/nodir.out'"
-    PYREC=$(dirname "$HR")/../recorder/libhr_pyrec.so
     if [ -f "$PYREC" ]; then
       check "preloaded module loads harmlessly into a program that is not Python (its Python data symbols are weak)" \
         env LD_PRELOAD="$PYREC" /bin/sh -c 'echo loaded'
