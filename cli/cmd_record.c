@@ -364,7 +364,9 @@ static int run_python_preloaded(const char *out, int mode, size_t frame, int lev
     setenv(HR_PYREC_ENV_FRAME, buf, 1);
     snprintf(buf, sizeof buf, "%d", level);
     setenv(HR_PYREC_ENV_LEVEL, buf, 1);
-    setenv(HR_PYREC_ENV_SCRIPT, args[0], 1);
+    /* the script itself when options precede it (its fopen starts the script phase, as
+     * without options); -c, -m, - : the first argument, an option (see pre_begin_pending) */
+    setenv(HR_PYREC_ENV_SCRIPT, args[script >= 0 ? script : 0], 1);
     snprintf(buf, sizeof buf, "%ld", (long)getpid());
     setenv(HR_PYREC_ENV_PID, buf, 1);
     argv[0] = (char *)HR_PYTHON_EXE;

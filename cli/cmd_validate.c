@@ -35,6 +35,7 @@ typedef struct vcheck {
     const char *name;
     int replay;             /* a "replay ... completes" row, not a comparison with the recording */
     int known;              /* a row documented as inexact (docs/recorder.md): shown, not failed */
+    int show;               /* print the detail even when the row matches (how it was checked) */
     uint64_t matched, total;
     char detail[HR_ERR_MSG_MAX + 64];
 } vcheck_t;
@@ -122,7 +123,11 @@ static int run_replay_row(const char *path, const hr_replay_opts_t *o, const cha
 typedef struct coll_marks {
     uint64_t wrcb, fin; /* the collection's gc.wrcb and gc.fin marks */
     uint64_t earliest;  /* the next-to-last GC allocation before its GC_BEGIN (0: none) */
+    uint64_t at;        /* the event where a replay must collect: the ALLOC a PHASE gc.trigger
+                           follows, or the program's GC_CONTROL collect; NO_TRIGGER: not marked
+                           (a trace recorded before 2026-11-23, eighth session) */
 } coll_marks_t;
+#define NO_TRIGGER UINT64_MAX
 
 typedef struct trace_facts {
     uint64_t fin;
@@ -133,7 +138,7 @@ typedef struct trace_facts {
 /* The marks of recorded collection i (none past the last GC_END read). */
 static coll_marks_t facts_marks(const trace_facts_t *f, size_t i)
 {
-    return i < f->n ? f->m[i] : (coll_marks_t){0, 0, 0};
+    return i < f->n ? f->m[i] : (coll_marks_t){0, 0, 0, NO_TRIGGER};
 }
 
 /* Whether a replayed collection that found `replayed` objects found what CPython counted: plus
@@ -160,14 +165,20 @@ static int read_facts(const char *path, trace_facts_t *f, hr_err_t *err)
     size_t got;
     uint64_t event = 0, marks = 0, fmarks = 0;
     uint64_t gc_last = 0, gc_prev = 0, earliest = 0; /* the last two GC allocations */
+    uint64_t last_alloc = NO_TRIGGER, trigger = NO_TRIGGER, at = NO_TRIGGER;
     int in_gc = 0;
     while ((rc = hr_trace_read(tr, evs, 4096, &got, err)) == 0 && got > 0)
         for (size_t i = 0; i < got; i++, event++) {
             const hr_event_t *ev = &evs[i];
-            if (ev->op == HR_OP_ALLOC && (ev->flags & HR_F_GC))
-                gc_prev = gc_last, gc_last = event;
+            if (ev->op == HR_OP_ALLOC) {
+                last_alloc = event;
+                if (ev->flags & HR_F_GC)
+                    gc_prev = gc_last, gc_last = event;
+            } else if (ev->op == HR_OP_GC_CONTROL && ev->tag == HR_GC_COLLECT && !in_gc)
+                trigger = event;
             else if (ev->op == HR_OP_GC_BEGIN)
-                in_gc = 1, marks = fmarks = 0, earliest = gc_prev;
+                in_gc = 1, marks = fmarks = 0, earliest = gc_prev, at = trigger,
+                trigger = NO_TRIGGER;
             else if (ev->op == HR_OP_GC_END) {
                 if (f->n == f->cap) {
                     size_t cap = f->cap ? 2 * f->cap : 256;
@@ -178,8 +189,8 @@ static int read_facts(const char *path, trace_facts_t *f, hr_err_t *err)
                     }
                     f->m = v, f->cap = cap;
                 }
-                f->m[f->n++] = in_gc ? (coll_marks_t){marks, fmarks, earliest}
-                                     : (coll_marks_t){0, 0, 0};
+                f->m[f->n++] = in_gc ? (coll_marks_t){marks, fmarks, earliest, at}
+                                     : (coll_marks_t){0, 0, 0, NO_TRIGGER};
                 in_gc = 0;
             } else if (ev->op == HR_OP_PHASE) {
                 if (f->fin == UINT64_MAX && ev->a == 8 && memcmp(ev->str, "finalize", 8) == 0)
@@ -188,6 +199,8 @@ static int read_facts(const char *path, trace_facts_t *f, hr_err_t *err)
                     marks++;
                 else if (in_gc && ev->a == 6 && memcmp(ev->str, "gc.fin", 6) == 0)
                     fmarks++;
+                else if (!in_gc && ev->a == 10 && memcmp(ev->str, "gc.trigger", 10) == 0)
+                    trigger = last_alloc;
             }
         }
 out:
@@ -303,6 +316,7 @@ static int check_schedule(const char *path, const char *gc_spec, const trace_fac
     }
     cp->total = n;
     uint64_t prev_end = 0;
+    size_t unmarked = 0; /* collections whose trigger the trace does not mark */
     for (size_t i = 0; i < n; i++) {
         if (i >= r.recorded.n || i >= r.replayed.n) {
             if (!cp->detail[0])
@@ -325,19 +339,39 @@ static int check_schedule(const char *path, const char *gc_spec, const trace_fac
                    r.kind != HR_KIND_GRAPH || counts_match(a->collected, b->collected, m)
                        ? ""
                        : "  <- garbage differs");
-        /* at the trigger: no earlier than the next-to-last GC allocation before GC_BEGIN */
-        uint64_t lo = prev_end > m.earliest ? prev_end + 1 : m.earliest;
-        if (a->generation == b->generation && b->event >= lo && b->event <= a->begin)
+        /* At the trigger: the event the trace marks (PHASE gc.trigger after the ALLOC in whose
+         * link CPython started it, or the program's GC_CONTROL collect), exactly. A trace
+         * without the marks: no earlier than the next-to-last GC allocation before GC_BEGIN
+         * (the gc callbacks' info dict may be the last one) and no later than GC_BEGIN. */
+        uint64_t lo = m.at, hi = m.at;
+        if (m.at == NO_TRIGGER) {
+            lo = prev_end > m.earliest ? prev_end + 1 : m.earliest;
+            hi = a->begin;
+            unmarked++;
+        }
+        if (a->generation == b->generation && b->event >= lo && b->event <= hi)
             cp->matched++;
+        else if (!cp->detail[0] && lo == hi)
+            snprintf(cp->detail, sizeof cp->detail,
+                     "collection %zu: recorded generation %u triggered at event %llu (GC_BEGIN "
+                     "at %llu), replayed generation %u at event %llu",
+                     i, a->generation, (unsigned long long)lo, (unsigned long long)a->begin,
+                     b->generation, (unsigned long long)b->event);
         else if (!cp->detail[0])
             snprintf(cp->detail, sizeof cp->detail,
                      "collection %zu: recorded generation %u starting at event %llu (trigger "
                      "between events %llu and %llu), replayed generation %u at event %llu",
                      i, a->generation, (unsigned long long)a->begin, (unsigned long long)lo,
-                     (unsigned long long)a->begin, b->generation, (unsigned long long)b->event);
+                     (unsigned long long)hi, b->generation, (unsigned long long)b->event);
         if (cg)
             count_garbage(cgf && a->begin > fin ? cgf : cg, i, a, b, m);
         prev_end = a->event;
+    }
+    if (unmarked && !cp->detail[0]) {
+        snprintf(cp->detail, sizeof cp->detail, "%zu of %zu collections without a gc.trigger "
+                 "mark (a trace recorded before they were written): each placed within one GC "
+                 "allocation of its trigger", unmarked, n);
+        cp->show = 1;
     }
     hr_replay_result_free(&r);
     return HR_OK;
@@ -719,7 +753,7 @@ static int run_validate(int argc, char **argv)
         printf("%-56s %9llu %9llu  %s\n", c->name, (unsigned long long)c->matched,
                (unsigned long long)c->total,
                c->total == 0 ? "n/a" : ok ? "MATCH" : c->known ? "differs (known)" : "MISMATCH");
-        if (c->detail[0] && !ok)
+        if (c->detail[0] && (!ok || c->show))
             printf("    %s\n", c->detail);
     }
     if (o[0].value) {

@@ -148,6 +148,10 @@ int hr_rec_emit_str(int op, uint32_t tag, const char *s, size_t len)
 }
 
 static void emit_phase(const char *name) { hr_rec_emit_str(HR_OP_PHASE, 0, name, strlen(name)); }
+/* PHASE gc.trigger: CPython started the collection about to be bracketed inside the link of the
+ * GC allocation whose ALLOC was the last one written (docs/trace-format.md), where a replay's
+ * generational collector must start its own; validate checks that it does, at that event. */
+static void emit_trigger(void) { emit_phase("gc.trigger"); }
 
 /* Something the program did to its collector: replays perform it (GC_CONTROL). */
 static void emit_gc_control(unsigned action, uint64_t a, uint64_t b)
@@ -416,6 +420,7 @@ static void observe_without_callback(struct _gc_runtime_state *g, int triggered)
         if (triggered) {
             int gen = gen_collected_since_pending(g);
             copy_stats(R.begin_stats, g);
+            emit_trigger();
             write_gc_begin(gen);
             R.gc_gen = gen;
             R.gc_state = GC_OPEN_NOCB;
@@ -428,6 +433,7 @@ static void observe_without_callback(struct _gc_runtime_state *g, int triggered)
         } else if (triggered) { /* begun and ended between two observations */
             for (int i = 2; i >= 0; i--)
                 if (now[i][0] != R.last_stats[i][0]) {
+                    emit_trigger();
                     write_gc_begin(i);
                     write_gc_end(i, now[i][1] - R.last_stats[i][1],
                                  now[i][2] - R.last_stats[i][2]);
@@ -446,9 +452,8 @@ static inline void gate_update(void)
     R.slow = !R.cb_active || R.gc_state != GC_IDLE || R.self_check > 1;
 }
 
-/* Preloaded with `-c`, `-m` or other interpreter options first (no script file known to see
- * opened): 1 until the interpreter is initialised, when the script phase is scheduled
- * (pre_init_seen, in the preloaded part below). */
+/* Preloaded with `-c` or `-m` (no script file to see opened): 1 until the interpreter is
+ * initialised, when the script phase is scheduled (pre_init_seen, in the preloaded part below). */
 static volatile int pre_await_init;
 #ifdef HR_REC_PRELOAD
 static void pre_init_seen(void);
@@ -520,6 +525,8 @@ static void observe_full_(int next)
             /* (under the settings it was allocated with: `gc.set_threshold(...)` whose argument
              * tuple passed the new threshold, then `gc.collect()`, is the program's request) */
             R.gc_state = R.last_gc && passed_threshold(now) ? GC_SEEN_AUTO : GC_SEEN;
+            if (R.gc_state == GC_SEEN_AUTO)
+                emit_trigger();
             gc_first_id = hr_trace_writer_next_id(R.sink.w);
         } else if (R.gc_state == GC_CB) {
             /* Between the start callback and the scan CPython zeroes the counts; until then
@@ -1843,7 +1850,7 @@ __attribute__((constructor)) static void pre_start(void)
                               .level = atoi(level)};
         exit_on_report = 1;
         if (rec_start(&o, "cpython-pep445-preload", &err) == 0) {
-            if (pre_script[0] == '-') /* -c CMD, -m MODULE, or options before the script */
+            if (pre_script[0] == '-') /* -c CMD, -m MODULE, - (the CLI names a script itself) */
                 pre_await_init = 1;
             else
                 pre_await = 1;
@@ -1888,9 +1895,8 @@ static void pre_script_opens(const char *path)
     pre_begin();
 }
 
-/* `python -c CMD` and `python -m MODULE` open no script file (and with other options first the
- * script is not args[0]). The script phase then begins at the first point the interpreter's
- * main thread runs pending calls after initialisation: the start of the command's code, or of
+/* `python -c CMD` and `python -m MODULE` open no script file. The script phase then begins at
+ * the first point the interpreter's main thread runs pending calls after initialisation: the start of the command's code, or of
  * runpy's, which imports the module. An allocator hook (where the initialisation is first seen)
  * may not run Python code, so it only schedules the call (Py_AddPendingCall neither allocates
  * nor needs the GIL). */

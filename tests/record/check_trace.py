@@ -121,13 +121,20 @@ def check_triggers(path):
     """Simulate generation 0 from the GC flags (+1 per GC alloc, -1 if > 0 per GC free, 0 at each
     GC_BEGIN): every automatic collection begins right after the alloc where the count passes
     the threshold (only gc.callbacks' own events in between), and no collection begins
-    otherwise unless the program asked for it (GC_CONTROL collect)."""
+    otherwise unless the program asked for it (GC_CONTROL collect). Each automatic collection
+    carries its PHASE gc.trigger mark, with no alloc between the crossing alloc and the mark."""
     flags, count, thr, enabled = {}, 0, 700, True
     explicit, armed, since, n_auto, n_skipped, n_explicit = False, False, 0, 0, 0, 0
+    marked, allocs_since = False, 0
     for line in events(path):
         h, a = parse(line)
         if h == "phase":
-            if a[0] == "gc.skipped":
+            if a[0] == "gc.trigger":
+                if not armed or allocs_since or marked:
+                    fail(f"gc.trigger where the simulated count did not just pass the threshold "
+                         f"(armed {armed}, {allocs_since} allocs since, marked {marked})")
+                marked = True
+            elif a[0] == "gc.skipped":
                 if not armed or since:
                     fail("gc.skipped where the simulated count did not just pass the threshold")
                 armed = False
@@ -146,12 +153,14 @@ def check_triggers(path):
             continue
         if h == "gc" and a[0] == "begin":
             if armed:
+                if not marked:
+                    fail("an automatic collection without its gc.trigger mark")
                 n_auto += 1
             elif explicit:
                 n_explicit += 1
             else:
                 fail(f"a collection began at simulated count {count} without a crossing")
-            armed = explicit = False
+            armed = explicit = marked = False
             count = 0
             continue
         if armed and h in ("alloc", "free", "realloc", "died"):  # graph reconciliation is free
@@ -159,16 +168,17 @@ def check_triggers(path):
             if since > 40:
                 fail(f"count passed {thr} ({count}) but no collection began: {line}")
         if h == "alloc":
+            allocs_since += 1
             flags[a[0]] = "gc" in a[3:]
             if flags[a[0]]:
                 count += 1
                 if enabled and thr and count > thr and not armed and not explicit:
-                    armed, since = True, 0
+                    armed, since, allocs_since = True, 0, 0
         elif h in ("free", "died"):  # in graph traces an object's free is its DIED check
             if flags.pop(a[0], False) and count > 0:
                 count -= 1
-    print(f"{n_auto} automatic collections, each right after the alloc where the simulated count "
-          f"passed {thr}; {n_explicit} requested; {n_skipped} crossings with an exception set "
+    print(f"{n_auto} automatic collections, each marked right after the alloc where the "
+          f"simulated count passed {thr}; {n_explicit} requested; {n_skipped} crossings with an exception set "
           f"(gc.skipped)")
 
 def check_graph(path):

@@ -57,6 +57,31 @@ if [ "$HAVE_PY" = 1 ]; then
   st=$?
   check "validate catches a tampered statistics text: exit 2, MISMATCH with the line" \
     bash -c "[ $st = 2 ] && grep -q '^allocator statistics.*MISMATCH' '$T/validate2.out' && grep -q 'arenas reclaimed X' '$T/validate2.out'"
+  # Collection points are checked at the event PHASE gc.trigger marks: a mark moved one ALLOC
+  # earlier is a collection one allocation late, which the window validate used before the marks
+  # (within one GC allocation of GC_BEGIN) let pass.
+  "$PY" - "$T/basic.txt" "$T/early.txt" <<'PYEOF'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+i = [k for k, l in enumerate(lines) if l == 'phase "gc.trigger"'][2]  # the third collection's
+mark = lines.pop(i)
+j = max(k for k in range(i) if lines[k].startswith("alloc "))  # the trigger ALLOC
+j = max(k for k in range(j) if lines[k].startswith("alloc "))  # the one before it
+lines.insert(j + 1, mark)
+open(sys.argv[2], "w").write("\n".join(lines))
+PYEOF
+  "$HR" pack "$T/early.txt" -o "$T/early.hrt"
+  "$HR" validate "$T/early.hrt" >"$T/early.val" 2>&1
+  st=$?
+  check "validate: a gc.trigger mark moved one ALLOC earlier: exit 2, the collection named" \
+    bash -c "[ $st = 2 ] && grep -q '^collection points and generations.*MISMATCH' '$T/early.val' && grep -Eq '^    collection [0-9]+: recorded generation . triggered at event' '$T/early.val'"
+  # a trace recorded before the marks: the window, and the row says so
+  grep -v '^phase "gc.trigger"' "$T/basic.txt" >"$T/nomark.txt"
+  "$HR" pack "$T/nomark.txt" -o "$T/nomark.hrt"
+  "$HR" validate "$T/nomark.hrt" >"$T/nomark.val" 2>&1
+  st=$?
+  check "validate: a trace without gc.trigger marks matches within one GC allocation, and says how it was checked" \
+    bash -c "[ $st = 0 ] && grep -q '^collection points and generations.*MATCH' '$T/nomark.val' && grep -Eq '^    [1-9][0-9]* of [1-9][0-9]* collections without a gc.trigger mark' '$T/nomark.val' && ! grep -q 'without a gc.trigger' '$T/validate.out'"
 
   # {==== a program that closes or replaces descriptors it did not open ====
   # The trace's descriptor was among them: the next frame failed with EBADF (trace lost, exit 3)
@@ -283,6 +308,15 @@ PYEOF
     "$HR" validate "$T/m.hrt" >"$T/m.val" 2>&1
     check "preloaded -m json.tool: validate matches, allocator statistics and gc.get_stats compared" \
       bash -c "grep -q '^all checks match' '$T/m.val' && grep -Eq '^allocator statistics .* 1 +1  MATCH' '$T/m.val' && grep -Eq '^collections per generation .* 1 +1  MATCH' '$T/m.val'"
+    # interpreter options before the script: the script phase starts where the script is opened,
+    # as without them (it used to start at the pending call, 13,600 events of start-up earlier on
+    # graph.py); -u changes a few start-up events, nothing of the script's
+    script_span() { "$HR" dump "$1" | grep -n '^phase "\(script\|finalize\)"' | cut -d: -f1 | tr '\n' ' ' | awk '{print $2 - $1}'; }
+    PYTHONHASHSEED=0 "$HR" record -o "$T/opt0.hrt" -- "$D/graph.py" >/dev/null 2>&1
+    PYTHONHASHSEED=0 "$HR" record -o "$T/opt1.hrt" -- -u -W ignore "$D/graph.py" >/dev/null 2>&1
+    s0=$(script_span "$T/opt0.hrt") s1=$(script_span "$T/opt1.hrt")
+    check "preloaded '-u -W ignore SCRIPT': the script phase holds the script's events as without options ($s1 vs $s0)" \
+      bash -c "[ '$s0' -gt 1000 ] && awk 'BEGIN {d = $s1 - $s0; if (d < 0) d = -d; exit !(d * 100 < $s0)}'"
     "$HR" record --mode graph -o "$T/c.hrt" -- -c 'import argparse, json, sys; sys.exit(7)' >/dev/null 2>&1
     st=$?
     "$HR" validate "$T/c.hrt" >"$T/c.val" 2>&1
