@@ -128,6 +128,7 @@ typedef struct coll_marks {
                            (a trace recorded before 2026-11-23, eighth session) */
 } coll_marks_t;
 #define NO_TRIGGER UINT64_MAX
+static const coll_marks_t no_marks = {0, 0, 0, NO_TRIGGER};
 
 typedef struct trace_facts {
     uint64_t fin;
@@ -138,7 +139,7 @@ typedef struct trace_facts {
 /* The marks of recorded collection i (none past the last GC_END read). */
 static coll_marks_t facts_marks(const trace_facts_t *f, size_t i)
 {
-    return i < f->n ? f->m[i] : (coll_marks_t){0, 0, 0, NO_TRIGGER};
+    return i < f->n ? f->m[i] : no_marks;
 }
 
 /* Whether a replayed collection that found `replayed` objects found what CPython counted: plus
@@ -189,8 +190,7 @@ static int read_facts(const char *path, trace_facts_t *f, hr_err_t *err)
                     }
                     f->m = v, f->cap = cap;
                 }
-                f->m[f->n++] = in_gc ? (coll_marks_t){marks, fmarks, earliest, at}
-                                     : (coll_marks_t){0, 0, 0, NO_TRIGGER};
+                f->m[f->n++] = in_gc ? (coll_marks_t){marks, fmarks, earliest, at} : no_marks;
                 in_gc = 0;
             } else if (ev->op == HR_OP_PHASE) {
                 if (f->fin == UINT64_MAX && ev->a == 8 && memcmp(ev->str, "finalize", 8) == 0)
@@ -349,20 +349,21 @@ static int check_schedule(const char *path, const char *gc_spec, const trace_fac
             hi = a->begin;
             unmarked++;
         }
-        if (a->generation == b->generation && b->event >= lo && b->event <= hi)
+        if (a->generation == b->generation && b->event >= lo && b->event <= hi) {
             cp->matched++;
-        else if (!cp->detail[0] && lo == hi)
+        } else if (!cp->detail[0]) {
+            char where[64];
+            if (lo == hi)
+                snprintf(where, sizeof where, "at event %llu", (unsigned long long)lo);
+            else
+                snprintf(where, sizeof where, "between events %llu and %llu",
+                         (unsigned long long)lo, (unsigned long long)hi);
             snprintf(cp->detail, sizeof cp->detail,
-                     "collection %zu: recorded generation %u triggered at event %llu (GC_BEGIN "
-                     "at %llu), replayed generation %u at event %llu",
-                     i, a->generation, (unsigned long long)lo, (unsigned long long)a->begin,
-                     b->generation, (unsigned long long)b->event);
-        else if (!cp->detail[0])
-            snprintf(cp->detail, sizeof cp->detail,
-                     "collection %zu: recorded generation %u starting at event %llu (trigger "
-                     "between events %llu and %llu), replayed generation %u at event %llu",
-                     i, a->generation, (unsigned long long)a->begin, (unsigned long long)lo,
-                     (unsigned long long)hi, b->generation, (unsigned long long)b->event);
+                     "collection %zu: recorded generation %u triggered %s (GC_BEGIN at %llu), "
+                     "replayed generation %u at event %llu",
+                     i, a->generation, where, (unsigned long long)a->begin, b->generation,
+                     (unsigned long long)b->event);
+        }
         if (cg)
             count_garbage(cgf && a->begin > fin ? cgf : cg, i, a, b, m);
         prev_end = a->event;

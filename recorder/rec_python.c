@@ -1896,10 +1896,10 @@ static void pre_script_opens(const char *path)
 }
 
 /* `python -c CMD` and `python -m MODULE` open no script file. The script phase then begins at
- * the first point the interpreter's main thread runs pending calls after initialisation: the start of the command's code, or of
- * runpy's, which imports the module. An allocator hook (where the initialisation is first seen)
- * may not run Python code, so it only schedules the call (Py_AddPendingCall neither allocates
- * nor needs the GIL). */
+ * the first point the interpreter's main thread runs pending calls after initialisation: the
+ * start of the command's code, or of runpy's, which imports the module. An allocator hook (where
+ * the initialisation is first seen) may not run Python code, so it only schedules the call
+ * (Py_AddPendingCall neither allocates nor needs the GIL). */
 static int pre_begin_pending(void *arg)
 {
     (void)arg;

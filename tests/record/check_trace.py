@@ -178,8 +178,8 @@ def check_triggers(path):
             if flags.pop(a[0], False) and count > 0:
                 count -= 1
     print(f"{n_auto} automatic collections, each marked right after the alloc where the "
-          f"simulated count passed {thr}; {n_explicit} requested; {n_skipped} crossings with an exception set "
-          f"(gc.skipped)")
+          f"simulated count passed {thr}; {n_explicit} requested; {n_skipped} crossings with an "
+          f"exception set (gc.skipped)")
 
 def check_graph(path):
     st = stats_of(path)
